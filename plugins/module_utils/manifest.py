@@ -1,0 +1,231 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""manifest.json of one backup: build, write (last, atomically), read, and verify with no server.
+
+Format 1 (docs/internals.md)::
+
+    {"format": 1, "name", "kind", "created_at", "completed_at", "host", "tools": {...},
+     "consistency": {...},
+     "postgres": <pg_dump result minus cmd, plus "path": "postgres/rat.dump"> | null,
+     "minio": <object manifest written by bucket_mirror> | null}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST, write_json_atomic
+
+FORMAT = 1
+DUMP_PATH = "postgres/rat.dump"
+CHUNK = 1024 * 1024
+
+
+def sha256_file(path):
+    """sha256 of a regular file opened without following a symlink."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def safe_relpath(path, where):
+    """A manifest path must stay inside the backup: relative, normalised, no '..'."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\x00" in path:
+        raise RatBackupError("%s: unsafe path %r in manifest" % (where, path), path=path)
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise RatBackupError("%s: unsafe path %r in manifest" % (where, path), path=path)
+    return path
+
+
+def build(name, kind, host, created_at, completed_at, tools, postgres, minio, consistency=None):
+    """Assemble the manifest from the pg_dump result and the object manifest (either may be None)."""
+    if postgres is not None:
+        postgres = {k: v for k, v in postgres.items()
+                    if k not in ("cmd", "changed", "failed", "invocation", "dest", "diff", "warnings")}
+        postgres["path"] = DUMP_PATH
+        for key in ("size", "sha256"):
+            if key not in postgres:
+                raise RatBackupError("pg_dump result has no %r: cannot record the dump in the manifest" % key)
+    return {
+        "format": FORMAT,
+        "name": name,
+        "kind": kind,
+        "host": host,
+        "created_at": created_at,
+        "completed_at": completed_at,
+        "tools": tools,
+        "consistency": consistency or {},
+        "postgres": postgres,
+        "minio": minio,
+    }
+
+
+def load_object_manifest(path):
+    """The object manifest bucket_mirror wrote (a standalone file)."""
+    data = _load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+        raise RatBackupError("%s is not an object manifest (no 'objects' list)" % path, path=path)
+    return data
+
+
+def _load_json(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise RatBackupError("cannot read %s: %s" % (path, exc.strerror or exc), path=path)
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return json.load(handle)
+    except ValueError as exc:
+        raise RatBackupError("%s is not valid JSON: %s" % (path, exc), path=path)
+
+
+def read(backup_dir):
+    """manifest.json of a backup directory, checked for shape before anyone trusts it."""
+    path = os.path.join(backup_dir, MANIFEST)
+    data = _load_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RatBackupError("%s: unknown manifest format %r (this collection reads format %d)"
+                             % (path, data.get("format") if isinstance(data, dict) else None, FORMAT), path=path)
+    for section in ("postgres", "minio"):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise RatBackupError("%s: section %r is malformed" % (path, section), path=path)
+    if data.get("minio") is not None and not isinstance(data["minio"].get("objects"), list):
+        raise RatBackupError("%s: minio section has no objects list" % path, path=path)
+    return data
+
+
+def write(backup_dir, data):
+    write_json_atomic(os.path.join(backup_dir, MANIFEST), data)
+
+
+def expected_files(data):
+    """{relative path: {"size", "sha256", "what"}} of every file the manifest promises."""
+    files = {}
+    where = data.get("name") or "manifest"
+    if data.get("postgres"):
+        pg = data["postgres"]
+        files[safe_relpath(pg.get("path", DUMP_PATH), where)] = {
+            "size": pg.get("size"), "sha256": pg.get("sha256"), "what": "postgres dump"}
+    if data.get("minio"):
+        for obj in data["minio"]["objects"]:
+            path = safe_relpath(obj.get("path"), where)
+            files[path] = {"size": obj.get("size"), "sha256": obj.get("sha256"),
+                           "what": "s3://%s/%s" % (obj.get("bucket"), obj.get("key"))}
+    return files
+
+
+def summary(data):
+    """Counts and sizes for results and listings."""
+    objects = data["minio"]["objects"] if data.get("minio") else []
+    buckets = sorted({o.get("bucket") for o in objects} | set((data.get("minio") or {}).get("buckets", {})))
+    pg = data.get("postgres") or {}
+    return {
+        "dump_bytes": pg.get("size", 0),
+        "tables": len(pg.get("row_counts") or {}),
+        "rows": sum((pg.get("row_counts") or {}).values()),
+        "objects": len(objects),
+        "object_bytes": sum(o.get("size") or 0 for o in objects),
+        "buckets": buckets,
+        "bytes": pg.get("size", 0) + sum(o.get("size") or 0 for o in objects),
+    }
+
+
+def _walk(backup_dir):
+    """Every entry under the backup as {relative path: kind}, symlinks reported, never followed."""
+    found = {}
+    for parent, dirs, files in os.walk(backup_dir, followlinks=False):
+        rel_parent = os.path.relpath(parent, backup_dir)
+        for name in dirs + files:
+            full = os.path.join(parent, name)
+            rel = name if rel_parent == "." else rel_parent + "/" + name
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):
+                found[rel] = "symlink"
+            elif stat.S_ISREG(mode):
+                found[rel] = "file"
+            elif stat.S_ISDIR(mode):
+                found[rel] = "dir"
+            else:
+                found[rel] = "special"
+    return found
+
+
+def verify(backup_dir, data, mode="full", dump_check=None):
+    """Compare a backup directory with its manifest; no server involved.
+
+    mode ``full`` hashes every file; ``quick`` compares sizes. ``dump_check(path)`` returns None
+    when the dump is readable (pg_restore --list) or an error text. Returns a result dict with
+    ``ok`` and the lists ``missing``, ``changed``, ``extra``, ``symlinks``, ``unreadable``;
+    ``bad`` joins them as "<path>: <reason>" lines for an operator.
+    """
+    if mode not in ("full", "quick"):
+        raise RatBackupError("verify mode must be full or quick, not %r" % mode)
+    expected = expected_files(data)
+    present = _walk(backup_dir)
+    missing, changed, extra, symlinks, special, unreadable = [], [], [], [], [], []
+    checked_bytes = 0
+    for rel, kind in sorted(present.items()):
+        if kind == "symlink":
+            symlinks.append(rel)
+        elif kind == "special":
+            special.append(rel)
+        elif kind == "file" and rel not in expected and rel != MANIFEST:
+            extra.append(rel)
+    for rel, want in sorted(expected.items()):
+        kind = present.get(rel)
+        if kind is None:
+            missing.append(rel)
+            continue
+        if kind != "file":
+            continue  # already reported as a symlink or special file
+        full = os.path.join(backup_dir, rel)
+        try:
+            size = os.lstat(full).st_size
+            if want["size"] is not None and size != want["size"]:
+                changed.append({"path": rel, "reason": "size %d, manifest says %d" % (size, want["size"])})
+                continue
+            if mode == "full":
+                digest = sha256_file(full)
+                checked_bytes += size
+                if want["sha256"] and digest != want["sha256"]:
+                    changed.append({"path": rel, "reason": "sha256 differs from the manifest"})
+        except OSError as exc:
+            unreadable.append({"path": rel, "reason": exc.strerror or str(exc)})
+    dump = (data.get("postgres") or {}).get("path")
+    if dump and dump_check is not None and present.get(dump) == "file" \
+            and not any(c["path"] == dump for c in changed):
+        problem = dump_check(os.path.join(backup_dir, dump))
+        if problem:
+            unreadable.append({"path": dump, "reason": "dump not readable: %s" % problem})
+    bad = (["%s: missing" % p for p in missing]
+           + ["%s: %s" % (c["path"], c["reason"]) for c in changed]
+           + ["%s: %s" % (u["path"], u["reason"]) for u in unreadable]
+           + ["%s: symlink (never followed)" % p for p in symlinks]
+           + ["%s: special file" % p for p in special]
+           + ["%s: not in the manifest" % p for p in extra])
+    return {
+        "ok": not bad,
+        "mode": mode,
+        "files": len(expected),
+        "checked_bytes": checked_bytes,
+        "missing": missing,
+        "changed": changed,
+        "extra": extra,
+        "symlinks": symlinks,
+        "special": special,
+        "unreadable": unreadable,
+        "bad": bad,
+    }

@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The life of one backup directory: begin (lock + .partial), commit (manifest last + rename), abort.
+
+Used by the backup_run module; the backup and restore roles drive it around pg_dump and
+bucket_mirror. Every function takes ``now`` so tests can pin time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import re
+import socket
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+OBJECT_MANIFEST = "minio.json"
+METRICS_FILE = "rat_backup.prom"
+
+
+def base_dir(root, kind):
+    return os.path.join(root, layout.PRE_RESTORE) if kind == "pre_restore" else root
+
+
+def paths(root, kind, name):
+    layout.check_name(name, "name")
+    base = base_dir(root, kind)
+    final = os.path.join(base, name)
+    return base, final, final + layout.PARTIAL_SUFFIX
+
+
+def preflight(root, required_bytes, modules):
+    """What stops a backup before it starts: missing Python packages, an unwritable root, no space."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    layout.ensure_root(root)
+    free = layout.free_bytes(root)
+    return {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
+            "enough_space": free >= required_bytes}
+
+
+def _check_space(root, required_bytes):
+    free = layout.free_bytes(root)
+    if required_bytes and free < required_bytes:
+        raise RatBackupError(
+            "not enough free space in %s on %s: %d MiB free, about %d MiB needed for this backup"
+            % (root, socket.gethostname(), free // 2 ** 20, -(-required_bytes // 2 ** 20)),
+            path=root, free_bytes=free, required_bytes=required_bytes)
+    return free
+
+
+def _stale_partials(base):
+    if not os.path.isdir(base):
+        return []
+    return sorted(os.path.join(base, n) for n in os.listdir(base)
+                  if n.endswith(layout.PARTIAL_SUFFIX) and layout.time_of(n[:-len(layout.PARTIAL_SUFFIX)]))
+
+
+def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None):
+    """Lock the root (unless the caller already holds it), create <name>.partial, find link_dest."""
+    layout.ensure_root(root)
+    base = base_dir(root, kind)
+    previous = layout.previous_complete(root) if kind == "backup" else None
+    result = {"previous": previous["path"] if previous else None,
+              "previous_name": previous["name"] if previous else None}
+    free = _check_space(root, required_bytes)
+    if check_mode:
+        name = layout.new_name(root, now, base)
+        _base, final, partial = paths(root, kind, name)
+        result.update(changed=True, name=name, path=final, partial=partial, free_bytes=free,
+                      would_remove=_stale_partials(base), lock_token=None)
+        return result
+    stale = None
+    if lock_token:
+        if layout.read_lock(root).get("token") != lock_token or not layout.lock_state(root)[0]:
+            raise RatBackupError("lock_token does not hold the lock of %s any more" % root, path=root)
+        record = layout.read_lock(root)
+    else:
+        record, stale = layout.acquire(root, purpose, lease_seconds, now)
+    try:
+        # Holding the lock, any .partial left here belongs to a run that died: it never looks
+        # complete, but it costs disk that this run may need.
+        removed = _stale_partials(base)
+        for path in removed:
+            layout.remove_tree(path)
+        os.makedirs(base, mode=layout.DIR_MODE, exist_ok=True)
+        name = layout.new_name(root, now, base)
+        _base, final, partial = paths(root, kind, name)
+        os.mkdir(partial, layout.DIR_MODE)
+        os.mkdir(os.path.join(partial, "postgres"), layout.DIR_MODE)
+        os.mkdir(os.path.join(partial, "minio"), layout.DIR_MODE)
+    except BaseException:
+        if not lock_token:
+            layout.release(root, record["token"])
+        raise
+    result.update(changed=True, name=name, path=final, partial=partial, free_bytes=free,
+                  removed_partials=removed, lock_token=record["token"],
+                  lock={k: v for k, v in record.items() if k != "token"},
+                  recovered_lock={k: v for k, v in (stale or {}).items() if k != "token"} or None)
+    return result
+
+
+def _own_lock(root, token):
+    record = layout.read_lock(root)
+    held, _ignored = layout.lock_state(root)
+    if not token or record.get("token") != token or not held:
+        raise RatBackupError(
+            "this run no longer holds the lock of %s (holder: %s pid %s); refusing to touch the backup"
+            % (root, record.get("host", "?"), record.get("pid", "?")), path=root)
+
+
+def commit(root, kind, name, token, host, postgres, components, tools, consistency, release_lock,
+           check_mode, now):
+    """Turn <name>.partial into <name>: checks, manifest.json written last, rename, fsync."""
+    _base, final, partial = paths(root, kind, name)
+    if check_mode:
+        return {"changed": True, "name": name, "path": final}
+    _own_lock(root, token)
+    if not os.path.isdir(partial) or os.path.islink(partial):
+        raise RatBackupError("%s does not exist: nothing to commit" % partial, path=partial)
+    if os.path.lexists(final):
+        raise RatBackupError("%s already exists; refusing to overwrite a backup" % final, path=final)
+    object_manifest = None
+    if "minio" in components:
+        object_manifest = mf.load_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
+    pg = postgres if "postgres" in components else None
+    if "postgres" in components and not pg:
+        raise RatBackupError("components include postgres but no pg_dump result was given")
+    created = layout.time_of(name)
+    consistency = dict(consistency or {})
+    if object_manifest:
+        consistency.setdefault("objects_listed_at", object_manifest.get("listed_at"))
+    data = mf.build(name, kind, host, layout.iso(created), layout.iso(now), tools, pg, object_manifest,
+                    consistency)
+    if pg:
+        client = pg.get("client_version")
+        if client:
+            data["tools"] = dict(data["tools"] or {}, pg_dump=client)
+    # Everything the manifest promises must be there before the backup may look complete.
+    check = mf.verify(partial, data, mode="quick")
+    problems = [b for b in check["bad"] if not b.startswith(OBJECT_MANIFEST + ":")]
+    if problems:
+        raise RatBackupError("backup %s is inconsistent, not committed: %s" % (partial, "; ".join(problems[:20])),
+                             bad=problems)
+    if object_manifest is not None:
+        os.unlink(os.path.join(partial, OBJECT_MANIFEST))
+    layout.secure_tree(partial)
+    for parent, dirs, _files in os.walk(partial):
+        for entry in dirs:
+            layout.fsync_dir(os.path.join(parent, entry))
+    mf.write(partial, data)
+    os.rename(partial, final)
+    layout.fsync_dir(os.path.dirname(final))
+    if release_lock:
+        layout.release(root, token)
+    stats = mf.summary(data)
+    created_dt = created or now
+    stats.update(changed=True, name=name, path=final, manifest=os.path.join(final, layout.MANIFEST),
+                 duration=round((now - created_dt).total_seconds(), 3), lock_released=release_lock)
+    return stats
+
+
+def abort(root, kind, name, token, release_lock, check_mode):
+    """Remove <name>.partial (never a complete backup) and release the lock."""
+    _base, _final, partial = paths(root, kind, name)
+    exists = os.path.lexists(partial)
+    if check_mode:
+        return {"changed": exists, "removed": partial if exists else None}
+    record = layout.read_lock(root)
+    if token and record.get("token") != token:
+        raise RatBackupError("lock of %s belongs to another run (pid %s); not removing %s"
+                             % (root, record.get("pid", "?"), partial), path=partial)
+    if exists:
+        layout.remove_tree(partial)
+    released = layout.release(root, token) if release_lock and token else False
+    return {"changed": exists or released, "removed": partial if exists else None, "lock_released": released}
+
+
+def unlock(root, token, check_mode):
+    if check_mode:
+        return {"changed": bool(token) and layout.read_lock(root).get("token") == token}
+    return {"changed": layout.release(root, token)}
+
+
+_METRIC_RE = re.compile(r"^rat_backup_last_success_timestamp_seconds(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$")
+
+
+def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
+    """Prometheus textfile (node_exporter textfile collector), replaced atomically.
+
+    A failed run keeps the last success timestamp from the previous file so alerts on its age work.
+    """
+    path = os.path.join(metrics_dir, METRICS_FILE)
+    last_success = None
+    if ok:
+        last_success = now.timestamp()
+    else:
+        try:
+            with open(path, "r", encoding="utf-8") as handle:
+                for line in handle:
+                    match = _METRIC_RE.match(line.strip())
+                    if match:
+                        last_success = float(match.group(1))
+        except OSError:
+            pass
+    label = '{host="%s"}' % host.replace("\\", "\\\\").replace('"', '\\"')
+    lines = []
+
+    def metric(name, help_text, value):
+        lines.extend(["# HELP %s %s" % (name, help_text), "# TYPE %s gauge" % name,
+                      "%s%s %s" % (name, label, value)])
+
+    if last_success is not None:
+        metric("rat_backup_last_success_timestamp_seconds", "Unix time of the last successful backup.",
+               "%.3f" % last_success)
+    metric("rat_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", "%.3f" % now.timestamp())
+    metric("rat_backup_last_status", "1 if the last backup run succeeded, 0 if it failed.", 1 if ok else 0)
+    metric("rat_backup_last_duration_seconds", "Duration of the last backup run.", "%.3f" % (duration or 0))
+    metric("rat_backup_last_bytes", "Bytes captured by the last successful backup (dump + objects).", size or 0)
+    metric("rat_backup_last_objects", "Objects captured by the last successful backup.", objects or 0)
+    os.makedirs(metrics_dir, exist_ok=True)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    # node_exporter runs as its own user: the textfile must be readable by it.
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    return path
+
+
+def log_line(host, status, name, now, duration, stats, reason=None):
+    """The one line a run leaves in the log: greppable key=value pairs, no secrets."""
+    parts = ["%s rat-backup host=%s status=%s name=%s duration=%.1fs"
+             % (layout.iso(now), host, status, name or "-", duration or 0)]
+    for key in ("bytes", "objects", "tables", "rows"):
+        if stats and key in stats:
+            parts.append("%s=%s" % (key, stats[key]))
+    if reason:
+        parts.append("reason=%s" % " ".join(str(reason).split())[:300])
+    return " ".join(parts)
+
+
+def append_log(path, line):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, layout.FILE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def duration_since(name, now):
+    created = layout.time_of(name) if name else None
+    return (now - created).total_seconds() if created else 0.0
+
+
+def as_utc(value):
+    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)

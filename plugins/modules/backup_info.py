@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_info
+short_description: List the backups of a RAT host, with size, age and verified state
+version_added: 0.1.0
+description:
+  - Lists the backups under O(root) in three groups, oldest first, without contacting any server
+    C(complete) (bare timestamp directory with C(manifest.json)), C(partial) (a run in progress or
+    the leftover of one that died; never restorable) and C(pre_restore) (safety dumps taken before
+    a restore).
+  - For complete backups it reads the manifest (objects, bytes, tables, origin host) and the last
+    verification and drill recorded by M(rat.backup.backup_verify) and the restore_drill role.
+  - With O(name), also resolves one complete backup (a name or V(latest)) and fails, listing what
+    exists, when there is none of that name. Names with C(/) or C(..) are refused.
+extends_documentation_fragment:
+  - rat.backup.attributes
+  - rat.backup.attributes.INFO_MODULE
+options:
+  root:
+    description: The backup root of the host (C(rat_backup_root)).
+    type: path
+    required: true
+  name:
+    description: A backup name (C(YYYYmmdd_HHMMSS)) or V(latest) to resolve into RV(selected).
+    type: str
+  sizes:
+    description:
+      - Walk each directory for its size and the bytes it alone holds (files not hard-linked with
+        another backup). Costs a directory walk per backup.
+    type: bool
+    default: true
+  max_age_hours:
+    description: When set, RV(stale) tells whether the newest complete backup is older than this.
+    type: float
+notes:
+  - A root that does not exist yet is reported as having no backups, not as an error.
+seealso:
+  - module: rat.backup.backup_verify
+  - module: rat.backup.backup_run
+author:
+  - rat.backup maintainers
+"""
+
+EXAMPLES = r"""
+- name: List the backups of this host
+  rat.backup.backup_info:
+    root: /var/backups/rat
+    max_age_hours: 26
+  register: info
+
+- name: Resolve the newest complete backup
+  rat.backup.backup_info:
+    root: /var/backups/rat
+    name: latest
+    sizes: false
+  register: chosen
+"""
+
+RETURN = r"""
+complete:
+  description: Complete backups, oldest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Backup name (UTC timestamp).
+      type: str
+      sample: 20260216_093000
+    path:
+      description: Directory of the backup.
+      type: str
+      sample: /var/backups/rat/20260216_093000
+    created_at:
+      description: Time the name stands for (UTC, ISO 8601).
+      type: str
+      sample: "2026-02-16T09:30:00Z"
+    age_seconds:
+      description: Age in seconds.
+      type: int
+      sample: 3600
+    size:
+      description: Bytes of all its files (when O(sizes)).
+      type: int
+      sample: 52428800
+    unique_bytes:
+      description: Bytes held only by this backup, not hard-linked with another (when O(sizes)).
+      type: int
+      sample: 4096
+    host:
+      description: Host recorded in the manifest.
+      type: str
+      sample: rat-lab
+    objects:
+      description: Objects in the backup.
+      type: int
+      sample: 1043
+    bytes:
+      description: Dump bytes plus object bytes, from the manifest.
+      type: int
+      sample: 52428800
+    tables:
+      description: Tables with row counts in the manifest.
+      type: int
+      sample: 9
+    buckets:
+      description: Buckets captured.
+      type: list
+      elements: str
+      sample: [rat]
+    verified:
+      description: Last recorded verification (C(verified_at), C(mode), C(ok), C(bad)), or null.
+      type: dict
+      sample: {"verified_at": "2026-02-16T10:00:00Z", "mode": "full", "ok": true}
+    drilled:
+      description: Last recorded restore drill, or null.
+      type: dict
+      sample: null
+    error:
+      description: Why the manifest could not be read (the backup is then not trustworthy).
+      type: str
+      sample: "manifest.json is not valid JSON"
+partial:
+  description: C(.partial) directories (running or dead runs), oldest first; same keys as RV(complete) without the manifest ones.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+pre_restore:
+  description: Pre-restore safety dumps, oldest first; same keys as RV(complete).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+latest:
+  description: The newest complete backup, or null.
+  returned: always
+  type: dict
+  sample: {"name": "20260216_093000", "path": "/var/backups/rat/20260216_093000"}
+newest_age_hours:
+  description: Age of the newest complete backup in hours, or null when there is none.
+  returned: always
+  type: float
+  sample: 1.5
+stale:
+  description: True when there is no complete backup or the newest is older than O(max_age_hours).
+  returned: when O(max_age_hours) is set
+  type: bool
+  sample: false
+lock:
+  description: The lock of the root (C(held) and its record); a held lock means a backup or restore is running.
+  returned: always
+  type: dict
+  sample: {"held": false}
+selected:
+  description: The backup O(name) resolved to.
+  returned: when O(name) is set
+  type: dict
+  sample: {"name": "20260216_093000", "path": "/var/backups/rat/20260216_093000"}
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def argument_spec():
+    return dict(
+        root=dict(type="path", required=True),
+        name=dict(type="str"),
+        sizes=dict(type="bool", default=True),
+        max_age_hours=dict(type="float"),
+    )
+
+
+def describe(root, entry):
+    """Add what the manifest and status records say to a listing entry."""
+    try:
+        data = mf.read(entry["path"])
+        stats = mf.summary(data)
+        entry.update(host=data.get("host"), objects=stats["objects"], bytes=stats["bytes"],
+                     tables=stats["tables"], buckets=stats["buckets"])
+    except RatBackupError as exc:
+        entry["error"] = exc.msg
+    status = layout.read_status(root, entry["name"]) if entry["kind"] == "complete" else {}
+    entry["verified"] = status.get("verify")
+    entry["drilled"] = status.get("drill")
+    return entry
+
+
+def run(module):
+    p = module.params
+    root = p["root"]
+    now = layout.utcnow()
+    if p["name"] and p["name"] != "latest":
+        layout.check_name(p["name"], "name")
+    found = layout.list_backups(root, now, sizes=p["sizes"])
+    for group in ("complete", "pre_restore"):
+        for entry in found[group]:
+            describe(root, entry)
+    held, record = layout.lock_state(root) if os.path.isdir(root) else (False, {})
+    record = {k: v for k, v in record.items() if k != "token"}
+    latest = found["complete"][-1] if found["complete"] else None
+    result = dict(found, changed=False, latest=latest, lock=dict(record, held=held),
+                  newest_age_hours=round(latest["age_seconds"] / 3600.0, 2) if latest else None)
+    if p["max_age_hours"] is not None:
+        result["stale"] = latest is None or latest["age_seconds"] > p["max_age_hours"] * 3600
+    if p["name"]:
+        chosen = layout.select(root, p["name"], "name")
+        result["selected"] = next((e for e in found["complete"] if e["name"] == chosen["name"]), chosen)
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_run
+short_description: Lock, start, commit or abort one backup directory of a RAT host
+version_added: 0.1.0
+description:
+  - Drives the life of one backup directory under O(root), around the M(rat.backup.pg_dump) and
+    M(rat.backup.bucket_mirror) tasks that fill it. The M(rat.backup.backup) and restore roles use it;
+    call it directly only to build your own backup flow.
+  - O(state=preflight) checks that required Python packages import, that O(root) is writable and that
+    O(required_bytes) are free. It changes nothing.
+  - O(state=begin) takes the per-host lock (C(<root>/.lock)), removes C(.partial) directories left by
+    runs that died, creates C(<root>/<YYYYmmdd_HHMMSS>.partial/) (mode 0700) and returns the newest
+    complete backup to hard-link unchanged objects from.
+  - O(state=commit) checks that every file the manifest promises is present, merges the pg_dump
+    result and the object manifest into C(manifest.json), writes it last, fsyncs, renames the
+    C(.partial) directory to its final name and releases the lock.
+  - O(state=abort) removes the C(.partial) directory and releases the lock, so a failed run leaves
+    nothing that looks complete. O(state=lock) and O(state=unlock) hold the lock around other work
+    (the restore role).
+  - The lock is held by a small detached keeper process that refreshes a heartbeat in the lock file
+    every few seconds. The kernel drops its lock when it dies, even by C(kill -9); it gives the lock
+    up by itself when the Ansible run that took it is gone (ansible-playbook process, or the sshd
+    session over SSH) or after O(lease_hours).
+extends_documentation_fragment:
+  - rat.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the name the backup would get and the stale directories it would remove; takes no lock.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - Every O(state=begin) starts a new backup.
+options:
+  state:
+    description: What to do.
+    type: str
+    choices: [preflight, begin, commit, abort, lock, unlock]
+    required: true
+  root:
+    description: The backup root of this host (C(rat_backup_root)).
+    type: path
+    required: true
+  kind:
+    description:
+      - V(backup) works in O(root); V(pre_restore) in C(<root>/pre-restore/) (safety dumps taken
+        before a restore, not offered as backups to restore by default).
+    type: str
+    choices: [backup, pre_restore]
+    default: backup
+  name:
+    description:
+      - Name of the backup being committed or aborted, as returned by O(state=begin).
+      - Required for O(state=commit) and O(state=abort).
+    type: str
+  lock_token:
+    description:
+      - Token returned by O(state=begin) or O(state=lock). Commit, abort and unlock only touch the
+        lock when it still carries this token.
+      - With O(state=begin), reuse a lock taken earlier with O(state=lock) instead of taking a new one.
+    type: str
+  release_lock:
+    description: Release the lock after O(state=commit) or O(state=abort).
+    type: bool
+    default: true
+  purpose:
+    description: Shown to a second run that finds the lock held.
+    type: str
+    default: backup
+  lease_hours:
+    description: The keeper gives up the lock after this many hours whatever happens.
+    type: float
+    default: 24
+  required_bytes:
+    description: Fail O(state=preflight) and O(state=begin) when fewer bytes are free in O(root).
+    type: int
+    default: 0
+  python_modules:
+    description: Python modules that must import on the managed host (O(state=preflight)).
+    type: list
+    elements: str
+    default: []
+  components:
+    description: What the backup holds; decides what O(state=commit) expects.
+    type: list
+    elements: str
+    choices: [postgres, minio]
+    default: [postgres, minio]
+  postgres:
+    description: The registered result of M(rat.backup.pg_dump) (O(state=commit)).
+    type: dict
+  host:
+    description: Name recorded in the manifest, normally C(inventory_hostname).
+    type: str
+  tools:
+    description: Tool versions recorded in the manifest.
+    type: dict
+    default: {}
+  consistency:
+    description:
+      - Facts about the consistency point recorded in the manifest, for example the objects
+        M(rat.backup.bucket_mirror) saw change while it ran (C(changed_during)).
+    type: dict
+    default: {}
+  metrics_dir:
+    description:
+      - Directory of the node_exporter textfile collector. O(state=commit) and O(state=abort) of a
+        V(backup) write C(rat_backup.prom) there atomically.
+    type: path
+  log_file:
+    description: O(state=commit) and O(state=abort) of a V(backup) append one line about the run here.
+    type: path
+  reason:
+    description: Why the run is aborted; goes to the log line and metrics, never a secret.
+    type: str
+notes:
+  - Directories are created 0700 and files 0600; C(manifest.json) is written last, so a directory
+    is a complete backup if and only if its name is a bare timestamp and C(manifest.json) exists.
+seealso:
+  - module: rat.backup.backup_info
+  - module: rat.backup.backup_verify
+author:
+  - rat.backup maintainers
+"""
+
+EXAMPLES = r"""
+- name: Start a backup
+  rat.backup.backup_run:
+    state: begin
+    root: /var/backups/rat
+  register: run
+
+- name: Commit it once pg_dump and bucket_mirror have filled run.partial
+  rat.backup.backup_run:
+    state: commit
+    root: /var/backups/rat
+    name: "{{ run.name }}"
+    lock_token: "{{ run.lock_token }}"
+    host: "{{ inventory_hostname }}"
+    postgres: "{{ dump }}"
+    metrics_dir: /var/lib/node_exporter/textfile
+
+- name: Give up, leaving nothing that looks complete
+  rat.backup.backup_run:
+    state: abort
+    root: /var/backups/rat
+    name: "{{ run.name }}"
+    lock_token: "{{ run.lock_token }}"
+    reason: pg_dump failed
+"""
+
+RETURN = r"""
+name:
+  description: Backup name (UTC timestamp).
+  returned: begin, commit
+  type: str
+  sample: 20260216_093000
+path:
+  description: Final path of the backup.
+  returned: begin, commit
+  type: str
+  sample: /var/backups/rat/20260216_093000
+partial:
+  description: The work directory to fill.
+  returned: begin
+  type: str
+  sample: /var/backups/rat/20260216_093000.partial
+previous:
+  description: Newest complete backup (link_dest for unchanged objects), or null.
+  returned: begin
+  type: str
+  sample: /var/backups/rat/20260215_093000
+previous_name:
+  description: Name of O(previous).
+  returned: begin
+  type: str
+  sample: 20260215_093000
+lock_token:
+  description: Token proving ownership of the lock; pass it to commit, abort and unlock.
+  returned: begin, lock
+  type: str
+  sample: rat-lab-4242-9f0c2d1e55aa01b3
+lock:
+  description: The lock record (host, pid of the keeper, started_at, heartbeat_at, lease_until).
+  returned: begin, lock
+  type: dict
+  sample: {"host": "rat-lab", "pid": 4243, "purpose": "backup"}
+recovered_lock:
+  description: The record of a dead run's lock that this run took over, or null.
+  returned: begin, lock
+  type: dict
+  sample: {"host": "rat-lab", "pid": 4001, "released_because": "run ended without releasing"}
+removed_partials:
+  description: C(.partial) directories of dead runs removed by O(state=begin).
+  returned: begin
+  type: list
+  elements: str
+  sample: [/var/backups/rat/20260216_080000.partial]
+free_bytes:
+  description: Free bytes in O(root).
+  returned: preflight, begin
+  type: int
+  sample: 10737418240
+missing_modules:
+  description: Python modules that failed to import.
+  returned: preflight
+  type: list
+  elements: str
+  sample: [boto3]
+enough_space:
+  description: Whether O(required_bytes) are free.
+  returned: preflight
+  type: bool
+  sample: true
+manifest:
+  description: Path of the manifest written.
+  returned: commit
+  type: str
+  sample: /var/backups/rat/20260216_093000/manifest.json
+bytes:
+  description: Bytes captured (dump + objects).
+  returned: commit
+  type: int
+  sample: 52428800
+objects:
+  description: Objects captured.
+  returned: commit
+  type: int
+  sample: 1043
+object_bytes:
+  description: Bytes of the objects captured.
+  returned: commit
+  type: int
+  sample: 50000000
+dump_bytes:
+  description: Size of the database dump.
+  returned: commit
+  type: int
+  sample: 2428800
+tables:
+  description: Tables whose row counts the manifest records.
+  returned: commit
+  type: int
+  sample: 9
+rows:
+  description: Total rows at the dump's snapshot.
+  returned: commit
+  type: int
+  sample: 50210
+buckets:
+  description: Buckets captured.
+  returned: commit
+  type: list
+  elements: str
+  sample: [rat, rat-scratch]
+duration:
+  description: Seconds from begin to commit.
+  returned: commit
+  type: float
+  sample: 12.5
+removed:
+  description: The C(.partial) directory removed by O(state=abort), or null.
+  returned: abort
+  type: str
+  sample: /var/backups/rat/20260216_093000.partial
+lock_released:
+  description: Whether the lock was released.
+  returned: commit, abort
+  type: bool
+  sample: true
+log_line:
+  description: The line appended to O(log_file) (also sent to syslog).
+  returned: commit, abort of a backup
+  type: str
+  sample: 2026-02-16T09:30:12Z rat-backup host=rat-lab status=ok name=20260216_093000 duration=12.5s bytes=52428800 objects=1043
+metrics_file:
+  description: The Prometheus textfile written.
+  returned: commit, abort of a backup when O(metrics_dir) is set
+  type: str
+  sample: /var/lib/node_exporter/textfile/rat_backup.prom
+"""
+
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import run as backup_run
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def argument_spec():
+    return dict(
+        state=dict(type="str", required=True, choices=["preflight", "begin", "commit", "abort", "lock", "unlock"]),
+        root=dict(type="path", required=True),
+        kind=dict(type="str", default="backup", choices=["backup", "pre_restore"]),
+        name=dict(type="str"),
+        lock_token=dict(type="str", no_log=False),
+        release_lock=dict(type="bool", default=True),
+        purpose=dict(type="str", default="backup"),
+        lease_hours=dict(type="float", default=24),
+        required_bytes=dict(type="int", default=0),
+        python_modules=dict(type="list", elements="str", default=[]),
+        components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
+        postgres=dict(type="dict"),
+        host=dict(type="str"),
+        tools=dict(type="dict", default={}),
+        consistency=dict(type="dict", default={}),
+        metrics_dir=dict(type="path"),
+        log_file=dict(type="path"),
+        reason=dict(type="str"),
+    )
+
+
+def _report(module, p, ok, now, stats, reason=None):
+    """Metrics and the one log line of a backup run (not of pre-restore dumps)."""
+    if p["kind"] != "backup" or module.check_mode:
+        return {}
+    host = p["host"] or socket.gethostname()
+    duration = backup_run.duration_since(p["name"], now)
+    out = {"log_line": backup_run.log_line(host, "ok" if ok else "failed", p["name"], now, duration, stats, reason)}
+    module.log(out["log_line"])
+    if p["log_file"]:
+        backup_run.append_log(p["log_file"], out["log_line"])
+    if p["metrics_dir"]:
+        out["metrics_file"] = backup_run.write_metrics(p["metrics_dir"], host, ok, now, duration,
+                                                       (stats or {}).get("bytes"), (stats or {}).get("objects"))
+    return out
+
+
+def run(module):
+    p = module.params
+    now = layout.utcnow()
+    state = p["state"]
+    if state in ("commit", "abort") and not p["name"]:
+        raise RatBackupError("name is required with state=%s" % state)
+    if state == "preflight":
+        result = backup_run.preflight(p["root"], p["required_bytes"], p["python_modules"])
+        result["changed"] = False
+        return result
+    if state == "begin":
+        return backup_run.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
+                                int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"])
+    if state == "lock":
+        if module.check_mode:
+            held, record = layout.lock_state(p["root"])
+            return {"changed": not held, "lock_token": None}
+        layout.ensure_root(p["root"])
+        record, stale = layout.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now)
+        return {"changed": True, "lock_token": record["token"],
+                "lock": {k: v for k, v in record.items() if k != "token"},
+                "recovered_lock": {k: v for k, v in (stale or {}).items() if k != "token"} or None}
+    if state == "unlock":
+        return backup_run.unlock(p["root"], p["lock_token"], module.check_mode)
+    if state == "commit":
+        try:
+            result = backup_run.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"], p["postgres"],
+                                       p["components"], p["tools"], p["consistency"], p["release_lock"],
+                                       module.check_mode, now)
+        except RatBackupError as exc:
+            _report(module, p, False, now, None, exc.msg)
+            raise
+        result.update(_report(module, p, True, now, result))
+        return result
+    result = backup_run.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
+    result.update(_report(module, p, False, now, None, p["reason"]))
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_verify
+short_description: Check a RAT backup directory against its manifest, with no server
+version_added: 0.1.0
+description:
+  - Compares a backup directory with its C(manifest.json) and reports missing files, files whose
+    size or sha256 differ (C(changed)), files the manifest does not know (C(extra)), symlinks and
+    special files (never followed), and a database dump that C(pg_restore) cannot read.
+  - O(mode=full) hashes every file and reads the whole dump (C(pg_restore --file=/dev/null));
+    O(mode=quick) compares sizes and reads the dump's table of contents (C(pg_restore --list)).
+  - No PostgreSQL or S3 server is contacted. The restore role runs it before touching anything.
+extends_documentation_fragment:
+  - rat.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Verifies as usual; does not record the result.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  path:
+    description:
+      - The backup directory. Give either O(path), or O(root) and O(name).
+    type: path
+  root:
+    description: Backup root of the host; with O(name).
+    type: path
+  name:
+    description: Backup name (C(YYYYmmdd_HHMMSS)) or V(latest) under O(root). C(/) and C(..) are refused.
+    type: str
+  mode:
+    description: V(full) (sha256 of every file, whole dump read) or V(quick) (sizes, dump TOC).
+    type: str
+    choices: [full, quick]
+    default: full
+  record:
+    description:
+      - Record the result in C(<root>/.status/<name>.verify.json) for M(rat.backup.backup_info).
+        Bookkeeping only, so it does not count as a change. Needs O(root) and O(name).
+    type: bool
+    default: true
+  fail_on_error:
+    description: Fail when the backup is damaged (RV(bad) lists why). When false, return RV(ok=false) instead.
+    type: bool
+    default: true
+  client_bin_dir:
+    description:
+      - Directory holding C(pg_restore). By default the client matching the dump's server major version
+        (C(/usr/lib/postgresql/<N>/bin)), else the newest installed, else C(pg_restore) on PATH.
+    type: path
+notes:
+  - When no C(pg_restore) is installed the dump is checked by size/sha256 only and RV(dump_checked) is false.
+seealso:
+  - module: rat.backup.backup_info
+author:
+  - rat.backup maintainers
+"""
+
+EXAMPLES = r"""
+- name: Verify the newest backup completely
+  rat.backup.backup_verify:
+    root: /var/backups/rat
+    name: latest
+
+- name: Quick check of one directory, reporting instead of failing
+  rat.backup.backup_verify:
+    path: /var/backups/rat/20260216_093000
+    mode: quick
+    fail_on_error: false
+  register: check
+"""
+
+RETURN = r"""
+ok:
+  description: True when the directory matches its manifest and the dump is readable.
+  returned: always
+  type: bool
+  sample: true
+name:
+  description: Backup name.
+  returned: always
+  type: str
+  sample: 20260216_093000
+path:
+  description: Backup directory verified.
+  returned: always
+  type: str
+  sample: /var/backups/rat/20260216_093000
+mode:
+  description: Verification mode used.
+  returned: always
+  type: str
+  sample: full
+files:
+  description: Files the manifest lists.
+  returned: always
+  type: int
+  sample: 1044
+checked_bytes:
+  description: Bytes hashed (full mode).
+  returned: always
+  type: int
+  sample: 52428800
+bad:
+  description: One line per problem, C(<path>: <reason>).
+  returned: always
+  type: list
+  elements: str
+  sample: ["minio/rat/a.csv: sha256 differs from the manifest"]
+missing:
+  description: Files the manifest lists that are absent.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+changed_files:
+  description: Files whose size or sha256 differ, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "postgres/rat.dump", "reason": "size 100, manifest says 2000"}]
+extra:
+  description: Regular files the manifest does not list.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+symlinks:
+  description: Symlinks found in the backup (never followed).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+special:
+  description: Sockets, FIFOs and devices found in the backup.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+unreadable:
+  description: Files that could not be read, and a dump pg_restore cannot read.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+dump_checked:
+  description: Whether pg_restore read the dump.
+  returned: always
+  type: bool
+  sample: true
+summary:
+  description: Counts from the manifest (objects, bytes, tables, rows, buckets).
+  returned: always
+  type: dict
+  sample: {"objects": 1043, "tables": 9}
+"""
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def argument_spec():
+    return dict(
+        path=dict(type="path"),
+        root=dict(type="path"),
+        name=dict(type="str"),
+        mode=dict(type="str", default="full", choices=["full", "quick"]),
+        record=dict(type="bool", default=True),
+        fail_on_error=dict(type="bool", default=True),
+        client_bin_dir=dict(type="path"),
+    )
+
+
+def _major(version):
+    try:
+        return int(str(version).split(".")[0].split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def find_pg_restore(module, client_bin_dir, server_version):
+    """pg_restore able to read a dump made by pg_dump of the given server version, or None."""
+    if client_bin_dir:
+        candidate = os.path.join(client_bin_dir, "pg_restore")
+        if not os.access(candidate, os.X_OK):
+            raise RatBackupError("client_bin_dir %s holds no executable pg_restore" % client_bin_dir)
+        return candidate
+    major = _major(server_version)
+    if major and os.access("/usr/lib/postgresql/%d/bin/pg_restore" % major, os.X_OK):
+        return "/usr/lib/postgresql/%d/bin/pg_restore" % major
+    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_restore"), key=lambda p: _major(p.split("/")[4]) or 0)
+    if installed:
+        return installed[-1]
+    return module.get_bin_path("pg_restore")
+
+
+def dump_checker(module, binary, mode):
+    """A callable for manifest.verify: None when the dump reads, else pg_restore's complaint."""
+    def check(path):
+        # --file=/dev/null makes pg_restore read and decompress every block without a server;
+        # --list reads only the table of contents.
+        argv = [binary, "--list", path] if mode == "quick" else [binary, "--file=/dev/null", path]
+        rc, _out, err = module.run_command(argv, environ_update={"LC_ALL": "C"})
+        return None if rc == 0 else (err.strip().splitlines() or ["exit code %d" % rc])[-1]
+    return check
+
+
+def run(module):
+    p = module.params
+    if bool(p["path"]) == bool(p["root"] or p["name"]):
+        raise RatBackupError("give either path, or root and name")
+    if p["path"]:
+        path = p["path"]
+        name = os.path.basename(os.path.normpath(path))
+        root = None
+    else:
+        if not (p["root"] and p["name"]):
+            raise RatBackupError("root and name go together")
+        entry = layout.select(p["root"], p["name"], "name")
+        path, name, root = entry["path"], entry["name"], p["root"]
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise RatBackupError("%s is not a backup directory (missing, or a symlink)" % path, path=path)
+    data = mf.read(path)
+    server_version = (data.get("postgres") or {}).get("server_version")
+    binary = find_pg_restore(module, p["client_bin_dir"], server_version) if data.get("postgres") else None
+    checker = dump_checker(module, binary, p["mode"]) if binary else None
+    result = mf.verify(path, data, p["mode"], checker)
+    result["changed_files"] = result.pop("changed")
+    result.update(changed=False, name=name, path=path, dump_checked=bool(checker),
+                  summary=mf.summary(data))
+    if data.get("postgres") and not checker:
+        module.warn("no pg_restore found: the dump of %s was checked by size/sha256 only" % path)
+    if p["record"] and root and not module.check_mode:
+        layout.write_status(root, name, "verify", {
+            "verified_at": layout.iso(layout.utcnow()), "mode": p["mode"], "ok": result["ok"],
+            "bad": result["bad"][:50]})
+    if not result["ok"] and p["fail_on_error"]:
+        shown = result["bad"][:20]
+        more = len(result["bad"]) - len(shown)
+        raise RatBackupError("backup %s is damaged (%d problem%s): %s%s"
+                             % (path, len(result["bad"]), "" if len(result["bad"]) == 1 else "s", "; ".join(shown),
+                                " and %d more" % more if more else ""), **{k: v for k, v in result.items() if k != "changed"})
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

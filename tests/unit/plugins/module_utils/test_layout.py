@@ -1,0 +1,191 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
+
+
+def make_backup(root, name, complete=True):
+    path = os.path.join(str(root), name)
+    os.makedirs(os.path.join(path, "postgres"))
+    with open(os.path.join(path, "postgres", "rat.dump"), "wb") as handle:
+        handle.write(b"x" * 10)
+    if complete:
+        with open(os.path.join(path, "manifest.json"), "w") as handle:
+            json.dump({"format": 1}, handle)
+    return path
+
+
+def test_name_for_when_utc_time_then_timestamp_name():
+    assert layout.name_for(NOW) == "20260216_093000"
+    assert layout.time_of("20260216_093000") == NOW
+
+
+@pytest.mark.parametrize("bad", ["../20260216_093000", "20260216_093000/..", "a/b", "..", "", "latest2",
+                                 "20261316_093000", "20260216_093000.partial", "/etc"])
+def test_check_name_when_not_a_bare_timestamp_then_refused(bad):
+    with pytest.raises(RatBackupError) as err:
+        layout.check_name(bad, "rat_restore_backup")
+    assert "rat_restore_backup" in err.value.msg
+
+
+def test_list_backups_when_mixed_directories_then_grouped_and_sorted(tmp_path):
+    make_backup(tmp_path, "20260216_093000")
+    make_backup(tmp_path, "20260215_093000")
+    make_backup(tmp_path, "20260216_100000.partial", complete=False)
+    make_backup(tmp_path, "20260216_110000", complete=False)  # no manifest: never restorable
+    make_backup(tmp_path / "pre-restore", "20260216_120000")
+    os.makedirs(tmp_path / "not-a-backup")
+    os.symlink(str(tmp_path / "20260216_093000"), str(tmp_path / "20260217_000000"))
+    found = layout.list_backups(str(tmp_path), NOW, sizes=True)
+    assert [b["name"] for b in found["complete"]] == ["20260215_093000", "20260216_093000"]
+    assert [b["name"] for b in found["partial"]] == ["20260216_100000", "20260216_110000"]
+    assert [b["name"] for b in found["pre_restore"]] == ["20260216_120000"]
+    assert found["complete"][1]["age_seconds"] == 0
+    assert found["complete"][1]["size"] > 10
+
+
+def test_list_backups_when_file_hard_linked_then_not_unique(tmp_path):
+    first = make_backup(tmp_path, "20260215_093000")
+    second = make_backup(tmp_path, "20260216_093000")
+    os.link(os.path.join(first, "postgres", "rat.dump"), os.path.join(second, "postgres", "linked"))
+    found = layout.list_backups(str(tmp_path), NOW, sizes=True)
+    by_name = {b["name"]: b for b in found["complete"]}
+    assert by_name["20260216_093000"]["size"] == by_name["20260216_093000"]["unique_bytes"] + 10
+
+
+def test_list_backups_when_root_missing_then_empty(tmp_path):
+    assert layout.list_backups(str(tmp_path / "nope")) == {"complete": [], "partial": [], "pre_restore": []}
+
+
+def test_select_when_latest_then_newest_complete(tmp_path):
+    make_backup(tmp_path, "20260215_093000")
+    make_backup(tmp_path, "20260216_093000")
+    make_backup(tmp_path, "20260217_093000.partial", complete=False)
+    assert layout.select(str(tmp_path), "latest")["name"] == "20260216_093000"
+
+
+def test_select_when_unknown_name_then_error_lists_available(tmp_path):
+    make_backup(tmp_path, "20260215_093000")
+    with pytest.raises(RatBackupError) as err:
+        layout.select(str(tmp_path), "20200101_000000")
+    assert "20260215_093000" in err.value.msg
+    assert err.value.details["available"] == ["20260215_093000"]
+
+
+def test_select_when_partial_name_then_refused(tmp_path):
+    make_backup(tmp_path, "20260216_100000", complete=False)
+    with pytest.raises(RatBackupError):
+        layout.select(str(tmp_path), "20260216_100000")
+
+
+def test_select_when_latest_and_no_backup_then_error(tmp_path):
+    with pytest.raises(RatBackupError) as err:
+        layout.select(str(tmp_path), "latest")
+    assert "no complete backup" in err.value.msg
+
+
+def test_new_name_when_second_taken_then_next_second(tmp_path):
+    make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    assert layout.new_name(str(tmp_path), NOW) == "20260216_093001"
+
+
+def test_ensure_root_when_not_writable_then_error_names_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RatBackupError) as err:
+        layout.ensure_root(str(blocker / "root"))
+    assert str(blocker / "root") in err.value.msg
+
+
+def test_secure_tree_when_loose_modes_then_0700_0600_and_symlink_target_untouched(tmp_path):
+    path = make_backup(tmp_path, "20260216_093000")
+    outside = tmp_path / "outside"
+    outside.write_text("x")
+    os.chmod(str(outside), 0o644)
+    os.symlink(str(outside), os.path.join(path, "link"))
+    os.chmod(os.path.join(path, "postgres", "rat.dump"), 0o644)
+    layout.secure_tree(path)
+    assert os.stat(os.path.join(path, "postgres")).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(path, "postgres", "rat.dump")).st_mode & 0o777 == 0o600
+    assert os.stat(str(outside)).st_mode & 0o777 == 0o644
+
+
+def test_remove_tree_when_symlinked_dir_inside_then_target_survives(tmp_path):
+    path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("x")
+    os.symlink(str(victim), os.path.join(path, "minio"))
+    layout.remove_tree(path)
+    assert not os.path.exists(path)
+    assert (victim / "keep").exists()
+
+
+def test_status_when_written_then_read_back(tmp_path):
+    layout.write_status(str(tmp_path), "20260216_093000", "verify", {"ok": True})
+    assert layout.read_status(str(tmp_path), "20260216_093000") == {"verify": {"ok": True}}
+
+
+def test_acquire_when_free_then_second_acquire_refused_until_release(tmp_path):
+    root = str(tmp_path)
+    record, stale = layout.acquire(root, "backup", 60)
+    try:
+        assert stale == {}
+        assert layout.lock_state(root)[0] is True
+        with pytest.raises(RatBackupError) as err:
+            layout.acquire(root, "backup", 60)
+        assert "pid %d" % record["pid"] in err.value.msg
+    finally:
+        assert layout.release(root, record["token"]) is True
+    assert layout.lock_state(root)[0] is False
+    assert layout.read_lock(root)["released_because"] == "released"
+
+
+def test_acquire_when_keeper_killed_then_lock_free_and_stale_record_returned(tmp_path):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60)
+    os.kill(record["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while layout.lock_state(root)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second, stale = layout.acquire(root, "backup", 60)
+    try:
+        assert stale["pid"] == record["pid"]
+        assert second["token"] != record["token"]
+    finally:
+        layout.release(root, second["token"])
+
+
+def test_release_when_other_token_then_lock_kept(tmp_path):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60)
+    try:
+        assert layout.release(root, "someone-else") is False
+        assert layout.lock_state(root)[0] is True
+    finally:
+        layout.release(root, record["token"])
+
+
+def test_keeper_when_lease_expires_then_lock_released(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
+    root = str(tmp_path)
+    layout.acquire(root, "backup", 1)
+    deadline = time.monotonic() + 5
+    while layout.lock_state(root)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert layout.lock_state(root)[0] is False
+    assert layout.read_lock(root)["released_because"] == "lease expired"

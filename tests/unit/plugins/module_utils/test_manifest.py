@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+DUMP = b"PGDMP" + b"\x00" * 100
+OBJECTS = {"minio/rat/a b/ü.csv": b"a,b\n1,2\n", "minio/rat/empty": b"",
+           "minio/.rat-keys/rat/" + "0" * 64: b"escaped"}
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def pg_result():
+    return {"size": len(DUMP), "sha256": sha(DUMP), "server_version": "15.18", "client_version": "15.18",
+            "row_counts": {"public.runs": 3, "public.pipelines": 2}, "cmd": ["pg_dump", "-Fc"], "changed": True,
+            "invocation": {"module_args": {"password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}}}
+
+
+def object_manifest():
+    objects = []
+    for path, data in OBJECTS.items():
+        key = path.split("/", 2)[2] if not path.startswith("minio/.rat-keys") else "../escaped"
+        objects.append({"bucket": "rat", "key": key, "path": path, "size": len(data), "sha256": sha(data),
+                        "etag": '"x"', "version_id": None, "content_type": "text/csv", "metadata": {}})
+    return {"format": 1, "listed_at": "2026-02-16T09:30:01Z", "buckets": {"rat": {"versioned": True}},
+            "objects": objects}
+
+
+@pytest.fixture
+def backup(tmp_path):
+    path = tmp_path / "20260216_093000"
+    (path / "postgres").mkdir(parents=True)
+    (path / "postgres" / "rat.dump").write_bytes(DUMP)
+    for rel, data in OBJECTS.items():
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    data = mf.build("20260216_093000", "backup", "rat-lab", "2026-02-16T09:30:00Z", "2026-02-16T09:30:05Z",
+                    {"rat.backup": "0.1.0"}, pg_result(), object_manifest())
+    mf.write(str(path), data)
+    return path
+
+
+def test_build_when_pg_result_registered_then_cmd_and_invocation_dropped(backup):
+    data = mf.read(str(backup))
+    assert "cmd" not in data["postgres"] and "invocation" not in data["postgres"]
+    assert data["postgres"]["path"] == "postgres/rat.dump"
+    assert data["postgres"]["row_counts"] == {"public.runs": 3, "public.pipelines": 2}
+
+
+def test_write_when_done_then_file_0600_and_valid_json(backup):
+    path = backup / "manifest.json"
+    assert os.stat(str(path)).st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text())["format"] == 1
+
+
+def test_verify_when_intact_then_ok(backup):
+    for mode in ("full", "quick"):
+        result = mf.verify(str(backup), mf.read(str(backup)), mode, dump_check=lambda p: None)
+        assert result["ok"], result["bad"]
+        assert result["files"] == 4
+
+
+def test_verify_when_same_size_rewrite_then_full_catches_quick_does_not(backup):
+    (backup / "minio/rat/a b/ü.csv").write_bytes(b"a,b\n9,9\n")
+    data = mf.read(str(backup))
+    assert mf.verify(str(backup), data, "quick")["ok"]
+    result = mf.verify(str(backup), data, "full")
+    assert result["changed"] == [{"path": "minio/rat/a b/ü.csv", "reason": "sha256 differs from the manifest"}]
+
+
+def test_verify_when_truncated_dump_then_changed_and_dump_check_skipped(backup):
+    (backup / "postgres" / "rat.dump").write_bytes(DUMP[:10])
+    calls = []
+    result = mf.verify(str(backup), mf.read(str(backup)), "quick", dump_check=calls.append)
+    assert result["changed"][0]["path"] == "postgres/rat.dump"
+    assert calls == []
+    assert not result["ok"]
+
+
+def test_verify_when_dump_unreadable_then_reported(backup):
+    result = mf.verify(str(backup), mf.read(str(backup)), "full", dump_check=lambda p: "not an archive")
+    assert result["unreadable"] == [{"path": "postgres/rat.dump", "reason": "dump not readable: not an archive"}]
+
+
+def test_verify_when_missing_extra_and_symlink_then_each_reported(backup, tmp_path):
+    (backup / "minio/rat/empty").unlink()
+    (backup / "minio/rat/new").write_bytes(b"planted")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"x")
+    os.symlink(str(secret), str(backup / "minio/rat/link"))
+    result = mf.verify(str(backup), mf.read(str(backup)), "full")
+    assert result["missing"] == ["minio/rat/empty"]
+    assert result["extra"] == ["minio/rat/new"]
+    assert result["symlinks"] == ["minio/rat/link"]
+    assert len(result["bad"]) == 3
+
+
+def test_verify_when_object_replaced_by_symlink_then_not_followed(backup, tmp_path):
+    target = backup / "minio/rat/a b/ü.csv"
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    os.symlink(str(outside), str(target))
+    result = mf.verify(str(backup), mf.read(str(backup)), "full")
+    assert result["symlinks"] == ["minio/rat/a b/ü.csv"]
+    assert not result["ok"]
+
+
+def test_verify_when_directory_symlinked_then_files_missing(backup, tmp_path):
+    os.rename(str(backup / "minio" / "rat"), str(tmp_path / "moved"))
+    os.symlink(str(tmp_path / "moved"), str(backup / "minio" / "rat"))
+    result = mf.verify(str(backup), mf.read(str(backup)), "full")
+    assert "minio/rat" in result["symlinks"]
+    assert "minio/rat/empty" in result["missing"]
+
+
+@pytest.mark.parametrize("bad_path", ["../../etc/passwd", "/etc/passwd", "minio//x", "minio/./x", ""])
+def test_expected_files_when_manifest_path_escapes_then_refused(backup, bad_path):
+    data = mf.read(str(backup))
+    data["minio"]["objects"][0]["path"] = bad_path
+    with pytest.raises(RatBackupError) as err:
+        mf.expected_files(data)
+    assert "unsafe path" in err.value.msg
+
+
+def test_read_when_manifest_garbage_then_error_names_file(backup):
+    (backup / "manifest.json").write_text("{not json")
+    with pytest.raises(RatBackupError) as err:
+        mf.read(str(backup))
+    assert str(backup / "manifest.json") in err.value.msg
+
+
+def test_read_when_unknown_format_then_refused(backup):
+    (backup / "manifest.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(RatBackupError) as err:
+        mf.read(str(backup))
+    assert "format 99" in err.value.msg
+
+
+def test_read_when_manifest_is_symlink_then_refused(backup, tmp_path):
+    real = tmp_path / "real.json"
+    os.rename(str(backup / "manifest.json"), str(real))
+    os.symlink(str(real), str(backup / "manifest.json"))
+    with pytest.raises(RatBackupError):
+        mf.read(str(backup))
+
+
+def test_summary_when_built_then_counts(backup):
+    stats = mf.summary(mf.read(str(backup)))
+    assert stats["objects"] == 3
+    assert stats["rows"] == 5
+    assert stats["bytes"] == len(DUMP) + sum(len(d) for d in OBJECTS.values())
+    assert stats["buckets"] == ["rat"]
+
+
+def test_build_when_pg_result_lacks_sha256_then_refused():
+    with pytest.raises(RatBackupError):
+        mf.build("20260216_093000", "backup", "h", "t", "t", {}, {"size": 1}, None)

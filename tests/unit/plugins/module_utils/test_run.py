@@ -1,0 +1,189 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import run
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
+LATER = NOW + datetime.timedelta(seconds=12)
+DUMP = b"PGDMP-dump"
+
+
+def fill(partial, objects=None):
+    with open(os.path.join(partial, "postgres", "rat.dump"), "wb") as handle:
+        handle.write(DUMP)
+    entries = []
+    for key, data in (objects or {"a.csv": b"1,2\n"}).items():
+        rel = "minio/rat/" + key
+        with open(os.path.join(partial, rel), "wb") as handle:
+            handle.write(data)
+        entries.append({"bucket": "rat", "key": key, "path": rel, "size": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    os.makedirs(os.path.join(partial, "minio", "rat"), exist_ok=True)
+    with open(os.path.join(partial, run.OBJECT_MANIFEST), "w") as handle:
+        json.dump({"format": 1, "listed_at": "2026-02-16T09:30:03Z", "buckets": {"rat": {}}, "objects": entries},
+                  handle)
+    return {"size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest(), "client_version": "15.18",
+            "row_counts": {"public.runs": 1}, "cmd": ["pg_dump"]}
+
+
+def begin(root, **kw):
+    args = dict(kind="backup", purpose="backup", required_bytes=0, lease_seconds=60, check_mode=False, now=NOW)
+    args.update(kw)
+    return run.begin(str(root), **args)
+
+
+def commit(root, started, pg, **kw):
+    args = dict(kind="backup", name=started["name"], token=started["lock_token"], host="rat-lab", postgres=pg,
+                components=["postgres", "minio"], tools={"rat.backup": "0.1.0"}, consistency={},
+                release_lock=True, check_mode=False, now=LATER)
+    args.update(kw)
+    return run.commit(str(root), **args)
+
+
+def prepare_partial(started):
+    os.makedirs(os.path.join(started["partial"], "minio", "rat"), exist_ok=True)
+
+
+def test_begin_when_check_mode_then_nothing_created(tmp_path):
+    result = begin(tmp_path, check_mode=True)
+    assert result["changed"] and result["name"] == "20260216_093000"
+    assert not os.path.exists(result["partial"])
+    assert layout.lock_state(str(tmp_path))[0] is False
+
+
+def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
+    started = begin(tmp_path)
+    try:
+        assert os.stat(started["partial"]).st_mode & 0o777 == 0o700
+        assert started["previous"] is None
+        prepare_partial(started)
+        pg = fill(started["partial"])
+        done = commit(tmp_path, started, pg)
+    finally:
+        layout.release(str(tmp_path), started["lock_token"])
+    assert done["path"] == str(tmp_path / "20260216_093000")
+    assert not os.path.exists(started["partial"])
+    assert not os.path.exists(os.path.join(done["path"], run.OBJECT_MANIFEST))
+    data = json.loads(open(done["manifest"]).read())
+    assert data["minio"]["objects"][0]["key"] == "a.csv"
+    assert data["tools"]["pg_dump"] == "15.18"
+    assert data["consistency"]["objects_listed_at"] == "2026-02-16T09:30:03Z"
+    assert done["objects"] == 1 and done["duration"] == 12.0
+    assert os.stat(os.path.join(done["path"], "minio", "rat", "a.csv")).st_mode & 0o777 == 0o600
+    assert layout.lock_state(str(tmp_path))[0] is False
+    assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20260216_093000"]
+
+
+def test_begin_when_previous_complete_then_returned_as_link_dest(tmp_path):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    second = begin(tmp_path, now=LATER)
+    try:
+        assert second["previous"] == str(tmp_path / "20260216_093000")
+        assert second["name"] == "20260216_093012"
+    finally:
+        run.abort(str(tmp_path), "backup", second["name"], second["lock_token"], True, False)
+
+
+def test_commit_when_object_missing_then_refused_and_nothing_complete(tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        pg = fill(started["partial"])
+        os.unlink(os.path.join(started["partial"], "minio", "rat", "a.csv"))
+        with pytest.raises(RatBackupError) as err:
+            commit(tmp_path, started, pg, release_lock=False)
+        assert "minio/rat/a.csv: missing" in err.value.msg
+        assert layout.list_backups(str(tmp_path))["complete"] == []
+        aborted = run.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
+        assert aborted["removed"] == started["partial"] and aborted["lock_released"]
+    finally:
+        layout.release(str(tmp_path), started["lock_token"])
+    assert not os.path.exists(started["partial"])
+
+
+def test_commit_when_dump_size_differs_from_result_then_refused(tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        pg = fill(started["partial"])
+        pg["size"] += 1
+        with pytest.raises(RatBackupError) as err:
+            commit(tmp_path, started, pg)
+        assert "postgres/rat.dump" in err.value.msg
+    finally:
+        layout.release(str(tmp_path), started["lock_token"])
+
+
+def test_commit_when_lock_not_ours_then_refused(tmp_path):
+    started = begin(tmp_path)
+    layout.release(str(tmp_path), started["lock_token"])
+    prepare_partial(started)
+    pg = fill(started["partial"])
+    with pytest.raises(RatBackupError) as err:
+        commit(tmp_path, started, pg)
+    assert "no longer holds the lock" in err.value.msg
+
+
+def test_begin_when_stale_partial_then_removed_under_lock(tmp_path):
+    stale = tmp_path / "20260101_000000.partial"
+    stale.mkdir()
+    started = begin(tmp_path)
+    try:
+        assert started["removed_partials"] == [str(stale)]
+        assert not stale.exists()
+    finally:
+        run.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
+
+
+def test_begin_when_not_enough_space_then_error_names_root_and_no_lock(tmp_path):
+    with pytest.raises(RatBackupError) as err:
+        begin(tmp_path, required_bytes=2 ** 62)
+    assert str(tmp_path) in err.value.msg and "MiB needed" in err.value.msg
+    assert layout.lock_state(str(tmp_path))[0] is False
+
+
+def test_begin_when_pre_restore_then_under_pre_restore_dir(tmp_path):
+    started = begin(tmp_path, kind="pre_restore", purpose="restore")
+    try:
+        assert started["partial"] == str(tmp_path / "pre-restore" / "20260216_093000.partial")
+    finally:
+        run.abort(str(tmp_path), "pre_restore", started["name"], started["lock_token"], True, False)
+
+
+def test_abort_when_name_is_path_then_refused(tmp_path):
+    with pytest.raises(RatBackupError):
+        run.abort(str(tmp_path), "backup", "../../etc", None, True, False)
+
+
+def test_write_metrics_when_failure_after_success_then_last_success_kept(tmp_path):
+    run.write_metrics(str(tmp_path), "rat-lab", True, NOW, 12.5, 100, 3)
+    path = run.write_metrics(str(tmp_path), "rat-lab", False, LATER, 1.0, None, None)
+    text = open(path).read()
+    assert 'rat_backup_last_success_timestamp_seconds{host="rat-lab"} %.3f' % NOW.timestamp() in text
+    assert 'rat_backup_last_status{host="rat-lab"} 0' in text
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_log_line_when_reason_multiline_then_one_line():
+    line = run.log_line("rat-lab", "failed", "20260216_093000", LATER, 12.0, None, "boom\nat line 2")
+    assert "\n" not in line and "reason=boom at line 2" in line and "status=failed" in line
+
+
+def test_preflight_when_module_missing_then_listed(tmp_path):
+    result = run.preflight(str(tmp_path), 0, ["json", "surely_not_a_module_xyz"])
+    assert result["missing_modules"] == ["surely_not_a_module_xyz"]
+    assert result["enough_space"]
