@@ -1,0 +1,262 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: pg_restore
+short_description: Restore a pg_dump archive into PostgreSQL, verified first and all-or-nothing by default
+version_added: 0.1.0
+description:
+  - Verifies the archive before anything in the database is touched - O(src) exists, its SHA-256 matches
+    O(expected_sha256) when given, C(pg_restore --list) reads its table of contents and every data block
+    can be read and decompressed - then runs C(pg_restore) on this host or inside the database's Docker container.
+  - Defaults match RAT's C(make restore) (C(--clean --if-exists --no-owner)), in one transaction so that
+    a restore that fails midway leaves the database exactly as it was.
+  - Errors are never swallowed - "errors ignored on restore" fails the task unless every error matches
+    O(allowed_warnings).
+extends_documentation_fragment:
+  - rat.backup.postgres
+  - rat.backup.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Verifies the archive and connects (read-only), then reports what would be restored in RV(restored)
+        with RV(changed=true); the database is not touched.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - Every run restores the archive again and reports a change.
+options:
+  src:
+    description:
+      - The archive - a custom-format file (C(pg_dump -Fc)) or a directory-format directory (host mode only).
+      - Plain SQL dumps are refused (restore those with C(psql)).
+    type: path
+    required: true
+  clean:
+    description:
+      - Drop database objects before recreating them (C(--clean)).
+    type: bool
+    default: true
+  if_exists:
+    description:
+      - With O(clean), drop with C(IF EXISTS) so objects missing from the database are not errors (C(--if-exists)).
+    type: bool
+    default: true
+  no_owner:
+    description:
+      - Do not restore object ownership; objects belong to O(user) (C(--no-owner)).
+    type: bool
+    default: true
+  single_transaction:
+    description:
+      - Restore in one transaction (C(--single-transaction)). The first error rolls everything back, so the
+        database is either fully restored or unchanged.
+      - Must be V(false) to use O(jobs) greater than 1.
+    type: bool
+    default: true
+  jobs:
+    description:
+      - Number of parallel restore jobs (C(--jobs)). Faster on large databases but B(not atomic) - a failure
+        leaves the database partly restored. Needs O(single_transaction=false).
+      - In container mode the archive is first copied into a private temporary directory of the container
+        (parallel restore cannot read a pipe) and removed afterwards.
+    type: int
+    default: 1
+  create_database:
+    description:
+      - Create O(database) first when it does not exist, connecting to O(maintenance_database) to do so.
+      - Without it, a missing database is an error.
+    type: bool
+    default: false
+  maintenance_database:
+    description:
+      - Database to connect to for checking that O(database) exists and creating it (O(create_database)).
+    type: str
+    default: postgres
+  expected_sha256:
+    description:
+      - SHA-256 the O(src) file must have (for example from a backup's manifest). A mismatch fails before
+        the database is touched. Custom-format files only.
+    type: str
+  allowed_warnings:
+    description:
+      - Regular expressions (Python C(re.search)) of pg_restore errors to accept. When every error of a restore
+        matches one, the task succeeds, returns them in RV(accepted_errors) and shows each as a warning;
+        any other error fails it.
+      - Only meaningful with O(single_transaction=false) - in a single transaction the first error already
+        rolled the restore back.
+    type: list
+    elements: str
+    default: []
+seealso:
+  - module: rat.backup.pg_dump
+  - name: pg_restore
+    description: PostgreSQL's pg_restore reference.
+    link: https://www.postgresql.org/docs/current/app-pgrestore.html
+author:
+  - rat.backup maintainers
+"""
+
+EXAMPLES = r"""
+- name: Restore a backup's dump, verified against its manifest
+  rat.backup.pg_restore:
+    password: "{{ rat_postgres_password }}"
+    database: rat
+    src: /var/backups/rat/20260216_093000/postgres/rat.dump
+    expected_sha256: "{{ manifest.postgres.sha256 }}"
+
+- name: Restore through the PostgreSQL container of RAT's compose stack
+  rat.backup.pg_restore:
+    container: rat-postgres-1
+    user: rat
+    password: "{{ rat_postgres_password }}"
+    src: /var/backups/rat/20260216_093000/postgres/rat.dump
+
+- name: Fast parallel restore into a fresh database (not atomic)
+  rat.backup.pg_restore:
+    user: postgres
+    password: "{{ admin_password }}"
+    database: rat_drill
+    create_database: true
+    src: /var/backups/rat/20260216_093000/postgres/rat.dump
+    single_transaction: false
+    jobs: 4
+    allowed_warnings:
+      - 'extension "plpgsql" already exists'
+"""
+
+RETURN = r"""
+src:
+  description: The archive restored.
+  returned: always
+  type: str
+  sample: /var/backups/rat/20260216_093000/postgres/rat.dump
+database:
+  description: Database restored into.
+  returned: always
+  type: str
+  sample: rat
+database_created:
+  description: Whether the database was created (would be, in check mode).
+  returned: always
+  type: bool
+  sample: false
+duration:
+  description: Seconds the verification and restore took.
+  returned: success and not check mode
+  type: float
+  sample: 12.5
+restored:
+  description: Summary of the archive's table of contents - what was (or in check mode would be) restored.
+  returned: always
+  type: dict
+  contains:
+    format:
+      description: Archive format.
+      type: str
+      sample: CUSTOM
+    dumped_from:
+      description: Server version the archive was dumped from.
+      type: str
+      sample: 15.18 (Debian 15.18-0+deb12u1)
+    dumped_by:
+      description: pg_dump version that wrote the archive.
+      type: str
+      sample: 15.18 (Debian 15.18-0+deb12u1)
+    source_database:
+      description: Name of the database that was dumped.
+      type: str
+      sample: rat
+    entries:
+      description: Number of TOC entries.
+      type: int
+      sample: 42
+    counts:
+      description: Number of entries by kind (TABLE, TABLE DATA, INDEX, ...).
+      type: dict
+      sample: {"TABLE": 7, "TABLE DATA": 7, "INDEX": 5}
+    tables:
+      description: The tables, as C(schema.table).
+      type: list
+      elements: str
+      sample: ["public.pipelines", "public.runs"]
+  sample: {"format": "CUSTOM", "entries": 42, "counts": {"TABLE": 7}, "tables": ["public.runs"]}
+accepted_errors:
+  description: pg_restore errors accepted through O(allowed_warnings).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+server_version:
+  description: Version of the PostgreSQL server.
+  returned: always
+  type: str
+  sample: 15.18 (Debian 15.18-0+deb12u1)
+client_version:
+  description: Version of the client programs used.
+  returned: always
+  type: str
+  sample: "15.18"
+cmd:
+  description: The pg_restore argv (planned in check mode), secrets masked.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/lib/postgresql/15/bin/pg_restore", "--host", "127.0.0.1", "--port", "5432", "--username", "rat",
+           "--dbname", "rat", "--no-password", "--clean", "--if-exists", "--no-owner", "--single-transaction",
+           "/var/backups/rat/20260216_093000/postgres/rat.dump"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def argument_spec():
+    spec = pg_cli.connection_argspec()
+    spec.update(
+        src=dict(type="path", required=True),
+        clean=dict(type="bool", default=True),
+        if_exists=dict(type="bool", default=True),
+        no_owner=dict(type="bool", default=True),
+        single_transaction=dict(type="bool", default=True),
+        jobs=dict(type="int", default=1),
+        create_database=dict(type="bool", default=False),
+        maintenance_database=dict(type="str", default="postgres"),
+        expected_sha256=dict(type="str"),
+        allowed_warnings=dict(type="list", elements="str", default=[]),
+    )
+    return spec
+
+
+def run(module):
+    p = module.params
+    spec = pg_cli.RestoreSpec(
+        p["src"], p["clean"], p["if_exists"], p["no_owner"], p["single_transaction"], p["jobs"],
+        p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"])
+    result = pg_cli.restore(pg_cli.client_from_params(p), spec, check_mode=module.check_mode)
+    for error in result["accepted_errors"]:
+        module.warn(f"pg_restore error accepted by allowed_warnings: {error}")
+    result["changed"] = True
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
