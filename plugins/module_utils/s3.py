@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""S3 connection options, boto3 clients with retries, and SDK errors turned into RatBackupError.
+
+The connection options are declared once here and documented once in the ``rat.backup.s3``
+doc fragment; modules that talk to two endpoints take them with a ``src_``/``dest_`` prefix.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+BOTO3_IMPORT_ERROR = None
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+except ImportError:
+    BOTO3_IMPORT_ERROR = traceback.format_exc()
+    HAS_BOTO3 = False
+else:
+    HAS_BOTO3 = True
+
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+# Error codes that mean "these credentials are not accepted", whatever the server calls it.
+_CREDENTIAL_CODES = frozenset((
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId",
+    "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
+))
+
+
+def connection_argspec(prefix=""):
+    """Connection options of one S3 side; ``prefix`` is "", "src_" or "dest_"."""
+    return {
+        prefix + "endpoint": {"type": "str"},
+        prefix + "access_key": {"type": "str", "no_log": False},
+        prefix + "secret_key": {"type": "str", "no_log": True},
+        prefix + "region": {"type": "str", "default": "us-east-1"},
+        prefix + "validate_certs": {"type": "bool", "default": True},
+        prefix + "ca_bundle": {"type": "path"},
+    }
+
+
+def transport_argspec():
+    """Retry and timeout options shared by every client a module builds."""
+    return {
+        "retry_mode": {"type": "str", "default": "standard", "choices": list(RETRY_MODES)},
+        "retry_max_attempts": {"type": "int", "default": 5},
+        "connect_timeout": {"type": "int", "default": 10},
+        "read_timeout": {"type": "int", "default": 60},
+    }
+
+
+class Endpoint:
+    """One S3 side: where it is and how to talk to it. ``repr`` never shows the secret."""
+
+    def __init__(self, url=None, access_key=None, secret_key=None, region="us-east-1",
+                 validate_certs=True, ca_bundle=None):
+        self.url = url
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.region = region
+        self.validate_certs = validate_certs
+        self.ca_bundle = ca_bundle
+
+    @classmethod
+    def from_params(cls, params, prefix=""):
+        return cls(
+            url=params.get(prefix + "endpoint"),
+            access_key=params.get(prefix + "access_key"),
+            secret_key=params.get(prefix + "secret_key"),
+            region=params.get(prefix + "region") or "us-east-1",
+            validate_certs=params.get(prefix + "validate_certs", True),
+            ca_bundle=params.get(prefix + "ca_bundle"),
+        )
+
+    @property
+    def name(self):
+        return self.url or "AWS S3 ({0})".format(self.region)
+
+    def same_service(self, other):
+        """True when a server-side copy between the two sides is possible."""
+        return (self.url, self.access_key, self.secret_key, self.region) == (
+            other.url, other.access_key, other.secret_key, other.region)
+
+    def __repr__(self):
+        return "Endpoint({0!r})".format(self.name)
+
+
+def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_timeout=10,
+                read_timeout=60, max_pool_connections=10):
+    """A thread-safe S3 client for ``endpoint``; share it between worker threads."""
+    if not HAS_BOTO3:
+        raise RatBackupError("boto3 is required to talk to S3", exception=BOTO3_IMPORT_ERROR)
+    settings = {
+        "region_name": endpoint.region,
+        "retries": {"mode": retry_mode, "max_attempts": retry_max_attempts},
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        "max_pool_connections": max_pool_connections,
+        # Path-style works with MinIO, moto and AWS alike; virtual hosts need DNS per bucket.
+        "s3": {"addressing_style": "path"},
+    }
+    if "request_checksum_calculation" in botocore.config.Config.OPTION_DEFAULTS:
+        # botocore >= 1.36 adds CRC checksums by default; S3-compatible servers vary in support.
+        settings["request_checksum_calculation"] = "when_required"
+        settings["response_checksum_validation"] = "when_required"
+    config = botocore.config.Config(**settings)
+    verify = endpoint.ca_bundle if endpoint.ca_bundle else endpoint.validate_certs
+    session = boto3.session.Session(
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        region_name=endpoint.region,
+    )
+    return session.client("s3", endpoint_url=endpoint.url, verify=verify, config=config)
+
+
+def error_code(exc):
+    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code", "")
+    return ""
+
+
+def is_not_found(exc):
+    return error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
+
+
+def translate(exc, endpoint, action, bucket=None, key=None):
+    """A RatBackupError for an SDK exception, naming endpoint, bucket and key, never a secret."""
+    where = "{0} on {1}".format(action, endpoint.name)
+    if bucket is not None:
+        where += " bucket {0!r}".format(bucket)
+    if key is not None:
+        where += " key {0!r}".format(key)
+    details = {"endpoint": endpoint.name, "bucket": bucket, "key": key}
+    code = error_code(exc)
+    if code:
+        message = exc.response.get("Error", {}).get("Message") or code
+        if code == "NoSuchBucket":
+            hint = "the bucket does not exist"
+        elif code in _CREDENTIAL_CODES:
+            hint = "the access key or secret key is not accepted"
+        elif code in ("AccessDenied", "403", "Forbidden"):
+            hint = "access denied for this access key"
+        else:
+            hint = message
+        details["error_code"] = code
+        return RatBackupError("{0} failed: {1} ({2})".format(where, hint, code), **details)
+    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return RatBackupError("{0} failed: no credentials given".format(where), **details)
+    if HAS_BOTO3 and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                                      botocore.exceptions.ConnectionClosedError,
+                                      botocore.exceptions.ReadTimeoutError,
+                                      botocore.exceptions.ConnectTimeoutError)):
+        return RatBackupError("{0} failed: endpoint unreachable or connection dropped ({1})".format(
+            where, type(exc).__name__), **details)
+    return RatBackupError("{0} failed: {1}: {2}".format(where, type(exc).__name__, exc), **details)
+
+
+def sdk_errors():
+    """The exception types ``translate`` understands, for ``except`` clauses."""
+    if not HAS_BOTO3:
+        return (OSError,)
+    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
