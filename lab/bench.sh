@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every bench/bench_*.py with the virtualenv's python and the running lab's settings in
+# the environment (`make bench`). Each prints its own Markdown table. Runs them all, then fails
+# if any failed.
+set -uo pipefail
+# shellcheck source=lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ -s "$RAT_LAB_STATE/env" ]] || lab_die "$RAT_LAB_STATE/env missing: run lab/up.sh first"
+set -a
+# shellcheck source=/dev/null
+source "$RAT_LAB_STATE/env"
+set +a
+unset AWS_CA_BUNDLE
+export PYTHONPATH="$RAT_LAB_REPO/collections${PYTHONPATH:+:$PYTHONPATH}"
+
+shopt -s nullglob
+benches=("$RAT_LAB_REPO"/bench/bench_*.py)
+if ((${#benches[@]} == 0)); then
+    lab_log "no bench/bench_*.py yet"
+    exit 0
+fi
+failed=()
+for bench in "${benches[@]}"; do
+    lab_log "running ${bench#"$RAT_LAB_REPO"/}"
+    (cd "$RAT_LAB_REPO" && "$RAT_LAB_PYTHON" "$bench") || failed+=("${bench#"$RAT_LAB_REPO"/}")
+done
+if ((${#failed[@]})); then
+    lab_die "benchmarks failed: ${failed[*]}"
+fi
+lab_log "all ${#benches[@]} benchmarks passed"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the lab and the tests need on a Debian 12 machine, as root and without stdin:
+#   lab/deps.sh backup   Debian packages `make backup` needs + the virtualenv
+#   lab/deps.sh all      everything `make test` needs (Docker, cron, sshd, rclone, ...) + the virtualenv
+# Present packages are not reinstalled, and the virtualenv is only touched when the requirement
+# files changed since it was last filled, so a second run takes about a second.
+set -euo pipefail
+# shellcheck source=lab/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+backup_packages=(postgresql postgresql-client python3-venv procps util-linux git ca-certificates)
+test_packages=(docker.io cron openssh-server iproute2 rclone)
+
+case "${1:-}" in
+    backup) packages=("${backup_packages[@]}") ;;
+    all) packages=("${backup_packages[@]}" "${test_packages[@]}") ;;
+    *) lab_die "usage: lab/deps.sh backup|all" ;;
+esac
+
+install_apt() {
+    local missing=() pkg policy_rc=/usr/sbin/policy-rc.d
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    [[ $EUID -eq 0 ]] || lab_die "missing Debian packages ${missing[*]}: run as root or install them"
+    lab_log "installing Debian packages: ${missing[*]}"
+    # Package scripts would start the distribution's own PostgreSQL cluster and dockerd; the lab
+    # runs its own on its own ports, so service starts are refused while installing.
+    if [[ ! -e "$policy_rc" ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+        chmod 0755 "$policy_rc"
+        trap 'rm -f "$policy_rc"' EXIT
+    fi
+    export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_venv() {
+    local venv="$RAT_LAB_REPO/.venv" stamp want
+    want="$(cat "$RAT_LAB_REPO/requirements.txt" "$RAT_LAB_REPO/tests/requirements.txt" | sha256sum | cut -d' ' -f1)"
+    stamp="$venv/.rat-backup-requirements"
+    if [[ -x "$venv/bin/python" && -s "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    if [[ ! -x "$venv/bin/python" ]]; then
+        lab_log "creating virtualenv $venv"
+        python3 -m venv "$venv"
+    fi
+    lab_log "installing Python requirements into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$RAT_LAB_REPO/requirements.txt" -r "$RAT_LAB_REPO/tests/requirements.txt"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+install_apt "${packages[@]}"
+install_venv

@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# The test runner behind `make test` (and `make sanity|units|integration|lint`).
+#
+#   tests/run_tests.sh [--lab] all|sanity|units|integration|lint ...
+#
+# ansible-test only works on a collection that sits at .../ansible_collections/<ns>/<name> and is
+# a git repository, so the runner copies this checkout's files (tracked, plus untracked ones that
+# are not ignored: work in progress gets tested too) to a temporary tree, `git init`s it and runs
+# the stages there. --lab brings the lab up first (with Docker) and seeds it; the lab services it
+# started are stopped at the end unless KEEP_LAB=1. TARGETS="a b" limits the integration targets.
+# Any failing stage fails the run; so do units or integration that ran no test at all.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+PYTHON_VERSION=3.11
+export PATH="$VENV/bin:$PATH"
+
+log() { printf '[tests] %s\n' "$*" >&2; }
+die() { printf '[tests] ERROR: %s\n' "$*" >&2; exit 1; }
+
+with_lab=0
+stages=()
+for arg in "$@"; do
+    case "$arg" in
+        --lab) with_lab=1 ;;
+        all) stages+=(sanity units integration lint) ;;
+        sanity | units | integration | lint) stages+=("$arg") ;;
+        *) die "unknown argument: $arg (usage: tests/run_tests.sh [--lab] all|sanity|units|integration|lint ...)" ;;
+    esac
+done
+((${#stages[@]})) || die "no stage given (all, sanity, units, integration, lint)"
+[[ -x "$VENV/bin/ansible-test" ]] || die "$VENV/bin/ansible-test missing: run lab/deps.sh all (make deps)"
+
+work="$(mktemp -d /tmp/rat-backup-tests.XXXXXX)"
+dest="$work/ansible_collections/rat/backup"
+lab_started=0
+declare -A result=() detail=() seconds=()
+total_passed=0
+total_failed=0
+
+cleanup() {
+    local rc=$?
+    if [[ -d "$dest/tests/output" ]]; then
+        rm -rf "$REPO/tests/output"
+        cp -a "$dest/tests/output" "$REPO/tests/output"
+    fi
+    rm -rf "$work"
+    if ((lab_started)) && [[ "${KEEP_LAB:-0}" != 1 ]]; then
+        log "stopping the lab services this run started (KEEP_LAB=1 keeps them)"
+        "$REPO/lab/down.sh" || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# ansible-test bootstraps pip in the virtualenvs it makes with a get-pip script it downloads from
+# the internet; this machine has none, so the cache gets a stand-in that uses ensurepip and then
+# installs the requested packages from the package index. The file name carries the pip version
+# ansible-test asks for.
+install_pip_bootstrap() {
+    local version cache
+    version="$("$VENV/bin/python" -c '
+import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version="'"$PYTHON_VERSION"'"))["pip"])')"
+    cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
+    mkdir -p "$(dirname "$cache")"
+    cat >"$cache" <<'EOF'
+"""Offline stand-in for get-pip.py, written by rat.backup's tests/run_tests.sh."""
+import subprocess
+import sys
+
+ARGS = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
+subprocess.check_call([sys.executable, '-m', 'ensurepip', '--default-pip'])
+subprocess.check_call([sys.executable, '-m', 'pip', 'install'] + ARGS)
+EOF
+}
+
+copy_collection() {
+    local list="$work/files"
+    mkdir -p "$dest"
+    # The collections/ symlink points back at the checkout: copying it would nest the tree.
+    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard) \
+        | while IFS= read -r -d '' f; do
+            [[ "$f" == collections/* || "$f" == collections ]] && continue
+            [[ -e "$REPO/$f" || -L "$REPO/$f" ]] && printf '%s\0' "$f"
+        done >"$list"
+    tar -C "$REPO" --null -T "$list" -cf - | tar -C "$dest" -xf -
+    git -C "$dest" init -q
+    git -C "$dest" add -A
+    log "collection copied to $dest ($(tr -cd '\0' <"$list" | wc -c) files)"
+}
+
+# Every variable of the running lab (.lab/env) reaches the integration targets as rat_lab_*.
+write_integration_config() {
+    local env_file="$REPO/.lab/env"
+    [[ -s "$env_file" ]] || die "$env_file missing: the lab is not up (run with --lab or lab/up.sh)"
+    (
+        set -a
+        # shellcheck source=/dev/null
+        source "$env_file"
+        "$VENV/bin/python" - "$dest/tests/integration/integration_config.yml" <<'EOF'
+import os
+import sys
+
+import yaml
+
+lab = {k.lower(): v for k, v in sorted(os.environ.items()) if k.startswith('RAT_LAB_')}
+with open(sys.argv[1], 'w', encoding='utf-8') as out:
+    os.fchmod(out.fileno(), 0o600)
+    yaml.safe_dump(lab, out, default_flow_style=False)
+EOF
+    )
+}
+
+# Sums tests, failures, errors and skips of the JUnit files pytest wrote.
+junit_counts() {
+    "$VENV/bin/python" - "$@" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+
+tests = failed = skipped = 0
+for path in sys.argv[1:]:
+    root = ET.parse(path).getroot()
+    for suite in ([root] if root.tag == 'testsuite' else root.iter('testsuite')):
+        tests += int(suite.get('tests', 0))
+        failed += int(suite.get('failures', 0)) + int(suite.get('errors', 0))
+        skipped += int(suite.get('skipped', 0))
+print(tests, failed, skipped)
+EOF
+}
+
+ansible_test() {
+    (cd "$dest" && ansible-test "$@" --local --python "$PYTHON_VERSION" --requirements --color no)
+}
+
+run_sanity() {
+    local out="$work/sanity.log" rc=0 ran failed
+    ansible_test sanity 2>&1 | tee "$out" || rc=$?
+    ran="$(grep -c '^Running sanity test "' "$out" || true)"
+    failed="$(grep -c "^ERROR: Found [0-9]* .* issue" "$out" || true)"
+    detail[sanity]="$ran tests run, $failed with issues"
+    total_passed=$((total_passed + ran - failed))
+    total_failed=$((total_failed + failed))
+    return "$rc"
+}
+
+run_units() {
+    local rc=0 counts tests failed skipped
+    rm -rf "$dest/tests/output/junit"
+    ansible_test units || rc=$?
+    shopt -s nullglob
+    local files=("$dest"/tests/output/junit/*.xml)
+    shopt -u nullglob
+    if ((${#files[@]} == 0)); then
+        detail[units]="no test ran"
+        total_failed=$((total_failed + 1))
+        return 1
+    fi
+    counts="$(junit_counts "${files[@]}")"
+    read -r tests failed skipped <<<"$counts"
+    detail[units]="$tests tests, $failed failed, $skipped skipped"
+    total_passed=$((total_passed + tests - failed - skipped))
+    total_failed=$((total_failed + failed))
+    if ((tests == 0)); then
+        total_failed=$((total_failed + 1))
+        detail[units]="no test ran"
+        return 1
+    fi
+    return "$rc"
+}
+
+run_integration() {
+    local out="$work/integration.log" rc=0 ran failed
+    local -a targets=()
+    write_integration_config
+    read -r -a targets <<<"${TARGETS:-}"
+    # destructive: the targets may start daemons and change system state; this machine is the
+    # disposable test machine. --continue-on-error: one run reports every failing target.
+    ansible_test integration --allow-destructive --continue-on-error "${targets[@]}" 2>&1 \
+        | tee "$out" || rc=$?
+    ran="$(grep -cE '^Running [^ ]+ integration test (role|script)' "$out" || true)"
+    failed="$(sed -n 's/^ERROR: The \([0-9]*\) integration test(s) listed below .* failed.*/\1/p' "$out" | tail -n1)"
+    failed="${failed:-0}"
+    if ((rc != 0 && failed == 0)); then
+        failed=1
+    fi
+    detail[integration]="$ran targets run, $failed failed"
+    total_passed=$((total_passed + ran - failed))
+    total_failed=$((total_failed + failed))
+    if ((ran == 0)); then
+        detail[integration]="no target ran"
+        total_failed=$((total_failed + 1))
+        return 1
+    fi
+    return "$rc"
+}
+
+run_lint() {
+    local rc=0
+    (cd "$dest" && ansible-lint --offline) || rc=$?
+    if ((rc == 0)); then
+        detail[lint]="production profile clean"
+        total_passed=$((total_passed + 1))
+    else
+        detail[lint]="violations (see above)"
+        total_failed=$((total_failed + 1))
+    fi
+    return "$rc"
+}
+
+if ((with_lab)); then
+    if ! "$REPO/lab/status.sh" >/dev/null; then
+        lab_started=1
+    fi
+    "$REPO/lab/up.sh" --docker
+    "$REPO/lab/seed.sh" --if-needed
+fi
+
+install_pip_bootstrap
+copy_collection
+
+overall=0
+for stage in "${stages[@]}"; do
+    log "=== $stage ==="
+    start=$SECONDS
+    if "run_$stage"; then
+        result[$stage]=PASS
+    else
+        result[$stage]=FAIL
+        overall=1
+    fi
+    seconds[$stage]=$((SECONDS - start))
+done
+
+printf '\n%-12s %-5s %6s  %s\n' stage result time detail
+for stage in "${stages[@]}"; do
+    printf '%-12s %-5s %5ss  %s\n' "$stage" "${result[$stage]}" "${seconds[$stage]}" "${detail[$stage]:-}"
+done
+printf 'rat.backup: %d passed, %d failed\n' "$total_passed" "$total_failed"
+exit "$overall"
