@@ -1,7 +1,9 @@
+# shellcheck shell=bash
 # Shared settings and helpers of the lab scripts (sourced, not executed).
 # The ports and names are the lab contract of docs/internals.md: the inventory in inventory/lab
 # and the integration tests rely on them, so they are fixed rather than configurable.
 
+# shellcheck disable=SC2034  # the settings are used by the scripts that source this file
 RAT_LAB_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RAT_LAB_STATE="${RAT_LAB_STATE:-$RAT_LAB_REPO/.lab}"
 RAT_LAB_PYTHON="${RAT_LAB_PYTHON:-$RAT_LAB_REPO/.venv/bin/python}"

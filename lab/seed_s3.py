@@ -257,8 +257,8 @@ def seed(s3):
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         # Older versions first, so the final content is what rat_objects() says.
         configs = [o for o in objs if o.key.startswith('ecommerce/pipelines/') and o.key.endswith('config.yaml')]
-        list(pool.map(lambda o: put(s3, BUCKET, Obj(o.key, b'# draft\n' + o.body, o.content_type,
-                                                      o.metadata, o.extra)), configs))
+        drafts = [Obj(o.key, b'# draft\n' + o.body, o.content_type, o.metadata, o.extra) for o in configs]
+        list(pool.map(lambda o: put(s3, BUCKET, o), drafts))
         put(s3, BUCKET, Obj(DELETED_KEY, csv_body(DELETED_KEY, 3), 'text/csv'))
         s3.delete_object(Bucket=BUCKET, Key=DELETED_KEY)
         list(pool.map(lambda o: put(s3, BUCKET, o), objs))

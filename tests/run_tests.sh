@@ -9,6 +9,7 @@
 # the stages there. --lab brings the lab up first (with Docker) and seeds it; the lab services it
 # started are stopped at the end unless KEEP_LAB=1. TARGETS="a b" limits the integration targets.
 # Any failing stage fails the run; so do units or integration that ran no test at all.
+# shellcheck disable=SC2317  # the stages run as "run_$stage" and cleanup as a trap, which shellcheck cannot see
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
