@@ -182,7 +182,7 @@ run_integration() {
     ansible_test integration --allow-destructive --continue-on-error "${targets[@]}" 2>&1 \
         | tee "$out" || rc=$?
     ran="$(grep -cE '^Running [^ ]+ integration test (role|script)' "$out" || true)"
-    failed="$(sed -n 's/^ERROR: The \([0-9]*\) integration test(s) listed below .* failed.*/\1/p' "$out" | tail -n1)"
+    failed="$(sed -n 's/^[A-Z]*: The \([0-9]*\) integration test(s) listed below .* failed.*/\1/p' "$out" | tail -n1)"
     failed="${failed:-0}"
     if ((rc != 0 && failed == 0)); then
         failed=1
