@@ -131,6 +131,7 @@ def summary(data):
     pg = data.get("postgres") or {}
     return {
         "dump_bytes": pg.get("size", 0),
+        "dump_sha256": pg.get("sha256"),
         "tables": len(pg.get("row_counts") or {}),
         "rows": sum((pg.get("row_counts") or {}).values()),
         "objects": len(objects),

@@ -9,9 +9,9 @@ bucket_mirror. Every function takes ``now`` so tests can pin time.
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import os
+import platform
 import re
 import socket
 
@@ -19,6 +19,8 @@ from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
+# Recorded in every manifest; keep equal to galaxy.yml's version.
+COLLECTION_VERSION = "0.1.0"
 OBJECT_MANIFEST = "minio.json"
 METRICS_FILE = "rat_backup.prom"
 
@@ -42,10 +44,17 @@ def preflight(root, required_bytes, modules):
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
-    layout.ensure_root(root)
-    free = layout.free_bytes(root)
+    # Read-only: a missing root is judged by the directory it would be created in.
+    existing = root
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK) or (os.path.lexists(root) and not os.path.isdir(root)):
+        raise RatBackupError("backup root %s is not writable on %s (checked %s)"
+                             % (root, socket.gethostname(), existing), path=root)
+    free = layout.free_bytes(existing)
     return {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
-            "enough_space": free >= required_bytes}
+            "enough_space": free >= required_bytes, "root_exists": os.path.isdir(root),
+            "existing_dir": existing}
 
 
 def _check_space(root, required_bytes):
@@ -76,7 +85,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     if check_mode:
         name = layout.new_name(root, now, base)
         _base, final, partial = paths(root, kind, name)
-        result.update(changed=True, name=name, path=final, partial=partial, free_bytes=free,
+        result.update(changed=True, name=name, backup_dir=final, partial=partial, free_bytes=free,
                       would_remove=_stale_partials(base), lock_token=None)
         return result
     stale = None
@@ -102,7 +111,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
         if not lock_token:
             layout.release(root, record["token"])
         raise
-    result.update(changed=True, name=name, path=final, partial=partial, free_bytes=free,
+    result.update(changed=True, name=name, backup_dir=final, partial=partial, free_bytes=free,
                   removed_partials=removed, lock_token=record["token"],
                   lock={k: v for k, v in record.items() if k != "token"},
                   recovered_lock={k: v for k, v in (stale or {}).items() if k != "token"} or None)
@@ -123,7 +132,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     """Turn <name>.partial into <name>: checks, manifest.json written last, rename, fsync."""
     _base, final, partial = paths(root, kind, name)
     if check_mode:
-        return {"changed": True, "name": name, "path": final}
+        return {"changed": True, "name": name, "backup_dir": final}
     _own_lock(root, token)
     if not os.path.isdir(partial) or os.path.islink(partial):
         raise RatBackupError("%s does not exist: nothing to commit" % partial, path=partial)
@@ -136,15 +145,16 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     if "postgres" in components and not pg:
         raise RatBackupError("components include postgres but no pg_dump result was given")
     created = layout.time_of(name)
+    host = host or socket.gethostname()
     consistency = dict(consistency or {})
     if object_manifest:
         consistency.setdefault("objects_listed_at", object_manifest.get("listed_at"))
+    tools = dict(tools or {}, python=platform.python_version())
+    tools["rat.backup"] = COLLECTION_VERSION
+    if pg and pg.get("client_version"):
+        tools["pg_dump"] = pg["client_version"]
     data = mf.build(name, kind, host, layout.iso(created), layout.iso(now), tools, pg, object_manifest,
                     consistency)
-    if pg:
-        client = pg.get("client_version")
-        if client:
-            data["tools"] = dict(data["tools"] or {}, pg_dump=client)
     # Everything the manifest promises must be there before the backup may look complete.
     check = mf.verify(partial, data, mode="quick")
     problems = [b for b in check["bad"] if not b.startswith(OBJECT_MANIFEST + ":")]
@@ -164,7 +174,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
         layout.release(root, token)
     stats = mf.summary(data)
     created_dt = created or now
-    stats.update(changed=True, name=name, path=final, manifest=os.path.join(final, layout.MANIFEST),
+    stats.update(changed=True, name=name, backup_dir=final, manifest=os.path.join(final, layout.MANIFEST),
                  duration=round((now - created_dt).total_seconds(), 3), lock_released=release_lock)
     return stats
 
@@ -260,7 +270,3 @@ def append_log(path, line):
 def duration_since(name, now):
     created = layout.time_of(name) if name else None
     return (now - created).total_seconds() if created else 0.0
-
-
-def as_utc(value):
-    return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)

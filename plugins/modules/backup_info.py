@@ -106,6 +106,14 @@ complete:
       description: Dump bytes plus object bytes, from the manifest.
       type: int
       sample: 52428800
+    dump_bytes:
+      description: Size of the database dump, from the manifest.
+      type: int
+      sample: 2428800
+    object_bytes:
+      description: Bytes of the objects, from the manifest.
+      type: int
+      sample: 50000000
     tables:
       description: Tables with row counts in the manifest.
       type: int
@@ -190,6 +198,7 @@ def describe(root, entry):
         data = mf.read(entry["path"])
         stats = mf.summary(data)
         entry.update(host=data.get("host"), objects=stats["objects"], bytes=stats["bytes"],
+                     dump_bytes=stats["dump_bytes"], object_bytes=stats["object_bytes"],
                      tables=stats["tables"], buckets=stats["buckets"])
     except RatBackupError as exc:
         entry["error"] = exc.msg

@@ -166,7 +166,7 @@ name:
   returned: begin, commit
   type: str
   sample: 20260216_093000
-path:
+backup_dir:
   description: Final path of the backup.
   returned: begin, commit
   type: str
@@ -218,6 +218,16 @@ missing_modules:
   type: list
   elements: str
   sample: [boto3]
+root_exists:
+  description: Whether O(root) exists already.
+  returned: preflight
+  type: bool
+  sample: true
+existing_dir:
+  description: O(root), or its nearest existing parent when it does not exist yet (where it will be created).
+  returned: preflight
+  type: str
+  sample: /var/backups
 enough_space:
   description: Whether O(required_bytes) are free.
   returned: preflight

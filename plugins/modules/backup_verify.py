@@ -92,7 +92,7 @@ name:
   returned: always
   type: str
   sample: 20260216_093000
-path:
+backup_dir:
   description: Backup directory verified.
   returned: always
   type: str
@@ -243,7 +243,7 @@ def run(module):
     checker = dump_checker(module, binary, p["mode"]) if binary else None
     result = mf.verify(path, data, p["mode"], checker)
     result["changed_files"] = result.pop("changed")
-    result.update(changed=False, name=name, path=path, dump_checked=bool(checker),
+    result.update(changed=False, name=name, backup_dir=path, dump_checked=bool(checker),
                   summary=mf.summary(data))
     if data.get("postgres") and not checker:
         module.warn("no pg_restore found: the dump of %s was checked by size/sha256 only" % path)

@@ -73,15 +73,15 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
         done = commit(tmp_path, started, pg)
     finally:
         layout.release(str(tmp_path), started["lock_token"])
-    assert done["path"] == str(tmp_path / "20260216_093000")
+    assert done["backup_dir"] == str(tmp_path / "20260216_093000")
     assert not os.path.exists(started["partial"])
-    assert not os.path.exists(os.path.join(done["path"], run.OBJECT_MANIFEST))
+    assert not os.path.exists(os.path.join(done["backup_dir"], run.OBJECT_MANIFEST))
     data = json.loads(open(done["manifest"]).read())
     assert data["minio"]["objects"][0]["key"] == "a.csv"
     assert data["tools"]["pg_dump"] == "15.18"
     assert data["consistency"]["objects_listed_at"] == "2026-02-16T09:30:03Z"
     assert done["objects"] == 1 and done["duration"] == 12.0
-    assert os.stat(os.path.join(done["path"], "minio", "rat", "a.csv")).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.join(done["backup_dir"], "minio", "rat", "a.csv")).st_mode & 0o777 == 0o600
     assert layout.lock_state(str(tmp_path))[0] is False
     assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20260216_093000"]
 

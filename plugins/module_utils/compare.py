@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Compare live servers with a backup's manifest: row counts per table, objects per bucket.
+
+Run after a restore, independently of the code that restored, so that "restored" means "checked".
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def _literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def count_sql(tables):
+    """psql batch counting exact rows of ``schema.table`` names (those that exist)."""
+    names = ",".join(_literal(t) for t in sorted(tables))
+    # format()'s %L/%I quote the names server-side; \\gexec runs each generated SELECT.
+    return ("SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM ONLY %I.%I', "
+            "n.nspname || '.' || c.relname, n.nspname, c.relname) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY (ARRAY[" + names + "]::text[]) "
+            "ORDER BY 1 \\gexec")
+
+
+USER_TABLES_SQL = ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                   "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                   "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1;")
+
+
+def compare_rows(expected, actual, live_tables):
+    """Row counts vs the manifest: {"ok", "tables", "rows", "mismatched", "missing_tables", "extra_tables"}."""
+    mismatched = [{"table": t, "expected": n, "actual": actual[t]}
+                  for t, n in sorted(expected.items()) if t in actual and actual[t] != n]
+    missing = sorted(t for t in expected if t not in actual)
+    extra = sorted(set(live_tables) - set(expected))
+    return {"ok": not mismatched and not missing, "tables": len(expected), "rows": sum(actual.values()),
+            "mismatched": mismatched, "missing_tables": missing, "extra_tables": extra}
+
+
+def postgres_counts(client, tables):
+    """(exact row counts of ``tables`` that exist, every user table) from a live server."""
+    session = client.open_session()
+    try:
+        counts = {}
+        if tables:
+            for row in session.query(count_sql(tables)):
+                item = json.loads(row)
+                counts[item["t"]] = item["n"]
+        live = session.query(USER_TABLES_SQL)
+    finally:
+        session.close()
+    return counts, live
+
+
+def compare_objects(manifest_objects, listing, buckets):
+    """Objects vs the manifest, by bucket/key and size. ``listing`` yields (bucket, key, size)."""
+    expected = {(o["bucket"], o["key"]): o.get("size") for o in manifest_objects}
+    seen = set()
+    missing, extra, size_differs = [], [], []
+    for bucket, key, size in listing:
+        seen.add((bucket, key))
+        if (bucket, key) not in expected:
+            extra.append("s3://%s/%s" % (bucket, key))
+        elif expected[(bucket, key)] is not None and expected[(bucket, key)] != size:
+            size_differs.append({"object": "s3://%s/%s" % (bucket, key), "expected": expected[(bucket, key)],
+                                 "actual": size})
+    for bucket, key in sorted(expected):
+        if (bucket, key) not in seen:
+            missing.append("s3://%s/%s" % (bucket, key))
+    return {"ok": not (missing or extra or size_differs), "buckets": sorted(buckets), "objects": len(seen),
+            "missing": missing, "extra": extra, "size_differs": size_differs}
+
+
+def list_buckets(client, endpoint, buckets, translate, sdk_errors):
+    """Yield (bucket, key, size) of every object of ``buckets``; errors name endpoint and bucket."""
+    for bucket in sorted(buckets):
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    yield bucket, item["Key"], item["Size"]
+        except sdk_errors() as exc:
+            raise translate(exc, endpoint, "listing", bucket=bucket)
+
+
+def manifest_buckets(minio):
+    return set((minio or {}).get("buckets", {})) | {o["bucket"] for o in (minio or {}).get("objects", [])}
+
+
+def require(section, name, path):
+    if not section:
+        raise RatBackupError("backup %s holds no %s part: nothing to compare" % (path, name), path=path)
+    return section

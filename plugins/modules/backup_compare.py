@@ -1,0 +1,166 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_compare
+short_description: Compare live PostgreSQL and S3 with a RAT backup's manifest
+version_added: 0.1.0
+description:
+  - Counts the rows of every table the backup's manifest records (counted at the dump's snapshot)
+    in the live database, and lists every bucket of the backup on the live S3 endpoint, then
+    reports tables whose row count differs or is missing and objects missing, extra or of another size.
+  - The restore role runs it after a restore, so the result says what was verified.
+  - It only reads; it is independent of the modules that restored, so it checks them.
+extends_documentation_fragment:
+  - rat.backup.attributes
+  - rat.backup.attributes.INFO_MODULE
+  - rat.backup.postgres
+  - rat.backup.s3
+options:
+  path:
+    description: The backup directory whose C(manifest.json) is the reference.
+    type: path
+    required: true
+  components:
+    description: What to compare.
+    type: list
+    elements: str
+    choices: [postgres, minio]
+    default: [postgres, minio]
+  exact:
+    description: Objects the backup does not have count as differences (a pruned restore); when false they are only listed.
+    type: bool
+    default: true
+  fail_on_error:
+    description: Fail when anything differs; when false, return RV(ok=false).
+    type: bool
+    default: true
+notes:
+  - Objects are compared by key and size (a byte-level check would download every object);
+    byte equality is what the backup's sha256 and bucket_mirror's transfer checks guarantee.
+seealso:
+  - module: rat.backup.backup_verify
+author:
+  - rat.backup maintainers
+"""
+
+EXAMPLES = r"""
+- name: Check the restored host against the backup
+  rat.backup.backup_compare:
+    path: /var/backups/rat/20260216_093000
+    host: 127.0.0.1
+    password: "{{ rat_postgres_password }}"
+    endpoint: http://127.0.0.1:9000
+    access_key: "{{ rat_minio_access_key }}"
+    secret_key: "{{ rat_minio_secret_key }}"
+"""
+
+RETURN = r"""
+ok:
+  description: True when everything compared is equal.
+  returned: always
+  type: bool
+  sample: true
+postgres:
+  description: Row count comparison (C(tables), C(rows), C(mismatched), C(missing_tables), C(extra_tables)).
+  returned: when postgres is compared
+  type: dict
+  sample: {"ok": true, "tables": 9, "rows": 50210, "mismatched": [], "missing_tables": [], "extra_tables": []}
+minio:
+  description: Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs)).
+  returned: when minio is compared
+  type: dict
+  sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": []}
+verified:
+  description: One sentence per component saying what was checked.
+  returned: always
+  type: list
+  elements: str
+  sample: ["PostgreSQL: row counts of 9 tables equal the manifest (50210 rows)"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.rat.backup.plugins.module_utils import compare
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def argument_spec():
+    spec = pg_cli.connection_argspec()
+    spec.update(s3.connection_argspec())
+    spec.update(
+        path=dict(type="path", required=True),
+        components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
+        exact=dict(type="bool", default=True),
+        fail_on_error=dict(type="bool", default=True),
+    )
+    return spec
+
+
+def _limited(items, limit=10):
+    return ", ".join(str(i) for i in items[:limit]) + (" and %d more" % (len(items) - limit) if len(items) > limit else "")
+
+
+def run(module):
+    p = module.params
+    data = mf.read(p["path"])
+    result = {"changed": False, "verified": [], "ok": True}
+    problems = []
+    if "postgres" in p["components"]:
+        pg = compare.require(data.get("postgres"), "postgres", p["path"])
+        expected = pg.get("row_counts") or {}
+        counts, live = compare.postgres_counts(pg_cli.client_from_params(p), list(expected))
+        rows = compare.compare_rows(expected, counts, live)
+        result["postgres"] = rows
+        if rows["ok"]:
+            result["verified"].append("PostgreSQL %s: row counts of %d tables equal the manifest (%d rows)"
+                                      % (p["database"], rows["tables"], rows["rows"]))
+        else:
+            problems.append("PostgreSQL %s: mismatched %s; missing tables %s" % (
+                p["database"], _limited(["%(table)s expected %(expected)s got %(actual)s" % m for m in rows["mismatched"]])
+                or "none", _limited(rows["missing_tables"]) or "none"))
+    if "minio" in p["components"]:
+        if not s3.HAS_BOTO3:
+            module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
+        minio = compare.require(data.get("minio"), "minio", p["path"])
+        endpoint = s3.Endpoint.from_params(p)
+        buckets = compare.manifest_buckets(minio)
+        listing = compare.list_buckets(s3.make_client(endpoint), endpoint, buckets, s3.translate, s3.sdk_errors)
+        objects = compare.compare_objects(minio["objects"], listing, buckets)
+        if not p["exact"]:
+            objects["ok"] = not (objects["missing"] or objects["size_differs"])
+        result["minio"] = objects
+        if objects["ok"]:
+            result["verified"].append("S3 %s: %d objects in %d buckets match the manifest by key and size%s"
+                                      % (endpoint.name, objects["objects"], len(buckets),
+                                         ", no extra objects" if p["exact"] else ""))
+        else:
+            problems.append("S3 %s: missing %s; extra %s; size differs %s" % (
+                endpoint.name, _limited(objects["missing"]) or "none",
+                _limited(objects["extra"]) or "none", _limited([d["object"] for d in objects["size_differs"]]) or "none"))
+    result["ok"] = not problems
+    if problems and p["fail_on_error"]:
+        raise RatBackupError("live state differs from backup %s: %s" % (p["path"], " | ".join(problems)),
+                             **{k: v for k, v in result.items() if k != "changed"})
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
