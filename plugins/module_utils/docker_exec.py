@@ -12,9 +12,11 @@ bounded whatever the size of a dump.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import tarfile
+import threading
 import time
 import traceback
 
@@ -38,6 +40,8 @@ STDERR = 2
 _FRAME_HEADER = struct.Struct(">BxxxL")
 _READ_BUFFER = 1 << 20
 _COPY_CHUNK = 1 << 20
+# Seconds a blocked stdin write waits before checking that the command still runs.
+_WRITE_POLL = 0.5
 
 
 def connect(docker_host=None, timeout=60):
@@ -92,11 +96,25 @@ class ExecProcess:
         self._sock = getattr(response_socket, "_sock", response_socket)
         self._sock.settimeout(None)
         self._reader = self._sock.makefile("rb", buffering=_READ_BUFFER)
+        self._input_closed = threading.Event()
 
     def write(self, data):
-        self._sock.sendall(data)
+        """Send ``data`` to the command's stdin; BrokenPipeError once the command has exited.
+
+        The daemon stops reading stdin when the command exits but keeps the exec "running" until
+        stdin ends, so a blocking sendall would hang: writability is awaited in short steps,
+        and close_stdin (called by the reader once all output is in) ends the wait.
+        """
+        view = memoryview(data)
+        while view:
+            if self._input_closed.is_set():
+                raise BrokenPipeError(f"{self.argv[0]} in the container stopped reading its input")
+            _readable, writable, _errors = select.select([], [self._sock], [], _WRITE_POLL)
+            if writable:
+                view = view[self._sock.send(view):]
 
     def close_stdin(self):
+        self._input_closed.set()
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:

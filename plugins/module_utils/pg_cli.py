@@ -323,7 +323,7 @@ class HostProcess:
         if self._proc.stdin:
             try:
                 self._proc.stdin.close()
-            except OSError:
+            except (OSError, ValueError):
                 pass
 
     def frames(self):
@@ -408,7 +408,8 @@ def communicate(proc, stdin_path=None, sink=None):
                         if not chunk:
                             break
                         proc.write(chunk)
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, ValueError):
+                # The command stopped reading (or its output is complete and stdin was closed).
                 pass
             except OSError as exc:
                 fed["error"] = exc
@@ -430,6 +431,8 @@ def communicate(proc, stdin_path=None, sink=None):
     except BaseException:
         proc.kill()
         raise
+    # All output is in: whatever input the command left unread is not needed.
+    proc.close_stdin()
     if feeder is not None:
         feeder.join()
     rc = proc.wait()
