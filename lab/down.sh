@@ -26,7 +26,14 @@ stop_pid() {
     rm -f "$pidfile"
 }
 
-if [[ -f "$RAT_LAB_REPO/lab/docker.sh" ]]; then
+# The Docker socket and pid file live in /run, shared by every checkout on the machine: stop the
+# daemon only when it is this checkout's (its data root is under this lab's state directory).
+docker_ours() {
+    local pid
+    pid="$(lab_live_pid /run/rat-backup-lab/dockerd.pid)" || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF "$RAT_LAB_STATE/docker/data"
+}
+if [[ -f "$RAT_LAB_REPO/lab/docker.sh" ]] && docker_ours; then
     bash "$RAT_LAB_REPO/lab/docker.sh" down
 fi
 stop_pid "S3 offsite" "$RAT_LAB_STATE/s3-offsite.pid"
@@ -37,7 +44,7 @@ if pid="$(lab_live_pid "$pidfile")"; then
     datadir="$(lab_pg_datadir)"
     lab_log "stopping PostgreSQL (pid $pid)"
     # pg_ctl stops the postmaster named in the cluster's own postmaster.pid, the one up.sh recorded.
-    if ! runuser -u postgres -- "$RAT_LAB_PG_BIN/pg_ctl" -D "$datadir/data" -m fast -w -t 30 stop >/dev/null; then
+    if ! lab_as_postgres "$RAT_LAB_PG_BIN/pg_ctl" -D "$datadir/data" -m fast -w -t 30 stop >/dev/null; then
         stop_pid PostgreSQL "$pidfile"
     fi
 fi

@@ -57,6 +57,11 @@ lab_secret() {
     cat "$file"
 }
 
+# Runs a command as the postgres user, from / so a checkout it cannot enter is not its cwd.
+lab_as_postgres() {
+    (cd / && runuser -u postgres -- "$@")
+}
+
 # PostgreSQL runs as the postgres user, which must be able to reach its data directory. A
 # checkout under a private home (0700) is not reachable, so the cluster then lives outside it;
 # .lab/pg-data-dir records where, so down.sh and re-runs find the same cluster.
@@ -66,7 +71,7 @@ lab_pg_datadir() {
         cat "$pointer"
         return
     fi
-    if runuser -u postgres -- test -x "$RAT_LAB_STATE"; then
+    if lab_as_postgres test -x "$RAT_LAB_STATE"; then
         printf '%s\n' "$RAT_LAB_STATE/pg"
     else
         printf '/var/lib/rat-backup-lab/%s/pg\n' "$(printf '%s' "$RAT_LAB_STATE" | sha256sum | cut -c1-16)"

@@ -45,7 +45,7 @@ start_postgres() {
         pwfile="$datadir/initdb.pw"
         (umask 077 && lab_secret pg_admin_password >"$pwfile")
         chown postgres:postgres "$pwfile"
-        runuser -u postgres -- "$RAT_LAB_PG_BIN/initdb" -D "$datadir/data" -U "$RAT_LAB_PG_ADMIN_USER" \
+        lab_as_postgres "$RAT_LAB_PG_BIN/initdb" -D "$datadir/data" -U "$RAT_LAB_PG_ADMIN_USER" \
             --pwfile="$pwfile" --auth-local=peer --auth-host=scram-sha-256 \
             --encoding=UTF8 --locale=C.UTF-8 >"$RAT_LAB_STATE/initdb.log" 2>&1 \
             || { rm -f "$pwfile"; lab_die "initdb failed, see $RAT_LAB_STATE/initdb.log"; }
@@ -65,7 +65,7 @@ max_connections = 50
 EOF
     fi
     lab_log "starting PostgreSQL on $RAT_LAB_PG_HOST:$RAT_LAB_PG_PORT"
-    runuser -u postgres -- "$RAT_LAB_PG_BIN/pg_ctl" -D "$datadir/data" -l "$datadir/postgresql.log" \
+    lab_as_postgres "$RAT_LAB_PG_BIN/pg_ctl" -D "$datadir/data" -l "$datadir/postgresql.log" \
         -w -t 60 start >/dev/null \
         || lab_die "PostgreSQL did not start, see $datadir/postgresql.log"
     head -n1 "$datadir/data/postmaster.pid" >"$pidfile"
