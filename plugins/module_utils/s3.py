@@ -9,6 +9,8 @@ doc fragment; modules that talk to two endpoints take them with a ``src_``/``des
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import traceback
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -18,6 +20,7 @@ try:
     import boto3
     import botocore.config
     import botocore.exceptions
+    import botocore.utils
 except ImportError:
     BOTO3_IMPORT_ERROR = traceback.format_exc()
     HAS_BOTO3 = False
@@ -116,7 +119,20 @@ def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_t
         aws_secret_access_key=endpoint.secret_key,
         region_name=endpoint.region,
     )
+    # botocore parses every LastModified with dateutil, about half the client CPU of a listing.
+    session._session.get_component("response_parser_factory").set_parser_defaults(  # pylint: disable=protected-access
+        timestamp_parser=parse_timestamp)
     return session.client("s3", endpoint_url=endpoint.url, verify=verify, config=config)
+
+
+def parse_timestamp(value):
+    """Timestamps as S3 sends them (ISO 8601 in XML, RFC 1123 in headers), fast; else botocore's parser."""
+    try:
+        if value[-1:] == "Z" and "T" in value:
+            return datetime.datetime.fromisoformat(value[:-1] + "+00:00")
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return botocore.utils.parse_timestamp(value)
 
 
 def error_code(exc):
