@@ -101,7 +101,7 @@ def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_t
         raise RatBackupError("boto3 is required to talk to S3", exception=BOTO3_IMPORT_ERROR)
     settings = {
         "region_name": endpoint.region,
-        "retries": {"mode": retry_mode, "max_attempts": retry_max_attempts},
+        "retries": {"mode": retry_mode, "total_max_attempts": retry_max_attempts},
         "connect_timeout": connect_timeout,
         "read_timeout": read_timeout,
         "max_pool_connections": max_pool_connections,

@@ -1,0 +1,373 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import time
+
+import pytest
+from moto import mock_aws
+
+from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+TRICKY = ["a", "a/b", "../evil", "x/../../y", "/lead", "trail/", "dbl//slash", "s" * 300, ".rat-keys/z",
+          "space name/ü.txt", "empty"]
+
+
+@pytest.fixture
+def client(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with mock_aws():
+        yield s3.make_client(s3.Endpoint(None, "key", "secret"), retry_max_attempts=1)
+
+
+def options(**overrides):
+    base = {"buckets": [], "delete": False, "include": [], "exclude": [], "manifest": None, "link_dest": None,
+            "link_dest_manifest": None, "versions_as_of": None, "use_versions": False, "concurrency": 4,
+            "create_buckets": False, "retry_mode": "standard", "retry_max_attempts": 2}
+    for side in ("src_", "dest_"):
+        base.update({side + "endpoint": None, side + "access_key": "key", side + "secret_key": "secret",
+                     side + "region": "us-east-1", side + "validate_certs": True, side + "ca_bundle": None})
+    base.update(overrides)
+    return base
+
+
+def download(client, dest, check_mode=False, **overrides):
+    overrides.setdefault("src", "s3://")
+    overrides.setdefault("manifest", str(dest) + ".json")
+    return mr.Mirror(options(dest=str(dest), **overrides), client, None, check_mode=check_mode).run()
+
+
+def upload(client, src, dest, check_mode=False, **overrides):
+    return mr.Mirror(options(src=str(src), dest=dest, **overrides), None, client, check_mode=check_mode).run()
+
+
+def bucket(client, name, objects, versioned=False, **attributes):
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for key, body in objects.items():
+        client.put_object(Bucket=name, Key=key, Body=body, **attributes)
+
+
+def tree(root):
+    found = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root)] = handle.read()
+    return found
+
+
+def manifest_objects(path):
+    return {(o["bucket"], o["key"]): o for o in mr.read_manifest(str(path), "manifest")[1] and
+            [e.to_manifest("x") for e in mr.read_manifest(str(path), "manifest")[1]]}
+
+
+def test_download_when_tricky_keys_stores_every_one_inside_dest_with_manifest(client, tmp_path):
+    bucket(client, "rat", {k: k.encode() * 2 for k in TRICKY}, ContentType="text/csv", Metadata={"m": "v"},
+           CacheControl="no-cache")
+    result = download(client, tmp_path / "minio")
+    assert result["copied"] == len(TRICKY) and result["changed"]
+    files = tree(tmp_path / "minio")
+    assert all(not name.startswith("..") for name in files)
+    objects = manifest_objects(tmp_path / "minio.json")
+    assert set(objects) == {("rat", k) for k in TRICKY}
+    for key in TRICKY:
+        item = objects[("rat", key)]
+        relpath = item["path"].split("/", 1)[1]
+        assert files[relpath] == key.encode() * 2
+        assert item["sha256"] == hashlib.sha256(key.encode() * 2).hexdigest()
+        assert (item["content_type"], item["cache_control"], item["metadata"]) == ("text/csv", "no-cache", {"m": "v"})
+    assert objects[("rat", "a/b")]["path"] == "x/rat/a/b"
+    assert objects[("rat", "a")]["path"] == "x/" + keys.escaped_relpath("rat", "a")
+    assert oct(os.stat(tmp_path / "minio" / "rat" / "a" / "b").st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "minio" / ".rat-tmp").exists()
+
+
+def test_download_when_rerun_without_change_copies_nothing(client, tmp_path):
+    bucket(client, "rat", {"a.csv": b"1", "b/c.csv": b"2"})
+    download(client, tmp_path / "minio")
+    before = os.stat(tmp_path / "minio.json").st_mtime_ns
+    result = download(client, tmp_path / "minio")
+    assert (result["copied"], result["skipped"], result["changed"]) == (0, 2, False)
+    assert os.stat(tmp_path / "minio.json").st_mtime_ns == before
+
+
+def test_download_when_same_size_rewrite_copies_it(client, tmp_path):
+    bucket(client, "rat", {"a.csv": b"aaaa", "b.csv": b"bbbb"})
+    download(client, tmp_path / "minio")
+    client.put_object(Bucket="rat", Key="a.csv", Body=b"AAAA")
+    result = download(client, tmp_path / "minio")
+    assert (result["copied"], result["skipped"]) == (1, 1)
+    assert (tmp_path / "minio" / "rat" / "a.csv").read_bytes() == b"AAAA"
+
+
+def test_download_when_no_manifest_keeps_only_files_proven_equal(client, tmp_path):
+    bucket(client, "rat", {"same": b"1234", "other": b"abcd"})
+    (tmp_path / "m" / "rat").mkdir(parents=True)
+    (tmp_path / "m" / "rat" / "same").write_bytes(b"1234")
+    (tmp_path / "m" / "rat" / "other").write_bytes(b"ABCD")
+    result = download(client, tmp_path / "m", manifest=None)
+    assert (result["copied"], result["skipped"]) == (1, 1)
+    assert (tmp_path / "m" / "rat" / "other").read_bytes() == b"abcd"
+
+
+def test_download_when_check_mode_returns_plan_and_writes_nothing(client, tmp_path):
+    bucket(client, "rat", {"a": b"12", "b": b"345"})
+    result = download(client, tmp_path / "minio", check_mode=True)
+    assert result["plan"]["copy"] == {"count": 2, "bytes": 5, "first": ["rat/a", "rat/b"]}
+    assert result["changed"] and result["copied"] == 0
+    assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
+
+
+def test_download_when_link_dest_links_unchanged_and_copies_changed(client, tmp_path):
+    bucket(client, "rat", {"same": b"old", "changes": b"v1"}, versioned=True)
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
+    os.rename(first / "minio.json", first / "manifest.json")
+    client.put_object(Bucket="rat", Key="changes", Body=b"v2")
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"]) == (1, 1)
+    assert os.stat(first / "minio/rat/same").st_ino == os.stat(second / "minio/rat/same").st_ino
+    assert (second / "minio/rat/changes").read_bytes() == b"v2"
+    assert (first / "minio/rat/changes").read_bytes() == b"v1"
+    objects = manifest_objects(second / "minio.json")
+    assert objects[("rat", "same")]["sha256"] == hashlib.sha256(b"old").hexdigest()
+    assert objects[("rat", "changes")]["version_id"]
+
+
+def test_download_when_versions_as_of_takes_versions_current_then(client, tmp_path):
+    bucket(client, "rat", {"kept": b"v1", "gone": b"x", "later": b"v1"}, versioned=True)
+    time.sleep(1.1)
+    cut = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(1.1)
+    client.put_object(Bucket="rat", Key="kept", Body=b"v2")
+    client.put_object(Bucket="rat", Key="new", Body=b"n")
+    client.delete_object(Bucket="rat", Key="later")
+    client.delete_object(Bucket="rat", Key="gone")
+    client.put_object(Bucket="rat", Key="gone", Body=b"back")
+    result = download(client, tmp_path / "m", versions_as_of=cut.isoformat())
+    assert result["copied"] == 3
+    assert tree(tmp_path / "m") == {"rat/kept": b"v1", "rat/gone": b"x", "rat/later": b"v1"}
+    assert all(o["version_id"] for o in manifest_objects(tmp_path / "m.json").values())
+
+
+def test_download_when_delete_removes_only_extras_in_scope(client, tmp_path):
+    bucket(client, "rat", {"a": b"1", "keep.log": b"2"})
+    bucket(client, "other", {"o": b"3"})
+    download(client, tmp_path / "m")
+    client.delete_object(Bucket="rat", Key="a")
+    client.delete_object(Bucket="rat", Key="keep.log")
+    (tmp_path / "m" / "rat" / "stray" / "deep").mkdir(parents=True)
+    (tmp_path / "m" / "rat" / "stray" / "deep" / "f").write_bytes(b"x")
+    result = download(client, tmp_path / "m", buckets=["rat"], delete=True, exclude=["*.log"])
+    assert result["deleted"] == 2
+    assert tree(tmp_path / "m") == {"rat/keep.log": b"2", "other/o": b"3"}
+    assert not (tmp_path / "m" / "rat" / "stray").exists()
+
+
+def test_download_when_bucket_unknown_names_it_and_endpoint(client, tmp_path):
+    bucket(client, "rat", {"a": b"1"})
+    with pytest.raises(RatBackupError) as caught:
+        download(client, tmp_path / "m", buckets=["ghost"])
+    assert "ghost" in caught.value.msg and "AWS S3" in caught.value.msg
+    with pytest.raises(RatBackupError) as caught:
+        download(client, tmp_path / "m", src="s3://ghost")
+    assert "'ghost'" in caught.value.msg and "does not exist" in caught.value.msg
+    assert not (tmp_path / "m").exists()
+
+
+def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client, tmp_path, monkeypatch):
+    bucket(client, "rat", {"k{0:02d}".format(i): b"x" * i for i in range(20)})
+    real = mr.Mirror._fetch_once
+
+    def flaky(self, entry, tmp, final):
+        if entry.key == "k13":
+            raise RatBackupError("reading on test bucket 'rat' key 'k13' failed: endpoint unreachable")
+        return real(self, entry, tmp, final)
+
+    monkeypatch.setattr(mr.Mirror, "_fetch_once", flaky)
+    with pytest.raises(RatBackupError) as caught:
+        download(client, tmp_path / "m", concurrency=1)
+    assert "k13" in caught.value.msg and "rerun finishes the rest" in caught.value.msg
+    assert not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "m" / "rat" / "k13").exists()
+    assert os.listdir(tmp_path / "m" / ".rat-tmp") == []
+    done = caught.value.details["completed"]
+    monkeypatch.setattr(mr.Mirror, "_fetch_once", real)
+    result = download(client, tmp_path / "m")
+    assert result["copied"] == 20 - done and result["skipped"] == done
+    assert len(manifest_objects(tmp_path / "m.json")) == 20
+    assert not (tmp_path / "m.json.journal").exists()
+
+
+def test_download_when_dest_dir_is_symlink_out_refuses(client, tmp_path):
+    bucket(client, "rat", {"d/f": b"1"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "m" / "rat").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "m" / "rat" / "d")
+    with pytest.raises(RatBackupError) as caught:
+        download(client, tmp_path / "m")
+    assert "outside" in caught.value.msg
+    assert os.listdir(outside) == []
+
+
+def test_upload_when_manifest_restores_exact_keys_and_attributes(client, tmp_path):
+    bucket(client, "rat", {k: k.encode() for k in TRICKY}, ContentType="text/csv", Metadata={"m": "v"},
+           ContentDisposition="inline", ContentEncoding="identity")
+    download(client, tmp_path / "minio")
+    client.create_bucket(Bucket="restored")
+    result = upload(client, tmp_path / "minio", "s3://restored", manifest=str(tmp_path / "minio.json"))
+    assert result["copied"] == len(TRICKY)
+    for key in TRICKY:
+        got = client.get_object(Bucket="restored", Key=key)
+        assert got["Body"].read() == key.encode()
+        assert (got["ContentType"], got["Metadata"], got["ContentDisposition"], got["ContentEncoding"]) == (
+            "text/csv", {"m": "v"}, "inline", "identity")
+    again = upload(client, tmp_path / "minio", "s3://restored", manifest=str(tmp_path / "minio.json"))
+    assert (again["copied"], again["skipped"], again["changed"]) == (0, len(TRICKY), False)
+
+
+def test_upload_when_delete_makes_bucket_exact_and_check_mode_touches_nothing(client, tmp_path):
+    bucket(client, "rat", {"a": b"1", "b": b"2"})
+    download(client, tmp_path / "minio")
+    client.put_object(Bucket="rat", Key="extra", Body=b"new")
+    client.put_object(Bucket="rat", Key="a", Body=b"9")
+    backup_manifest = tmp_path / "manifest.json"
+    backup_manifest.write_text(json.dumps({"format": 1, "minio": json.loads(
+        (tmp_path / "minio.json").read_text())}))
+    planned = upload(client, tmp_path / "minio", "s3://", manifest=str(backup_manifest), delete=True,
+                     check_mode=True)
+    assert planned["plan"]["copy"]["first"] == ["rat/a"] and planned["plan"]["delete"]["first"] == ["rat/extra"]
+    assert client.get_object(Bucket="rat", Key="extra")["Body"].read() == b"new"
+    result = upload(client, tmp_path / "minio", "s3://", manifest=str(backup_manifest), delete=True)
+    assert (result["copied"], result["deleted"]) == (1, 1)
+    listed = {o["Key"] for o in client.list_objects_v2(Bucket="rat")["Contents"]}
+    assert listed == {"a", "b"} and client.get_object(Bucket="rat", Key="a")["Body"].read() == b"1"
+
+
+def test_upload_when_file_differs_from_manifest_uploads_nothing(client, tmp_path):
+    bucket(client, "rat", {"a": b"1111", "b": b"2222"})
+    download(client, tmp_path / "minio")
+    client.create_bucket(Bucket="restored")
+    (tmp_path / "minio" / "rat" / "b").write_bytes(b"XXXX")
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, tmp_path / "minio", "s3://restored", manifest=str(tmp_path / "minio.json"))
+    assert "does not match its manifest" in caught.value.msg and "rat/b" in caught.value.msg
+    assert "Contents" not in client.list_objects_v2(Bucket="restored")
+
+
+def test_upload_when_manifest_path_escapes_refuses(client, tmp_path):
+    (tmp_path / "minio").mkdir()
+    (tmp_path / "m.json").write_text(json.dumps({"objects": [
+        {"bucket": "rat", "key": "k", "path": "minio/../../etc/passwd", "size": 1}]}))
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "m.json"))
+    assert "not a clean path" in caught.value.msg
+
+
+def test_upload_when_walking_skips_symlinks_and_special_files(client, tmp_path):
+    root = tmp_path / "src"
+    (root / "rat" / "d").mkdir(parents=True)
+    (root / "rat" / "d" / "f.csv").write_bytes(b"data")
+    os.symlink("/etc/passwd", root / "rat" / "link")
+    os.symlink("/etc", root / "rat" / "dirlink")
+    os.mkfifo(root / "rat" / "fifo")
+    client.create_bucket(Bucket="rat")
+    result = upload(client, root, "s3://")
+    assert result["copied"] == 1
+    assert sorted(s["reason"] for s in result["skipped_files"]) == ["special", "symlink", "symlink"]
+    got = client.get_object(Bucket="rat", Key="d/f.csv")
+    assert got["Body"].read() == b"data" and got["ContentType"] == "text/csv"
+    assert upload(client, root, "s3://")["copied"] == 0
+
+
+def test_upload_when_local_file_unreadable_fails_naming_it_before_uploading(client, tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    (root / "rat").mkdir(parents=True)
+    (root / "rat" / "ok").write_bytes(b"1")
+    (root / "rat" / "locked").write_bytes(b"2")
+    client.create_bucket(Bucket="rat")
+    client.put_object(Bucket="rat", Key="locked", Body=b"3")
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(mr.os, "open", deny)
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, root, "s3://")
+    assert "locked" in caught.value.msg and "Permission denied" in caught.value.msg
+    assert [o["Key"] for o in client.list_objects_v2(Bucket="rat")["Contents"]] == ["locked"]
+
+
+def test_upload_when_bucket_missing_fails_or_creates_versioned(client, tmp_path):
+    bucket(client, "rat", {"a": b"1"}, versioned=True)
+    download(client, tmp_path / "minio", use_versions=True)
+    for version in client.list_object_versions(Bucket="rat")["Versions"]:
+        client.delete_object(Bucket="rat", Key=version["Key"], VersionId=version["VersionId"])
+    client.delete_bucket(Bucket="rat")
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "minio.json"))
+    assert "'rat' does not exist" in caught.value.msg and "create_buckets" in caught.value.msg
+    upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "minio.json"), create_buckets=True)
+    assert client.get_bucket_versioning(Bucket="rat")["Status"] == "Enabled"
+
+
+def test_s3_copy_when_rerun_skips_and_delete_removes(client):
+    bucket(client, "src", {"a": b"1", "b/c": b"2"}, ContentType="text/plain", Metadata={"k": "v"})
+    bucket(client, "dst", {"old": b"x"})
+    opts = options(src="s3://src", dest="s3://dst", delete=True)
+    result = mr.Mirror(opts, client, client).run()
+    assert (result["copied"], result["deleted"]) == (2, 1)
+    assert client.head_object(Bucket="dst", Key="b/c")["Metadata"] == {"k": "v"}
+    again = mr.Mirror(opts, client, client).run()
+    assert (again["copied"], again["changed"]) == (0, False)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"src": "/tmp", "dest": "/var"}, "one side must be an s3://"),
+    ({"src": "s3://rat", "dest": "/x", "buckets": ["a"]}, "buckets only applies"),
+    ({"src": "s3://", "dest": "/x", "versions_as_of": "yesterday"}, "versions_as_of 'yesterday'"),
+    ({"src": "s3:///pre", "dest": "/x"}, "a prefix needs a bucket"),
+    ({"src": "/tmp", "dest": "s3://", "link_dest": "/tmp"}, "link_dest only applies"),
+    ({"src": "s3://a", "dest": "s3://b", "manifest": "/tmp/m.json"}, "manifest needs a local"),
+])
+def test_mirror_when_options_contradict_fails_naming_the_option(overrides, message):
+    with pytest.raises(RatBackupError) as caught:
+        mr.Mirror(options(**overrides))
+    assert message in caught.value.msg
+
+
+def test_read_manifest_when_not_an_object_manifest_names_file(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text('{"format": 1}')
+    with pytest.raises(RatBackupError) as caught:
+        mr.read_manifest(str(path), "manifest")
+    assert str(path) in caught.value.msg and "objects" in caught.value.msg
+
+
+def test_local_digest_when_larger_than_part_matches_multipart_etag(tmp_path, monkeypatch):
+    monkeypatch.setattr(mr, "PART_SIZE", 4)
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    digest = mr.local_digest(str(path))
+    parts = [hashlib.md5(p).digest() for p in (b"0123", b"4567", b"89")]
+    assert digest.matches_etag('"{0}-3"'.format(hashlib.md5(b"".join(parts)).hexdigest()))
+    assert not digest.matches_etag('"{0}"'.format(hashlib.md5(b"0123456789").hexdigest()) + "-3")
+    assert digest.sha256 == hashlib.sha256(b"0123456789").hexdigest()

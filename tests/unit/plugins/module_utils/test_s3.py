@@ -1,0 +1,69 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+
+import botocore.exceptions
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import s3
+
+SECRET = "s3cr3t-never-shown"
+ENDPOINT = s3.Endpoint("http://127.0.0.1:19000", "rat", SECRET)
+
+
+def client_error(code, message="boom"):
+    return botocore.exceptions.ClientError({"Error": {"Code": code, "Message": message}}, "GetObject")
+
+
+def test_connection_argspec_when_prefixed_marks_only_the_secret_no_log():
+    spec = s3.connection_argspec("src_")
+    assert set(spec) == {"src_endpoint", "src_access_key", "src_secret_key", "src_region", "src_validate_certs",
+                         "src_ca_bundle"}
+    assert spec["src_secret_key"]["no_log"] is True
+    assert spec["src_access_key"]["no_log"] is False
+
+
+def test_endpoint_repr_when_secret_set_never_shows_it():
+    assert SECRET not in repr(ENDPOINT)
+    assert "127.0.0.1:19000" in repr(ENDPOINT)
+
+
+def test_translate_when_no_such_bucket_names_endpoint_and_bucket():
+    error = s3.translate(client_error("NoSuchBucket"), ENDPOINT, "listing objects", "ghost")
+    assert "http://127.0.0.1:19000" in error.msg and "'ghost'" in error.msg and "does not exist" in error.msg
+    assert error.details["bucket"] == "ghost" and error.details["error_code"] == "NoSuchBucket"
+
+
+@pytest.mark.parametrize("code", ["InvalidAccessKeyId", "SignatureDoesNotMatch"])
+def test_translate_when_credentials_rejected_says_so_without_the_secret(code):
+    error = s3.translate(client_error(code), ENDPOINT, "listing objects", "rat")
+    assert "access key or secret key is not accepted" in error.msg
+    assert SECRET not in error.msg and SECRET not in repr(error.details)
+
+
+def test_translate_when_endpoint_unreachable_names_it():
+    exc = botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:19000/rat")
+    error = s3.translate(exc, ENDPOINT, "reading", "rat", "a/b")
+    assert "unreachable" in error.msg and "'a/b'" in error.msg and "127.0.0.1:19000" in error.msg
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-11-25T18:15:28.000Z", datetime.datetime(2026, 11, 25, 18, 15, 28, tzinfo=datetime.timezone.utc)),
+    ("Wed, 25 Nov 2026 18:15:28 GMT", datetime.datetime(2026, 11, 25, 18, 15, 28, tzinfo=datetime.timezone.utc)),
+    ("1795631728", datetime.datetime.fromtimestamp(1795631728, datetime.timezone.utc)),
+])
+def test_parse_timestamp_when_s3_formats_returns_aware_utc(text, expected):
+    assert s3.parse_timestamp(text) == expected
+
+
+def test_make_client_when_called_uses_endpoint_retries_and_timeouts():
+    client = s3.make_client(ENDPOINT, retry_mode="adaptive", retry_max_attempts=7, connect_timeout=3,
+                            read_timeout=9, max_pool_connections=20)
+    config = client.meta.config
+    assert client.meta.endpoint_url == "http://127.0.0.1:19000"
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 7}
+    assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (3, 9, 20)
