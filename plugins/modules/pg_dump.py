@@ -220,6 +220,9 @@ def run(module):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    # exit_json would add file facts of dest, overwriting `size` (the whole archive) with the
+    # inode size of a directory-format dump's directory.
+    module.add_path_info = lambda kwargs: kwargs
     try:
         result = run(module)
     except RatBackupError as exc:
