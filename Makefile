@@ -24,7 +24,7 @@ TARGETS ?=
 	lab-up lab-down lab-status seed
 
 help:
-	@sed -n '1,12p' $(REPO)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,11p' $(REPO)/Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	lab/deps.sh all
