@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
 import io
 import json
 import os
@@ -231,21 +232,25 @@ def put_multipart(s3, pool, bucket):
                                  MultipartUpload={'Parts': parts})
 
 
-def is_seeded(s3):
-    """True when both buckets carry the seed tag and bucket rat holds the expected object count."""
-    expected = {BUCKET: len(rat_objects()) + 1, SCRATCH_BUCKET: len(scratch_objects())}
-    for bucket, count in expected.items():
+def fingerprint(s3):
+    """A digest of every current object (key, size, ETag) of both buckets and their seed tags.
+
+    Empty when a bucket or its seed tag is missing. Any change a test leaves behind (an object
+    added, removed or rewritten with other bytes) changes the digest.
+    """
+    digest = hashlib.sha256()
+    for bucket in (BUCKET, SCRATCH_BUCKET):
         try:
             tags = s3.get_bucket_tagging(Bucket=bucket)['TagSet']
         except ClientError:
-            return False
+            return ''
         if {'Key': SEED_TAG[0], 'Value': SEED_TAG[1]} not in tags:
-            return False
-        found = sum(page.get('KeyCount', 0)
-                    for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket))
-        if found != count:
-            return False
-    return True
+            return ''
+        for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket):
+            for obj in page.get('Contents', []):
+                digest.update(b'\0'.join((bucket.encode(), obj['Key'].encode(), obj['ETag'].encode(),
+                                          str(obj['Size']).encode(), b'')))
+    return digest.hexdigest()
 
 
 def seed(s3):
@@ -275,7 +280,9 @@ def main():
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--endpoint', required=True, help='S3 endpoint URL of the lab')
-    parser.add_argument('--if-needed', action='store_true', help='do nothing when the buckets already hold this seed')
+    parser.add_argument('--state', required=True, help='file keeping the fingerprint of the last seed')
+    parser.add_argument('--if-needed', action='store_true',
+                        help='do nothing when the buckets still hold exactly what the last seed wrote')
     args = parser.parse_args()
     try:
         access_key = os.environ['RAT_LAB_S3_ACCESS_KEY']
@@ -285,11 +292,15 @@ def main():
     s3 = boto3.client('s3', endpoint_url=args.endpoint, region_name='us-east-1',
                       aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                       config=Config(max_pool_connections=32, retries={'mode': 'standard', 'max_attempts': 5}))
-    if args.if_needed and is_seeded(s3):
-        print('[lab] buckets %s and %s already seeded' % (BUCKET, SCRATCH_BUCKET), file=sys.stderr)
-        return
+    if args.if_needed and os.path.exists(args.state):
+        with open(args.state, encoding='ascii') as state:
+            if state.read().strip() == fingerprint(s3):
+                print('[lab] buckets %s and %s already seeded' % (BUCKET, SCRATCH_BUCKET), file=sys.stderr)
+                return
     start = time.monotonic()
     count = seed(s3)
+    with open(args.state, 'w', encoding='ascii') as state:
+        state.write(fingerprint(s3) + '\n')
     print('[lab] seeded %d objects into %s and %s at %s in %.1fs' % (
         count, BUCKET, SCRATCH_BUCKET, args.endpoint, time.monotonic() - start), file=sys.stderr)
 
