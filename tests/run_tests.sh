@@ -140,7 +140,11 @@ run_sanity() {
     local out="$work/sanity.log" rc=0 ran failed
     ansible_test sanity 2>&1 | tee "$out" || rc=$?
     ran="$(grep -c '^Running sanity test "' "$out" || true)"
-    failed="$(grep -c "^ERROR: Found [0-9]* .* issue" "$out" || true)"
+    # A test with issues says "ERROR: Found N ..."; one that crashes ends the run with "FATAL:".
+    failed="$(grep -cE '^(ERROR: Found [0-9]+ .* issue|FATAL: )' "$out" || true)"
+    if ((rc != 0 && failed == 0)); then
+        failed=1
+    fi
     detail[sanity]="$ran tests run, $failed with issues"
     total_passed=$((total_passed + ran - failed))
     total_failed=$((total_failed + failed))
