@@ -13,6 +13,9 @@ source "$RAT_LAB_STATE/env"
 set +a
 unset AWS_CA_BUNDLE
 export PYTHONPATH="$RAT_LAB_REPO/collections${PYTHONPATH:+:$PYTHONPATH}"
+# Peers the benchmarks compare against (aws CLI, ...) come from the virtualenv first.
+PATH="$(dirname "$RAT_LAB_PYTHON"):$PATH"
+export PATH
 
 shopt -s nullglob
 benches=("$RAT_LAB_REPO"/bench/bench_*.py)
