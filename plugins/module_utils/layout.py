@@ -398,7 +398,7 @@ def acquire(root, purpose, lease_seconds, now=None):
             "try again when it has finished" % (holder.get("purpose", "backup or restore"),
                                                holder.get("host", "?"), holder.get("pid", "?"),
                                                holder.get("started_at", "?"), holder.get("heartbeat_at", "?"), root),
-            lock=holder, path=path)
+            lock={k: v for k, v in holder.items() if k != "token"}, path=path)
     stale = read_lock(root)
     token = "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(8).hex())
     record = {"host": socket.gethostname(), "purpose": purpose, "token": token,
@@ -461,13 +461,20 @@ def _keeper_main(fd, ready_fd, record, lease_seconds):
                 break
             time.sleep(HEARTBEAT_SECONDS)
             record["heartbeat_at"] = iso(utcnow())
-            _write_record(fd, record)
+            try:
+                _write_record(fd, record)
+            except OSError:
+                # A full disk must not cost the lock: the flock, not the text, is what excludes.
+                pass
     except _Stop:
         reason = "released"
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     record["released_at"] = iso(utcnow())
     record["released_because"] = reason
-    _write_record(fd, record)
+    try:
+        _write_record(fd, record)
+    except OSError:
+        pass
     os.close(fd)
 
 

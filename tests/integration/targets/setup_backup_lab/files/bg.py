@@ -7,6 +7,9 @@
     bg.py start LOG -- argv...        prints the pid (= process group id)
     bg.py wait PID SECONDS            waits until the process is gone; exit 1 on timeout
     bg.py until-file PATH SECONDS     waits until a glob matches; exit 1 on timeout
+    bg.py scan PID SECRET_FILE...     until PID ends, samples the command line of every process of
+                                      its session (the run and everything it starts) and fails if
+                                      one holds a secret (the files' contents)
 """
 
 import glob
@@ -24,6 +27,37 @@ def alive(pid):
         return False
 
 
+def scan(pid, secret_files):
+    secrets = []
+    for path in secret_files:
+        with open(path, "rb") as handle:
+            secrets.append(handle.read().strip())
+    samples = 0
+    deadline = time.monotonic() + 600
+    while alive(pid) and time.monotonic() < deadline:
+        samples += 1
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/stat" % entry, "rb") as handle:
+                    session = int(handle.read().rsplit(b")", 1)[1].split()[3])
+                with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                    cmdline = handle.read()
+            except (OSError, IndexError, ValueError):
+                continue
+            if session != pid:
+                continue
+            for secret in secrets:
+                if secret and secret in cmdline:
+                    shown = cmdline.replace(secret, b"<SECRET>").replace(b"\x00", b" ")
+                    print("secret found in the command line of pid %s: %s" % (entry, shown.decode("utf-8", "replace")[:300]))
+                    return 1
+        time.sleep(0.05)
+    print("%d samples, no secret in any command line" % samples)
+    return 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "start":
@@ -33,6 +67,8 @@ def main():
                                     start_new_session=True)
         print(proc.pid)
         return 0
+    if cmd == "scan":
+        return scan(int(sys.argv[2]), sys.argv[3:])
     deadline = time.monotonic() + float(sys.argv[3])
     while time.monotonic() < deadline:
         if cmd == "wait" and not alive(int(sys.argv[2])):
