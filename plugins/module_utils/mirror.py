@@ -438,11 +438,12 @@ class Plan:
             if size_of:
                 result["bytes"] = sum(size_of(i) for i in items)
             return result
+        # "copy" would shadow dict.copy in Jinja (result.plan.copy), hence the to_ names.
         return {
-            "copy": part(self.copy, _label, lambda i: _entry(i).size),
-            "link": part(self.link, _label, lambda i: _entry(i).size),
-            "delete": part(self.delete, _label),
-            "skip": {"count": len(self.keep)},
+            "to_copy": part(self.copy, _label, lambda i: _entry(i).size),
+            "to_link": part(self.link, _label, lambda i: _entry(i).size),
+            "to_delete": part(self.delete, _label),
+            "unchanged": {"count": len(self.keep)},
             "create_buckets": list(self.create_buckets),
         }
 
@@ -515,7 +516,7 @@ class Mirror:
             result = self._s3_copy()
         seconds = time.monotonic() - started
         result.update(self.stats)
-        result["skipped"] = result["plan"]["skip"]["count"]
+        result["skipped"] = result["plan"]["unchanged"]["count"]
         result["seconds"] = round(seconds, 3)
         result["mb_per_s"] = round(self.stats["bytes"] / 1e6 / seconds, 2) if seconds > 0 else 0.0
         result["changed_during"] = self.changed_during
@@ -794,7 +795,8 @@ class Mirror:
         written = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb", buffering=0) as handle:
+            # Buffered: a raw write may write part of a chunk (ENOSPC) without raising.
+            with os.fdopen(fd, "wb") as handle:
                 try:
                     for chunk in response["Body"].iter_chunks(READ_CHUNK):
                         digest.update(chunk)
@@ -807,7 +809,11 @@ class Mirror:
                 if written != response.get("ContentLength", written):
                     raise _StreamBroken(OSError("body ended after {0} of {1} bytes".format(
                         written, response.get("ContentLength"))))
+                handle.flush()
                 os.fsync(handle.fileno())
+                if os.fstat(handle.fileno()).st_size != written:
+                    raise OSError(5, "file is {0} bytes after writing {1}".format(
+                        os.fstat(handle.fileno()).st_size, written))
         except OSError as exc:
             raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
                 final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
@@ -850,6 +856,10 @@ class Mirror:
         # one only files that may already be there (same size) are worth reading.
         digests = self._digests([e for e in sources if e.sha256 or
                                  existing[e.bucket].get(e.key, (None,))[0] == e.size])
+        for entry in sources:
+            if id(entry) not in digests:
+                # Unreadable files fail the run here, before the first upload.
+                os.close(open_regular(self._source_path(entry)))
         by_bucket = {}
         for entry in sources:
             by_bucket.setdefault(entry.bucket, []).append(entry)

@@ -233,10 +233,10 @@ plan:
   returned: always
   type: dict
   sample:
-    copy: {count: 2, bytes: 120, first: [rat/a.csv, rat/b.csv]}
-    link: {count: 0, bytes: 0, first: []}
-    delete: {count: 0, first: []}
-    skip: {count: 1000}
+    to_copy: {count: 2, bytes: 120, first: [rat/a.csv, rat/b.csv]}
+    to_link: {count: 0, bytes: 0, first: []}
+    to_delete: {count: 0, first: []}
+    unchanged: {count: 1000}
     create_buckets: []
 changed_during:
   description: Objects whose ETag moved (or that disappeared) between listing and fetching.

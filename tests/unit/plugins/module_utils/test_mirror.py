@@ -125,7 +125,7 @@ def test_download_when_no_manifest_keeps_only_files_proven_equal(client, tmp_pat
 def test_download_when_check_mode_returns_plan_and_writes_nothing(client, tmp_path):
     bucket(client, "rat", {"a": b"12", "b": b"345"})
     result = download(client, tmp_path / "minio", check_mode=True)
-    assert result["plan"]["copy"] == {"count": 2, "bytes": 5, "first": ["rat/a", "rat/b"]}
+    assert result["plan"]["to_copy"] == {"count": 2, "bytes": 5, "first": ["rat/a", "rat/b"]}
     assert result["changed"] and result["copied"] == 0
     assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
 
@@ -251,7 +251,7 @@ def test_upload_when_delete_makes_bucket_exact_and_check_mode_touches_nothing(cl
         (tmp_path / "minio.json").read_text())}))
     planned = upload(client, tmp_path / "minio", "s3://", manifest=str(backup_manifest), delete=True,
                      check_mode=True)
-    assert planned["plan"]["copy"]["first"] == ["rat/a"] and planned["plan"]["delete"]["first"] == ["rat/extra"]
+    assert planned["plan"]["to_copy"]["first"] == ["rat/a"] and planned["plan"]["to_delete"]["first"] == ["rat/extra"]
     assert client.get_object(Bucket="rat", Key="extra")["Body"].read() == b"new"
     result = upload(client, tmp_path / "minio", "s3://", manifest=str(backup_manifest), delete=True)
     assert (result["copied"], result["deleted"]) == (1, 1)
@@ -371,3 +371,45 @@ def test_local_digest_when_larger_than_part_matches_multipart_etag(tmp_path, mon
     assert digest.matches_etag('"{0}-3"'.format(hashlib.md5(b"".join(parts)).hexdigest()))
     assert not digest.matches_etag('"{0}"'.format(hashlib.md5(b"0123456789").hexdigest()) + "-3")
     assert digest.sha256 == hashlib.sha256(b"0123456789").hexdigest()
+
+
+class _FakePaginator:
+    def __init__(self, pages):
+        self.pages = pages
+
+    def paginate(self, **_):
+        return self.pages()
+
+
+class _ListingOnlyClient:
+    """Serves a 100,000-key listing page by page, as S3 does, without a server."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def get_bucket_versioning(self, Bucket):  # noqa: N803 (boto3's argument name)
+        return {}
+
+    def get_paginator(self, _name):
+        modified = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+        def pages():
+            for start in range(0, self.count, 1000):
+                yield {"Contents": [{"Key": "ns/pipelines/p{0:06d}/data/part-{0:06d}.parquet".format(i), "Size": i,
+                                     "ETag": '"{0:032x}"'.format(i), "LastModified": modified}
+                                    for i in range(start, min(start + 1000, self.count))]}
+        return _FakePaginator(pages)
+
+
+def test_plan_when_listing_100000_keys_stays_within_memory_bound(tmp_path):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        result = mr.Mirror(options(src="s3://rat", dest=str(tmp_path / "m"), manifest=str(tmp_path / "m.json")),
+                           _ListingOnlyClient(100000), None, check_mode=True).run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result["plan"]["to_copy"]["count"] == 100000
+    # The module's RSS budget is 150 MB; boto3 and the interpreter take about 40 MB of it.
+    assert peak < 100 * 1024 * 1024, peak
