@@ -60,8 +60,17 @@ def iso(dt):
     return dt.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def epoch(iso_text):
-    return datetime.datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp()
+def to_ms(dt):
+    """Milliseconds since the epoch: S3's resolution, and an int is smaller in memory than text."""
+    return int(round(dt.timestamp() * 1000))
+
+
+def iso_ms(ms):
+    return datetime.datetime.fromtimestamp(ms // 1000, _UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "{0:03d}Z".format(ms % 1000)
+
+
+def ms_from_iso(text):
+    return to_ms(datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))) if text else None
 
 
 def parse_as_of(text):
@@ -104,10 +113,10 @@ class Location:
 class Entry:
     """One object: what S3 said about it and where it lives under the local mirror root."""
 
-    __slots__ = ("bucket", "key", "size", "etag", "version_id", "last_modified", "relpath", "sha256",
+    __slots__ = ("bucket", "key", "size", "etag", "version_id", "modified_ms", "relpath", "sha256",
                  "content_type", "cache_control", "content_encoding", "content_disposition", "metadata")
 
-    def __init__(self, bucket, key, size, etag=None, version_id=None, last_modified=None, relpath=None,
+    def __init__(self, bucket, key, size, etag=None, version_id=None, modified_ms=None, relpath=None,
                  sha256=None, content_type=None, cache_control=None, content_encoding=None,
                  content_disposition=None, metadata=None):
         self.bucket = bucket
@@ -115,7 +124,7 @@ class Entry:
         self.size = size
         self.etag = etag
         self.version_id = version_id
-        self.last_modified = last_modified
+        self.modified_ms = modified_ms
         self.relpath = relpath
         self.sha256 = sha256
         self.content_type = content_type
@@ -123,9 +132,6 @@ class Entry:
         self.content_encoding = content_encoding
         self.content_disposition = content_disposition
         self.metadata = metadata
-
-    def same_object(self, other):
-        return (self.size, self.etag, self.version_id) == (other.size, other.etag, other.version_id)
 
     def take_attributes(self, other):
         self.sha256 = other.sha256
@@ -148,7 +154,7 @@ class Entry:
     def to_manifest(self, root_name):
         item = {"bucket": self.bucket, "key": self.key, "path": posixpath.join(root_name, self.relpath),
                 "size": self.size, "sha256": self.sha256, "etag": self.etag, "version_id": self.version_id,
-                "last_modified": self.last_modified}
+                "last_modified": None if self.modified_ms is None else iso_ms(self.modified_ms)}
         for name, _ in _ATTRIBUTES:
             item[name] = getattr(self, name)
         item["metadata"] = self.metadata or {}
@@ -158,7 +164,7 @@ class Entry:
     def from_manifest(cls, item, source):
         try:
             entry = cls(item["bucket"], item["key"], int(item["size"]), item.get("etag"), item.get("version_id"),
-                        item.get("last_modified"), safe_relpath(item["path"], source), item.get("sha256"),
+                        ms_from_iso(item.get("last_modified")), safe_relpath(item["path"], source), item.get("sha256"),
                         metadata=item.get("metadata") or {})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
@@ -389,7 +395,7 @@ class LocalTree:
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
             return False
-        return entry.last_modified is None or int(st.st_mtime) == int(epoch(entry.last_modified))
+        return entry.modified_ms is None or int(st.st_mtime) == entry.modified_ms // 1000
 
     def walk(self, top_relpath=""):
         """(relpath, kind) of every non-directory under ``top_relpath``; kind: file, symlink, special."""
@@ -545,22 +551,36 @@ class Mirror:
             raise s3.translate(exc, endpoint, "reading versioning", bucket)
         return status in ("Enabled", "Suspended")
 
-    def _list(self, client, endpoint, bucket, prefix, versioned):
-        """The objects of one bucket to mirror, as Entries without relpath."""
+    def _list(self, client, endpoint, bucket, prefix, versioned, *known):
+        """The objects of one bucket to mirror, as Entries without relpath.
+
+        An object that one of the ``known`` maps (the previous run's entries, then link_dest's)
+        already describes with the same size, ETag and version id is returned as that very Entry,
+        so an unchanged 100,000-object bucket is not held in memory twice.
+        """
         try:
             if self.as_of is not None or (versioned and self.options.get("use_versions")):
-                return self._list_versions(client, bucket, prefix)
-            return self._list_current(client, bucket, prefix)
+                listed = self._list_versions(client, bucket, prefix)
+            else:
+                listed = self._list_current(client, bucket, prefix)
+            entries = []
+            for key, size, etag, version, modified in listed:
+                for entries_by_key in known:
+                    before = entries_by_key.get((bucket, key))
+                    if before is not None and (before.size, before.etag, before.version_id) == (size, etag, version):
+                        entries.append(before)
+                        break
+                else:
+                    entries.append(Entry(bucket, key, size, etag, version, to_ms(modified)))
+            return entries
         except s3.sdk_errors() as exc:
             raise s3.translate(exc, endpoint, "listing objects", bucket)
 
     def _list_current(self, client, bucket, prefix):
-        entries = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for o in page.get("Contents", ()):
                 if self.filter(o["Key"]):
-                    entries.append(Entry(bucket, o["Key"], o["Size"], o.get("ETag"), None, iso(o["LastModified"])))
-        return entries
+                    yield o["Key"], o["Size"], o.get("ETag"), None, o["LastModified"]
 
     def _list_versions(self, client, bucket, prefix):
         chosen = {}
@@ -579,14 +599,12 @@ class Mirror:
                 consider(item, False)
             for item in page.get("DeleteMarkers", ()):
                 consider(item, True)
-        entries = []
         for key in sorted(chosen):
             item = chosen[key][1]
             if item is not None and self.filter(key):
                 version = item.get("VersionId")
-                entries.append(Entry(bucket, key, item["Size"], item.get("ETag"),
-                                     None if version in (None, "null") else version, iso(item["LastModified"])))
-        return entries
+                yield key, item["Size"], item.get("ETag"), None if version in (None, "null") else version, \
+                    item["LastModified"]
 
     def _list_dest_objects(self, bucket, prefix):
         """{key: (size, etag)} of a destination bucket; empty when it does not exist yet."""
@@ -608,7 +626,7 @@ class Mirror:
         tree = LocalTree(self.dest.path)
         manifest_path = o.get("manifest")
         previous, manifest_complete = self._previous_state(manifest_path)
-        linkable = self._link_candidates()
+        linkable, link_tree = self._link_candidates()
         buckets = self._buckets(self.src_client, self.src_endpoint, self.src)
         header = {"format": MANIFEST_FORMAT, "endpoint": self.src_endpoint.name,
                   "listed_at": iso(datetime.datetime.now(_UTC)), "buckets": {}}
@@ -622,23 +640,30 @@ class Mirror:
         for bucket in buckets:
             versioned = self._versioned(self.src_client, self.src_endpoint, bucket)
             header["buckets"][bucket] = {"versioned": versioned}
-            entries = self._list(self.src_client, self.src_endpoint, bucket, self.src.prefix, versioned)
-            mapper = KeyMapper(bucket, "" if self.src.single_bucket else bucket, self.src.prefix)
-            for entry in entries:
-                mapper.add(entry.key)
-            for entry in entries:
-                entry.relpath = mapper.relpath(entry.key)
-                expected.add(entry.relpath)
+            entries = self._list(self.src_client, self.src_endpoint, bucket, self.src.prefix, versioned, previous,
+                                 linkable)
+            mapper = KeyMapper(bucket, "" if self.src.single_bucket else bucket, self.src.prefix,
+                               [e.key for e in entries])
+            for index, entry in enumerate(entries):
+                entries[index] = None
+                relpath = mapper.relpath(entry.key)
+                if o.get("delete"):
+                    expected.add(relpath)
                 before = previous.pop((bucket, entry.key), None)
-                if before is not None and before.same_object(entry) and before.relpath == entry.relpath \
-                        and tree.matches(before):
-                    plan.keep.append(before)
-                    continue
-                old = linkable.get((bucket, entry.key))
-                if old is not None and old[0].same_object(entry) and _is_same_size_file(old[1], entry.size):
-                    entry.take_attributes(old[0])
-                    plan.link.append((entry, old[1]))
-                    continue
+                if before is entry:
+                    if before.relpath == relpath and tree.matches(before):
+                        plan.keep.append(before)
+                        continue
+                    entry = Entry(bucket, entry.key, entry.size, entry.etag, entry.version_id, entry.modified_ms)
+                if linkable.get((bucket, entry.key)) is entry:
+                    # The previous mirror's Entry, reused by _list: same size, ETag and version id.
+                    source = link_tree.path(entry.relpath)
+                    if _is_same_size_file(source, entry.size):
+                        entry.relpath = relpath
+                        plan.link.append((entry, source))
+                        continue
+                    entry = Entry(bucket, entry.key, entry.size, entry.etag, entry.version_id, entry.modified_ms)
+                entry.relpath = relpath
                 if before is None and not manifest_path and _is_same_size_file(tree.path(entry.relpath), entry.size):
                     unknown.append(entry)
                     continue
@@ -697,17 +722,16 @@ class Mirror:
         return state, complete
 
     def _link_candidates(self):
-        """{(bucket, key): (Entry, absolute path)} of the previous mirror given as link_dest."""
+        """({(bucket, key): Entry}, LocalTree) of the previous mirror given as link_dest."""
         link_dest = self.options.get("link_dest")
         if not link_dest:
-            return {}
+            return {}, None
         link_dest = os.path.abspath(link_dest)
         manifest = self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(link_dest), "manifest.json")
         if not os.path.isdir(link_dest):
             raise RatBackupError("link_dest {0} is not a directory".format(link_dest), path=link_dest)
         _, entries = read_manifest(manifest, "link_dest_manifest")
-        tree = LocalTree(link_dest)
-        return {(e.bucket, e.key): (e, tree.path(e.relpath)) for e in entries}
+        return {(e.bucket, e.key): e for e in entries}, LocalTree(link_dest)
 
     def _local_extras(self, tree, buckets, expected, previous):
         """Local files the source no longer has, within the buckets this run mirrors."""
@@ -827,10 +851,10 @@ class Mirror:
         entry.size = written
         entry.sha256 = digest.hexdigest()
         if response.get("LastModified"):
-            entry.last_modified = iso(response["LastModified"])
+            entry.modified_ms = to_ms(response["LastModified"])
         entry.take_response(response)
         try:
-            stamp = epoch(entry.last_modified)
+            stamp = entry.modified_ms / 1000.0
             os.utime(tmp, (stamp, stamp))
             os.replace(tmp, final)
         except OSError as exc:

@@ -30,9 +30,7 @@ def test_escaped_relpath_when_called_is_sha256_of_key_under_bucket():
 
 
 def test_key_mapper_when_key_is_directory_of_another_escapes_only_the_parent():
-    mapper = keys.KeyMapper("rat", "rat")
-    for key in ("a/b", "a", "a/c/d", "a-b"):
-        mapper.add(key)
+    mapper = keys.KeyMapper("rat", "rat", keys=["a/b", "a", "a/c/d", "a-b", "a-c/x"])
     assert mapper.relpath("a") == keys.escaped_relpath("rat", "a")
     assert mapper.relpath("a/b") == "rat/a/b"
     assert mapper.relpath("a/c/d") == "rat/a/c/d"
@@ -40,14 +38,11 @@ def test_key_mapper_when_key_is_directory_of_another_escapes_only_the_parent():
 
 
 def test_key_mapper_when_prefix_given_strips_it_and_escapes_the_prefix_marker():
-    mapper = keys.KeyMapper("rat", "", "data/")
-    for key in ("data/", "data/x.csv"):
-        mapper.add(key)
+    mapper = keys.KeyMapper("rat", "", "data/", ["data/", "data/x.csv"])
     assert mapper.relpath("data/x.csv") == "x.csv"
     assert mapper.relpath("data/") == keys.escaped_relpath("rat", "data/")
 
 
 def test_key_mapper_when_single_bucket_root_reserved_names_are_escaped():
-    mapper = keys.KeyMapper("rat", "")
-    mapper.add(".rat-keys/rat/abc")
+    mapper = keys.KeyMapper("rat", "", keys=[".rat-keys/rat/abc"])
     assert mapper.relpath(".rat-keys/rat/abc") == keys.escaped_relpath("rat", ".rat-keys/rat/abc")
