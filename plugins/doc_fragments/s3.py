@@ -1,60 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation of the S3 connection options declared in module_utils/s3.py.
+"""Documentation of the S3 options declared in module_utils/s3.py.
 
-``DOCUMENTATION`` documents the unprefixed options (one endpoint); ``SRC`` and ``DEST`` the
-``src_``/``dest_`` options of modules with two sides; ``TRANSPORT`` the retry and timeout
-options. Each matches ``connection_argspec``/``transport_argspec`` one to one.
+``DOCUMENTATION`` documents the retry and timeout options (``transport_argspec``); ``SRC`` and
+``DEST`` the ``src_``/``dest_`` connection options (``connection_argspec("src_")`` ...) of modules
+with two sides. ansible-test reads these as literal strings, hence no template between them.
 """
 
 from __future__ import annotations
 
 
-def _connection(prefix, side):
-    return r"""
-options:
-  {p}endpoint:
-    description:
-      - S3 endpoint URL of {side}, for example C(http://127.0.0.1:9000) for MinIO.
-      - Omit it for AWS S3.
-      - Only used when {side} is an C(s3://) location.
-    type: str
-  {p}access_key:
-    description:
-      - Access key of {side}.
-      - When omitted, boto3's usual credential chain (environment, files) is used.
-    type: str
-  {p}secret_key:
-    description:
-      - Secret key of {side}. Never logged or returned.
-    type: str
-  {p}region:
-    description:
-      - Region of {side}.
-    type: str
-    default: us-east-1
-  {p}validate_certs:
-    description:
-      - Whether to verify the TLS certificate of {side}.
-    type: bool
-    default: true
-  {p}ca_bundle:
-    description:
-      - CA bundle (PEM file) to verify the TLS certificate of {side} with.
-    type: path
-""".format(p=prefix, side=side)
-
-
 class ModuleDocFragment:
 
-    DOCUMENTATION = _connection("", "the S3 endpoint")
-
-    SRC = _connection("src_", "the source")
-
-    DEST = _connection("dest_", "the destination")
-
-    TRANSPORT = r"""
+    DOCUMENTATION = r"""
 options:
   retry_mode:
     description:
@@ -80,4 +39,70 @@ options:
       - Seconds to wait for data on an open connection before the request is retried.
     type: int
     default: 60
+"""
+
+    SRC = r"""
+options:
+  src_endpoint:
+    description:
+      - S3 endpoint URL of the source, for example C(http://127.0.0.1:9000) for MinIO.
+      - Omit it for AWS S3.
+      - Only used when the source is an C(s3://) location.
+    type: str
+  src_access_key:
+    description:
+      - Access key of the source.
+      - When omitted, boto3's usual credential chain (environment, files) is used.
+    type: str
+  src_secret_key:
+    description:
+      - Secret key of the source. Never logged or returned.
+    type: str
+  src_region:
+    description:
+      - Region of the source.
+    type: str
+    default: us-east-1
+  src_validate_certs:
+    description:
+      - Whether to verify the TLS certificate of the source.
+    type: bool
+    default: true
+  src_ca_bundle:
+    description:
+      - CA bundle (PEM file) to verify the TLS certificate of the source with.
+    type: path
+"""
+
+    DEST = r"""
+options:
+  dest_endpoint:
+    description:
+      - S3 endpoint URL of the destination, for example C(http://127.0.0.1:9000) for MinIO.
+      - Omit it for AWS S3.
+      - Only used when the destination is an C(s3://) location.
+    type: str
+  dest_access_key:
+    description:
+      - Access key of the destination.
+      - When omitted, boto3's usual credential chain (environment, files) is used.
+    type: str
+  dest_secret_key:
+    description:
+      - Secret key of the destination. Never logged or returned.
+    type: str
+  dest_region:
+    description:
+      - Region of the destination.
+    type: str
+    default: us-east-1
+  dest_validate_certs:
+    description:
+      - Whether to verify the TLS certificate of the destination.
+    type: bool
+    default: true
+  dest_ca_bundle:
+    description:
+      - CA bundle (PEM file) to verify the TLS certificate of the destination with.
+    type: path
 """

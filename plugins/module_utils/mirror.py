@@ -32,7 +32,6 @@ from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR,
 from ansible_collections.rat.backup.plugins.module_utils import s3
 
 try:
-    import botocore.exceptions
     from boto3.s3.transfer import TransferConfig
 except ImportError:
     # s3.HAS_BOTO3 tells the module; nothing here runs without boto3.
@@ -54,6 +53,7 @@ _ATTRIBUTES = (
     ("content_encoding", "ContentEncoding"),
     ("content_disposition", "ContentDisposition"),
 )
+_ATTRIBUTE_NAMES = tuple(name for name, header in _ATTRIBUTES)
 
 
 def iso(dt):
@@ -91,7 +91,7 @@ class Location:
         self.option = option
         self.is_s3 = text.startswith("s3://")
         if self.is_s3:
-            bucket, _, prefix = text[len("s3://"):].partition("/")
+            bucket, dummy, prefix = text[len("s3://"):].partition("/")
             if not bucket and prefix:
                 raise RatBackupError("{0} {1!r}: a prefix needs a bucket (s3://bucket/prefix)".format(option, text))
             self.bucket = bucket or None
@@ -136,7 +136,7 @@ class Entry:
     def take_attributes(self, other):
         self.sha256 = other.sha256
         self.metadata = other.metadata
-        for name, _ in _ATTRIBUTES:
+        for name in _ATTRIBUTE_NAMES:
             setattr(self, name, getattr(other, name))
 
     def take_response(self, response):
@@ -155,7 +155,7 @@ class Entry:
         item = {"bucket": self.bucket, "key": self.key, "path": posixpath.join(root_name, self.relpath),
                 "size": self.size, "sha256": self.sha256, "etag": self.etag, "version_id": self.version_id,
                 "last_modified": None if self.modified_ms is None else iso_ms(self.modified_ms)}
-        for name, _ in _ATTRIBUTES:
+        for name in _ATTRIBUTE_NAMES:
             item[name] = getattr(self, name)
         item["metadata"] = self.metadata or {}
         return item
@@ -168,7 +168,7 @@ class Entry:
                         metadata=item.get("metadata") or {})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
-        for name, _ in _ATTRIBUTES:
+        for name in _ATTRIBUTE_NAMES:
             setattr(entry, name, item.get(name))
         return entry
 
@@ -711,7 +711,7 @@ class Mirror:
         state = {}
         complete = False
         if manifest_path and os.path.exists(manifest_path):
-            _, entries = read_manifest(manifest_path, "manifest")
+            entries = read_manifest(manifest_path, "manifest")[1]
             state = {(e.bucket, e.key): e for e in entries}
             complete = True
         journal_path = manifest_path + ".journal" if manifest_path else None
@@ -730,7 +730,7 @@ class Mirror:
         manifest = self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(link_dest), "manifest.json")
         if not os.path.isdir(link_dest):
             raise RatBackupError("link_dest {0} is not a directory".format(link_dest), path=link_dest)
-        _, entries = read_manifest(manifest, "link_dest_manifest")
+        entries = read_manifest(manifest, "link_dest_manifest")[1]
         return {(e.bucket, e.key): e for e in entries}, LocalTree(link_dest)
 
     def _local_extras(self, tree, buckets, expected, previous):
@@ -752,7 +752,7 @@ class Mirror:
                     tops.append((posixpath.join(ESCAPE_DIR, name), name))
         extras = []
         for top, bucket in tops:
-            for relpath, _, _ in tree.walk(top):
+            for relpath in (found[0] for found in tree.walk(top)):
                 if relpath in expected or relpath.split("/")[0] in (TMP_DIR,) or \
                         (top == "" and relpath.startswith(".rat-")):
                     continue
@@ -1036,7 +1036,7 @@ class Mirror:
     def _delete_s3(self, labels):
         by_bucket = {}
         for label in labels:
-            bucket, _, key = label.partition("/")
+            bucket, dummy, key = label.partition("/")
             by_bucket.setdefault(bucket, []).append(key)
         for bucket, keys in by_bucket.items():
             for start in range(0, len(keys), DELETE_BATCH):
@@ -1082,7 +1082,7 @@ class Mirror:
             if o.get("delete"):
                 plan.delete.extend("{0}/{1}".format(target, k) for k in sorted(existing) if self.filter(k))
         summary = plan.summary()
-        summary["create_buckets"] = [b for b, _ in plan.create_buckets]
+        summary["create_buckets"] = [created[0] for created in plan.create_buckets]
         result = {"plan": summary, "changed": bool(plan.copy or plan.delete or plan.create_buckets)}
         if self.check_mode:
             return result

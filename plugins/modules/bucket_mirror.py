@@ -129,9 +129,9 @@ options:
     default: false
 extends_documentation_fragment:
   - rat.backup.attributes
+  - rat.backup.s3
   - rat.backup.s3.src
   - rat.backup.s3.dest
-  - rat.backup.s3.transport
 attributes:
   check_mode:
     support: full
@@ -156,7 +156,7 @@ requirements:
 seealso:
   - module: rat.backup.backup_verify
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""

@@ -60,7 +60,7 @@ def bucket(client, name, objects, versioned=False, **attributes):
 
 def tree(root):
     found = {}
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dummy, files in os.walk(root):
         for name in files:
             path = os.path.join(dirpath, name)
             with open(path, "rb") as handle:
@@ -407,7 +407,7 @@ def test_plan_when_listing_100000_keys_stays_within_memory_bound(tmp_path):
     try:
         result = mr.Mirror(options(src="s3://rat", dest=str(tmp_path / "m"), manifest=str(tmp_path / "m.json")),
                            _ListingOnlyClient(100000), None, check_mode=True).run()
-        _, peak = tracemalloc.get_traced_memory()
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert result["plan"]["to_copy"]["count"] == 100000

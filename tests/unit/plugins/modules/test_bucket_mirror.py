@@ -19,7 +19,7 @@ SECRET = "do-not-print-me"
 
 def documented_options():
     options = set(yaml.safe_load(bucket_mirror.DOCUMENTATION)["options"])
-    for fragment in (ModuleDocFragment.SRC, ModuleDocFragment.DEST, ModuleDocFragment.TRANSPORT):
+    for fragment in (ModuleDocFragment.DOCUMENTATION, ModuleDocFragment.SRC, ModuleDocFragment.DEST):
         options |= set(yaml.safe_load(fragment)["options"])
     return options
 

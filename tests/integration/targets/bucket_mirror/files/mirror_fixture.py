@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -50,7 +49,9 @@ def seed(s3, args):
     s3.create_bucket(Bucket=bucket)
     if "--versioned" in args:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    option = lambda name, default: int(args[args.index(name) + 1]) if name in args else default  # noqa: E731
+    def option(name, default):
+        return int(args[args.index(name) + 1]) if name in args else default
+
     size = option("--size", 100)
     keys = ["obj/{0:05d}.bin".format(i) for i in range(option("--small", 0))]
     # moto cannot list versions of keys with control characters (it does not URL-encode them).
@@ -92,7 +93,7 @@ def complete(root, bucket):
     base = os.path.join(root, bucket)
     count = 0
     bad = []
-    for dirpath, _, files in os.walk(base):
+    for dirpath, dummy, files in os.walk(base):
         for name in files:
             path = os.path.join(dirpath, name)
             key = os.path.relpath(path, base)
