@@ -7,26 +7,27 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ -s "$RAT_LAB_STATE/env" ]] || lab_die "$RAT_LAB_STATE/env missing: run lab/up.sh first"
+repo="$RAT_LAB_REPO"
 set -a
 # shellcheck source=/dev/null
 source "$RAT_LAB_STATE/env"
 set +a
 unset AWS_CA_BUNDLE
-export PYTHONPATH="$RAT_LAB_REPO/collections${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$repo/collections${PYTHONPATH:+:$PYTHONPATH}"
 # Peers the benchmarks compare against (aws CLI, ...) come from the virtualenv first.
 PATH="$(dirname "$RAT_LAB_PYTHON"):$PATH"
 export PATH
 
 shopt -s nullglob
-benches=("$RAT_LAB_REPO"/bench/bench_*.py)
+benches=("$repo"/bench/bench_*.py)
 if ((${#benches[@]} == 0)); then
     lab_log "no bench/bench_*.py yet"
     exit 0
 fi
 failed=()
 for bench in "${benches[@]}"; do
-    lab_log "running ${bench#"$RAT_LAB_REPO"/}"
-    (cd "$RAT_LAB_REPO" && "$RAT_LAB_PYTHON" "$bench") || failed+=("${bench#"$RAT_LAB_REPO"/}")
+    lab_log "running ${bench#"$repo"/}"
+    (cd "$repo" && "$RAT_LAB_PYTHON" "$bench") || failed+=("${bench#"$repo"/}")
 done
 if ((${#failed[@]})); then
     lab_die "benchmarks failed: ${failed[*]}"
