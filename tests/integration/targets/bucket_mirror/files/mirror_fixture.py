@@ -49,6 +49,7 @@ def seed(s3, args):
     s3.create_bucket(Bucket=bucket)
     if "--versioned" in args:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
     def option(name, default):
         return int(args[args.index(name) + 1]) if name in args else default
 
