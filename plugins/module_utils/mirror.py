@@ -400,6 +400,10 @@ class LocalTree:
     def walk(self, top_relpath=""):
         """(relpath, kind) of every non-directory under ``top_relpath``; kind: file, symlink, special."""
         top = self.path(top_relpath) if top_relpath else self.root
+        if top_relpath and os.path.islink(top):
+            # os.walk would list the target's files as if they were ours.
+            yield top_relpath, "symlink", 0
+            return
         for dirpath, dirnames, filenames in os.walk(top):
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel_dir = "" if rel_dir == "." else rel_dir
@@ -736,6 +740,10 @@ class Mirror:
     def _local_extras(self, tree, buckets, expected, previous):
         """Local files the source no longer has, within the buckets this run mirrors."""
         by_path = {e.relpath: e.key for e in previous.values()}
+        own_files = set()
+        for path in (self.options.get("manifest"), (self.options.get("manifest") or "") + ".journal"):
+            if path and os.path.dirname(os.path.abspath(path)) == tree.root:
+                own_files.add(os.path.basename(path))
         tops = []
         if self.src.single_bucket:
             tops.append(("", self.src.bucket))
@@ -753,7 +761,7 @@ class Mirror:
         extras = []
         for top, bucket in tops:
             for relpath in (found[0] for found in tree.walk(top)):
-                if relpath in expected or relpath.split("/")[0] in (TMP_DIR,) or \
+                if relpath in expected or relpath in own_files or relpath.split("/")[0] == TMP_DIR or \
                         (top == "" and relpath.startswith(".rat-")):
                     continue
                 if top.startswith(ESCAPE_DIR):

@@ -178,6 +178,27 @@ def test_download_when_delete_removes_only_extras_in_scope(client, tmp_path):
     assert not (tmp_path / "m" / "rat" / "stray").exists()
 
 
+def test_download_when_delete_meets_symlinked_bucket_dir_unlinks_only_the_link(client, tmp_path):
+    bucket(client, "rat", {"a": b"1"})
+    bucket(client, "gone", {})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"keep")
+    (tmp_path / "m").mkdir()
+    os.symlink(outside, tmp_path / "m" / "stale")
+    result = download(client, tmp_path / "m", delete=True)
+    assert result["deleted"] == 1 and not os.path.lexists(tmp_path / "m" / "stale")
+    assert (outside / "precious").read_bytes() == b"keep"
+
+
+def test_download_when_manifest_inside_single_bucket_dest_is_not_deleted(client, tmp_path):
+    bucket(client, "rat", {"a": b"1"})
+    first = download(client, tmp_path / "m", src="s3://rat", manifest=str(tmp_path / "m" / "state.json"))
+    again = download(client, tmp_path / "m", src="s3://rat", manifest=str(tmp_path / "m" / "state.json"), delete=True)
+    assert first["copied"] == 1 and (again["copied"], again["deleted"], again["changed"]) == (0, 0, False)
+    assert (tmp_path / "m" / "state.json").exists()
+
+
 def test_download_when_bucket_unknown_names_it_and_endpoint(client, tmp_path):
     bucket(client, "rat", {"a": b"1"})
     with pytest.raises(RatBackupError) as caught:
