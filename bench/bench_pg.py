@@ -47,7 +47,10 @@ def env(password=ADMIN_PW):
 def psql(sql, database="postgres", port=PORT, password=ADMIN_PW):
     argv = [f"{BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", str(port), "-U", ADMIN,
             "-d", database, "-w"]
-    return subprocess.run(argv, input=sql, env=env(password), check=True, capture_output=True, text=True).stdout.strip()
+    proc = subprocess.run(argv, input=sql, env=env(password), check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"psql failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
 
 
 def timed(argv):
@@ -79,7 +82,7 @@ def run_module(name, args, tmp):
 
 
 def ensure_bench_db():
-    size = psql(f"SELECT coalesce((SELECT pg_database_size('{DB}')), 0)")
+    size = psql(f"SELECT coalesce(sum(pg_database_size(datname)), 0) FROM pg_database WHERE datname = '{DB}'")
     if int(size) >= DB_MB * 1024 * 1024 * 0.9:
         return int(size)
     print(f"generating {DB} (~{DB_MB} MB), once", file=sys.stderr)
@@ -105,9 +108,9 @@ def dump_bench(tmp, rows):
     mod_path = os.path.join(tmp, "module.dump")
     raw_times, mod_times = [], []
     result = None
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         seconds = timed([f"{BIN}/pg_dump", "-Fc", "-h", HOST, "-p", str(PORT), "-U", ADMIN, "-w", "-d", DB,
-                                     "-f", raw_path])
+                         "-f", raw_path])
         raw_times.append(seconds)
         seconds, rss, result = run_module("pg_dump", {
             "host": HOST, "port": PORT, "user": ADMIN, "password": ADMIN_PW, "database": DB, "dest": mod_path}, tmp)
@@ -127,7 +130,7 @@ def restore_bench(tmp, dump_path, rows):
     try:
         psql("CREATE DATABASE bench_pg_restore_raw")
         seconds = timed([f"{BIN}/pg_restore", "-h", HOST, "-p", str(PORT), "-U", ADMIN, "-w",
-                                     "-d", "bench_pg_restore_raw", "--no-owner", "--single-transaction", dump_path])
+                         "-d", "bench_pg_restore_raw", "--no-owner", "--single-transaction", dump_path])
         rows.append(("restore that dump", "raw `pg_restore --single-transaction`", seconds, None, "1.00", "-"))
         base = seconds
         for name, extra, label in (
@@ -151,7 +154,7 @@ def container_bench(tmp, rows):
         subprocess.run(DOCKER + ["run", "-d", "--name", CONTAINER, "--network", "host", "-e", "POSTGRES_PASSWORD",
                                  "-e", f"PGPORT={CONTAINER_PORT}", IMAGE], env=dict(os.environ, POSTGRES_PASSWORD=password),
                        check=True, capture_output=True)
-        for _ in range(120):
+        for _attempt in range(120):
             if subprocess.run(DOCKER + ["exec", CONTAINER, "pg_isready", "-q", "-h", "127.0.0.1", "-p",
                                         str(CONTAINER_PORT)], check=False).returncode == 0:
                 break

@@ -27,7 +27,7 @@ attributes:
     support: full
     details:
       - Connects (read-only) to learn the server version and check the client, then reports the planned
-        command with RV(changed=true); writes nothing.
+        command with C(changed=true); writes nothing.
   diff_mode:
     support: none
   idempotent:
@@ -95,7 +95,7 @@ seealso:
     description: PostgreSQL's pg_dump reference.
     link: https://www.postgresql.org/docs/current/app-pgdump.html
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""

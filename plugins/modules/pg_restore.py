@@ -25,7 +25,7 @@ attributes:
     support: full
     details:
       - Verifies the archive and connects (read-only), then reports what would be restored in RV(restored)
-        with RV(changed=true); the database is not touched.
+        with C(changed=true); the database is not touched.
   diff_mode:
     support: none
   idempotent:
@@ -101,7 +101,7 @@ seealso:
     description: PostgreSQL's pg_restore reference.
     link: https://www.postgresql.org/docs/current/app-pgrestore.html
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""
