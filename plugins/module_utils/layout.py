@@ -393,12 +393,11 @@ def acquire(root, purpose, lease_seconds, now=None):
         if exc.errno not in (errno.EAGAIN, errno.EACCES):
             raise
         holder = read_lock(root)
-        raise RatBackupError(
-            "another %s is running on %s (pid %s, started %s, last heartbeat %s); backup root %s is locked, "
-            "try again when it has finished" % (holder.get("purpose", "backup or restore"),
-                                               holder.get("host", "?"), holder.get("pid", "?"),
-                                               holder.get("started_at", "?"), holder.get("heartbeat_at", "?"), root),
-            lock={k: v for k, v in holder.items() if k != "token"}, path=path)
+        message = ("another %s is running on %s (pid %s, started %s, last heartbeat %s); backup root %s is locked, "
+                   "try again when it has finished"
+                   % (holder.get("purpose", "backup or restore"), holder.get("host", "?"), holder.get("pid", "?"),
+                      holder.get("started_at", "?"), holder.get("heartbeat_at", "?"), root))
+        raise RatBackupError(message, lock={k: v for k, v in holder.items() if k != "token"}, path=path)
     stale = read_lock(root)
     token = "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(8).hex())
     record = {"host": socket.gethostname(), "purpose": purpose, "token": token,

@@ -15,12 +15,13 @@ description:
     in the live database, and lists every bucket of the backup on the live S3 endpoint, then
     reports tables whose row count differs or is missing and objects missing, extra or of another size.
   - The restore role runs it after a restore, so the result says what was verified.
+  - The live S3 endpoint is given by the C(dest_*) options (the destination of the restore).
   - It only reads; it is independent of the modules that restored, so it checks them.
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.attributes.INFO_MODULE
   - rat.backup.postgres
-  - rat.backup.s3
+  - rat.backup.s3.DEST
 options:
   path:
     description: The backup directory whose C(manifest.json) is the reference.
@@ -46,7 +47,7 @@ notes:
 seealso:
   - module: rat.backup.backup_verify
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""
@@ -55,9 +56,9 @@ EXAMPLES = r"""
     path: /var/backups/rat/20260216_093000
     host: 127.0.0.1
     password: "{{ rat_postgres_password }}"
-    endpoint: http://127.0.0.1:9000
-    access_key: "{{ rat_minio_access_key }}"
-    secret_key: "{{ rat_minio_secret_key }}"
+    dest_endpoint: http://127.0.0.1:9000
+    dest_access_key: "{{ rat_minio_access_key }}"
+    dest_secret_key: "{{ rat_minio_secret_key }}"
 """
 
 RETURN = r"""
@@ -95,7 +96,7 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 
 def argument_spec():
     spec = pg_cli.connection_argspec()
-    spec.update(s3.connection_argspec())
+    spec.update(s3.connection_argspec("dest_"))
     spec.update(
         path=dict(type="path", required=True),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
@@ -131,7 +132,7 @@ def run(module):
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
         minio = compare.require(data.get("minio"), "minio", p["path"])
-        endpoint = s3.Endpoint.from_params(p)
+        endpoint = s3.Endpoint.from_params(p, "dest_")
         buckets = compare.manifest_buckets(minio)
         listing = compare.list_buckets(s3.make_client(endpoint), endpoint, buckets, s3.translate, s3.sdk_errors)
         objects = compare.compare_objects(minio["objects"], listing, buckets)

@@ -45,7 +45,7 @@ seealso:
   - module: rat.backup.backup_verify
   - module: rat.backup.backup_run
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""

@@ -131,7 +131,7 @@ seealso:
   - module: rat.backup.backup_info
   - module: rat.backup.backup_verify
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""
@@ -182,7 +182,7 @@ previous:
   type: str
   sample: /var/backups/rat/20260215_093000
 previous_name:
-  description: Name of O(previous).
+  description: Name of RV(previous).
   returned: begin
   type: str
   sample: 20260215_093000

@@ -64,7 +64,7 @@ notes:
 seealso:
   - module: rat.backup.backup_info
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""
@@ -113,7 +113,7 @@ checked_bytes:
   type: int
   sample: 52428800
 bad:
-  description: One line per problem, C(<path>: <reason>).
+  description: One line per problem, C(<path>) then C(:) and the reason.
   returned: always
   type: list
   elements: str
@@ -190,7 +190,7 @@ def argument_spec():
 
 def _major(version):
     try:
-        return int(str(version).split(".")[0].split()[0])
+        return int(str(version).split(".", maxsplit=1)[0].split()[0])
     except (ValueError, IndexError):
         return None
 
