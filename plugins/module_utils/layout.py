@@ -62,7 +62,15 @@ def time_of(name):
 
 
 def check_name(name, variable="rat_restore_backup"):
-    """Refuse anything that is not a bare backup name before it is joined to a path."""
+    """Refuse anything that is not a bare backup name before it is joined to a path.
+
+    Returns the name. YAML 1.1 reads an unquoted 20260216_093000 as the integer 20260216093000,
+    so those 14 digits are taken back as the name they came from.
+    """
+    if isinstance(name, int) and not isinstance(name, bool):
+        name = str(name)
+    if isinstance(name, str) and re.match(r"^[0-9]{14}$", name):
+        name = name[:8] + "_" + name[8:]
     if not isinstance(name, str) or not name:
         raise RatBackupError("%s is empty: give a backup name (YYYYmmdd_HHMMSS) or 'latest'" % variable)
     if "/" in name or "\\" in name or ".." in name or "\x00" in name:
@@ -197,7 +205,7 @@ def select(root, requested, variable="rat_restore_backup"):
             raise RatBackupError("%s=latest: there is no complete backup in %s" % (variable, root),
                                  available=[])
         return complete[-1]
-    check_name(requested, variable)
+    requested = check_name(requested, variable)
     for entry in complete:
         if entry["name"] == requested:
             return entry

@@ -42,6 +42,11 @@ def test_check_name_when_not_a_bare_timestamp_then_refused(bad):
     assert "rat_restore_backup" in err.value.msg
 
 
+def test_check_name_when_yaml_read_it_as_integer_then_name_restored():
+    assert layout.check_name(20260216093000) == "20260216_093000"
+    assert layout.check_name("20260216093000") == "20260216_093000"
+
+
 def test_list_backups_when_mixed_directories_then_grouped_and_sorted(tmp_path):
     make_backup(tmp_path, "20260216_093000")
     make_backup(tmp_path, "20260215_093000")
