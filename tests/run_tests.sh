@@ -140,8 +140,12 @@ run_sanity() {
     local out="$work/sanity.log" rc=0 ran failed
     ansible_test sanity 2>&1 | tee "$out" || rc=$?
     ran="$(grep -c '^Running sanity test "' "$out" || true)"
-    # A test with issues says "ERROR: Found N ..."; one that crashes ends the run with "FATAL:".
-    failed="$(grep -cE '^(ERROR: Found [0-9]+ .* issue|FATAL: )' "$out" || true)"
+    # A finished run names the number of failed tests; a crashed test ends the run early with a
+    # different "FATAL:", after the "ERROR: Found N ..." of the tests that failed before it.
+    failed="$(sed -n 's/^FATAL: The \([0-9]*\) sanity test(s) listed below.*/\1/p' "$out" | tail -n1)"
+    if [[ -z "$failed" ]]; then
+        failed="$(grep -cE '^(ERROR: Found [0-9]+ .* issue|FATAL: )' "$out" || true)"
+    fi
     if ((rc != 0 && failed == 0)); then
         failed=1
     fi
