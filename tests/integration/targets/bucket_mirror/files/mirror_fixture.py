@@ -11,7 +11,8 @@ test can tell a complete file from a truncated one without asking the server.
     mirror_fixture.py keys BUCKET                 JSON list of the keys
     mirror_fixture.py delete BUCKET KEY
     mirror_fixture.py remove BUCKET...
-    mirror_fixture.py serve PORT LOG              start a moto_server, print its pid
+    mirror_fixture.py serve PORT LOG [--auth]     start a moto_server, print its pid
+    mirror_fixture.py kill-when DIR N PID SECS    kill -9 PID once DIR holds N files (bounded wait)
 Endpoint and credentials from MIRROR_ENDPOINT, RAT_LAB_S3_ACCESS_KEY, RAT_LAB_S3_SECRET_KEY.
 """
 
@@ -134,8 +135,23 @@ def serve(port, log, extra_env):
     sys.exit("moto_server did not start on port {0}".format(port))
 
 
+def kill_when(directory, count, pid, seconds):
+    """Kill the server the moment transfers are under way; Ansible retries would react too late."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = sum(len(files) for dummy, dummy2, files in os.walk(directory))
+        if found >= count:
+            os.kill(pid, 9)
+            print(found)
+            return
+        time.sleep(0.02)
+    sys.exit("{0} never held {1} files".format(directory, count))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "kill-when":
+        return kill_when(args[0], int(args[1]), int(args[2]), float(args[3]))
     if cmd == "serve":
         extra = {"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if "--auth" in args else {}
         return serve(args[0], args[1], extra)
