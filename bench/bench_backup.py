@@ -37,7 +37,7 @@ def env(name):
 
 def timed(argv, **kwargs):
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit("bench_backup: %s failed (%d):\n%s\n%s" % (argv[0], proc.returncode, proc.stdout[-3000:],
@@ -132,8 +132,8 @@ def main():
     print("| run | wall s | begin->commit s | ratio to seed method | disk MiB |")
     print("|---|---:|---:|---:|---:|")
     print("| seed method (pg_dump -Fc + aws s3 sync) | %.1f | - | 1.00 | %.1f |" % (seed_seconds, seed_bytes / 2 ** 20))
-    print("| first backup (playbook) | %.1f | %.1f | %.2f | %.1f |" % (first_wall, first_work, first_wall / seed_seconds,
-                                                                     first_bytes / 2 ** 20))
+    print("| first backup (playbook) | %.1f | %.1f | %.2f | %.1f |"
+          % (first_wall, first_work, first_wall / seed_seconds, first_bytes / 2 ** 20))
     print("| second backup, unchanged lab (playbook) | %.1f | %.1f | %.2f | %.1f extra |"
           % (second_wall, second_work, second_wall / seed_seconds, extra / 2 ** 20))
     print()
