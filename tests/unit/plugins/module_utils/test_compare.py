@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import compare
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def test_count_sql_when_names_have_quotes_then_literals_escaped():
+    sql = compare.count_sql(["public.runs", "o'hara.t"])
+    assert "ARRAY['o''hara.t','public.runs']::text[]" in sql
+    assert sql.endswith("\\gexec")
+
+
+def test_compare_rows_when_equal_then_ok_and_extra_tables_listed():
+    result = compare.compare_rows({"public.a": 2, "public.b": 0}, {"public.a": 2, "public.b": 0},
+                                  ["public.a", "public.b", "public.new"])
+    assert result["ok"] and result["rows"] == 2 and result["tables"] == 2
+    assert result["extra_tables"] == ["public.new"]
+
+
+def test_compare_rows_when_count_differs_or_table_missing_then_not_ok():
+    result = compare.compare_rows({"public.a": 2, "public.b": 1}, {"public.a": 3}, ["public.a"])
+    assert not result["ok"]
+    assert result["mismatched"] == [{"table": "public.a", "expected": 2, "actual": 3}]
+    assert result["missing_tables"] == ["public.b"]
+
+
+def test_compare_objects_when_missing_extra_and_resized_then_each_listed():
+    manifest = [{"bucket": "rat", "key": "a", "size": 1}, {"bucket": "rat", "key": "b", "size": 2},
+                {"bucket": "rat", "key": "c", "size": 3}]
+    listing = [("rat", "a", 1), ("rat", "b", 5), ("rat", "z", 9)]
+    result = compare.compare_objects(manifest, listing, {"rat"})
+    assert not result["ok"]
+    assert result["missing"] == ["s3://rat/c"]
+    assert result["extra"] == ["s3://rat/z"]
+    assert result["size_differs"] == [{"object": "s3://rat/b", "expected": 2, "actual": 5}]
+
+
+def test_compare_objects_when_identical_then_ok():
+    manifest = [{"bucket": "rat", "key": "../odd key", "size": 0}]
+    assert compare.compare_objects(manifest, [("rat", "../odd key", 0)], {"rat"})["ok"]
+
+
+def test_manifest_buckets_when_empty_bucket_recorded_then_included():
+    minio = {"buckets": {"empty": {}}, "objects": [{"bucket": "rat", "key": "a"}]}
+    assert compare.manifest_buckets(minio) == {"empty", "rat"}
+
+
+def test_list_buckets_when_sdk_error_then_translated():
+    class Boom(Exception):
+        pass
+
+    class Client:
+        def get_paginator(self, _name):
+            raise Boom()
+
+    def translate(exc, endpoint, action, bucket=None):
+        return RatBackupError("%s %s %s" % (action, endpoint, bucket))
+
+    with pytest.raises(RatBackupError) as err:
+        list(compare.list_buckets(Client(), "http://s3", ["rat"], translate, lambda: (Boom,)))
+    assert err.value.msg == "listing http://s3 rat"
+
+
+def test_require_when_section_absent_then_error_names_backup():
+    with pytest.raises(RatBackupError) as err:
+        compare.require(None, "postgres", "/b/20260216_093000")
+    assert "/b/20260216_093000" in err.value.msg
