@@ -614,6 +614,92 @@ def _sha256_file(path):
     return digest.hexdigest()
 
 
+# --- archives equal but for their creation time ------------------------------------------------
+
+_ARCHIVE_MAGIC = b"PGDMP"
+_FORMAT_CUSTOM = 1
+# The header fields that differ between two dumps of unchanged data: the struct tm of the creation
+# time, in the order WriteHead writes them, with the values a real struct tm can hold.
+_CREATION_TIME_FIELDS = (("tm_sec", 0, 61), ("tm_min", 0, 59), ("tm_hour", 0, 23), ("tm_mday", 1, 31),
+                         ("tm_mon", 0, 11), ("tm_year", 0, 1100), ("tm_isdst", -1, 1))
+
+
+def _read_archive_int(head, pos, int_size):
+    """One integer as pg_dump's WriteInt stores it: a sign byte, then int_size bytes little-endian."""
+    field = head[pos:pos + 1 + int_size]
+    if len(field) != 1 + int_size or field[0] not in (0, 1):
+        return None
+    value = int.from_bytes(field[1:], "little")
+    return -value if field[0] else value
+
+
+def creation_time_span(head):
+    """(start, end) offsets of the creation-time fields in the header of a custom-format archive.
+
+    ``head`` is the start of the file. None when it is not a custom-format archive this code can
+    read with certainty (other format, version before 1.4, which had no creation time, or fields
+    that are not a plausible time): such archives are never treated as equal.
+    """
+    if len(head) < 11 or head[:5] != _ARCHIVE_MAGIC:
+        return None
+    version = tuple(head[5:8])
+    int_size, fmt = head[8], head[10]
+    if fmt != _FORMAT_CUSTOM or version < (1, 4, 0) or not 1 <= int_size <= 8:
+        return None
+    # From archive version 1.15 (PostgreSQL 16) the compression is one algorithm byte; before, an int.
+    start = 12 if version >= (1, 15, 0) else 11 + 1 + int_size
+    pos = start
+    for _name, low, high in _CREATION_TIME_FIELDS:
+        value = _read_archive_int(head, pos, int_size)
+        if value is None or not low <= value <= high:
+            return None
+        pos += 1 + int_size
+    return start, pos
+
+
+def same_archive_but_creation_time(new_path, old_path):
+    """SHA-256 of ``old_path`` when it equals ``new_path`` byte for byte outside the creation time; else None.
+
+    pg_dump writes the time it started into the archive header, so dumps of unchanged data are
+    never byte-identical; everything else (TOC, data blocks, which the server produces in the same
+    order for unchanged tables) is compared exactly.
+    """
+    if os.path.getsize(new_path) != os.path.getsize(old_path):
+        return None
+    digest = hashlib.sha256()
+    with open(new_path, "rb") as new, open(old_path, "rb") as old:
+        new_chunk, old_chunk = new.read(_CHUNK), old.read(_CHUNK)
+        span = creation_time_span(new_chunk)
+        if span is None or span != creation_time_span(old_chunk):
+            return None
+        start, end = span
+        if new_chunk[:start] != old_chunk[:start] or new_chunk[end:] != old_chunk[end:]:
+            return None
+        while old_chunk:
+            digest.update(old_chunk)
+            new_chunk, old_chunk = new.read(_CHUNK), old.read(_CHUNK)
+            if new_chunk != old_chunk:
+                return None
+    return digest.hexdigest()
+
+
+def _link_in_place(link_dest, partial):
+    """Make ``partial`` a hard link to ``link_dest`` (atomically); False when the filesystem refuses."""
+    staged = partial + ".link"
+    _remove(staged)
+    try:
+        os.link(link_dest, staged)
+    except OSError:
+        # Another filesystem, link count limit, no links allowed: the new dump is as good, only bigger.
+        return False
+    try:
+        os.rename(staged, partial)
+    except OSError:
+        _remove(staged)
+        raise
+    return True
+
+
 def _count_rows(session, oids):
     """Exact row counts of the tables ``oids`` in the session's (snapshot) transaction."""
     if not oids:
@@ -636,9 +722,10 @@ class DumpSpec:
     """What to dump where (module options, validated)."""
 
     def __init__(self, dest, fmt="custom", jobs=1, compress=None, schemas=(), exclude_schemas=(), tables=(),
-                 exclude_tables=(), exclude_table_data=()):
+                 exclude_tables=(), exclude_table_data=(), link_dest=None):
         self.dest = dest
         self.fmt = fmt
+        self.link_dest = link_dest
         self.jobs = jobs
         self.compress = compress
         self.filters = dict(schemas=list(schemas), exclude_schemas=list(exclude_schemas), tables=list(tables),
@@ -663,6 +750,13 @@ class DumpSpec:
             raise RatBackupError(f"dest {self.dest} is a directory; format=custom writes a file", dest=self.dest)
         if self.fmt == "directory" and os.path.lexists(self.dest) and not os.path.isdir(self.dest):
             raise RatBackupError(f"dest {self.dest} is a file; format=directory writes a directory", dest=self.dest)
+        if self.link_dest:
+            if self.fmt != "custom":
+                raise RatBackupError("link_dest needs format=custom (a directory-format dump is not linked)",
+                                     link_dest=self.link_dest)
+            if os.path.isdir(self.link_dest):
+                raise RatBackupError(f"link_dest {self.link_dest} is a directory; it must be a previous custom-format "
+                                     "dump file", link_dest=self.link_dest)
 
 
 def dump(client, spec, check_mode=False, now=time.monotonic):
@@ -698,6 +792,8 @@ def dump(client, spec, check_mode=False, now=time.monotonic):
             toc = client.read_toc(partial)
             result["row_counts"] = _count_rows(session, table_data_oids(toc))
             session.query("COMMIT;")
+            if spec.link_dest:
+                result["linked"] = _link_if_same(spec.link_dest, partial, result)
             _replace(partial, spec.dest)
         except BaseException:
             _remove(partial)
@@ -724,6 +820,17 @@ def _dump_to_file(client, argv, partial):
         handle.flush()
         os.fsync(handle.fileno())
     return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _link_if_same(link_dest, partial, result):
+    """Replace the new dump by a hard link to ``link_dest`` when only the creation time differs."""
+    if not os.path.isfile(link_dest) or os.path.islink(link_dest):
+        return False
+    old_sha256 = same_archive_but_creation_time(partial, link_dest)
+    if old_sha256 is None or not _link_in_place(link_dest, partial):
+        return False
+    result["sha256"] = old_sha256
+    return True
 
 
 def _dump_to_directory(client, argv, partial):

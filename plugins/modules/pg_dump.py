@@ -87,8 +87,21 @@ options:
     type: list
     elements: str
     default: []
+  link_dest:
+    description:
+      - A previous custom-format dump, typically the same database's dump in the previous backup.
+      - When the new dump equals it byte for byte except for the creation time pg_dump writes into the
+        archive header, the new dump is replaced by a hard link to it, so an unchanged database costs no
+        extra disk. The result then says RV(linked=true) and RV(sha256) is the linked file's.
+      - The row counts are still those of the new snapshot, which holds the same rows.
+      - Nothing is linked (the new dump is kept) when O(link_dest) does not exist, is a symbolic link, is not a
+        custom-format archive, differs in anything else, or is on another filesystem.
+      - Needs O(format=custom).
+    type: path
 notes:
   - Each list item is passed to pg_dump as one argument, so names with spaces or quotes need no shell quoting.
+  - When the dump is hard-linked to O(link_dest), C(pg_restore --list) shows the creation time of that older
+    dump (C(Archive created at)), and the file keeps its modification time; the data is the new snapshot's.
 seealso:
   - module: rat.backup.pg_restore
   - name: pg_dump
@@ -115,6 +128,13 @@ EXAMPLES = r"""
     user: rat
     password: "{{ rat_postgres_password }}"
     dest: /var/backups/rat/rat.dump
+
+- name: Dump into a new backup, hard-linked to the previous backup's dump when the data is unchanged
+  rat.backup.pg_dump:
+    password: "{{ rat_postgres_password }}"
+    dest: /var/backups/rat/20260217_093000.partial/postgres/rat.dump
+    link_dest: /var/backups/rat/20260216_093000/postgres/rat.dump
+  register: dump
 
 - name: Parallel directory-format dump without the run logs' rows
   rat.backup.pg_dump:
@@ -143,7 +163,7 @@ size:
   type: int
   sample: 1048576
 sha256:
-  description: SHA-256 of the archive file, computed while it was written.
+  description: SHA-256 of the archive file, computed while it was written (of O(link_dest) when RV(linked)).
   returned: success, not check mode, format=custom
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
@@ -172,6 +192,11 @@ row_counts:
   returned: success and not check mode
   type: dict
   sample: {"public.pipelines": 120, "public.runs": 48000}
+linked:
+  description: Whether O(dest) is a hard link to O(link_dest) because the new dump differed from it only in its creation time.
+  returned: success, not check mode, when O(link_dest) is given
+  type: bool
+  sample: true
 snapshot:
   description: Id of the exported snapshot the dump and the row counts were taken at.
   returned: success and not check mode
@@ -204,6 +229,7 @@ def argument_spec():
         tables=dict(type="list", elements="str", default=[]),
         exclude_tables=dict(type="list", elements="str", default=[]),
         exclude_table_data=dict(type="list", elements="str", default=[]),
+        link_dest=dict(type="path"),
     )
     return spec
 
@@ -212,7 +238,7 @@ def run(module):
     p = module.params
     spec = pg_cli.DumpSpec(
         p["dest"], p["format"], p["jobs"], p["compress"], p["schemas"], p["exclude_schemas"], p["tables"],
-        p["exclude_tables"], p["exclude_table_data"])
+        p["exclude_tables"], p["exclude_table_data"], p["link_dest"])
     result = pg_cli.dump(pg_cli.client_from_params(p), spec, check_mode=module.check_mode)
     result["changed"] = True
     return result
