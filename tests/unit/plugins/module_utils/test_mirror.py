@@ -234,6 +234,24 @@ def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client,
     assert not (tmp_path / "m.json.journal").exists()
 
 
+def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_path, monkeypatch):
+    path = str(tmp_path / "m.json.journal")
+    entries = [mr.Entry("rat", "k{0}".format(i), i, '"e"', relpath="rat/k{0}".format(i)) for i in range(3)]
+    journal = mr._Journal(path, str(tmp_path / "m"))
+    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 3600.0)
+    journal.add(entries[0])
+    journal.add(entries[1])
+    assert os.path.getsize(path) == 0
+    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 0.0)
+    journal.add(entries[2])
+    assert [e.key for e in mr._Journal.read(path)] == ["k0", "k1", "k2"]
+    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 3600.0)
+    journal.add(mr.Entry("rat", "k3", 3, '"e"', relpath="rat/k3"))
+    journal.close()
+    assert [e.key for e in mr._Journal.read(path)] == ["k0", "k1", "k2", "k3"]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
 def test_download_when_dest_dir_is_symlink_out_refuses(client, tmp_path):
     bucket(client, "rat", {"d/f": b"1"})
     outside = tmp_path / "outside"
