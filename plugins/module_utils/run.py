@@ -52,9 +52,24 @@ def preflight(root, required_bytes, modules):
         raise RatBackupError("backup root %s is not writable on %s (checked %s)"
                              % (root, socket.gethostname(), existing), path=root)
     free = layout.free_bytes(existing)
-    return {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
-            "enough_space": free >= required_bytes, "root_exists": os.path.isdir(root),
-            "existing_dir": existing}
+    result = {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
+              "enough_space": free >= required_bytes, "root_exists": os.path.isdir(root),
+              "existing_dir": existing}
+    result.update(_previous_backup(root))
+    return result
+
+
+def _previous_backup(root):
+    """The newest complete backup and its dump size: what an incremental run links to and grows from."""
+    previous = layout.previous_complete(root)
+    if not previous:
+        return {"previous": None, "previous_dump_bytes": 0}
+    try:
+        dump_bytes = mf.summary(mf.read(previous["path"]))["dump_bytes"]
+    except RatBackupError:
+        # A damaged manifest only loses the size hint; backup_verify is what reports the damage.
+        dump_bytes = 0
+    return {"previous": previous["path"], "previous_dump_bytes": dump_bytes}
 
 
 def _check_space(root, required_bytes):

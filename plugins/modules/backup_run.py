@@ -177,8 +177,8 @@ partial:
   type: str
   sample: /var/backups/rat/20260216_093000.partial
 previous:
-  description: Newest complete backup (link_dest for unchanged objects), or null.
-  returned: begin
+  description: Newest complete backup (link_dest for unchanged objects and an unchanged dump), or null.
+  returned: preflight, begin
   type: str
   sample: /var/backups/rat/20260215_093000
 previous_name:
@@ -233,6 +233,11 @@ enough_space:
   returned: preflight
   type: bool
   sample: true
+previous_dump_bytes:
+  description: Size of the newest complete backup's database dump according to its manifest (0 without one).
+  returned: preflight
+  type: int
+  sample: 2428800
 manifest:
   description: Path of the manifest written.
   returned: commit

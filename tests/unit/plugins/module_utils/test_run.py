@@ -187,3 +187,27 @@ def test_preflight_when_module_missing_then_listed(tmp_path):
     result = run.preflight(str(tmp_path), 0, ["json", "surely_not_a_module_xyz"])
     assert result["missing_modules"] == ["surely_not_a_module_xyz"]
     assert result["enough_space"]
+
+
+def test_preflight_when_no_backup_yet_then_no_previous(tmp_path):
+    result = run.preflight(str(tmp_path / "not-yet"), 0, [])
+    assert (result["previous"], result["previous_dump_bytes"]) == (None, 0)
+
+
+def test_preflight_when_complete_backup_then_previous_and_its_dump_size(tmp_path):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    result = run.preflight(str(tmp_path), 0, [])
+    assert result["previous"] == str(tmp_path / "20260216_093000")
+    assert result["previous_dump_bytes"] == len(DUMP)
+
+
+def test_preflight_when_previous_manifest_damaged_then_previous_without_size(tmp_path):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    done = commit(tmp_path, first, fill(first["partial"]))
+    with open(done["manifest"], "w") as handle:
+        handle.write("{not json")
+    result = run.preflight(str(tmp_path), 0, [])
+    assert (result["previous"], result["previous_dump_bytes"]) == (done["backup_dir"], 0)
