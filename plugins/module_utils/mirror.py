@@ -526,7 +526,7 @@ class Mirror:
             result = self._s3_copy()
         seconds = time.monotonic() - started
         result.update(self.stats)
-        result["skipped"] = result["plan"]["unchanged"]["count"]
+        result["unchanged"] = result["plan"]["unchanged"]["count"]
         result["seconds"] = round(seconds, 3)
         result["mb_per_s"] = round(self.stats["bytes"] / 1e6 / seconds, 2) if seconds > 0 else 0.0
         result["changed_during"] = self.changed_during

@@ -201,8 +201,10 @@ linked:
   returned: always
   type: int
   sample: 2040
-skipped:
-  description: Objects already present and unchanged at the destination.
+unchanged:
+  description:
+    - Objects already present and unchanged at the destination.
+    - Not called C(skipped), which Ansible would read as "this task was skipped".
   returned: always
   type: int
   sample: 3

@@ -99,7 +99,7 @@ def test_download_when_rerun_without_change_copies_nothing(client, tmp_path):
     download(client, tmp_path / "minio")
     before = os.stat(tmp_path / "minio.json").st_mtime_ns
     result = download(client, tmp_path / "minio")
-    assert (result["copied"], result["skipped"], result["changed"]) == (0, 2, False)
+    assert (result["copied"], result["unchanged"], result["changed"]) == (0, 2, False)
     assert os.stat(tmp_path / "minio.json").st_mtime_ns == before
 
 
@@ -108,7 +108,7 @@ def test_download_when_same_size_rewrite_copies_it(client, tmp_path):
     download(client, tmp_path / "minio")
     client.put_object(Bucket="rat", Key="a.csv", Body=b"AAAA")
     result = download(client, tmp_path / "minio")
-    assert (result["copied"], result["skipped"]) == (1, 1)
+    assert (result["copied"], result["unchanged"]) == (1, 1)
     assert (tmp_path / "minio" / "rat" / "a.csv").read_bytes() == b"AAAA"
 
 
@@ -118,7 +118,7 @@ def test_download_when_no_manifest_keeps_only_files_proven_equal(client, tmp_pat
     (tmp_path / "m" / "rat" / "same").write_bytes(b"1234")
     (tmp_path / "m" / "rat" / "other").write_bytes(b"ABCD")
     result = download(client, tmp_path / "m", manifest=None)
-    assert (result["copied"], result["skipped"]) == (1, 1)
+    assert (result["copied"], result["unchanged"]) == (1, 1)
     assert (tmp_path / "m" / "rat" / "other").read_bytes() == b"abcd"
 
 
@@ -229,7 +229,7 @@ def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client,
     done = caught.value.details["completed"]
     monkeypatch.setattr(mr.Mirror, "_fetch_once", real)
     result = download(client, tmp_path / "m")
-    assert result["copied"] == 20 - done and result["skipped"] == done
+    assert result["copied"] == 20 - done and result["unchanged"] == done
     assert len(manifest_objects(tmp_path / "m.json")) == 20
     assert not (tmp_path / "m.json.journal").exists()
 
@@ -277,7 +277,7 @@ def test_upload_when_manifest_restores_exact_keys_and_attributes(client, tmp_pat
         assert (got["ContentType"], got["Metadata"], got["ContentDisposition"], got["ContentEncoding"]) == (
             "text/csv", {"m": "v"}, "inline", "identity")
     again = upload(client, tmp_path / "minio", "s3://restored", manifest=str(tmp_path / "minio.json"))
-    assert (again["copied"], again["skipped"], again["changed"]) == (0, len(TRICKY), False)
+    assert (again["copied"], again["unchanged"], again["changed"]) == (0, len(TRICKY), False)
 
 
 def test_upload_when_delete_makes_bucket_exact_and_check_mode_touches_nothing(client, tmp_path):

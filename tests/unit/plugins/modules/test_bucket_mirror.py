@@ -49,7 +49,7 @@ def test_main_when_downloading_returns_counts_and_never_the_secret(capsys, s3_cl
     args = {"src": "s3://", "dest": str(tmp_path / "minio"), "manifest": str(tmp_path / "minio.json"),
             "src_access_key": "key", "src_secret_key": SECRET}
     result = run_module(capsys, args)
-    assert (result["copied"], result["bytes"], result["skipped"], result["changed"]) == (1, 4, 0, True)
+    assert (result["copied"], result["bytes"], result["unchanged"], result["changed"]) == (1, 4, 0, True)
     assert SECRET not in json.dumps(result)
     again = run_module(capsys, args)
     assert (again["copied"], again["changed"]) == (0, False)
