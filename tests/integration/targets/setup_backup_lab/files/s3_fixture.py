@@ -4,6 +4,7 @@
 """Buckets for a target: create/fill, remove, keep rewriting objects, check versions.
 
     s3_fixture.py create BUCKET --versioned --objects N --size BYTES
+    s3_fixture.py exists BUCKET           prints present or absent
     s3_fixture.py put BUCKET KEY SIZE
     s3_fixture.py remove BUCKET...
     s3_fixture.py writer BUCKET SECONDS      rewrites w/0..w/9 as fast as it can
@@ -58,6 +59,12 @@ def main():
             s3.put_object(Bucket=bucket, Key="w/%d" % i, Body=b"initial %d" % i)
     elif cmd == "put":
         s3.put_object(Bucket=args[0], Key=args[1], Body=os.urandom(int(args[2])))
+    elif cmd == "exists":
+        try:
+            s3.head_bucket(Bucket=args[0])
+            print("present")
+        except s3.exceptions.ClientError:
+            print("absent")
     elif cmd == "remove":
         for bucket in args:
             remove(s3, bucket)
