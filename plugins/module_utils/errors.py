@@ -17,3 +17,15 @@ class RatBackupError(Exception):
         super().__init__(msg)
         self.msg = msg
         self.details = details
+
+
+def exit_with(module, run):
+    """End a module with run(module)'s result, or with the one RatBackupError it raised.
+
+    Every module's main() ends here, so the error type is turned into fail_json in one place.
+    """
+    try:
+        result = run(module)
+    except RatBackupError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)

@@ -91,7 +91,7 @@ from ansible_collections.rat.backup.plugins.module_utils import compare
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import pg_cli
 from ansible_collections.rat.backup.plugins.module_utils import s3
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
 def argument_spec():
@@ -156,11 +156,7 @@ def run(module):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except RatBackupError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    exit_with(module, run)
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ manifest:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import s3
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
 
 
@@ -305,11 +305,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not s3.HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
-    try:
-        result = run(module)
-    except RatBackupError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    exit_with(module, run)
 
 
 if __name__ == "__main__":

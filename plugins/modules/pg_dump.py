@@ -214,7 +214,7 @@ cmd:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import pg_cli
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
 def argument_spec():
@@ -249,11 +249,7 @@ def main():
     # exit_json would add file facts of dest, overwriting `size` (the whole archive) with the
     # inode size of a directory-format dump's directory.
     module.add_path_info = lambda kwargs: kwargs
-    try:
-        result = run(module)
-    except RatBackupError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(**result)
+    exit_with(module, run)
 
 
 if __name__ == "__main__":
