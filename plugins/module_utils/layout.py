@@ -123,13 +123,16 @@ def write_status(root, name, kind, record):
 
 
 def write_json_atomic(path, data):
-    """Write JSON so a reader sees the old file or the whole new one, never a torn one."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path, text):
+    """Write a file so a reader sees the old file or the whole new one, never a torn one."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)
@@ -271,6 +274,13 @@ def ensure_root(root):
 def free_bytes(path):
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
+
+
+def nearest_existing_dir(path):
+    """``path``, or the closest parent that exists: where a directory not made yet will live."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import uuid
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR, KeyMapper
+from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 
 try:
@@ -156,7 +157,9 @@ class Entry:
                 "size": self.size, "sha256": self.sha256, "etag": self.etag, "version_id": self.version_id,
                 "last_modified": None if self.modified_ms is None else iso_ms(self.modified_ms)}
         for name in _ATTRIBUTE_NAMES:
-            item[name] = getattr(self, name)
+            # Content-Type is always recorded; the rarer HTTP attributes only when the object has them.
+            if name == "content_type" or getattr(self, name) is not None:
+                item[name] = getattr(self, name)
         item["metadata"] = self.metadata or {}
         return item
 
@@ -677,6 +680,7 @@ class Mirror:
         if o.get("delete") and os.path.isdir(tree.root):
             plan.delete = self._local_extras(tree, buckets, expected, previous)
         result = {"plan": plan.summary(), "manifest": manifest_path}
+        self._check_room(tree, plan)
         changed = bool(plan.copy or plan.link or plan.delete) or (manifest_path is not None and not manifest_complete)
         result["changed"] = changed
         if self.check_mode:
@@ -698,6 +702,17 @@ class Mirror:
             journal.remove()
         tree.finish()
         return result
+
+    def _check_room(self, tree, plan):
+        """Fail before the first byte is written when the planned downloads cannot fit."""
+        needed = sum(entry.size for entry in plan.copy) + max(0, self.options.get("min_free_bytes") or 0)
+        existing = layout.nearest_existing_dir(tree.root)
+        free = layout.free_bytes(existing)
+        if needed > free:
+            raise RatBackupError(
+                "not enough free space in {0}: {1} objects to download need {2} MiB (with min_free_bytes), "
+                "{3} MiB free".format(existing, len(plan.copy), -(-needed // 2 ** 20), free // 2 ** 20),
+                path=existing, free_bytes=free, required_bytes=needed)
 
     def _settle_unknown(self, tree, entries, plan):
         """Without a manifest, a same-size local file is kept only if its content proves equal."""

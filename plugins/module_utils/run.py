@@ -9,11 +9,12 @@ bucket_mirror. Every function takes ``now`` so tests can pin time.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import platform
 import re
 import socket
+import sys
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
@@ -36,21 +37,29 @@ def paths(root, kind, name):
     return base, final, final + layout.PARTIAL_SUFFIX
 
 
-def preflight(root, required_bytes, modules):
-    """What stops a backup before it starts: missing Python packages, an unwritable root, no space."""
-    missing = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    # Read-only: a missing root is judged by the directory it would be created in.
-    existing = root
-    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)
+# The database grows between backups: room for a dump a quarter larger than the last one.
+DUMP_GROWTH = 1.25
+
+
+def missing_modules(names):
+    """The Python packages among ``names`` that are not installed (found, not imported: boto3 alone
+    costs 0.4 s to import and this runs on every backup)."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def _writable_dir(root):
+    """The directory ``root`` is (or will be created) in, if writable: checked without creating anything."""
+    existing = layout.nearest_existing_dir(root)
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.lexists(root) and not os.path.isdir(root)):
         raise RatBackupError("backup root %s is not writable on %s (checked %s)"
                              % (root, socket.gethostname(), existing), path=root)
+    return existing
+
+
+def preflight(root, required_bytes, modules):
+    """What stops a run before it starts: missing Python packages, an unwritable root, no space."""
+    missing = missing_modules(modules)
+    existing = _writable_dir(root)
     free = layout.free_bytes(existing)
     result = {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
               "enough_space": free >= required_bytes, "root_exists": os.path.isdir(root),
@@ -63,13 +72,13 @@ def _previous_backup(root):
     """The newest complete backup and its dump size: what an incremental run links to and grows from."""
     previous = layout.previous_complete(root)
     if not previous:
-        return {"previous": None, "previous_dump_bytes": 0}
+        return {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
     try:
         dump_bytes = mf.summary(mf.read(previous["path"]))["dump_bytes"]
     except RatBackupError:
         # A damaged manifest only loses the size hint; backup_verify is what reports the damage.
         dump_bytes = 0
-    return {"previous": previous["path"], "previous_dump_bytes": dump_bytes}
+    return {"previous": previous["path"], "previous_name": previous["name"], "previous_dump_bytes": dump_bytes}
 
 
 def _check_space(root, required_bytes):
@@ -89,20 +98,34 @@ def _stale_partials(base):
                   if n.endswith(layout.PARTIAL_SUFFIX) and layout.time_of(n[:-len(layout.PARTIAL_SUFFIX)]))
 
 
-def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None):
-    """Lock the root (unless the caller already holds it), create <name>.partial, find link_dest."""
-    layout.ensure_root(root)
+def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None, modules=()):
+    """Check the host, lock the root (unless the caller holds it already), create <name>.partial.
+
+    Every check comes before anything is created, so a host that cannot back up is left as it was.
+    A backup needs ``required_bytes`` plus room for the newest complete backup's dump grown by
+    DUMP_GROWTH; the objects are checked by bucket_mirror against its own listing.
+    """
+    missing = missing_modules(modules)
+    if missing:
+        raise RatBackupError(
+            "Python packages %s are missing on %s for %s: pip install %s, or apt-get install %s "
+            "(the backup role installs them itself with rat_backup_install_deps=true)"
+            % (", ".join(missing), socket.gethostname(), sys.executable, " ".join(missing),
+               " ".join("python3-" + name for name in missing)), missing_modules=missing)
+    existing = _writable_dir(root)
     base = base_dir(root, kind)
-    previous = layout.previous_complete(root) if kind == "backup" else None
-    result = {"previous": previous["path"] if previous else None,
-              "previous_name": previous["name"] if previous else None}
-    free = _check_space(root, required_bytes)
+    result = _previous_backup(root) if kind == "backup" else {"previous": None, "previous_name": None,
+                                                               "previous_dump_bytes": 0}
+    required = required_bytes + int(result["previous_dump_bytes"] * DUMP_GROWTH)
+    result["required_bytes"] = required
     if check_mode:
+        free = _check_space(existing, required)
         name = layout.new_name(root, now, base)
         _base, final, partial = paths(root, kind, name)
         result.update(changed=True, name=name, backup_dir=final, partial=partial, free_bytes=free,
-                      would_remove=_stale_partials(base), lock_token=None)
+                      existing_dir=existing, would_remove=_stale_partials(base), lock_token=None)
         return result
+    layout.ensure_root(root)
     stale = None
     if lock_token:
         if layout.read_lock(root).get("token") != lock_token or not layout.lock_state(root)[0]:
@@ -116,6 +139,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
         removed = _stale_partials(base)
         for path in removed:
             layout.remove_tree(path)
+        free = _check_space(root, required)
         os.makedirs(base, mode=layout.DIR_MODE, exist_ok=True)
         name = layout.new_name(root, now, base)
         _base, final, partial = paths(root, kind, name)

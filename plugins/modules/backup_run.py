@@ -16,9 +16,11 @@ description:
     call it directly only to build your own backup flow.
   - O(state=preflight) checks that required Python packages import, that O(root) is writable and that
     O(required_bytes) are free. It changes nothing.
-  - O(state=begin) takes the per-host lock (C(<root>/.lock)), removes C(.partial) directories left by
-    runs that died, creates C(<root>/<YYYYmmdd_HHMMSS>.partial/) (mode 0700) and returns the newest
-    complete backup to hard-link unchanged objects from.
+  - O(state=begin) makes the same checks first (for a backup, the space needed includes the newest
+    complete backup's dump plus a quarter, as the database grows). Only then does it take the
+    per-host lock (C(<root>/.lock)), remove C(.partial) directories left by runs that died, create
+    C(<root>/<YYYYmmdd_HHMMSS>.partial/) (mode 0700) and return the newest complete backup to
+    hard-link unchanged objects from. A host that fails a check is left exactly as it was.
   - O(state=commit) checks that every file the manifest promises is present, merges the pg_dump
     result and the object manifest into C(manifest.json), writes it last, fsyncs, renames the
     C(.partial) directory to its final name and releases the lock.
@@ -83,11 +85,15 @@ options:
     type: float
     default: 24
   required_bytes:
-    description: Fail O(state=preflight) and O(state=begin) when fewer bytes are free in O(root).
+    description:
+      - Fail O(state=preflight) and O(state=begin) when fewer bytes are free in O(root).
+      - O(state=begin) of a backup adds the newest complete backup's dump size plus 25%.
     type: int
     default: 0
   python_modules:
-    description: Python modules that must import on the managed host (O(state=preflight)).
+    description:
+      - Python packages that must be installed on the managed host.
+      - O(state=preflight) lists the missing ones; O(state=begin) fails naming them and how to install them.
     type: list
     elements: str
     default: []
@@ -183,7 +189,7 @@ previous:
   sample: /var/backups/rat/20260215_093000
 previous_name:
   description: Name of RV(previous).
-  returned: begin
+  returned: preflight, begin
   type: str
   sample: 20260215_093000
 lock_token:
@@ -207,6 +213,17 @@ removed_partials:
   type: list
   elements: str
   sample: [/var/backups/rat/20260216_080000.partial]
+required_bytes:
+  description: Bytes that had to be free in O(root) for the check to pass.
+  returned: preflight, begin
+  type: int
+  sample: 3103739904
+would_remove:
+  description: C(.partial) directories of dead runs that O(state=begin) would remove.
+  returned: begin in check mode
+  type: list
+  elements: str
+  sample: [/var/backups/rat/20260216_080000.partial]
 free_bytes:
   description: Free bytes in O(root).
   returned: preflight, begin
@@ -225,7 +242,7 @@ root_exists:
   sample: true
 existing_dir:
   description: O(root), or its nearest existing parent when it does not exist yet (where it will be created).
-  returned: preflight
+  returned: preflight, begin in check mode
   type: str
   sample: /var/backups
 enough_space:
@@ -235,7 +252,7 @@ enough_space:
   sample: true
 previous_dump_bytes:
   description: Size of the newest complete backup's database dump according to its manifest (0 without one).
-  returned: preflight
+  returned: preflight, begin
   type: int
   sample: 2428800
 manifest:
@@ -366,7 +383,8 @@ def run(module):
         return result
     if state == "begin":
         return backup_run.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
-                                int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"])
+                                int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
+                                p["python_modules"])
     if state == "lock":
         if module.check_mode:
             held, record = layout.lock_state(p["root"])

@@ -121,6 +121,14 @@ options:
       - Number of objects transferred (or files hashed) in parallel. At most 64.
     type: int
     default: 8
+  min_free_bytes:
+    description:
+      - S3 -> disk only. After listing, and before anything is written, fail unless the file system
+        of O(dest) has room for the objects to download (hard links need none) plus this many
+        bytes, so a full disk is found before the transfer rather than in the middle of it.
+      - V(0) still checks that the objects fit.
+    type: int
+    default: 0
   create_buckets:
     description:
       - Create missing destination buckets (versioned when the manifest says the source was).
@@ -281,6 +289,7 @@ def argument_spec():
         "use_versions": {"type": "bool", "default": False},
         "concurrency": {"type": "int", "default": 8},
         "create_buckets": {"type": "bool", "default": False},
+        "min_free_bytes": {"type": "int", "default": 0},
     }
     spec.update(s3.connection_argspec("src_"))
     spec.update(s3.connection_argspec("dest_"))

@@ -130,6 +130,35 @@ def test_download_when_check_mode_returns_plan_and_writes_nothing(client, tmp_pa
     assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
 
 
+def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, tmp_path, monkeypatch):
+    bucket(client, "rat", {"a": b"x" * 3000, "b": b"y" * 2000})
+    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 4999)
+    with pytest.raises(RatBackupError, match=r"not enough free space in .*: 2 objects to download need 1 MiB"):
+        download(client, tmp_path / "minio")
+    assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
+
+
+def test_download_when_objects_fit_but_not_the_margin_fails(client, tmp_path, monkeypatch):
+    bucket(client, "rat", {"a": b"x" * 3000})
+    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 2 ** 20)
+    assert download(client, tmp_path / "fits", min_free_bytes=2 ** 20 - 3000)["copied"] == 1
+    with pytest.raises(RatBackupError, match="with min_free_bytes"):
+        download(client, tmp_path / "minio", min_free_bytes=2 ** 20 - 2999)
+    assert not (tmp_path / "minio").exists()
+
+
+def test_download_when_every_object_is_linked_needs_no_room_for_them(client, tmp_path, monkeypatch):
+    bucket(client, "rat", {"a": b"x" * 3000}, versioned=True)
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
+    os.rename(first / "minio.json", first / "manifest.json")
+    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 10)
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"]) == (1, 0)
+
+
 def test_download_when_link_dest_links_unchanged_and_copies_changed(client, tmp_path):
     bucket(client, "rat", {"same": b"old", "changes": b"v1"}, versioned=True)
     first = tmp_path / "b1"

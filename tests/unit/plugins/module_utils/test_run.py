@@ -211,3 +211,43 @@ def test_preflight_when_previous_manifest_damaged_then_previous_without_size(tmp
         handle.write("{not json")
     result = run.preflight(str(tmp_path), 0, [])
     assert (result["previous"], result["previous_dump_bytes"]) == (done["backup_dir"], 0)
+
+
+def test_begin_when_python_package_missing_fails_naming_it_and_creates_nothing(tmp_path):
+    root = tmp_path / "backups"
+    with pytest.raises(RatBackupError, match=r"surely_not_a_module_xyz are missing .*pip install surely_not_a_module_xyz"):
+        begin(root, modules=["json", "surely_not_a_module_xyz"])
+    assert not root.exists()
+
+
+def test_begin_when_root_is_a_file_fails_naming_it_and_leaves_it(tmp_path):
+    root = tmp_path / "backups"
+    root.write_bytes(b"not a directory")
+    with pytest.raises(RatBackupError, match="backup root .*backups is not writable"):
+        begin(root)
+    assert root.read_bytes() == b"not a directory"
+
+
+def test_begin_when_previous_dump_grown_would_not_fit_fails_and_leaves_no_lock(tmp_path, monkeypatch):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    free = 100 + int(len(DUMP) * run.DUMP_GROWTH) - 1
+    monkeypatch.setattr(run.layout, "free_bytes", lambda path: free)
+    with pytest.raises(RatBackupError, match="not enough free space") as caught:
+        begin(tmp_path, required_bytes=100, now=LATER)
+    assert caught.value.details["required_bytes"] == free + 1
+    assert layout.lock_state(str(tmp_path))[0] is False
+    assert not [n for n in os.listdir(str(tmp_path)) if n.endswith(layout.PARTIAL_SUFFIX)]
+
+
+def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, monkeypatch):
+    dead = begin(tmp_path)
+    layout.release(str(tmp_path), dead["lock_token"])
+    reclaimed = []
+    monkeypatch.setattr(run.layout, "free_bytes", lambda path: 50 if not reclaimed else 500)
+    original = run.layout.remove_tree
+    monkeypatch.setattr(run.layout, "remove_tree", lambda path: (reclaimed.append(path), original(path)))
+    started = begin(tmp_path, required_bytes=400, now=LATER)
+    assert reclaimed == [dead["partial"]] and started["removed_partials"] == [dead["partial"]]
+    assert os.path.isdir(started["partial"])
