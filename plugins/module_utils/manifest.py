@@ -19,7 +19,7 @@ import os
 import stat
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST, write_json_atomic
+from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST, write_text_atomic
 
 FORMAT = 1
 DUMP_PATH = "postgres/rat.dump"
@@ -105,7 +105,25 @@ def read(backup_dir):
 
 
 def write(backup_dir, data):
-    write_json_atomic(os.path.join(backup_dir, MANIFEST), data)
+    write_text_atomic(os.path.join(backup_dir, MANIFEST), dumps(data))
+
+
+def dumps(data):
+    """manifest.json text: the sections indented, each object compact on a line of its own.
+
+    A lake has thousands of objects: indenting their attributes doubled the manifest (the one file an
+    unchanged backup adds to the disk), and one line per object lets grep show an object whole.
+    """
+    objects = (data.get("minio") or {}).get("objects")
+    if not objects:
+        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    # Stands for the object list in the indented text; random, so no key or name can be mistaken for it.
+    marker = "rat-backup-objects-" + os.urandom(16).hex()
+    text = json.dumps(dict(data, minio=dict(data["minio"], objects=marker)), indent=1, sort_keys=True,
+                      ensure_ascii=False)
+    lines = ",\n".join(json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                        for item in objects)
+    return text.replace(json.dumps(marker), "[\n" + lines + "\n  ]", 1) + "\n"
 
 
 def expected_files(data):

@@ -169,3 +169,21 @@ def test_summary_when_built_then_counts(backup):
 def test_build_when_pg_result_lacks_sha256_then_refused():
     with pytest.raises(RatBackupError):
         mf.build("20260216_093000", "backup", "h", "t", "t", {}, {"size": 1}, None)
+
+
+def test_dumps_when_objects_then_one_compact_line_each_and_same_data():
+    objects = [{"bucket": "rat", "key": 'odd "key"\nwith newline', "size": 1, "metadata": {"a": "b"}},
+               {"bucket": "rat", "key": "ü/x", "size": 2, "metadata": {}}]
+    data = {"format": 1, "name": "20260216_093000", "consistency": {"changed_during": ["rat/objects"]},
+            "minio": {"buckets": {"rat": {"versioned": False}}, "objects": objects, "prefix": ""},
+            "postgres": None}
+    text = mf.dumps(data)
+    assert json.loads(text) == data
+    lines = text.splitlines()
+    assert [json.loads(line.rstrip(",")) for line in lines if line.startswith('{"bucket"')] == objects
+    assert text.endswith("\n")
+
+
+def test_dumps_when_no_objects_then_plain_indented_json():
+    data = {"format": 1, "minio": None, "postgres": {"size": 3}}
+    assert mf.dumps(data) == json.dumps(data, indent=1, sort_keys=True) + "\n"
