@@ -15,22 +15,13 @@ import os
 import select
 import socket
 import struct
+import sys
 import tarfile
 import threading
 import time
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
-
-try:
-    import docker
-    from docker.errors import APIError, DockerException, NotFound
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -44,11 +35,22 @@ _COPY_CHUNK = 1 << 20
 _WRITE_POLL = 0.5
 
 
+def _sdk_errors(*names):
+    """The docker SDK exception classes ``names``, for ``except``; none before the SDK is imported,
+    since nothing can have raised them then (fake clients in tests, for one)."""
+    module = sys.modules.get("docker.errors")
+    return tuple(getattr(module, name) for name in names) if module else ()
+
+
 def connect(docker_host=None, timeout=60):
     """Low-level API client for ``docker_host`` (default: DOCKER_HOST or the local socket)."""
-    if not HAS_DOCKER:
+    # Imported here, not with this module: pg_cli imports this module in host mode too, and the
+    # SDK (requests, urllib3) costs about 0.1 s to import.
+    try:
+        import docker  # pylint: disable=import-outside-toplevel
+    except ImportError:
         raise RatBackupError(missing_required_lib("docker") + " (needed for container mode)",
-                             exception=DOCKER_IMPORT_ERROR)
+                             exception=traceback.format_exc())
     where = docker_host or os.environ.get("DOCKER_HOST") or "the default Docker socket"
     try:
         if docker_host:
@@ -56,7 +58,7 @@ def connect(docker_host=None, timeout=60):
         else:
             api = docker.APIClient(version="auto", timeout=timeout, **docker.utils.kwargs_from_env())
         api.ping()
-    except DockerException as exc:
+    except _sdk_errors("DockerException") as exc:
         raise RatBackupError(f"cannot reach the Docker daemon at {where}: {exc}", docker_host=docker_host)
     return api
 
@@ -65,9 +67,9 @@ def require_running(api, container):
     """Fail clearly unless ``container`` exists and runs."""
     try:
         state = api.inspect_container(container)["State"]
-    except NotFound:
+    except _sdk_errors("NotFound"):
         raise RatBackupError(f"container {container!r} does not exist", container=container)
-    except APIError as exc:
+    except _sdk_errors("APIError") as exc:
         raise RatBackupError(f"cannot inspect container {container!r}: {exc.explanation or exc}", container=container)
     if not state.get("Running"):
         raise RatBackupError(f"container {container!r} is not running (status: {state.get('Status')})", container=container)
@@ -85,9 +87,9 @@ class ExecProcess:
                 environment=[f"{k}={v}" for k, v in (env or {}).items()],
             )["Id"]
             response_socket = api.exec_start(self._exec_id, socket=True)
-        except NotFound:
+        except _sdk_errors("NotFound"):
             raise RatBackupError(f"container {container!r} does not exist", container=container)
-        except APIError as exc:
+        except _sdk_errors("APIError") as exc:
             raise RatBackupError(f"cannot run {self.argv[0]} in container {container!r}: {exc.explanation or exc}",
                                  container=container)
         # Keep the SDK's wrapper alive (it owns the HTTP response) but talk to the raw socket:
@@ -185,7 +187,7 @@ def put_file(api, container, path, dest_dir, name):
     """Copy the local file ``path`` to ``dest_dir/name`` inside ``container`` without loading it into memory."""
     try:
         ok = api.put_archive(container, dest_dir, tar_stream(path, name))
-    except APIError as exc:
+    except _sdk_errors("APIError") as exc:
         raise RatBackupError(f"cannot copy {path} into container {container!r}: {exc.explanation or exc}",
                              container=container)
     if not ok:

@@ -203,9 +203,10 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
     layout.secure_tree(partial)
-    for parent, dirs, _files in os.walk(partial):
-        for entry in dirs:
-            layout.fsync_dir(os.path.join(parent, entry))
+    # Every hard link, file and directory entry of the tree must be on disk before manifest.json
+    # and the rename make the backup look complete: a crash must never leave a "complete" backup
+    # with entries missing.
+    layout.sync_tree(partial)
     mf.write(partial, data)
     os.rename(partial, final)
     layout.fsync_dir(os.path.dirname(final))

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import signal
@@ -129,6 +130,82 @@ def test_secure_tree_when_loose_modes_then_0700_0600_and_symlink_target_untouche
     assert os.stat(str(outside)).st_mode & 0o777 == 0o644
 
 
+
+def test_secure_tree_when_nested_dir_loose_then_0700(tmp_path):
+    path = make_backup(tmp_path, "20260216_093000")
+    nested = os.path.join(path, "minio", "rat", "a b")
+    os.makedirs(nested)
+    os.chmod(os.path.join(path, "minio"), 0o755)
+    os.chmod(nested, 0o750)
+    os.chmod(path, 0o755)
+    layout.secure_tree(path)
+    for directory in (path, os.path.join(path, "minio"), os.path.join(path, "minio", "rat"), nested):
+        assert os.lstat(directory).st_mode & 0o777 == 0o700
+
+
+def test_secure_tree_when_modes_already_right_then_hard_linked_inode_ctime_kept(tmp_path):
+    older = make_backup(tmp_path, "20260216_093000")
+    newer = os.path.join(str(tmp_path), "20260217_093000.partial")
+    os.makedirs(os.path.join(newer, "postgres"), 0o700)
+    os.chmod(newer, 0o700)
+    shared = os.path.join(older, "postgres", "rat.dump")
+    os.chmod(shared, 0o600)
+    os.link(shared, os.path.join(newer, "postgres", "rat.dump"))
+    before = {p: os.lstat(p).st_ctime_ns for p in (newer, os.path.join(newer, "postgres"), shared)}
+    # The kernel's ctime clock ticks every few ms: long enough for a chmod to show.
+    time.sleep(0.05)
+    layout.secure_tree(newer)
+    assert {p: os.lstat(p).st_ctime_ns for p in before} == before
+
+
+def test_sync_tree_when_syncfs_works_then_no_directory_fsynced(tmp_path, monkeypatch):
+    path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    calls, fsynced = [], []
+    monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: calls.append(os.fstat(fd).st_ino) or 0)
+    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    layout.sync_tree(path)
+    assert calls == [os.stat(path).st_ino]
+    assert fsynced == []
+
+
+@pytest.mark.parametrize("syncfs", [None, lambda fd: errno.ENOSYS, lambda fd: errno.EPERM],
+                         ids=["no-syncfs", "enosys", "eperm"])
+def test_sync_tree_when_syncfs_unavailable_then_every_directory_fsynced(tmp_path, monkeypatch, syncfs):
+    path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    os.makedirs(os.path.join(path, "minio", "rat", "a"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), os.path.join(path, "minio", "link"))
+    fsynced = []
+    monkeypatch.setattr(layout, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    layout.sync_tree(path)
+    assert sorted(fsynced) == sorted([path] + [os.path.join(path, d) for d in
+                                               ("postgres", "minio", "minio/rat", "minio/rat/a")])
+
+
+def test_sync_tree_when_syncfs_reports_write_error_then_raises_without_fallback(tmp_path, monkeypatch):
+    path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    fsynced = []
+    monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: errno.EIO)
+    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    with pytest.raises(RatBackupError, match="cannot make .* durable .*syncfs") as err:
+        layout.sync_tree(path)
+    assert err.value.details["path"] == path
+    assert fsynced == []
+
+
+def test_syncfs_when_linux_then_real_call_succeeds(tmp_path):
+    if not os.uname().sysname == "Linux":
+        pytest.skip("syncfs is Linux only")
+    syncfs = layout._syncfs()
+    fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert syncfs(fd) == 0
+        assert syncfs(-1) == errno.EBADF
+    finally:
+        os.close(fd)
+
 def test_remove_tree_when_symlinked_dir_inside_then_target_survives(tmp_path):
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
     victim = tmp_path / "victim"
@@ -194,3 +271,31 @@ def test_keeper_when_lease_expires_then_lock_released(tmp_path, monkeypatch):
         time.sleep(0.05)
     assert layout.lock_state(root)[0] is False
     assert layout.read_lock(root)["released_because"] == "lease expired"
+
+
+def test_release_when_keeper_slow_then_pauses_start_at_1ms_and_grow_to_50ms(tmp_path, monkeypatch):
+    answers = iter([True] * 9 + [False])
+    pauses = []
+    monkeypatch.setattr(layout, "read_lock", lambda root: {"token": "ours", "pid": 0})
+    monkeypatch.setattr(layout, "lock_state", lambda root: (next(answers), {}))
+    monkeypatch.setattr(layout.time, "sleep", pauses.append)
+    assert layout.release(str(tmp_path), "ours") is True
+    assert pauses == [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05, 0.05]
+
+
+def test_release_when_keeper_never_lets_go_then_raises_after_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "read_lock", lambda root: {"token": "ours", "pid": 0})
+    monkeypatch.setattr(layout, "lock_state", lambda root: (True, {}))
+    started = time.monotonic()
+    with pytest.raises(RatBackupError, match="did not release"):
+        layout.release(str(tmp_path), "ours", timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 2
+
+
+def test_release_when_own_keeper_then_lock_free_at_return(tmp_path):
+    root = str(tmp_path)
+    for _round in range(5):
+        record, _stale = layout.acquire(root, "backup", 60)
+        assert layout.release(root, record["token"]) is True
+        assert layout.lock_state(root)[0] is False
+        assert layout.read_lock(root)["released_because"] == "released"

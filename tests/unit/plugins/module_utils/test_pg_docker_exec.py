@@ -4,10 +4,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -91,8 +94,25 @@ def test_tar_stream_when_read_back_holds_the_file(tmp_path):
 
 
 def test_connect_when_daemon_unreachable_raises_naming_it(tmp_path):
-    if not docker_exec.HAS_DOCKER:
+    if importlib.util.find_spec("docker") is None:
         pytest.skip("docker SDK not installed")
     where = f"unix://{tmp_path}/no.sock"
     with pytest.raises(RatBackupError, match=f"cannot reach the Docker daemon at {where}"):
         docker_exec.connect(where, timeout=2)
+
+
+def test_connect_when_docker_sdk_missing_raises_naming_it(monkeypatch):
+    # None in sys.modules makes "import docker" raise ImportError, as on a host without the SDK.
+    monkeypatch.setitem(sys.modules, "docker", None)
+    with pytest.raises(RatBackupError, match=r"docker.*needed for container mode") as caught:
+        docker_exec.connect("unix:///nonexistent/docker.sock", timeout=2)
+    assert "import of docker" in caught.value.details["exception"]
+
+
+def test_import_when_host_mode_leaves_docker_sdk_unimported():
+    code = ("import sys; from ansible_collections.rat.backup.plugins.module_utils import pg_cli; "
+            "print(sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
