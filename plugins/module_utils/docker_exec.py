@@ -35,11 +35,16 @@ _COPY_CHUNK = 1 << 20
 _WRITE_POLL = 0.5
 
 
-def _sdk_errors(*names):
-    """The docker SDK exception classes ``names``, for ``except``; none before the SDK is imported,
-    since nothing can have raised them then (fake clients in tests, for one)."""
+# Stand-ins for the SDK's exception classes until it is imported: nothing can raise those before.
+_UNRAISED = {}
+
+
+def _sdk_error(name):
+    """The docker SDK exception class ``name``, for ``except`` (fake clients in tests never import it)."""
     module = sys.modules.get("docker.errors")
-    return tuple(getattr(module, name) for name in names) if module else ()
+    if module:
+        return getattr(module, name)
+    return _UNRAISED.setdefault(name, type(name, (Exception,), {}))
 
 
 def connect(docker_host=None, timeout=60):
@@ -58,7 +63,7 @@ def connect(docker_host=None, timeout=60):
         else:
             api = docker.APIClient(version="auto", timeout=timeout, **docker.utils.kwargs_from_env())
         api.ping()
-    except _sdk_errors("DockerException") as exc:
+    except _sdk_error("DockerException") as exc:
         raise RatBackupError(f"cannot reach the Docker daemon at {where}: {exc}", docker_host=docker_host)
     return api
 
@@ -67,9 +72,9 @@ def require_running(api, container):
     """Fail clearly unless ``container`` exists and runs."""
     try:
         state = api.inspect_container(container)["State"]
-    except _sdk_errors("NotFound"):
+    except _sdk_error("NotFound"):
         raise RatBackupError(f"container {container!r} does not exist", container=container)
-    except _sdk_errors("APIError") as exc:
+    except _sdk_error("APIError") as exc:
         raise RatBackupError(f"cannot inspect container {container!r}: {exc.explanation or exc}", container=container)
     if not state.get("Running"):
         raise RatBackupError(f"container {container!r} is not running (status: {state.get('Status')})", container=container)
@@ -87,9 +92,9 @@ class ExecProcess:
                 environment=[f"{k}={v}" for k, v in (env or {}).items()],
             )["Id"]
             response_socket = api.exec_start(self._exec_id, socket=True)
-        except _sdk_errors("NotFound"):
+        except _sdk_error("NotFound"):
             raise RatBackupError(f"container {container!r} does not exist", container=container)
-        except _sdk_errors("APIError") as exc:
+        except _sdk_error("APIError") as exc:
             raise RatBackupError(f"cannot run {self.argv[0]} in container {container!r}: {exc.explanation or exc}",
                                  container=container)
         # Keep the SDK's wrapper alive (it owns the HTTP response) but talk to the raw socket:
@@ -187,7 +192,7 @@ def put_file(api, container, path, dest_dir, name):
     """Copy the local file ``path`` to ``dest_dir/name`` inside ``container`` without loading it into memory."""
     try:
         ok = api.put_archive(container, dest_dir, tar_stream(path, name))
-    except _sdk_errors("APIError") as exc:
+    except _sdk_error("APIError") as exc:
         raise RatBackupError(f"cannot copy {path} into container {container!r}: {exc.explanation or exc}",
                              container=container)
     if not ok:

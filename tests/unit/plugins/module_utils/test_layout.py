@@ -130,7 +130,6 @@ def test_secure_tree_when_loose_modes_then_0700_0600_and_symlink_target_untouche
     assert os.stat(str(outside)).st_mode & 0o777 == 0o644
 
 
-
 def test_secure_tree_when_nested_dir_loose_then_0700(tmp_path):
     path = make_backup(tmp_path, "20260216_093000")
     nested = os.path.join(path, "minio", "rat", "a b")
@@ -205,6 +204,7 @@ def test_syncfs_when_linux_then_real_call_succeeds(tmp_path):
         assert syncfs(-1) == errno.EBADF
     finally:
         os.close(fd)
+
 
 def test_remove_tree_when_symlinked_dir_inside_then_target_survives(tmp_path):
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)

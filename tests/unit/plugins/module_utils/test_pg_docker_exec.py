@@ -115,4 +115,3 @@ def test_import_when_host_mode_leaves_docker_sdk_unimported():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
-
