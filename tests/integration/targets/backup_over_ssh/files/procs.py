@@ -4,7 +4,8 @@
 """Processes of a backup over SSH: who belongs to the run, what their command lines hold.
 
     procs.py watch LOG OPTIONS -- argv...   runs argv (output to LOG) and samples command lines
-                                            until it ends; prints {"rc", "samples", "comms", "leaks"}
+                                            until it ends; prints {"rc", "samples", "comms", "leaks"},
+                                            leaks = {pid: its command line, the secret masked}
     procs.py scan SECONDS OPTIONS           samples command lines for SECONDS; prints the same
     procs.py tree PID COMM                  PID and all its descendants: [{"pid", "comm"}...]; none
                                             when PID no longer runs COMM (its pid may be reused)
@@ -67,7 +68,7 @@ def sample(state, roots, mark, secrets):
         for secret in secrets:
             if secret in cmdline:
                 shown = cmdline.replace(secret, b"<SECRET>").replace(b"\x00", b" ")
-                state["leaks"].append("pid %d %s: %s" % (pid, comm, shown.decode("utf-8", "replace")[:300]))
+                state["leaks"][pid] = "%s: %s" % (comm, shown.decode("utf-8", "replace")[:300])
 
 
 def options(args):
@@ -91,12 +92,12 @@ def options(args):
 
 
 def report(state, **extra):
-    print(json.dumps(dict(extra, samples=state["samples"], comms=sorted(state["comms"]), leaks=state["leaks"][:20])))
+    print(json.dumps(dict(extra, samples=state["samples"], comms=sorted(state["comms"]), leaks=state["leaks"])))
 
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    state = {"samples": 0, "comms": set(), "leaks": []}
+    state = {"samples": 0, "comms": set(), "leaks": {}}
     if cmd == "watch":
         split = args.index("--")
         roots, mark, secrets = options(args[1:split])
