@@ -49,6 +49,14 @@ def iso(dt):
     return dt.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text):
+    """The UTC time of an iso() string, or None when there is none."""
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
 def name_for(now):
     return now.astimezone(datetime.timezone.utc).strftime(NAME_FORMAT)
 
@@ -352,11 +360,19 @@ def nearest_existing_dir(path):
 # and must vanish when the run dies, even by kill -9. A detached keeper process holds an flock on
 # <root>/.lock (the kernel drops it when the keeper dies, whatever kills it) and rewrites the
 # file's JSON (host, pid, token, heartbeat) every few seconds. The keeper gives up the lock when
-# the run that took it is gone (its anchor process, see _anchor_pid), when the lease runs out, or
-# when commit/abort/unlock ask it to (SIGTERM after checking the token).
+# commit/abort/unlock ask it to (SIGTERM after checking the token), when the lease runs out, or
+# when the run that took it is gone:
+# - run by ansible-playbook on this host (local connection, cron): when that process ends;
+# - run from another machine (SSH): no process here lives as long as the run. Each task may come
+#   over its own connection, and a shared one closes when the host waits idle for the others of a
+#   play. So the tasks of a run carry RUN_MARKER=<run id> in their environment (the roles set it)
+#   and the run counts as gone once no process here has carried it for idle_seconds.
+# A run whose lock was given up for idleness takes it back at commit if no other run took it.
 # ---------------------------------------------------------------------------------------------
 
 HEARTBEAT_SECONDS = 5
+RUN_MARKER = "RAT_BACKUP_RUN"
+IDLE_REASON = "idle"
 
 
 def _proc_alive(pid):
@@ -395,28 +411,44 @@ def _argv(pid):
         return []
 
 
-def _anchor_pid(start):
-    """The process whose life is the life of the Ansible run on this host.
+def _anchor(start):
+    """(pid, kind) of what connects this module to the Ansible run.
 
-    Over SSH it is the sshd session process (it outlives each task and ends with the connection).
-    With a local connection it is the ansible-playbook process driving the run: the nearest
-    ancestor running an Ansible driver, climbed past its forked workers (same command line).
-    0 when neither is found: the lease alone then bounds the lock.
+    kind "local": the ansible-playbook process driving the run on this very host (the nearest
+    ancestor running an Ansible driver, climbed past its forked workers, same command line); its
+    life is the run's. kind "ssh": the sshd session of this task only, recorded to show where the
+    run came from. (0, None) when neither is found.
     """
     pid = _parent_of(start)
     for _ignored in range(64):
         if pid <= 1:
-            return 0
+            return 0, None
         if _comm(pid).startswith("sshd"):
-            return pid
+            return pid, "ssh"
         argv = _argv(pid)
         if any(os.path.basename(arg) in ANSIBLE_DRIVERS for arg in argv[:2]):
             parent = _parent_of(pid)
             while parent > 1 and _argv(parent) == argv:
                 pid, parent = parent, _parent_of(parent)
-            return pid
+            return pid, "local"
         pid = _parent_of(pid)
-    return 0
+    return 0, None
+
+
+def run_processes(run_id, exclude=()):
+    """Pids of live processes whose environment carries RUN_MARKER=<run_id>."""
+    needle = ("%s=%s" % (RUN_MARKER, run_id)).encode("utf-8")
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in exclude:
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as handle:
+                if needle in handle.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 def read_lock(root):
@@ -454,11 +486,12 @@ def _write_record(fd, record):
     os.fsync(fd)
 
 
-def acquire(root, purpose, lease_seconds, now=None):
+def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=None):
     """Take the host lock and leave a keeper holding it. Returns (record, previous stale record).
 
     Raises naming the holder when a live process holds it. A record left by a dead holder (kill -9,
-    reboot) is stale by construction here, because its flock died with it.
+    reboot) is stale by construction here, because its flock died with it. ``token`` takes the lock
+    again for the run that held it (see reclaim).
     """
     now = now or utcnow()
     path = os.path.join(root, LOCK_FILE)
@@ -479,11 +512,16 @@ def acquire(root, purpose, lease_seconds, now=None):
                       holder.get("started_at", "?"), holder.get("heartbeat_at", "?"), root))
         raise RatBackupError(message, lock={k: v for k, v in holder.items() if k != "token"}, path=path)
     stale = read_lock(root)
-    token = "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(8).hex())
-    record = {"host": socket.gethostname(), "purpose": purpose, "token": token,
+    if token and stale.get("token") != token:
+        os.close(fd)
+        raise RatBackupError("the lock of %s was taken by another run meanwhile" % root, path=path)
+    anchor_pid, anchor_kind = _anchor(os.getpid())
+    record = {"host": socket.gethostname(), "purpose": purpose,
+              "token": token or "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(8).hex()),
+              "run_id": stale.get("run_id") if token else os.urandom(12).hex(),
               "started_at": iso(now), "heartbeat_at": iso(now),
               "lease_until": iso(now + datetime.timedelta(seconds=lease_seconds)),
-              "anchor_pid": _anchor_pid(os.getpid())}
+              "anchor_pid": anchor_pid, "anchor": anchor_kind, "idle_seconds": idle_seconds}
     keeper = _spawn_keeper(fd, record, lease_seconds)
     os.close(fd)
     record["pid"] = keeper
@@ -528,15 +566,14 @@ def _keeper_main(fd, ready_fd, record, lease_seconds):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     record = dict(record, pid=os.getpid())
     deadline = time.monotonic() + lease_seconds
-    anchor = record.get("anchor_pid") or 0
-    reason = "lease expired"
     try:
         _write_record(fd, record)
         os.write(ready_fd, b"%d\n" % os.getpid())
         os.close(ready_fd)
-        while time.monotonic() < deadline:
-            if anchor and not _proc_alive(anchor):
-                reason = "run ended without releasing"
+        gone = _run_watch(record)
+        while True:
+            reason = gone() or (time.monotonic() >= deadline and "lease expired")
+            if reason:
                 break
             time.sleep(HEARTBEAT_SECONDS)
             record["heartbeat_at"] = iso(utcnow())
@@ -557,12 +594,54 @@ def _keeper_main(fd, ready_fd, record, lease_seconds):
     os.close(fd)
 
 
+def _run_watch(record):
+    """A check that returns why the run counts as gone, or None while it may still be running."""
+    if record.get("anchor") == "local":
+        anchor = record["anchor_pid"]
+        return lambda: None if _proc_alive(anchor) else "run ended without releasing"
+    idle = record.get("idle_seconds")
+    if not idle:
+        return lambda: None
+    me = os.getpid()
+    last_seen = [time.monotonic()]
+
+    def gone():
+        if run_processes(record["run_id"], exclude=(me,)):
+            last_seen[0] = time.monotonic()
+        elif time.monotonic() - last_seen[0] > idle:
+            return "%s: no process of the run for %d s" % (IDLE_REASON, idle)
+        return None
+    return gone
+
+
 class _Stop(Exception):
     pass
 
 
 def _raise_stop(*_args):
     raise _Stop()
+
+
+def reclaim(root, token, now=None):
+    """Take the lock back for the run holding ``token`` after its keeper gave it up for idleness.
+
+    Only when no other run took it meanwhile: any acquire writes a new token into the record.
+    Returns the record, or None when the lock is not ours to take back.
+    """
+    held, record = lock_state(root)
+    if held or not token or record.get("token") != token \
+            or not str(record.get("released_because", "")).startswith(IDLE_REASON):
+        return None
+    now = now or utcnow()
+    lease_until = parse_time(record.get("lease_until"))
+    if lease_until is None or lease_until <= now:
+        return None
+    try:
+        taken, _stale = acquire(root, record.get("purpose", "backup"), int((lease_until - now).total_seconds()),
+                                now, record.get("idle_seconds") or 0, token=token)
+    except RatBackupError:
+        return None
+    return taken
 
 
 def release(root, token, timeout=15.0):

@@ -521,7 +521,9 @@ class Mirror:
 
     def run(self):
         started = time.monotonic()
-        if self.src.is_s3 and not self.dest.is_s3:
+        if self.options.get("probe"):
+            result = self._probe()
+        elif self.src.is_s3 and not self.dest.is_s3:
             result = self._download()
         elif self.dest.is_s3 and not self.src.is_s3:
             result = self._upload()
@@ -534,6 +536,21 @@ class Mirror:
         result["mb_per_s"] = round(self.stats["bytes"] / 1e6 / seconds, 2) if seconds > 0 else 0.0
         result["changed_during"] = self.changed_during
         return result
+
+    def _probe(self):
+        """Ask each S3 side what a mirror needs before it starts (endpoint, credentials, the source's
+        buckets and their versioning) without listing a single object: cheap on any lake."""
+        probed = {}
+        if self.src.is_s3:
+            probed["src"] = {bucket: {"versioned": self._versioned(self.src_client, self.src_endpoint, bucket)}
+                             for bucket in self._buckets(self.src_client, self.src_endpoint, self.src)}
+        if self.dest.is_s3:
+            try:
+                self.dest_client.list_buckets()
+            except s3.sdk_errors() as exc:
+                raise s3.translate(exc, self.dest_endpoint, "listing buckets")
+            probed["dest"] = {}
+        return {"plan": Plan().summary(), "changed": False, "probed": probed}
 
     # --- listing ------------------------------------------------------------------------------
 

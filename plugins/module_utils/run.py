@@ -98,7 +98,8 @@ def _stale_partials(base):
                   if n.endswith(layout.PARTIAL_SUFFIX) and layout.time_of(n[:-len(layout.PARTIAL_SUFFIX)]))
 
 
-def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None, modules=()):
+def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None, modules=(),
+          idle_seconds=3600):
     """Check the host, lock the root (unless the caller holds it already), create <name>.partial.
 
     Every check comes before anything is created, so a host that cannot back up is left as it was.
@@ -132,7 +133,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
             raise RatBackupError("lock_token does not hold the lock of %s any more" % root, path=root)
         record = layout.read_lock(root)
     else:
-        record, stale = layout.acquire(root, purpose, lease_seconds, now)
+        record, stale = layout.acquire(root, purpose, lease_seconds, now, idle_seconds)
     try:
         # Holding the lock, any .partial left here belongs to a run that died: it never looks
         # complete, but it costs disk that this run may need.
@@ -157,13 +158,16 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     return result
 
 
-def _own_lock(root, token):
-    record = layout.read_lock(root)
-    held, _ignored = layout.lock_state(root)
-    if not token or record.get("token") != token or not held:
-        raise RatBackupError(
-            "this run no longer holds the lock of %s (holder: %s pid %s); refusing to touch the backup"
-            % (root, record.get("host", "?"), record.get("pid", "?")), path=root)
+def _own_lock(root, token, now):
+    """Prove this run holds the lock, taking it back if it was only given up while the run sat idle."""
+    held, record = layout.lock_state(root)
+    if token and record.get("token") == token and (held or layout.reclaim(root, token, now)):
+        return
+    raise RatBackupError(
+        "this run no longer holds the lock of %s (holder: %s pid %s, %s); refusing to touch the backup"
+        % (root, record.get("host", "?"), record.get("pid", "?"),
+           record.get("released_because") or "another run"),
+        path=root, lock_released_because=record.get("released_because"))
 
 
 def commit(root, kind, name, token, host, postgres, components, tools, consistency, release_lock,
@@ -172,7 +176,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     _base, final, partial = paths(root, kind, name)
     if check_mode:
         return {"changed": True, "name": name, "backup_dir": final}
-    _own_lock(root, token)
+    _own_lock(root, token, now)
     if not os.path.isdir(partial) or os.path.islink(partial):
         raise RatBackupError("%s does not exist: nothing to commit" % partial, path=partial)
     if os.path.lexists(final):

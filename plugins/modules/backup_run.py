@@ -28,9 +28,15 @@ description:
     nothing that looks complete. O(state=lock) and O(state=unlock) hold the lock around other work
     (the restore role).
   - The lock is held by a small detached keeper process that refreshes a heartbeat in the lock file
-    every few seconds. The kernel drops its lock when it dies, even by C(kill -9); it gives the lock
-    up by itself when the Ansible run that took it is gone (ansible-playbook process, or the sshd
-    session over SSH) or after O(lease_hours).
+    every few seconds. The kernel drops its lock when it dies, even by C(kill -9). It gives the lock
+    up by itself after O(lease_hours), or when the Ansible run that took it is gone. With a local
+    connection that is when the ansible-playbook process ends. Over SSH no process on the host lives
+    as long as the run (each task may come over its own connection, and a shared connection closes
+    while the host waits for the other hosts of a play), so the run is gone once no process whose
+    environment carries C(RAT_BACKUP_RUN=<lock.run_id>) has been seen for O(idle_minutes). The
+    backup and restore roles set that variable on every task after the lock is taken.
+  - A run whose lock was given up for idleness takes it back at O(state=commit) or O(state=abort)
+    if no other run took it meanwhile; otherwise it refuses to touch the backup.
 extends_documentation_fragment:
   - rat.backup.attributes
 attributes:
@@ -84,6 +90,15 @@ options:
     description: The keeper gives up the lock after this many hours whatever happens.
     type: float
     default: 24
+  idle_minutes:
+    description:
+      - For a run from another machine (not a local ansible-playbook), give the lock up once no
+        process of the run (environment C(RAT_BACKUP_RUN=<lock.run_id>)) has been seen on the host
+        for this many minutes. This is how the lock of a run killed on the controller comes free.
+      - Must exceed the longest time a host waits between two tasks of the run, for example while a
+        play runs a long task on the other hosts. V(0) leaves such a lock to O(lease_hours).
+    type: float
+    default: 60
   required_bytes:
     description:
       - Fail O(state=preflight) and O(state=begin) when fewer bytes are free in O(root).
@@ -198,10 +213,12 @@ lock_token:
   type: str
   sample: rat-lab-4242-9f0c2d1e55aa01b3
 lock:
-  description: The lock record (host, pid of the keeper, started_at, heartbeat_at, lease_until).
+  description:
+    - The lock record (host, pid of the keeper, started_at, heartbeat_at, lease_until, run_id, anchor).
+    - Set C(RAT_BACKUP_RUN) to C(run_id) in the environment of the run's later tasks (see O(idle_minutes)).
   returned: begin, lock
   type: dict
-  sample: {"host": "rat-lab", "pid": 4243, "purpose": "backup"}
+  sample: {"host": "rat-lab", "pid": 4243, "purpose": "backup", "run_id": "5f0c2d1e55aa01b3c4d5e6f7", "anchor": "ssh"}
 recovered_lock:
   description: The record of a dead run's lock that this run took over, or null.
   returned: begin, lock
@@ -342,6 +359,7 @@ def argument_spec():
         release_lock=dict(type="bool", default=True),
         purpose=dict(type="str", default="backup"),
         lease_hours=dict(type="float", default=24),
+        idle_minutes=dict(type="float", default=60),
         required_bytes=dict(type="int", default=0),
         python_modules=dict(type="list", elements="str", default=[]),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
@@ -384,13 +402,14 @@ def run(module):
     if state == "begin":
         return backup_run.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
                                 int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
-                                p["python_modules"])
+                                p["python_modules"], int(p["idle_minutes"] * 60))
     if state == "lock":
         if module.check_mode:
             held, record = layout.lock_state(p["root"])
             return {"changed": not held, "lock_token": None}
         layout.ensure_root(p["root"])
-        record, stale = layout.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now)
+        record, stale = layout.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now,
+                                       int(p["idle_minutes"] * 60))
         return {"changed": True, "lock_token": record["token"],
                 "lock": {k: v for k, v in record.items() if k != "token"},
                 "recovered_lock": {k: v for k, v in (stale or {}).items() if k != "token"} or None}

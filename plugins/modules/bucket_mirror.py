@@ -121,6 +121,15 @@ options:
       - Number of objects transferred (or files hashed) in parallel. At most 64.
     type: int
     default: 8
+  probe:
+    description:
+      - Only check what a mirror needs before it starts, cheaply on a lake of any size, and stop.
+        Each S3 side must answer with these credentials, and on an S3 source the buckets to mirror
+        must exist (their versioning is returned in RV(probed)). No object is listed, copied or deleted.
+      - The backup role probes S3 this way before a long database dump, so a wrong secret or a
+        missing bucket fails the run before the dump instead of after it.
+    type: bool
+    default: false
   min_free_bytes:
     description:
       - S3 -> disk only. After listing, and before anything is written, fail unless the file system
@@ -196,6 +205,16 @@ EXAMPLES = r"""
     src_endpoint: http://127.0.0.1:9000
     dest: /srv/scratch/ecommerce
     versions_as_of: "2026-01-31T00:00:00Z"
+
+- name: Fail early when MinIO does not answer or a bucket is missing (lists no object)
+  rat.backup.bucket_mirror:
+    src: s3://
+    src_endpoint: http://127.0.0.1:9000
+    src_access_key: "{{ rat_minio_access_key }}"
+    src_secret_key: "{{ rat_minio_secret_key }}"
+    buckets: [rat]
+    dest: /var/backups/rat/probe
+    probe: true
 """
 
 RETURN = r"""
@@ -248,6 +267,13 @@ plan:
     to_delete: {count: 0, first: []}
     unchanged: {count: 1000}
     create_buckets: []
+probed:
+  description:
+    - With O(probe=true), what was checked. C(src) maps each bucket of an S3 source to its
+      versioning; C(dest) is present (empty) when an S3 destination answered.
+  returned: when O(probe=true)
+  type: dict
+  sample: {src: {rat: {versioned: true}, rat-scratch: {versioned: false}}}
 changed_during:
   description: Objects whose ETag moved (or that disappeared) between listing and fetching.
   returned: always
@@ -290,6 +316,7 @@ def argument_spec():
         "concurrency": {"type": "int", "default": 8},
         "create_buckets": {"type": "bool", "default": False},
         "min_free_bytes": {"type": "int", "default": 0},
+        "probe": {"type": "bool", "default": False},
     }
     spec.update(s3.connection_argspec("src_"))
     spec.update(s3.connection_argspec("dest_"))

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -299,3 +300,74 @@ def test_release_when_own_keeper_then_lock_free_at_return(tmp_path):
         assert layout.release(root, record["token"]) is True
         assert layout.lock_state(root)[0] is False
         assert layout.read_lock(root)["released_because"] == "released"
+
+
+def _wait_until_free(root, seconds=10):
+    deadline = time.monotonic() + seconds
+    while layout.lock_state(root)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not layout.lock_state(root)[0]
+
+
+@pytest.fixture
+def remote_run(monkeypatch):
+    """Locks taken as by a run over SSH: no ansible-playbook on this host to follow."""
+    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(layout, "_anchor", lambda pid: (1, "ssh"))
+
+
+def test_keeper_when_remote_run_has_no_process_left_then_gives_up_after_idle(tmp_path, remote_run):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
+    assert record["anchor"] == "ssh" and record["run_id"]
+    assert _wait_until_free(root)
+    assert layout.read_lock(root)["released_because"] == "idle: no process of the run for 1 s"
+
+
+def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(tmp_path, remote_run):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
+    env = dict(os.environ, **{layout.RUN_MARKER: record["run_id"]})
+    task = subprocess.Popen(["sleep", "2.5"], env=env)
+    try:
+        assert layout.run_processes(record["run_id"]) == [task.pid]
+        time.sleep(2)
+        assert layout.lock_state(root)[0] is True
+    finally:
+        task.wait()
+    assert _wait_until_free(root)
+    assert layout.read_lock(root)["released_because"].startswith(layout.IDLE_REASON)
+
+
+def test_reclaim_when_given_up_for_idleness_then_same_token_and_run_again(tmp_path, remote_run):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
+    assert _wait_until_free(root)
+    again = layout.reclaim(root, record["token"])
+    try:
+        assert again["token"] == record["token"] and again["run_id"] == record["run_id"]
+        assert layout.lock_state(root)[0] is True
+        assert layout.reclaim(root, record["token"]) is None
+    finally:
+        layout.release(root, record["token"])
+
+
+def test_reclaim_when_another_run_took_the_lock_since_then_refused(tmp_path, remote_run):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
+    assert _wait_until_free(root)
+    other, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
+    layout.release(root, other["token"])
+    assert layout.reclaim(root, record["token"]) is None
+    assert layout.lock_state(root)[0] is False
+
+
+def test_reclaim_when_released_normally_or_killed_then_refused(tmp_path, remote_run):
+    root = str(tmp_path)
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
+    layout.release(root, record["token"])
+    assert layout.reclaim(root, record["token"]) is None
+    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
+    os.kill(record["pid"], signal.SIGKILL)
+    assert _wait_until_free(root)
+    assert layout.reclaim(root, record["token"]) is None

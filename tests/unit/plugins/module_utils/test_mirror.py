@@ -130,6 +130,33 @@ def test_download_when_check_mode_returns_plan_and_writes_nothing(client, tmp_pa
     assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
 
 
+def test_probe_when_buckets_exist_reports_versioning_and_lists_no_object(client, tmp_path, monkeypatch):
+    bucket(client, "rat", {"a": b"1"}, versioned=True)
+    bucket(client, "rat-scratch", {"b": b"2"})
+
+    def no_listing(**_kwargs):
+        raise AssertionError("a probe must not list objects")
+    monkeypatch.setattr(client, "get_paginator", lambda name: no_listing())
+    result = download(client, tmp_path / "minio", probe=True)
+    assert result["probed"] == {"src": {"rat": {"versioned": True}, "rat-scratch": {"versioned": False}}}
+    assert not result["changed"] and result["copied"] == 0
+    assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
+
+
+def test_probe_when_bucket_missing_fails_naming_it(client, tmp_path):
+    bucket(client, "rat", {"a": b"1"})
+    with pytest.raises(RatBackupError, match="bucket.* rat-lake not found"):
+        download(client, tmp_path / "minio", probe=True, buckets=["rat", "rat-lake"])
+    with pytest.raises(RatBackupError, match="rat-lake"):
+        download(client, tmp_path / "minio", probe=True, src="s3://rat-lake")
+
+
+def test_probe_when_dest_is_s3_checks_that_it_answers(client, tmp_path):
+    (tmp_path / "src" / "rat").mkdir(parents=True)
+    result = upload(client, tmp_path / "src", "s3://", probe=True)
+    assert result["probed"] == {"dest": {}}
+
+
 def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000, "b": b"y" * 2000})
     monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 4999)

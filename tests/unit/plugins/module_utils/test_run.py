@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import json
 import os
+import time
 
 import pytest
 
@@ -251,3 +252,31 @@ def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, mon
     started = begin(tmp_path, required_bytes=400, now=LATER)
     assert reclaimed == [dead["partial"]] and started["removed_partials"] == [dead["partial"]]
     assert os.path.isdir(started["partial"])
+
+
+def test_commit_when_lock_given_up_while_run_was_idle_then_taken_back_and_committed(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(layout, "_anchor", lambda pid: (1, "ssh"))
+    started = begin(tmp_path, idle_seconds=1)
+    prepare_partial(started)
+    pg = fill(started["partial"])
+    deadline = time.monotonic() + 10
+    while layout.lock_state(str(tmp_path))[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert layout.read_lock(str(tmp_path))["released_because"].startswith("idle")
+    done = commit(tmp_path, started, pg)
+    assert os.path.isfile(done["manifest"]) and layout.lock_state(str(tmp_path))[0] is False
+
+
+def test_commit_when_another_run_took_the_lock_then_refuses_naming_why(tmp_path):
+    started = begin(tmp_path)
+    prepare_partial(started)
+    pg = fill(started["partial"])
+    layout.release(str(tmp_path), started["lock_token"])
+    other, _stale = layout.acquire(str(tmp_path), "backup", 60)
+    try:
+        with pytest.raises(RatBackupError, match="no longer holds the lock"):
+            commit(tmp_path, started, pg)
+        assert os.path.isdir(started["partial"])
+    finally:
+        layout.release(str(tmp_path), other["token"])
