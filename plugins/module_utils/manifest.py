@@ -122,7 +122,7 @@ def dumps(data):
     text = json.dumps(dict(data, minio=dict(data["minio"], objects=marker)), indent=1, sort_keys=True,
                       ensure_ascii=False)
     lines = ",\n".join(json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-                        for item in objects)
+                       for item in objects)
     return text.replace(json.dumps(marker), "[\n" + lines + "\n  ]", 1) + "\n"
 
 

@@ -115,8 +115,10 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
                " ".join("python3-" + name for name in missing)), missing_modules=missing)
     existing = _writable_dir(root)
     base = base_dir(root, kind)
-    result = _previous_backup(root) if kind == "backup" else {"previous": None, "previous_name": None,
-                                                               "previous_dump_bytes": 0}
+    if kind == "backup":
+        result = _previous_backup(root)
+    else:
+        result = {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
     required = required_bytes + int(result["previous_dump_bytes"] * DUMP_GROWTH)
     result["required_bytes"] = required
     if check_mode:
