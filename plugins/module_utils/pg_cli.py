@@ -26,6 +26,7 @@ import time
 
 from ansible_collections.rat.backup.plugins.module_utils import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.layout import fsync_dir
 
 CLIENT_ROOT = "/usr/lib/postgresql"
 MASK = "********"
@@ -591,14 +592,6 @@ class Client:
 
 # --- dump ---------------------------------------------------------------------------------------
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -847,7 +840,7 @@ def _dump_to_directory(client, argv, partial):
             os.fsync(handle.fileno())
         files[name] = _sha256_file(path)
         size += os.path.getsize(path)
-    _fsync_dir(partial)
+    fsync_dir(partial)
     return {"size": size, "files": files}
 
 
@@ -860,7 +853,7 @@ def _replace(partial, dest):
         shutil.rmtree(old)
     else:
         os.rename(partial, dest)
-    _fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    fsync_dir(os.path.dirname(os.path.abspath(dest)))
 
 
 # --- restore ------------------------------------------------------------------------------------
