@@ -68,11 +68,14 @@ def preflight(root, required_bytes, modules):
     return result
 
 
+_NO_PREVIOUS = {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
+
+
 def _previous_backup(root):
     """The newest complete backup and its dump size: what an incremental run links to and grows from."""
     previous = layout.previous_complete(root)
     if not previous:
-        return {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
+        return dict(_NO_PREVIOUS)
     try:
         dump_bytes = mf.summary(mf.read(previous["path"]))["dump_bytes"]
     except RatBackupError:
@@ -115,10 +118,8 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
                " ".join("python3-" + name for name in missing)), missing_modules=missing)
     existing = _writable_dir(root)
     base = base_dir(root, kind)
-    if kind == "backup":
-        result = _previous_backup(root)
-    else:
-        result = {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
+    # A pre-restore safety dump links to nothing and needs no room for a previous dump.
+    result = _previous_backup(root) if kind == "backup" else dict(_NO_PREVIOUS)
     required = required_bytes + int(result["previous_dump_bytes"] * DUMP_GROWTH)
     result["required_bytes"] = required
     if check_mode:

@@ -35,8 +35,8 @@ description:
     while the host waits for the other hosts of a play), so the run is gone once no process whose
     environment carries C(RAT_BACKUP_RUN=<lock.run_id>) has been seen for O(idle_minutes). The
     backup and restore roles set that variable on every task after the lock is taken.
-  - A run whose lock was given up for idleness takes it back at O(state=commit) or O(state=abort)
-    if no other run took it meanwhile; otherwise it refuses to touch the backup.
+  - A run whose lock was given up for idleness takes it back at O(state=commit) if no other run took
+    it meanwhile; otherwise it refuses to touch the backup.
 extends_documentation_fragment:
   - rat.backup.attributes
 attributes:
