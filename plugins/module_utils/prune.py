@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Retention on a local backup root: what layout lists, decided by retention.plan, deleted safely.
+
+Deletion renames a backup into ``<parent>/.deleting/`` first (the same file system, one atomic
+rename, made durable), then removes it there. Listing and restore only see bare timestamps,
+``.partial`` and ``pre-restore/<timestamp>``, so a crash mid-removal leaves nothing that looks
+like a backup; the next run finishes what is left in ``.deleting/``.
+Only what layout.list_backups recognises is ever touched: symlinks, other directories and
+timestamp directories without manifest.json (not made by a backup run) are left alone.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+TRASH = ".deleting"
+
+
+def drilled(root, name):
+    """True when the restore drill recorded for this backup passed (its status record says ok)."""
+    return layout.read_status(root, name).get("drill", {}).get("ok") is True
+
+
+def survey(root, policy, now, busy):
+    """Every entry of ``root`` that retention may act on, with its decision.
+
+    Returns {"items": [{name, kind, path, keep, reason}], "left_alone": [paths], "leftovers": [paths]}.
+    ``busy`` marks the .partial directories as in use (a backup holds the lock).
+    """
+    found = layout.list_backups(root, now)
+    main, by_name, left_alone = [], {}, []
+    for entry in found["complete"]:
+        main.append(retention.Backup(entry["name"], layout.time_of(entry["name"]), True, drilled(root, entry["name"])))
+        by_name[entry["name"]] = entry
+    for entry in found["partial"]:
+        if not entry["path"].endswith(layout.PARTIAL_SUFFIX):
+            left_alone.append(entry["path"])
+            continue
+        name = entry["name"] + layout.PARTIAL_SUFFIX
+        main.append(retention.Backup(name, layout.time_of(entry["name"]), False, busy=busy))
+        by_name[name] = entry
+    items = [_item(by_name[d.name], d) for d in retention.plan(main, policy, now)]
+    pre = {e["name"]: e for e in found["pre_restore"]}
+    if "pre_restore" in policy:
+        backups = [retention.Backup(n, layout.time_of(n)) for n in pre]
+        items += [_item(pre[d.name], d) for d in retention.plan(backups, policy["pre_restore"], now)]
+    else:
+        items += [_item(e, retention.Decision(n, True, "no pre_restore rule in the policy")) for n, e in pre.items()]
+    leftovers = sorted(glob.glob(os.path.join(glob.escape(root), TRASH, "*"))
+                       + glob.glob(os.path.join(glob.escape(root), layout.PRE_RESTORE, TRASH, "*")))
+    return {"items": items, "left_alone": left_alone, "leftovers": leftovers}
+
+
+def _item(entry, decision):
+    return {"name": os.path.basename(entry["path"]), "kind": entry["kind"], "path": entry["path"],
+            "keep": decision.keep, "reason": decision.reason}
+
+
+def delete(root, item):
+    """Rename one backup out of the listed namespace, make that durable, then remove it."""
+    path = item["path"]
+    if os.path.islink(path) or not os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    trash = os.path.join(parent, TRASH)
+    target = os.path.join(trash, os.path.basename(path))
+    try:
+        os.makedirs(trash, mode=layout.DIR_MODE, exist_ok=True)
+        if os.path.lexists(target):
+            layout.remove_tree(target)
+        os.rename(path, target)
+        layout.fsync_dir(parent)
+    except OSError as exc:
+        raise RatBackupError("cannot move %s out of the backup list: %s; it is still a complete backup"
+                             % (path, exc.strerror or exc), path=path)
+    try:
+        layout.remove_tree(target)
+        if item["kind"] == "complete":
+            pattern = os.path.join(glob.escape(root), layout.STATUS_DIR, glob.escape(item["name"]) + ".*.json")
+            for record in glob.glob(pattern):
+                os.unlink(record)
+    except OSError as exc:
+        raise RatBackupError("%s is no longer a backup but removing %s failed: %s; the next retention run "
+                             "finishes it" % (path, target, exc.strerror or exc), path=target)
+    _drop_empty(trash)
+
+
+def finish_leftovers(paths):
+    """Remove what a crashed run had already renamed into .deleting/ (never a listed backup)."""
+    for path in paths:
+        try:
+            layout.remove_tree(path)
+        except OSError as exc:
+            raise RatBackupError("cannot remove %s, left by an interrupted retention run: %s"
+                                 % (path, exc.strerror or exc), path=path)
+    for trash in {os.path.dirname(p) for p in paths}:
+        _drop_empty(trash)
+
+
+def _drop_empty(directory):
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # not empty (another deletion is under way) or already gone: both fine
+
+
+def diff(root, items):
+    """--diff text: the entries before and after, one relative path a line."""
+    def lines(selected):
+        return "".join(os.path.relpath(i["path"], root) + "\n" for i in selected)
+    return {"before": lines(items), "after": lines(i for i in items if i["keep"]),
+            "before_header": "%s (before retention)" % root, "after_header": "%s (after retention)" % root}
