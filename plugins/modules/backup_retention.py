@@ -17,9 +17,9 @@ description:
   - Whatever the policy, the newest complete backup stays, and only complete backups (a bare
     timestamp directory with C(manifest.json)) count toward a rule, so a job failing for weeks never
     makes retention eat the good backups.
-  - C(.partial) directories are removed only when older than O(policy.partial_max_age) and never
+  - C(.partial) directories are removed only when older than C(policy.partial_max_age) and never
     while a backup or restore holds the lock. Pre-restore safety dumps follow their own rule
-    (O(policy.pre_restore)), or stay. Symlinks, timestamp directories without C(manifest.json) and
+    (C(policy.pre_restore)), or stay. Symlinks, timestamp directories without C(manifest.json) and
     anything else are left alone.
   - A backup is first renamed into C(.deleting/) (out of what listing and restore see), then
     removed, so a crash never leaves a half-deleted backup that looks complete; the next run
@@ -190,14 +190,17 @@ def run(module):
                     prune.delete(root, item)
         finally:
             layout.release(root, record["token"])
-    def shown(keep):
-        return [{k: v for k, v in i.items() if k != "keep"} for i in found["items"] if i["keep"] is keep]
-    deleted = shown(False)
-    result = dict(changed=bool(deleted or found["leftovers"]), kept=shown(True), deleted=deleted, left_alone=found["left_alone"], leftovers=found["leftovers"],
+    deleted = _entries(found["items"], keep=False)
+    result = dict(changed=bool(deleted or found["leftovers"]), kept=_entries(found["items"], keep=True),
+                  deleted=deleted, left_alone=found["left_alone"], leftovers=found["leftovers"],
                   policy=retention.describe(policy), now=layout.iso(now))
     if module._diff:
         result["diff"] = prune.diff(root, found["items"])
     return result
+
+
+def _entries(items, keep):
+    return [{k: v for k, v in i.items() if k != "keep"} for i in items if i["keep"] is keep]
 
 
 def main():

@@ -53,8 +53,8 @@ def test_main_when_real_run_twice_then_second_deletes_nothing(capsys, tmp_path):
     args = {"root": str(tmp_path), "policy": {"keep_last": 2}, "now": "2026-11-27T12:00:00Z"}
     first = run_module(capsys, args)
     assert first["changed"] and len(first["deleted"]) == 6
-    assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20261126_000000",
-                                                                                  "20261127_000000"]
+    names = [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]]
+    assert names == ["20261126_000000", "20261127_000000"]
     assert not layout.lock_state(str(tmp_path))[0]
     second = run_module(capsys, args)
     assert not second["changed"] and second["deleted"] == []
