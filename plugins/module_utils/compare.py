@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 
@@ -77,15 +78,11 @@ def compare_objects(manifest_objects, listing, buckets):
             "missing": missing, "extra": extra, "size_differs": size_differs}
 
 
-def list_buckets(client, endpoint, buckets, translate, sdk_errors):
+def list_buckets(client, endpoint, buckets):
     """Yield (bucket, key, size) of every object of ``buckets``; errors name endpoint and bucket."""
     for bucket in sorted(buckets):
-        try:
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                for item in page.get("Contents", []):
-                    yield bucket, item["Key"], item["Size"]
-        except sdk_errors() as exc:
-            raise translate(exc, endpoint, "listing", bucket=bucket)
+        for item in s3.list_objects(client, endpoint, bucket, action="listing"):
+            yield bucket, item["Key"], item["Size"]
 
 
 def manifest_buckets(minio):

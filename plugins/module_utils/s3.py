@@ -9,8 +9,10 @@ doc fragment; modules that talk to two endpoints take them with a ``src_``/``des
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
+import threading
 import traceback
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -21,6 +23,7 @@ try:
     import botocore.config
     import botocore.exceptions
     import botocore.utils
+    from boto3.s3.transfer import TransferConfig
 except ImportError:
     BOTO3_IMPORT_ERROR = traceback.format_exc()
     HAS_BOTO3 = False
@@ -28,6 +31,12 @@ else:
     HAS_BOTO3 = True
 
 RETRY_MODES = ("standard", "adaptive", "legacy")
+# Objects up to PART_SIZE travel in one request; larger ones in parts of this size. The same size
+# lets a multipart ETag written by this collection be recomputed from the local file.
+PART_SIZE = 16 << 20
+DELETE_BATCH = 1000
+# Large transfers run one at a time: each already uses several threads, and this bounds memory.
+_LARGE = threading.Semaphore(1)
 
 # Error codes that mean "these credentials are not accepted", whatever the server calls it.
 _CREDENTIAL_CODES = frozenset((
@@ -182,3 +191,120 @@ def sdk_errors():
     if not HAS_BOTO3:
         return (OSError,)
     return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+@contextlib.contextmanager
+def translated(endpoint, action, bucket=None, key=None):
+    """SDK calls in this block fail as a RatBackupError naming endpoint, action, bucket and key."""
+    try:
+        yield
+    except sdk_errors() as exc:
+        raise translate(exc, endpoint, action, bucket, key)
+
+
+# --- bucket calls: the only place that calls the SDK's bucket and object operations ------------
+
+def bucket_names(client, endpoint):
+    with translated(endpoint, "listing buckets"):
+        return [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+
+
+def is_versioned(client, endpoint, bucket):
+    with translated(endpoint, "reading versioning", bucket):
+        status = client.get_bucket_versioning(Bucket=bucket).get("Status")
+    return status in ("Enabled", "Suspended")
+
+
+def bucket_exists(client, endpoint, bucket):
+    try:
+        client.head_bucket(Bucket=bucket)
+    except sdk_errors() as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise translate(exc, endpoint, "checking", bucket)
+    return True
+
+
+def create_bucket(client, endpoint, bucket, versioned):
+    with translated(endpoint, "creating", bucket):
+        request = {"Bucket": bucket}
+        if endpoint.region and endpoint.region != "us-east-1":
+            request["CreateBucketConfiguration"] = {"LocationConstraint": endpoint.region}
+        client.create_bucket(**request)
+        if versioned:
+            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def list_objects(client, endpoint, bucket, prefix="", action="listing objects", missing_ok=False):
+    """Every current object of ``bucket`` under ``prefix``, as the listing's dicts; with
+    ``missing_ok`` a bucket that does not exist lists nothing."""
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                yield item
+    except sdk_errors() as exc:
+        if missing_ok and error_code(exc) == "NoSuchBucket":
+            return
+        raise translate(exc, endpoint, action, bucket)
+
+
+def list_versions(client, endpoint, bucket, prefix=""):
+    """(item, is_delete_marker) for every version and delete marker of ``bucket`` under ``prefix``."""
+    with translated(endpoint, "listing objects", bucket):
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Versions", ()):
+                yield item, False
+            for item in page.get("DeleteMarkers", ()):
+                yield item, True
+
+
+def get_object(client, endpoint, bucket, key, version_id=None, missing_ok=False):
+    """The GET response (its Body still to be read); None for a missing object when ``missing_ok``."""
+    request = {"Bucket": bucket, "Key": key}
+    if version_id:
+        request["VersionId"] = version_id
+    try:
+        return client.get_object(**request)
+    except sdk_errors() as exc:
+        if missing_ok and is_not_found(exc):
+            return None
+        raise translate(exc, endpoint, "reading", bucket, key)
+
+
+def put_object(client, endpoint, body, bucket, key, size, extra_args):
+    """Write ``body`` (a file object of ``size`` bytes): one request, or parts of PART_SIZE."""
+    with translated(endpoint, "writing", bucket, key):
+        if size <= PART_SIZE:
+            client.put_object(Bucket=bucket, Key=key, Body=body, **extra_args)
+        else:
+            with _LARGE:
+                client.upload_fileobj(body, bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
+
+
+def copy_object(client, endpoint, source, bucket, key, size):
+    """Server-side copy of ``source`` ({Bucket, Key[, VersionId]}) within one endpoint."""
+    with translated(endpoint, "copying {0}/{1} to".format(source["Bucket"], source["Key"]), bucket, key):
+        if size <= PART_SIZE:
+            client.copy_object(CopySource=source, Bucket=bucket, Key=key)
+        else:
+            with _LARGE:
+                client.copy(source, bucket, key, Config=_transfer_config())
+
+
+def delete_objects(client, endpoint, bucket, keys):
+    """Delete ``keys`` of ``bucket`` in batches; fails naming the first key the server refused."""
+    for start in range(0, len(keys), DELETE_BATCH):
+        batch = keys[start:start + DELETE_BATCH]
+        with translated(endpoint, "deleting objects", bucket):
+            response = client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
+        errors = response.get("Errors") or []
+        if errors:
+            raise RatBackupError("deleting {0} object(s) in bucket {1!r} on {2} failed, first: {3} ({4})".format(
+                len(errors), bucket, endpoint.name, errors[0].get("Key"), errors[0].get("Code")),
+                endpoint=endpoint.name, bucket=bucket)
+
+
+def _transfer_config():
+    return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4,
+                          use_threads=True)

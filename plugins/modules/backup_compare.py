@@ -134,7 +134,7 @@ def run(module):
         minio = compare.require(data.get("minio"), "minio", p["path"])
         endpoint = s3.Endpoint.from_params(p, "dest_")
         buckets = compare.manifest_buckets(minio)
-        listing = compare.list_buckets(s3.make_client(endpoint), endpoint, buckets, s3.translate, s3.sdk_errors)
+        listing = compare.list_buckets(s3.make_client(endpoint), endpoint, buckets)
         objects = compare.compare_objects(minio["objects"], listing, buckets)
         if not p["exact"]:
             objects["ok"] = not (objects["missing"] or objects["size_differs"])

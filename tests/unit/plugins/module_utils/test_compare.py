@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import botocore.exceptions
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import compare
+from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 
@@ -51,20 +53,14 @@ def test_manifest_buckets_when_empty_bucket_recorded_then_included():
     assert compare.manifest_buckets(minio) == {"empty", "rat"}
 
 
-def test_list_buckets_when_sdk_error_then_translated():
-    class Boom(Exception):
-        pass
-
+def test_list_buckets_when_bucket_missing_then_error_names_endpoint_and_bucket():
     class Client:
         def get_paginator(self, _name):
-            raise Boom()
-
-    def translate(exc, endpoint, action, bucket=None):
-        return RatBackupError("%s %s %s" % (action, endpoint, bucket))
+            raise botocore.exceptions.ClientError({"Error": {"Code": "NoSuchBucket"}}, "ListObjectsV2")
 
     with pytest.raises(RatBackupError) as err:
-        list(compare.list_buckets(Client(), "http://s3", ["rat"], translate, lambda: (Boom,)))
-    assert err.value.msg == "listing http://s3 rat"
+        list(compare.list_buckets(Client(), s3.Endpoint("http://s3"), ["rat"]))
+    assert err.value.msg == "listing on http://s3 bucket 'rat' failed: the bucket does not exist (NoSuchBucket)"
 
 
 def test_require_when_section_absent_then_error_names_backup():

@@ -14,7 +14,12 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
+from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download
+from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import Journal, read_manifest
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -69,8 +74,8 @@ def tree(root):
 
 
 def manifest_objects(path):
-    return {(o["bucket"], o["key"]): o for o in mr.read_manifest(str(path), "manifest")[1] and
-            [e.to_manifest("x") for e in mr.read_manifest(str(path), "manifest")[1]]}
+    return {(o["bucket"], o["key"]): o for o in read_manifest(str(path), "manifest")[1] and
+            [e.to_manifest("x") for e in read_manifest(str(path), "manifest")[1]]}
 
 
 def test_download_when_tricky_keys_stores_every_one_inside_dest_with_manifest(client, tmp_path):
@@ -159,7 +164,7 @@ def test_probe_when_dest_is_s3_checks_that_it_answers(client, tmp_path):
 
 def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000, "b": b"y" * 2000})
-    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 4999)
+    monkeypatch.setattr(layout, "free_bytes", lambda path: 4999)
     with pytest.raises(RatBackupError, match=r"not enough free space in .*: 2 objects to download need 1 MiB"):
         download(client, tmp_path / "minio")
     assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
@@ -167,7 +172,7 @@ def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, 
 
 def test_download_when_objects_fit_but_not_the_margin_fails(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000})
-    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 2 ** 20)
+    monkeypatch.setattr(layout, "free_bytes", lambda path: 2 ** 20)
     assert download(client, tmp_path / "fits", min_free_bytes=2 ** 20 - 3000)["copied"] == 1
     with pytest.raises(RatBackupError, match="with min_free_bytes"):
         download(client, tmp_path / "minio", min_free_bytes=2 ** 20 - 2999)
@@ -179,7 +184,7 @@ def test_download_when_every_object_is_linked_needs_no_room_for_them(client, tmp
     first = tmp_path / "b1"
     download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
     os.rename(first / "minio.json", first / "manifest.json")
-    monkeypatch.setattr(mr.layout, "free_bytes", lambda path: 10)
+    monkeypatch.setattr(layout, "free_bytes", lambda path: 10)
     second = tmp_path / "b2"
     result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
                       link_dest=str(first / "minio"))
@@ -268,14 +273,14 @@ def test_download_when_bucket_unknown_names_it_and_endpoint(client, tmp_path):
 
 def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"k{0:02d}".format(i): b"x" * i for i in range(20)})
-    real = mr.Mirror._fetch_once
+    real = mirror_download.Download.fetch_once
 
     def flaky(self, entry, tmp, final):
         if entry.key == "k13":
             raise RatBackupError("reading on test bucket 'rat' key 'k13' failed: endpoint unreachable")
         return real(self, entry, tmp, final)
 
-    monkeypatch.setattr(mr.Mirror, "_fetch_once", flaky)
+    monkeypatch.setattr(mirror_download.Download, "fetch_once", flaky)
     with pytest.raises(RatBackupError) as caught:
         download(client, tmp_path / "m", concurrency=1)
     assert "k13" in caught.value.msg and "rerun finishes the rest" in caught.value.msg
@@ -283,7 +288,7 @@ def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client,
     assert not (tmp_path / "m" / "rat" / "k13").exists()
     assert os.listdir(tmp_path / "m" / ".rat-tmp") == []
     done = caught.value.details["completed"]
-    monkeypatch.setattr(mr.Mirror, "_fetch_once", real)
+    monkeypatch.setattr(mirror_download.Download, "fetch_once", real)
     result = download(client, tmp_path / "m")
     assert result["copied"] == 20 - done and result["unchanged"] == done
     assert len(manifest_objects(tmp_path / "m.json")) == 20
@@ -292,19 +297,19 @@ def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client,
 
 def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_path, monkeypatch):
     path = str(tmp_path / "m.json.journal")
-    entries = [mr.Entry("rat", "k{0}".format(i), i, '"e"', relpath="rat/k{0}".format(i)) for i in range(3)]
-    journal = mr._Journal(path, str(tmp_path / "m"))
-    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 3600.0)
+    entries = [Entry("rat", "k{0}".format(i), i, '"e"', relpath="rat/k{0}".format(i)) for i in range(3)]
+    journal = Journal(path, str(tmp_path / "m"))
+    monkeypatch.setattr(Journal, "FLUSH_EVERY", 3600.0)
     journal.add(entries[0])
     journal.add(entries[1])
     assert os.path.getsize(path) == 0
-    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 0.0)
+    monkeypatch.setattr(Journal, "FLUSH_EVERY", 0.0)
     journal.add(entries[2])
-    assert [e.key for e in mr._Journal.read(path)] == ["k0", "k1", "k2"]
-    monkeypatch.setattr(mr._Journal, "FLUSH_EVERY", 3600.0)
-    journal.add(mr.Entry("rat", "k3", 3, '"e"', relpath="rat/k3"))
+    assert [e.key for e in Journal.read(path)] == ["k0", "k1", "k2"]
+    monkeypatch.setattr(Journal, "FLUSH_EVERY", 3600.0)
+    journal.add(Entry("rat", "k3", 3, '"e"', relpath="rat/k3"))
     journal.close()
-    assert [e.key for e in mr._Journal.read(path)] == ["k0", "k1", "k2", "k3"]
+    assert [e.key for e in Journal.read(path)] == ["k0", "k1", "k2", "k3"]
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
@@ -404,7 +409,7 @@ def test_upload_when_local_file_unreadable_fails_naming_it_before_uploading(clie
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(mr.os, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     with pytest.raises(RatBackupError) as caught:
         upload(client, root, "s3://")
     assert "locked" in caught.value.msg and "Permission denied" in caught.value.msg
@@ -453,15 +458,15 @@ def test_read_manifest_when_not_an_object_manifest_names_file(tmp_path):
     path = tmp_path / "m.json"
     path.write_text('{"format": 1}')
     with pytest.raises(RatBackupError) as caught:
-        mr.read_manifest(str(path), "manifest")
+        read_manifest(str(path), "manifest")
     assert str(path) in caught.value.msg and "objects" in caught.value.msg
 
 
 def test_local_digest_when_larger_than_part_matches_multipart_etag(tmp_path, monkeypatch):
-    monkeypatch.setattr(mr, "PART_SIZE", 4)
+    monkeypatch.setattr(s3, "PART_SIZE", 4)
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
-    digest = mr.local_digest(str(path))
+    digest = local_tree.local_digest(str(path))
     parts = [hashlib.md5(p).digest() for p in (b"0123", b"4567", b"89")]
     assert digest.matches_etag('"{0}-3"'.format(hashlib.md5(b"".join(parts)).hexdigest()))
     assert not digest.matches_etag('"{0}"'.format(hashlib.md5(b"0123456789").hexdigest()) + "-3")

@@ -1,0 +1,319 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""S3 -> disk: plan against the previous run's manifest (and link_dest), then fetch, link, delete.
+
+What a no-change rerun relies on: the object manifest of the previous run at the destination
+(plus its journal after an interrupted run), the size/ETag/version id of the listing, and the
+local file still being a regular file with the recorded size and the object's LastModified as
+mtime (this module sets it). ETags are compared only for equality with an ETag recorded
+earlier; they are never read as an MD5 except for single-part objects when no manifest tells
+us anything (then the local file is hashed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import time
+
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR, KeyMapper
+from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
+from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan, iso, now_iso, to_ms
+
+
+class _StreamBroken(Exception):
+    """The body of a GET stopped early; the whole object is fetched again."""
+
+    def __init__(self, cause):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _is_network_error(exc):
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class Download:
+    """One S3 -> local directory run of ``mirror`` (a Mirror: options, sides, clients, counters)."""
+
+    def __init__(self, mirror):
+        self.mirror = mirror
+        self.options = mirror.options
+        self.tree = local_tree.LocalTree(mirror.dest.path)
+        self.manifest_path = self.options.get("manifest")
+        self._plan = Plan()
+        self.header = None
+        self.buckets = None
+        self.changed = False
+
+    def plan(self):
+        m, o, tree, plan = self.mirror, self.options, self.tree, self._plan
+        manifest_path = self.manifest_path
+        previous, manifest_complete = self._previous_state()
+        linkable, link_tree = self._link_candidates()
+        buckets = self.buckets = m.source_buckets()
+        header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": m.src_endpoint.name,
+                                "listed_at": now_iso(), "buckets": {}}
+        if m.as_of is not None:
+            header["versions_as_of"] = iso(m.as_of)
+        if m.src.single_bucket:
+            header["prefix"] = m.src.prefix
+        expected = set()
+        unknown = []
+        for bucket in buckets:
+            versioned = s3.is_versioned(m.src_client, m.src_endpoint, bucket)
+            header["buckets"][bucket] = {"versioned": versioned}
+            entries = m.lister.entries(bucket, versioned, previous, linkable)
+            mapper = KeyMapper(bucket, "" if m.src.single_bucket else bucket, m.src.prefix,
+                               [e.key for e in entries])
+            for index, entry in enumerate(entries):
+                entries[index] = None
+                relpath = mapper.relpath(entry.key)
+                if o.get("delete"):
+                    expected.add(relpath)
+                before = previous.pop((bucket, entry.key), None)
+                if before is entry:
+                    if before.relpath == relpath and tree.matches(before):
+                        plan.keep.append(before)
+                        continue
+                    entry = entry.listed()
+                if linkable.get((bucket, entry.key)) is entry:
+                    # The previous mirror's Entry, reused by the listing: same size, ETag and version id.
+                    source = link_tree.path(entry.relpath)
+                    if local_tree.is_same_size_file(source, entry.size):
+                        entry.relpath = relpath
+                        plan.link.append((entry, source))
+                        continue
+                    entry = entry.listed()
+                entry.relpath = relpath
+                if before is None and not manifest_path and local_tree.is_same_size_file(tree.path(entry.relpath),
+                                                                                          entry.size):
+                    unknown.append(entry)
+                    continue
+                plan.copy.append(entry)
+        linkable = None
+        self._settle_unknown(unknown)
+        if o.get("delete") and os.path.isdir(tree.root):
+            plan.delete = self._local_extras(expected, previous)
+        result = {"plan": plan.summary(), "manifest": manifest_path}
+        self._check_room()
+        self.changed = bool(plan.copy or plan.link or plan.delete) or (
+            manifest_path is not None and not manifest_complete)
+        result["changed"] = self.changed
+        return result
+
+    def apply(self):
+        m, tree, plan = self.mirror, self.tree, self._plan
+        tree.prepare()
+        self._delete_local(plan.delete)
+        done = list(plan.keep)
+        journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None,
+                                          m.dest.path)
+        try:
+            for entry, path in plan.link:
+                self._link(entry, path)
+                journal.add(entry)
+                done.append(entry)
+            m.transfer(plan.copy, self.fetch, done, journal)
+        finally:
+            journal.close()
+        if self.manifest_path and self.changed:
+            object_manifest.write_manifest(self.manifest_path, self.header, [e for e in done if e is not None],
+                                           object_manifest.root_name(m.dest.path))
+            journal.remove()
+        tree.finish()
+
+    # --- planning -----------------------------------------------------------------------------
+
+    def _check_room(self):
+        """Fail before the first byte is written when the planned downloads cannot fit."""
+        plan = self._plan
+        needed = sum(entry.size for entry in plan.copy) + max(0, self.options.get("min_free_bytes") or 0)
+        existing = layout.nearest_existing_dir(self.tree.root)
+        free = layout.free_bytes(existing)
+        if needed > free:
+            raise RatBackupError(
+                "not enough free space in {0}: {1} objects to download need {2} MiB (with min_free_bytes), "
+                "{3} MiB free".format(existing, len(plan.copy), -(-needed // 2 ** 20), free // 2 ** 20),
+                path=existing, free_bytes=free, required_bytes=needed)
+
+    def _settle_unknown(self, entries):
+        """Without a manifest, a same-size local file is kept only if its content proves equal."""
+        digests = local_tree.digests(entries, self.tree, self.mirror.concurrency)
+        for entry in entries:
+            if digests[id(entry)].matches_etag(entry.etag):
+                self._plan.keep.append(entry)
+            else:
+                entry.sha256 = None
+                self._plan.copy.append(entry)
+
+    def _previous_state(self):
+        """{(bucket, key): Entry} this destination already holds, and whether its manifest was
+        complete (a journal left behind means the last run was interrupted)."""
+        manifest_path = self.manifest_path
+        state = {}
+        complete = False
+        if manifest_path and os.path.exists(manifest_path):
+            entries = object_manifest.read_manifest(manifest_path, "manifest")[1]
+            state = {(e.bucket, e.key): e for e in entries}
+            complete = True
+        journal_path = manifest_path + ".journal" if manifest_path else None
+        if journal_path and os.path.exists(journal_path):
+            complete = False
+            for entry in object_manifest.Journal.read(journal_path):
+                state[(entry.bucket, entry.key)] = entry
+        return state, complete
+
+    def _link_candidates(self):
+        """({(bucket, key): Entry}, LocalTree) of the previous mirror given as link_dest."""
+        link_dest = self.options.get("link_dest")
+        if not link_dest:
+            return {}, None
+        link_dest = os.path.abspath(link_dest)
+        manifest = self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(link_dest), "manifest.json")
+        if not os.path.isdir(link_dest):
+            raise RatBackupError("link_dest {0} is not a directory".format(link_dest), path=link_dest)
+        entries = object_manifest.read_manifest(manifest, "link_dest_manifest")[1]
+        return {(e.bucket, e.key): e for e in entries}, local_tree.LocalTree(link_dest)
+
+    def _local_extras(self, expected, previous):
+        """Local files the source no longer has, within the buckets this run mirrors."""
+        m, tree, buckets = self.mirror, self.tree, self.buckets
+        by_path = {e.relpath: e.key for e in previous.values()}
+        own_files = set()
+        for path in (self.options.get("manifest"), (self.options.get("manifest") or "") + ".journal"):
+            if path and os.path.dirname(os.path.abspath(path)) == tree.root:
+                own_files.add(os.path.basename(path))
+        tops = []
+        if m.src.single_bucket:
+            tops.append(("", m.src.bucket))
+        else:
+            everything = not self.options.get("buckets")
+            present = [n for n in os.listdir(tree.root) if not n.startswith(".")]
+            tops.extend((n, n) for n in present if everything or n in buckets)
+        escape_root = os.path.join(tree.root, ESCAPE_DIR)
+        if os.path.isdir(escape_root):
+            everything = not self.options.get("buckets") or m.src.single_bucket
+            for name in os.listdir(escape_root):
+                wanted = [m.src.bucket] if m.src.single_bucket else (None if everything else buckets)
+                if wanted is None or name in wanted:
+                    tops.append((posixpath.join(ESCAPE_DIR, name), name))
+        extras = []
+        for top, bucket in tops:
+            for relpath in (found[0] for found in tree.walk(top)):
+                if relpath in expected or relpath in own_files or relpath.split("/")[0] == TMP_DIR or \
+                        (top == "" and relpath.startswith(".rat-")):
+                    continue
+                if top.startswith(ESCAPE_DIR):
+                    key = by_path.get(relpath)
+                    if key is None and m.filter.active:
+                        continue
+                else:
+                    key = m.src.prefix + (relpath if top == "" else relpath[len(top) + 1:])
+                if key is None or m.filter(key):
+                    extras.append(relpath)
+        return extras
+
+    # --- running ------------------------------------------------------------------------------
+
+    def _delete_local(self, relpaths):
+        tree, buckets = self.tree, self.buckets
+        keep = {"", ESCAPE_DIR} | set(buckets) | {posixpath.join(ESCAPE_DIR, b) for b in buckets}
+        for relpath in relpaths:
+            try:
+                os.unlink(tree.path(relpath))
+            except OSError as exc:
+                raise RatBackupError("cannot delete {0}: {1}".format(tree.path(relpath), exc.strerror),
+                                     path=tree.path(relpath))
+            self.mirror.stats["deleted"] += 1
+            tree.prune_empty(relpath, keep)
+
+    def _link(self, entry, source):
+        tree = self.tree
+        tree.parent_for(entry.relpath)
+        tmp = tree.temp_path()
+        try:
+            os.link(source, tmp)
+            os.replace(tmp, tree.path(entry.relpath))
+        except OSError as exc:
+            fs.unlink_quietly(tmp)
+            raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
+                source, tree.path(entry.relpath), exc.strerror), path=tree.path(entry.relpath))
+        self.mirror.stats["linked"] += 1
+
+    def fetch(self, entry):
+        """Download one object into a temp file, hashing on the way, then rename it into place."""
+        tree = self.tree
+        tree.parent_for(entry.relpath)
+        final = tree.path(entry.relpath)
+        attempts = self.mirror.attempts
+        for attempt in range(attempts):
+            tmp = tree.temp_path()
+            try:
+                return self.fetch_once(entry, tmp, final)
+            except _StreamBroken as exc:
+                if attempt + 1 == attempts:
+                    raise s3.translate(exc.cause, self.mirror.src_endpoint, "reading", entry.bucket, entry.key)
+                time.sleep(min(0.5 * 2 ** attempt, 8))
+            finally:
+                fs.unlink_quietly(tmp)
+
+    def fetch_once(self, entry, tmp, final):
+        m = self.mirror
+        response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key, entry.version_id,
+                                 missing_ok=not entry.version_id)
+        if response is None:
+            m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "deleted"})
+            return None
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            # Buffered: a raw write may write part of a chunk (ENOSPC) without raising.
+            with os.fdopen(fd, "wb") as handle:
+                try:
+                    for chunk in response["Body"].iter_chunks(fs.CHUNK):
+                        digest.update(chunk)
+                        handle.write(chunk)
+                        written += len(chunk)
+                except s3.sdk_errors() + (OSError,) as exc:
+                    if isinstance(exc, OSError) and not _is_network_error(exc):
+                        raise
+                    raise _StreamBroken(exc)
+                if written != response.get("ContentLength", written):
+                    raise _StreamBroken(OSError("body ended after {0} of {1} bytes".format(
+                        written, response.get("ContentLength"))))
+                handle.flush()
+                os.fsync(handle.fileno())
+                if os.fstat(handle.fileno()).st_size != written:
+                    raise OSError(5, "file is {0} bytes after writing {1}".format(
+                        os.fstat(handle.fileno()).st_size, written))
+        except OSError as exc:
+            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
+                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+        finally:
+            response["Body"].close()
+        etag = response.get("ETag")
+        if etag != entry.etag and not entry.version_id:
+            m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "modified",
+                                     "listed_etag": entry.etag, "etag": etag})
+        entry.etag = etag
+        entry.size = written
+        entry.sha256 = digest.hexdigest()
+        if response.get("LastModified"):
+            entry.modified_ms = to_ms(response["LastModified"])
+        entry.take_response(response)
+        try:
+            stamp = entry.modified_ms / 1000.0
+            os.utime(tmp, (stamp, stamp))
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise RatBackupError("cannot move {0} into place: {1}".format(final, exc.strerror), path=final)
+        return entry

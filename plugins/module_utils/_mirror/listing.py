@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the S3 side holds: its buckets and the objects to mirror, as Entries."""
+
+from __future__ import annotations
+
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
+
+
+def buckets(client, endpoint, location, wanted):
+    """The buckets a location names: its one bucket, ``wanted`` (each must exist), or all."""
+    if location.single_bucket:
+        return [location.bucket]
+    names = s3.bucket_names(client, endpoint)
+    missing = [b for b in wanted if b not in names]
+    if missing:
+        raise RatBackupError("bucket(s) {0} not found on {1}".format(", ".join(missing), endpoint.name),
+                             endpoint=endpoint.name, bucket=missing[0])
+    return sorted(wanted) if wanted else sorted(names)
+
+
+class Lister:
+    """Lists the source side: current objects, or the versions chosen by ``as_of``/``use_versions``."""
+
+    def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False):
+        self.client = client
+        self.endpoint = endpoint
+        self.prefix = prefix
+        self.filter = key_filter
+        self.as_of = as_of
+        self.use_versions = use_versions
+
+    def entries(self, bucket, versioned, *known):
+        """The objects of one bucket to mirror, as Entries without relpath.
+
+        An object that one of the ``known`` maps (the previous run's entries, then link_dest's)
+        already describes with the same size, ETag and version id is returned as that very Entry,
+        so an unchanged 100,000-object bucket is not held in memory twice.
+        """
+        if self.as_of is not None or (versioned and self.use_versions):
+            listed = self._versions(bucket)
+        else:
+            listed = self._current(bucket)
+        entries = []
+        for key, size, etag, version, modified in listed:
+            for entries_by_key in known:
+                before = entries_by_key.get((bucket, key))
+                if before is not None and (before.size, before.etag, before.version_id) == (size, etag, version):
+                    entries.append(before)
+                    break
+            else:
+                entries.append(Entry(bucket, key, size, etag, version, to_ms(modified)))
+        return entries
+
+    def _current(self, bucket):
+        for o in s3.list_objects(self.client, self.endpoint, bucket, self.prefix):
+            if self.filter(o["Key"]):
+                yield o["Key"], o["Size"], o.get("ETag"), None, o["LastModified"]
+
+    def _versions(self, bucket):
+        chosen = {}
+        for item, deleted in s3.list_versions(self.client, self.endpoint, bucket, self.prefix):
+            key, modified = item["Key"], item["LastModified"]
+            if self.as_of is None:
+                if item.get("IsLatest"):
+                    chosen[key] = (modified, None if deleted else item)
+            elif modified <= self.as_of and (key not in chosen or modified > chosen[key][0]):
+                chosen[key] = (modified, None if deleted else item)
+        for key in sorted(chosen):
+            item = chosen[key][1]
+            if item is not None and self.filter(key):
+                version = item.get("VersionId")
+                yield key, item["Size"], item.get("ETag"), None if version in (None, "null") else version, \
+                    item["LastModified"]
+
+
+def dest_objects(client, endpoint, bucket, prefix):
+    """{key: (size, etag)} of a destination bucket; empty when it does not exist yet."""
+    return {o["Key"]: (o["Size"], o.get("ETag"))
+            for o in s3.list_objects(client, endpoint, bucket, prefix, missing_ok=True)}

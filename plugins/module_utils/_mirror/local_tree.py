@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local side of a mirror: a tree of files under one root, and what their content proves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import threading
+import uuid
+
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.keys import TMP_DIR
+from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
+
+
+class LocalDigest:
+    """sha256, MD5 and the multipart ETag this collection's uploads would produce, from one read."""
+
+    __slots__ = ("size", "sha256", "md5", "multipart_etag")
+
+    def __init__(self, size, sha256, md5, multipart_etag):
+        self.size = size
+        self.sha256 = sha256
+        self.md5 = md5
+        self.multipart_etag = multipart_etag
+
+    def matches_etag(self, etag):
+        """True only when the ETag proves equal content; unknown ETag shapes never match."""
+        value = (etag or "").strip('"')
+        if "-" in value:
+            return value == self.multipart_etag
+        return value == self.md5
+
+
+def open_regular(path):
+    """A read-only fd of a regular file, never following a symlink at the last component."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        reason = "is a symlink" if exc.errno == 40 else exc.strerror
+        raise RatBackupError("cannot read local file {0}: {1}".format(path, reason), path=path)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RatBackupError("local file {0} is not a regular file".format(path), path=path)
+    return fd
+
+
+def local_digest(path):
+    part_size = s3.PART_SIZE
+    fd = open_regular(path)
+    sha, md5, part, parts = hashlib.sha256(), hashlib.md5(), hashlib.md5(), []
+    size = in_part = 0
+    try:
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            while True:
+                chunk = handle.read(min(fs.CHUNK, part_size - in_part))
+                if not chunk:
+                    break
+                sha.update(chunk)
+                md5.update(chunk)
+                part.update(chunk)
+                size += len(chunk)
+                in_part += len(chunk)
+                if in_part == part_size:
+                    parts.append(part.digest())
+                    part, in_part = hashlib.md5(), 0
+    except OSError as exc:
+        raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
+    if in_part:
+        parts.append(part.digest())
+    multipart = None
+    if size > part_size:
+        multipart = "{0}-{1}".format(hashlib.md5(b"".join(parts)).hexdigest(), len(parts))
+    return LocalDigest(size, sha.hexdigest(), md5.hexdigest(), multipart)
+
+
+def digests(entries, tree, concurrency):
+    """{id(entry): LocalDigest} of the entries' files under ``tree``, hashed in parallel; fails on
+    the first unreadable file or one whose size is not the entry's."""
+    found = {}
+
+    def digest(entry):
+        return entry, local_digest(tree.source_path(entry.relpath))
+
+    def store(result):
+        entry, value = result
+        if value.size != entry.size:
+            path = tree.source_path(entry.relpath)
+            raise RatBackupError("{0} is {1} bytes, expected {2}".format(path, value.size, entry.size), path=path)
+        found[id(entry)] = value
+        entry.sha256 = entry.sha256 or value.sha256
+
+    pool.run_all(entries, digest, store, concurrency)
+    return found
+
+
+def is_same_size_file(path, size):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
+
+
+class LocalTree:
+    """The local side: paths under a root, created 0700/0600, never through a symlink."""
+
+    def __init__(self, root):
+        self.root = root
+        self.tmp = os.path.join(root, TMP_DIR)
+        self._real_root = None
+        self._checked = set()
+        self._lock = threading.Lock()
+
+    def path(self, relpath):
+        return os.path.join(self.root, *relpath.split("/"))
+
+    def source_path(self, relpath):
+        """The path of a file to read, proven to resolve inside the root."""
+        path = self.path(relpath)
+        self.ensure_inside(os.path.dirname(path))
+        return path
+
+    def prepare(self):
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            os.makedirs(self.tmp, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise RatBackupError("cannot create {0}: {1}".format(self.root, exc.strerror), path=self.root)
+        self._real_root = os.path.realpath(self.root)
+        # Leftovers of an interrupted run are partial transfers by construction.
+        for name in os.listdir(self.tmp):
+            fs.unlink_quietly(os.path.join(self.tmp, name))
+
+    def finish(self):
+        try:
+            os.rmdir(self.tmp)
+        except OSError:
+            pass
+
+    def parent_for(self, relpath):
+        """Create the parent directory of ``relpath`` and prove it resolves inside the root."""
+        parent = os.path.dirname(self.path(relpath))
+        if parent in self._checked:
+            return
+        try:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise RatBackupError("cannot create directory {0}: {1}".format(parent, exc.strerror), path=parent)
+        self.ensure_inside(parent)
+        with self._lock:
+            self._checked.add(parent)
+
+    def ensure_inside(self, parent):
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        real = os.path.realpath(parent)
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise RatBackupError("{0} resolves outside {1} (symlink in the tree); refusing to use it".format(
+                parent, self.root), path=parent)
+
+    def temp_path(self):
+        return os.path.join(self.tmp, uuid.uuid4().hex)
+
+    def matches(self, entry):
+        """True when the local file is the one a previous run wrote for this entry."""
+        try:
+            st = os.lstat(self.path(entry.relpath))
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            return False
+        return entry.modified_ms is None or int(st.st_mtime) == entry.modified_ms // 1000
+
+    def walk(self, top_relpath=""):
+        """(relpath, kind) of every non-directory under ``top_relpath``; kind: file, symlink, special."""
+        top = self.path(top_relpath) if top_relpath else self.root
+        if top_relpath and os.path.islink(top):
+            # os.walk would list the target's files as if they were ours.
+            yield top_relpath, "symlink", 0
+            return
+        for dirpath, dirnames, filenames in os.walk(top):
+            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir
+            names = list(filenames)
+            for name in list(dirnames):
+                if os.path.islink(os.path.join(dirpath, name)):
+                    dirnames.remove(name)
+                    names.append(name)
+            for name in names:
+                st = os.lstat(os.path.join(dirpath, name))
+                kind = "file" if stat.S_ISREG(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "special"
+                yield posixpath.join(rel_dir, name) if rel_dir else name, kind, st.st_size
+
+    def prune_empty(self, relpath, keep):
+        """Remove empty directories left above ``relpath``, stopping at any directory in ``keep``."""
+        parent = posixpath.dirname(relpath)
+        while parent and parent not in keep:
+            try:
+                os.rmdir(self.path(parent))
+            except OSError:
+                return
+            self._checked.discard(self.path(parent))
+            parent = posixpath.dirname(parent)

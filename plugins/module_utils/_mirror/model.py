@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a mirror talks about: locations, objects (Entry), filters, the plan, and its times."""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import os
+import posixpath
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+FIRST_KEYS = 10
+
+_UTC = datetime.timezone.utc
+_ATTRIBUTES = (
+    ("content_type", "ContentType"),
+    ("cache_control", "CacheControl"),
+    ("content_encoding", "ContentEncoding"),
+    ("content_disposition", "ContentDisposition"),
+)
+_ATTRIBUTE_NAMES = tuple(name for name, header in _ATTRIBUTES)
+
+
+def iso(dt):
+    return dt.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_iso():
+    return iso(datetime.datetime.now(_UTC))
+
+
+def to_ms(dt):
+    """Milliseconds since the epoch: S3's resolution, and an int is smaller in memory than text."""
+    return int(round(dt.timestamp() * 1000))
+
+
+def iso_ms(ms):
+    return datetime.datetime.fromtimestamp(ms // 1000, _UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "{0:03d}Z".format(ms % 1000)
+
+
+def ms_from_iso(text):
+    return to_ms(datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))) if text else None
+
+
+def parse_as_of(text):
+    """``versions_as_of`` as an aware datetime; a naive time is UTC."""
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise RatBackupError(
+            "versions_as_of {0!r} is not an ISO 8601 time such as 2026-01-31T23:00:00Z".format(text))
+    return when if when.tzinfo else when.replace(tzinfo=_UTC)
+
+
+class Location:
+    """``s3://``, ``s3://bucket[/prefix]`` or a local directory."""
+
+    def __init__(self, text, option):
+        self.text = text
+        self.option = option
+        self.is_s3 = text.startswith("s3://")
+        if self.is_s3:
+            bucket, dummy, prefix = text[len("s3://"):].partition("/")
+            if not bucket and prefix:
+                raise RatBackupError("{0} {1!r}: a prefix needs a bucket (s3://bucket/prefix)".format(option, text))
+            self.bucket = bucket or None
+            # A prefix names a "directory", as aws s3 sync and rclone read it.
+            self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+            self.path = None
+        else:
+            if not text:
+                raise RatBackupError("{0} must not be empty".format(option))
+            self.bucket = None
+            self.prefix = ""
+            self.path = os.path.abspath(text)
+
+    @property
+    def single_bucket(self):
+        return self.bucket is not None
+
+
+class Entry:
+    """One object: what S3 said about it and where it lives under the local mirror root."""
+
+    __slots__ = ("bucket", "key", "size", "etag", "version_id", "modified_ms", "relpath", "sha256",
+                 "content_type", "cache_control", "content_encoding", "content_disposition", "metadata")
+
+    def __init__(self, bucket, key, size, etag=None, version_id=None, modified_ms=None, relpath=None,
+                 sha256=None, content_type=None, cache_control=None, content_encoding=None,
+                 content_disposition=None, metadata=None):
+        self.bucket = bucket
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.version_id = version_id
+        self.modified_ms = modified_ms
+        self.relpath = relpath
+        self.sha256 = sha256
+        self.content_type = content_type
+        self.cache_control = cache_control
+        self.content_encoding = content_encoding
+        self.content_disposition = content_disposition
+        self.metadata = metadata
+
+    def listed(self):
+        """A fresh Entry with only what the listing said (nothing a previous run learned)."""
+        return Entry(self.bucket, self.key, self.size, self.etag, self.version_id, self.modified_ms)
+
+    def take_attributes(self, other):
+        self.sha256 = other.sha256
+        self.metadata = other.metadata
+        for name in _ATTRIBUTE_NAMES:
+            setattr(self, name, getattr(other, name))
+
+    def take_response(self, response):
+        for name, header in _ATTRIBUTES:
+            setattr(self, name, response.get(header))
+        self.metadata = response.get("Metadata") or {}
+
+    def extra_args(self):
+        """Upload arguments that restore the object's attributes."""
+        args = {header: getattr(self, name) for name, header in _ATTRIBUTES if getattr(self, name)}
+        if self.metadata:
+            args["Metadata"] = dict(self.metadata)
+        return args
+
+    def to_manifest(self, root_name):
+        item = {"bucket": self.bucket, "key": self.key, "path": posixpath.join(root_name, self.relpath),
+                "size": self.size, "sha256": self.sha256, "etag": self.etag, "version_id": self.version_id,
+                "last_modified": None if self.modified_ms is None else iso_ms(self.modified_ms)}
+        for name in _ATTRIBUTE_NAMES:
+            # Content-Type is always recorded; the rarer HTTP attributes only when the object has them.
+            if name == "content_type" or getattr(self, name) is not None:
+                item[name] = getattr(self, name)
+        item["metadata"] = self.metadata or {}
+        return item
+
+    @classmethod
+    def from_manifest(cls, item, source):
+        try:
+            entry = cls(item["bucket"], item["key"], int(item["size"]), item.get("etag"), item.get("version_id"),
+                        ms_from_iso(item.get("last_modified")), safe_relpath(item["path"], source), item.get("sha256"),
+                        metadata=item.get("metadata") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
+        for name in _ATTRIBUTE_NAMES:
+            setattr(entry, name, item.get(name))
+        return entry
+
+
+def safe_relpath(path, source):
+    """The part of a manifest ``path`` below the mirror root, refusing anything that could escape it."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
+        raise RatBackupError("{0}: object path {1!r} is not a relative path".format(source, path))
+    parts = path.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") or any(ord(c) < 0x20 for c in p) for p in parts):
+        raise RatBackupError("{0}: object path {1!r} is not a clean path inside the backup".format(source, path))
+    return "/".join(parts[1:])
+
+
+class Filter:
+    """include/exclude glob patterns on the key relative to the location's prefix."""
+
+    def __init__(self, include, exclude, prefix):
+        self.include = list(include or [])
+        self.exclude = list(exclude or [])
+        self.prefix = prefix
+
+    @property
+    def active(self):
+        return bool(self.include or self.exclude)
+
+    def __call__(self, key):
+        rel = key[len(self.prefix):] if key.startswith(self.prefix) else key
+        if self.include and not any(fnmatch.fnmatchcase(rel, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)
+
+
+class Plan:
+    """What a run will do; check mode returns its summary, a real run executes it."""
+
+    def __init__(self):
+        self.copy = []
+        self.link = []
+        self.delete = []
+        self.keep = []
+        self.create_buckets = []
+        self.skipped_files = []
+
+    def summary(self):
+        def part(items, key_of, size_of=None):
+            result = {"count": len(items), "first": [key_of(i) for i in items[:FIRST_KEYS]]}
+            if size_of:
+                result["bytes"] = sum(size_of(i) for i in items)
+            return result
+        # "copy" would shadow dict.copy in Jinja (result.plan.copy), hence the to_ names.
+        return {
+            "to_copy": part(self.copy, _label, lambda i: _entry(i).size),
+            "to_link": part(self.link, _label, lambda i: _entry(i).size),
+            "to_delete": part(self.delete, _label),
+            "unchanged": {"count": len(self.keep)},
+            "create_buckets": list(self.create_buckets),
+        }
+
+
+def _entry(item):
+    return item[0] if isinstance(item, tuple) else item
+
+
+def _label(item):
+    item = _entry(item)
+    if isinstance(item, Entry):
+        return "{0}/{1}".format(item.bucket, item.key)
+    return item

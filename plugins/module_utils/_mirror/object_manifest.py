@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The object manifest a mirror writes and reads, and the journal an interrupted run leaves."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+
+MANIFEST_FORMAT = 1
+
+
+def read_manifest(path, what):
+    """(header, entries) from an object manifest or a backup manifest whose "minio" key holds one.
+
+    Our own manifests put one object per line, which is read line by line so a 100,000-object
+    manifest never exists as 100,000 dicts at once; any other layout falls back to json.load.
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            header = _read_line_layout(handle, path)
+            if header is not None:
+                return header
+            handle.seek(0)
+            document = json.load(handle)
+    except OSError as exc:
+        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
+    except ValueError as exc:
+        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
+    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
+        document = document["minio"]
+    if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
+        raise RatBackupError("{0} {1} is not an object manifest (no \"objects\" list)".format(what, path), path=path)
+    entries = [Entry.from_manifest(item, path) for item in document.pop("objects")]
+    return document, entries
+
+
+def _read_line_layout(handle, path):
+    first = handle.readline()
+    if not first.rstrip().endswith('"objects": ['):
+        return None
+    header = json.loads(first.rstrip() + "]}")
+    entries = []
+    for line in handle:
+        line = line.rstrip()
+        if line == "]}":
+            return header, entries
+        entries.append(Entry.from_manifest(json.loads(line.rstrip(",")), path))
+    raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
+
+
+def write_manifest(path, header, entries, root_name):
+    """Atomically write an object manifest (0600), one object per line, sorted by bucket and key."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, ".{0}.{1}.tmp".format(os.path.basename(path), uuid.uuid4().hex))
+    entries = sorted(entries, key=lambda e: (e.bucket, e.key))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header, sort_keys=True)[:-1] + ', "objects": [\n')
+            for index, entry in enumerate(entries):
+                handle.write(json.dumps(entry.to_manifest(root_name), sort_keys=True))
+                handle.write(",\n" if index + 1 < len(entries) else "\n")
+            handle.write("]}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        fs.unlink_quietly(tmp)
+        raise RatBackupError("cannot write object manifest {0}: {1}".format(path, exc.strerror), path=path)
+
+
+def root_name(path):
+    """The name manifest paths start with: the mirror root's own directory name."""
+    return os.path.basename(os.path.normpath(path))
+
+
+class Journal:
+    """Entries finished by this run, one JSON line each, so an interrupted run's work is reused.
+
+    Lines reach the file at most FLUSH_EVERY seconds apart and on close (also when the run fails):
+    a write per object costs the thread that feeds the workers a GIL handover each time. A
+    process killed outright loses at most the last second of lines; those objects are fetched
+    again, as objects without a line always are.
+    """
+
+    FLUSH_EVERY = 1.0
+
+    def __init__(self, path, root):
+        self.path = path
+        self.root_name = root_name(root)
+        self.handle = None
+        self.flushed = 0.0
+
+    def add(self, entry):
+        if self.path:
+            if self.handle is None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                self.handle = os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 20)
+                self.flushed = time.monotonic()
+            self.handle.write(json.dumps(entry.to_manifest(self.root_name), sort_keys=True) + "\n")
+            if time.monotonic() - self.flushed >= self.FLUSH_EVERY:
+                self.handle.flush()
+                self.flushed = time.monotonic()
+
+    def close(self):
+        if self.handle:
+            self.handle.close()
+            self.handle = None
+
+    def remove(self):
+        if self.path:
+            fs.unlink_quietly(self.path)
+
+    @staticmethod
+    def read(path):
+        entries = []
+        with open(path, "r", encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    entries.append(Entry.from_manifest(json.loads(line), path))
+                except (ValueError, RatBackupError):
+                    # The last line of a killed run may be cut short; its object is fetched again.
+                    continue
+        return entries
