@@ -93,8 +93,8 @@ class Download:
                         continue
                     entry = entry.listed()
                 entry.relpath = relpath
-                if before is None and not manifest_path and local_tree.is_same_size_file(tree.path(entry.relpath),
-                                                                                          entry.size):
+                unseen = before is None and not manifest_path
+                if unseen and local_tree.is_same_size_file(tree.path(entry.relpath), entry.size):
                     unknown.append(entry)
                     continue
                 plan.copy.append(entry)
