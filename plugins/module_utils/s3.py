@@ -240,8 +240,7 @@ def list_objects(client, endpoint, bucket, prefix="", action="listing objects", 
     ``missing_ok`` a bucket that does not exist lists nothing."""
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", ()):
-                yield item
+            yield from page.get("Contents", ())
     except sdk_errors() as exc:
         if missing_ok and error_code(exc) == "NoSuchBucket":
             return
