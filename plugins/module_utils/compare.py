@@ -8,25 +8,9 @@ Run after a restore, independently of the code that restored, so that "restored"
 
 from __future__ import annotations
 
-import json
-
+from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-
-
-def _literal(text):
-    return "'" + text.replace("'", "''") + "'"
-
-
-def count_sql(tables):
-    """psql batch counting exact rows of ``schema.table`` names (those that exist)."""
-    names = ",".join(_literal(t) for t in sorted(tables))
-    # format()'s %L/%I quote the names server-side; \\gexec runs each generated SELECT.
-    return ("SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM ONLY %I.%I', "
-            "n.nspname || '.' || c.relname, n.nspname, c.relname) "
-            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY (ARRAY[" + names + "]::text[]) "
-            "ORDER BY 1 \\gexec")
 
 
 USER_TABLES_SQL = ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -48,11 +32,7 @@ def postgres_counts(client, tables):
     """(exact row counts of ``tables`` that exist, every user table) from a live server."""
     session = client.open_session()
     try:
-        counts = {}
-        if tables:
-            for row in session.query(count_sql(tables)):
-                item = json.loads(row)
-                counts[item["t"]] = item["n"]
+        counts = pg_client.count_rows(session, tables=tables)
         live = session.query(USER_TABLES_SQL)
     finally:
         session.close()

@@ -166,13 +166,13 @@ summary:
   sample: {"objects": 1043, "tables": 9}
 """
 
-import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
@@ -186,40 +186,6 @@ def argument_spec():
         fail_on_error=dict(type="bool", default=True),
         client_bin_dir=dict(type="path"),
     )
-
-
-def _major(version):
-    try:
-        return int(str(version).split(".", maxsplit=1)[0].split()[0])
-    except (ValueError, IndexError):
-        return None
-
-
-def find_pg_restore(module, client_bin_dir, server_version):
-    """pg_restore able to read a dump made by pg_dump of the given server version, or None."""
-    if client_bin_dir:
-        candidate = os.path.join(client_bin_dir, "pg_restore")
-        if not os.access(candidate, os.X_OK):
-            raise RatBackupError("client_bin_dir %s holds no executable pg_restore" % client_bin_dir)
-        return candidate
-    major = _major(server_version)
-    if major and os.access("/usr/lib/postgresql/%d/bin/pg_restore" % major, os.X_OK):
-        return "/usr/lib/postgresql/%d/bin/pg_restore" % major
-    installed = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_restore"), key=lambda p: _major(p.split("/")[4]) or 0)
-    if installed:
-        return installed[-1]
-    return module.get_bin_path("pg_restore")
-
-
-def dump_checker(module, binary, mode):
-    """A callable for manifest.verify: None when the dump reads, else pg_restore's complaint."""
-    def check(path):
-        # --file=/dev/null makes pg_restore read and decompress every block without a server;
-        # --list reads only the table of contents.
-        argv = [binary, "--list", path] if mode == "quick" else [binary, "--file=/dev/null", path]
-        rc, _out, err = module.run_command(argv, environ_update={"LC_ALL": "C"})
-        return None if rc == 0 else (err.strip().splitlines() or ["exit code %d" % rc])[-1]
-    return check
 
 
 def run(module):
@@ -239,8 +205,8 @@ def run(module):
         raise RatBackupError("%s is not a backup directory (missing, or a symlink)" % path, path=path)
     data = mf.read(path)
     server_version = (data.get("postgres") or {}).get("server_version")
-    binary = find_pg_restore(module, p["client_bin_dir"], server_version) if data.get("postgres") else None
-    checker = dump_checker(module, binary, p["mode"]) if binary else None
+    reader = pg_client.archive_reader(server_version, p["client_bin_dir"]) if data.get("postgres") else None
+    checker = (lambda dump: reader.archive_problem(dump, quick=p["mode"] == "quick")) if reader else None
     result = mf.verify(path, data, p["mode"], checker)
     result["changed_files"] = result.pop("changed")
     result.update(changed=False, name=name, backup_dir=path, dump_checked=bool(checker),

@@ -8,12 +8,13 @@ import botocore.exceptions
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import compare
+from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 
-def test_count_sql_when_names_have_quotes_then_literals_escaped():
-    sql = compare.count_sql(["public.runs", "o'hara.t"])
+def test_row_count_sql_when_names_have_quotes_then_literals_escaped():
+    sql = pg_client.row_count_sql(["public.runs", "o'hara.t"])
     assert "ARRAY['o''hara.t','public.runs']::text[]" in sql
     assert sql.endswith("\\gexec")
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec, pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import docker_exec, fs, pg_archive, pg_cli, pg_client, processes
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SECRET = "s3cr3t-pw"
@@ -39,7 +39,7 @@ TOC = """;
 
 
 def conn(password=SECRET):
-    return pg_cli.Connection("db.example", 5433, "rat", "ratdb", password, 7)
+    return pg_client.Connection("db.example", 5433, "rat", "ratdb", password, 7)
 
 
 def test_connection_argspec_when_copied_is_independent_and_password_no_log():
@@ -62,7 +62,7 @@ def test_connection_env_when_no_password_has_no_pgpassword():
 
 
 def test_dump_argv_when_all_options_given_is_exact():
-    argv = pg_cli.dump_argv("/usr/lib/postgresql/15/bin", conn(), "directory", snapshot="0003-1B-1", compress=6,
+    argv = pg_client.dump_argv("/usr/lib/postgresql/15/bin", conn(), "directory", snapshot="0003-1B-1", compress=6,
                             jobs=3, schemas=["public"], exclude_schemas=["tmp"], tables=["public.my table"],
                             exclude_tables=["x"], exclude_table_data=["public.runs"], directory="/b/d.partial")
     assert argv == [
@@ -75,59 +75,59 @@ def test_dump_argv_when_all_options_given_is_exact():
 
 
 def test_dump_argv_when_in_container_without_bin_dir_uses_path():
-    assert pg_cli.dump_argv(None, conn(), "custom")[0] == "pg_dump"
+    assert pg_client.dump_argv(None, conn(), "custom")[0] == "pg_dump"
 
 
 def test_restore_argv_when_defaults_matches_rat_and_is_single_transaction():
-    argv = pg_cli.restore_argv("/bin15", conn(), "/b/rat.dump")
+    argv = pg_client.restore_argv("/bin15", conn(), "/b/rat.dump")
     assert argv == ["/bin15/pg_restore", "--host", "db.example", "--port", "5433", "--username", "rat",
                     "--dbname", "ratdb", "--no-password", "--clean", "--if-exists", "--no-owner",
                     "--single-transaction", "/b/rat.dump"]
 
 
 def test_restore_argv_when_parallel_without_clean_from_stdin():
-    argv = pg_cli.restore_argv(None, conn(), None, clean=False, if_exists=True, no_owner=False,
+    argv = pg_client.restore_argv(None, conn(), None, clean=False, if_exists=True, no_owner=False,
                                single_transaction=False, jobs=4, database="other")
     assert argv == ["pg_restore", "--host", "db.example", "--port", "5433", "--username", "rat", "--dbname", "other",
                     "--no-password", "--jobs=4"]
 
 
 def test_mask_when_secret_inside_argument_replaces_it():
-    assert pg_cli.mask(["a", f"--dbname=postgresql://rat:{SECRET}@h/db"], [SECRET, None]) == \
+    assert pg_client.mask(["a", f"--dbname=postgresql://rat:{SECRET}@h/db"], [SECRET, None]) == \
         ["a", "--dbname=postgresql://rat:********@h/db"]
 
 
 @pytest.mark.parametrize("text,key", [("15.18", (15,)), ("9.6.24", (9, 6)), ("16", (16,)), ("17beta1", (17,))])
 def test_version_key_when_parsed_gives_major(text, key):
-    assert pg_cli.version_key(text) == key
+    assert pg_client.version_key(text) == key
 
 
 @pytest.mark.parametrize("num,key", [(150018, (15,)), (90624, (9, 6)), (170000, (17,))])
 def test_server_key_when_version_num_gives_major(num, key):
-    assert pg_cli.server_key(num) == key
+    assert pg_client.server_key(num) == key
 
 
 def test_parse_client_version_when_debian_banner_gives_version():
-    assert pg_cli.parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n") == "15.18"
+    assert pg_client.parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n") == "15.18"
 
 
 def test_parse_client_version_when_garbage_raises():
     with pytest.raises(RatBackupError, match="cannot read the client version"):
-        pg_cli.parse_client_version("bash: pg_dump: not found")
+        pg_client.parse_client_version("bash: pg_dump: not found")
 
 
 def test_choose_bin_dir_when_matching_major_installed_uses_it():
     installed = {(13,): "/pg/13/bin", (15,): "/pg/15/bin", (16,): "/pg/16/bin"}
-    assert pg_cli.choose_bin_dir((15,), installed) == "/pg/15/bin"
+    assert pg_client.choose_bin_dir((15,), installed) == "/pg/15/bin"
 
 
 def test_choose_bin_dir_when_no_match_uses_newest():
-    assert pg_cli.choose_bin_dir((14,), {(13,): "/pg/13/bin", (16,): "/pg/16/bin"}) == "/pg/16/bin"
+    assert pg_client.choose_bin_dir((14,), {(13,): "/pg/13/bin", (16,): "/pg/16/bin"}) == "/pg/16/bin"
 
 
 def test_choose_bin_dir_when_explicit_wins_and_none_installed_means_path():
-    assert pg_cli.choose_bin_dir((15,), {(15,): "/pg/15/bin"}, "/opt/pg/bin") == "/opt/pg/bin"
-    assert pg_cli.choose_bin_dir((15,), {}) is None
+    assert pg_client.choose_bin_dir((15,), {(15,): "/pg/15/bin"}, "/opt/pg/bin") == "/opt/pg/bin"
+    assert pg_client.choose_bin_dir((15,), {}) is None
 
 
 def test_installed_clients_when_debian_layout_finds_majors(tmp_path):
@@ -137,26 +137,26 @@ def test_installed_clients_when_debian_layout_finds_majors(tmp_path):
         (bin_dir / "pg_dump").write_text("#!/bin/sh\n")
         (bin_dir / "pg_dump").chmod(0o755)
     (tmp_path / "nodump" / "bin").mkdir(parents=True)
-    found = pg_cli.installed_clients(str(tmp_path))
+    found = pg_client.installed_clients(str(tmp_path))
     assert found == {(13,): str(tmp_path / "13" / "bin"), (15,): str(tmp_path / "15" / "bin"),
                      (9, 6): str(tmp_path / "9.6" / "bin")}
 
 
 def test_check_client_new_enough_when_older_names_both_versions_and_fixes():
     with pytest.raises(RatBackupError) as err:
-        pg_cli.check_client_new_enough("pg_dump", "13.4", "16.2", (16,), in_container=False)
+        pg_client.check_client_new_enough("pg_dump", "13.4", "16.2", (16,), in_container=False)
     assert "pg_dump 13.4 is older than the server (PostgreSQL 16.2)" in err.value.msg
     assert "postgresql-client-16" in err.value.msg and "container" in err.value.msg
     assert err.value.details == {"client_version": "13.4", "server_version": "16.2"}
 
 
 def test_check_client_new_enough_when_same_or_newer_passes():
-    pg_cli.check_client_new_enough("pg_dump", "15.18", "15.2", (15,), in_container=False)
-    pg_cli.check_client_new_enough("pg_dump", "16.1", "15.2", (15,), in_container=True)
+    pg_client.check_client_new_enough("pg_dump", "15.18", "15.2", (15,), in_container=False)
+    pg_client.check_client_new_enough("pg_dump", "16.1", "15.2", (15,), in_container=True)
 
 
 def test_parse_toc_when_pg_restore_list_gives_header_and_entries():
-    toc = pg_cli.parse_toc(TOC)
+    toc = pg_archive.parse_toc(TOC)
     assert toc["header"]["Format"] == "CUSTOM"
     assert toc["header"]["Dumped by pg_dump version"] == "15.18 (Debian 15.18-0+deb12u1)"
     kinds = [e["kind"] for e in toc["entries"]]
@@ -166,11 +166,11 @@ def test_parse_toc_when_pg_restore_list_gives_header_and_entries():
 
 
 def test_table_data_oids_when_toc_parsed_are_the_tables_with_rows():
-    assert pg_cli.table_data_oids(pg_cli.parse_toc(TOC)) == [16386, 16393]
+    assert pg_archive.table_data_oids(pg_archive.parse_toc(TOC)) == [16386, 16393]
 
 
 def test_toc_summary_when_toc_parsed_counts_kinds_and_lists_tables():
-    summary = pg_cli.toc_summary(pg_cli.parse_toc(TOC))
+    summary = pg_archive.toc_summary(pg_archive.parse_toc(TOC))
     assert summary["counts"]["TABLE DATA"] == 2
     assert summary["tables"] == ["public.a", "public.odd name"]
     assert summary["format"] == "CUSTOM" and summary["source_database"] == "rat"
@@ -234,19 +234,19 @@ class FakeRunner:
 
 def test_communicate_when_sink_given_streams_stdout_and_bounds_stderr(tmp_path):
     got = []
-    proc = FakeProcess([(docker_exec.STDOUT, b"ab"), (docker_exec.STDERR, b"x" * (pg_cli._STDERR_LIMIT + 10)),
+    proc = FakeProcess([(docker_exec.STDOUT, b"ab"), (docker_exec.STDERR, b"x" * (processes.STDERR_LIMIT + 10)),
                         (docker_exec.STDOUT, b"cd")], rc=3)
-    rc, out, err = pg_cli.communicate(proc, sink=got.append)
+    rc, out, err = processes.communicate(proc, sink=got.append)
     assert (rc, out, got) == (3, b"", [b"ab", b"cd"])
-    assert len(err) == pg_cli._STDERR_LIMIT
+    assert len(err) == processes.STDERR_LIMIT
     assert proc.stdin_closed
 
 
 def test_communicate_when_stdin_path_given_feeds_whole_file(tmp_path):
     src = tmp_path / "in.bin"
-    src.write_bytes(os.urandom(3 * pg_cli._CHUNK + 5))
+    src.write_bytes(os.urandom(3 * fs.CHUNK + 5))
     proc = FakeProcess([(docker_exec.STDOUT, b"ok")])
-    rc, out, _err = pg_cli.communicate(proc, stdin_path=str(src))
+    rc, out, _err = processes.communicate(proc, stdin_path=str(src))
     assert (rc, out) == (0, b"ok")
     assert bytes(proc.written) == src.read_bytes()
 
@@ -254,21 +254,21 @@ def test_communicate_when_stdin_path_given_feeds_whole_file(tmp_path):
 def test_host_process_when_command_reads_stdin_round_trips_bytes(tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(300000))
-    proc = pg_cli.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+    proc = processes.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
                               {}, stdin=True)
-    rc, out, err = pg_cli.communicate(proc, stdin_path=str(src))
+    rc, out, err = processes.communicate(proc, stdin_path=str(src))
     assert (rc, out, err) == (0, src.read_bytes(), "")
 
 
 def test_host_process_when_program_missing_raises_clear_error():
     with pytest.raises(RatBackupError, match="cannot run /nonexistent/pg_dump"):
-        pg_cli.HostProcess(["/nonexistent/pg_dump"], {})
+        processes.HostProcess(["/nonexistent/pg_dump"], {})
 
 
 def test_psql_session_when_queried_sends_sql_with_marker_and_returns_rows():
     proc = FakeProcess([(docker_exec.STDOUT, f"150018|15.18 (Debian)\n__rat.backup.{os.getpid()}.1__\n".encode())])
     runner = FakeRunner(proc)
-    session = pg_cli.PsqlSession(runner, "/pg/bin/psql", conn())
+    session = pg_client.PsqlSession(runner, "/pg/bin/psql", conn())
     assert session.query("SELECT 1;") == ["150018|15.18 (Debian)"]
     argv, env, stdin = runner.spawned[0]
     assert argv[:7] == ["/pg/bin/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
@@ -279,7 +279,7 @@ def test_psql_session_when_queried_sends_sql_with_marker_and_returns_rows():
 def test_psql_session_when_psql_exits_raises_its_stderr():
     proc = FakeProcess([(docker_exec.STDERR, b'psql: error: FATAL:  password authentication failed for user "rat"\n')],
                        rc=2)
-    session = pg_cli.PsqlSession(FakeRunner(proc), "psql", conn())
+    session = pg_client.PsqlSession(FakeRunner(proc), "psql", conn())
     with pytest.raises(RatBackupError, match="password authentication failed"):
         session.query("SELECT 1;")
 

@@ -10,10 +10,13 @@ import os
 
 import pytest
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import pg_archive
 from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
-BODY = b"\x00\x03\x00\x00\x00rat" + os.urandom(3 * pg_cli._CHUNK)
+BODY = b"\x00\x03\x00\x00\x00rat" + os.urandom(3 * fs.CHUNK)
 
 
 def archive_int(value, int_size=4):
@@ -34,11 +37,11 @@ def write(path, data):
 
 
 def test_creation_time_span_when_pg15_header_covers_the_seven_time_ints():
-    assert pg_cli.creation_time_span(archive()) == (16, 51)
+    assert pg_archive.creation_time_span(archive()) == (16, 51)
 
 
 def test_creation_time_span_when_pg16_header_starts_after_the_algorithm_byte():
-    assert pg_cli.creation_time_span(archive(version=(1, 15, 0))) == (12, 47)
+    assert pg_archive.creation_time_span(archive(version=(1, 15, 0))) == (12, 47)
 
 
 @pytest.mark.parametrize("data", [
@@ -49,26 +52,26 @@ def test_creation_time_span_when_pg16_header_starts_after_the_algorithm_byte():
     archive()[:30],
 ])
 def test_creation_time_span_when_not_a_readable_custom_archive_is_none(data):
-    assert pg_cli.creation_time_span(data) is None
+    assert pg_archive.creation_time_span(data) is None
 
 
 def test_same_archive_when_only_creation_time_differs_gives_old_sha256(tmp_path):
     old = write(tmp_path / "old", archive(created=(1, 2, 3, 4, 5, 120, 0)))
     new = write(tmp_path / "new", archive())
-    assert pg_cli.same_archive_but_creation_time(new, old) == hashlib.sha256(archive((1, 2, 3, 4, 5, 120, 0))).hexdigest()
+    assert pg_archive.same_archive_but_creation_time(new, old) == hashlib.sha256(archive((1, 2, 3, 4, 5, 120, 0))).hexdigest()
 
 
-@pytest.mark.parametrize("changed_at", [5, 60, pg_cli._CHUNK + 7, len(archive()) - 1])
+@pytest.mark.parametrize("changed_at", [5, 60, fs.CHUNK + 7, len(archive()) - 1])
 def test_same_archive_when_one_byte_outside_the_time_differs_is_none(tmp_path, changed_at):
     data = bytearray(archive())
     data[changed_at] ^= 0xFF
     old = write(tmp_path / "old", archive(created=(1, 2, 3, 4, 5, 120, 0)))
-    assert pg_cli.same_archive_but_creation_time(write(tmp_path / "new", bytes(data)), old) is None
+    assert pg_archive.same_archive_but_creation_time(write(tmp_path / "new", bytes(data)), old) is None
 
 
 def test_same_archive_when_sizes_differ_is_none(tmp_path):
     old = write(tmp_path / "old", archive())
-    assert pg_cli.same_archive_but_creation_time(write(tmp_path / "new", archive() + b"x"), old) is None
+    assert pg_archive.same_archive_but_creation_time(write(tmp_path / "new", archive() + b"x"), old) is None
 
 
 class FakeSession:
@@ -93,7 +96,7 @@ class FakeClient:
 
     def __init__(self, produced):
         self.produced = produced
-        self.conn = pg_cli.Connection("127.0.0.1", 5432, "rat", "rat", "pw")
+        self.conn = pg_client.Connection("127.0.0.1", 5432, "rat", "rat", "pw")
         self.bin_dir = None
         self.server_version = self.client_version = "15.18"
         self.server = (15,)

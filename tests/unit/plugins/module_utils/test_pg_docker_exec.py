@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec, pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import docker_exec, processes
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 
@@ -53,7 +53,7 @@ def test_exec_process_when_output_multiplexed_demuxes_and_returns_exit_code():
     api.running = False
     proc = docker_exec.ExecProcess(api, "pg", ["pg_dump", "-Fc"], {"PGPASSWORD": "x"})
     got = bytearray()
-    rc, _out, err = pg_cli.communicate(proc, sink=got.extend)
+    rc, _out, err = processes.communicate(proc, sink=got.extend)
     assert (rc, bytes(got), err) == (1, payload, "warn\n")
     assert api.created == ("pg", ["pg_dump", "-Fc"],
                            {"stdin": False, "stdout": True, "stderr": True, "tty": False,
@@ -76,7 +76,7 @@ def test_exec_process_when_command_stops_reading_input_communicate_returns(tmp_p
     thread.start()
     api.running = False
     try:
-        rc, out, _err = pg_cli.communicate(proc, stdin_path=str(src))
+        rc, out, _err = processes.communicate(proc, stdin_path=str(src))
     finally:
         thread.join()
     assert (rc, out) == (0, b"; TOC\n")

@@ -1,0 +1,394 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL's own client programs (psql, pg_dump, pg_restore) matched to one server.
+
+The choice of client version, argv/environment building (the password only ever travels in
+the environment, with --no-password), a psql session driven over pipes (used to hold the dump's
+snapshot), the exact row counts of tables, and the pg_restore commands that read an archive.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+
+from ansible_collections.rat.backup.plugins.module_utils import docker_exec
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.pg_archive import parse_toc
+from ansible_collections.rat.backup.plugins.module_utils.processes import STDERR_LIMIT, Runner, communicate, first_lines
+
+CLIENT_ROOT = "/usr/lib/postgresql"
+MASK = "********"
+
+
+# --- versions ---------------------------------------------------------------------------------
+
+def version_key(text):
+    """'15.18' -> (15,), '9.6.24' -> (9, 6): the major version as PostgreSQL numbers it."""
+    parts = [int(p) for p in re.findall(r"\d+", text)[:2]]
+    if not parts:
+        raise ValueError(text)
+    return tuple(parts[:2]) if parts[0] < 10 else (parts[0],)
+
+
+def server_key(version_num):
+    """server_version_num (150018, 90624) -> major version key."""
+    num = int(version_num)
+    return (num // 10000,) if num >= 100000 else (num // 10000, num // 100 % 100)
+
+
+def key_text(key):
+    return ".".join(str(p) for p in key)
+
+
+def parse_client_version(output):
+    """'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)' -> '15.18'."""
+    match = re.search(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)", output)
+    if not match:
+        raise RatBackupError(f"cannot read the client version from {output.strip()!r}")
+    return match.group(1)
+
+
+def installed_clients(root=CLIENT_ROOT):
+    """{major key: bin dir} of the Debian/Ubuntu client installs under ``root``."""
+    found = {}
+    for bin_dir in glob.glob(os.path.join(root, "*", "bin")):
+        if os.access(os.path.join(bin_dir, "pg_dump"), os.X_OK):
+            try:
+                found[version_key(os.path.basename(os.path.dirname(bin_dir)))] = bin_dir
+            except ValueError:
+                continue
+    return found
+
+
+def choose_bin_dir(server, installed, explicit=None):
+    """Client directory for a server of major ``server``: explicit, else the same major, else the newest.
+
+    ``None`` means "whatever is on PATH". Whether the choice is new enough is checked separately,
+    against the version the chosen pg_dump reports.
+    """
+    if explicit:
+        return explicit
+    if server in installed:
+        return installed[server]
+    if installed:
+        return installed[max(installed)]
+    return None
+
+
+def check_client_new_enough(program, client_version, server_version, server, in_container):
+    """pg_dump refuses (or worse, silently mis-dumps) servers newer than itself: fail before starting."""
+    if version_key(client_version) >= server:
+        return
+    major = key_text(server)
+    if in_container:
+        fixes = (f"use a container whose {program} is PostgreSQL {major} or newer, or set client_bin_dir "
+                 "to such a client inside the container")
+    else:
+        fixes = (f"install the PostgreSQL {major} client (Debian/Ubuntu: postgresql-client-{major}, which provides "
+                 f"{CLIENT_ROOT}/{major}/bin), set client_bin_dir to a client >= {major}, or use container mode "
+                 "(container) so the server's own client runs")
+    raise RatBackupError(
+        f"{program} {client_version} is older than the server (PostgreSQL {server_version}): {fixes}",
+        client_version=client_version, server_version=server_version,
+    )
+
+
+# --- argv and environment ---------------------------------------------------------------------
+
+class Connection:
+    """Where and as whom to connect; builds the argv part and the environment of every client."""
+
+    def __init__(self, host, port, user, database, password=None, connect_timeout=10):
+        self.host = host
+        self.port = port
+        self.user = user
+        self.database = database
+        self.password = password
+        self.connect_timeout = connect_timeout
+
+    @classmethod
+    def from_params(cls, params):
+        return cls(params["host"], params["port"], params["user"], params["database"],
+                   params.get("password"), params["connect_timeout"])
+
+    def describe(self, database=None):
+        return f"{self.host}:{self.port} as {self.user} (database {database or self.database})"
+
+    def args(self, database=None):
+        # --no-password: a missing or wrong password fails at once instead of waiting on a prompt.
+        return ["--host", self.host, "--port", str(self.port), "--username", self.user,
+                "--dbname", database or self.database, "--no-password"]
+
+    def env(self):
+        env = {
+            "PGCONNECT_TIMEOUT": str(self.connect_timeout),
+            "PGAPPNAME": "rat.backup",
+            "PGCLIENTENCODING": "UTF8",
+            # Client messages untranslated: pg_restore's stderr is parsed.
+            "LC_MESSAGES": "C",
+        }
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+
+def mask(argv, secrets):
+    """argv safe to return or log: every secret replaced wherever it appears."""
+    secrets = [s for s in secrets if s]
+    masked = []
+    for arg in argv:
+        for secret in secrets:
+            arg = arg.replace(secret, MASK)
+        masked.append(arg)
+    return masked
+
+
+def program(bin_dir, name):
+    return os.path.join(bin_dir, name) if bin_dir else name
+
+
+def dump_argv(bin_dir, conn, fmt, snapshot=None, compress=None, jobs=1, schemas=(), exclude_schemas=(),
+              tables=(), exclude_tables=(), exclude_table_data=(), directory=None):
+    argv = [program(bin_dir, "pg_dump")] + conn.args() + [f"--format={fmt}"]
+    if compress is not None:
+        argv.append(f"--compress={compress}")
+    if jobs > 1:
+        argv.append(f"--jobs={jobs}")
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    for option, values in (("--schema", schemas), ("--exclude-schema", exclude_schemas), ("--table", tables),
+                           ("--exclude-table", exclude_tables), ("--exclude-table-data", exclude_table_data)):
+        argv.extend(f"{option}={value}" for value in values)
+    if directory:
+        argv.append(f"--file={directory}")
+    return argv
+
+
+def restore_argv(bin_dir, conn, src=None, clean=True, if_exists=True, no_owner=True, single_transaction=True,
+                 jobs=1, database=None):
+    """pg_restore into ``database``; without ``src`` the archive is read from stdin."""
+    argv = [program(bin_dir, "pg_restore")] + conn.args(database)
+    if clean:
+        argv.append("--clean")
+        if if_exists:
+            argv.append("--if-exists")
+    if no_owner:
+        argv.append("--no-owner")
+    if single_transaction:
+        argv.append("--single-transaction")
+    if jobs > 1:
+        argv.append(f"--jobs={jobs}")
+    if src:
+        argv.append(src)
+    return argv
+
+
+class PsqlSession:
+    """A psql process driven over its pipes: send SQL, read the rows back (unaligned, tuples only).
+
+    Each batch ends with an ``\\echo`` of a unique marker, so the reply is known to be complete
+    without a timeout. ON_ERROR_STOP makes psql exit at the first error; its stderr explains it.
+    """
+
+    def __init__(self, runner, psql, conn, database=None):
+        self.conn = conn
+        self.database = database or conn.database
+        argv = [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"] + conn.args(self.database)
+        self._proc = runner.spawn(argv, conn.env(), stdin=True)
+        self._frames = self._proc.frames()
+        self._pending = b""
+        self._stderr = bytearray()
+        self._batches = 0
+
+    def query(self, sql):
+        """Run ``sql`` (one or more statements) and return the output lines."""
+        self._batches += 1
+        marker = f"__rat.backup.{os.getpid()}.{self._batches}__"
+        try:
+            self._proc.write(f"{sql}\n\\echo {marker}\n".encode())
+        except OSError:
+            self._fail()
+        lines = []
+        while True:
+            line = self._readline()
+            if line is None:
+                self._fail()
+            if line == marker:
+                return lines
+            lines.append(line)
+
+    def close(self):
+        """End the session (an open transaction is rolled back by psql's exit)."""
+        try:
+            self._proc.write(b"\\q\n")
+        except OSError:
+            pass
+        self._proc.close_stdin()
+        for _stream, _data in self._frames:
+            pass
+        self._proc.wait()
+
+    def _readline(self):
+        while b"\n" not in self._pending:
+            try:
+                stream, data = next(self._frames)
+            except StopIteration:
+                return None
+            if stream == docker_exec.STDOUT:
+                self._pending += data
+            elif len(self._stderr) < STDERR_LIMIT:
+                self._stderr += data
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def _fail(self):
+        for stream, data in self._frames:
+            if stream == docker_exec.STDERR and len(self._stderr) < STDERR_LIMIT:
+                self._stderr += data
+        self._proc.wait()
+        raise RatBackupError(first_lines(self._stderr.decode("utf-8", "replace")))
+
+
+# --- the client programs of one server ----------------------------------------------------------
+
+class Client:
+    """PostgreSQL's client programs matched to one server, on the host or in a container."""
+
+    def __init__(self, runner, conn, explicit_bin_dir=None, client_root=CLIENT_ROOT):
+        self.runner = runner
+        self.conn = conn
+        self.explicit_bin_dir = explicit_bin_dir
+        self.client_root = client_root
+        self.bin_dir = None
+        self.server_version = None
+        self.server = None
+        self.client_version = None
+
+    def _first_psql(self):
+        """Any psql can ask the server its version; prefer the explicit dir, then the newest install."""
+        if self.runner.in_container or self.explicit_bin_dir:
+            return program(self.explicit_bin_dir, "psql")
+        installed = installed_clients(self.client_root)
+        if installed:
+            return os.path.join(installed[max(installed)], "psql")
+        found = shutil.which("psql")
+        if not found:
+            raise RatBackupError("psql not found: install the PostgreSQL client (Debian/Ubuntu: postgresql-client) "
+                                 "or set client_bin_dir")
+        return found
+
+    def open_session(self, database=None):
+        """Connect, learn the server version, pick the client binaries; returns the open session."""
+        database = database or self.conn.database
+        session = PsqlSession(self.runner, self._first_psql(), self.conn, database)
+        try:
+            rows = session.query("SELECT current_setting('server_version_num'), current_setting('server_version');")
+        except RatBackupError as exc:
+            where = "in container " + repr(self.runner.container) + " " if self.runner.in_container else ""
+            raise RatBackupError(f"cannot connect to PostgreSQL {where}at {self.conn.describe(database)}: {exc.msg}",
+                                 host=self.conn.host, port=self.conn.port)
+        num, self.server_version = rows[0].split("|", 1)
+        self.server = server_key(num)
+        if self.runner.in_container:
+            self.bin_dir = self.explicit_bin_dir
+        else:
+            self.bin_dir = choose_bin_dir(self.server, installed_clients(self.client_root), self.explicit_bin_dir)
+        self.client_version = self.version_of("pg_dump")
+        return session
+
+    def version_of(self, name):
+        rc, out, err = communicate(self.runner.spawn([program(self.bin_dir, name), "--version"], {}))
+        if rc != 0:
+            where = f"in container {self.runner.container!r}" if self.runner.in_container else "on this host"
+            raise RatBackupError(f"{program(self.bin_dir, name)} is not usable {where}: {first_lines(err or out.decode())}; "
+                                 "install the PostgreSQL client or set client_bin_dir")
+        return parse_client_version(out.decode())
+
+    def read_toc(self, src):
+        """Parse the archive's table of contents; fails on anything pg_restore cannot read."""
+        rc, out, err = self._archive_command(["--list"], src)
+        if rc != 0:
+            raise RatBackupError(f"{src} is not a readable pg_dump archive: {first_lines(err)}", src=src)
+        toc = parse_toc(out.decode("utf-8", "replace"))
+        if toc["header"].get("Format") not in ("CUSTOM", "DIRECTORY", "TAR"):
+            raise RatBackupError(f"{src} is not a pg_dump archive (format {toc['header'].get('Format')!r})", src=src)
+        return toc
+
+    def read_through(self, src):
+        """Read and decompress every data block (output discarded): finds truncation and corruption."""
+        rc, _out, err = self._archive_command(["--file=/dev/null"], src)
+        if rc != 0:
+            raise RatBackupError(f"{src} is damaged (pg_restore cannot read all of it): {first_lines(err)}", src=src)
+
+    def archive_problem(self, src, quick=False):
+        """None when pg_restore reads the archive (its TOC when ``quick``, else every data block),
+        else its last complaint; for verifying a backup, where a damaged dump is a finding."""
+        rc, _out, err = self._archive_command(["--list"] if quick else ["--file=/dev/null"], src)
+        return None if rc == 0 else (err.strip().splitlines() or [f"exit code {rc}"])[-1]
+
+    def _archive_command(self, args, src):
+        argv = [program(self.bin_dir, "pg_restore")] + args
+        env = {"LC_MESSAGES": "C"}
+        if self.runner.in_container:
+            if os.path.isdir(src):
+                raise RatBackupError("a directory-format archive cannot be streamed into a container: "
+                                     "use a custom-format dump in container mode", src=src)
+            return communicate(self.runner.spawn(argv, env, stdin=True), stdin_path=src)
+        return communicate(self.runner.spawn(argv + [src], env))
+
+
+def archive_reader(server_version, explicit_bin_dir=None, client_root=CLIENT_ROOT):
+    """A Client on this host that reads archives dumped from a server of ``server_version``, with
+    no server to ask: pg_restore from ``explicit_bin_dir``, the same major, the newest install or
+    PATH; None when there is no pg_restore at all."""
+    if explicit_bin_dir:
+        if not os.access(program(explicit_bin_dir, "pg_restore"), os.X_OK):
+            raise RatBackupError(f"client_bin_dir {explicit_bin_dir} holds no executable pg_restore")
+        bin_dir = explicit_bin_dir
+    else:
+        try:
+            server = version_key(str(server_version or ""))
+        except ValueError:
+            server = None
+        bin_dir = choose_bin_dir(server, installed_clients(client_root))
+        if bin_dir is None and not shutil.which("pg_restore"):
+            return None
+    client = Client(Runner(), None, explicit_bin_dir, client_root)
+    client.bin_dir = bin_dir
+    return client
+
+
+# --- exact row counts ----------------------------------------------------------------------------
+
+def _literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def row_count_sql(tables=None, oids=None):
+    """psql batch counting the exact rows of tables named ``schema.table`` (those that exist) or
+    given by OID; ``\\gexec`` runs each generated SELECT, format()'s %L/%I quote server-side."""
+    if oids is not None:
+        where = "c.oid = ANY ('{" + ",".join(str(int(o)) for o in oids) + "}'::oid[])"
+    else:
+        names = ",".join(_literal(t) for t in sorted(tables))
+        where = "c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY (ARRAY[" + names + "]::text[])"
+    return ("SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM ONLY %I.%I', "
+            "n.nspname || '.' || c.relname, n.nspname, c.relname) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE " + where + " ORDER BY 1 \\gexec")
+
+
+def count_rows(session, tables=None, oids=None):
+    """{schema.table: exact rows} in the session's transaction (the dump's snapshot, or now)."""
+    if not (tables if oids is None else oids):
+        return {}
+    counts = {}
+    for row in session.query(row_count_sql(tables, oids)):
+        item = json.loads(row)
+        counts[item["t"]] = item["n"]
+    return dict(sorted(counts.items()))
