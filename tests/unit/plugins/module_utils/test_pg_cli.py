@@ -63,8 +63,8 @@ def test_connection_env_when_no_password_has_no_pgpassword():
 
 def test_dump_argv_when_all_options_given_is_exact():
     argv = pg_client.dump_argv("/usr/lib/postgresql/15/bin", conn(), "directory", snapshot="0003-1B-1", compress=6,
-                            jobs=3, schemas=["public"], exclude_schemas=["tmp"], tables=["public.my table"],
-                            exclude_tables=["x"], exclude_table_data=["public.runs"], directory="/b/d.partial")
+                               jobs=3, schemas=["public"], exclude_schemas=["tmp"], tables=["public.my table"],
+                               exclude_tables=["x"], exclude_table_data=["public.runs"], directory="/b/d.partial")
     assert argv == [
         "/usr/lib/postgresql/15/bin/pg_dump", "--host", "db.example", "--port", "5433", "--username", "rat",
         "--dbname", "ratdb", "--no-password", "--format=directory", "--compress=6", "--jobs=3",
@@ -87,7 +87,7 @@ def test_restore_argv_when_defaults_matches_rat_and_is_single_transaction():
 
 def test_restore_argv_when_parallel_without_clean_from_stdin():
     argv = pg_client.restore_argv(None, conn(), None, clean=False, if_exists=True, no_owner=False,
-                               single_transaction=False, jobs=4, database="other")
+                                  single_transaction=False, jobs=4, database="other")
     assert argv == ["pg_restore", "--host", "db.example", "--port", "5433", "--username", "rat", "--dbname", "other",
                     "--no-password", "--jobs=4"]
 
@@ -255,7 +255,7 @@ def test_host_process_when_command_reads_stdin_round_trips_bytes(tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(300000))
     proc = processes.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
-                              {}, stdin=True)
+                                 {}, stdin=True)
     rc, out, err = processes.communicate(proc, stdin_path=str(src))
     assert (rc, out, err) == (0, src.read_bytes(), "")
 
