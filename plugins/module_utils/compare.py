@@ -8,6 +8,9 @@ Run after a restore, independently of the code that restored, so that "restored"
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
+
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -63,6 +66,38 @@ def list_buckets(client, endpoint, buckets):
     for bucket in sorted(buckets):
         for item in s3.list_objects(client, endpoint, bucket, action="listing"):
             yield bucket, item["Key"], item["Size"]
+
+
+def renamed(objects, bucket_map):
+    """Manifest objects as they are expected on an endpoint restored with a bucket map."""
+    return [dict(o, bucket=bucket_map.get(o["bucket"], o["bucket"])) for o in objects] if bucket_map else objects
+
+
+def object_sha256(client, endpoint, bucket, key, chunk=1 << 20):
+    body = s3.get_object(client, endpoint, bucket, key)["Body"]
+    digest = hashlib.sha256()
+    with s3.translated(endpoint, "reading", bucket, key):
+        for block in iter(lambda: body.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_objects(client, endpoint, objects, concurrency=8):
+    """Read every object back and compare its sha256 with the manifest: the list of those that differ.
+
+    Objects missing or of another size are already reported by compare_objects; a read that
+    fails is an error naming the object, not a difference.
+    """
+    def check(item):
+        return item, object_sha256(client, endpoint, item["bucket"], item["key"])
+
+    differ = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for item, actual in pool.map(check, [o for o in objects if o.get("sha256")]):
+            if actual != item["sha256"]:
+                differ.append({"object": "s3://%s/%s" % (item["bucket"], item["key"]), "expected": item["sha256"],
+                               "actual": actual})
+    return differ
 
 
 def manifest_buckets(minio):

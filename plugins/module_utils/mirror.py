@@ -59,9 +59,13 @@ class Mirror:
         for side in (self.src, self.dest):
             if side.is_s3 and side.single_bucket and buckets:
                 raise RatBackupError("buckets only applies to an s3:// location without a bucket, not {0}".format(side.text))
-        for name in buckets:
-            if not name or "/" in name or name.startswith("."):
-                raise RatBackupError("buckets: {0!r} is not a bucket name".format(name))
+        for option, names in (("buckets", buckets), ("bucket_map", (o.get("bucket_map") or {}).values())):
+            for name in names:
+                if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+                    raise RatBackupError("{0}: {1!r} is not a bucket name".format(option, name))
+        if o.get("bucket_map") and (self.src.is_s3 or self.dest.single_bucket or not o.get("manifest")):
+            raise RatBackupError("bucket_map only applies to a local src with a manifest and dest s3:// "
+                                 "(no bucket in dest)")
         if self.src.is_s3 and self.dest.is_s3 and o.get("manifest"):
             raise RatBackupError("manifest needs a local src or dest (S3 -> S3 keeps no manifest)")
         if o.get("link_dest") and not (self.src.is_s3 and not self.dest.is_s3):

@@ -37,13 +37,34 @@ options:
     description: Objects the backup does not have count as differences (a pruned restore); when false they are only listed.
     type: bool
     default: true
+  bucket_map:
+    description:
+      - "The backup was restored into buckets of other names: C({backup bucket: live bucket}), as
+        M(rat.backup.bucket_mirror) O(rat.backup.bucket_mirror#module:bucket_map) restored it. Buckets not in
+        the map are compared under their own names."
+    type: dict
+    default: {}
+    version_added: 0.1.0
+  checksums:
+    description:
+      - Also read every object back from S3 and compare its sha256 with the manifest (a full
+        download of the backup's objects, which is what a restore drill proves). Off, objects are
+        compared by key and size.
+    type: bool
+    default: false
+    version_added: 0.1.0
+  concurrency:
+    description: Parallel object reads for O(checksums).
+    type: int
+    default: 8
+    version_added: 0.1.0
   fail_on_error:
     description: Fail when anything differs; when false, return RV(ok=false).
     type: bool
     default: true
 notes:
-  - Objects are compared by key and size (a byte-level check would download every object);
-    byte equality is what the backup's sha256 and bucket_mirror's transfer checks guarantee.
+  - Without O(checksums) objects are compared by key and size (a byte-level check downloads every
+    object); byte equality is then what the backup's sha256 and bucket_mirror's transfer checks guarantee.
 seealso:
   - module: rat.backup.backup_verify
 author:
@@ -73,7 +94,9 @@ postgres:
   type: dict
   sample: {"ok": true, "tables": 9, "rows": 50210, "mismatched": [], "missing_tables": [], "extra_tables": []}
 minio:
-  description: Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs)).
+  description:
+    - Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs)), with
+      O(checksums) also C(checksummed) (objects read back) and C(sha256_differs).
   returned: when minio is compared
   type: dict
   sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": []}
@@ -101,6 +124,9 @@ def argument_spec():
         path=dict(type="path", required=True),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
         exact=dict(type="bool", default=True),
+        bucket_map=dict(type="dict", default={}),
+        checksums=dict(type="bool", default=False),
+        concurrency=dict(type="int", default=8),
         fail_on_error=dict(type="bool", default=True),
     )
     return spec
@@ -133,20 +159,31 @@ def run(module):
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
         minio = compare.require(data.get("minio"), "minio", p["path"])
         endpoint = s3.Endpoint.from_params(p, "dest_")
-        buckets = compare.manifest_buckets(minio)
-        listing = compare.list_buckets(s3.make_client(endpoint), endpoint, buckets)
-        objects = compare.compare_objects(minio["objects"], listing, buckets)
+        expected = compare.renamed(minio["objects"], p["bucket_map"])
+        buckets = {p["bucket_map"].get(b, b) for b in compare.manifest_buckets(minio)}
+        client = s3.make_client(endpoint)
+        listing = compare.list_buckets(client, endpoint, buckets)
+        objects = compare.compare_objects(expected, listing, buckets)
         if not p["exact"]:
             objects["ok"] = not (objects["missing"] or objects["size_differs"])
+        if p["checksums"]:
+            absent = set(objects["missing"]) | {d["object"] for d in objects["size_differs"]}
+            present = [o for o in expected if "s3://%s/%s" % (o["bucket"], o["key"]) not in absent]
+            objects["sha256_differs"] = compare.checksum_objects(client, endpoint, present, p["concurrency"])
+            objects["checksummed"] = len(present)
+            objects["ok"] = objects["ok"] and not objects["sha256_differs"]
         result["minio"] = objects
         if objects["ok"]:
-            result["verified"].append("S3 %s: %d objects in %d buckets match the manifest by key and size%s"
+            result["verified"].append("S3 %s: %d objects in %d buckets match the manifest by key and %s%s"
                                       % (endpoint.name, objects["objects"], len(buckets),
+                                         "sha256 (read back)" if p["checksums"] else "size",
                                          ", no extra objects" if p["exact"] else ""))
         else:
-            problems.append("S3 %s: missing %s; extra %s; size differs %s" % (
+            problems.append("S3 %s: missing %s; extra %s; size differs %s%s" % (
                 endpoint.name, _limited(objects["missing"]) or "none",
-                _limited(objects["extra"]) or "none", _limited([d["object"] for d in objects["size_differs"]]) or "none"))
+                _limited(objects["extra"]) or "none", _limited([d["object"] for d in objects["size_differs"]]) or "none",
+                "; sha256 differs %s" % (_limited([d["object"] for d in objects["sha256_differs"]]) or "none")
+                if p["checksums"] else ""))
     result["ok"] = not problems
     if problems and p["fail_on_error"]:
         raise RatBackupError("live state differs from backup %s: %s" % (p["path"], " | ".join(problems)),

@@ -57,6 +57,15 @@ options:
     type: list
     elements: str
     default: []
+  bucket_map:
+    description:
+      - "Disk -> S3 with O(manifest) and C(dest=s3://) only. Restores the manifest's buckets (those
+        in O(buckets) when set, by their names in the manifest) into buckets of other names,
+        C({backup bucket: destination bucket}). Buckets not in the map keep their names."
+      - The restore drill uses it to restore into scratch buckets beside the live ones.
+    type: dict
+    default: {}
+    version_added: 0.1.0
   delete:
     description:
       - Remove from the destination what the source does not have, within the buckets (and
@@ -305,6 +314,7 @@ def argument_spec():
         "src": {"type": "str", "required": True},
         "dest": {"type": "str", "required": True},
         "buckets": {"type": "list", "elements": "str", "default": []},
+        "bucket_map": {"type": "dict", "default": {}},
         "delete": {"type": "bool", "default": False},
         "include": {"type": "list", "elements": "str", "default": []},
         "exclude": {"type": "list", "elements": "str", "default": []},

@@ -115,6 +115,12 @@ class Upload:
                 keep.append(entry)
         if rename and versioning:
             versioning = {m.dest.bucket: any(versioning.values())}
+        renamed = o.get("bucket_map") or {}
+        if renamed:
+            wanted = set(o.get("buckets") or versioning)
+            for entry in keep:
+                entry.bucket = renamed.get(entry.bucket, entry.bucket)
+            return keep, {renamed.get(b, b): v for b, v in versioning.items() if b in wanted}
         versioning = {b: v for b, v in versioning.items() if b in set(e.bucket for e in keep) or
                       (not m.dest.single_bucket and (not o.get("buckets") or b in o["buckets"]))}
         return keep, versioning

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import botocore.exceptions
 import pytest
+from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import compare
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
@@ -68,3 +71,29 @@ def test_require_when_section_absent_then_error_names_backup():
     with pytest.raises(RatBackupError) as err:
         compare.require(None, "postgres", "/b/20260216_093000")
     assert "/b/20260216_093000" in err.value.msg
+
+
+def test_renamed_when_bucket_map_then_expected_under_new_names_and_input_untouched():
+    objects = [{"bucket": "rat", "key": "a"}, {"bucket": "logs", "key": "b"}]
+    assert compare.renamed(objects, {"rat": "scratch"}) == [{"bucket": "scratch", "key": "a"},
+                                                            {"bucket": "logs", "key": "b"}]
+    assert objects[0]["bucket"] == "rat" and compare.renamed(objects, {}) is objects
+
+
+def test_checksum_objects_when_one_byte_differs_then_only_it_is_listed(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with mock_aws():
+        endpoint = s3.Endpoint(None, "key", "secret")
+        client = s3.make_client(endpoint, retry_max_attempts=1)
+        client.create_bucket(Bucket="scratch")
+        client.put_object(Bucket="scratch", Key="good", Body=b"x" * 3000000)
+        client.put_object(Bucket="scratch", Key="bad", Body=b"flipped")
+        objects = [{"bucket": "scratch", "key": "good", "sha256": hashlib.sha256(b"x" * 3000000).hexdigest()},
+                   {"bucket": "scratch", "key": "bad", "sha256": hashlib.sha256(b"flippeD").hexdigest()},
+                   {"bucket": "scratch", "key": "unhashed"}]
+        differ = compare.checksum_objects(client, endpoint, objects, concurrency=2)
+        assert [d["object"] for d in differ] == ["s3://scratch/bad"]
+        assert differ[0]["actual"] == hashlib.sha256(b"flipped").hexdigest()
+        with pytest.raises(RatBackupError) as caught:
+            compare.checksum_objects(client, endpoint, [{"bucket": "scratch", "key": "gone", "sha256": "0"}])
+        assert "reading" in caught.value.msg and "'gone'" in caught.value.msg

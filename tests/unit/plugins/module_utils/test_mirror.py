@@ -429,6 +429,26 @@ def test_upload_when_bucket_missing_fails_or_creates_versioned(client, tmp_path)
     assert client.get_bucket_versioning(Bucket="rat")["Status"] == "Enabled"
 
 
+def test_upload_when_bucket_map_restores_into_other_buckets_and_leaves_originals(client, tmp_path):
+    bucket(client, "rat", {"a": b"1", "k/../x": b"2"}, ContentType="text/csv")
+    bucket(client, "logs", {"l": b"3"}, versioned=True)
+    download(client, tmp_path / "minio", use_versions=True)
+    client.put_object(Bucket="rat", Key="a", Body=b"live")
+    client.create_bucket(Bucket="scratch-rat")
+    client.put_object(Bucket="scratch-rat", Key="stale", Body=b"old")
+    opts = {"manifest": str(tmp_path / "minio.json"), "create_buckets": True, "delete": True,
+            "bucket_map": {"rat": "scratch-rat", "logs": "scratch-logs"}}
+    result = upload(client, tmp_path / "minio", "s3://", **opts)
+    assert (result["copied"], result["deleted"]) == (3, 1)
+    assert client.get_object(Bucket="scratch-rat", Key="k/../x")["Body"].read() == b"2"
+    assert client.get_object(Bucket="scratch-rat", Key="a")["ContentType"] == "text/csv"
+    assert client.get_object(Bucket="scratch-logs", Key="l")["Body"].read() == b"3"
+    assert client.get_bucket_versioning(Bucket="scratch-logs")["Status"] == "Enabled"
+    assert client.get_object(Bucket="rat", Key="a")["Body"].read() == b"live"
+    only = upload(client, tmp_path / "minio", "s3://", buckets=["logs"], **opts)
+    assert (only["copied"], only["unchanged"]) == (0, 1)
+
+
 def test_s3_copy_when_rerun_skips_and_delete_removes(client):
     bucket(client, "src", {"a": b"1", "b/c": b"2"}, ContentType="text/plain", Metadata={"k": "v"})
     bucket(client, "dst", {"old": b"x"})
@@ -447,6 +467,9 @@ def test_s3_copy_when_rerun_skips_and_delete_removes(client):
     ({"src": "s3:///pre", "dest": "/x"}, "a prefix needs a bucket"),
     ({"src": "/tmp", "dest": "s3://", "link_dest": "/tmp"}, "link_dest only applies"),
     ({"src": "s3://a", "dest": "s3://b", "manifest": "/tmp/m.json"}, "manifest needs a local"),
+    ({"src": "/tmp", "dest": "s3://", "bucket_map": {"rat": "x"}}, "bucket_map only applies"),
+    ({"src": "/tmp", "dest": "s3://b", "manifest": "/m", "bucket_map": {"rat": "x"}}, "bucket_map only applies"),
+    ({"src": "/tmp", "dest": "s3://", "manifest": "/m", "bucket_map": {"rat": "a/b"}}, "bucket_map: 'a/b'"),
 ])
 def test_mirror_when_options_contradict_fails_naming_the_option(overrides, message):
     with pytest.raises(RatBackupError) as caught:

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Scratch targets of a restore drill: names, ownership marks, creation and removal.
+
+A drill restores a backup into a database ``rat_drill_<YYYYmmdd_HHMMSS>`` and buckets
+``rat-drill-<YYYYmmdd>-<HHMMSS>-<owner hash>-<n>-<bucket>`` beside the live ones. Each carries a
+mark (the database's comment, the buckets' tags) saying which host's drill made it and when, so
+a later drill removes what an interrupted one left behind, and nothing that merely looks similar.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+DATABASE_RE = re.compile(r"^rat_drill_[0-9]{8}_[0-9]{6}$")
+BUCKET_RE = re.compile(r"^rat-drill-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}-[0-9]+-")
+MARK = "rat.backup drill"
+TAG_OWNER = "rat-backup-drill-owner"
+TAG_STARTED = "rat-backup-drill-started"
+_BUCKET_MAX = 63
+
+
+def owner_hash(owner):
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:6]
+
+
+def database_name(now):
+    return "rat_drill_" + layout.name_for(now)
+
+
+def bucket_map(now, owner, buckets):
+    """{backup bucket: scratch bucket}; the index keeps two truncated names apart."""
+    stamp = layout.name_for(now).replace("_", "-")
+    mapped = {}
+    for index, bucket in enumerate(sorted(buckets)):
+        head = "rat-drill-%s-%s-%d-" % (stamp, owner_hash(owner), index)
+        # A bucket name ends with a letter or digit: cut the original to fit, then trim separators.
+        tail = re.sub(r"[^a-z0-9]+$", "", bucket.lower()[:_BUCKET_MAX - len(head)]) or "b"
+        mapped[bucket] = head + re.sub(r"[^a-z0-9.-]", "-", tail)
+    return mapped
+
+
+def mark(owner, now):
+    return {"owner": owner, "started_at": layout.iso(now)}
+
+
+def database_comment(owner, now):
+    return "%s %s" % (MARK, json.dumps(mark(owner, now), sort_keys=True))
+
+
+def parse_comment(comment):
+    """The mark in a database comment, or None when it is not a drill's."""
+    if not comment or not comment.startswith(MARK + " "):
+        return None
+    try:
+        found = json.loads(comment[len(MARK) + 1:])
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and "owner" in found else None
+
+
+def parse_tags(tags):
+    """The mark in a bucket's tags ({key: value}), or None when it is not a drill's."""
+    if TAG_OWNER not in tags:
+        return None
+    return {"owner": tags[TAG_OWNER], "started_at": tags.get(TAG_STARTED)}
+
+
+def is_leftover(found, owner, now, max_age_hours):
+    """A marked scratch target to remove: this host's (its drills run one at a time), or any
+    host's once older than ``max_age_hours`` (a drill server shared by a fleet whose host died)."""
+    if not found:
+        return False
+    if found.get("owner") == owner:
+        return True
+    started = layout.parse_time(found.get("started_at"))
+    return started is None or now - started > datetime.timedelta(hours=max_age_hours)
+
+
+def _literal(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(text):
+    return '"' + text.replace('"', '""') + '"'
+
+
+class PostgresScratch:
+    """Scratch databases on one server, through a pg_cli session on the maintenance database."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def marked(self):
+        """{database: mark or None} of every database named like a drill's."""
+        rows = self.session.query(
+            "SELECT json_build_object('d', datname, 'c', shobj_description(oid, 'pg_database')) "
+            "FROM pg_database WHERE datname ~ '^rat_drill_[0-9]{8}_[0-9]{6}$' ORDER BY datname;")
+        found = {}
+        for row in rows:
+            item = json.loads(row)
+            found[item["d"]] = parse_comment(item["c"])
+        return found
+
+    def create(self, now, owner, attempts=120):
+        """Create a fresh marked database, a second later when the name is taken (a shared server).
+
+        Two drills racing for the same free name in the same second: the loser fails naming it.
+        """
+        taken = set(self.marked())
+        for _ignored in range(attempts):
+            name = database_name(now)
+            if name not in taken:
+                try:
+                    self.session.query("CREATE DATABASE %s;" % _ident(name))
+                except RatBackupError as exc:
+                    hint = " (the drill's PostgreSQL user needs CREATEDB)" if "permission denied" in exc.msg else ""
+                    raise RatBackupError("cannot create the drill database %s: %s%s" % (name, exc.msg, hint),
+                                         database=name)
+                self.session.query("COMMENT ON DATABASE %s IS %s;" % (_ident(name), _literal(
+                    database_comment(owner, now))))
+                return name
+            now = now + datetime.timedelta(seconds=1)
+        raise RatBackupError("no free drill database name near %s" % database_name(now))
+
+    def drop(self, name):
+        if not DATABASE_RE.match(name):
+            raise RatBackupError("refusing to drop %r: not a drill database name" % name, database=name)
+        self.session.query("DROP DATABASE IF EXISTS %s WITH (FORCE);" % _ident(name))
+
+
+class S3Scratch:
+    """Scratch buckets on one endpoint. ``translate``/``sdk_errors`` as in module_utils/s3."""
+
+    def __init__(self, client, endpoint, translate, sdk_errors):
+        self.client = client
+        self.endpoint = endpoint
+        self.translate = translate
+        self.sdk_errors = sdk_errors
+
+    def marked(self):
+        """{bucket: mark or None} of every bucket named like a drill's."""
+        try:
+            names = [b["Name"] for b in self.client.list_buckets().get("Buckets", []) if BUCKET_RE.match(b["Name"])]
+        except self.sdk_errors() as exc:
+            raise self.translate(exc, self.endpoint, "listing buckets")
+        return {name: parse_tags(self._tags(name)) for name in names}
+
+    def _tags(self, bucket):
+        try:
+            tagging = self.client.get_bucket_tagging(Bucket=bucket)
+        except self.sdk_errors() as exc:
+            # A bucket without tags answers NoSuchTagSet: then it is not a drill's.
+            if "NoSuchTagSet" in str(exc) or "NoSuchBucket" in str(exc):
+                return {}
+            raise self.translate(exc, self.endpoint, "reading the tags of", bucket=bucket)
+        return {t["Key"]: t["Value"] for t in tagging.get("TagSet", [])}
+
+    def create(self, names, owner, now):
+        """Create the buckets with the drill's mark; a name already there is an error (never reused)."""
+        existing = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
+        clash = sorted(set(names) & existing)
+        if clash:
+            raise RatBackupError("scratch bucket %s already exists on %s" % (", ".join(clash), self.endpoint.name))
+        tags = {"TagSet": [{"Key": TAG_OWNER, "Value": owner}, {"Key": TAG_STARTED, "Value": layout.iso(now)}]}
+        for name in names:
+            try:
+                self.client.create_bucket(Bucket=name)
+                self.client.put_bucket_tagging(Bucket=name, Tagging=tags)
+            except self.sdk_errors() as exc:
+                raise self.translate(exc, self.endpoint, "creating the scratch", bucket=name)
+
+    def drop(self, bucket):
+        """Remove every version and delete marker, then the bucket. A missing bucket is fine."""
+        if not BUCKET_RE.match(bucket):
+            raise RatBackupError("refusing to remove bucket %r: not a drill bucket name" % bucket, bucket=bucket)
+        try:
+            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                          for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                if doomed:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            self.client.delete_bucket(Bucket=bucket)
+        except self.sdk_errors() as exc:
+            if "NoSuchBucket" in str(exc):
+                return False
+            raise self.translate(exc, self.endpoint, "removing the scratch", bucket=bucket)
+        return True
+
+
+def leftovers(marked, owner, now, max_age_hours, keep=()):
+    """Names among ``marked`` ({name: mark}) to remove, never those in ``keep``."""
+    return sorted(n for n, found in marked.items() if n not in keep and is_leftover(found, owner, now, max_age_hours))

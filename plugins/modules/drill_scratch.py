@@ -1,0 +1,282 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: drill_scratch
+short_description: Create and remove the scratch database and buckets of a restore drill
+version_added: 0.1.0
+description:
+  - O(state=present) creates an empty database C(rat_drill_<YYYYmmdd_HHMMSS>) and one empty bucket
+    C(rat-drill-<YYYYmmdd>-<HHMMSS>-<owner hash>-<n>-<bucket>) per bucket of the backup, beside the
+    live ones, for the restore_drill role to restore into. Each is marked (the database's comment,
+    the buckets' tags) with O(owner) and the time.
+  - "Both states first remove the leftovers of earlier drills it recognises as its own: marked
+    scratch targets of the same O(owner) (a host's drills run one at a time), and those of any
+    owner older than O(leftover_hours). Unmarked databases and buckets are never touched, whatever
+    their names."
+  - O(state=absent) removes the scratch targets named by O(database) and O(bucket_map) (only names
+    of the drill patterns) and, with O(record), writes the drill's result as the status record
+    C(<root>/.status/<name>.drill.json) that M(rat.backup.backup_info) shows, also when the removal failed.
+  - O(database) is only the database to connect to; the scratch database is created beside it, so the
+    PostgreSQL user needs C(CREATEDB).
+extends_documentation_fragment:
+  - rat.backup.attributes
+  - rat.backup.postgres
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Returns the names it would create and the leftovers it would remove; touches nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details:
+      - O(state=present) makes new scratch targets on every run (each drill its own); O(state=absent) is idempotent.
+options:
+  state:
+    description: V(present) makes the scratch targets, V(absent) removes them.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description: Whose drill this is (the inventory host name); recorded on the scratch targets.
+    type: str
+    required: true
+  components:
+    description: Which scratch targets to handle.
+    type: list
+    elements: str
+    choices: [postgres, minio]
+    default: [postgres, minio]
+  buckets:
+    description: With O(state=present), the backup's buckets, each getting a scratch bucket.
+    type: list
+    elements: str
+    default: []
+  scratch_database:
+    description: With O(state=absent), the scratch database to remove (a C(rat_drill_*) name).
+    type: str
+  bucket_map:
+    description: "With O(state=absent), C({backup bucket: scratch bucket}) as O(state=present) returned it."
+    type: dict
+    default: {}
+  leftover_hours:
+    description: Marked scratch targets of other owners older than this are leftovers too.
+    type: float
+    default: 24
+  endpoint:
+    description: S3 endpoint of the scratch buckets.
+    type: str
+  access_key:
+    description: S3 access key.
+    type: str
+  secret_key:
+    description: S3 secret key. Never logged or returned.
+    type: str
+  region:
+    description: S3 region.
+    type: str
+    default: us-east-1
+  validate_certs:
+    description: Verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+  ca_bundle:
+    description: CA bundle for the endpoint's certificate.
+    type: path
+  root:
+    description: With O(record), the backup root of the drilled backup.
+    type: path
+  name:
+    description: With O(record), the drilled backup's name.
+    type: str
+  record:
+    description:
+      - With O(state=absent), the drill's result to keep as C(<root>/.status/<name>.drill.json), with
+        C(drilled_at) and C(scratch_removed) added. Bookkeeping only, so it does not count as a change.
+    type: dict
+seealso:
+  - module: rat.backup.backup_info
+  - module: rat.backup.backup_compare
+author:
+  - rat.backup maintainers (@rat-backup)
+"""
+
+EXAMPLES = r"""
+- name: Scratch targets for the drill
+  rat.backup.drill_scratch:
+    owner: "{{ inventory_hostname }}"
+    buckets: [rat]
+    host: 127.0.0.1
+    password: "{{ rat_postgres_password }}"
+    endpoint: http://127.0.0.1:9000
+    access_key: "{{ rat_minio_access_key }}"
+    secret_key: "{{ rat_minio_secret_key }}"
+  register: scratch
+
+- name: Remove them and record the result
+  rat.backup.drill_scratch:
+    state: absent
+    owner: "{{ inventory_hostname }}"
+    scratch_database: "{{ scratch.scratch_database }}"
+    bucket_map: "{{ scratch.bucket_map }}"
+    host: 127.0.0.1
+    password: "{{ rat_postgres_password }}"
+    endpoint: http://127.0.0.1:9000
+    access_key: "{{ rat_minio_access_key }}"
+    secret_key: "{{ rat_minio_secret_key }}"
+    root: /var/backups/rat
+    name: 20260216_093000
+    record: {ok: true, rto_seconds: 42.1}
+"""
+
+RETURN = r"""
+scratch_database:
+  description: The scratch database (created, or to remove); null when postgres is not handled.
+  returned: always
+  type: str
+  sample: rat_drill_20260216_100000
+bucket_map:
+  description: "C({backup bucket: scratch bucket})."
+  returned: always
+  type: dict
+  sample: {"rat": "rat-drill-20260216-100000-3f2a1c-0-rat"}
+removed:
+  description: What was removed (or would be, in check mode), leftovers of earlier drills included.
+  returned: always
+  type: dict
+  sample: {"databases": ["rat_drill_20260215_100000"], "buckets": []}
+leftovers:
+  description: Leftovers of earlier drills among RV(removed).
+  returned: always
+  type: dict
+  sample: {"databases": ["rat_drill_20260215_100000"], "buckets": []}
+record_path:
+  description: The status record written, or null.
+  returned: always
+  type: str
+  sample: /var/backups/rat/.status/20260216_093000.drill.json
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.rat.backup.plugins.module_utils import drill
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
+
+
+def argument_spec():
+    spec = pg_cli.connection_argspec()
+    spec.update(s3.connection_argspec())
+    spec.update(
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+        owner=dict(type="str", required=True),
+        components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
+        buckets=dict(type="list", elements="str", default=[]),
+        scratch_database=dict(type="str"),
+        bucket_map=dict(type="dict", default={}),
+        leftover_hours=dict(type="float", default=24),
+        root=dict(type="path"),
+        name=dict(type="str"),
+        record=dict(type="dict"),
+    )
+    return spec
+
+
+def _targets(module, p):
+    """(PostgresScratch with its session, S3Scratch) for the components handled (None otherwise)."""
+    pg = s3side = None
+    if "postgres" in p["components"]:
+        pg = drill.PostgresScratch(pg_cli.client_from_params(p).open_session())
+    if "minio" in p["components"]:
+        if not s3.HAS_BOTO3:
+            module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
+        endpoint = s3.Endpoint.from_params(p)
+        s3side = drill.S3Scratch(s3.make_client(endpoint), endpoint, s3.translate, s3.sdk_errors)
+    return pg, s3side
+
+
+def _work(module, p, pg, s3side, now, result):
+    owner, hours, check = p["owner"], p["leftover_hours"], module.check_mode
+    mine_db = [p["scratch_database"]] if p["state"] == "absent" and p["scratch_database"] else []
+    mine_buckets = sorted(p["bucket_map"].values()) if p["state"] == "absent" else []
+    if pg:
+        marked = pg.marked()
+        result["leftovers"]["databases"] = drill.leftovers(marked, owner, now, hours, keep=mine_db)
+        for name in result["leftovers"]["databases"] + [n for n in mine_db if n in marked]:
+            if not check:
+                pg.drop(name)
+            result["removed"]["databases"].append(name)
+    if s3side:
+        marked = s3side.marked()
+        result["leftovers"]["buckets"] = drill.leftovers(marked, owner, now, hours, keep=mine_buckets)
+        for name in result["leftovers"]["buckets"] + [n for n in mine_buckets if n in marked]:
+            if check or s3side.drop(name):
+                result["removed"]["buckets"].append(name)
+    if p["state"] == "present":
+        result["bucket_map"] = drill.bucket_map(now, owner, p["buckets"]) if s3side else {}
+        result["scratch_database"] = drill.database_name(now) if pg else None
+        if not check:
+            if pg:
+                result["scratch_database"] = pg.create(now, owner)
+            if s3side:
+                s3side.create(sorted(result["bucket_map"].values()), owner, now)
+        result["changed"] = True
+    result["changed"] = result["changed"] or bool(result["removed"]["databases"] or result["removed"]["buckets"])
+
+
+def run(module):
+    p = module.params
+    if p["record"] is not None and (p["state"] != "absent" or not (p["root"] and p["name"])):
+        raise RatBackupError("record needs state=absent, root and name")
+    if p["name"]:
+        p["name"] = layout.check_name(p["name"], "name")
+    if p["scratch_database"] and not drill.DATABASE_RE.match(p["scratch_database"]):
+        raise RatBackupError("scratch_database=%r is not a drill database name (rat_drill_YYYYmmdd_HHMMSS)"
+                             % p["scratch_database"])
+    bad = sorted(b for b in p["bucket_map"].values() if not (isinstance(b, str) and drill.BUCKET_RE.match(b)))
+    if bad:
+        raise RatBackupError("bucket_map holds names that are not drill buckets: %s" % ", ".join(map(str, bad)))
+    now = layout.utcnow()
+    result = {"changed": False, "scratch_database": p["scratch_database"], "bucket_map": p["bucket_map"],
+              "removed": {"databases": [], "buckets": []}, "leftovers": {"databases": [], "buckets": []},
+              "record_path": None}
+    pg = None
+    failure = None
+    try:
+        pg, s3side = _targets(module, p)
+        _work(module, p, pg, s3side, now, result)
+    except RatBackupError as exc:
+        failure = exc
+    finally:
+        if pg:
+            pg.session.close()
+    if p["record"] is not None and not module.check_mode:
+        record = dict(p["record"], drilled_at=layout.iso(now), scratch_removed=failure is None)
+        if failure is not None:
+            record["cleanup_error"] = failure.msg
+        layout.write_status(p["root"], p["name"], "drill", record)
+        result["record_path"] = os.path.join(p["root"], layout.STATUS_DIR, "%s.drill.json" % p["name"])
+    if failure is not None:
+        raise RatBackupError(failure.msg, **dict(failure.details, removed=result["removed"],
+                                                 record_path=result["record_path"]))
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    exit_with(module, run)
+
+
+if __name__ == "__main__":
+    main()

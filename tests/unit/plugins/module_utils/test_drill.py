@@ -1,0 +1,132 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from moto import mock_aws
+
+from ansible_collections.rat.backup.plugins.module_utils import drill
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+NOW = datetime.datetime(2026, 2, 16, 10, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def test_database_name_when_time_given_then_rat_drill_timestamp():
+    assert drill.database_name(NOW) == "rat_drill_20260216_100000"
+    assert drill.DATABASE_RE.match(drill.database_name(NOW))
+
+
+def test_bucket_map_when_long_or_odd_names_then_valid_distinct_and_recognised():
+    mapped = drill.bucket_map(NOW, "rat-a", ["rat", "x" * 63, "x" * 62 + "y", "Logs_2026-"])
+    names = list(mapped.values())
+    assert len(set(names)) == 4
+    for name in names:
+        assert 3 <= len(name) <= 63 and drill.BUCKET_RE.match(name), name
+        assert name == name.lower() and name[-1].isalnum() and "_" not in name
+    assert mapped["rat"] == "rat-drill-20260216-100000-%s-1-rat" % drill.owner_hash("rat-a")
+    assert drill.bucket_map(NOW, "rat-b", ["rat"])["rat"] != drill.bucket_map(NOW, "rat-a", ["rat"])["rat"]
+
+
+def test_parse_comment_when_mark_or_foreign_text_then_mark_or_none():
+    assert drill.parse_comment(drill.database_comment("h1", NOW)) == {"owner": "h1", "started_at": "2026-02-16T10:00:00Z"}
+    for foreign in (None, "", "my database", drill.MARK + " {bad json", drill.MARK + " [1]"):
+        assert drill.parse_comment(foreign) is None
+
+
+@pytest.mark.parametrize("found, expected", [
+    ({"owner": "h1", "started_at": "2026-02-16T09:59:00Z"}, True),
+    ({"owner": "h2", "started_at": "2026-02-16T09:00:00Z"}, False),
+    ({"owner": "h2", "started_at": "2026-02-14T09:00:00Z"}, True),
+    ({"owner": "h2", "started_at": "garbage"}, True),
+    (None, False),
+])
+def test_is_leftover_when_owner_and_age_vary_then_own_or_old_only(found, expected):
+    assert drill.is_leftover(found, "h1", NOW, 24) is expected
+
+
+def test_leftovers_when_keep_given_then_kept_names_excluded():
+    marked = {"a": {"owner": "h1"}, "b": {"owner": "h1"}, "c": None}
+    assert drill.leftovers(marked, "h1", NOW, 24, keep=["b"]) == ["a"]
+
+
+class FakeSession:
+    def __init__(self, rows=(), fail_on=None):
+        self.rows = list(rows)
+        self.sent = []
+        self.fail_on = fail_on
+
+    def query(self, sql):
+        self.sent.append(sql)
+        if self.fail_on and self.fail_on in sql:
+            raise RatBackupError("ERROR:  permission denied to create database")
+        return self.rows if sql.startswith("SELECT") else []
+
+
+def test_postgres_create_when_name_taken_then_next_second_marked():
+    session = FakeSession([json.dumps({"d": "rat_drill_20260216_100000", "c": None})])
+    name = drill.PostgresScratch(session).create(NOW, "h1")
+    assert name == "rat_drill_20260216_100001"
+    assert session.sent[1] == 'CREATE DATABASE "rat_drill_20260216_100001";'
+    assert session.sent[2].startswith('COMMENT ON DATABASE "rat_drill_20260216_100001" IS \'rat.backup drill {')
+
+
+def test_postgres_create_when_no_createdb_then_error_names_privilege():
+    with pytest.raises(RatBackupError) as caught:
+        drill.PostgresScratch(FakeSession(fail_on="CREATE DATABASE")).create(NOW, "h1")
+    assert "rat_drill_20260216_100000" in caught.value.msg and "CREATEDB" in caught.value.msg
+
+
+def test_postgres_drop_when_not_a_drill_name_then_refused_without_sql():
+    session = FakeSession()
+    with pytest.raises(RatBackupError) as caught:
+        drill.PostgresScratch(session).drop("rat")
+    assert "not a drill database" in caught.value.msg and session.sent == []
+    drill.PostgresScratch(session).drop("rat_drill_20260216_100000")
+    assert session.sent == ['DROP DATABASE IF EXISTS "rat_drill_20260216_100000" WITH (FORCE);']
+
+
+@pytest.fixture
+def scratch(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with mock_aws():
+        endpoint = s3.Endpoint(None, "key", "secret")
+        yield drill.S3Scratch(s3.make_client(endpoint, retry_max_attempts=1), endpoint, s3.translate, s3.sdk_errors)
+
+
+def test_s3_scratch_when_created_then_marked_and_dropped_with_every_version(scratch):
+    names = sorted(drill.bucket_map(NOW, "h1", ["rat", "logs"]).values())
+    scratch.create(names, "h1", NOW)
+    client = scratch.client
+    client.put_bucket_versioning(Bucket=names[0], VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=names[0], Key="a", Body=b"1")
+    client.put_object(Bucket=names[0], Key="a", Body=b"2")
+    client.delete_object(Bucket=names[0], Key="a")
+    client.put_object(Bucket=names[1], Key="b", Body=b"3")
+    # Look-alikes without the mark, and the live bucket, are never drill targets.
+    client.create_bucket(Bucket="rat-drill-20260101-000000-abcdef-0-x")
+    client.create_bucket(Bucket="rat")
+    marked = scratch.marked()
+    assert marked == {names[0]: {"owner": "h1", "started_at": "2026-02-16T10:00:00Z"},
+                      names[1]: {"owner": "h1", "started_at": "2026-02-16T10:00:00Z"},
+                      "rat-drill-20260101-000000-abcdef-0-x": None}
+    assert drill.leftovers(marked, "h1", NOW, 24) == names
+    assert [scratch.drop(n) for n in names] == [True, True]
+    assert scratch.drop(names[0]) is False
+    assert sorted(b["Name"] for b in client.list_buckets()["Buckets"]) == ["rat", "rat-drill-20260101-000000-abcdef-0-x"]
+
+
+def test_s3_scratch_when_name_exists_or_not_drill_then_refused(scratch):
+    names = list(drill.bucket_map(NOW, "h1", ["rat"]).values())
+    scratch.create(names, "h1", NOW)
+    with pytest.raises(RatBackupError) as caught:
+        scratch.create(names, "h1", NOW)
+    assert "already exists" in caught.value.msg
+    with pytest.raises(RatBackupError) as caught:
+        scratch.drop("rat")
+    assert "not a drill bucket" in caught.value.msg
