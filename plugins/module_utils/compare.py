@@ -42,6 +42,36 @@ def postgres_counts(client, tables):
     return counts, live
 
 
+def run_checks(client, checks):
+    """Health queries: each passes when it returns one row holding true (psql prints ``t``).
+
+    One session per check, so a query that errors fails that check only, with PostgreSQL's words.
+    """
+    outcome = []
+    for check in checks:
+        sql = check["sql"].strip().rstrip(";") + ";"
+        try:
+            session = client.open_session()
+            try:
+                lines = session.query(sql)
+            finally:
+                session.close()
+        except RatBackupError as exc:
+            outcome.append({"name": check["name"], "ok": False, "output": exc.msg})
+            continue
+        outcome.append({"name": check["name"], "ok": lines == ["t"], "output": "\n".join(lines[:5])})
+    return outcome
+
+
+def check_list(checks):
+    """Validate ``checks`` ({name, sql} dicts) before anything connects."""
+    for index, check in enumerate(checks):
+        if not isinstance(check, dict) or not isinstance(check.get("name"), str) or \
+                not isinstance(check.get("sql"), str) or not check["sql"].strip():
+            raise RatBackupError("checks[%d] must be a dict with a name and a non-empty sql, got %r" % (index, check))
+    return checks
+
+
 def compare_objects(manifest_objects, listing, buckets):
     """Objects vs the manifest, by bucket/key and size. ``listing`` yields (bucket, key, size)."""
     expected = {(o["bucket"], o["key"]): o.get("size") for o in manifest_objects}

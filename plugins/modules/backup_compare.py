@@ -58,6 +58,15 @@ options:
     type: int
     default: 8
     version_added: 0.1.0
+  checks:
+    description:
+      - Health queries run in the database after the row counts (with C(postgres) in O(components)),
+        each a dict with C(name) and C(sql). A check passes when its query returns one row holding
+        true, for example C(SELECT count(*) > 0 FROM pipelines).
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.1.0
   fail_on_error:
     description: Fail when anything differs; when false, return RV(ok=false).
     type: bool
@@ -100,6 +109,12 @@ minio:
   returned: when minio is compared
   type: dict
   sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": []}
+checks:
+  description: Outcome of each of O(checks) (C(name), C(ok), C(output)).
+  returned: when postgres is compared
+  type: list
+  elements: dict
+  sample: [{"name": "pipelines are listed", "ok": true, "output": "t"}]
 verified:
   description: One sentence per component saying what was checked.
   returned: always
@@ -127,6 +142,7 @@ def argument_spec():
         bucket_map=dict(type="dict", default={}),
         checksums=dict(type="bool", default=False),
         concurrency=dict(type="int", default=8),
+        checks=dict(type="list", elements="dict", default=[]),
         fail_on_error=dict(type="bool", default=True),
     )
     return spec
@@ -138,13 +154,15 @@ def _limited(items, limit=10):
 
 def run(module):
     p = module.params
+    compare.check_list(p["checks"])
     data = mf.read(p["path"])
     result = {"changed": False, "verified": [], "ok": True}
     problems = []
     if "postgres" in p["components"]:
         pg = compare.require(data.get("postgres"), "postgres", p["path"])
         expected = pg.get("row_counts") or {}
-        counts, live = compare.postgres_counts(pg_cli.client_from_params(p), list(expected))
+        client = pg_cli.client_from_params(p)
+        counts, live = compare.postgres_counts(client, list(expected))
         rows = compare.compare_rows(expected, counts, live)
         result["postgres"] = rows
         if rows["ok"]:
@@ -154,6 +172,13 @@ def run(module):
             problems.append("PostgreSQL %s: mismatched %s; missing tables %s" % (
                 p["database"], _limited(["%(table)s expected %(expected)s got %(actual)s" % m for m in rows["mismatched"]])
                 or "none", _limited(rows["missing_tables"]) or "none"))
+        result["checks"] = compare.run_checks(client, p["checks"])
+        failed = ["%(name)s (%(output)s)" % c for c in result["checks"] if not c["ok"]]
+        if failed:
+            problems.append("PostgreSQL %s: checks failed: %s" % (p["database"], _limited(failed)))
+        elif result["checks"]:
+            result["verified"].append("PostgreSQL %s: %d checks passed (%s)" % (
+                p["database"], len(result["checks"]), ", ".join(c["name"] for c in result["checks"])))
     if "minio" in p["components"]:
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)

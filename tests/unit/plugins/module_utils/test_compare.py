@@ -97,3 +97,46 @@ def test_checksum_objects_when_one_byte_differs_then_only_it_is_listed(monkeypat
         with pytest.raises(RatBackupError) as caught:
             compare.checksum_objects(client, endpoint, [{"bucket": "scratch", "key": "gone", "sha256": "0"}])
         assert "reading" in caught.value.msg and "'gone'" in caught.value.msg
+
+
+class _Session:
+    def __init__(self, answers, sent):
+        self.answers = answers
+        self.sent = sent
+
+    def query(self, sql):
+        self.sent.append(sql)
+        answer = self.answers[sql]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def close(self):
+        self.sent.append("close")
+
+
+class _Client:
+    def __init__(self, answers):
+        self.answers = answers
+        self.sent = []
+
+    def open_session(self):
+        return _Session(self.answers, self.sent)
+
+
+def test_run_checks_when_true_false_or_error_then_each_judged_alone():
+    client = _Client({"SELECT true;": ["t"], "SELECT count(*) > 0 FROM pipelines;": ["f"],
+                      "SELECT nope;": RatBackupError('ERROR:  column "nope" does not exist')})
+    outcome = compare.run_checks(client, [{"name": "ok", "sql": "SELECT true"},
+                                          {"name": "pipelines", "sql": " SELECT count(*) > 0 FROM pipelines; "},
+                                          {"name": "typo", "sql": "SELECT nope;"}])
+    assert [(c["name"], c["ok"]) for c in outcome] == [("ok", True), ("pipelines", False), ("typo", False)]
+    assert 'column "nope"' in outcome[2]["output"]
+    assert client.sent.count("close") == 3
+
+
+@pytest.mark.parametrize("checks", [[{"sql": "SELECT 1"}], [{"name": "x", "sql": "  "}], ["SELECT 1"]])
+def test_check_list_when_malformed_then_error_names_index(checks):
+    with pytest.raises(RatBackupError) as caught:
+        compare.check_list(checks)
+    assert "checks[0]" in caught.value.msg
