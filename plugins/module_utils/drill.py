@@ -17,6 +17,7 @@ import json
 import re
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 DATABASE_RE = re.compile(r"^rat_drill_[0-9]{8}_[0-9]{6}$")
@@ -93,7 +94,7 @@ def _ident(text):
 
 
 class PostgresScratch:
-    """Scratch databases on one server, through a pg_cli session on the maintenance database."""
+    """Scratch databases on one server, through a pg_client session."""
 
     def __init__(self, session):
         self.session = session
@@ -137,62 +138,31 @@ class PostgresScratch:
 
 
 class S3Scratch:
-    """Scratch buckets on one endpoint. ``translate``/``sdk_errors`` as in module_utils/s3."""
+    """Scratch buckets on one endpoint (calls through module_utils/s3)."""
 
-    def __init__(self, client, endpoint, translate, sdk_errors):
+    def __init__(self, client, endpoint):
         self.client = client
         self.endpoint = endpoint
-        self.translate = translate
-        self.sdk_errors = sdk_errors
 
     def marked(self):
         """{bucket: mark or None} of every bucket named like a drill's."""
-        try:
-            names = [b["Name"] for b in self.client.list_buckets().get("Buckets", []) if BUCKET_RE.match(b["Name"])]
-        except self.sdk_errors() as exc:
-            raise self.translate(exc, self.endpoint, "listing buckets")
-        return {name: parse_tags(self._tags(name)) for name in names}
-
-    def _tags(self, bucket):
-        try:
-            tagging = self.client.get_bucket_tagging(Bucket=bucket)
-        except self.sdk_errors() as exc:
-            # A bucket without tags answers NoSuchTagSet: then it is not a drill's.
-            if "NoSuchTagSet" in str(exc) or "NoSuchBucket" in str(exc):
-                return {}
-            raise self.translate(exc, self.endpoint, "reading the tags of", bucket=bucket)
-        return {t["Key"]: t["Value"] for t in tagging.get("TagSet", [])}
+        names = [n for n in s3.bucket_names(self.client, self.endpoint) if BUCKET_RE.match(n)]
+        return {name: parse_tags(s3.bucket_tags(self.client, self.endpoint, name)) for name in names}
 
     def create(self, names, owner, now):
         """Create the buckets with the drill's mark; a name already there is an error (never reused)."""
-        existing = {b["Name"] for b in self.client.list_buckets().get("Buckets", [])}
-        clash = sorted(set(names) & existing)
+        clash = sorted(set(names) & set(s3.bucket_names(self.client, self.endpoint)))
         if clash:
             raise RatBackupError("scratch bucket %s already exists on %s" % (", ".join(clash), self.endpoint.name))
-        tags = {"TagSet": [{"Key": TAG_OWNER, "Value": owner}, {"Key": TAG_STARTED, "Value": layout.iso(now)}]}
         for name in names:
-            try:
-                self.client.create_bucket(Bucket=name)
-                self.client.put_bucket_tagging(Bucket=name, Tagging=tags)
-            except self.sdk_errors() as exc:
-                raise self.translate(exc, self.endpoint, "creating the scratch", bucket=name)
+            s3.create_bucket(self.client, self.endpoint, name, versioned=False)
+            s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: layout.iso(now)})
 
     def drop(self, bucket):
-        """Remove every version and delete marker, then the bucket. A missing bucket is fine."""
+        """Remove a scratch bucket with everything in it; False when it was already gone."""
         if not BUCKET_RE.match(bucket):
             raise RatBackupError("refusing to remove bucket %r: not a drill bucket name" % bucket, bucket=bucket)
-        try:
-            for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-                doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                          for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-                if doomed:
-                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
-            self.client.delete_bucket(Bucket=bucket)
-        except self.sdk_errors() as exc:
-            if "NoSuchBucket" in str(exc):
-                return False
-            raise self.translate(exc, self.endpoint, "removing the scratch", bucket=bucket)
-        return True
+        return s3.delete_bucket(self.client, self.endpoint, bucket)
 
 
 def leftovers(marked, owner, now, max_age_hours, keep=()):

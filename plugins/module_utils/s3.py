@@ -235,6 +235,38 @@ def create_bucket(client, endpoint, bucket, versioned):
             client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
+def bucket_tags(client, endpoint, bucket):
+    """{key: value} of the bucket's tags; {} when it has none (or no longer exists)."""
+    try:
+        tagging = client.get_bucket_tagging(Bucket=bucket)
+    except sdk_errors() as exc:
+        if error_code(exc) in ("NoSuchTagSet", "NoSuchBucket", "404"):
+            return {}
+        raise translate(exc, endpoint, "reading the tags of", bucket)
+    return {t["Key"]: t["Value"] for t in tagging.get("TagSet", [])}
+
+
+def put_bucket_tags(client, endpoint, bucket, tags):
+    with translated(endpoint, "tagging", bucket):
+        client.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
+
+
+def delete_bucket(client, endpoint, bucket):
+    """Remove every version and delete marker, then the bucket. False when it did not exist."""
+    try:
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(doomed), DELETE_BATCH):
+                client.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + DELETE_BATCH], "Quiet": True})
+        client.delete_bucket(Bucket=bucket)
+    except sdk_errors() as exc:
+        if error_code(exc) in ("NoSuchBucket", "404"):
+            return False
+        raise translate(exc, endpoint, "removing", bucket)
+    return True
+
+
 def list_objects(client, endpoint, bucket, prefix="", action="listing objects", missing_ok=False):
     """Every current object of ``bucket`` under ``prefix``, as the listing's dicts; with
     ``missing_ok`` a bucket that does not exist lists nothing."""

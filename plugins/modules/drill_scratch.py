@@ -202,7 +202,7 @@ def _targets(module, p):
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
         endpoint = s3.Endpoint.from_params(p)
-        s3side = drill.S3Scratch(s3.make_client(endpoint), endpoint, s3.translate, s3.sdk_errors)
+        s3side = drill.S3Scratch(s3.make_client(endpoint), endpoint)
     return pg, s3side
 
 

@@ -96,7 +96,7 @@ def scratch(monkeypatch):
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     with mock_aws():
         endpoint = s3.Endpoint(None, "key", "secret")
-        yield drill.S3Scratch(s3.make_client(endpoint, retry_max_attempts=1), endpoint, s3.translate, s3.sdk_errors)
+        yield drill.S3Scratch(s3.make_client(endpoint, retry_max_attempts=1), endpoint)
 
 
 def test_s3_scratch_when_created_then_marked_and_dropped_with_every_version(scratch):
