@@ -14,7 +14,9 @@
 # RAT hosts run pg_dump in their compose container.
 # S3: every host has its bucket drill-<x>-rat on the lab's server; the namespaces reach that server
 # through a relay on their veth's host-side address (BASE+10).
-# Settings from the environment: RAT_LAB_* (.lab/env), FLEET_BASE_PORT, FLEET_SUBNET (a.b.c).
+# Settings from the environment: RAT_LAB_* (.lab/env), FLEET_BASE_PORT (uses BASE+1..BASE+11),
+# FLEET_SUBNET (a.b.c), FLEET_HOST_OFFSET, FLEET_PREFIX (names of namespaces, buckets, container),
+# FLEET_SEED_SQL, FLEET_S3_FIXTURE, FLEET_BG.
 set -euo pipefail
 
 cmd="${1:?usage: fleet.sh up|down DIR}"
@@ -22,6 +24,8 @@ DIR="${2:?usage: fleet.sh up|down DIR}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BASE="${FLEET_BASE_PORT:?}"
 NET="${FLEET_SUBNET:?}"
+# Fourth octets used: OFF+1, OFF+2 (host d) and OFF+5, OFF+6 (host e); two fleets need distinct offsets.
+OFF="${FLEET_HOST_OFFSET:-0}"
 PREFIX="${FLEET_PREFIX:-drill}"
 PGBIN="$RAT_LAB_PG_BIN"
 DOCKER=(docker -H "$RAT_LAB_DOCKER_HOST")
@@ -66,7 +70,7 @@ seed_cluster() {  # PORT [NETNS]: role rat (CREATEDB, for the drill's scratch da
 
 netns_up() {  # X N: namespace for host X, veth host side NET.(4N+1), namespace side NET.(4N+2)
     local x="$1" n="$2" ns; ns="$(ns_of "$x")"
-    local host_ip="$NET.$((4 * n + 1))" ns_ip="$NET.$((4 * n + 2))" veth="v$PREFIX$x"
+    local host_ip="$NET.$((OFF + 4 * n + 1))" ns_ip="$NET.$((OFF + 4 * n + 2))" veth="v$PREFIX$x"
     ip netns add "$ns"; record "netns $ns"
     ip link add "${veth}0" type veth peer name "${veth}1"; record "link ${veth}0"
     ip link set "${veth}1" netns "$ns"
@@ -83,7 +87,7 @@ sshd_up() {  # X N
     mkdir -p "$d" && chmod 0700 "$d"
     ssh-keygen -q -t ed25519 -N "" -C "fleet $x" -f "$d/host_key"
     cat >"$d/sshd_config" <<CFG
-ListenAddress $NET.$((4 * n + 2))
+ListenAddress $NET.$((OFF + 4 * n + 2))
 Port $((BASE + 11))
 HostKey $d/host_key
 PidFile $d/sshd.pid
@@ -143,7 +147,7 @@ up() {
     wait_all
     sshd_up d 0; sshd_up e 1
     local pid; pid="$(python3 "$BG" start "$DIR/relay.log" -- "$RAT_LAB_PYTHON" "$HERE/relay.py" --to "${RAT_LAB_S3_ENDPOINT#http://}" \
-        "$NET.1:$((BASE + 10))" "$NET.5:$((BASE + 10))")"
+        "$NET.$((OFF + 1)):$((BASE + 10))" "$NET.$((OFF + 5)):$((BASE + 10))")"
     record "pid $pid python"
     for x in a b c d e; do
         "$RAT_LAB_PYTHON" "$S3_FIXTURE" create "$PREFIX-$x-rat" --versioned --objects 20 >/dev/null
@@ -187,16 +191,16 @@ all:
         ansible_remote_tmp: $DIR/remote-tmp
       hosts:
         $PREFIX-d:
-          ansible_host: $NET.2
+          ansible_host: $NET.$((OFF + 2))
           rat_postgres_port: $((BASE + 4))
-          rat_minio_endpoint: http://$NET.1:$((BASE + 10))
+          rat_minio_endpoint: http://$NET.$((OFF + 1)):$((BASE + 10))
           rat_minio_buckets: [$PREFIX-d-rat]
         $PREFIX-e:
-          ansible_host: $NET.6
+          ansible_host: $NET.$((OFF + 6))
           rat_postgres_port: $((BASE + 5))
           rat_postgres_container: $CONTAINER
           rat_postgres_docker_host: $RAT_LAB_DOCKER_HOST
-          rat_minio_endpoint: http://$NET.5:$((BASE + 10))
+          rat_minio_endpoint: http://$NET.$((OFF + 5)):$((BASE + 10))
           rat_minio_buckets: [$PREFIX-e-rat]
 INV
     chmod 0600 "$DIR/fleet.yml"
