@@ -16,7 +16,7 @@ description:
     AWX) and C(<basename>.md) (a table of host, backup, age, RTO, rows, objects, result, reason)."
   - A host in O(hosts) without a result is reported as failed (unreachable, or failed before its drill).
   - "Runs where the report should be, normally the controller (C(delegate_to: localhost))."
-  - Files are replaced atomically (0600); RV(changed) says whether any content differs from before.
+  - Files are replaced atomically (0600); the task reports a change when any content differs from before.
 extends_documentation_fragment:
   - rat.backup.attributes
 attributes:
