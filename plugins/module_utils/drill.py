@@ -132,9 +132,15 @@ class PostgresScratch:
         raise RatBackupError("no free drill database name near %s" % database_name(now))
 
     def drop(self, name):
+        """Drop a scratch database; False when it was already gone."""
         if not DATABASE_RE.match(name):
             raise RatBackupError("refusing to drop %r: not a drill database name" % name, database=name)
+        if name not in self.marked():
+            return False
         self.session.query("DROP DATABASE IF EXISTS %s WITH (FORCE);" % _ident(name))
+        if name in self.marked():
+            raise RatBackupError("drill database %s is still there after DROP DATABASE" % name, database=name)
+        return True
 
 
 class S3Scratch:
@@ -162,7 +168,11 @@ class S3Scratch:
         """Remove a scratch bucket with everything in it; False when it was already gone."""
         if not BUCKET_RE.match(bucket):
             raise RatBackupError("refusing to remove bucket %r: not a drill bucket name" % bucket, bucket=bucket)
-        return s3.delete_bucket(self.client, self.endpoint, bucket)
+        removed = s3.delete_bucket(self.client, self.endpoint, bucket)
+        if s3.bucket_exists(self.client, self.endpoint, bucket):
+            raise RatBackupError("scratch bucket %s is still on %s after its removal" % (bucket, self.endpoint.name),
+                                 bucket=bucket)
+        return removed
 
 
 def leftovers(marked, owner, now, max_age_hours, keep=()):

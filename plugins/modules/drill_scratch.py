@@ -210,18 +210,21 @@ def _work(module, p, pg, s3side, now, result):
     owner, hours, check = p["owner"], p["leftover_hours"], module.check_mode
     mine_db = [p["scratch_database"]] if p["state"] == "absent" and p["scratch_database"] else []
     mine_buckets = sorted(p["bucket_map"].values()) if p["state"] == "absent" else []
+    # This drill's own targets are removed by name, whatever a listing says (a listing may lag).
     if pg:
         marked = pg.marked()
         result["leftovers"]["databases"] = drill.leftovers(marked, owner, now, hours, keep=mine_db)
-        for name in result["leftovers"]["databases"] + [n for n in mine_db if n in marked]:
-            if not check:
-                pg.drop(name)
-            result["removed"]["databases"].append(name)
+        for name in result["leftovers"]["databases"] + mine_db:
+            if check:
+                if name in marked:
+                    result["removed"]["databases"].append(name)
+            elif pg.drop(name):
+                result["removed"]["databases"].append(name)
     if s3side:
         marked = s3side.marked()
         result["leftovers"]["buckets"] = drill.leftovers(marked, owner, now, hours, keep=mine_buckets)
-        for name in result["leftovers"]["buckets"] + [n for n in mine_buckets if n in marked]:
-            if check or s3side.drop(name):
+        for name in result["leftovers"]["buckets"] + mine_buckets:
+            if (name in marked) if check else s3side.drop(name):
                 result["removed"]["buckets"].append(name)
     if p["state"] == "present":
         result["bucket_map"] = drill.bucket_map(now, owner, p["buckets"]) if s3side else {}

@@ -82,13 +82,34 @@ def test_postgres_create_when_no_createdb_then_error_names_privilege():
     assert "rat_drill_20260216_100000" in caught.value.msg and "CREATEDB" in caught.value.msg
 
 
+class DroppingSession(FakeSession):
+    """Lists the database until it is dropped (or forever, with ``stuck``)."""
+
+    def __init__(self, stuck=False):
+        super().__init__([json.dumps({"d": "rat_drill_20260216_100000", "c": None})])
+        self.stuck = stuck
+
+    def query(self, sql):
+        if sql.startswith("DROP") and not self.stuck:
+            self.rows = []
+        return super().query(sql)
+
+
 def test_postgres_drop_when_not_a_drill_name_then_refused_without_sql():
     session = FakeSession()
     with pytest.raises(RatBackupError) as caught:
         drill.PostgresScratch(session).drop("rat")
     assert "not a drill database" in caught.value.msg and session.sent == []
-    drill.PostgresScratch(session).drop("rat_drill_20260216_100000")
-    assert session.sent == ['DROP DATABASE IF EXISTS "rat_drill_20260216_100000" WITH (FORCE);']
+
+
+def test_postgres_drop_when_present_then_dropped_and_checked_gone_else_false():
+    session = DroppingSession()
+    assert drill.PostgresScratch(session).drop("rat_drill_20260216_100000") is True
+    assert 'DROP DATABASE IF EXISTS "rat_drill_20260216_100000" WITH (FORCE);' in session.sent
+    assert drill.PostgresScratch(session).drop("rat_drill_20260216_100000") is False
+    with pytest.raises(RatBackupError) as caught:
+        drill.PostgresScratch(DroppingSession(stuck=True)).drop("rat_drill_20260216_100000")
+    assert "still there" in caught.value.msg
 
 
 @pytest.fixture
