@@ -19,7 +19,7 @@ import re
 import shutil
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.layout import fsync_dir
 from ansible_collections.rat.backup.plugins.module_utils.pg_archive import (
@@ -107,6 +107,41 @@ def _link_in_place(link_dest, partial):
     return True
 
 
+def _timed(session, sql, clock):
+    before = clock()
+    row = session.query(sql)[0].split("|")
+    return before, row, clock()
+
+
+def clock_reading(session, clock=time.time):
+    """PostgreSQL's clock against this host's: {"time", "host_offset": [lo, hi]} (server minus host, seconds)."""
+    before, row, after = _timed(session, "SELECT extract(epoch FROM clock_timestamp());", clock)
+    server = float(row[0])
+    return {"time": consistency.iso_epoch(server),
+            "host_offset": list(consistency.offset_interval(before, server, after))}
+
+
+def export_snapshot(session, clock=time.time):
+    """Export the open REPEATABLE READ transaction's snapshot; returns (snapshot id, consistency point).
+
+    The snapshot is taken when this statement starts running: after statement_timestamp() (when the
+    statement arrived) and before clock_timestamp() is evaluated in the same row. now() would be
+    the BEGIN's time, before commits that the snapshot still sees. So every commit the dump holds
+    ended before ``time``; ``earliest`` bounds the snapshot from below.
+    """
+    before, row, after = _timed(
+        session, "SELECT pg_export_snapshot(), extract(epoch FROM statement_timestamp()), "
+                 "extract(epoch FROM clock_timestamp());", clock)
+    snapshot, earliest, latest = row[0], float(row[1]), float(row[2])
+    return snapshot, {
+        "time": consistency.iso_epoch(latest), "time_epoch": latest,
+        "earliest": consistency.iso_epoch(earliest), "earliest_epoch": earliest,
+        "obtained": "PostgreSQL clock_timestamp() read in the statement that exported snapshot " + snapshot +
+                    " (REPEATABLE READ); the snapshot lies between earliest and time",
+        "host_offset": list(consistency.offset_interval(before, latest, after)),
+    }
+
+
 class DumpSpec:
     """What to dump where (module options, validated)."""
 
@@ -148,7 +183,7 @@ class DumpSpec:
                                      "dump file", link_dest=self.link_dest)
 
 
-def dump(client, spec, check_mode=False, now=time.monotonic):
+def dump(client, spec, check_mode=False, now=time.monotonic, clock=time.time):
     """pg_dump at an exported snapshot, row counts at that snapshot, written to dest atomically."""
     spec.validate(client.runner.in_container)
     started = now()
@@ -165,9 +200,10 @@ def dump(client, spec, check_mode=False, now=time.monotonic):
                             directory=partial if spec.fmt == "directory" else None, **spec.filters)
         if check_mode:
             result["cmd"] = mask(planned, [client.conn.password])
+            result["clock"] = clock_reading(session, clock)
             return result
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;")
-        snapshot = session.query("SELECT pg_export_snapshot();")[0]
+        snapshot, result["consistency_point"] = export_snapshot(session, clock)
         argv = dump_argv(client.bin_dir, client.conn, spec.fmt, snapshot=snapshot, compress=spec.compress,
                          jobs=spec.jobs, directory=partial if spec.fmt == "directory" else None, **spec.filters)
         result["cmd"] = mask(argv, [client.conn.password])

@@ -202,6 +202,26 @@ snapshot:
   returned: success and not check mode
   type: str
   sample: 00000003-0000001B-1
+consistency_point:
+  description:
+    - The moment of the dump's snapshot on PostgreSQL's clock, read in the statement that exported it
+      (C(statement_timestamp()) before, C(clock_timestamp()) after the snapshot was taken), and PostgreSQL's
+      clock against this host's. M(rat.backup.bucket_mirror) takes it as O(rat.backup.bucket_mirror#module:consistency_point).
+    - C(time) and C(earliest) are ISO 8601 UTC, C(time_epoch) and C(earliest_epoch) the same as Unix seconds,
+      C(host_offset) the interval in which PostgreSQL's clock minus this host's lies.
+  returned: success and not check mode
+  type: dict
+  sample: {"time": "2026-11-27T18:30:00.123456Z", "time_epoch": 1795804200.123456,
+           "earliest": "2026-11-27T18:30:00.122001Z", "earliest_epoch": 1795804200.122001,
+           "obtained": "PostgreSQL clock_timestamp() read in the statement that exported snapshot 00000003-0000001B-1
+                        (REPEATABLE READ); the snapshot lies between earliest and time",
+           "host_offset": [-0.0004, 0.0002]}
+clock:
+  description: PostgreSQL's clock against this host's (C(time), C(host_offset) as in RV(consistency_point)), read
+    in check mode so the S3 clock can be compared before anything is dumped.
+  returned: check mode
+  type: dict
+  sample: {"time": "2026-11-27T18:29:58.000101Z", "host_offset": [-0.0004, 0.0002]}
 cmd:
   description: The pg_dump argv (planned in check mode), secrets masked.
   returned: always

@@ -331,3 +331,34 @@ def test_restore_spec_when_bad_regex_or_checksum_raises(tmp_path):
 def test_restore_spec_when_directory_in_container_raises(tmp_path):
     with pytest.raises(RatBackupError, match="cannot be restored in container mode"):
         pg_cli.RestoreSpec(str(tmp_path)).validate(True)
+
+
+class RowSession:
+    """Answers every query with one row; remembers the SQL."""
+
+    def __init__(self, row):
+        self.row = row
+        self.sql = []
+
+    def query(self, sql):
+        self.sql.append(sql)
+        return [self.row]
+
+
+def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
+    session = RowSession("00000003-0000001B-1|1795804200.25|1795804200.5")
+    times = iter([1795804200.0, 1795804201.0])
+    snapshot, point = pg_cli.export_snapshot(session, clock=lambda: next(times))
+    assert snapshot == "00000003-0000001B-1"
+    assert "pg_export_snapshot(), extract(epoch FROM statement_timestamp()), extract(epoch FROM clock_timestamp())" \
+        in session.sql[0]
+    assert point["time_epoch"] == 1795804200.5 and point["earliest_epoch"] == 1795804200.25
+    assert point["time"] == "2026-11-27T15:10:00.500000Z"
+    assert point["host_offset"] == [-0.5, 0.5]
+    assert "00000003-0000001B-1" in point["obtained"]
+
+
+def test_clock_reading_when_read_gives_server_minus_host_interval():
+    times = iter([100.0, 100.002])
+    reading = pg_cli.clock_reading(RowSession("102.001"), clock=lambda: next(times))
+    assert reading["host_offset"] == pytest.approx([1.999, 2.001])

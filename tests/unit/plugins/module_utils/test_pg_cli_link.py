@@ -81,7 +81,7 @@ class FakeSession:
     def query(self, sql):
         self.sent.append(sql)
         if sql.startswith("SELECT pg_export_snapshot"):
-            return ["00000003-0000001B-1"]
+            return ["00000003-0000001B-1|1795804200.25|1795804200.5"]
         return []
 
     def close(self):

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The consistency point: clock skew between PostgreSQL and S3, and "each key as of T".
+
+T comes from PostgreSQL (pg_cli reads ``statement_timestamp()`` and ``clock_timestamp()`` in the
+statement that exports the dump's snapshot, so the snapshot was taken between the two). S3 stamps
+versions with its own clock, so T is moved onto that clock through the measured skew, which is an
+interval: the S3 ``Date`` header has whole seconds. Every time here is a float of Unix seconds.
+
+The rule for one key, given the window [lo, hi] of S3 time in which the snapshot happened:
+- a version or delete marker whose LastModified is after ``hi`` is ignored (written after T);
+- a delete marker that may have been written at or after ``lo`` is ignored too: the file may
+  still have been needed by the snapshot (Iceberg expires files only after a newer commit);
+- of the rest the newest decides. LastModified lists whole seconds on AWS and moto (MinIO lists
+  milliseconds; a value without a fraction is taken as whole seconds), and a version may have
+  been written up to that precision after its stamp, which is why a delete marker counts as
+  "before" only when its stamp plus the precision is at or before ``lo``. S3 orders a key's
+  versions newest first; a delete marker's place among versions of the same second is not
+  known (the SDK returns markers in a list of their own) unless it is the latest: then the
+  version wins, so nothing the snapshot could need is ever left out.
+The result: every object live at some moment of [lo - 1 s, hi], each at its newest content up to
+``hi``; nothing written after ``hi`` + the precision, nothing deleted before ``lo``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import math
+import time
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+_UTC = datetime.timezone.utc
+# The Date header's precision; sampling stops once the skew is known this closely.
+DATE_PRECISION = 1.0
+TARGET_WIDTH = 0.2
+MAX_SAMPLES = 5
+
+
+def epoch(dt):
+    return dt.timestamp()
+
+
+def iso_epoch(value):
+    """A Unix time as ISO 8601 UTC with microseconds (the manifest's spelling of T)."""
+    text = datetime.datetime.fromtimestamp(value, _UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def offset_interval(before, remote, after, precision=0.0):
+    """(lo, hi) of remote clock minus local clock, from one reading taken between local ``before`` and ``after``.
+
+    ``remote`` is the reading truncated to ``precision`` (0 for exact clocks, 1 for a Date header).
+    """
+    return remote - after, remote + precision - before
+
+
+def intersect(a, b):
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    if lo > hi:
+        raise RatBackupError("the clock readings contradict each other ({0} and {1}): a clock stepped while it "
+                             "was measured; run the backup again".format(list(a), list(b)))
+    return lo, hi
+
+
+def date_header_epoch(response):
+    """The S3 server's clock from a boto3 response's ``Date`` header."""
+    headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    value = headers.get("date")
+    if not value:
+        raise RatBackupError("the S3 server sent no Date header: its clock cannot be compared with PostgreSQL's")
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError) as exc:
+        raise RatBackupError("the S3 server sent a Date header that is not a date: {0!r} ({1})".format(value, exc))
+
+
+def measure_date_offset(read_date, clock=time.time, sleep=time.sleep, target=TARGET_WIDTH, samples=MAX_SAMPLES):
+    """(lo, hi) of server clock minus ``clock``, from ``read_date()`` (one request's Date, Unix seconds).
+
+    One reading leaves a second of doubt; each further reading is timed for the moment the server's
+    second should tick under the current middle estimate, so the answer halves the doubt.
+    """
+    before = clock()
+    interval = offset_interval(before, read_date(), clock(), DATE_PRECISION)
+    for _ in range(samples - 1):
+        if interval[1] - interval[0] <= target:
+            break
+        middle = (interval[0] + interval[1]) / 2
+        now = clock()
+        wait = math.ceil(now + middle) - middle - now
+        if wait > 0:
+            sleep(wait)
+        before = clock()
+        interval = intersect(interval, offset_interval(before, read_date(), clock(), DATE_PRECISION))
+    return interval
+
+
+def skew(s3_offset, pg_offset):
+    """(lo, hi) of S3 clock minus PostgreSQL clock, from both clocks' offsets to this host's clock."""
+    return s3_offset[0] - pg_offset[1], s3_offset[1] - pg_offset[0]
+
+
+def check_skew(interval, bound):
+    """Refuse when the skew cannot be shown to be within ``bound`` seconds either way."""
+    worst = max(abs(interval[0]), abs(interval[1]))
+    if worst > bound:
+        raise RatBackupError(
+            "the S3 server's clock differs from PostgreSQL's by between {0:+.3f} and {1:+.3f} s, more than the "
+            "allowed {2} s: versions cannot be matched to the database snapshot. Fix the clocks (NTP) or raise "
+            "the bound (max_clock_skew / rat_backup_max_clock_skew)".format(interval[0], interval[1], bound),
+            clock_skew=[round(interval[0], 6), round(interval[1], 6)], max_clock_skew=bound)
+    return interval
+
+
+def window(point, skew_interval):
+    """(lo, hi) in S3 time in which the snapshot of ``point`` (pg_dump's consistency_point) happened."""
+    return point["earliest_epoch"] + skew_interval[0], point["time_epoch"] + skew_interval[1]
+
+
+def precision_of(modified):
+    """How long after its stamp a version may have been written (whole-second servers list .000)."""
+    return 0.001 if modified.microsecond else 1.0
+
+
+def choose(versions, markers, bounds):
+    """The version a key has as of ``bounds`` (lo, hi), or None when it is absent then.
+
+    ``versions`` and ``markers`` are one key's list_object_versions items, each newest first.
+    ``bounds`` None means now: the latest item.
+    """
+    if bounds is None:
+        for item in versions:
+            if item.get("IsLatest"):
+                return item
+        return None
+    lo, hi = bounds
+    version = next((v for v in versions if epoch(v["LastModified"]) <= hi), None)
+    marker = next((m for m in markers
+                   if epoch(m["LastModified"]) + precision_of(m["LastModified"]) <= lo), None)
+    if marker is None:
+        return version
+    if version is None:
+        return None
+    version_at, marker_at = version["LastModified"], marker["LastModified"]
+    if marker_at > version_at or (marker_at == version_at and marker.get("IsLatest")):
+        return None
+    return version
+
+
+def group_versions(pages):
+    """(key, versions, markers) per key in key order from list_object_versions pages.
+
+    Memory holds one page and one key's history: S3 returns items sorted by key, so only a page's
+    last key can go on in the next page.
+    """
+    held = None
+    for page in pages:
+        groups = {}
+        for item in page.get("Versions", ()):
+            groups.setdefault(item["Key"], ([], []))[0].append(item)
+        for item in page.get("DeleteMarkers", ()):
+            groups.setdefault(item["Key"], ([], []))[1].append(item)
+        for key in sorted(groups):
+            versions, markers = groups[key]
+            if held is not None and held[0] == key:
+                held[1].extend(versions)
+                held[2].extend(markers)
+                continue
+            if held is not None:
+                yield held
+            held = (key, versions, markers)
+    if held is not None:
+        yield held
+
+
+def as_of(pages, bounds):
+    """(key, version item) of every key present as of ``bounds``, streamed in key order."""
+    for key, versions, markers in group_versions(pages):
+        chosen = choose(versions, markers, bounds)
+        if chosen is not None:
+            yield key, chosen
+
+
+def describe(point, skew_interval, bounds, bound):
+    """The manifest's record of how the lake was pinned to the database snapshot."""
+    return {
+        "level": "snapshot",
+        "time": point["time"],
+        "earliest": point["earliest"],
+        "obtained": point["obtained"],
+        "clock_skew": [round(skew_interval[0], 6), round(skew_interval[1], 6)],
+        "max_clock_skew": bound,
+        "window": [iso_epoch(bounds[0]), iso_epoch(bounds[1])],
+        "rule": "per key the newest version stamped at or before window[1]; delete markers that may be "
+                "later than window[0] are not applied; LastModified without a fraction counts as whole seconds",
+    }

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import consistency
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+UTC = datetime.timezone.utc
+BASE = 1795804200.0  # a whole second
+
+
+def at(seconds):
+    return datetime.datetime.fromtimestamp(BASE + seconds, UTC)
+
+
+def whole(seconds):
+    """A LastModified as moto and AWS list it: truncated to the second."""
+    return at(float(int(seconds)))
+
+
+def version(key, vid, modified, latest=False):
+    return {"Key": key, "VersionId": vid, "LastModified": modified, "IsLatest": latest, "Size": 1, "ETag": '"e"'}
+
+
+def marker(key, vid, modified, latest=False):
+    return {"Key": key, "VersionId": vid, "LastModified": modified, "IsLatest": latest}
+
+
+def bounds(lo, hi):
+    return BASE + lo, BASE + hi
+
+
+class FakeServer:
+    """A server clock ``offset`` seconds ahead of the host's, answering with a whole-second Date."""
+
+    def __init__(self, offset, latency=0.002):
+        self.now = 1000.3
+        self.offset = offset
+        self.latency = latency
+        self.reads = 0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def read_date(self):
+        self.reads += 1
+        self.now += self.latency / 2
+        value = float(int(self.now + self.offset))
+        self.now += self.latency / 2
+        return value
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.37, -2.81, 12.999])
+def test_measure_date_offset_when_sampled_contains_true_offset_within_target(offset):
+    server = FakeServer(offset)
+    lo, hi = consistency.measure_date_offset(server.read_date, server.clock, server.sleep)
+    assert lo <= offset <= hi
+    assert hi - lo <= consistency.TARGET_WIDTH
+    assert server.reads <= consistency.MAX_SAMPLES
+
+
+def test_measure_date_offset_when_clock_steps_raises():
+    dates = iter([100.0, 50.0, 50.0, 50.0, 50.0])
+    times = iter([100.0, 100.001, 100.5, 100.5, 100.501, 101.0, 101.001] + [101.5] * 20)
+    with pytest.raises(RatBackupError, match="stepped"):
+        consistency.measure_date_offset(lambda: next(dates), lambda: next(times), lambda s: None)
+
+
+def test_date_header_epoch_when_header_present_parses_it():
+    response = {"ResponseMetadata": {"HTTPHeaders": {"date": "Fri, 27 Nov 2026 18:30:00 GMT"}}}
+    assert consistency.date_header_epoch(response) == datetime.datetime(2026, 11, 27, 18, 30, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize("headers", [{}, {"date": "soon"}])
+def test_date_header_epoch_when_missing_or_bad_raises_naming_date(headers):
+    with pytest.raises(RatBackupError, match="Date header"):
+        consistency.date_header_epoch({"ResponseMetadata": {"HTTPHeaders": headers}})
+
+
+def test_skew_when_both_offsets_known_is_their_difference_widened():
+    assert consistency.skew((1.0, 1.2), (0.1, 0.15)) == pytest.approx((0.85, 1.1))
+
+
+def test_check_skew_when_within_bound_returns_interval():
+    assert consistency.check_skew((-0.1, 0.3), 1.0) == (-0.1, 0.3)
+
+
+@pytest.mark.parametrize("interval", [(1.5, 1.7), (-3.0, -2.0), (0.9, 1.1)])
+def test_check_skew_when_possibly_over_bound_raises_with_interval(interval):
+    with pytest.raises(RatBackupError, match="more than the allowed 1.0 s") as err:
+        consistency.check_skew(interval, 1.0)
+    assert err.value.details["clock_skew"] == [interval[0], interval[1]]
+
+
+def test_window_when_skewed_moves_snapshot_onto_s3_clock():
+    point = {"earliest_epoch": 100.0, "time_epoch": 100.01}
+    assert consistency.window(point, (2.0, 2.1)) == pytest.approx((102.0, 102.11))
+
+
+def test_choose_when_bounds_none_takes_latest():
+    versions = [version("k", "2", whole(5), latest=True), version("k", "1", whole(1))]
+    assert consistency.choose(versions, [], None)["VersionId"] == "2"
+    assert consistency.choose([version("k", "1", whole(1))], [marker("k", "m", whole(2), latest=True)], None) is None
+
+
+def test_choose_when_writes_after_window_ignores_them():
+    versions = [version("k", "3", whole(12), latest=True), version("k", "2", whole(9)), version("k", "1", whole(3))]
+    assert consistency.choose(versions, [], bounds(9.4, 9.6))["VersionId"] == "2"
+
+
+def test_choose_when_same_second_as_window_takes_newest_of_that_second():
+    # A writer overwrote k three times in second 9; the snapshot was at 9.4: the newest of second 9
+    # may be a little later than T, never missing what T saw.
+    versions = [version("k", "c", whole(9.8), True), version("k", "b", whole(9.5)), version("k", "a", whole(9.1))]
+    assert consistency.choose(versions, [], bounds(9.4, 9.41))["VersionId"] == "c"
+
+
+def test_choose_when_deleted_in_window_second_keeps_object():
+    # An expiry in the snapshot's second may come after T; the file may still be referenced at T.
+    versions = [version("k", "1", whole(7))]
+    markers = [marker("k", "m", whole(9.9), latest=True)]
+    assert consistency.choose(versions, markers, bounds(9.4, 9.41))["VersionId"] == "1"
+
+
+def test_choose_when_deleted_in_second_before_window_is_absent():
+    versions = [version("k", "1", whole(7))]
+    markers = [marker("k", "m", whole(8.5), latest=True)]
+    assert consistency.choose(versions, markers, bounds(9.4, 9.41)) is None
+
+
+def test_choose_when_marker_has_milliseconds_uses_them():
+    versions = [version("k", "1", at(7.0))]
+    markers = [marker("k", "m", at(9.39), latest=True)]
+    assert consistency.choose(versions, markers, bounds(9.4, 9.41)) is None
+    markers = [marker("k", "m", at(9.401), latest=True)]
+    assert consistency.choose(versions, markers, bounds(9.4, 9.41))["VersionId"] == "1"
+
+
+def test_choose_when_marker_and_version_share_a_second_uses_is_latest_else_keeps_object():
+    old = version("k", "1", whole(3))
+    same_second = version("k", "2", whole(5.7))
+    gone = marker("k", "m", whole(5.2), latest=True)
+    assert consistency.choose([same_second, old], [gone], bounds(9.4, 9.41)) is None
+    later = version("k", "3", whole(12), latest=True)
+    gone = marker("k", "m", whole(5.2))
+    assert consistency.choose([later, same_second, old], [gone], bounds(9.4, 9.41))["VersionId"] == "2"
+
+
+def test_choose_when_created_after_window_is_absent():
+    assert consistency.choose([version("k", "1", whole(11), True)], [], bounds(9.4, 9.41)) is None
+
+
+def test_group_versions_when_key_spans_pages_yields_it_once_in_order():
+    pages = [
+        {"Versions": [version("a", "1", whole(1)), version("b", "2", whole(3))],
+         "DeleteMarkers": [marker("a", "m", whole(2))]},
+        {"Versions": [version("b", "1", whole(2)), version("c", "1", whole(1))], "DeleteMarkers": []},
+    ]
+    grouped = list(consistency.group_versions(pages))
+    assert [(k, [v["VersionId"] for v in vs], [m["VersionId"] for m in ms]) for k, vs, ms in grouped] == [
+        ("a", ["1"], ["m"]), ("b", ["2", "1"], []), ("c", ["1"], [])]
+
+
+def test_as_of_when_streamed_holds_no_more_than_a_page():
+    seen = []
+
+    def pages():
+        for n in range(50):
+            seen.append(n)
+            yield {"Versions": [version("k%03d" % n, "1", whole(1), True)], "DeleteMarkers": []}
+
+    stream = consistency.as_of(pages(), bounds(9.4, 9.41))
+    assert next(stream)[0] == "k000"
+    assert seen == [0, 1]
+    assert [k for k, _ in stream] == ["k%03d" % n for n in range(1, 50)]
+
+
+def test_describe_when_given_point_records_time_skew_and_window():
+    point = {"time": "2026-11-27T18:30:00.123456Z", "earliest": "2026-11-27T18:30:00.122Z", "obtained": "pg",
+             "time_epoch": BASE, "earliest_epoch": BASE}
+    record = consistency.describe(point, (-0.05, 0.15), bounds(-0.05, 0.15), 2.0)
+    assert record["level"] == "snapshot"
+    assert record["clock_skew"] == [-0.05, 0.15]
+    assert record["window"] == [consistency.iso_epoch(BASE - 0.05), consistency.iso_epoch(BASE + 0.15)]
