@@ -353,7 +353,7 @@ def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
     assert "pg_export_snapshot(), extract(epoch FROM statement_timestamp()), extract(epoch FROM clock_timestamp())" \
         in session.sql[0]
     assert point["time_epoch"] == 1795804200.5 and point["earliest_epoch"] == 1795804200.25
-    assert point["time"] == "2026-11-27T15:10:00.500000Z"
+    assert point["time"] == "2026-11-27T18:30:00.500000Z"
     assert point["host_offset"] == [-0.5, 0.5]
     assert "00000003-0000001B-1" in point["obtained"]
 
