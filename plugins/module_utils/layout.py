@@ -138,11 +138,17 @@ def write_json_atomic(path, data):
 
 def write_text_atomic(path, text):
     """Write a file so a reader sees the old file or the whole new one, never a torn one."""
+    write_lines_atomic(path, (text,))
+
+
+def write_lines_atomic(path, lines):
+    """write_text_atomic for text produced piece by piece (``lines`` may be a generator)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            for line in lines:
+                handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)

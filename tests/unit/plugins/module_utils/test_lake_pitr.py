@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+
+import pytest
+from moto import mock_aws
+
+from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+ENDPOINT = s3.Endpoint(None, "key", "secret")
+
+
+@pytest.fixture
+def client(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with mock_aws():
+        yield s3.make_client(ENDPOINT, retry_max_attempts=1)
+
+
+def bucket(client, name="lake", versioned=True):
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+def state(client, name):
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", ()):
+            found[item["Key"]] = client.get_object(Bucket=name, Key=item["Key"])["Body"].read()
+    return found
+
+
+def moment_between(step):
+    """Whole seconds apart from the stamps on both sides (moto stamps whole seconds)."""
+    time.sleep(1.1)
+    at = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(1.1)
+    step()
+    return at
+
+
+def rolled(client, name, moment):
+    return list(lake_pitr.plan(client, ENDPOINT, name, "", moment))
+
+
+def test_plan_when_overwritten_deleted_added_restores_each_and_apply_gives_old_state(client, tmp_path):
+    name = bucket(client)
+    for key, body in (("a", b"a1"), ("b", b"b1"), ("c", b"c1")):
+        client.put_object(Bucket=name, Key=key, Body=body, ContentType="text/x-" + key, Metadata={"k": key})
+    before = state(client, name)
+
+    def change():
+        client.put_object(Bucket=name, Key="a", Body=b"a2")
+        client.delete_object(Bucket=name, Key="b")
+        client.put_object(Bucket=name, Key="d", Body=b"d1")
+
+    at = moment_between(change)
+    after = state(client, name)
+    changes = rolled(client, name, at)
+    assert [(c["key"], c["action"]) for c in changes] == [("a", "restore"), ("b", "restore"), ("d", "delete")]
+    record = tmp_path / "r.jsonl"
+    lake_pitr.write_record(str(record), {"as_of": "x"}, changes)
+    lake_pitr.apply(client, ENDPOINT, lake_pitr.read_record(str(record)))
+    assert state(client, name) == before
+    head = client.head_object(Bucket=name, Key="b")
+    assert (head["ContentType"], head["Metadata"]) == ("text/x-b", {"k": "b"})
+    assert rolled(client, name, at) == []
+    undo = list(lake_pitr.undo_plan(client, ENDPOINT, str(record)))
+    assert sorted((c["key"], c["action"]) for c in undo) == [("a", "restore"), ("b", "delete"), ("d", "restore")]
+    lake_pitr.apply(client, ENDPOINT, undo)
+    assert state(client, name) == after
+
+
+def test_plan_when_prefix_given_touches_only_that_prefix(client):
+    name = bucket(client)
+    client.put_object(Bucket=name, Key="t/x", Body=b"1")
+    client.put_object(Bucket=name, Key="u/x", Body=b"1")
+    at = moment_between(lambda: [client.put_object(Bucket=name, Key=k, Body=b"2") for k in ("t/x", "u/x")])
+    assert [c["key"] for c in lake_pitr.plan(client, ENDPOINT, name, "t/", at)] == ["t/x"]
+
+
+def test_require_versioned_when_bucket_unversioned_raises_naming_it(client):
+    name = bucket(client, "plain", versioned=False)
+    with pytest.raises(RatBackupError, match="'plain' .* not versioned"):
+        lake_pitr.require_versioned(client, ENDPOINT, name)
+
+
+def test_read_record_when_not_a_record_raises_naming_file(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"format": 99}) + "\n")
+    with pytest.raises(RatBackupError, match="not a lake rollback record"):
+        list(lake_pitr.read_record(str(path)))
+
+
+def test_parse_time_when_not_iso_raises_and_naive_is_utc():
+    with pytest.raises(RatBackupError, match="not an ISO 8601 time"):
+        lake_pitr.parse_time("yesterday")
+    assert lake_pitr.parse_time("2026-11-27T10:00:00").tzinfo == datetime.timezone.utc
+
+
+def test_reach_when_versions_and_lifecycle_reports_oldest_and_expiry(client):
+    name = bucket(client)
+    client.put_object(Bucket=name, Key="a", Body=b"1")
+    client.put_object(Bucket=name, Key="a", Body=b"2")
+    client.delete_object(Bucket=name, Key="a")
+    client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
+        {"ID": "nc", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 7}}]})
+    now = datetime.datetime.now(datetime.timezone.utc)
+    info = lake_pitr.reach(client, ENDPOINT, name, now)
+    assert (info["versions"], info["noncurrent_versions"], info["delete_markers"]) == (2, 2, 1)
+    assert info["noncurrent_expiry_days"] == 7
+    assert info["recoverable_since"] == info["oldest_version"]
