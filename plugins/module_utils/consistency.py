@@ -30,6 +30,7 @@ import email.utils
 import math
 import time
 
+from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 _UTC = datetime.timezone.utc
@@ -184,16 +185,55 @@ def as_of(pages, bounds):
             yield key, chosen
 
 
-def describe(point, skew_interval, bounds, bound):
-    """The manifest's record of how the lake was pinned to the database snapshot."""
+def measure_skew(client, endpoint, bucket, point, bound, clock=time.time, sleep=time.sleep):
+    """(lo, hi) of S3 clock minus PostgreSQL clock, measured through ``bucket``; refused over ``bound``.
+
+    ``point`` is pg_dump's consistency_point (or its check-mode clock): its host_offset relates
+    PostgreSQL's clock to this host's, the Date headers relate S3's clock to it.
+    """
+    def read_date():
+        try:
+            return date_header_epoch(client.head_bucket(Bucket=bucket))
+        except s3.sdk_errors() as exc:
+            raise s3.translate(exc, endpoint, "reading the server's clock", bucket)
+
+    return check_skew(skew(measure_date_offset(read_date, clock, sleep), point["host_offset"]), bound)
+
+
+def refuse_best_effort(versioning):
+    """The error for fail_on_best_effort when a bucket cannot be pinned, or None."""
+    plain = sorted(b for b, versioned in versioning.items() if not versioned)
+    if plain:
+        raise RatBackupError(
+            "bucket(s) {0} are not versioned: their objects cannot be pinned to the database snapshot and the backup "
+            "would only be best-effort; enable versioning on them or allow best-effort backups "
+            "(fail_on_best_effort / rat_backup_fail_on_best_effort)".format(", ".join(plain)), buckets=plain)
+
+
+def describe(point, skew_interval, bounds, bound, versioning):
+    """The manifest's record of how the lake was pinned to the database snapshot.
+
+    ``versioning`` is {bucket: versioned}: an unversioned bucket is captured as listed while the run
+    went on (best-effort), and so is the whole backup then.
+    """
+    levels = {b: "snapshot" if versioned else "best-effort" for b, versioned in sorted(versioning.items())}
     return {
-        "level": "snapshot",
+        "level": "best-effort" if "best-effort" in levels.values() else "snapshot",
+        "buckets": levels,
         "time": point["time"],
         "earliest": point["earliest"],
         "obtained": point["obtained"],
         "clock_skew": [round(skew_interval[0], 6), round(skew_interval[1], 6)],
+        "clock_skew_measured": "S3 Date header (whole seconds, sampled at its ticks) and PostgreSQL "
+                               "clock_timestamp(), each against this host's clock",
         "max_clock_skew": bound,
         "window": [iso_epoch(bounds[0]), iso_epoch(bounds[1])],
-        "rule": "per key the newest version stamped at or before window[1]; delete markers that may be "
-                "later than window[0] are not applied; LastModified without a fraction counts as whole seconds",
+        "rule": RULE,
     }
+
+
+RULE = ("versioned buckets: per key the newest version stamped at or before window[1], fetched by version id; "
+        "a delete marker that may be later than window[0] is not applied; a LastModified without a fraction "
+        "counts as a whole second (AWS, moto), so keys written in the snapshot's own second hold their newest "
+        "version of that second and keys deleted in it are kept. Unversioned buckets: as listed during the run "
+        "(best-effort), objects that changed meanwhile in changed_during")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 
 import pytest
 
@@ -187,7 +188,38 @@ def test_as_of_when_streamed_holds_no_more_than_a_page():
 def test_describe_when_given_point_records_time_skew_and_window():
     point = {"time": "2026-11-27T18:30:00.123456Z", "earliest": "2026-11-27T18:30:00.122Z", "obtained": "pg",
              "time_epoch": BASE, "earliest_epoch": BASE}
-    record = consistency.describe(point, (-0.05, 0.15), bounds(-0.05, 0.15), 2.0)
-    assert record["level"] == "snapshot"
+    record = consistency.describe(point, (-0.05, 0.15), bounds(-0.05, 0.15), 2.0, {"lake": True})
+    assert (record["level"], record["buckets"]) == ("snapshot", {"lake": "snapshot"})
     assert record["clock_skew"] == [-0.05, 0.15]
     assert record["window"] == [consistency.iso_epoch(BASE - 0.05), consistency.iso_epoch(BASE + 0.15)]
+
+
+def test_describe_when_a_bucket_unversioned_is_best_effort():
+    point = {"time": "t", "earliest": "e", "obtained": "pg", "time_epoch": BASE, "earliest_epoch": BASE}
+    record = consistency.describe(point, (0, 0), bounds(0, 0), 2.0, {"lake": True, "plain": False})
+    assert (record["level"], record["buckets"]["plain"]) == ("best-effort", "best-effort")
+
+
+def test_refuse_best_effort_when_unversioned_raises_naming_buckets():
+    consistency.refuse_best_effort({"lake": True})
+    with pytest.raises(RatBackupError, match="plain, zz are not versioned"):
+        consistency.refuse_best_effort({"lake": True, "zz": False, "plain": False})
+
+
+class DateClient:
+    def __init__(self, server):
+        self.server = server
+
+    def head_bucket(self, Bucket):  # pylint: disable=invalid-name
+        date = self.server.read_date()
+        return {"ResponseMetadata": {"HTTPHeaders": {"date": email.utils.formatdate(date, usegmt=True)}}}
+
+
+def test_measure_skew_when_s3_ahead_of_postgres_measures_difference_and_refuses_over_bound():
+    server = FakeServer(5.3)
+    point = {"host_offset": [0.999, 1.001]}  # PostgreSQL one second ahead of this host
+    lo, hi = consistency.measure_skew(DateClient(server), None, "b", point, 10.0, server.clock, server.sleep)
+    assert lo <= 4.3 <= hi and hi - lo < 0.3
+    again = FakeServer(5.3)
+    with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
+        consistency.measure_skew(DateClient(again), None, "b", point, 2.0, again.clock, again.sleep)
