@@ -147,7 +147,11 @@ def summary(data):
     objects = data["minio"]["objects"] if data.get("minio") else []
     buckets = sorted({o.get("bucket") for o in objects} | set((data.get("minio") or {}).get("buckets", {})))
     pg = data.get("postgres") or {}
+    consistency = data.get("consistency") or {}
     return {
+        "consistency": consistency.get("level"),
+        "consistency_time": consistency.get("time"),
+        "changed_during": len(consistency.get("changed_during") or ()),
         "dump_bytes": pg.get("size", 0),
         "dump_sha256": pg.get("sha256"),
         "tables": len(pg.get("row_counts") or {}),

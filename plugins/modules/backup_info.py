@@ -123,6 +123,21 @@ complete:
       type: list
       elements: str
       sample: [rat]
+    consistency:
+      description:
+        - How the lake was captured against the database snapshot, from the manifest. C(snapshot) every bucket
+          as of the dump's snapshot (versions); C(best-effort) an unversioned bucket was copied as it was while the
+          run went on (see RV(complete[].changed_during)); null for a backup that recorded none.
+      type: str
+      sample: snapshot
+    consistency_time:
+      description: The database snapshot's moment (PostgreSQL's clock), ISO 8601 UTC.
+      type: str
+      sample: "2026-11-27T18:30:00.123456Z"
+    changed_during:
+      description: Objects of unversioned buckets that changed while they were copied (best-effort backups).
+      type: int
+      sample: 0
     verified:
       description: Last recorded verification (C(verified_at), C(mode), C(ok), C(bad)), or null.
       type: dict
@@ -199,7 +214,8 @@ def describe(root, entry):
         stats = mf.summary(data)
         entry.update(host=data.get("host"), objects=stats["objects"], bytes=stats["bytes"],
                      dump_bytes=stats["dump_bytes"], object_bytes=stats["object_bytes"],
-                     tables=stats["tables"], buckets=stats["buckets"])
+                     tables=stats["tables"], buckets=stats["buckets"], consistency=stats["consistency"],
+                     consistency_time=stats["consistency_time"], changed_during=stats["changed_during"])
     except RatBackupError as exc:
         entry["error"] = exc.msg
     status = layout.read_status(root, entry["name"]) if entry["kind"] == "complete" else {}

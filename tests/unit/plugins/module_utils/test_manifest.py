@@ -187,3 +187,12 @@ def test_dumps_when_objects_then_one_compact_line_each_and_same_data():
 def test_dumps_when_no_objects_then_plain_indented_json():
     data = {"format": 1, "minio": None, "postgres": {"size": 3}}
     assert mf.dumps(data) == json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def test_summary_when_consistency_recorded_shows_level_time_and_changes():
+    data = {"consistency": {"level": "best-effort", "time": "2026-11-27T18:30:00.1Z",
+                            "changed_during": [{"bucket": "b", "key": "k", "change": "modified"}]}}
+    stats = mf.summary(data)
+    assert (stats["consistency"], stats["consistency_time"], stats["changed_during"]) == (
+        "best-effort", "2026-11-27T18:30:00.1Z", 1)
+    assert mf.summary({})["consistency"] is None
