@@ -30,7 +30,6 @@ import email.utils
 import math
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 _UTC = datetime.timezone.utc
@@ -185,19 +184,15 @@ def as_of(pages, bounds):
             yield key, chosen
 
 
-def measure_skew(client, endpoint, bucket, point, bound, clock=time.time, sleep=time.sleep):
-    """(lo, hi) of S3 clock minus PostgreSQL clock, measured through ``bucket``; refused over ``bound``.
+def measure_skew(head, point, bound, clock=time.time, sleep=time.sleep):
+    """(lo, hi) of S3 clock minus PostgreSQL clock; refused over ``bound``.
 
-    ``point`` is pg_dump's consistency_point (or its check-mode clock): its host_offset relates
-    PostgreSQL's clock to this host's, the Date headers relate S3's clock to it.
+    ``head()`` makes one request to the S3 server and returns the boto3 response (its Date header);
+    ``point`` is pg_dump's consistency_point (or its check-mode clock), whose host_offset relates
+    PostgreSQL's clock to this host's.
     """
-    def read_date():
-        try:
-            return date_header_epoch(client.head_bucket(Bucket=bucket))
-        except s3.sdk_errors() as exc:
-            raise s3.translate(exc, endpoint, "reading the server's clock", bucket)
-
-    return check_skew(skew(measure_date_offset(read_date, clock, sleep), point["host_offset"]), bound)
+    s3_offset = measure_date_offset(lambda: date_header_epoch(head()), clock, sleep)
+    return check_skew(skew(s3_offset, point["host_offset"]), bound)
 
 
 def refuse_best_effort(versioning):

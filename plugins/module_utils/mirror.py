@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
@@ -44,6 +44,7 @@ class Mirror:
         self.attempts = max(1, int(options.get("retry_max_attempts") or 1))
         self.as_of = parse_as_of(options["versions_as_of"]) if options.get("versions_as_of") else None
         self.changed_during = []
+        self.consistency = None
         self.stats = {"copied": 0, "linked": 0, "deleted": 0, "bytes": 0}
         self._validate()
         listed = self.src if self.src.is_s3 else self.dest
@@ -70,8 +71,10 @@ class Mirror:
             raise RatBackupError("manifest needs a local src or dest (S3 -> S3 keeps no manifest)")
         if o.get("link_dest") and not (self.src.is_s3 and not self.dest.is_s3):
             raise RatBackupError("link_dest only applies to S3 -> local directory mirrors")
-        if (o.get("versions_as_of") or o.get("use_versions")) and not self.src.is_s3:
-            raise RatBackupError("versions_as_of and use_versions need an s3:// src")
+        if (o.get("versions_as_of") or o.get("use_versions") or o.get("consistency_point")) and not self.src.is_s3:
+            raise RatBackupError("versions_as_of, use_versions and consistency_point need an s3:// src")
+        if o.get("versions_as_of") and o.get("consistency_point"):
+            raise RatBackupError("give versions_as_of or consistency_point, not both")
         if not self.src.is_s3 and not os.path.isdir(self.src.path):
             raise RatBackupError("src {0} is not a directory".format(self.src.path), path=self.src.path)
         if self.concurrency > 64:
@@ -97,6 +100,7 @@ class Mirror:
         result["seconds"] = round(seconds, 3)
         result["mb_per_s"] = round(self.stats["bytes"] / 1e6 / seconds, 2) if seconds > 0 else 0.0
         result["changed_during"] = self.changed_during
+        result["consistency"] = self.consistency
         return result
 
     def _probe(self):
@@ -104,8 +108,8 @@ class Mirror:
         buckets and their versioning) without listing a single object: cheap on any lake."""
         probed = {}
         if self.src.is_s3:
-            probed["src"] = {bucket: {"versioned": s3.is_versioned(self.src_client, self.src_endpoint, bucket)}
-                             for bucket in self.source_buckets()}
+            versioning = self.pin(self.source_buckets())
+            probed["src"] = {bucket: {"versioned": versioned} for bucket, versioned in versioning.items()}
         if self.dest.is_s3:
             s3.bucket_names(self.dest_client, self.dest_endpoint)
             probed["dest"] = {}
@@ -115,6 +119,25 @@ class Mirror:
 
     def source_buckets(self):
         return listing.buckets(self.src_client, self.src_endpoint, self.src, self.options.get("buckets") or [])
+
+    def pin(self, buckets):
+        """{bucket: versioned} of the source; with a consistency_point, the clock skew measured (refused over
+        max_clock_skew) and, for a dump's snapshot, the lister set to list versioned buckets as of it."""
+        o = self.options
+        versioning = {b: s3.is_versioned(self.src_client, self.src_endpoint, b) for b in buckets}
+        if o.get("fail_on_best_effort"):
+            consistency.refuse_best_effort(versioning)
+        point = o.get("consistency_point")
+        if point and buckets:
+            bound = float(o.get("max_clock_skew") or 0)
+            skew = consistency.measure_skew(
+                lambda: s3.server_date(self.src_client, self.src_endpoint, buckets[0]), point, bound)
+            if "time_epoch" in point:
+                self.lister.snapshot_window = consistency.window(point, skew)
+                self.consistency = consistency.describe(point, skew, self.lister.snapshot_window, bound, versioning)
+            else:
+                self.consistency = {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": bound}
+        return versioning
 
     def require_create_buckets(self, bucket):
         """A missing destination bucket is an error unless create_buckets allows creating it."""

@@ -279,14 +279,41 @@ def list_objects(client, endpoint, bucket, prefix="", action="listing objects", 
         raise translate(exc, endpoint, action, bucket)
 
 
-def list_versions(client, endpoint, bucket, prefix=""):
-    """(item, is_delete_marker) for every version and delete marker of ``bucket`` under ``prefix``."""
-    with translated(endpoint, "listing objects", bucket):
+def version_pages(client, endpoint, bucket, prefix=""):
+    """The list_object_versions pages of ``bucket`` under ``prefix``, as the server sends them (sorted by key)."""
+    with translated(endpoint, "listing versions", bucket):
         for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Versions", ()):
-                yield item, False
-            for item in page.get("DeleteMarkers", ()):
-                yield item, True
+            yield page
+
+
+def server_date(client, endpoint, bucket):
+    """The boto3 response of a HeadBucket, whose Date header is the server's clock."""
+    with translated(endpoint, "reading the server's clock", bucket):
+        return client.head_bucket(Bucket=bucket)
+
+
+def current_version(client, endpoint, bucket, key):
+    """(version id, size) of the key's current version; (None, None) when it is absent or deleted."""
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except sdk_errors() as exc:
+        if is_not_found(exc) or error_code(exc) == "MethodNotAllowed":
+            return None, None
+        raise translate(exc, endpoint, "reading the current version", bucket, key)
+    return head.get("VersionId") or "null", head.get("ContentLength")
+
+
+def noncurrent_expiry_days(client, endpoint, bucket):
+    """Days after which the bucket's lifecycle removes noncurrent versions; None without such a rule."""
+    try:
+        rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", ())
+    except sdk_errors() as exc:
+        if error_code(exc) in ("NoSuchLifecycleConfiguration", "NotImplemented"):
+            return None
+        raise translate(exc, endpoint, "reading the lifecycle", bucket)
+    days = [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules
+            if r.get("Status") == "Enabled" and (r.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")]
+    return min(days) if days else None
 
 
 def get_object(client, endpoint, bucket, key, version_id=None, missing_ok=False):

@@ -116,7 +116,32 @@ options:
       - S3 source only. ISO 8601 time (UTC when no offset is given). From versioned buckets, copy
         for each key the version that was current at that time, leaving out keys deleted by then.
         Version ids are recorded in the manifest.
+      - Whole-second stamps (AWS S3, moto) leave the order inside a second unknown: versions stamped in
+        the second of the time count, delete markers stamped in it do not.
     type: str
+  consistency_point:
+    description:
+      - S3 source only. M(rat.backup.pg_dump)'s RV(rat.backup.pg_dump#module:consistency_point) (or, for
+        O(probe), its check-mode RV(rat.backup.pg_dump#module:clock)).
+      - The S3 server's clock is measured against PostgreSQL's through the C(Date) header of a few
+        C(HeadBucket) requests (about a second), and the mirror fails before listing anything when the
+        difference may exceed O(max_clock_skew).
+      - Versioned buckets are then captured as of the dump's snapshot: per key the newest version
+        stamped at or before the window in which the snapshot happened on the S3 clock, fetched by
+        version id; a delete marker that may be later than the window's start is not applied (an
+        expiry right after the snapshot must not remove files the dumped catalog names). Unversioned
+        buckets are captured as listed (best-effort). RV(consistency) records all of it.
+    type: dict
+  max_clock_skew:
+    description: Seconds the S3 and PostgreSQL clocks may differ, with O(consistency_point).
+    type: float
+    default: 2.0
+  fail_on_best_effort:
+    description:
+      - S3 source only. Fail (also with O(probe)) when a bucket to mirror is not versioned, since its
+        objects cannot be pinned to one moment.
+    type: bool
+    default: false
   use_versions:
     description:
       - S3 source only. On versioned buckets list object versions and fetch every object by the
@@ -289,6 +314,19 @@ changed_during:
   type: list
   elements: dict
   sample: [{bucket: rat, key: landing/x.csv, change: modified, listed_etag: '"a"', etag: '"b"'}]
+consistency:
+  description:
+    - With O(consistency_point) how the buckets were pinned to the database snapshot, for manifest.json.
+      C(level) is C(snapshot) or C(best-effort) (some bucket unversioned, C(buckets) says which), C(time)
+      and C(earliest) the snapshot's moment on PostgreSQL's clock, C(obtained) how it was read,
+      C(clock_skew) the interval of S3's clock minus PostgreSQL's, C(window) the snapshot on S3's clock,
+      C(rule) the version rule. With O(probe) only C(clock_skew) and C(max_clock_skew). Null otherwise.
+  returned: always
+  type: dict
+  sample: {"level": "snapshot", "buckets": {"rat": "snapshot"}, "time": "2026-11-27T18:30:00.123456Z",
+           "earliest": "2026-11-27T18:30:00.122001Z", "obtained": "PostgreSQL clock_timestamp() ...",
+           "clock_skew": [-0.08, 0.05], "max_clock_skew": 2.0,
+           "window": ["2026-11-27T18:30:00.042001Z", "2026-11-27T18:30:00.173456Z"], "rule": "..."}
 skipped_files:
   description: Local files not uploaded (symlinks, special files, files outside bucket directories).
   returned: when src is a local directory
@@ -322,6 +360,9 @@ def argument_spec():
         "link_dest": {"type": "path"},
         "link_dest_manifest": {"type": "path"},
         "versions_as_of": {"type": "str"},
+        "consistency_point": {"type": "dict"},
+        "max_clock_skew": {"type": "float", "default": 2.0},
+        "fail_on_best_effort": {"type": "bool", "default": False},
         "use_versions": {"type": "bool", "default": False},
         "concurrency": {"type": "int", "default": 8},
         "create_buckets": {"type": "bool", "default": False},

@@ -56,7 +56,7 @@ buckets:
       description: Bucket name.
       type: str
     versioning:
-      description: C(Enabled), C(Suspended) or C(Disabled).
+      description: C(enabled) (versioning enabled or suspended, so versions are kept) or C(disabled).
       type: str
     versions:
       description: Versions kept (current and noncurrent).
@@ -76,7 +76,7 @@ buckets:
     recoverable_since:
       description: The earliest time a rollback can reach (null for an unversioned bucket).
       type: str
-  sample: [{"bucket": "rat", "versioning": "Enabled", "versions": 1200, "noncurrent_versions": 310,
+  sample: [{"bucket": "rat", "versioning": "enabled", "versions": 1200, "noncurrent_versions": 310,
             "delete_markers": 12, "oldest_version": "2026-11-20T10:00:00Z", "noncurrent_expiry_days": 7,
             "recoverable_since": "2026-11-20T10:00:00Z"}]
 """
@@ -98,7 +98,7 @@ def run(module):
     p = module.params
     endpoint = s3.Endpoint.from_params(p, "dest_")
     client = s3.make_client(endpoint, **{name: p[name] for name in s3.transport_argspec()})
-    buckets = p["buckets"] or lake_pitr.all_buckets(client, endpoint)
+    buckets = p["buckets"] or sorted(s3.bucket_names(client, endpoint))
     now = layout.utcnow()
     return {"changed": False, "buckets": [lake_pitr.reach(client, endpoint, b, now) for b in buckets]}
 

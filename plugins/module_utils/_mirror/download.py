@@ -67,8 +67,11 @@ class Download:
             header["prefix"] = m.src.prefix
         expected = set()
         unknown = []
+        versioning = m.pin(buckets)
+        if m.consistency is not None:
+            header["consistency"] = m.consistency
         for bucket in buckets:
-            versioned = s3.is_versioned(m.src_client, m.src_endpoint, bucket)
+            versioned = versioning[bucket]
             header["buckets"][bucket] = {"versioned": versioned}
             entries = m.lister.entries(bucket, versioned, previous, linkable)
             mapper = KeyMapper(bucket, "" if m.src.single_bucket else bucket, m.src.prefix,

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
 
@@ -23,7 +23,11 @@ def buckets(client, endpoint, location, wanted):
 
 
 class Lister:
-    """Lists the source side: current objects, or the versions chosen by ``as_of``/``use_versions``."""
+    """Lists the source side: current objects, or the versions chosen by ``as_of``/``use_versions``.
+
+    ``snapshot_window`` ((lo, hi) S3 time of the database snapshot, set once the clocks are compared)
+    lists every versioned bucket as of that snapshot.
+    """
 
     def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False):
         self.client = client
@@ -32,6 +36,7 @@ class Lister:
         self.filter = key_filter
         self.as_of = as_of
         self.use_versions = use_versions
+        self.snapshot_window = None
 
     def entries(self, bucket, versioned, *known):
         """The objects of one bucket to mirror, as Entries without relpath.
@@ -40,8 +45,12 @@ class Lister:
         already describes with the same size, ETag and version id is returned as that very Entry,
         so an unchanged 100,000-object bucket is not held in memory twice.
         """
-        if self.as_of is not None or (versioned and self.use_versions):
-            listed = self._versions(bucket)
+        if versioned and self.snapshot_window is not None:
+            listed = self._versions(bucket, self.snapshot_window)
+        elif self.as_of is not None:
+            listed = self._versions(bucket, (self.as_of.timestamp(),) * 2)
+        elif versioned and self.use_versions:
+            listed = self._versions(bucket, None)
         else:
             listed = self._current(bucket)
         entries = []
@@ -60,18 +69,11 @@ class Lister:
             if self.filter(o["Key"]):
                 yield o["Key"], o["Size"], o.get("ETag"), None, o["LastModified"]
 
-    def _versions(self, bucket):
-        chosen = {}
-        for item, deleted in s3.list_versions(self.client, self.endpoint, bucket, self.prefix):
-            key, modified = item["Key"], item["LastModified"]
-            if self.as_of is None:
-                if item.get("IsLatest"):
-                    chosen[key] = (modified, None if deleted else item)
-            elif modified <= self.as_of and (key not in chosen or modified > chosen[key][0]):
-                chosen[key] = (modified, None if deleted else item)
-        for key in sorted(chosen):
-            item = chosen[key][1]
-            if item is not None and self.filter(key):
+    def _versions(self, bucket, bounds):
+        """Each key's version as of ``bounds`` (consistency.choose; None = the latest), streamed in key order."""
+        pages = s3.version_pages(self.client, self.endpoint, bucket, self.prefix)
+        for key, item in consistency.as_of(pages, bounds):
+            if self.filter(key):
                 version = item.get("VersionId")
                 yield key, item["Size"], item.get("ETag"), None if version in (None, "null") else version, \
                     item["LastModified"]

@@ -210,7 +210,7 @@ class DateClient:
     def __init__(self, server):
         self.server = server
 
-    def head_bucket(self, Bucket):  # pylint: disable=invalid-name
+    def head(self):
         date = self.server.read_date()
         return {"ResponseMetadata": {"HTTPHeaders": {"date": email.utils.formatdate(date, usegmt=True)}}}
 
@@ -218,8 +218,8 @@ class DateClient:
 def test_measure_skew_when_s3_ahead_of_postgres_measures_difference_and_refuses_over_bound():
     server = FakeServer(5.3)
     point = {"host_offset": [0.999, 1.001]}  # PostgreSQL one second ahead of this host
-    lo, hi = consistency.measure_skew(DateClient(server), None, "b", point, 10.0, server.clock, server.sleep)
+    lo, hi = consistency.measure_skew(DateClient(server).head, point, 10.0, server.clock, server.sleep)
     assert lo <= 4.3 <= hi and hi - lo < 0.3
     again = FakeServer(5.3)
     with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
-        consistency.measure_skew(DateClient(again), None, "b", point, 2.0, again.clock, again.sleep)
+        consistency.measure_skew(DateClient(again).head, point, 2.0, again.clock, again.sleep)
