@@ -175,6 +175,10 @@ def check(bucket, db, log_path, manifest_path):
     later = pointer_at.get(pg_n + 1)
     if later is not None and later["end"] < window[0] - slack:
         problems.append("database pointer %d is older than the window: %d was committed before it" % (pg_n, pg_n + 1))
+    # A test where the writer stood still around the backup would prove nothing.
+    if pg_n < KEEP or not pointer_at or max(pointer_at) <= hint_n:
+        problems.append("the writer did not commit both before and after the snapshot (pointer %d, hint %d, last %s)"
+                        % (pg_n, hint_n, max(pointer_at) if pointer_at else None))
     print(json.dumps({"pointer": pg_n, "hint": hint_n, "objects": len(present), "window": point["window"],
                       "commits_logged": len(pointer_at), "problems": problems[:20]}))
     return 1 if problems else 0
