@@ -4,7 +4,8 @@
 """An Iceberg-style writer and the checks of a lake restored from a backup taken while it ran.
 
     iceberg_writer.py reset BUCKET DB [--unversioned]   empty bucket (every version) + pointer table
-    iceberg_writer.py run BUCKET DB LOG SECONDS         commit as fast as possible, one JSON line per step
+    iceberg_writer.py run BUCKET DB LOG SECONDS         commit as fast as possible, one JSON line per step;
+                                                        LOG.ready once READY_AFTER commits are in
     iceberg_writer.py check BUCKET DB LOG MANIFEST      after the restore: pointers complete, lake in window
 
 Each commit n: data files t/data/<n>-<i>.bin, metadata t/metadata/v<n>.json naming the data files of
@@ -26,6 +27,8 @@ import boto3
 import botocore.config
 
 KEEP = 3
+# The backup starts once this many commits are in (LOG.ready appears).
+READY_AFTER = 2 * KEEP
 FILES = 2
 HINT = "t/metadata/version-hint.text"
 
@@ -52,7 +55,7 @@ class Psql:
 
     def run(self, sql):
         self.count += 1
-        self.proc.stdin.write("%s\n\\echo __done%d\n" % (sql, self.count))
+        self.proc.stdin.write("%s;\n\\echo __done%d\n" % (sql.rstrip(";"), self.count))
         rows = []
         while True:
             line = self.proc.stdout.readline()
@@ -126,6 +129,8 @@ def run(bucket, db, log_path, seconds):
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in gone], "Quiet": True})
                 note("expire", old, gone, start)
             log.flush()
+            if n == READY_AFTER:
+                open(log_path + ".ready", "w").close()
             time.sleep(0.003)
     print(n)
 
