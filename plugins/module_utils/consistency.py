@@ -85,7 +85,7 @@ def measure_date_offset(read_date, clock=time.time, sleep=time.sleep, target=TAR
     """
     before = clock()
     interval = offset_interval(before, read_date(), clock(), DATE_PRECISION)
-    for _ in range(samples - 1):
+    for _sample in range(samples - 1):
         if interval[1] - interval[0] <= target:
             break
         middle = (interval[0] + interval[1]) / 2

@@ -128,7 +128,7 @@ def apply(client, endpoint, changes):
 
 
 def _delete(client, endpoint, pairs):
-    for bucket in sorted(set(b for b, _ in pairs)):
+    for bucket in sorted(set(pair[0] for pair in pairs)):
         s3.delete_objects(client, endpoint, bucket, [k for b, k in pairs if b == bucket])
 
 

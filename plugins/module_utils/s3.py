@@ -282,8 +282,7 @@ def list_objects(client, endpoint, bucket, prefix="", action="listing objects", 
 def version_pages(client, endpoint, bucket, prefix=""):
     """The list_object_versions pages of ``bucket`` under ``prefix``, as the server sends them (sorted by key)."""
     with translated(endpoint, "listing versions", bucket):
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-            yield page
+        yield from client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
 
 
 def server_date(client, endpoint, bucket):

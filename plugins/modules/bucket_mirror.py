@@ -116,8 +116,8 @@ options:
       - S3 source only. ISO 8601 time (UTC when no offset is given). From versioned buckets, copy
         for each key the version that was current at that time, leaving out keys deleted by then.
         Version ids are recorded in the manifest.
-      - Whole-second stamps (AWS S3, moto) leave the order inside a second unknown: versions stamped in
-        the second of the time count, delete markers stamped in it do not.
+      - "Whole-second stamps (AWS S3, moto) leave the order inside a second unknown: versions stamped in
+        the second of the time count, delete markers stamped in it do not."
     type: str
   consistency_point:
     description:
@@ -126,11 +126,11 @@ options:
       - The S3 server's clock is measured against PostgreSQL's through the C(Date) header of a few
         C(HeadBucket) requests (about a second), and the mirror fails before listing anything when the
         difference may exceed O(max_clock_skew).
-      - Versioned buckets are then captured as of the dump's snapshot: per key the newest version
+      - "Versioned buckets are then captured as of the dump's snapshot: per key the newest version
         stamped at or before the window in which the snapshot happened on the S3 clock, fetched by
         version id; a delete marker that may be later than the window's start is not applied (an
         expiry right after the snapshot must not remove files the dumped catalog names). Unversioned
-        buckets are captured as listed (best-effort). RV(consistency) records all of it.
+        buckets are captured as listed (best-effort). RV(consistency) records all of it."
     type: dict
   max_clock_skew:
     description: Seconds the S3 and PostgreSQL clocks may differ, with O(consistency_point).

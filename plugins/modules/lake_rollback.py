@@ -11,10 +11,10 @@ module: lake_rollback
 short_description: Roll versioned S3 buckets back in place to their state at a point in time
 version_added: 0.1.0
 description:
-  - Gives each bucket of O(buckets) (only keys under O(prefix)) the state it had at O(as_of), from the
+  - "Gives each bucket of O(buckets) (only keys under O(prefix)) the state it had at O(as_of), from the
     bucket's own versions (MinIO keeps noncurrent versions when versioning is on): a key whose current
     content differs gets a server-side copy of its version at that time, a key created later gets a
-    delete marker. No version is deleted, so the state before the rollback stays in the bucket.
+    delete marker. No version is deleted, so the state before the rollback stays in the bucket."
   - Before the first change it writes the pre-change record O(record) (one JSON line per key it changes,
     with the version it had), fsynced. O(undo) with that record puts every key back to that version,
     which is how a rollback is undone.

@@ -182,7 +182,7 @@ def test_as_of_when_streamed_holds_no_more_than_a_page():
     stream = consistency.as_of(pages(), bounds(9.4, 9.41))
     assert next(stream)[0] == "k000"
     assert seen == [0, 1]
-    assert [k for k, _ in stream] == ["k%03d" % n for n in range(1, 50)]
+    assert [pair[0] for pair in stream] == ["k%03d" % n for n in range(1, 50)]
 
 
 def test_describe_when_given_point_records_time_skew_and_window():
