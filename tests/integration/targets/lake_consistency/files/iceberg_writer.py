@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An Iceberg-style writer and the checks of a lake restored from a backup taken while it ran.
 
-    iceberg_writer.py reset BUCKET DB [--unversioned]   empty bucket (every version) + pointer table
+    iceberg_writer.py reset DB                          the pointer table, at commit 0
     iceberg_writer.py run BUCKET DB LOG SECONDS         commit as fast as possible, one JSON line per step;
                                                         LOG.ready once READY_AFTER commits are in
     iceberg_writer.py check BUCKET DB LOG MANIFEST      after the restore: pointers complete, lake in window
@@ -71,18 +71,7 @@ def data_keys(n):
     return ["t/data/%06d-%d.bin" % (n, i) for i in range(FILES)]
 
 
-def reset(bucket, db, versioned):
-    s3 = s3_client()
-    try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-        s3.delete_bucket(Bucket=bucket)
-    except s3.exceptions.NoSuchBucket:
-        pass
-    s3.create_bucket(Bucket=bucket)
-    if versioned:
-        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+def reset(db):
     Psql(db).run("DROP TABLE IF EXISTS lake_pointer; CREATE TABLE lake_pointer (tbl text PRIMARY KEY, n int, "
                  "metadata text); INSERT INTO lake_pointer VALUES ('t', 0, NULL);")
 
@@ -192,7 +181,7 @@ def check(bucket, db, log_path, manifest_path):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "reset":
-        reset(args[0], args[1], "--unversioned" not in args)
+        reset(args[0])
     elif cmd == "run":
         run(args[0], args[1], args[2], float(args[3]))
     elif cmd == "check":
