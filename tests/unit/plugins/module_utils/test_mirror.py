@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 import hashlib
 import json
 import os
@@ -536,3 +537,50 @@ def test_plan_when_listing_100000_keys_stays_within_memory_bound(tmp_path):
     assert result["plan"]["to_copy"]["count"] == 100000
     # The module's RSS budget is 150 MB; boto3 and the interpreter take about 40 MB of it.
     assert peak < 100 * 1024 * 1024, peak
+
+
+def _server_clock(monkeypatch, ahead=0.0):
+    """moto's in-process mock sends no Date header: answer HeadBucket as a server whose clock runs ``ahead``."""
+    monkeypatch.setattr(s3, "server_date", lambda client, endpoint, bucket: {"ResponseMetadata": {"HTTPHeaders": {
+        "date": email.utils.formatdate(time.time() + ahead, usegmt=True)}}})
+
+
+def _point_now():
+    now = time.time()
+    stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat()
+    return {"time": stamp, "time_epoch": now, "earliest": stamp, "earliest_epoch": now, "obtained": "test",
+            "host_offset": [0.0, 0.0]}
+
+
+def test_download_when_consistency_point_given_pins_versioned_and_reports_best_effort(client, tmp_path, monkeypatch):
+    _server_clock(monkeypatch)
+    bucket(client, "lake", {"kept": b"v1", "expired": b"x"}, versioned=True)
+    bucket(client, "plain", {"p": b"1"})
+    time.sleep(1.1)
+    point = _point_now()
+    time.sleep(1.1)
+    client.put_object(Bucket="lake", Key="kept", Body=b"v2")
+    client.delete_object(Bucket="lake", Key="expired")
+    client.put_object(Bucket="lake", Key="new", Body=b"n")
+    result = download(client, tmp_path / "m", consistency_point=point, max_clock_skew=2.0)
+    assert tree(tmp_path / "m") == {"lake/kept": b"v1", "lake/expired": b"x", "plain/p": b"1"}
+    record = result["consistency"]
+    assert (record["level"], record["buckets"]) == ("best-effort", {"lake": "snapshot", "plain": "best-effort"})
+    assert record["clock_skew"][0] <= 0 <= record["clock_skew"][1]
+    assert read_manifest(str(tmp_path / "m.json"), "manifest")[0]["consistency"] == record
+
+
+def test_download_when_fail_on_best_effort_and_unversioned_bucket_raises_before_writing(client, tmp_path, monkeypatch):
+    _server_clock(monkeypatch)
+    bucket(client, "plain", {"p": b"1"})
+    with pytest.raises(RatBackupError, match="plain are not versioned"):
+        download(client, tmp_path / "m", consistency_point=_point_now(), fail_on_best_effort=True)
+    assert not (tmp_path / "m").exists()
+
+
+def test_download_when_s3_clock_far_ahead_raises_before_listing(client, tmp_path, monkeypatch):
+    _server_clock(monkeypatch, ahead=30)
+    bucket(client, "lake", {"k": b"1"}, versioned=True)
+    with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
+        download(client, tmp_path / "m", consistency_point=_point_now(), max_clock_skew=2.0)
+    assert not (tmp_path / "m").exists()
