@@ -32,10 +32,15 @@ def client():
 
 
 def remove(s3, bucket):
+    # Deleting while paginating skips versions past the first page: list the first page again until empty.
     try:
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+        while True:
+            page = s3.list_object_versions(Bucket=bucket)
+            items = page.get("Versions", []) + page.get("DeleteMarkers", [])
+            if not items:
+                break
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": i["Key"], "VersionId": i["VersionId"]}
+                                                                 for i in items[:1000]], "Quiet": True})
         s3.delete_bucket(Bucket=bucket)
     except s3.exceptions.NoSuchBucket:
         pass
