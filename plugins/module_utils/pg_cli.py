@@ -4,7 +4,8 @@
 """PostgreSQL dump and restore, what the pg_dump, pg_restore and backup_compare modules call.
 
 What lives here: the connection options (declared once, documented by the ``rat.backup.postgres``
-doc fragment), ``client_from_params``, and the dump (at an exported snapshot, linked to the
+doc fragment), ``client_from_params``, and the dump (at an exported snapshot whose moment is read from
+PostgreSQL in the exporting statement, the consistency point; linked to the
 previous dump when only its creation time differs) and restore procedures. The client itself
 (versions, argv, psql session) is ``pg_client``; processes on the host or in a container are
 ``processes``; reading an archive without a server is ``pg_archive``.
