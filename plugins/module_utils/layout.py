@@ -113,9 +113,9 @@ def _tree_size(path):
 
 
 def read_status(root, name):
-    """Verify/drill records of one backup: {"verify": {...}, "drill": {...}} (absent keys omitted)."""
+    """Verify/drill/offsite records of one backup: {"verify": {...}, ...} (absent keys omitted)."""
     found = {}
-    for kind in ("verify", "drill"):
+    for kind in ("verify", "drill", "offsite"):
         path = os.path.join(root, STATUS_DIR, "%s.%s.json" % (name, kind))
         try:
             with open(path, "rb") as handle:

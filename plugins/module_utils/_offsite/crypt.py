@@ -1,0 +1,191 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Files streamed out of (and back into) a backup, hashed on the way, optionally through age.
+
+Encryption runs the stock ``age`` command (Debian's age package): the format's reference
+implementation, the very tool an operator decrypts with, so what we write is readable by it by
+construction. It streams through pipes in constant memory; recipients are public keys, so
+backing up needs no secret. Decryption (fetch-back) takes an identity file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+AGE_SUFFIX = ".age"
+READ_CHUNK = 1 << 20
+# age1 + bech32 body (X25519), or an OpenSSH public key age accepts as a recipient.
+_RECIPIENT_RE = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/]+={0,3}( [^\n]*)?)$")
+
+
+def check_recipients(recipients, variable="rat_offsite_recipients"):
+    """The recipients, stripped; an error naming the first one that is not an age or SSH public key."""
+    if not recipients:
+        raise RatBackupError("%s is empty: encryption needs at least one age public key (age1...)" % variable,
+                             variable=variable)
+    cleaned = []
+    for index, item in enumerate(recipients):
+        text = str(item).strip()
+        if not _RECIPIENT_RE.match(text):
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise RatBackupError("%s[%d]=%r is not an age recipient: expected a public key age1... (age-keygen -y) "
+                                 "or an ssh-ed25519/ssh-rsa public key; never a private key" % (variable, index, shown),
+                                 variable=variable)
+        cleaned.append(text)
+    return cleaned
+
+
+def find_age(age_bin=None):
+    """Path of the age command, or an error saying how to get it."""
+    found = age_bin if age_bin and os.access(age_bin, os.X_OK) else shutil.which(age_bin or "age")
+    if not found:
+        raise RatBackupError("the age command is missing on this host (%s): install Debian's age package "
+                             "(apt-get install age) or set rat_offsite_age_bin" % (age_bin or "age"))
+    return found
+
+
+class Crypt:
+    """age settings of one run: the command, a 0600 recipients file, an identity file to decrypt."""
+
+    def __init__(self, age_bin=None, recipients=None, identity_file=None, identity=None):
+        self.age = find_age(age_bin)
+        self._tmp = tempfile.mkdtemp(prefix="rat-offsite-age-")
+        self.recipients_file = None
+        self.identity_file = identity_file
+        if recipients:
+            self.recipients_file = self._write("recipients", "\n".join(check_recipients(recipients)) + "\n")
+        if identity:
+            self.identity_file = self._write("identity", identity.strip() + "\n")
+        if self.identity_file and not os.path.isfile(self.identity_file):
+            raise RatBackupError("age identity file %s does not exist on this host" % self.identity_file,
+                                 path=self.identity_file)
+
+    def _write(self, name, text):
+        path = os.path.join(self._tmp, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return path
+
+    def close(self):
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def encrypt_argv(self):
+        return [self.age, "--encrypt", "-R", self.recipients_file]
+
+    def decrypt_argv(self):
+        if not self.identity_file:
+            raise RatBackupError("the off-site copy is encrypted: give the age identity "
+                                 "(rat_offsite_identity_file or rat_offsite_identity) to fetch it back")
+        return [self.age, "--decrypt", "-i", self.identity_file]
+
+
+class Source:
+    """The bytes of one local file as they leave: chunks() yields them, hashing the plaintext as read.
+
+    With ``crypt`` the chunks are age ciphertext; ``stored_sha256``/``stored_size`` describe what was
+    yielded and ``plain_sha256``/``plain_size`` what was read. A file that changed under us is caught
+    by the caller comparing plain_sha256 with the manifest before anything is committed.
+    """
+
+    def __init__(self, path, crypt=None):
+        self.path = path
+        self.crypt = crypt
+        self.plain = hashlib.sha256()
+        self.plain_size = 0
+        self.stored = hashlib.sha256()
+        self.stored_md5 = hashlib.md5()
+        self.stored_size = 0
+
+    @property
+    def plain_sha256(self):
+        return self.plain.hexdigest()
+
+    @property
+    def stored_sha256(self):
+        return self.stored.hexdigest()
+
+    def _count(self, block):
+        self.stored.update(block)
+        self.stored_md5.update(block)
+        self.stored_size += len(block)
+        return block
+
+    def _read_plain(self, handle, size):
+        block = handle.read(size)
+        self.plain.update(block)
+        self.plain_size += len(block)
+        return block
+
+    def chunks(self, size=READ_CHUNK):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise RatBackupError("cannot read %s: %s" % (self.path, exc.strerror or exc), path=self.path)
+        with os.fdopen(fd, "rb") as handle:
+            if self.crypt is None:
+                for block in iter(lambda: self._read_plain(handle, size), b""):
+                    yield self._count(block)
+                return
+            for block in _through(self.crypt.encrypt_argv(), iter(lambda: self._read_plain(handle, READ_CHUNK), b""),
+                                  size, "encrypting %s" % self.path):
+                yield self._count(block)
+
+
+def decrypt_chunks(crypt, chunks, what, size=READ_CHUNK):
+    """Plaintext chunks of age ciphertext ``chunks``; a wrong key or damaged file raises naming ``what``."""
+    return _through(crypt.decrypt_argv(), chunks, size, "decrypting %s" % what)
+
+
+def _through(argv, chunks, size, what):
+    """Feed ``chunks`` to argv's stdin from a thread and yield its stdout in blocks of up to ``size``."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        failure = []
+
+        def feed():
+            try:
+                for block in chunks:
+                    proc.stdin.write(block)
+            except BrokenPipeError:
+                pass
+            except BaseException as exc:  # pylint: disable=broad-except
+                failure.append(exc)
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        finished = False
+        try:
+            while True:
+                block = proc.stdout.read(size)
+                if not block:
+                    break
+                yield block
+            finished = True
+        finally:
+            if not finished or failure:
+                # The consumer gave up or the input broke: a half stream must not pass for a whole one.
+                proc.kill()
+            proc.stdout.close()
+            code = proc.wait()
+            feeder.join()
+        if failure:
+            raise failure[0]
+        if code != 0:
+            errors.seek(0)
+            text = errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise RatBackupError("%s failed: age: %s" % (what, text[-1] if text else "exit code %d" % code))
