@@ -69,7 +69,8 @@ class SshTarget:
         return argv
 
     def remote_argv(self, command):
-        return self.ssh_argv() + ["--", self.server, command]
+        # umask: whatever the login's default, nothing written there is readable by other users.
+        return self.ssh_argv() + ["--", self.server, "umask 077; " + command]
 
     def dir(self, name, partial=False):
         return posixpath.join(self.base, name + (PARTIAL if partial else ""))

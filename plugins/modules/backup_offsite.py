@@ -1,0 +1,412 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_offsite
+short_description: Ship complete RAT backups off-site (S3 or SSH), verify the copies, fetch one back
+version_added: 0.1.0
+description:
+  - O(state=shipped) copies every complete backup of O(root) that the target lacks, oldest first,
+    to C(<prefix>/<host>/<backup name>/) on an S3-compatible bucket (O(target=s3)) or on a server over
+    SSH with rsync (O(target=ssh)). C(manifest.json) is written last (over SSH the copy is also
+    renamed from C(<name>.partial) only then), so a half-shipped copy never looks complete.
+  - Incremental. A file whose size and sha256 (from the manifests) equal those of the previous
+    off-site copy is not sent again. S3 copies it server-side; over SSH it becomes a hard link made
+    on the server by its rsync with C(--link-dest).
+  - Every file is hashed while it is read for shipping and refused unless it matches the manifest;
+    each copy is verified right after shipping (O(verify)). An interrupted run resumes. Files
+    already shipped are listed in a journal under C(<root>/.offsite/), and rsync keeps partial files.
+  - O(encrypt) encrypts every file (and the manifest) with the stock C(age) command for O(recipients)
+    before it leaves the host. The target only holds age files, C(<path>.age). Decrypt any of them
+    with C(age -d -i key.txt).
+  - O(state=verified) verifies copies already off-site; O(state=fetched) fetches one copy back into
+    O(root) (decrypting it with O(identity_file) or O(identity)), each file checked against the
+    manifest as it is written, so that the restore role works on it unchanged.
+  - Results go to C(<root>/.status/<name>.offsite.json), which M(rat.backup.backup_info) shows.
+extends_documentation_fragment:
+  - rat.backup.attributes
+  - rat.backup.s3
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Lists the target and reports what would be shipped or fetched; nothing is sent or written.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - A second run finds everything off-site and ships nothing.
+options:
+  state:
+    description: V(shipped) ships, V(verified) verifies copies off-site, V(fetched) fetches one copy back.
+    type: str
+    choices: [shipped, verified, fetched]
+    default: shipped
+  root:
+    description: The backup root of the host (C(rat_backup_root)).
+    type: path
+    required: true
+  host:
+    description: The host's name in the off-site layout, C(<prefix>/<host>/<backup name>/).
+    type: str
+    required: true
+  target:
+    description: V(s3) for an S3-compatible bucket, V(ssh) for a server reached with SSH and rsync.
+    type: str
+    choices: [s3, ssh]
+    required: true
+  label:
+    description: Name of this target in the status records (default the value of O(target)).
+    type: str
+  backups:
+    description:
+      - With O(state=shipped), V(missing) is every local complete backup the target lacks (except
+        those its retention removed there), V(latest) is the newest one only. A list of backup names
+        ships those.
+      - With O(state=verified), the names to verify; V(missing) or empty means every copy off-site.
+    type: raw
+    default: missing
+  name:
+    description: With O(state=fetched), the backup to fetch (C(YYYYmmdd_HHMMSS)) or V(latest).
+    type: str
+    default: latest
+  verify:
+    description:
+      - V(quick) compares the off-site listing with what was shipped (sizes, ETags on S3) and with the
+        manifest. V(full) also reads every file back and compares its sha256 (on S3 through this host;
+        over SSH with sha256sum on the server).
+    type: str
+    choices: [quick, full]
+    default: quick
+  parallel:
+    description: Files transferred (S3) or encrypted (SSH) at the same time.
+    type: int
+    default: 4
+  bandwidth_limit_kib:
+    description: Upper limit of the sending rate in KiB/s, over all parallel transfers. V(0) means no limit.
+    type: int
+    default: 0
+  encrypt:
+    description: Encrypt every file with age for O(recipients) before it leaves the host.
+    type: bool
+    default: false
+  recipients:
+    description: age public keys (C(age1...)) or SSH public keys. Any of their private keys decrypts.
+    type: list
+    elements: str
+    default: []
+  identity_file:
+    description: age identity file (private key) on the host, to fetch an encrypted copy back.
+    type: path
+  identity:
+    description: age identity (private key) text, instead of O(identity_file). Never logged.
+    type: str
+  age_bin:
+    description: The age command (default C(age) on PATH).
+    type: path
+  s3_bucket:
+    description: Bucket of the S3 target. It must exist.
+    type: str
+  s3_prefix:
+    description: Key prefix under which the host's directory lives.
+    type: str
+    default: ""
+  s3_endpoint:
+    description: S3 endpoint URL of the target (omit for AWS S3; V(https://storage.googleapis.com) for GCS).
+    type: str
+  s3_access_key:
+    description: Access key of the S3 target (GCS HMAC key id).
+    type: str
+  s3_secret_key:
+    description: Secret key of the S3 target. Never logged.
+    type: str
+  s3_region:
+    description: Region of the S3 target.
+    type: str
+    default: us-east-1
+  s3_validate_certs:
+    description: Verify the S3 target's TLS certificate.
+    type: bool
+    default: true
+  s3_ca_bundle:
+    description: CA bundle for the S3 target's certificate.
+    type: path
+  ssh_host:
+    description: Server of the SSH target.
+    type: str
+  ssh_port:
+    description: SSH port.
+    type: int
+    default: 22
+  ssh_user:
+    description: SSH login (default that of the user running the module).
+    type: str
+  ssh_path:
+    description: Absolute directory on the server holding C(<host>/<backup name>/).
+    type: str
+  ssh_key_file:
+    description: Private key file for the SSH login, on the host.
+    type: path
+  ssh_known_hosts_file:
+    description: known_hosts file with the server's host key.
+    type: path
+  ssh_strict_host_key_checking:
+    description: Refuse a server whose host key is not in the known_hosts file.
+    type: bool
+    default: true
+notes:
+  - One off-site run per backup root at a time; it does not take the backup lock, so backups keep
+    running while a long upload goes on.
+  - Over SSH, the server needs C(rsync), GNU C(find), C(sha256sum) and C(tar), and nothing of this
+    collection. Encrypted files are staged under C(<root>/.offsite/) before rsync sends them.
+seealso:
+  - module: rat.backup.backup_info
+  - module: rat.backup.backup_verify
+author:
+  - rat.backup maintainers (@rat-backup)
+"""
+
+EXAMPLES = r"""
+- name: Ship every backup not yet off-site to a second S3 endpoint, encrypted
+  rat.backup.backup_offsite:
+    root: /var/backups/rat
+    host: "{{ inventory_hostname }}"
+    target: s3
+    s3_endpoint: https://s3.eu-central-1.amazonaws.com
+    s3_bucket: rat-offsite
+    s3_prefix: fleet
+    s3_access_key: "{{ vault_offsite_access_key }}"
+    s3_secret_key: "{{ vault_offsite_secret_key }}"
+    encrypt: true
+    recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
+
+- name: Ship over SSH with rsync, at most 10 MiB/s, reading everything back afterwards
+  rat.backup.backup_offsite:
+    root: /var/backups/rat
+    host: "{{ inventory_hostname }}"
+    target: ssh
+    ssh_host: backup.example.internal
+    ssh_user: ratbackup
+    ssh_path: /srv/rat-offsite
+    ssh_key_file: /root/.ssh/rat_offsite
+    bandwidth_limit_kib: 10240
+    verify: full
+
+- name: Fetch the newest copy back onto a rebuilt host
+  rat.backup.backup_offsite:
+    state: fetched
+    root: /var/backups/rat
+    host: rat-prod-eu-01.example.internal
+    target: s3
+    s3_bucket: rat-offsite
+    s3_access_key: "{{ vault_offsite_access_key }}"
+    s3_secret_key: "{{ vault_offsite_secret_key }}"
+    identity_file: /root/rat-offsite-age.key
+"""
+
+RETURN = r"""
+target:
+  description: Label of the target.
+  returned: always
+  type: str
+  sample: s3
+location:
+  description: Where this host's copies live.
+  returned: always
+  type: str
+  sample: s3://rat-offsite/fleet/rat-lab/
+shipped:
+  description: Copies shipped by this run, oldest first, with what each cost.
+  returned: when O(state=shipped)
+  type: list
+  elements: dict
+  sample: [{"name": "20260216_093000", "files": 1044, "linked": 1040, "sent": 4, "resumed": 0, "bytes_sent": 52311,
+            "previous": "20260215_093000", "verified": "quick", "location": "s3://rat-offsite/fleet/rat-lab/20260216_093000/"}]
+to_ship:
+  description: Backups that were (check mode, would be) shipped.
+  returned: when O(state=shipped)
+  type: list
+  elements: str
+  sample: ["20260216_093000"]
+already:
+  description: Local backups already complete off-site.
+  returned: when O(state=shipped)
+  type: list
+  elements: str
+  sample: ["20260215_093000"]
+bytes_sent:
+  description: Bytes this run sent to the target (file contents, index and manifest).
+  returned: when O(state=shipped)
+  type: int
+  sample: 52311
+checked:
+  description: Per copy verified, its name, mode, number of files and problems.
+  returned: when O(state=verified)
+  type: list
+  elements: dict
+  sample: [{"name": "20260216_093000", "mode": "full", "files": 1044, "bad": []}]
+bad:
+  description: One line per problem found, C(<name>/<path>: <reason>).
+  returned: when O(state=verified)
+  type: list
+  elements: str
+  sample: ["20260216_093000/minio/rat/a.csv: off-site size 10, shipped 12"]
+remote:
+  description: The complete and partial copies on the target.
+  returned: always
+  type: dict
+  sample: {"complete": ["20260216_093000"], "partial": []}
+name:
+  description: The backup fetched.
+  returned: when O(state=fetched)
+  type: str
+  sample: "20260216_093000"
+path:
+  description: Where it was fetched to.
+  returned: when O(state=fetched)
+  type: str
+  sample: /var/backups/rat/20260216_093000
+files:
+  description: Files of the fetched backup.
+  returned: when O(state=fetched)
+  type: int
+  sample: 1044
+fetched:
+  description: Files downloaded (the others were hard-linked from the newest local backup).
+  returned: when O(state=fetched)
+  type: int
+  sample: 1044
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.rat.backup.plugins.module_utils import offsite
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
+from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Crypt
+from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import SELECTIONS, Throttle
+from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
+from ansible_collections.rat.backup.plugins.module_utils._offsite.ssh_target import SshTarget
+
+
+def argument_spec():
+    spec = dict(
+        state=dict(type="str", default="shipped", choices=["shipped", "verified", "fetched"]),
+        root=dict(type="path", required=True),
+        host=dict(type="str", required=True),
+        target=dict(type="str", required=True, choices=["s3", "ssh"]),
+        label=dict(type="str"),
+        backups=dict(type="raw", default="missing"),
+        name=dict(type="str", default="latest"),
+        verify=dict(type="str", default="quick", choices=["quick", "full"]),
+        parallel=dict(type="int", default=4),
+        bandwidth_limit_kib=dict(type="int", default=0),
+        encrypt=dict(type="bool", default=False),
+        recipients=dict(type="list", elements="str", default=[]),
+        identity_file=dict(type="path"),
+        identity=dict(type="str", no_log=True),
+        age_bin=dict(type="path"),
+        s3_bucket=dict(type="str"),
+        s3_prefix=dict(type="str", default=""),
+        ssh_host=dict(type="str"),
+        ssh_port=dict(type="int", default=22),
+        ssh_user=dict(type="str"),
+        ssh_path=dict(type="str"),
+        ssh_key_file=dict(type="path"),
+        ssh_known_hosts_file=dict(type="path"),
+        ssh_strict_host_key_checking=dict(type="bool", default=True),
+    )
+    spec.update(s3.connection_argspec("s3_"))
+    spec.update(s3.transport_argspec())
+    return spec
+
+
+def make_target(p, throttle):
+    if p["target"] == "s3":
+        if not p["s3_bucket"]:
+            raise RatBackupError("target s3 needs s3_bucket (rat_offsite_s3_bucket)", variable="rat_offsite_s3_bucket")
+        endpoint = s3.Endpoint.from_params(p, "s3_")
+        client = s3.make_client(endpoint, p["retry_mode"], p["retry_max_attempts"], p["connect_timeout"],
+                                p["read_timeout"], max_pool_connections=max(10, p["parallel"] * 2))
+        return S3Target(client, endpoint, p["s3_bucket"], p["s3_prefix"], p["host"], throttle)
+    return SshTarget(p["ssh_host"], p["ssh_path"], p["host"], port=p["ssh_port"], user=p["ssh_user"],
+                     key_file=p["ssh_key_file"], known_hosts_file=p["ssh_known_hosts_file"],
+                     strict_host_key_checking=p["ssh_strict_host_key_checking"],
+                     connect_timeout=p["connect_timeout"], bwlimit_kib=p["bandwidth_limit_kib"])
+
+
+def selection(value):
+    if value in (None, "", []):
+        return "missing"
+    if isinstance(value, str) and value in SELECTIONS:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if isinstance(value, (str, int)):
+        return [str(value)]
+    raise RatBackupError("backups (rat_offsite_backups) must be 'missing', 'latest' or a list of backup names, not %r"
+                         % (value,), variable="rat_offsite_backups")
+
+
+def make_crypt(p):
+    if p["state"] == "fetched":
+        if p["identity_file"] or p["identity"]:
+            return Crypt(p["age_bin"], identity_file=p["identity_file"], identity=p["identity"])
+        return None
+    if p["encrypt"]:
+        return Crypt(p["age_bin"], recipients=p["recipients"])
+    if p["recipients"]:
+        raise RatBackupError("recipients are given but encrypt is false: set rat_offsite_encrypt: true "
+                             "(nothing is shipped in clear when keys are configured)", variable="rat_offsite_encrypt")
+    return None
+
+
+def run(module):
+    p = module.params
+    if p["parallel"] < 1 or p["bandwidth_limit_kib"] < 0:
+        raise RatBackupError("parallel must be >= 1 and bandwidth_limit_kib >= 0")
+    wanted = selection(p["backups"])
+    throttle = Throttle(p["bandwidth_limit_kib"] * 1024)
+    target = make_target(p, throttle)
+    crypt = make_crypt(p)
+    lock = offsite.lock(p["root"]) if not module.check_mode else None
+    try:
+        job = offsite.Run(p["root"], target, p["label"] or p["target"], p["host"], crypt, p["parallel"], p["verify"],
+                          log=module.log)
+        if p["state"] == "shipped":
+            result = offsite.ship(job, wanted, module.check_mode)
+            result["changed"] = bool(result["to_ship"])
+        elif p["state"] == "verified":
+            result = offsite.verify(job, None if wanted == "missing" else wanted)
+            result["changed"] = False
+            if result["bad"]:
+                raise RatBackupError("off-site verification found %d problem(s) at %s: %s"
+                                     % (len(result["bad"]), target.location(), "; ".join(result["bad"][:10])),
+                                     **result)
+        else:
+            result = offsite.fetch(job, p["name"], module.check_mode)
+        result["remote"] = target.backups()
+        return result
+    finally:
+        if crypt is not None:
+            crypt.close()
+        if lock is not None:
+            os.close(lock)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[("target", "s3", ["s3_bucket"]), ("target", "ssh", ["ssh_host", "ssh_path"])])
+    exit_with(module, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""offsite.py against the real S3 target code and an in-process moto S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import offsite
+from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._offsite import crypt
+from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import INDEX, Throttle
+from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
+
+moto = pytest.importorskip("moto")
+
+A, B = "20260101_000000", "20260102_000000"
+BUCKET = "offsite"
+
+
+@pytest.fixture(name="client")
+def fixture_client(monkeypatch):
+    for name in ("AWS_CA_BUNDLE", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with moto.mock_aws():
+        endpoint = s3.Endpoint(None, "k", "s")
+        client = s3.make_client(endpoint)
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def make_backup(root, name, objects):
+    path = os.path.join(str(root), name)
+    items = []
+    for key, data in sorted(objects.items()):
+        rel = "minio/b/" + key
+        os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
+        with open(os.path.join(path, rel), "wb") as handle:
+            handle.write(data)
+        items.append({"bucket": "b", "key": key, "path": rel, "size": len(data),
+                      "sha256": hashlib.sha256(data).hexdigest()})
+    mf.write(path, mf.build(name, "backup", "h", "t", "t", {}, None, {"format": 1, "objects": items}))
+    return path
+
+
+def new_run(root, client, box=None, label="s3", verify_mode="quick"):
+    target = S3Target(client, s3.Endpoint(None, "k", "s"), BUCKET, "fleet", "h", Throttle(0))
+    return offsite.Run(str(root), target, label, "h", box, 2, verify_mode)
+
+
+def test_ship_when_second_backup_unchanged_then_server_side_copies_and_nothing_shipped_twice(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 5000, "k2": b"2" * 7000})
+    make_backup(tmp_path, B, {"k1": b"1" * 5000, "k2": b"2" * 7000})
+    result = offsite.ship(new_run(tmp_path, client))
+    first, second = result["shipped"]
+    assert (first["sent"], first["linked"], second["sent"], second["linked"]) == (2, 0, 0, 2)
+    assert first["bytes_sent"] > 12000 and second["bytes_sent"] < 3000
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "fleet/h/%s/minio/b/k1" % B in keys and "fleet/h/%s/manifest.json" % B in keys
+    again = offsite.ship(new_run(tmp_path, client))
+    assert again["to_ship"] == [] and again["already"] == [A, B]
+    status = layout.read_status(str(tmp_path), B)["offsite"]["targets"]["s3"]
+    assert status["ok"] and status["verified"] and status["linked"] == 2
+
+
+def test_ship_when_check_mode_then_plan_only(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1"})
+    result = offsite.ship(new_run(tmp_path, client), check_mode=True)
+    assert result["to_ship"] == [A] and result["shipped"] == []
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET)
+
+
+def test_ship_when_interrupted_then_rerun_does_not_send_journaled_files_again(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 4000, "k2": b"2" * 4000})
+    run = new_run(tmp_path, client)
+    entry = run.target.send(A, "minio/b/k1", "minio/b/k1", crypt.Source(os.path.join(str(tmp_path), A, "minio/b/k1")),
+                            {"size": 4000, "sha256": hashlib.sha256(b"1" * 4000).hexdigest()})
+    offsite.Journal(os.path.join(run.work, A + ".journal")).add(entry)
+    shipped = offsite.ship(new_run(tmp_path, client))["shipped"][0]
+    assert (shipped["resumed"], shipped["sent"]) == (1, 1)
+    assert shipped["bytes_sent"] < 4000 + 3000
+    assert not os.path.exists(os.path.join(run.work, A + ".journal"))
+
+
+def test_ship_when_local_file_changed_after_backup_then_refused_and_not_uploaded(tmp_path, client):
+    path = make_backup(tmp_path, A, {"k1": b"1" * 100})
+    with open(os.path.join(path, "minio/b/k1"), "wb") as handle:
+        handle.write(b"2" * 100)
+    with pytest.raises(RatBackupError) as err:
+        offsite.ship(new_run(tmp_path, client))
+    assert "minio/b/k1" in err.value.msg and "intact" in err.value.msg
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    assert "fleet/h/%s/minio/b/k1" % A not in keys and "fleet/h/%s/manifest.json" % A not in keys
+    assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["ok"] is False
+
+
+def test_ship_when_endpoint_unreachable_then_clear_error_and_local_backup_untouched(tmp_path):
+    path = make_backup(tmp_path, A, {"k1": b"1"})
+    endpoint = s3.Endpoint("http://127.0.0.1:9", "k", "s")
+    client = s3.make_client(endpoint, retry_max_attempts=1, connect_timeout=1)
+    run = offsite.Run(str(tmp_path), S3Target(client, endpoint, BUCKET, "", "h", Throttle(0)), "s3", "h")
+    with pytest.raises(RatBackupError) as err:
+        offsite.ship(run)
+    assert "unreachable" in err.value.msg and "http://127.0.0.1:9" in err.value.msg
+    assert mf.verify(path, mf.read(path))["ok"]
+
+
+def test_verify_and_fetch_when_object_tampered_then_named_and_fetch_refused(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "k2": b"2" * 100})
+    offsite.ship(new_run(tmp_path / "src", client))
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/minio/b/k2" % A, Body=b"3" * 100)
+    checked = offsite.verify(new_run(tmp_path / "src", client))
+    assert len(checked["bad"]) == 1 and checked["bad"][0].startswith(A + "/minio/b/k2: off-site object was rewritten")
+    with pytest.raises(RatBackupError) as err:
+        offsite.fetch(new_run(tmp_path / "dst", client), A)
+    assert "minio/b/k2" in err.value.msg and "refused" in err.value.msg
+    assert os.listdir(str(tmp_path / "dst")) in ([], [".offsite"], [".offsite", ".status"])
+
+
+def test_fetch_when_copy_is_good_then_backup_equal_and_verified_locally(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "dir/k2": os.urandom(20000)})
+    offsite.ship(new_run(tmp_path / "src", client))
+    result = offsite.fetch(new_run(tmp_path / "dst", client), "latest")
+    fetched = str(tmp_path / "dst" / A)
+    assert result["name"] == A and result["fetched"] == 2 and mf.verify(fetched, mf.read(fetched))["ok"]
+    assert oct(os.stat(fetched).st_mode & 0o777) == "0o700"
+    again = offsite.fetch(new_run(tmp_path / "dst", client), A)
+    assert again["changed"] is False
+
+
+def test_fetch_when_name_unknown_then_error_lists_what_is_off_site(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1"})
+    offsite.ship(new_run(tmp_path / "src", client))
+    with pytest.raises(RatBackupError) as err:
+        offsite.fetch(new_run(tmp_path / "dst", client), B)
+    assert err.value.details["available"] == [A]
+
+
+@pytest.mark.skipif(not shutil.which("age-keygen"), reason="age not installed")
+def test_ship_and_fetch_when_encrypted_then_no_plaintext_off_site_and_round_trip_equal(tmp_path, client):
+    key = str(tmp_path / "key.txt")
+    subprocess.run(["age-keygen", "-o", key], check=True, capture_output=True)
+    public = subprocess.run(["age-keygen", "-y", key], check=True, capture_output=True, text=True).stdout.strip()
+    data = b"MARKER-ROW-" * 3000
+    make_backup(tmp_path / "src", A, {"k1": data})
+    box = crypt.Crypt(recipients=[public])
+    try:
+        offsite.ship(new_run(tmp_path / "src", client, box))
+    finally:
+        box.close()
+    stored = {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+              for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "fleet/h/%s/manifest.json.age" % A in stored and "fleet/h/%s/minio/b/k1.age" % A in stored
+    assert not [k for k, body in stored.items() if b"MARKER-ROW" in body]
+    index = json.loads(stored["fleet/h/%s/%s" % (A, INDEX)])
+    assert index["encrypted"] and hashlib.sha256(data).hexdigest() not in json.dumps(index)
+    box = crypt.Crypt(identity_file=key)
+    try:
+        offsite.fetch(new_run(tmp_path / "dst", client, box), A)
+    finally:
+        box.close()
+    with open(str(tmp_path / "dst" / A / "minio/b/k1"), "rb") as handle:
+        assert handle.read() == data
