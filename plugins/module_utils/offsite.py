@@ -127,9 +127,17 @@ def _pruned(run, names):
 
 def ship(run, selection="missing", check_mode=False, now=None):
     """Ship what the target lacks, oldest first; each copy verified after shipping. Returns a result dict."""
-    run.target.check()
     local = _local_names(run.root)
-    remote = run.target.backups()
+    try:
+        run.target.check()
+        remote = run.target.backups()
+    except RatBackupError as exc:
+        pending = [n for n in local if not run.status(n).get("shipped") and not run.status(n).get("pruned_at")]
+        if not check_mode:
+            for name in pending:
+                run.record(name, ok=False, shipped=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
+        raise RatBackupError("%s; the local backups are intact and the next run ships %s"
+                             % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,
               "already": [n for n in local if n in set(remote["complete"])], "bytes_sent": 0}
@@ -143,7 +151,7 @@ def ship(run, selection="missing", check_mode=False, now=None):
             run.record(name, ok=False, shipped=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
             raise RatBackupError("%s; the local backup %s is intact and the next run ships it (shipped before the "
                                  "failure: %s)" % (exc.msg, name, ", ".join(r["name"] for r in result["shipped"]) or "none"),
-                                 shipped=[r["name"] for r in result["shipped"]], failed=name, **exc.details)
+                                 shipped=[r["name"] for r in result["shipped"]], failed_backup=name, **exc.details)
         result["shipped"].append(done)
         result["bytes_sent"] += done["bytes_sent"]
         complete = sorted(set(complete) | {name})
@@ -382,11 +390,15 @@ def _write_checked(run, partial, rel, want, index, chunks):
     os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
     digest, size = hashlib.sha256(), 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, layout.FILE_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        for block in chunks:
-            digest.update(block)
-            size += len(block)
-            handle.write(block)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for block in chunks:
+                digest.update(block)
+                size += len(block)
+                handle.write(block)
+    except RatBackupError as exc:
+        raise RatBackupError("fetch refused: %s of off-site copy %s could not be read back: %s; nothing was put in place"
+                             % (rel, run.target.location(index["name"]), exc.msg), bad=[rel])
     if digest.hexdigest() != want["sha256"] or size != want["size"]:
         raise RatBackupError("fetch refused: %s of off-site copy %s is not the file its manifest records "
                              "(sha256/size differ); nothing was put in place"

@@ -16,7 +16,8 @@ description:
     the leftover of one that died; never restorable) and C(pre_restore) (safety dumps taken before
     a restore).
   - For complete backups it reads the manifest (objects, bytes, tables, origin host) and the last
-    verification and drill recorded by M(rat.backup.backup_verify) and the restore_drill role.
+    verification, drill and off-site state recorded by M(rat.backup.backup_verify), the restore_drill
+    role and M(rat.backup.backup_offsite).
   - With O(name), also resolves one complete backup (a name or V(latest)) and fails, listing what
     exists, when there is none of that name. Names with C(/) or C(..) are refused.
 extends_documentation_fragment:
@@ -146,6 +147,15 @@ complete:
       description: Last recorded restore drill, or null.
       type: dict
       sample: null
+    offsite:
+      description:
+        - Per off-site target (its label), where the copy is and whether it was shipped and verified
+          (C(location), C(shipped), C(shipped_at), C(verified), C(verified_at), C(verify_mode), C(ok),
+          C(error), C(bad), C(encrypted), C(bytes_sent)); null when the backup was never shipped.
+        - Written by M(rat.backup.backup_offsite).
+      type: dict
+      sample: {"s3": {"location": "s3://rat-offsite/fleet/rat-lab/20260216_093000/", "shipped": true, "verified": true,
+               "ok": true, "verify_mode": "quick", "verified_at": "2026-02-16T09:41:00Z"}}
     error:
       description: Why the manifest could not be read (the backup is then not trustworthy).
       type: str
@@ -221,6 +231,7 @@ def describe(root, entry):
     status = layout.read_status(root, entry["name"]) if entry["kind"] == "complete" else {}
     entry["verified"] = status.get("verify")
     entry["drilled"] = status.get("drill")
+    entry["offsite"] = (status.get("offsite") or {}).get("targets")
     return entry
 
 
