@@ -22,6 +22,8 @@ import threading
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import prune
+from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source, decrypt_chunks
@@ -125,8 +127,9 @@ def _pruned(run, names):
     return {n for n in names if run.status(n).get("pruned_at")}
 
 
-def ship(run, selection="missing", check_mode=False, now=None):
-    """Ship what the target lacks, oldest first; each copy verified after shipping. Returns a result dict."""
+def ship(run, selection="missing", check_mode=False, now=None, policy=None):
+    """Ship what the target lacks, oldest first, each copy verified after shipping; then apply the
+    target's retention ``policy`` (normalized by retention.check_policy). Returns a result dict."""
     local = _local_names(run.root)
     try:
         run.target.check()
@@ -139,10 +142,21 @@ def ship(run, selection="missing", check_mode=False, now=None):
         raise RatBackupError("%s; the local backups are intact and the next run ships %s"
                              % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
+    unwanted = []
+    if policy:
+        # A backup the target's policy would remove at once is not shipped at all.
+        keep = {d.name: d for d in retention.plan(_retention_view(run, remote["complete"] + todo, []), policy,
+                                                    now or layout.utcnow())}
+        unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
+        todo = [n for n in todo if keep[n].keep]
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,
-              "already": [n for n in local if n in set(remote["complete"])], "bytes_sent": 0}
-    if check_mode or not todo:
+              "already": [n for n in local if n in set(remote["complete"])], "bytes_sent": 0,
+              "not_shipped": unwanted, "removed": []}
+    if check_mode:
         return result
+    for item in unwanted:
+        run.record(item["name"], pruned_at=layout.iso(now or layout.utcnow()), pruned_because=item["reason"],
+                   shipped=False, ok=True, error=None)
     complete = list(remote["complete"])
     for name in todo:
         try:
@@ -155,7 +169,31 @@ def ship(run, selection="missing", check_mode=False, now=None):
         result["shipped"].append(done)
         result["bytes_sent"] += done["bytes_sent"]
         complete = sorted(set(complete) | {name})
+    if policy:
+        result["removed"] = apply_retention(run, policy, now)
     return result
+
+
+def _retention_view(run, complete, partial):
+    """The copies on a target as retention.Backup tuples; drilled when this host's drill passed."""
+    return ([retention.Backup(n, layout.time_of(n), True, prune.drilled(run.root, n)) for n in sorted(set(complete))]
+            + [retention.Backup(n, layout.time_of(n), False) for n in sorted(set(partial))])
+
+
+def apply_retention(run, policy, now=None):
+    """Remove the copies the policy does not keep; each removal makes the copy incomplete first."""
+    remote = run.target.backups()
+    removed = []
+    for decision in retention.plan(_retention_view(run, remote["complete"], remote["partial"]), policy,
+                                   now or layout.utcnow()):
+        if decision.keep:
+            continue
+        partial = decision.name not in remote["complete"]
+        run.target.remove(decision.name)
+        if not partial and os.path.isdir(os.path.join(run.root, decision.name)):
+            run.record(decision.name, pruned_at=layout.iso(now or layout.utcnow()), pruned_because=decision.reason)
+        removed.append({"name": decision.name, "reason": decision.reason, "complete": not partial})
+    return removed
 
 
 def ship_one(run, name, prev, now=None):

@@ -76,6 +76,16 @@ options:
     description: With O(state=fetched), the backup to fetch (C(YYYYmmdd_HHMMSS)) or V(latest).
     type: str
     default: latest
+  retention:
+    description:
+      - With O(state=shipped), the retention policy of this target, applied after shipping with the
+        same engine and keys as local retention (C(keep_last), C(keep_within), C(keep_hourly),
+        C(keep_daily), C(keep_weekly), C(keep_monthly), C(keep_yearly), C(protect_drilled),
+        C(partial_max_age)). The newest complete copy always stays; a copy stops being complete
+        (manifest removed, or renamed out of the listed names over SSH) before its files go.
+      - Backups the policy would remove at once are not shipped. Empty keeps every copy.
+    type: dict
+    default: {}
   verify:
     description:
       - V(quick) compares the off-site listing with what was shipped (sizes, ETags on S3) and with the
@@ -234,6 +244,18 @@ to_ship:
   type: list
   elements: str
   sample: ["20260216_093000"]
+removed:
+  description: Copies removed off-site by O(retention), with the reason.
+  returned: when O(state=shipped)
+  type: list
+  elements: dict
+  sample: [{"name": "20260101_093000", "reason": "not kept by any rule", "complete": true}]
+not_shipped:
+  description: Backups not shipped because O(retention) would remove them at once.
+  returned: when O(state=shipped)
+  type: list
+  elements: dict
+  sample: []
 already:
   description: Local backups already complete off-site.
   returned: when O(state=shipped)
@@ -289,6 +311,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import offsite
+from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Crypt
@@ -306,6 +329,7 @@ def argument_spec():
         label=dict(type="str"),
         backups=dict(type="raw", default="missing"),
         name=dict(type="str", default="latest"),
+        retention=dict(type="dict", default={}),
         verify=dict(type="str", default="quick", choices=["quick", "full"]),
         parallel=dict(type="int", default=4),
         bandwidth_limit_kib=dict(type="int", default=0),
@@ -374,6 +398,7 @@ def run(module):
     if p["parallel"] < 1 or p["bandwidth_limit_kib"] < 0:
         raise RatBackupError("parallel must be >= 1 and bandwidth_limit_kib >= 0")
     wanted = selection(p["backups"])
+    policy = retention.check_policy(p["retention"], "rat_offsite_retention") if p["retention"] else None
     throttle = Throttle(p["bandwidth_limit_kib"] * 1024)
     target = make_target(p, throttle)
     crypt = make_crypt(p)
@@ -382,8 +407,8 @@ def run(module):
         job = offsite.Run(p["root"], target, p["label"] or p["target"], p["host"], crypt, p["parallel"], p["verify"],
                           log=module.log)
         if p["state"] == "shipped":
-            result = offsite.ship(job, wanted, module.check_mode)
-            result["changed"] = bool(result["to_ship"])
+            result = offsite.ship(job, wanted, module.check_mode, policy=policy)
+            result["changed"] = bool(result["to_ship"] or result["removed"] or result["not_shipped"])
         elif p["state"] == "verified":
             result = offsite.verify(job, None if wanted == "missing" else wanted)
             result["changed"] = False

@@ -183,10 +183,10 @@ class SshTarget:
                     "renaming %s%s into place" % (name, PARTIAL))
 
     def remove(self, name):
-        """Renamed out of the listed names first, then deleted."""
-        gone = self.dir(name) + ".deleting"
-        self.remote("mv -T -- %s %s && rm -rf -- %s" % (shlex.quote(self.dir(name)), shlex.quote(gone),
-                                                         shlex.quote(gone)), "removing %s" % name)
+        """The copy (complete or partial): renamed out of the listed names first, then deleted."""
+        self.remote('for d in %s %s; do if test -e "$d"; then mv -T -- "$d" "$d.deleting" && rm -rf -- "$d.deleting" '
+                    '|| exit 1; fi; done' % (shlex.quote(self.dir(name)), shlex.quote(self.dir(name, partial=True))),
+                    "removing %s" % name)
 
     def tar_stream(self, name, stored_paths):
         """A tar stream of the listed files (one SSH connection), for fetching back."""

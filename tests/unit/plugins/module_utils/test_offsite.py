@@ -16,6 +16,7 @@ import pytest
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import offsite
+from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite import crypt
@@ -171,3 +172,26 @@ def test_ship_and_fetch_when_encrypted_then_no_plaintext_off_site_and_round_trip
         box.close()
     with open(str(tmp_path / "dst" / A / "minio/b/k1"), "rb") as handle:
         assert handle.read() == data
+
+
+def test_ship_when_retention_keeps_last_one_then_older_not_shipped_and_recorded_as_pruned(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1"})
+    make_backup(tmp_path, B, {"k1": b"1"})
+    policy = retention.check_policy({"keep_last": 1})
+    result = offsite.ship(new_run(tmp_path, client), policy=policy)
+    assert result["to_ship"] == [B] and [n["name"] for n in result["not_shipped"]] == [A]
+    assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["pruned_at"]
+    assert offsite.ship(new_run(tmp_path, client), policy=policy)["to_ship"] == []
+
+
+def test_ship_when_retention_applies_to_older_copies_then_they_are_removed_manifest_first(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1"})
+    offsite.ship(new_run(tmp_path, client))
+    make_backup(tmp_path, B, {"k1": b"1"})
+    result = offsite.ship(new_run(tmp_path, client), policy=retention.check_policy({"keep_last": 1}))
+    assert [(r["name"], r["complete"]) for r in result["removed"]] == [(A, True)]
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert not [k for k in keys if "/%s/" % A in k] and "fleet/h/%s/manifest.json" % B in keys
+    assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["pruned_at"]
+    # A copy the target's retention removed is not shipped again.
+    assert offsite.ship(new_run(tmp_path, client))["to_ship"] == []
