@@ -7,6 +7,7 @@
                                                             sent to the upstream (written to COUNTER_FILE)
     offsite_fixture.py bytes COUNTER_FILE                    prints the bytes counted so far
     offsite_fixture.py bucket create|remove BUCKET           on the endpoint of RAT_LAB_S3_ENDPOINT
+(setup_backup_lab's files directory must be on PYTHONPATH: its s3_fixture gives the client)
     offsite_fixture.py put BUCKET KEY FILE                   upload FILE's bytes
     offsite_fixture.py get BUCKET KEY FILE                   download into FILE
     offsite_fixture.py keys BUCKET PREFIX                    JSON list of the keys under PREFIX
@@ -22,18 +23,9 @@ import select
 import socket
 import sys
 import threading
-import time
 
-import boto3
-import botocore.config
-
-
-def client():
-    os.environ.pop("AWS_CA_BUNDLE", None)
-    return boto3.client("s3", endpoint_url=os.environ["RAT_LAB_S3_ENDPOINT"], region_name="us-east-1",
-                        aws_access_key_id=os.environ["RAT_LAB_S3_ACCESS_KEY"],
-                        aws_secret_access_key=os.environ["RAT_LAB_S3_SECRET_KEY"],
-                        config=botocore.config.Config(s3={"addressing_style": "path"}))
+# The shared S3 fixture of setup_backup_lab (its directory is on PYTHONPATH): one client, one bucket removal.
+from s3_fixture import client, remove
 
 
 def proxy(port, upstream, counter_file):
@@ -92,13 +84,7 @@ def main():
         if args[0] == "create":
             s3.create_bucket(Bucket=args[1])
         else:
-            try:
-                for page in s3.get_paginator("list_object_versions").paginate(Bucket=args[1]):
-                    for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                        s3.delete_object(Bucket=args[1], Key=item["Key"], VersionId=item["VersionId"])
-                s3.delete_bucket(Bucket=args[1])
-            except s3.exceptions.NoSuchBucket:
-                pass
+            remove(s3, args[1])
     elif cmd == "put":
         with open(args[2], "rb") as handle:
             client().put_object(Bucket=args[0], Key=args[1], Body=handle.read(), ContentType="text/plain")
