@@ -143,6 +143,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
                              % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
     unwanted = []
+    keep = {}
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
         keep = {d.name: d for d in retention.plan(_retention_view(run, remote["complete"] + todo, []), policy,
@@ -153,6 +154,8 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
               "already": [n for n in local if n in set(remote["complete"])], "bytes_sent": 0,
               "not_shipped": unwanted, "removed": []}
     if check_mode:
+        result["removed"] = [{"name": n, "reason": keep[n].reason, "complete": True}
+                             for n in remote["complete"] if n in keep and not keep[n].keep]
         return result
     for item in unwanted:
         run.record(item["name"], pruned_at=layout.iso(now or layout.utcnow()), pruned_because=item["reason"],

@@ -195,3 +195,13 @@ def test_ship_when_retention_applies_to_older_copies_then_they_are_removed_manif
     assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["pruned_at"]
     # A copy the target's retention removed is not shipped again.
     assert offsite.ship(new_run(tmp_path, client))["to_ship"] == []
+
+
+def test_ship_when_check_mode_with_retention_then_reports_what_would_be_removed_and_removes_nothing(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1"})
+    offsite.ship(new_run(tmp_path, client))
+    make_backup(tmp_path, B, {"k1": b"1"})
+    result = offsite.ship(new_run(tmp_path, client), check_mode=True, policy=retention.check_policy({"keep_last": 1}))
+    assert result["to_ship"] == [B] and [r["name"] for r in result["removed"]] == [A]
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "fleet/h/%s/manifest.json" % A in keys

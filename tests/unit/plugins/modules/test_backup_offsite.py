@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.rat.backup.plugins.modules import backup_offsite
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+@pytest.mark.parametrize("value, wanted", [("missing", "missing"), (None, "missing"), ([], "missing"),
+                                           ("latest", "latest"), (["20260101_000000"], ["20260101_000000"]),
+                                           (20260101000000, ["20260101000000"])])
+def test_selection_when_value_then_normalised(value, wanted):
+    assert backup_offsite.selection(value) == wanted
+
+
+def test_selection_when_dict_then_error_names_variable():
+    with pytest.raises(RatBackupError) as err:
+        backup_offsite.selection({"a": 1})
+    assert "rat_offsite_backups" in err.value.msg
+
+
+def test_make_crypt_when_recipients_without_encrypt_then_refused():
+    params = {"state": "shipped", "encrypt": False, "recipients": ["age1x"], "age_bin": None}
+    with pytest.raises(RatBackupError) as err:
+        backup_offsite.make_crypt(params)
+    assert "rat_offsite_encrypt" in err.value.msg
+
+
+def test_make_crypt_when_plain_shipping_then_none():
+    assert backup_offsite.make_crypt({"state": "shipped", "encrypt": False, "recipients": [], "age_bin": None}) is None
+
+
+def test_argument_spec_when_built_then_secrets_are_no_log():
+    spec = backup_offsite.argument_spec()
+    assert spec["s3_secret_key"]["no_log"] and spec["identity"]["no_log"]
+    assert not spec["recipients"].get("no_log")
