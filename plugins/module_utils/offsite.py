@@ -72,6 +72,7 @@ class Run:
 
 def lock(root):
     """One off-site run per backup root at a time (held by this process until it exits)."""
+    layout.ensure_root(root)
     path = os.path.join(root, WORK_DIR)
     os.makedirs(path, mode=layout.DIR_MODE, exist_ok=True)
     fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, layout.FILE_MODE)
