@@ -147,8 +147,8 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     keep = {}
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
-        keep = {d.name: d for d in retention.plan(_retention_view(run, remote["complete"] + todo, []), policy,
-                                                    now or layout.utcnow())}
+        view = _retention_view(run, remote["complete"] + todo, [])
+        keep = {d.name: d for d in retention.plan(view, policy, now or layout.utcnow())}
         unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
         todo = [n for n in todo if keep[n].keep]
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,

@@ -274,7 +274,7 @@ checked:
   elements: dict
   sample: [{"name": "20260216_093000", "mode": "full", "files": 1044, "bad": []}]
 bad:
-  description: One line per problem found, C(<name>/<path>: <reason>).
+  description: "One line per problem found: C(<name>/<path>) then C(:) and the reason."
   returned: when O(state=verified)
   type: list
   elements: str

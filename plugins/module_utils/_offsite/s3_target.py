@@ -214,10 +214,8 @@ class S3Target:
 
 
 def _prepend(first, rest):
-    for block in first:
-        yield block
-    for block in rest:
-        yield block
+    yield from first
+    yield from rest
 
 
 def _check(source, rel, want):

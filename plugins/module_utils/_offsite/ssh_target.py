@@ -141,8 +141,8 @@ class SshTarget:
 
     def put_bytes(self, name, stored, data):
         final = posixpath.join(self.dir(name, partial=True), stored)
-        self.remote("cat > %s && mv -f -- %s %s" % (shlex.quote(final + ".tmp"), shlex.quote(final + ".tmp"),
-                                                     shlex.quote(final)), "writing %s" % stored, stdin=data)
+        tmp = shlex.quote(final + ".tmp")
+        self.remote("cat > %s && mv -f -- %s %s" % (tmp, tmp, shlex.quote(final)), "writing %s" % stored, stdin=data)
         self.bytes_sent += len(data)
 
     def link(self, name, prev, stored_paths):
