@@ -205,3 +205,13 @@ def test_ship_when_check_mode_with_retention_then_reports_what_would_be_removed_
     assert result["to_ship"] == [B] and [r["name"] for r in result["removed"]] == [A]
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert "fleet/h/%s/manifest.json" % A in keys
+
+
+def test_ship_when_bandwidth_limited_then_upload_waits_for_its_budget(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 50000})
+    slept = []
+    target = S3Target(client, s3.Endpoint(None, "k", "s"), BUCKET, "fleet", "h",
+                      Throttle(10000, clock=lambda: 0.0, sleep=slept.append))
+    offsite.ship(offsite.Run(str(tmp_path), target, "s3", "h"))
+    # 50 kB of object plus index and manifest at 10 kB/s: at least 5 s of waiting in total.
+    assert sum(slept) >= 5.0
