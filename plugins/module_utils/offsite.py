@@ -25,6 +25,7 @@ from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import prune
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.fs import unlink_quietly
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source, decrypt_chunks
 
@@ -114,10 +115,7 @@ class Journal:
         return item
 
     def remove(self):
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        unlink_quietly(self.path)
 
 
 def _local_names(root):
@@ -216,12 +214,13 @@ def ship_one(run, name, prev, now=None):
     run.log("%s: %d files, %d unchanged since %s, %d to send, %d already shipped"
             % (name, len(files), len(plan["link"]), prev, len(plan["send"]), len(plan["done"])))
     entries = [item for _rel, _stored, item in plan["done"]]
+    linked = run.target.link(name, prev, [item for _rel, _stored, item in plan["link"]], run._map)
+    entries += [journal.add(item) for item in linked] if run.target.kind == "s3" else linked
     if run.target.kind == "s3":
-        entries += run._map(lambda t: journal.add(run.target.link(name, prev, t[2])), plan["link"])
         entries += run._map(lambda t: journal.add(run.target.send(
             name, t[0], t[1], Source(os.path.join(backup_dir, t[0]), run.crypt), t[2])), plan["send"])
     else:
-        entries += _ship_ssh(run, name, prev, backup_dir, plan, journal)
+        entries += _ship_ssh(run, name, backup_dir, plan, journal)
     index = pl.build_index(name, run.host, run.encrypted, _recipients(run), entries)
     run.target.put_bytes(name, pl.INDEX, pl.index_text(index).encode("utf-8"))
     source = Source(os.path.join(backup_dir, layout.MANIFEST), run.crypt if run.encrypted else None)
@@ -259,9 +258,7 @@ def _still_there(run, name, journaled):
             and listing[item["stored"]].get("etag") == item.get("etag")}
 
 
-def _ship_ssh(run, name, prev, backup_dir, plan, journal):
-    linked = [item for _rel, _stored, item in plan["link"]]
-    run.target.link(name, prev, [item["stored"] for item in linked])
+def _ship_ssh(run, name, backup_dir, plan, journal):
     if run.encrypted:
         staging = os.path.join(run.work, name)
         sent = run._map(lambda t: _stage(run, staging, backup_dir, t, journal), plan["send"])
@@ -276,7 +273,7 @@ def _ship_ssh(run, name, prev, backup_dir, plan, journal):
     if wrong:
         raise RatBackupError("off-site target %s holds other bytes than were sent for: %s; nothing was committed"
                              % (run.target.location(name), ", ".join(wrong[:10])), bad=wrong)
-    return linked + sent
+    return sent
 
 
 def _stage(run, staging, backup_dir, task, journal):

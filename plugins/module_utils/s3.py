@@ -9,8 +9,10 @@ doc fragment; modules that talk to two endpoints take them with a ``src_``/``des
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+import hashlib
 import email.utils
 import threading
 import traceback
@@ -360,6 +362,54 @@ def delete_objects(client, endpoint, bucket, keys):
             raise RatBackupError("deleting {0} object(s) in bucket {1!r} on {2} failed, first: {3} ({4})".format(
                 len(errors), bucket, endpoint.name, errors[0].get("Key"), errors[0].get("Code")),
                 endpoint=endpoint.name, bucket=bucket)
+
+
+def list_prefixes(client, endpoint, bucket, prefix):
+    """The "directories" right under ``prefix`` (which ends with ``/``), without it and the slash."""
+    with translated(endpoint, "listing", bucket):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for item in page.get("CommonPrefixes", ()):
+                yield item["Prefix"][len(prefix):].rstrip("/")
+
+
+def content_md5(data):
+    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+
+
+def put_bytes(client, endpoint, bucket, key, data, body=None):
+    """One request carrying ``data`` with its Content-MD5 (the server refuses damaged bytes); the
+    ETag. ``body`` may wrap ``data`` in a file object (a rate limit); it must read back ``data``."""
+    with translated(endpoint, "writing", bucket, key):
+        return client.put_object(Bucket=bucket, Key=key, Body=data if body is None else body,
+                                 ContentMD5=content_md5(data)).get("ETag")
+
+
+def put_parts(client, endpoint, bucket, key, blocks, before_commit, body=None):
+    """A multipart upload of ``blocks`` (bytes, in order, each with its Content-MD5); ETag.
+
+    ``before_commit()`` runs after the last part and may raise: the upload is then aborted and no
+    object appears, as on any other failure. ``body(block)`` as in put_bytes.
+    """
+    upload = None
+    try:
+        with translated(endpoint, "writing", bucket, key):
+            upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+            parts = []
+            for number, block in enumerate(blocks, 1):
+                answer = client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number,
+                                            Body=block if body is None else body(block), ContentMD5=content_md5(block))
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            before_commit()
+            etag = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                                    MultipartUpload={"Parts": parts}).get("ETag")
+            upload = None
+            return etag
+    finally:
+        if upload:
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            except sdk_errors():
+                pass  # the failure that got us here is the one to report; lifecycle rules clean parts up
 
 
 def _transfer_config():

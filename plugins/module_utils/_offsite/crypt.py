@@ -20,9 +20,9 @@ import tempfile
 import threading
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.fs import CHUNK
 
 AGE_SUFFIX = ".age"
-READ_CHUNK = 1 << 20
 # age1 + bech32 body (X25519), or an OpenSSH public key age accepts as a recipient.
 _RECIPIENT_RE = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-z0-9+/]+={0,3}( [^\n]*)?)$")
 
@@ -126,7 +126,7 @@ class Source:
         self.plain_size += len(block)
         return block
 
-    def chunks(self, size=READ_CHUNK):
+    def chunks(self, size=CHUNK):
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
@@ -136,12 +136,12 @@ class Source:
                 for block in iter(lambda: self._read_plain(handle, size), b""):
                     yield self._count(block)
                 return
-            for block in _through(self.crypt.encrypt_argv(), iter(lambda: self._read_plain(handle, READ_CHUNK), b""),
+            for block in _through(self.crypt.encrypt_argv(), iter(lambda: self._read_plain(handle, CHUNK), b""),
                                   size, "encrypting %s" % self.path):
                 yield self._count(block)
 
 
-def decrypt_chunks(crypt, chunks, what, size=READ_CHUNK):
+def decrypt_chunks(crypt, chunks, what, size=CHUNK):
     """Plaintext chunks of age ciphertext ``chunks``; a wrong key or damaged file raises naming ``what``."""
     return _through(crypt.decrypt_argv(), chunks, size, "decrypting %s" % what)
 

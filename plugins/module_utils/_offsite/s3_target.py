@@ -11,27 +11,22 @@ an object that exists has passed that check. Unchanged files are server-side cop
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.fs import CHUNK
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 
 PART_SIZE = 8 << 20
 # S3 allows 10,000 parts; this keeps a margin for age's overhead on the largest files.
 MAX_PARTS = 9000
-COPY_LIMIT = 5 << 30
 
 
 def part_size(size):
     return max(PART_SIZE, -(-int(size * 1.01 + (1 << 20)) // MAX_PARTS))
-
-
-def _md5(data):
-    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
 
 class _Throttled(io.BytesIO):
@@ -64,124 +59,95 @@ class S3Target:
     def key(self, name, stored):
         return "%s/%s/%s" % (self.base, name, stored)
 
-    def _fail(self, exc, action, key=None):
-        error = s3.translate(exc, self.endpoint, action, self.bucket, key)
+    def _body(self, data):
+        self.bytes_sent += len(data)
+        return _Throttled(data, self.throttle)
+
+    def _where(self, error):
         return RatBackupError("off-site target %s: %s" % (self.location(), error.msg), **error.details)
 
     def check(self):
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "checking the off-site bucket")
+            found = s3.bucket_exists(self.client, self.endpoint, self.bucket)
+        except RatBackupError as exc:
+            raise self._where(exc)
+        if not found:
+            raise RatBackupError("off-site target %s: bucket %r does not exist on %s: create it (the run never "
+                                 "creates it)" % (self.location(), self.bucket, self.endpoint.name),
+                                 variable="rat_offsite_s3_bucket")
 
     def backups(self):
         """{"complete": [...], "partial": [...]} of this host's copies, oldest first."""
-        names = []
+        found = {"complete": [], "partial": []}
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.bucket, Prefix=self.base + "/", Delimiter="/"):
-                for item in page.get("CommonPrefixes", []):
-                    name = item["Prefix"][len(self.base) + 1:].rstrip("/")
-                    if layout.time_of(name):
-                        names.append(name)
-            found = {"complete": [], "partial": []}
-            for name in sorted(names):
-                answer = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(name, layout.MANIFEST))
-                stored = {item["Key"].rsplit("/", 1)[-1] for item in answer.get("Contents", [])}
+            names = sorted(n for n in s3.list_prefixes(self.client, self.endpoint, self.bucket, self.base + "/")
+                           if layout.time_of(n))
+            for name in names:
+                stored = {item["Key"].rsplit("/", 1)[-1] for item in s3.list_objects(
+                    self.client, self.endpoint, self.bucket, self.key(name, layout.MANIFEST))}
                 found["complete" if stored & set(pl.MANIFESTS) else "partial"].append(name)
-            return found
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "listing the off-site copies")
+        except RatBackupError as exc:
+            raise self._where(exc)
+        return found
 
     def listing(self, name):
         """{stored path: {"size", "etag"}} under one copy."""
         prefix = "%s/%s/" % (self.base, name)
-        found = {}
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    found[item["Key"][len(prefix):]] = {"size": item["Size"], "etag": item.get("ETag")}
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "listing")
-        return found
+            return {item["Key"][len(prefix):]: {"size": item["Size"], "etag": item.get("ETag")}
+                    for item in s3.list_objects(self.client, self.endpoint, self.bucket, prefix)}
+        except RatBackupError as exc:
+            raise self._where(exc)
 
     def read(self, name, stored):
-        key = self.key(name, stored)
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "reading", key)
+        return b"".join(self.chunks(name, stored))
 
-    def chunks(self, name, stored, size=1 << 20):
-        """The stored bytes of one file, streamed."""
+    def chunks(self, name, stored, size=CHUNK):
+        """The stored bytes of one file, streamed (and counted against the bandwidth limit)."""
         key = self.key(name, stored)
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            for block in body.iter_chunks(size):
-                self.throttle.take(len(block))
-                yield block
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "reading", key)
+            body = s3.get_object(self.client, self.endpoint, self.bucket, key)["Body"]
+            with s3.translated(self.endpoint, "reading", self.bucket, key):
+                for block in body.iter_chunks(size):
+                    self.throttle.take(len(block))
+                    yield block
+        except RatBackupError as exc:
+            raise self._where(exc)
 
     def put_bytes(self, name, stored, data):
-        key = self.key(name, stored)
         try:
-            answer = self.client.put_object(Bucket=self.bucket, Key=key, Body=_Throttled(data, self.throttle),
-                                            ContentMD5=_md5(data))
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "writing", key)
-        self.bytes_sent += len(data)
-        return answer.get("ETag")
+            return s3.put_bytes(self.client, self.endpoint, self.bucket, self.key(name, stored), data, self._body(data))
+        except RatBackupError as exc:
+            raise self._where(exc)
 
     def send(self, name, rel, stored, source, want):
         """Stream one file; returns its index entry. ``want``: the manifest's size and sha256."""
-        key = self.key(name, stored)
         chunks = source.chunks(part_size(want.get("size") or 0))
         first = next(chunks, b"")
         second = next(chunks, None)
         if second is None:
             _check(source, rel, want)
             etag = self.put_bytes(name, stored, first)
-            return pl.entry(rel, stored, source.stored_size, source.stored_sha256, etag)
-        upload = None
-        try:
-            upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-            parts = []
-            for number, block in enumerate(_prepend((first, second), chunks), 1):
-                answer = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number,
-                                                 Body=_Throttled(block, self.throttle), ContentMD5=_md5(block))
-                self.bytes_sent += len(block)
-                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-            _check(source, rel, want)
-            answer = self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
-                                                           MultipartUpload={"Parts": parts})
-            upload = None
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "writing", key)
-        finally:
-            if upload:
-                self._abort(key, upload)
-        return pl.entry(rel, stored, source.stored_size, source.stored_sha256, answer.get("ETag"))
+        else:
+            try:
+                etag = s3.put_parts(self.client, self.endpoint, self.bucket, self.key(name, stored),
+                                    _prepend((first, second), chunks), lambda: _check(source, rel, want), self._body)
+            except RatBackupError as exc:
+                raise exc if exc.details.get("local") else self._where(exc)
+        return pl.entry(rel, stored, source.stored_size, source.stored_sha256, etag)
 
-    def _abort(self, key, upload):
+    def link(self, name, prev, items, pool_map):
+        """Server-side copies of unchanged files from the previous copy: no byte leaves this host.
+        Their ETags come from one listing afterwards."""
+        def copy(item):
+            source = {"Bucket": self.bucket, "Key": self.key(prev, item["stored"])}
+            s3.copy_object(self.client, self.endpoint, source, self.bucket, self.key(name, item["stored"]), item["size"])
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
-        except s3.sdk_errors():
-            pass  # the original failure is the one to report; the bucket's lifecycle cleans parts up
-
-    def link(self, name, prev, item):
-        """Server-side copy of an unchanged file from the previous copy; no byte leaves this host."""
-        key = self.key(name, item["stored"])
-        source = {"Bucket": self.bucket, "Key": self.key(prev, item["stored"])}
-        try:
-            if item["size"] < COPY_LIMIT:
-                etag = self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)["CopyObjectResult"]["ETag"]
-            else:
-                self.client.copy(source, self.bucket, key)
-                etag = self.client.head_object(Bucket=self.bucket, Key=key)["ETag"]
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "copying from %s" % prev, key)
-        return dict(item, etag=etag)
+            pool_map(copy, items)
+        except RatBackupError as exc:
+            raise self._where(exc)
+        listing = self.listing(name) if items else {}
+        return [dict(item, etag=listing.get(item["stored"], {}).get("etag")) for item in items]
 
     def hashes(self, name, stored_paths):
         """{stored path: sha256} read back from the target (full verification)."""
@@ -201,16 +167,14 @@ class S3Target:
 
     def remove(self, name):
         """Manifest first (the copy stops counting as complete), then everything else."""
-        keys = sorted(self.listing(name))
+        stored = sorted(self.listing(name), key=lambda s: s not in pl.MANIFESTS)
+        manifests = [self.key(name, s) for s in stored if s in pl.MANIFESTS]
         try:
-            for stored in [k for k in keys if k in pl.MANIFESTS]:
-                self.client.delete_object(Bucket=self.bucket, Key=self.key(name, stored))
-            keys = [k for k in keys if k not in pl.MANIFESTS]
-            for start in range(0, len(keys), 1000):
-                batch = [{"Key": self.key(name, s)} for s in keys[start:start + 1000]]
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-        except s3.sdk_errors() as exc:
-            raise self._fail(exc, "removing %s" % name)
+            s3.delete_objects(self.client, self.endpoint, self.bucket, manifests)
+            s3.delete_objects(self.client, self.endpoint, self.bucket,
+                              [self.key(name, s) for s in stored if s not in pl.MANIFESTS])
+        except RatBackupError as exc:
+            raise self._where(exc)
 
 
 def _prepend(first, rest):

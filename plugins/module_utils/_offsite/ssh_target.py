@@ -145,14 +145,15 @@ class SshTarget:
         self.remote("cat > %s && mv -f -- %s %s" % (tmp, tmp, shlex.quote(final)), "writing %s" % stored, stdin=data)
         self.bytes_sent += len(data)
 
-    def link(self, name, prev, stored_paths):
-        """Hard-link unchanged files from the previous copy, on the server, by its own rsync."""
-        if not stored_paths:
-            return
-        source = self.dir(prev)
-        command = quote(["rsync", "--recursive", "--times", "--link-dest=%s" % source, "--files-from=-", "--from0",
-                         source + "/", self.dir(name, partial=True) + "/"])
-        self.remote(command, "linking unchanged files from %s" % prev, stdin=_nul(stored_paths))
+    def link(self, name, prev, items, pool_map=None):
+        """Hard links to the unchanged files of the previous copy, made on the server by its own rsync
+        in one run (``pool_map`` is for targets that copy file by file). Returns ``items``."""
+        if items:
+            source = self.dir(prev)
+            command = quote(["rsync", "--recursive", "--times", "--link-dest=%s" % source, "--files-from=-", "--from0",
+                             source + "/", self.dir(name, partial=True) + "/"])
+            self.remote(command, "linking unchanged files from %s" % prev, stdin=_nul(i["stored"] for i in items))
+        return list(items)
 
     def send(self, local_dir, name, stored_paths):
         """rsync the listed files of ``local_dir``; returns the bytes rsync reports as sent."""
