@@ -215,3 +215,25 @@ def test_ship_when_bandwidth_limited_then_upload_waits_for_its_budget(tmp_path, 
     offsite.ship(offsite.Run(str(tmp_path), target, "s3", "h"))
     # 50 kB of object plus index and manifest at 10 kB/s: at least 5 s of waiting in total.
     assert sum(slept) >= 5.0
+
+
+def test_ship_when_large_file_changed_then_multipart_upload_aborted_and_no_object(tmp_path, client):
+    path = make_backup(tmp_path, A, {"big": b"a" * (9 << 20)})
+    with open(os.path.join(path, "minio/b/big"), "r+b") as handle:
+        handle.seek(5 << 20)
+        handle.write(b"b")
+    with pytest.raises(RatBackupError) as err:
+        offsite.ship(new_run(tmp_path, client))
+    assert "minio/b/big" in err.value.msg
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="fleet/h/%s/minio" % A)
+    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+
+def test_ship_when_large_file_then_parts_and_round_trip_equal(tmp_path, client):
+    data = os.urandom(9 << 20)
+    make_backup(tmp_path / "src", A, {"big": data})
+    shipped = offsite.ship(new_run(tmp_path / "src", client))["shipped"][0]
+    assert shipped["bytes_sent"] >= len(data)
+    offsite.fetch(new_run(tmp_path / "dst", client), A)
+    with open(str(tmp_path / "dst" / A / "minio/b/big"), "rb") as handle:
+        assert handle.read() == data
