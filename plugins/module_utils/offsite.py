@@ -137,7 +137,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         pending = [n for n in local if not run.status(n).get("shipped") and not run.status(n).get("pruned_at")]
         if not check_mode:
             for name in pending:
-                run.record(name, ok=False, shipped=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
+                run.record(name, ok=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
         raise RatBackupError("%s; the local backups are intact and the next run ships %s"
                              % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
@@ -164,7 +164,8 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         try:
             done = ship_one(run, name, pl.previous(name, complete, local), now)
         except RatBackupError as exc:
-            run.record(name, ok=False, shipped=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
+            # "shipped" stays as ship_one left it: a copy that failed only its verification is off-site.
+            run.record(name, ok=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
             raise RatBackupError("%s; the local backup %s is intact and the next run ships it (shipped before the "
                                  "failure: %s)" % (exc.msg, name, ", ".join(r["name"] for r in result["shipped"]) or "none"),
                                  shipped=[r["name"] for r in result["shipped"]], failed_backup=name, **exc.details)
