@@ -98,7 +98,8 @@ def main():
             row.get("tables"), row.get("rows"), row.get("objects"),
             row["status"] + (" (%s)" % row["reason"] if row.get("reason") else "")))
     print("\nRTO is measured on the controller from the start of the restore (backup verification included) to the"
-          " end of the checks; with five drills sharing two cores it is mostly Ansible's own work per task.")
+          " end of the checks, each host at its own pace (strategy free); with five drills sharing two cores it is"
+          " mostly Ansible's own work per task, and it includes the wait for CPU.")
     if report["summary"]["failed"]:
         raise SystemExit("bench_drill: drills failed on %s" % ", ".join(report["summary"]["failed_hosts"]))
 
