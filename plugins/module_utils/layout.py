@@ -457,14 +457,28 @@ def run_processes(run_id, exclude=()):
     return found
 
 
-def read_lock(root):
-    """The lock record (may be stale or empty: {})."""
-    try:
-        with open(os.path.join(root, LOCK_FILE), "rb") as handle:
-            data = handle.read()
-        return json.loads(data) if data.strip() else {}
-    except (OSError, ValueError):
-        return {}
+def _lock_bytes(root):
+    with open(os.path.join(root, LOCK_FILE), "rb") as handle:
+        return handle.read()
+
+
+def read_lock(root, attempts=5, pause=0.01):
+    """The lock record (may be stale or empty: {}).
+
+    The keeper rewrites the record in place every heartbeat (truncate, then write): a read that
+    falls in between sees an empty or torn file, so such a read is tried again before it counts.
+    """
+    for attempt in range(attempts):
+        try:
+            data = _lock_bytes(root)
+        except OSError:
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError:
+            if attempt + 1 < attempts:
+                time.sleep(pause)
+    return {}
 
 
 def lock_state(root, now=None):

@@ -371,3 +371,11 @@ def test_reclaim_when_released_normally_or_killed_then_refused(tmp_path, remote_
     os.kill(record["pid"], signal.SIGKILL)
     assert _wait_until_free(root)
     assert layout.reclaim(root, record["token"]) is None
+
+
+def test_read_lock_when_keeper_is_mid_rewrite_then_read_again_not_taken_for_empty(monkeypatch, tmp_path):
+    reads = iter([b"", b'{"tok', b'{"token": "ours", "pid": 7}'])
+    monkeypatch.setattr(layout, "_lock_bytes", lambda root: next(reads))
+    assert layout.read_lock(str(tmp_path), pause=0) == {"token": "ours", "pid": 7}
+    monkeypatch.setattr(layout, "_lock_bytes", lambda root: b"")
+    assert layout.read_lock(str(tmp_path), pause=0) == {}
