@@ -24,8 +24,13 @@ TRASH = ".deleting"
 
 
 def drilled(root, name):
-    """True when the restore drill recorded for this backup passed (its status record says ok)."""
-    return layout.read_status(root, name).get("drill", {}).get("ok") is True
+    """True when the restore drill recorded for this backup passed.
+
+    The restore_drill role records ``"status": "passed"``; ``"ok": true`` (the verify records' word)
+    counts as well.
+    """
+    record = layout.read_status(root, name).get("drill") or {}
+    return record.get("status") == "passed" or record.get("ok") is True
 
 
 def survey(root, policy, now, busy):

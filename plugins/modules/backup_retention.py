@@ -56,7 +56,7 @@ options:
         order; a period whose newest backup an earlier rule kept is not counted again; with fewer
         periods than N the oldest backup is kept too).
       - C(protect_drilled) (default 0) keeps the N newest backups whose restore drill passed
-        (C(<root>/.status/<name>.drill.json) with C(ok) true).
+        (C(<root>/.status/<name>.drill.json) with C(status) V(passed)).
       - C(partial_max_age) (default V(1d)) is the age after which an unlocked C(.partial) directory is removed.
       - C(pre_restore) is a policy of C(keep_*) rules for C(<root>/pre-restore/); without it those dumps stay.
     type: dict

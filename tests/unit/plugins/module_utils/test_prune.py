@@ -119,14 +119,23 @@ def test_survey_when_pre_restore_rule_then_applied_apart(tmp_path):
 def test_delete_when_drilled_protected_then_kept_and_others_lose_status(tmp_path):
     for name in ("20261001_000000", "20261010_000000", "20261127_000000"):
         make(tmp_path, name)
-    layout.write_status(str(tmp_path), "20261001_000000", "drill", {"ok": True})
-    layout.write_status(str(tmp_path), "20261010_000000", "drill", {"ok": False})
+    layout.write_status(str(tmp_path), "20261001_000000", "drill", {"status": "passed"})
+    layout.write_status(str(tmp_path), "20261010_000000", "drill", {"status": "failed", "ok": False})
     layout.write_status(str(tmp_path), "20261010_000000", "verify", {"ok": True})
     found = prune.survey(str(tmp_path), retention.check_policy({"keep_last": 1, "protect_drilled": 1}), NOW,
                          busy=False)
     assert decisions(found)["20261001_000000"] == ("complete", True)
     apply(tmp_path, found)
     assert sorted(os.listdir(str(tmp_path / ".status"))) == ["20261001_000000.drill.json"]
+
+
+@pytest.mark.parametrize("record, expected", [({"status": "passed"}, True), ({"ok": True}, True),
+                                              ({"status": "failed"}, False), ({}, False)])
+def test_drilled_when_status_record_then_only_passed_counts(tmp_path, record, expected):
+    make(tmp_path, "20261001_000000")
+    if record:
+        layout.write_status(str(tmp_path), "20261001_000000", "drill", record)
+    assert prune.drilled(str(tmp_path), "20261001_000000") is expected
 
 
 def test_diff_when_deleting_then_only_deleted_lines_differ(tmp_path):
