@@ -63,8 +63,11 @@ def tree_bytes(path, only_unique=False):
     return total
 
 
-def write_inventory(work, buckets):
-    secrets = {"pg_password": env("RAT_LAB_PG_PASSWORD"), "s3_secret_key": env("RAT_LAB_S3_SECRET_KEY")}
+def write_inventory(work, buckets, s3=None):
+    """The lab host; ``s3`` = (endpoint, access key, secret key) of another S3 server than the lab's."""
+    endpoint, access_key, secret_key = s3 or (env("RAT_LAB_S3_ENDPOINT"), env("RAT_LAB_S3_ACCESS_KEY"),
+                                              env("RAT_LAB_S3_SECRET_KEY"))
+    secrets = {"pg_password": env("RAT_LAB_PG_PASSWORD"), "s3_secret_key": secret_key}
     for name, value in secrets.items():
         fd = os.open(os.path.join(work, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -77,8 +80,8 @@ def write_inventory(work, buckets):
         "rat_postgres_user": env("RAT_LAB_PG_USER"),
         "rat_postgres_password": "{{ lookup('ansible.builtin.file', '%s/pg_password') }}" % work,
         "rat_postgres_database": env("RAT_LAB_PG_DATABASE"),
-        "rat_minio_endpoint": env("RAT_LAB_S3_ENDPOINT"),
-        "rat_minio_access_key": env("RAT_LAB_S3_ACCESS_KEY"),
+        "rat_minio_endpoint": endpoint,
+        "rat_minio_access_key": access_key,
         "rat_minio_secret_key": "{{ lookup('ansible.builtin.file', '%s/s3_secret_key') }}" % work,
         "rat_minio_buckets": buckets,
         "rat_backup_root": os.path.join(work, "backups"),

@@ -1,0 +1,419 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Lake scale (issue 11): rat.backup against rclone and `aws s3 sync` on a 100,000-object lake.
+
+The lake: RAT_BENCH_LAKE_OBJECTS (default 100,000) objects of 256 B - 4 KB with Iceberg-like keys
+(data files, manifests, metadata.json under warehouse/db/table/), plus one 1 GiB object in a bucket
+of its own. The server: `rclone serve s3` over a temporary directory (lab/deps.sh installs it into
+.venv/bench-tools), seeded by writing the files into that directory, so seeding costs no requests.
+moto (~4.5 ms of its own CPU per GET) and s3rver (~1.1 ms) would be most of what is measured;
+this server's own cost is measured in the same run and shown per scenario (server CPU column).
+
+Scenarios, every tool as its own process in the same run: first backup (the backup playbook, with
+the lab's PostgreSQL, against `rclone copy --fast-list --transfers 16` and `aws s3 sync`); the
+same lake unchanged (against the listing floor `rclone lsf -R --fast-list` and the peers' reruns);
+the 1 GiB object; restore of the lake into empty buckets. Time is wall clock; client CPU is the
+process tree's user+sys; server CPU is read from /proc; peak RSS of bucket_mirror is sampled from
+/proc while the playbook runs (VmHWM of its process). Prints Markdown tables.
+
+Environment: RAT_BENCH_LAKE_OBJECTS, RAT_BENCH_LAKE_HUGE_MB (1024; 0 skips), RAT_BENCH_LAKE_PORT
+(20800), RAT_BENCH_LAKE_PEERS (default "rclone,aws"), RAT_BENCH_LAKE_SERVER (the rclone binary).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import bench_backup
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+OBJECTS = int(os.environ.get("RAT_BENCH_LAKE_OBJECTS", "100000"))
+HUGE_MB = int(os.environ.get("RAT_BENCH_LAKE_HUGE_MB", "1024"))
+PORT = int(os.environ.get("RAT_BENCH_LAKE_PORT", "20800"))
+PEERS = [p for p in os.environ.get("RAT_BENCH_LAKE_PEERS", "rclone,aws").split(",") if p]
+SERVER = os.environ.get("RAT_BENCH_LAKE_SERVER", os.path.join(REPO, ".venv", "bench-tools", "bin", "rclone"))
+ENDPOINT = "http://127.0.0.1:%d" % PORT
+KEY, SECRET = "bench", "bench-secret"
+LAKE, HUGE = "lake", "huge"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tool_env():
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env.update({"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                # rclone serve s3 answers a ranged GET with the whole object's CRC; the CLI would reject it.
+                "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+                "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+                "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+                "RCLONE_CONFIG_BENCH_ENDPOINT": ENDPOINT, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": KEY,
+                "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
+                "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null",
+                "PYTHONPATH": os.path.join(REPO, "collections")})
+    return env
+
+
+# --- the lake -------------------------------------------------------------------------------------
+
+def lake_keys(count):
+    """Iceberg-like keys: per table snapshot a data file, a manifest list, and every 4th a metadata.json."""
+    keys = []
+    tables = [(db, table) for db in range(10) for table in range(20)]
+    snapshot = 0
+    while len(keys) < count:
+        db, table = tables[snapshot % len(tables)]
+        snapshot += 1
+        base = "warehouse/db_%02d/table_%03d" % (db, table)
+        tag = hashlib.md5(b"%d" % snapshot).hexdigest()
+        keys.append("%s/data/dt=2026-11-%02d/part-%05d-%s.parquet" % (base, 1 + snapshot % 28, snapshot, tag))
+        keys.append("%s/metadata/snap-%d-1-%s.avro" % (base, snapshot, tag[:16]))
+        if snapshot % 4 == 0:
+            keys.append("%s/metadata/%05d-%s.metadata.json" % (base, snapshot, tag))
+    return keys[:count]
+
+
+def seed(data):
+    """Writes the lake and the huge object straight into the server's directory."""
+    rnd = random.Random(11)
+    total = 0
+    made = set()
+    for key in lake_keys(OBJECTS):
+        path = os.path.join(data, LAKE, key)
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        body = rnd.randbytes(rnd.randint(256, 4096))
+        total += len(body)
+        with open(path, "wb") as handle:
+            handle.write(body)
+    os.makedirs(os.path.join(data, HUGE))
+    if HUGE_MB:
+        with open(os.path.join(data, HUGE, "table.parquet"), "wb") as handle:
+            for _index in range(HUGE_MB):
+                handle.write(rnd.randbytes(1 << 20))
+    return total
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, data, log):
+        self.proc = subprocess.Popen([SERVER, "serve", "s3", "--addr", "127.0.0.1:%d" % PORT,
+                                      "--auth-key", "%s,%s" % (KEY, SECRET), "--etag-hash", "MD5",
+                                      "--config", "/dev/null", data],
+                                     stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", PORT)) == 0:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise SystemExit("bench_lake: %s serve s3 did not listen on %d" % (SERVER, PORT))
+
+    def cpu(self):
+        with open("/proc/%d/stat" % self.proc.pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class RssWatch(threading.Thread):
+    """Peak RSS (VmHWM) of processes whose command line names ``needle``, sampled every 0.2 s."""
+
+    def __init__(self, needle):
+        super().__init__(daemon=True)
+        self.needle = needle.encode()
+        self.peaks = {}
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.2):
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                        cmdline = handle.read()
+                    # The bench's own timing helper names the module too.
+                    if self.needle not in cmdline or b"RUSAGE_CHILDREN" in cmdline:
+                        continue
+                    with open("/proc/%s/status" % pid) as handle:
+                        for line in handle:
+                            if line.startswith("VmHWM:"):
+                                self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]) / 1024.0)
+                except OSError:
+                    continue
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        # Module processes of one playbook (probe, mirror) run one after the other.
+        return max(self.peaks.values() or [0.0])
+
+
+def measure(server, argv, env=None, cwd=None, watch=None):
+    """Run ``argv``: wall s, client CPU s (the process tree), server CPU s, peak RSS MB, stdout."""
+    helper = ("import json,subprocess,sys,time,resource\n"
+              "t=time.monotonic();p=subprocess.run(sys.argv[1:],capture_output=True)\n"
+              "s=time.monotonic()-t;u=resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+              "print(json.dumps({'rc':p.returncode,'s':s,'cpu':u.ru_utime+u.ru_stime,'rss':u.ru_maxrss/1024.0,"
+              "'out':p.stdout[-200000:].decode('utf-8','replace'),'err':p.stderr[-4000:].decode('utf-8','replace')}))\n")
+    watcher = RssWatch(watch) if watch else None
+    if watcher:
+        watcher.start()
+    before = server.cpu()
+    proc = subprocess.run([sys.executable, "-c", helper] + argv, env=env or tool_env(), cwd=cwd,
+                          capture_output=True, check=True)
+    server_cpu = server.cpu() - before
+    result = json.loads(proc.stdout)
+    if watcher:
+        result["rss"] = watcher.stop()
+    if result["rc"] != 0:
+        raise SystemExit("bench_lake: %s failed (%d):\n%s\n%s" % (" ".join(argv[:3]), result["rc"],
+                                                                  result["out"][-3000:], result["err"]))
+    return {"wall": result["s"], "cpu": result["cpu"], "server": server_cpu, "rss": result["rss"],
+            "out": result["out"]}
+
+
+def module_argv(work, args):
+    args = dict(args)
+    for side in ("src_", "dest_"):
+        args.update({side + "endpoint": ENDPOINT, side + "access_key": KEY, side + "secret_key": SECRET})
+    path = os.path.join(work, "args-%d.json" % time.monotonic_ns())
+    with open(path, "w") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    return [sys.executable, os.path.join(REPO, "plugins", "modules", "bucket_mirror.py"), path]
+
+
+def rclone(*args):
+    return ["rclone", "--config", "/dev/null"] + list(args)
+
+
+def aws(*args):
+    return [os.path.join(BIN, "aws"), "--endpoint-url", ENDPOINT] + list(args)
+
+
+def disk_blocks(path, seen=None):
+    """Bytes allocated under ``path`` (directories included), counting each inode once across calls."""
+    seen = set() if seen is None else seen
+    total = 0
+    for parent, dirs, files in os.walk(path):
+        for name in [""] + files:
+            st = os.lstat(os.path.join(parent, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total, seen
+
+
+def count_files(path):
+    return sum(len(files) for _parent, _dirs, files in os.walk(path))
+
+
+def check_same(source, copy):
+    """A tool that skipped work must not win: every byte of a copy is compared with the server's."""
+    for parent, _dirs, files in os.walk(source):
+        for name in files:
+            path = os.path.join(parent, name)
+            other = os.path.join(copy, os.path.relpath(path, source))
+            with open(path, "rb") as a, open(other, "rb") as b:
+                if a.read() != b.read():
+                    raise SystemExit("bench_lake: %s differs from %s" % (other, path))
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+def run_all(work, server, data):
+    results = {}
+    inventory = bench_backup.write_inventory(work, [LAKE], (ENDPOINT, KEY, SECRET))
+
+    results["list"] = {"rclone": measure(server, rclone("lsf", "-R", "--fast-list", "--files-only", "bench:" + LAKE))}
+    listed = results["list"]["rclone"]["out"].count("\n")
+    if listed != OBJECTS:
+        raise SystemExit("bench_lake: the listing floor saw %d objects, not %d" % (listed, OBJECTS))
+
+    first, second = {}, {}
+    if "rclone" in PEERS:
+        target = os.path.join(work, "rclone")
+        first["rclone"] = measure(server, rclone("copy", "--fast-list", "--transfers", "16", "bench:" + LAKE, target))
+        second["rclone"] = measure(server, rclone("copy", "--fast-list", "--transfers", "16", "bench:" + LAKE, target))
+    if "aws" in PEERS:
+        target = os.path.join(work, "aws")
+        first["aws"] = measure(server, aws("s3", "sync", "--only-show-errors", "s3://" + LAKE, target))
+        second["aws"] = measure(server, aws("s3", "sync", "--only-show-errors", "s3://" + LAKE, target))
+    first["ours"] = playbook_run(server, work, inventory, "first")
+    first_dir = first["ours"]["dir"]
+    second["ours"] = playbook_run(server, work, inventory, "second")
+    second_dir = second["ours"]["dir"]
+    results["ansible"] = bench_backup.ansible_floor(inventory, work, bench_backup.ROLE_MODULE_TASKS)
+    check_same(os.path.join(data, LAKE), os.path.join(second_dir, "minio", LAKE))
+    first_disk, seen = disk_blocks(first_dir)
+    extra, _seen = disk_blocks(second_dir, seen)
+    manifest = os.path.getsize(os.path.join(second_dir, "manifest.json"))
+    results.update(first=first, second=second, disk={"first": first_disk, "extra": extra, "manifest": manifest})
+
+    if HUGE_MB:
+        huge = {}
+        if "rclone" in PEERS:
+            huge["rclone"] = measure(server, rclone("copy", "--transfers", "16", "bench:" + HUGE,
+                                                    os.path.join(work, "huge-rclone")))
+        if "aws" in PEERS:
+            huge["aws"] = measure(server, aws("s3", "sync", "--only-show-errors", "s3://" + HUGE, os.path.join(work, "huge-aws")))
+        huge["ours"] = measure(server, module_argv(work, {"src": "s3://" + HUGE, "dest": os.path.join(work, "huge-ours"),
+                                                          "concurrency": 16}))
+        check_same(os.path.join(data, HUGE), os.path.join(work, "huge-ours"))
+        for name in os.listdir(work):
+            if name.startswith("huge-"):
+                shutil.rmtree(os.path.join(work, name))
+        results["huge"] = huge
+
+    restore = {}
+    local = os.path.join(second_dir, "minio", LAKE)
+    if "rclone" in PEERS:
+        restore["rclone"] = measure(server, rclone("copy", "--transfers", "16", local, "bench:restore-rclone"))
+    if "aws" in PEERS:
+        # Unlike the others, the CLI does not create the bucket.
+        subprocess.run(aws("s3", "mb", "s3://restore-aws"), env=tool_env(), check=True, capture_output=True)
+        restore["aws"] = measure(server, aws("s3", "sync", "--only-show-errors", local, "s3://restore-aws"))
+    restore["ours"] = measure(server, module_argv(work, {
+        "src": os.path.dirname(local), "dest": "s3://restore-ours", "manifest": os.path.join(second_dir, "manifest.json"),
+        "create_buckets": True, "concurrency": 16}), watch="bucket_mirror")
+    check_same(os.path.join(data, LAKE), os.path.join(data, "restore-ours"))
+    results["restore"] = restore
+    return results
+
+
+def playbook_run(server, work, inventory, tag):
+    """One backup playbook run, with the seconds of each module task from Ansible's junit callback."""
+    junit = os.path.join(work, "junit-" + tag)
+    env = dict(tool_env(), ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=junit, JUNIT_TASK_CLASS="yes")
+    result = measure(server, [os.path.join(BIN, "ansible-playbook"), "-i", inventory,
+                              os.path.join(REPO, "playbooks", "backup.yml")], env=env, cwd=REPO, watch="bucket_mirror")
+    tasks = {}
+    for name in os.listdir(junit):
+        for case in ET.parse(os.path.join(junit, name)).iter("testcase"):
+            tasks[case.get("name")] = tasks.get(case.get("name"), 0.0) + float(case.get("time") or 0)
+    result["dump"] = sum(t for n, t in tasks.items() if "Dump PostgreSQL" in n)
+    result["mirror"] = sum(t for n, t in tasks.items() if "Mirror the buckets" in n)
+    result["dir"] = backup_dir(result["out"], work)
+    return result
+
+
+def backup_dir(out, work):
+    for line in out.splitlines():
+        if "status=ok name=" in line:
+            return os.path.join(work, "backups", line.split("status=ok name=", 1)[1].split()[0])
+    raise SystemExit("bench_lake: no success line in the playbook output:\n" + out[-3000:])
+
+
+# --- report -------------------------------------------------------------------------------------
+
+NAMES = [("ours", "rat.backup"), ("rclone", "rclone"), ("aws", "aws s3 sync")]
+
+
+def cell(m):
+    if not m:
+        return "-"
+    return "%.1f s (cpu %.0f + server %.0f)" % (m["wall"], m["cpu"], m["server"])
+
+
+def verdict(ours, reference, limit):
+    ratio = ours / reference
+    return "%.2f× %s" % (ratio, "met" if ratio <= limit else "missed")
+
+
+def report(r, lake_bytes):
+    print("## bench_lake: %d objects (%.0f MB, 256 B - 4 KB, Iceberg-like keys), `rclone serve s3` on loopback"
+          % (OBJECTS, lake_bytes / 1e6))
+    print()
+    print("Same run, 2 shared cores: absolute times move with the machine's load, the ratios less.")
+    print("Each cell: wall clock (client CPU + server CPU, user+sys seconds).")
+    print()
+    print("| scenario | " + " | ".join(label for _n, label in NAMES) + " | floor | rat.backup / reference | target |")
+    print("|---|---|---|---|---|---|---|")
+    floor = r["list"]["rclone"]
+    rows = [("first backup", r["first"], None, ("rclone", 1.0), "≤ 1.0× rclone copy"),
+            ("second backup, nothing changed", r["second"], floor, ("floor", 1.5), "≤ 1.5× listing floor")]
+    if "huge" in r:
+        rows.append(("one %d MiB object" % HUGE_MB, r["huge"], None, ("rclone", 1.0), "≤ 1.0× rclone"))
+    rows.append(("restore into an empty bucket", r["restore"], None, ("rclone", 1.0), "≤ 1.0× rclone copy"))
+    for title, group, row_floor, (reference, limit), target in rows:
+        ref = row_floor if reference == "floor" else group.get(reference)
+        ratio = verdict(group["ours"]["wall"], ref["wall"], limit) if ref else "-"
+        print("| %s | %s | %s | %s |" % (title, " | ".join(cell(group.get(n)) for n, _l in NAMES),
+                                         ("`rclone lsf -R --fast-list` " + cell(row_floor)) if row_floor else "-",
+                                         ratio) + " %s |" % target)
+    print()
+    print("Where rat.backup's playbook time goes (per-task seconds from Ansible's junit callback; the "
+          "Ansible floor is a playbook of %d no-op module tasks in the same run):" % bench_backup.ROLE_MODULE_TASKS)
+    print()
+    print("| backup | playbook wall | bucket_mirror task | pg_dump task | Ansible floor | rest (begin, probe, commit) "
+          "| bucket_mirror task / reference |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for title, run, ref, ref_name in (("first", r["first"]["ours"], r["first"].get("rclone"), "rclone copy"),
+                                      ("second", r["second"]["ours"], floor, "listing floor")):
+        rest = run["wall"] - run["mirror"] - run["dump"] - r["ansible"]
+        print("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %s |" % (
+            title, run["wall"], run["mirror"], run["dump"], r["ansible"], rest,
+            ("%.2f× %s" % (run["mirror"] / ref["wall"], ref_name)) if ref else "-"))
+    print()
+    rss_first, rss_restore = r["first"]["ours"]["rss"], r["restore"]["ours"]["rss"]
+    print("| memory and disk | measured | target |")
+    print("|---|---:|---|")
+    print("| bucket_mirror peak RSS, first backup (%d keys) | %.0f MB | ≤ 150 MB %s |"
+          % (OBJECTS, rss_first, "met" if rss_first <= 150 else "missed"))
+    print("| bucket_mirror peak RSS, restore | %.0f MB | ≤ 150 MB %s |"
+          % (rss_restore, "met" if rss_restore <= 150 else "missed"))
+    if "huge" in r:
+        print("| bucket_mirror peak RSS, %d MiB object | %.0f MB | ≤ 150 MB |" % (HUGE_MB, r["huge"]["ours"]["rss"]))
+    disk = r["disk"]
+    print("| second backup's extra disk | %.1f MB (%.1f %% of the first's %.0f MB): manifest.json %.1f MB, "
+          "directories and anything not linked %.1f MB | as small as the layout allows |"
+          % (disk["extra"] / 1e6, 100.0 * disk["extra"] / disk["first"], disk["first"] / 1e6,
+             disk["manifest"] / 1e6, (disk["extra"] - disk["manifest"]) / 1e6))
+    print()
+
+
+def main():
+    if not os.path.exists(SERVER):
+        sys.exit("bench_lake: %s missing: run lab/deps.sh all" % SERVER)
+    work = tempfile.mkdtemp(prefix="rat-bench-lake-")
+    data = os.path.join(work, "server")
+    os.makedirs(data)
+    log = open(os.path.join(work, "server.log"), "wb")
+    try:
+        started = time.monotonic()
+        lake_bytes = seed(data)
+        print("bench_lake: seeded %d objects in %.0f s" % (OBJECTS, time.monotonic() - started), file=sys.stderr)
+        server = Server(data, log)
+        try:
+            results = run_all(work, server, data)
+        finally:
+            server.stop()
+        report(results, lake_bytes)
+    finally:
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
