@@ -174,7 +174,7 @@ def measure(server, argv, env=None, cwd=None, watch=None):
               "t=time.monotonic();p=subprocess.run(sys.argv[1:],capture_output=True)\n"
               "s=time.monotonic()-t;u=resource.getrusage(resource.RUSAGE_CHILDREN)\n"
               "print(json.dumps({'rc':p.returncode,'s':s,'cpu':u.ru_utime+u.ru_stime,'rss':u.ru_maxrss/1024.0,"
-              "'out':p.stdout[-200000:].decode('utf-8','replace'),'err':p.stderr[-4000:].decode('utf-8','replace')}))\n")
+              "'lines':p.stdout.count(b'\\n'),'out':p.stdout[-20000:].decode('utf-8','replace'),'err':p.stderr[-4000:].decode('utf-8','replace')}))\n")
     watcher = RssWatch(watch) if watch else None
     if watcher:
         watcher.start()
@@ -189,7 +189,7 @@ def measure(server, argv, env=None, cwd=None, watch=None):
         raise SystemExit("bench_lake: %s failed (%d):\n%s\n%s" % (" ".join(argv[:3]), result["rc"],
                                                                   result["out"][-3000:], result["err"]))
     return {"wall": result["s"], "cpu": result["cpu"], "server": server_cpu, "rss": result["rss"],
-            "out": result["out"]}
+            "out": result["out"], "lines": result["lines"]}
 
 
 def module_argv(work, args):
@@ -245,7 +245,7 @@ def run_all(work, server, data):
     inventory = bench_backup.write_inventory(work, [LAKE], (ENDPOINT, KEY, SECRET))
 
     results["list"] = {"rclone": measure(server, rclone("lsf", "-R", "--fast-list", "--files-only", "bench:" + LAKE))}
-    listed = results["list"]["rclone"]["out"].count("\n")
+    listed = results["list"]["rclone"]["lines"]
     if listed != OBJECTS:
         raise SystemExit("bench_lake: the listing floor saw %d objects, not %d" % (listed, OBJECTS))
 

@@ -1,0 +1,227 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""S3 GET, PUT and listing without a boto3 client's per-request machinery.
+
+A boto3 ``get_object`` costs ~2 ms of client CPU (parameter validation, event hooks, a urllib3
+pool, response parsing); a 100,000-object lake is then bound by the client's one core. Here
+botocore still signs (SigV4, ~70 us) but each thread sends on its own kept-alive
+``http.client`` connection and reads the few headers it needs. Errors become the same botocore
+exceptions a client raises, so ``s3.translate`` and the retry rules treat both paths alike.
+Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by its URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import xml.etree.ElementTree as ElementTree
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+try:
+    import botocore.exceptions
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+except ImportError:
+    # s3.HAS_BOTO3 tells the module; nothing here runs without botocore.
+    S3SigV4Auth = object
+
+UNSIGNED = "UNSIGNED-PAYLOAD"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# Statuses worth another attempt: the server is busy or failed this once.
+_RETRY_STATUS = frozenset((500, 502, 503, 504))
+
+
+class _Signer(S3SigV4Auth):
+    """S3 SigV4 with the payload hash the caller already has (or UNSIGNED-PAYLOAD)."""
+
+    def payload(self, request):
+        return request.context["payload_sha256"]
+
+
+class Response:
+    """Status, the headers S3 sends in lower case, and the body still to read from ``raw``."""
+
+    __slots__ = ("status", "headers", "raw")
+
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+
+    def read(self, amount=None):
+        return self.raw.read(amount)
+
+
+class Transport:
+    """Signed requests to one endpoint, one connection per calling thread."""
+
+    def __init__(self, endpoint, connect_timeout=10, read_timeout=60, attempts=5):
+        parts = urllib.parse.urlsplit(endpoint.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RatBackupError("endpoint {0!r} is not an http(s):// URL".format(endpoint.url), endpoint=endpoint.url)
+        self.endpoint = endpoint
+        self.origin = "{0}://{1}".format(parts.scheme, parts.netloc)
+        self.base = parts.path.rstrip("/")
+        self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        self.context = None
+        if parts.scheme == "https":
+            self.context = ssl.create_default_context(cafile=endpoint.ca_bundle or None)
+            if not endpoint.validate_certs:
+                self.context.check_hostname = False
+                self.context.verify_mode = ssl.CERT_NONE
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.attempts = max(1, attempts)
+        self.signer = _Signer(Credentials(endpoint.access_key or "", endpoint.secret_key or ""), "s3",
+                              endpoint.region or "us-east-1")
+        self.local = threading.local()
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def path(self, bucket, key=None):
+        path = self.base + "/" + urllib.parse.quote(bucket, safe="")
+        if key is not None:
+            # As botocore quotes keys: only "/" and "~" stay as they are.
+            path += "/" + urllib.parse.quote(key, safe="/~")
+        return path
+
+    def _connection(self, fresh=False):
+        conn = getattr(self.local, "conn", None)
+        if conn is not None and fresh:
+            conn.close()
+            conn = None
+        if conn is None:
+            if self.context is not None:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout,
+                                                   context=self.context)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+            self.local.conn = conn
+        return conn
+
+    def close(self):
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
+
+    def request(self, method, bucket, key=None, query=None, headers=None, body=b"", payload_sha256=None,
+                operation="request"):
+        """A Response with status 2xx whose body is still to be read; raises botocore errors otherwise.
+
+        ``body`` is bytes (sent again on a retry). A connection the server closed while idle is
+        replaced at once; busy answers (5xx) and dropped connections are tried ``attempts`` times.
+        """
+        path = self.path(bucket, key)
+        if query:
+            path += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+        for attempt in range(self.attempts):
+            request = AWSRequest(method=method, url=self.origin + path, headers=dict(headers or {}), data=body)
+            request.context["payload_sha256"] = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
+            self.signer.add_auth(request)
+            try:
+                response = self._send(method, path, request.headers, body)
+            except botocore.exceptions.BotoCoreError:
+                if attempt + 1 == self.attempts:
+                    raise
+                time.sleep(_backoff(attempt))
+                continue
+            if response.status < 300:
+                return response
+            error = _client_error(response, operation)
+            if response.status not in _RETRY_STATUS or attempt + 1 == self.attempts:
+                raise error
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _send(self, method, path, headers, body):
+        for reuse in (True, False):
+            conn = self._connection(fresh=not reuse)
+            try:
+                conn.timeout = self.connect_timeout
+                conn.request(method, path, body=body or None, headers=dict(headers.items()))
+                if conn.sock is not None:
+                    conn.sock.settimeout(self.read_timeout)
+                raw = conn.getresponse()
+            except socket.timeout as exc:
+                self.close()
+                raise botocore.exceptions.ReadTimeoutError(endpoint_url=self.origin + path) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                # A kept-alive connection the server closed between two requests fails on first use:
+                # once more on a new one. On a new connection it is the server, not the idle socket.
+                self.close()
+                if reuse:
+                    continue
+                if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
+                    raise botocore.exceptions.ConnectionClosedError(endpoint_url=self.origin + path) from exc
+                raise botocore.exceptions.EndpointConnectionError(endpoint_url=self.origin + path) from exc
+            return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, raw)
+        raise AssertionError("unreachable")
+
+    # --- S3 operations ------------------------------------------------------------------------
+
+    def get(self, bucket, key, version_id=None, byte_range=None):
+        """GET of an object (or ``byte_range`` = (first, last) of it); read the body from the Response."""
+        query = {"versionId": version_id} if version_id else None
+        headers = {"Range": "bytes={0}-{1}".format(*byte_range)} if byte_range else None
+        return self.request("GET", bucket, key, query=query, headers=headers, operation="GetObject")
+
+    def put(self, bucket, key, body, sha256, headers=None):
+        """PUT of ``body`` (bytes) whose sha256 the server checks; returns the response headers."""
+        response = self.request("PUT", bucket, key, headers=headers, body=body, payload_sha256=sha256,
+                                operation="PutObject")
+        response.read()
+        return response.headers
+
+    def list_objects(self, bucket, prefix=""):
+        """(key, size, etag, last_modified text) of a bucket's current objects, in the server's order."""
+        token = None
+        while True:
+            query = {"list-type": "2", "encoding-type": "url"}
+            if prefix:
+                query["prefix"] = prefix
+            if token:
+                query["continuation-token"] = token
+            response = self.request("GET", bucket, query=query, operation="ListObjectsV2")
+            root = ElementTree.fromstring(response.read())
+            quoted = root.findtext(_NS + "EncodingType") == "url"
+            for item in root.iter(_NS + "Contents"):
+                key = item.findtext(_NS + "Key")
+                yield (urllib.parse.unquote(key) if quoted else key, int(item.findtext(_NS + "Size")),
+                       item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified"))
+            if root.findtext(_NS + "IsTruncated") != "true":
+                return
+            token = root.findtext(_NS + "NextContinuationToken")
+            if not token:
+                raise RatBackupError("listing bucket {0!r} on {1}: a truncated page without a continuation "
+                                     "token".format(bucket, self.endpoint.name), bucket=bucket)
+
+
+def _client_error(response, operation):
+    """The botocore ClientError a client would raise for this answer (code from the XML body)."""
+    body = response.read() or b""
+    code, message = str(response.status), http.client.responses.get(response.status, "")
+    if body.lstrip().startswith(b"<"):
+        try:
+            root = ElementTree.fromstring(body)
+            code = root.findtext("Code") or code
+            message = root.findtext("Message") or message
+        except ElementTree.ParseError:
+            pass
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": message},
+         "ResponseMetadata": {"HTTPStatusCode": response.status}}, operation)
+
+
+def _backoff(attempt):
+    return min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random() / 2)
