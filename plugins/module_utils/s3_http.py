@@ -24,6 +24,7 @@ import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils import s3
 
 try:
     import botocore.exceptions
@@ -37,6 +38,10 @@ except ImportError:
 UNSIGNED = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# Object attributes as boto3 names them and as HTTP sends them.
+_ATTRIBUTES = (("ContentType", "content-type"), ("CacheControl", "cache-control"),
+               ("ContentEncoding", "content-encoding"), ("ContentDisposition", "content-disposition"))
+_META = "x-amz-meta-"
 # Statuses worth another attempt: the server is busy or failed this once.
 _RETRY_STATUS = frozenset((500, 502, 503, 504))
 
@@ -183,6 +188,33 @@ class Transport:
         response.read()
         return response.headers
 
+    def get_object(self, bucket, key, version_id=None, byte_range=None):
+        """GET as boto3's ``get_object`` returns it (the keys the mirror reads), Body streaming."""
+        response = self.get(bucket, key, version_id, byte_range)
+        headers = response.headers
+        result = {"Body": _Body(self, response.raw), "ETag": quoted_etag(headers.get("etag")),
+                  "ContentLength": int(headers.get("content-length", 0)),
+                  "Metadata": {k[len(_META):]: v for k, v in headers.items() if k.startswith(_META)}}
+        if headers.get("last-modified"):
+            result["LastModified"] = s3.parse_timestamp(headers["last-modified"])
+        if headers.get("x-amz-version-id"):
+            result["VersionId"] = headers["x-amz-version-id"]
+        for name, header in _ATTRIBUTES:
+            if header in headers:
+                result[name] = headers[header]
+        return result
+
+    def put_object(self, bucket, key, body, sha256, extra):
+        """PUT with boto3's ExtraArgs names (ContentType, ..., Metadata); returns the quoted ETag."""
+        headers = {header: extra[name] for name, header in _ATTRIBUTES if extra.get(name)}
+        headers.update((_META + k, v) for k, v in (extra.get("Metadata") or {}).items())
+        return quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
+
+    def list_current(self, bucket, prefix=""):
+        """(key, size, quoted ETag, LastModified datetime) of a bucket's current objects, in key order."""
+        for key, size, etag, modified in self.list_objects(bucket, prefix):
+            yield key, size, quoted_etag(etag), s3.parse_timestamp(modified)
+
     def list_objects(self, bucket, prefix=""):
         """(key, size, etag, last_modified text) of a bucket's current objects, in the server's order."""
         token = None
@@ -205,6 +237,36 @@ class Transport:
             if not token:
                 raise RatBackupError("listing bucket {0!r} on {1}: a truncated page without a continuation "
                                      "token".format(bucket, self.endpoint.name), bucket=bucket)
+
+
+class _Body:
+    """A GET's body as botocore's StreamingBody is used here: chunks, then close."""
+
+    def __init__(self, transport, raw):
+        self.transport = transport
+        self.raw = raw
+
+    def iter_chunks(self, size):
+        while True:
+            chunk = self.raw.read(size)
+            if not chunk:
+                return
+            yield chunk
+
+    def read(self, amount=None):
+        return self.raw.read(amount)
+
+    def close(self):
+        if not self.raw.isclosed():
+            # Unread bytes would be taken for the next answer on this connection: drop it.
+            self.transport.close()
+
+
+def quoted_etag(etag):
+    """ETags as S3 writes them, in double quotes; some servers list them bare."""
+    if etag and not etag.startswith('"'):
+        return '"{0}"'.format(etag)
+    return etag
 
 
 def _client_error(response, operation):

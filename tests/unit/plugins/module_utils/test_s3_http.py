@@ -160,3 +160,49 @@ def test_transport_when_threads_share_it_each_uses_its_own_connection(bucket):
     for thread in threads:
         thread.join()
     assert results == {i: b"%d" % i for i in range(40)}
+
+
+def test_get_object_when_attributes_set_returns_them_as_boto3_does(bucket):
+    client, name = bucket
+    body = os.urandom(3000)
+    client.put_object(Bucket=name, Key="k", Body=body, ContentType="text/csv", CacheControl="no-cache",
+                      ContentDisposition="inline", Metadata={"owner": "rat"})
+    want = client.get_object(Bucket=name, Key="k")
+    got = transport().get_object(name, "k")
+    assert b"".join(got["Body"].iter_chunks(1000)) == body
+    for field in ("ETag", "ContentLength", "LastModified", "ContentType", "CacheControl", "ContentDisposition",
+                  "Metadata"):
+        assert got[field] == want[field], field
+
+
+def test_get_object_when_body_left_unread_next_request_still_answers(bucket):
+    client, name = bucket
+    client.put_object(Bucket=name, Key="a", Body=os.urandom(100000))
+    client.put_object(Bucket=name, Key="b", Body=b"bee")
+    t = transport()
+    got = t.get_object(name, "a")
+    got["Body"].read(10)
+    got["Body"].close()
+    assert t.get_object(name, "b")["Body"].read() == b"bee"
+
+
+def test_put_object_when_extra_args_given_stores_them(bucket):
+    client, name = bucket
+    etag = transport().put_object(name, "k", b"body", hashlib.sha256(b"body").hexdigest(),
+                                  {"ContentType": "text/csv", "ContentEncoding": "gzip", "Metadata": {"a": "b"}})
+    head = client.head_object(Bucket=name, Key="k")
+    assert (head["ETag"], head["ContentType"], head["ContentEncoding"], head["Metadata"]) == (
+        etag, "text/csv", "gzip", {"a": "b"})
+
+
+def test_list_current_returns_quoted_etags_and_datetimes(bucket):
+    client, name = bucket
+    client.put_object(Bucket=name, Key="k", Body=b"v")
+    want = client.list_objects_v2(Bucket=name)["Contents"][0]
+    assert list(transport().list_current(name)) == [("k", 1, want["ETag"], want["LastModified"])]
+
+
+def test_quoted_etag_when_bare_adds_quotes_once():
+    assert s3_http.quoted_etag("abc") == '"abc"'
+    assert s3_http.quoted_etag('"abc"') == '"abc"'
+    assert s3_http.quoted_etag(None) is None
