@@ -313,6 +313,11 @@ def sync_tree(path):
                 fsync_dir(full)
 
 
+def has_syncfs():
+    """True where sync_tree flushes file data too (one syncfs), not only directory entries."""
+    return _syncfs() is not None
+
+
 @functools.lru_cache(maxsize=None)
 def _syncfs():
     """fd -> 0, or the errno of a failed syncfs(2); None where the C library has no syncfs."""

@@ -30,8 +30,13 @@ class Mirror:
     The directions read their settings from it and count into ``stats`` and ``changed_during``.
     """
 
-    def __init__(self, options, src_client=None, dest_client=None, log=None, check_mode=False):
+    def __init__(self, options, src_client=None, dest_client=None, log=None, check_mode=False,
+                 src_http=None, dest_http=None):
         self.options = options
+        # s3_http transports for endpoints given by URL: listings, GETs and single-request PUTs
+        # go through them (a boto3 call costs several times their CPU per object).
+        self.src_http = src_http
+        self.dest_http = dest_http
         self.src = Location(options["src"], "src")
         self.dest = Location(options["dest"], "dest")
         self.src_endpoint = s3.Endpoint.from_params(options, "src_")
@@ -50,7 +55,7 @@ class Mirror:
         listed = self.src if self.src.is_s3 else self.dest
         self.filter = Filter(options.get("include"), options.get("exclude"), listed.prefix)
         self.lister = listing.Lister(self.src_client, self.src_endpoint, self.src.prefix, self.filter,
-                                     self.as_of, bool(options.get("use_versions")))
+                                     self.as_of, bool(options.get("use_versions")), src_http)
 
     def _validate(self):
         o = self.options

@@ -188,9 +188,15 @@ class Transport:
         response.read()
         return response.headers
 
-    def get_object(self, bucket, key, version_id=None, byte_range=None):
-        """GET as boto3's ``get_object`` returns it (the keys the mirror reads), Body streaming."""
-        response = self.get(bucket, key, version_id, byte_range)
+    def get_object(self, bucket, key, version_id=None, byte_range=None, missing_ok=False):
+        """GET as ``s3.get_object`` returns it (the keys the mirror reads), Body streaming; None for
+        a missing object when ``missing_ok``; failures as RatBackupError."""
+        try:
+            response = self.get(bucket, key, version_id, byte_range)
+        except s3.sdk_errors() as exc:
+            if missing_ok and s3.is_not_found(exc):
+                return None
+            raise s3.translate(exc, self.endpoint, "reading", bucket, key)
         headers = response.headers
         result = {"Body": _Body(self, response.raw), "ETag": quoted_etag(headers.get("etag")),
                   "ContentLength": int(headers.get("content-length", 0)),
@@ -208,12 +214,14 @@ class Transport:
         """PUT with boto3's ExtraArgs names (ContentType, ..., Metadata); returns the quoted ETag."""
         headers = {header: extra[name] for name, header in _ATTRIBUTES if extra.get(name)}
         headers.update((_META + k, v) for k, v in (extra.get("Metadata") or {}).items())
-        return quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
+        with s3.translated(self.endpoint, "writing", bucket, key):
+            return quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
 
     def list_current(self, bucket, prefix=""):
         """(key, size, quoted ETag, LastModified datetime) of a bucket's current objects, in key order."""
-        for key, size, etag, modified in self.list_objects(bucket, prefix):
-            yield key, size, quoted_etag(etag), s3.parse_timestamp(modified)
+        with s3.translated(self.endpoint, "listing objects", bucket):
+            for key, size, etag, modified in self.list_objects(bucket, prefix):
+                yield key, size, quoted_etag(etag), s3.parse_timestamp(modified)
 
     def list_objects(self, bucket, prefix=""):
         """(key, size, etag, last_modified text) of a bucket's current objects, in the server's order."""

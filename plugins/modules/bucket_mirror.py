@@ -343,6 +343,7 @@ manifest:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import s3_http
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
 
@@ -379,12 +380,16 @@ def run(module):
     params = module.params
     transport = {name: params[name] for name in s3.transport_argspec()}
     pool = max(10, 2 * (params["concurrency"] or 1) + 4)
-    src_client = dest_client = None
-    if params["src"].startswith("s3://"):
-        src_client = s3.make_client(s3.Endpoint.from_params(params, "src_"), max_pool_connections=pool, **transport)
-    if params["dest"].startswith("s3://"):
-        dest_client = s3.make_client(s3.Endpoint.from_params(params, "dest_"), max_pool_connections=pool, **transport)
-    mirror = Mirror(params, src_client, dest_client, log=module.log, check_mode=module.check_mode)
+    sides = {}
+    for side in ("src", "dest"):
+        if params[side].startswith("s3://"):
+            endpoint = s3.Endpoint.from_params(params, side + "_")
+            sides[side] = s3.make_client(endpoint, max_pool_connections=pool, **transport)
+            if endpoint.url:
+                sides[side + "_http"] = s3_http.Transport(endpoint, params["connect_timeout"], params["read_timeout"],
+                                                          params["retry_max_attempts"])
+    mirror = Mirror(params, sides.get("src"), sides.get("dest"), log=module.log, check_mode=module.check_mode,
+                    src_http=sides.get("src_http"), dest_http=sides.get("dest_http"))
     return mirror.run()
 
 

@@ -52,6 +52,8 @@ class Download:
         self.header = None
         self.buckets = None
         self.changed = False
+        # One syncfs after the last file instead of an fsync per file, where the system has it.
+        self.sync_at_end = layout.has_syncfs()
 
     def plan(self):
         m, o, tree, plan = self.mirror, self.options, self.tree, self._plan
@@ -127,6 +129,8 @@ class Download:
             m.transfer(plan.copy, self.fetch, done, journal)
         finally:
             journal.close()
+        if self.sync_at_end and (plan.copy or plan.link):
+            layout.sync_tree(tree.root)
         if self.manifest_path and self.changed:
             object_manifest.write_manifest(self.manifest_path, self.header, [e for e in done if e is not None],
                                            object_manifest.root_name(m.dest.path))
@@ -241,6 +245,16 @@ class Download:
     def _link(self, entry, source):
         tree = self.tree
         tree.parent_for(entry.relpath)
+        try:
+            # Nothing at the path (a fresh backup directory): one link, no temp name and rename.
+            os.link(source, tree.path(entry.relpath))
+            self.mirror.stats["linked"] += 1
+            return
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
+                source, tree.path(entry.relpath), exc.strerror), path=tree.path(entry.relpath))
         tmp = tree.temp_path()
         try:
             os.link(source, tmp)
@@ -270,8 +284,12 @@ class Download:
 
     def fetch_once(self, entry, tmp, final):
         m = self.mirror
-        response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key, entry.version_id,
-                                 missing_ok=not entry.version_id)
+        if m.src_http is not None:
+            response = m.src_http.get_object(entry.bucket, entry.key, entry.version_id,
+                                             missing_ok=not entry.version_id)
+        else:
+            response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key, entry.version_id,
+                                     missing_ok=not entry.version_id)
         if response is None:
             m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "deleted"})
             return None
@@ -294,7 +312,8 @@ class Download:
                     raise _StreamBroken(OSError("body ended after {0} of {1} bytes".format(
                         written, response.get("ContentLength"))))
                 handle.flush()
-                os.fsync(handle.fileno())
+                if not self.sync_at_end:
+                    os.fsync(handle.fileno())
                 if os.fstat(handle.fileno()).st_size != written:
                     raise OSError(5, "file is {0} bytes after writing {1}".format(
                         os.fstat(handle.fileno()).st_size, written))

@@ -1,0 +1,162 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mirror with s3_http transports (what bucket_mirror uses for an endpoint URL), on a real moto server."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+from ansible_collections.rat.backup.plugins.module_utils import layout  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
+
+PORT = int(os.environ.get("RAT_TEST_MIRROR_HTTP_PORT", "20851"))
+URL = "http://127.0.0.1:%d" % PORT
+TRICKY = ["a", "a/b", "../evil", "/lead", "dbl//slash", "space name/ü.txt", "q?x=1&y#z", "pct%41", "~t"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=PORT, verbose=False)
+    srv.start()
+    yield
+    srv.stop()
+
+
+@pytest.fixture
+def client(server, monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    c = s3.make_client(s3.Endpoint(URL, "key", "secret"), retry_max_attempts=1)
+    yield c
+    for name in s3.bucket_names(c, s3.Endpoint(URL)):
+        for page in c.get_paginator("list_objects_v2").paginate(Bucket=name):
+            for item in page.get("Contents", ()):
+                c.delete_object(Bucket=name, Key=item["Key"])
+        c.delete_bucket(Bucket=name)
+
+
+def options(**overrides):
+    base = {"buckets": [], "delete": False, "include": [], "exclude": [], "manifest": None, "link_dest": None,
+            "link_dest_manifest": None, "versions_as_of": None, "use_versions": False, "concurrency": 4,
+            "create_buckets": False, "retry_mode": "standard", "retry_max_attempts": 2}
+    for side in ("src_", "dest_"):
+        base.update({side + "endpoint": URL, side + "access_key": "key", side + "secret_key": "secret",
+                     side + "region": "us-east-1", side + "validate_certs": True, side + "ca_bundle": None})
+    base.update(overrides)
+    return base
+
+
+def http():
+    return s3_http.Transport(s3.Endpoint(URL, "key", "secret"), attempts=2)
+
+
+def download(client, dest, **overrides):
+    overrides.setdefault("src", "s3://")
+    overrides.setdefault("manifest", str(dest) + ".json")
+    return mr.Mirror(options(dest=str(dest), **overrides), client, None, src_http=http()).run()
+
+
+def upload(client, src, dest, **overrides):
+    return mr.Mirror(options(src=str(src), dest=dest, **overrides), None, client, dest_http=http()).run()
+
+
+def fill(client, name, objects, **attributes):
+    client.create_bucket(Bucket=name)
+    for key, body in objects.items():
+        client.put_object(Bucket=name, Key=key, Body=body, **attributes)
+
+
+def objects_of(client, name):
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", ()):
+            found[item["Key"]] = client.get_object(Bucket=name, Key=item["Key"])
+    return found
+
+
+def test_download_when_http_transport_stores_exact_bytes_attributes_and_sha256(client, tmp_path):
+    bodies = {k: os.urandom(50) + k.encode() for k in TRICKY}
+    fill(client, "rat", bodies, ContentType="text/csv", Metadata={"m": "v"}, CacheControl="no-cache")
+    result = download(client, tmp_path / "minio")
+    assert (result["copied"], result["changed"]) == (len(TRICKY), True)
+    entries = {e.key: e for e in read_manifest(str(tmp_path / "minio.json"), "manifest")[1]}
+    assert set(entries) == set(TRICKY)
+    for key, body in bodies.items():
+        entry = entries[key]
+        assert (tmp_path / "minio").joinpath(*entry.relpath.split("/")).read_bytes() == body
+        assert entry.sha256 == hashlib.sha256(body).hexdigest()
+        assert (entry.content_type, entry.cache_control, entry.metadata) == ("text/csv", "no-cache", {"m": "v"})
+        assert entry.etag == client.head_object(Bucket="rat", Key=key)["ETag"]
+    again = download(client, tmp_path / "minio")
+    assert (again["copied"], again["unchanged"], again["changed"]) == (0, len(TRICKY), False)
+
+
+def test_download_when_syncfs_exists_fsyncs_no_single_file(client, tmp_path, monkeypatch):
+    fill(client, "rat", {"a": b"1", "b/c": b"2"})
+    synced, fsynced = [], []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(os.readlink("/proc/self/fd/%d" % fd)) or real_fsync(fd))
+    monkeypatch.setattr(layout, "sync_tree", synced.append)
+    assert layout.has_syncfs()
+    download(client, tmp_path / "minio")
+    assert synced == [str(tmp_path / "minio")]
+    # Only the manifest, written after the syncfs, is fsynced on its own.
+    assert fsynced and all("minio.json" in os.path.basename(p) for p in fsynced if not os.path.isdir(p))
+
+
+def test_download_when_link_dest_links_unchanged_objects_into_a_fresh_directory(client, tmp_path):
+    fill(client, "rat", {"same": b"one", "dir/same": b"two", "new": b"three"})
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "manifest.json"))
+    client.put_object(Bucket="rat", Key="new", Body=b"changed")
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "manifest.json"),
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"]) == (2, 1)
+    assert os.path.samefile(first / "minio" / "rat" / "dir" / "same", second / "minio" / "rat" / "dir" / "same")
+    assert (second / "minio" / "rat" / "new").read_bytes() == b"changed"
+    assert not os.listdir(second / "minio" / ".rat-tmp") if (second / "minio" / ".rat-tmp").exists() else True
+
+
+def test_upload_when_http_transport_restores_bytes_and_attributes_from_manifest(client, tmp_path):
+    bodies = {k: os.urandom(70) for k in TRICKY}
+    fill(client, "rat", bodies, ContentType="application/x-parquet", Metadata={"owner": "rat"})
+    download(client, tmp_path / "minio")
+    result = upload(client, tmp_path / "minio", "s3://restored", manifest=str(tmp_path / "minio.json"),
+                    create_buckets=True)
+    assert result["copied"] == len(TRICKY)
+    restored = objects_of(client, "restored")
+    assert set(restored) == set(TRICKY)
+    for key, body in bodies.items():
+        assert restored[key]["Body"].read() == body
+        assert (restored[key]["ContentType"], restored[key]["Metadata"]) == ("application/x-parquet",
+                                                                              {"owner": "rat"})
+
+
+def test_upload_when_file_changes_after_planning_fails_naming_it(client, tmp_path, monkeypatch):
+    (tmp_path / "src" / "bkt").mkdir(parents=True)
+    (tmp_path / "src" / "bkt" / "k").write_bytes(b"12345")
+    mirror = mr.Mirror(options(src=str(tmp_path / "src"), dest="s3://", create_buckets=True), None, client,
+                       dest_http=http())
+    real_open = os.fdopen
+
+    def grown(fd, *args, **kwargs):
+        handle = real_open(fd, *args, **kwargs)
+        (tmp_path / "src" / "bkt" / "k").write_bytes(b"123456")
+        return handle
+
+    monkeypatch.setattr(os, "fdopen", grown)
+    with pytest.raises(RatBackupError, match="changed while it was uploaded"):
+        mirror.run()
+    monkeypatch.undo()
+    assert "Contents" not in client.list_objects_v2(Bucket="bkt")
