@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import posixpath
+import re
 
 ESCAPE_DIR = ".rat-keys"
 TMP_DIR = ".rat-tmp"
@@ -23,8 +24,11 @@ RESERVED_PREFIX = ".rat-"
 MAX_SEGMENT_BYTES = 255
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _has_control_character(text):
-    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def is_plain_relpath(relpath):

@@ -115,6 +115,7 @@ class Transport:
         return conn
 
     def close(self):
+        """Drop the calling thread's connection."""
         conn = getattr(self.local, "conn", None)
         if conn is not None:
             conn.close()
@@ -175,10 +176,15 @@ class Transport:
 
     # --- S3 operations ------------------------------------------------------------------------
 
-    def get(self, bucket, key, version_id=None, byte_range=None):
-        """GET of an object (or ``byte_range`` = (first, last) of it); read the body from the Response."""
+    def get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
+        """GET of an object (or ``byte_range`` = (first, last) of it, only while its ETag is
+        ``if_match``); read the body from the Response."""
         query = {"versionId": version_id} if version_id else None
-        headers = {"Range": "bytes={0}-{1}".format(*byte_range)} if byte_range else None
+        headers = {}
+        if byte_range:
+            headers["Range"] = "bytes={0}-{1}".format(*byte_range)
+        if if_match:
+            headers["If-Match"] = if_match
         return self.request("GET", bucket, key, query=query, headers=headers, operation="GetObject")
 
     def put(self, bucket, key, body, sha256, headers=None):
@@ -205,6 +211,8 @@ class Transport:
             result["LastModified"] = s3.parse_timestamp(headers["last-modified"])
         if headers.get("x-amz-version-id"):
             result["VersionId"] = headers["x-amz-version-id"]
+        if headers.get("content-range"):
+            result["ContentRange"] = headers["content-range"]
         for name, header in _ATTRIBUTES:
             if header in headers:
                 result[name] = headers[header]

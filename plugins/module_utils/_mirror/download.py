@@ -25,15 +25,9 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR, KeyMapper
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
+from ansible_collections.rat.backup.plugins.module_utils._mirror import ranged
+from ansible_collections.rat.backup.plugins.module_utils._mirror.ranged import StreamBroken as _StreamBroken
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan, iso, now_iso, to_ms
-
-
-class _StreamBroken(Exception):
-    """The body of a GET stopped early; the whole object is fetched again."""
-
-    def __init__(self, cause):
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _is_network_error(exc):
@@ -122,9 +116,9 @@ class Download:
         journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None,
                                           m.dest.path)
         try:
+            # Links are not journaled: a rerun links them again from link_dest, as cheaply.
             for entry, path in plan.link:
                 self._link(entry, path)
-                journal.add(entry)
                 done.append(entry)
             m.transfer(plan.copy, self.fetch, done, journal)
         finally:
@@ -284,6 +278,8 @@ class Download:
 
     def fetch_once(self, entry, tmp, final):
         m = self.mirror
+        if m.src_http is not None and entry.size > s3.PART_SIZE:
+            return self._fetch_ranged(entry, tmp, final)
         if m.src_http is not None:
             response = m.src_http.get_object(entry.bucket, entry.key, entry.version_id,
                                              missing_ok=not entry.version_id)
@@ -322,13 +318,41 @@ class Download:
                 final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
         finally:
             response["Body"].close()
+        return self._settle(entry, response, written, digest.hexdigest(), tmp, final)
+
+    def _fetch_ranged(self, entry, tmp, final):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
+                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+        try:
+            # pread for the hash needs the descriptor readable too; reopen it so.
+            with open(tmp, "rb") as reader:
+                fetched = ranged.fetch(self.mirror.src_http, entry, fd, reader.fileno(), s3.PART_SIZE)
+            if fetched is None:
+                self.mirror.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "deleted"})
+                return None
+            if not self.sync_at_end:
+                os.fsync(fd)
+        except OSError as exc:
+            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
+                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+        finally:
+            os.close(fd)
+        response, written, sha256 = fetched
+        return self._settle(entry, response, written, sha256, tmp, final)
+
+    def _settle(self, entry, response, written, sha256, tmp, final):
+        """Record what the GET said in ``entry``, then give the file its mtime and its name."""
+        m = self.mirror
         etag = response.get("ETag")
         if etag != entry.etag and not entry.version_id:
             m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "modified",
                                      "listed_etag": entry.etag, "etag": etag})
         entry.etag = etag
         entry.size = written
-        entry.sha256 = digest.hexdigest()
+        entry.sha256 = sha256
         if response.get("LastModified"):
             entry.modified_ms = to_ms(response["LastModified"])
         entry.take_response(response)

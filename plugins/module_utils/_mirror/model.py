@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import os
 import posixpath
+import re
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 FIRST_KEYS = 10
 
 _UTC = datetime.timezone.utc
+_CONTROL = re.compile("[\x00-\x1f]")
 _ATTRIBUTES = (
     ("content_type", "ContentType"),
     ("cache_control", "CacheControl"),
@@ -38,7 +41,13 @@ def to_ms(dt):
 
 
 def iso_ms(ms):
-    return datetime.datetime.fromtimestamp(ms // 1000, _UTC).strftime("%Y-%m-%dT%H:%M:%S.") + "{0:03d}Z".format(ms % 1000)
+    return _iso_second(ms // 1000) + "{0:03d}Z".format(ms % 1000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second):
+    # Objects written together share their seconds: a manifest of 100,000 formats few of them.
+    return datetime.datetime.fromtimestamp(second, _UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def ms_from_iso(text):
@@ -156,7 +165,7 @@ def safe_relpath(path, source):
     if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
         raise RatBackupError("{0}: object path {1!r} is not a relative path".format(source, path))
     parts = path.split("/")
-    if len(parts) < 2 or any(p in ("", ".", "..") or any(ord(c) < 0x20 for c in p) for p in parts):
+    if len(parts) < 2 or _CONTROL.search(path) or any(p in ("", ".", "..") for p in parts):
         raise RatBackupError("{0}: object path {1!r} is not a clean path inside the backup".format(source, path))
     return "/".join(parts[1:])
 

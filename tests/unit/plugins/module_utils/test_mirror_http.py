@@ -160,3 +160,45 @@ def test_upload_when_file_changes_after_planning_fails_naming_it(client, tmp_pat
         mirror.run()
     monkeypatch.undo()
     assert "Contents" not in client.list_objects_v2(Bucket="bkt")
+
+
+def test_download_when_object_larger_than_a_part_fetches_ranges_in_parallel(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3, "PART_SIZE", 64 << 10)
+    body = os.urandom(300 << 10)
+    fill(client, "big", {"table.parquet": body})
+    ranges = []
+    real_get = s3_http.Transport.get
+
+    def counting_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
+        ranges.append((byte_range, if_match))
+        return real_get(self, bucket, key, version_id, byte_range, if_match)
+
+    monkeypatch.setattr(s3_http.Transport, "get", counting_get)
+    result = download(client, tmp_path / "minio")
+    assert result["copied"] == 1
+    assert (tmp_path / "minio" / "big" / "table.parquet").read_bytes() == body
+    entry = read_manifest(str(tmp_path / "minio.json"), "manifest")[1][0]
+    assert (entry.size, entry.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    etag = client.head_object(Bucket="big", Key="table.parquet")["ETag"]
+    assert sorted(r for r, dummy in ranges) == [(start, min(start + (64 << 10), len(body)) - 1)
+                                                 for start in range(0, len(body), 64 << 10)]
+    assert all(match == etag for r, match in ranges if r[0] > 0)
+
+
+def test_download_when_object_rewritten_between_parts_fetches_the_new_one_whole(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3, "PART_SIZE", 64 << 10)
+    old, new = os.urandom(200 << 10), os.urandom(200 << 10)
+    fill(client, "big", {"k": old})
+    real_get = s3_http.Transport.get
+    rewritten = []
+
+    def rewriting_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
+        if byte_range and byte_range[0] > 0 and not rewritten:
+            rewritten.append(True)
+            client.put_object(Bucket="big", Key="k", Body=new)
+        return real_get(self, bucket, key, version_id, byte_range, if_match)
+
+    monkeypatch.setattr(s3_http.Transport, "get", rewriting_get)
+    result = download(client, tmp_path / "minio")
+    assert (tmp_path / "minio" / "big" / "k").read_bytes() == new
+    assert [c["change"] for c in result["changed_during"]] == ["modified"]
