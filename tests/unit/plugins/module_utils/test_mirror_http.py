@@ -139,8 +139,8 @@ def test_upload_when_http_transport_restores_bytes_and_attributes_from_manifest(
     assert set(restored) == set(TRICKY)
     for key, body in bodies.items():
         assert restored[key]["Body"].read() == body
-        assert (restored[key]["ContentType"], restored[key]["Metadata"]) == ("application/x-parquet",
-                                                                              {"owner": "rat"})
+        got = (restored[key]["ContentType"], restored[key]["Metadata"])
+        assert got == ("application/x-parquet", {"owner": "rat"})
 
 
 def test_upload_when_file_changes_after_planning_fails_naming_it(client, tmp_path, monkeypatch):
@@ -180,8 +180,8 @@ def test_download_when_object_larger_than_a_part_fetches_ranges_in_parallel(clie
     entry = read_manifest(str(tmp_path / "minio.json"), "manifest")[1][0]
     assert (entry.size, entry.sha256) == (len(body), hashlib.sha256(body).hexdigest())
     etag = client.head_object(Bucket="big", Key="table.parquet")["ETag"]
-    assert sorted(r for r, dummy in ranges) == [(start, min(start + (64 << 10), len(body)) - 1)
-                                                 for start in range(0, len(body), 64 << 10)]
+    want = [(start, min(start + (64 << 10), len(body)) - 1) for start in range(0, len(body), 64 << 10)]
+    assert sorted(r for r, dummy in ranges) == want
     assert all(match == etag for r, match in ranges if r[0] > 0)
 
 
