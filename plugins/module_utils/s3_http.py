@@ -14,8 +14,10 @@ Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by its URL
 from __future__ import annotations
 
 import hashlib
+import html
 import http.client
 import random
+import re
 import socket
 import ssl
 import threading
@@ -42,6 +44,12 @@ _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _ATTRIBUTES = (("ContentType", "content-type"), ("CacheControl", "cache-control"),
                ("ContentEncoding", "content-encoding"), ("ContentDisposition", "content-disposition"))
 _META = "x-amz-meta-"
+_CONTENTS = re.compile(r"<Contents>(.*?)</Contents>", re.S)
+_FIELDS = re.compile(r"<(Key|Size|ETag|LastModified)>([^<]*)</\1>")
+_KEY_COUNT = re.compile(r"<KeyCount>(\d+)</KeyCount>")
+_TRUNCATED = re.compile(r"<IsTruncated>true</IsTruncated>")
+_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+_ENCODING_URL = re.compile(r"<EncodingType>url</EncodingType>")
 # Statuses worth another attempt: the server is busy or failed this once.
 _RETRY_STATUS = frozenset((500, 502, 503, 504))
 
@@ -241,18 +249,51 @@ class Transport:
             if token:
                 query["continuation-token"] = token
             response = self.request("GET", bucket, query=query, operation="ListObjectsV2")
-            root = ElementTree.fromstring(response.read())
-            quoted = root.findtext(_NS + "EncodingType") == "url"
-            for item in root.iter(_NS + "Contents"):
-                key = item.findtext(_NS + "Key")
-                yield (urllib.parse.unquote(key) if quoted else key, int(item.findtext(_NS + "Size")),
-                       item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified"))
-            if root.findtext(_NS + "IsTruncated") != "true":
+            items, truncated, token = parse_listing(response.read().decode("utf-8"))
+            yield from items
+            if not truncated:
                 return
-            token = root.findtext(_NS + "NextContinuationToken")
             if not token:
                 raise RatBackupError("listing bucket {0!r} on {1}: a truncated page without a continuation "
                                      "token".format(bucket, self.endpoint.name), bucket=bucket)
+
+
+def parse_listing(text):
+    """([(key, size, etag, last_modified)], is_truncated, continuation token) of one ListObjectsV2 page.
+
+    Regular expressions over the page: an element tree of a 1,000-key page costs four times more,
+    a quarter of an unchanged backup's CPU. A page they do not account for whole (fewer objects
+    than its KeyCount, an object without Key or Size) is read with the element tree instead.
+    """
+    items = []
+    for block in _CONTENTS.findall(text):
+        fields = dict(_FIELDS.findall(block))
+        if "Key" not in fields or "Size" not in fields:
+            return _parse_listing_tree(text)
+        items.append((_xml_text(fields["Key"]), int(fields["Size"]), _xml_text(fields.get("ETag")),
+                      fields.get("LastModified")))
+    count = _KEY_COUNT.search(text)
+    if count is not None and int(count.group(1)) != len(items):
+        return _parse_listing_tree(text)
+    if _ENCODING_URL.search(text):
+        items = [(urllib.parse.unquote(key), size, etag, modified) for key, size, etag, modified in items]
+    token = _TOKEN.search(text)
+    return items, _TRUNCATED.search(text) is not None, _xml_text(token.group(1)) if token else None
+
+
+def _parse_listing_tree(text):
+    root = ElementTree.fromstring(text)
+    quoted = root.findtext(_NS + "EncodingType") == "url"
+    items = []
+    for item in root.iter(_NS + "Contents"):
+        key = item.findtext(_NS + "Key")
+        items.append((urllib.parse.unquote(key) if quoted else key, int(item.findtext(_NS + "Size")),
+                      item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified")))
+    return items, root.findtext(_NS + "IsTruncated") == "true", root.findtext(_NS + "NextContinuationToken")
+
+
+def _xml_text(value):
+    return html.unescape(value) if value and "&" in value else value
 
 
 class _Body:

@@ -37,7 +37,13 @@ def server():
 def client(server, monkeypatch):
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
     c = s3.make_client(s3.Endpoint(URL, "key", "secret"), retry_max_attempts=1)
+    # moto servers in one process share their buckets: start from none, leave none.
+    empty(c)
     yield c
+    empty(c)
+
+
+def empty(c):
     for name in s3.bucket_names(c, s3.Endpoint(URL)):
         for page in c.get_paginator("list_objects_v2").paginate(Bucket=name):
             for item in page.get("Contents", ()):

@@ -206,3 +206,33 @@ def test_quoted_etag_when_bare_adds_quotes_once():
     assert s3_http.quoted_etag("abc") == '"abc"'
     assert s3_http.quoted_etag('"abc"') == '"abc"'
     assert s3_http.quoted_etag(None) is None
+
+
+PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        '<Name>b</Name><KeyCount>2</KeyCount><IsTruncated>{truncated}</IsTruncated>{encoding}'
+        '<Contents><Key>{key1}</Key><LastModified>2026-11-27T18:12:41.357Z</LastModified>'
+        '<ETag>&quot;abc&quot;</ETag><Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>'
+        '<Contents><Key>b%2Fc</Key><LastModified>2026-11-27T18:12:42.000Z</LastModified>'
+        '<ETag>&#34;def-2&#34;</ETag><Size>0</Size></Contents>'
+        '<NextContinuationToken>tok&amp;en</NextContinuationToken></ListBucketResult>')
+
+
+def test_parse_listing_when_url_encoded_unquotes_keys_and_unescapes_etags():
+    text = PAGE.format(truncated="true", encoding="<EncodingType>url</EncodingType>", key1="a%26b%3Cc")
+    items, truncated, token = s3_http.parse_listing(text)
+    assert items == [("a&b<c", 12, '"abc"', "2026-11-27T18:12:41.357Z"),
+                     ("b/c", 0, '"def-2"', "2026-11-27T18:12:42.000Z")]
+    assert (truncated, token) == (True, "tok&en")
+
+
+def test_parse_listing_when_not_url_encoded_keeps_percent_and_unescapes_entities():
+    items, truncated, dummy = s3_http.parse_listing(PAGE.format(truncated="false", encoding="", key1="a&amp;b"))
+    assert [item[0] for item in items] == ["a&b", "b%2Fc"] and not truncated
+
+
+def test_parse_listing_when_layout_unexpected_falls_back_to_the_element_tree():
+    text = PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2", "<KeyCount>3")
+    prefixed = text.replace("<Contents><Key>k</Key>", "<Contents><Key><![CDATA[k]]></Key>")
+    for page in (text, prefixed):
+        items, dummy, dummy = s3_http.parse_listing(page)
+        assert [item[0] for item in items] == ["k", "b%2Fc"]
