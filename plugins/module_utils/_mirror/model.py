@@ -11,6 +11,7 @@ import functools
 import os
 import posixpath
 import re
+import sys
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -127,7 +128,7 @@ class Entry:
     def take_response(self, response):
         for name, header in _ATTRIBUTES:
             setattr(self, name, response.get(header))
-        self.metadata = response.get("Metadata") or {}
+        self.metadata = response.get("Metadata") or None
 
     def extra_args(self):
         """Upload arguments that restore the object's attributes."""
@@ -150,13 +151,16 @@ class Entry:
     @classmethod
     def from_manifest(cls, item, source):
         try:
-            entry = cls(item["bucket"], item["key"], int(item["size"]), item.get("etag"), item.get("version_id"),
-                        ms_from_iso(item.get("last_modified")), safe_relpath(item["path"], source), item.get("sha256"),
-                        metadata=item.get("metadata") or {})
+            # A manifest of 100,000 objects names few buckets and content types: one string each
+            # instead of one per line (and no dict for the usual empty metadata) keeps it ~20 MB smaller.
+            entry = cls(sys.intern(item["bucket"]), item["key"], int(item["size"]), item.get("etag"),
+                        item.get("version_id"), ms_from_iso(item.get("last_modified")),
+                        safe_relpath(item["path"], source), item.get("sha256"), metadata=item.get("metadata") or None)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
         for name in _ATTRIBUTE_NAMES:
-            setattr(entry, name, item.get(name))
+            value = item.get(name)
+            setattr(entry, name, sys.intern(value) if isinstance(value, str) else value)
         return entry
 
 
