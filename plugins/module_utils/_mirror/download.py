@@ -45,6 +45,7 @@ class Download:
         self._plan = Plan()
         self.header = None
         self.buckets = None
+        self.link_tree = None
         self.changed = False
         # One syncfs after the last file instead of an fsync per file, where the system has it.
         self.sync_at_end = layout.has_syncfs()
@@ -54,6 +55,7 @@ class Download:
         manifest_path = self.manifest_path
         previous, manifest_complete = self._previous_state()
         linkable, link_tree = self._link_candidates()
+        self.link_tree = link_tree
         buckets = self.buckets = m.source_buckets()
         header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": m.src_endpoint.name,
                                 "listed_at": now_iso(), "buckets": {}}
@@ -85,9 +87,11 @@ class Download:
                     entry = entry.listed()
                 if linkable.get((bucket, entry.key)) is entry:
                     # The previous mirror's Entry, reused by the listing: same size, ETag and version id.
-                    source = link_tree.path(entry.relpath)
-                    if local_tree.is_same_size_file(source, entry.size):
-                        entry.relpath = relpath
+                    if local_tree.is_same_size_file(link_tree.path(entry.relpath), entry.size):
+                        # The relpath in link_dest, not its full path: 100,000 of those are ~20 MB.
+                        # Mostly the new relpath equals it, and then one string serves both.
+                        source = entry.relpath
+                        entry.relpath = source if source == relpath else relpath
                         plan.link.append((entry, source))
                         continue
                     entry = entry.listed()
@@ -117,8 +121,8 @@ class Download:
                                           m.dest.path)
         try:
             # Links are not journaled: a rerun links them again from link_dest, as cheaply.
-            for entry, path in plan.link:
-                self._link(entry, path)
+            for entry, source in plan.link:
+                self._link(entry, self.link_tree.path(source))
                 done.append(entry)
             m.transfer(plan.copy, self.fetch, done, journal)
         finally:
