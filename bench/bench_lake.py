@@ -37,6 +37,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import bench_backup
+import bench_mirror
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -223,21 +224,6 @@ def disk_blocks(path, seen=None):
     return total, seen
 
 
-def count_files(path):
-    return sum(len(files) for _parent, _dirs, files in os.walk(path))
-
-
-def check_same(source, copy):
-    """A tool that skipped work must not win: every byte of a copy is compared with the server's."""
-    for parent, _dirs, files in os.walk(source):
-        for name in files:
-            path = os.path.join(parent, name)
-            other = os.path.join(copy, os.path.relpath(path, source))
-            with open(path, "rb") as a, open(other, "rb") as b:
-                if a.read() != b.read():
-                    raise SystemExit("bench_lake: %s differs from %s" % (other, path))
-
-
 # --- scenarios ----------------------------------------------------------------------------------
 
 def run_all(work, server, data):
@@ -263,7 +249,7 @@ def run_all(work, server, data):
     second["ours"] = playbook_run(server, work, inventory, "second")
     second_dir = second["ours"]["dir"]
     results["ansible"] = bench_backup.ansible_floor(inventory, work, bench_backup.ROLE_MODULE_TASKS)
-    check_same(os.path.join(data, LAKE), os.path.join(second_dir, "minio", LAKE))
+    bench_mirror.check_equal(os.path.join(data, LAKE), os.path.join(second_dir, "minio", LAKE))
     first_disk, seen = disk_blocks(first_dir)
     extra, _seen = disk_blocks(second_dir, seen)
     manifest = os.path.getsize(os.path.join(second_dir, "manifest.json"))
@@ -278,7 +264,7 @@ def run_all(work, server, data):
             huge["aws"] = measure(server, aws("s3", "sync", "--only-show-errors", "s3://" + HUGE, os.path.join(work, "huge-aws")))
         huge["ours"] = measure(server, module_argv(work, {"src": "s3://" + HUGE, "dest": os.path.join(work, "huge-ours"),
                                                           "concurrency": 16}))
-        check_same(os.path.join(data, HUGE), os.path.join(work, "huge-ours"))
+        bench_mirror.check_equal(os.path.join(data, HUGE), os.path.join(work, "huge-ours"))
         for name in os.listdir(work):
             if name.startswith("huge-"):
                 shutil.rmtree(os.path.join(work, name))
@@ -295,7 +281,7 @@ def run_all(work, server, data):
     restore["ours"] = measure(server, module_argv(work, {
         "src": os.path.dirname(local), "dest": "s3://restore-ours", "manifest": os.path.join(second_dir, "manifest.json"),
         "create_buckets": True, "concurrency": 16}), watch="bucket_mirror")
-    check_same(os.path.join(data, LAKE), os.path.join(data, "restore-ours"))
+    bench_mirror.check_equal(os.path.join(data, LAKE), os.path.join(data, "restore-ours"))
     results["restore"] = restore
     return results
 

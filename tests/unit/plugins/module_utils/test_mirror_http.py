@@ -19,6 +19,8 @@ from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
+    options as mirror_options)
 
 PORT = int(os.environ.get("RAT_TEST_MIRROR_HTTP_PORT", "20851"))
 URL = "http://127.0.0.1:%d" % PORT
@@ -52,14 +54,9 @@ def empty(c):
 
 
 def options(**overrides):
-    base = {"buckets": [], "delete": False, "include": [], "exclude": [], "manifest": None, "link_dest": None,
-            "link_dest_manifest": None, "versions_as_of": None, "use_versions": False, "concurrency": 4,
-            "create_buckets": False, "retry_mode": "standard", "retry_max_attempts": 2}
     for side in ("src_", "dest_"):
-        base.update({side + "endpoint": URL, side + "access_key": "key", side + "secret_key": "secret",
-                     side + "region": "us-east-1", side + "validate_certs": True, side + "ca_bundle": None})
-    base.update(overrides)
-    return base
+        overrides.setdefault(side + "endpoint", URL)
+    return mirror_options(**overrides)
 
 
 def http():
