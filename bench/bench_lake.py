@@ -17,7 +17,8 @@ the 1 GiB object; restore of the lake into empty buckets. Time is wall clock; cl
 process tree's user+sys; server CPU is read from /proc; peak RSS of bucket_mirror is sampled from
 /proc while the playbook runs (VmHWM of its process). Prints Markdown tables.
 
-Environment: RAT_BENCH_LAKE_OBJECTS, RAT_BENCH_LAKE_HUGE_MB (1024; 0 skips), RAT_BENCH_LAKE_PORT
+Planning memory at RAT_BENCH_LAKE_PLAN_KEYS (1,000,000) keys is measured by lake_plan_rss.py against a
+synthetic listing. Environment: RAT_BENCH_LAKE_OBJECTS, RAT_BENCH_LAKE_HUGE_MB (1024; 0 skips), RAT_BENCH_LAKE_PORT
 (20800), RAT_BENCH_LAKE_PEERS (default "rclone,aws"), RAT_BENCH_LAKE_SERVER (the rclone binary).
 """
 
@@ -43,6 +44,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 OBJECTS = int(os.environ.get("RAT_BENCH_LAKE_OBJECTS", "100000"))
 HUGE_MB = int(os.environ.get("RAT_BENCH_LAKE_HUGE_MB", "1024"))
+PLAN_KEYS = int(os.environ.get("RAT_BENCH_LAKE_PLAN_KEYS", "1000000"))
 PORT = int(os.environ.get("RAT_BENCH_LAKE_PORT", "20800"))
 PEERS = [p for p in os.environ.get("RAT_BENCH_LAKE_PEERS", "rclone,aws").split(",") if p]
 SERVER = os.environ.get("RAT_BENCH_LAKE_SERVER", os.path.join(REPO, ".venv", "bench-tools", "bin", "rclone"))
@@ -283,7 +285,20 @@ def run_all(work, server, data):
         "create_buckets": True, "concurrency": 16}), watch="bucket_mirror")
     bench_mirror.check_equal(os.path.join(data, LAKE), os.path.join(data, "restore-ours"))
     results["restore"] = restore
+    results["plan"] = plan_rss(work)
     return results
+
+
+def plan_rss(work):
+    """lake_plan_rss.py in its own process: peak RSS planning PLAN_KEYS unchanged keys."""
+    plan_work = os.path.join(work, "plan")
+    os.makedirs(plan_work)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "lake_plan_rss.py"), str(PLAN_KEYS), plan_work],
+                          env=tool_env(), capture_output=True, text=True, check=False)
+    shutil.rmtree(plan_work, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit("bench_lake: lake_plan_rss.py failed:\n" + proc.stderr[-3000:])
+    return json.loads(proc.stdout.splitlines()[-1])
 
 
 def playbook_run(server, work, inventory, tag):
@@ -370,6 +385,10 @@ def report(r, lake_bytes):
           % (rss_restore, "met" if rss_restore <= 150 else "missed"))
     if "huge" in r:
         print("| bucket_mirror peak RSS, %d MiB object | %.0f MB | ≤ 150 MB |" % (HUGE_MB, r["huge"]["ours"]["rss"]))
+    plan = r["plan"]
+    print("| planning an unchanged backup of %d keys (synthetic listing, check mode, no boto3 client) | %.0f MB "
+          "in %.0f s | ≤ 200 MB at 1,000,000 %s |" % (plan["keys"], plan["rss_mb"], plan["seconds"],
+                                                      "met" if plan["rss_mb"] <= 200 else "missed"))
     disk = r["disk"]
     print("| second backup's extra disk | %.1f MB (%.1f %% of the first's %.0f MB): manifest.json %.1f MB, "
           "directories and anything not linked %.1f MB | as small as the layout allows |"
