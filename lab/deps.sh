@@ -71,6 +71,28 @@ install_bench_tools() {
     printf '%s\n' "$bench_rclone_version" >"$target/.version"
 }
 
+# The lowest supported ansible-core (the lower bound in requirements.txt, its newest patch
+# release) with the same runtime requirements, for `tests/run_tests.sh sanity-lowest units-lowest`.
+install_venv_lowest() {
+    local venv="$RAT_LAB_REPO/.venv-lowest" stamp want lowest unit_tools
+    lowest="$(sed -n 's/^ansible-core>=\([0-9]*\.[0-9]*\).*/\1/p' "$RAT_LAB_REPO/requirements.txt")"
+    [[ -n "$lowest" ]] || lab_die "requirements.txt: no ansible-core>=X.Y line"
+    # The unit tests' own imports (moto, pytest) come from the test requirements.
+    mapfile -t unit_tools < <(grep -E '^(moto|pytest)' "$RAT_LAB_REPO/tests/requirements.txt")
+    want="$( (echo "$lowest"; cat "$RAT_LAB_REPO/requirements.txt"; printf '%s\n' "${unit_tools[@]}") \
+        | sha256sum | cut -d' ' -f1)"
+    stamp="$venv/.rat-backup-requirements"
+    if [[ -x "$venv/bin/ansible-test" && -s "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+    lab_log "installing ansible-core $lowest.* and the requirements into $venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$RAT_LAB_REPO/requirements.txt" "ansible-core==$lowest.*" "${unit_tools[@]}"
+    printf '%s\n' "$want" >"$stamp"
+}
+
 install_apt "${packages[@]}"
 install_venv
 [[ "$1" != all ]] || install_bench_tools
+[[ "$1" != all ]] || install_venv_lowest

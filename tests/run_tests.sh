@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The test runner behind `make test` (and `make sanity|units|integration|lint`).
 #
-#   tests/run_tests.sh [--lab] all|sanity|units|integration|lint ...
+#   tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|sanity-lowest|units-lowest ...
+#
+# Supported ansible-core is the range in requirements.txt: sanity, units, integration and lint run
+# on the highest (the .venv lab/deps.sh fills), sanity-lowest and units-lowest on the lowest
+# (.venv-lowest, the same requirements with ansible-core pinned to the range's first minor).
+# package builds the release tarball, installs it into an empty path and reads every module,
+# role and playbook from there (tests/package.sh); it also lints the changelog and makes the
+# execution environment's build context.
 #
 # ansible-test only works on a collection that sits at .../ansible_collections/<ns>/<name> and is
 # a git repository, so the runner copies this checkout's files (tracked, plus untracked ones that
@@ -14,6 +21,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
+LOWEST_VENV="$REPO/.venv-lowest"
 PYTHON_VERSION=3.11
 export PATH="$VENV/bin:$PATH"
 
@@ -25,13 +33,16 @@ stages=()
 for arg in "$@"; do
     case "$arg" in
         --lab) with_lab=1 ;;
-        all) stages+=(sanity units integration lint) ;;
-        sanity | units | integration | lint) stages+=("$arg") ;;
-        *) die "unknown argument: $arg (usage: tests/run_tests.sh [--lab] all|sanity|units|integration|lint ...)" ;;
+        all) stages+=(sanity units sanity-lowest units-lowest integration lint package) ;;
+        sanity | units | integration | lint | package | sanity-lowest | units-lowest) stages+=("$arg") ;;
+        *) die "unknown argument: $arg (usage: tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|sanity-lowest|units-lowest ...)" ;;
     esac
 done
-((${#stages[@]})) || die "no stage given (all, sanity, units, integration, lint)"
+((${#stages[@]})) || die "no stage given (all, sanity, units, integration, lint, package, sanity-lowest, units-lowest)"
 [[ -x "$VENV/bin/ansible-test" ]] || die "$VENV/bin/ansible-test missing: run lab/deps.sh all (make deps)"
+if [[ " ${stages[*]} " == *-lowest* ]]; then
+    [[ -x "$LOWEST_VENV/bin/ansible-test" ]] || die "$LOWEST_VENV/bin/ansible-test missing: run lab/deps.sh all (make deps)"
+fi
 
 work="$(mktemp -d /tmp/rat-backup-tests.XXXXXX)"
 dest="$work/ansible_collections/rat/backup"
@@ -60,8 +71,8 @@ trap cleanup EXIT
 # installs the requested packages from the package index. The file name carries the pip version
 # ansible-test asks for.
 install_pip_bootstrap() {
-    local version cache
-    version="$("$VENV/bin/python" -c '
+    local venv="$1" version cache
+    version="$("$venv/bin/python" -c '
 import types
 from ansible_test._internal.python_requirements import get_venv_packages
 print(get_venv_packages(types.SimpleNamespace(version="'"$PYTHON_VERSION"'"))["pip"])')"
@@ -132,12 +143,15 @@ print(tests, failed, skipped)
 EOF
 }
 
+# ANSIBLE_TEST_VENV selects the ansible-core under test (the highest unless a -lowest stage says).
+ANSIBLE_TEST_VENV="$VENV"
 ansible_test() {
-    (cd "$dest" && ansible-test "$@" --local --python "$PYTHON_VERSION" --requirements --color no)
+    (cd "$dest" && PATH="$ANSIBLE_TEST_VENV/bin:$PATH" \
+        "$ANSIBLE_TEST_VENV/bin/ansible-test" "$@" --local --python "$PYTHON_VERSION" --requirements --color no)
 }
 
 run_sanity() {
-    local out="$work/sanity.log" rc=0 ran failed
+    local stage="${1:-sanity}" out="$work/sanity.log" rc=0 ran failed
     ansible_test sanity 2>&1 | tee "$out" || rc=$?
     ran="$(grep -c '^Running sanity test "' "$out" || true)"
     # A finished run names the number of failed tests; a crashed test ends the run early with a
@@ -149,32 +163,32 @@ run_sanity() {
     if ((rc != 0 && failed == 0)); then
         failed=1
     fi
-    detail[sanity]="$ran tests run, $failed with issues"
+    detail[$stage]="$ran tests run, $failed with issues"
     total_passed=$((total_passed + ran - failed))
     total_failed=$((total_failed + failed))
     return "$rc"
 }
 
 run_units() {
-    local rc=0 counts tests failed skipped
+    local stage="${1:-units}" rc=0 counts tests failed skipped
     rm -rf "$dest/tests/output/junit"
     ansible_test units || rc=$?
     shopt -s nullglob
     local files=("$dest"/tests/output/junit/*.xml)
     shopt -u nullglob
     if ((${#files[@]} == 0)); then
-        detail[units]="no test ran"
+        detail[$stage]="no test ran"
         total_failed=$((total_failed + 1))
         return 1
     fi
     counts="$(junit_counts "${files[@]}")"
     read -r tests failed skipped <<<"$counts"
-    detail[units]="$tests tests, $failed failed, $skipped skipped"
+    detail[$stage]="$tests tests, $failed failed, $skipped skipped"
     total_passed=$((total_passed + tests - failed - skipped))
     total_failed=$((total_failed + failed))
     if ((tests == 0)); then
         total_failed=$((total_failed + 1))
-        detail[units]="no test ran"
+        detail[$stage]="no test ran"
         return 1
     fi
     return "$rc"
@@ -220,6 +234,39 @@ run_lint() {
     return "$rc"
 }
 
+run_sanity_lowest() {
+    local rc=0
+    ANSIBLE_TEST_VENV="$LOWEST_VENV"
+    run_sanity sanity-lowest || rc=$?
+    ANSIBLE_TEST_VENV="$VENV"
+    detail[sanity-lowest]="ansible-core $("$LOWEST_VENV/bin/python" -c 'import ansible; print(ansible.__version__)'): ${detail[sanity-lowest]}"
+    return "$rc"
+}
+
+run_units_lowest() {
+    local rc=0
+    ANSIBLE_TEST_VENV="$LOWEST_VENV"
+    run_units units-lowest || rc=$?
+    ANSIBLE_TEST_VENV="$VENV"
+    detail[units-lowest]="ansible-core $("$LOWEST_VENV/bin/python" -c 'import ansible; print(ansible.__version__)'): ${detail[units-lowest]}"
+    return "$rc"
+}
+
+run_package() {
+    local out="$work/package.log" rc=0 passed failed
+    "$REPO/tests/package.sh" "$dest" "$work/package" 2>&1 | tee "$out" || rc=$?
+    read -r passed failed < <(sed -n 's/^package: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out" | tail -n1)
+    passed="${passed:-0}"
+    failed="${failed:-1}"
+    if ((rc != 0 && failed == 0)); then
+        failed=1
+    fi
+    detail[package]="$passed checks passed, $failed failed"
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    return "$rc"
+}
+
 if ((with_lab)); then
     if ! "$REPO/lab/status.sh" >/dev/null; then
         lab_started=1
@@ -228,14 +275,17 @@ if ((with_lab)); then
     "$REPO/lab/seed.sh" --if-needed
 fi
 
-install_pip_bootstrap
+install_pip_bootstrap "$VENV"
+if [[ " ${stages[*]} " == *-lowest* ]]; then
+    install_pip_bootstrap "$LOWEST_VENV"
+fi
 copy_collection
 
 overall=0
 for stage in "${stages[@]}"; do
     log "=== $stage ==="
     start=$SECONDS
-    if "run_$stage"; then
+    if "run_${stage//-/_}"; then
         result[$stage]=PASS
     else
         result[$stage]=FAIL
@@ -244,9 +294,9 @@ for stage in "${stages[@]}"; do
     seconds[$stage]=$((SECONDS - start))
 done
 
-printf '\n%-12s %-5s %6s  %s\n' stage result time detail
+printf '\n%-14s %-5s %6s  %s\n' stage result time detail
 for stage in "${stages[@]}"; do
-    printf '%-12s %-5s %5ss  %s\n' "$stage" "${result[$stage]}" "${seconds[$stage]}" "${detail[$stage]:-}"
+    printf '%-14s %-5s %5ss  %s\n' "$stage" "${result[$stage]}" "${seconds[$stage]}" "${detail[$stage]:-}"
 done
 printf 'rat.backup: %d passed, %d failed\n' "$total_passed" "$total_failed"
 exit "$overall"

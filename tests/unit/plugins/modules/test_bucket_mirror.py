@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment

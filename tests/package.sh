@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The release as a new user meets it, run by `tests/run_tests.sh package`:
+#
+#   tests/package.sh COLLECTION_DIR WORK_DIR
+#
+# antsibull-changelog lint; versions stated once (requirements.txt, meta/runtime.yml and the
+# execution environment agree); no placeholder URL; the tarball built, installed into an empty
+# collections path and, from there by FQCN, `ansible-doc` of every module and role and
+# `ansible-playbook --syntax-check` of every playbook (enumerated from the installed tree, so new
+# ones are covered without editing this file; any warning fails); the execution environment's
+# build context made by `ansible-builder create` with the tarball and the dependencies
+# ansible-builder reads from the installed collection.
+# Prints one "ok"/"FAIL" line per check and "package: N passed, N failed" last; exits 1 on failure.
+set -euo pipefail
+
+src="$(cd "$1" && pwd)"
+work="$2"
+bin="$(dirname "$(command -v ansible-doc)")"
+passed=0
+failed=0
+
+check() {
+    local name="$1" out
+    shift
+    if out="$("$@" 2>&1)"; then
+        passed=$((passed + 1))
+        printf 'ok    %s\n' "$name"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL  %s\n%s\n' "$name" "$(printf '%s\n' "$out" | tail -n 30 | sed 's/^/      /')"
+    fi
+}
+
+# Runs "$@" and fails when it fails, prints nothing or prints an Ansible warning.
+quiet_ok() {
+    local out
+    out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
+    [[ -n "$out" ]] || { echo "no output"; return 1; }
+    if grep -q '\[WARNING\]\|\[DEPRECATION WARNING\]' <<<"$out"; then
+        printf '%s\n' "$out"
+        return 1
+    fi
+}
+
+versions_agree() {
+    "$bin/python" - "$src" <<'EOF'
+import re
+import sys
+
+import yaml
+
+src = sys.argv[1]
+reqs = [line.strip() for line in open(src + '/requirements.txt', encoding='utf-8')
+        if re.match(r'ansible-core\b', line)]
+assert len(reqs) == 1, 'requirements.txt must name ansible-core once: %r' % reqs
+m = re.fullmatch(r'ansible-core>=([\d.]+),<([\d.]+)', reqs[0])
+assert m, 'requirements.txt: expected ansible-core>=X,<Y, got %r' % reqs[0]
+low, high = m.groups()
+pad = lambda v: '.'.join((v.split('.') + ['0', '0'])[:3])
+want = '>=%s,<%s' % (pad(low), pad(high))
+runtime = yaml.safe_load(open(src + '/meta/runtime.yml', encoding='utf-8'))['requires_ansible']
+assert runtime == want, 'meta/runtime.yml requires_ansible %r, requirements.txt says %r' % (runtime, want)
+ee = yaml.safe_load(open(src + '/execution-environment.yml', encoding='utf-8'))
+ee_core = ee['dependencies']['ansible_core']['package_pip']
+assert ee_core == reqs[0], 'execution-environment.yml ansible-core %r, requirements.txt %r' % (ee_core, reqs[0])
+print('ansible-core', want)
+EOF
+}
+
+no_placeholder_urls() {
+    ! grep -nE 'example\.(invalid|com)/|https?://github\.com/?[)" ]|https?://github\.com/?$|TODO|FIXME' \
+        "$src/galaxy.yml" "$src/README.md" "$src"/docs/*.md "$src"/roles/*/README.md
+}
+
+license_matches() {
+    grep -q 'GNU GENERAL PUBLIC LICENSE' "$src/LICENSE" && grep -q 'Version 3' "$src/LICENSE" \
+        && grep -qx '  - GPL-3.0-or-later' "$src/galaxy.yml"
+}
+
+check "antsibull-changelog lint" bash -c "cd '$src' && '$bin/antsibull-changelog' lint"
+check "versions stated once (requirements.txt = meta/runtime.yml = execution-environment.yml)" versions_agree
+check "no placeholder URL in galaxy.yml, README.md, docs/, roles/*/README.md" no_placeholder_urls
+check "LICENSE is the GPL v3 and galaxy.yml says GPL-3.0-or-later" license_matches
+
+mkdir -p "$work/dist" "$work/clean" "$work/empty"
+check "ansible-galaxy collection build" "$bin/ansible-galaxy" collection build --output-path "$work/dist" "$src"
+tarball="$(find "$work/dist" -name 'rat-backup-*.tar.gz' | head -n1)"
+if [[ -z "$tarball" ]]; then
+    printf 'package: %d passed, %d failed\n' "$passed" "$((failed + 1))"
+    exit 1
+fi
+check "the tarball carries no lab state, virtualenv or test output" \
+    bash -c "! tar tzf '$tarball' | grep -E '^(\\.lab|\\.venv|\\.git|collections|dist|context|tests/output)(/|\$)'"
+# Only the clean install is visible from here on: no ansible.cfg (a clone's would find the
+# checkout through collections/), no other collections path.
+printf '[defaults]\n' >"$work/empty/ansible.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$work/clean" ANSIBLE_CONFIG="$work/empty/ansible.cfg" ANSIBLE_NOCOLOR=1
+cd "$work/empty"
+installed="$work/clean/ansible_collections/rat/backup"
+check "ansible-galaxy collection install into an empty path" \
+    bash -c "'$bin/ansible-galaxy' collection install --offline -p '$work/clean' '$tarball' && test -s '$installed/MANIFEST.json'"
+
+shopt -s nullglob
+modules=("$installed"/plugins/modules/*.py)
+roles=("$installed"/roles/*/)
+playbooks=("$installed"/playbooks/*.yml)
+shopt -u nullglob
+check "the installed collection has modules, roles and playbooks (${#modules[@]}/${#roles[@]}/${#playbooks[@]})" \
+    test "${#modules[@]}" -gt 0 -a "${#roles[@]}" -gt 0 -a "${#playbooks[@]}" -gt 0
+
+listed_modules() {
+    "$bin/ansible-doc" -t module -l rat.backup | awk '{print $1}' | sort >"$work/listed"
+    for m in "${modules[@]}"; do
+        m="$(basename "$m" .py)"
+        [[ "$m" == __init__ ]] || echo "rat.backup.$m"
+    done | sort >"$work/files"
+    test -s "$work/files" && diff -u "$work/files" "$work/listed"
+}
+check "ansible-doc -l rat.backup lists exactly the module files" listed_modules
+
+for m in "${modules[@]}"; do
+    m="$(basename "$m" .py)"
+    [[ "$m" == __init__ ]] && continue
+    check "ansible-doc rat.backup.$m" quiet_ok "$bin/ansible-doc" -t module "rat.backup.$m"
+done
+for r in "${roles[@]}"; do
+    r="$(basename "$r")"
+    check "ansible-doc -t role rat.backup.$r" quiet_ok "$bin/ansible-doc" -t role "rat.backup.$r"
+done
+for p in "${playbooks[@]}"; do
+    p="$(basename "$p" .yml)"
+    check "ansible-playbook --syntax-check rat.backup.$p" \
+        quiet_ok "$bin/ansible-playbook" -i localhost, --syntax-check "rat.backup.$p"
+done
+
+ee_context() {
+    mkdir -p "$work/ee/dist"
+    cp "$src/execution-environment.yml" "$work/ee/"
+    cp "$tarball" "$work/ee/dist/"
+    (cd "$work/ee" && "$bin/ansible-builder" create --file execution-environment.yml \
+        --context context --output-filename Containerfile)
+    test -s "$work/ee/context/Containerfile"
+    test -s "$work/ee/context/_build/rat-backup/$(basename "$tarball")"
+    grep -q 'rat-backup.tar.gz' "$work/ee/context/_build/requirements.yml"
+}
+check "ansible-builder create: EE build context with the tarball" ee_context
+
+# What ansible-builder will install in the image for this collection, read from the installed copy.
+ee_introspect() {
+    local out
+    out="$("$bin/ansible-builder" introspect "$work/clean")"
+    printf '%s\n' "$out"
+    grep -q "^- 'boto3" <<<"$out" && grep -q "^- 'docker" <<<"$out" \
+        && grep -q "^- 'postgresql-client \[platform:dpkg\]" <<<"$out" && ! grep -q "^- 'ansible-core" <<<"$out"
+}
+check "ansible-builder introspect: boto3, docker and the PostgreSQL client from the collection" ee_introspect
+
+printf 'package: %d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))
