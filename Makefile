@@ -4,8 +4,11 @@
 #   make backup                     lab up + seed (once) + one backup of the lab host
 #   make restore                    list the lab host's backups
 #   make restore BACKUP=<name>|latest   restore one of them onto the lab
-#   make test                       sanity + unit + integration + ansible-lint (what CI runs)
-#   make sanity | units | integration | lint    one stage (TARGETS="a b" selects integration targets)
+#   make test                       what CI runs: sanity + unit (lowest and highest ansible-core),
+#                                   integration, ansible-lint, package (tarball, docs, changelog, EE)
+#   make sanity | units | integration | lint | package    one stage (TARGETS="a b" for integration)
+#   make release                    changelog lint + dist/rat-backup-<version>.tar.gz
+#   make ee-context                 the execution environment's build context in ./context
 #   make bench                      every bench/bench_*.py against the lab
 #   make lab-up | lab-down | lab-status | seed
 
@@ -20,11 +23,11 @@ LAB_INVENTORY := inventory/lab
 BACKUP ?=
 TARGETS ?=
 
-.PHONY: help deps deps-backup backup restore test sanity units integration lint bench \
+.PHONY: help deps deps-backup backup restore test sanity units integration lint package release ee-context bench \
 	lab-up lab-down lab-status seed
 
 help:
-	@sed -n '1,11p' $(REPO)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,14p' $(REPO)/Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	lab/deps.sh all
@@ -73,6 +76,17 @@ integration: deps
 
 lint: deps
 	tests/run_tests.sh lint
+
+package: deps
+	tests/run_tests.sh package
+
+release: deps
+	cd $(REPO) && $(VENV)/bin/antsibull-changelog lint
+	rm -rf $(REPO)/dist
+	$(VENV)/bin/ansible-galaxy collection build --output-path $(REPO)/dist $(REPO)
+
+ee-context: release
+	cd $(REPO) && rm -rf context && $(VENV)/bin/ansible-builder create --file execution-environment.yml --context context
 
 bench: deps
 	lab/up.sh --docker

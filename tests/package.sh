@@ -133,6 +133,24 @@ for p in "${playbooks[@]}"; do
         quiet_ok "$bin/ansible-playbook" -i localhost, --syntax-check "rat.backup.$p"
 done
 
+# The typo guard, from the installed collection: a misspelled variable fails the play before the
+# role lists or touches anything; the same run spelled right gets past it.
+typo_guard() {
+    local out rc=0 args=(-i localhost, -c local -e "ansible_python_interpreter=$bin/python"
+        -e rat_postgres_password=unused -e rat_minio_access_key=unused -e rat_minio_secret_key=unused
+        -e "rat_backup_root=$work/typo-root")
+    mkdir -p "$work/typo-root"
+    out="$("$bin/ansible-playbook" "${args[@]}" -e rat_restore_backpu=latest rat.backup.restore 2>&1)" || rc=$?
+    printf '%s\n' "$out"
+    ((rc != 0)) && grep -q 'unknown rat_\* variable: rat_restore_backpu (did you mean rat_restore_backup?)' <<<"$out" \
+        && grep -q "ok=1 .*failed=1" <<<"$out" || return 1  # ok=1: the argument validation only
+    out="$("$bin/ansible-playbook" "${args[@]}" -e rat_backup_max_age_hours=1 rat.backup.list_backups 2>&1)" \
+        || { printf '%s\n' "$out"; return 1; }
+    out="$("$bin/ansible-playbook" "${args[@]}" -e rat_backup_max_age_hour=1 rat.backup.list_backups 2>&1)" && return 1
+    grep -q 'did you mean rat_backup_max_age_hours?' <<<"$out"
+}
+check "typo guard: rat_restore_backpu=latest fails with did you mean, the right names pass" typo_guard
+
 ee_context() {
     mkdir -p "$work/ee/dist"
     cp "$src/execution-environment.yml" "$work/ee/"

@@ -119,6 +119,8 @@ import sys
 import yaml
 
 lab = {k.lower(): v for k, v in sorted(os.environ.items()) if k.startswith('RAT_LAB_')}
+# The roles' typo guard accepts only the rat_* names the collection reads; these are the tests'.
+lab['rat_vars_ignore'] = ['rat_lab_*']
 with open(sys.argv[1], 'w', encoding='utf-8') as out:
     os.fchmod(out.fileno(), 0o600)
     yaml.safe_dump(lab, out, default_flow_style=False)
