@@ -93,5 +93,5 @@ class ActionModule(ActionBase):
                       unknown=[name for name, _close in unknown])
         if unknown:
             result.update(failed=True, msg=describe(unknown),
-                          suggestions={name: close for name, close in unknown})
+                          suggestions=dict(unknown))
         return result

@@ -16,16 +16,19 @@ options:
         (this host, or inside O(container)).
     type: str
     default: 127.0.0.1
+    aliases: [login_host]
   port:
     description:
       - TCP port of the PostgreSQL server.
     type: int
     default: 5432
+    aliases: [login_port]
   user:
     description:
       - Role to log in as.
     type: str
     default: rat
+    aliases: [login_user]
   password:
     description:
       - Password of O(user).
@@ -33,11 +36,28 @@ options:
         line; the programs run with C(--no-password), so a wrong or missing password fails at once.
       - Without it, the usual libpq sources apply (C(~/.pgpass), trust or peer authentication).
     type: str
+    aliases: [login_password]
   database:
     description:
       - Database to dump or restore into.
     type: str
     default: rat
+    aliases: [db, login_db]
+  ssl_mode:
+    description:
+      - Whether and how to use TLS to the server (libpq's C(sslmode), passed as C(PGSSLMODE)).
+      - V(verify-ca) checks the server's certificate against O(ca_cert); V(verify-full) also checks
+        that O(host) is a name the certificate holds.
+    type: str
+    default: prefer
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description:
+      - CA certificate(s) (PEM file) to verify the server's certificate with (C(PGSSLROOTCERT)).
+      - A path where the client programs run, so inside O(container) in container mode (mount or
+        copy it there, as RAT's compose file does with its certificates).
+    type: str
+    aliases: [ssl_rootcert]
   container:
     description:
       - Name or id of a running Docker container in which to run the PostgreSQL client programs,

@@ -5,7 +5,8 @@
 
 ``DOCUMENTATION`` documents the retry and timeout options (``transport_argspec``); ``SRC`` and
 ``DEST`` the ``src_``/``dest_`` connection options (``connection_argspec("src_")`` ...) of modules
-with two sides. ansible-test reads these as literal strings, hence no template between them.
+with two sides, ``CONNECTION`` the options without a prefix (``connection_argspec()``), which also
+take amazon.aws's names as aliases. ansible-test reads these as literal strings, hence no template between them.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ options:
     description:
       - Secret key of the source. Never logged or returned.
     type: str
+  src_session_token:
+    description:
+      - Session token of temporary credentials (STS) for the source, with O(src_access_key) and
+        O(src_secret_key). Never logged or returned.
+    type: str
   src_region:
     description:
       - Region of the source.
@@ -91,6 +97,11 @@ options:
     description:
       - Secret key of the destination. Never logged or returned.
     type: str
+  dest_session_token:
+    description:
+      - Session token of temporary credentials (STS) for the destination, with O(dest_access_key) and
+        O(dest_secret_key). Never logged or returned.
+    type: str
   dest_region:
     description:
       - Region of the destination.
@@ -105,4 +116,45 @@ options:
     description:
       - CA bundle (PEM file) to verify the TLS certificate of the destination with.
     type: path
+"""
+
+    CONNECTION = r"""
+options:
+  endpoint:
+    description:
+      - S3 endpoint URL, for example C(http://127.0.0.1:9000) for MinIO. Omit it for AWS S3.
+    type: str
+    aliases: [endpoint_url]
+  access_key:
+    description:
+      - Access key. When omitted, boto3's usual credential chain (environment, files) is used.
+    type: str
+    aliases: [aws_access_key, aws_access_key_id]
+  secret_key:
+    description:
+      - Secret key. Never logged or returned.
+    type: str
+    aliases: [aws_secret_key, aws_secret_access_key]
+  session_token:
+    description:
+      - Session token of temporary credentials (STS), with O(access_key) and O(secret_key).
+        Never logged or returned.
+    type: str
+    aliases: [aws_session_token]
+  region:
+    description:
+      - Region.
+    type: str
+    default: us-east-1
+    aliases: [aws_region]
+  validate_certs:
+    description:
+      - Whether to verify the endpoint's TLS certificate.
+    type: bool
+    default: true
+  ca_bundle:
+    description:
+      - CA bundle (PEM file) to verify the endpoint's TLS certificate with.
+    type: path
+    aliases: [aws_ca_bundle]
 """

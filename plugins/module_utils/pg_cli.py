@@ -29,12 +29,17 @@ from ansible_collections.rat.backup.plugins.module_utils.pg_client import (
     Client, Connection, check_client_new_enough, count_rows, dump_argv, mask, restore_argv)
 from ansible_collections.rat.backup.plugins.module_utils.processes import Runner, communicate, first_lines
 
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+# Aliases and the TLS options carry community.postgresql's names, so its users' habits work.
 _CONNECTION_ARGSPEC = dict(
-    host=dict(type="str", default="127.0.0.1"),
-    port=dict(type="int", default=5432),
-    user=dict(type="str", default="rat"),
-    password=dict(type="str", no_log=True),
-    database=dict(type="str", default="rat"),
+    host=dict(type="str", default="127.0.0.1", aliases=["login_host"]),
+    port=dict(type="int", default=5432, aliases=["login_port"]),
+    user=dict(type="str", default="rat", aliases=["login_user"]),
+    password=dict(type="str", no_log=True, aliases=["login_password"]),
+    database=dict(type="str", default="rat", aliases=["db", "login_db"]),
+    ssl_mode=dict(type="str", default="prefer", choices=list(SSL_MODES)),
+    ca_cert=dict(type="str", aliases=["ssl_rootcert"]),
     container=dict(type="str"),
     docker_host=dict(type="str"),
     connect_timeout=dict(type="int", default=10),

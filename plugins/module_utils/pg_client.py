@@ -103,18 +103,22 @@ def check_client_new_enough(program, client_version, server_version, server, in_
 class Connection:
     """Where and as whom to connect; builds the argv part and the environment of every client."""
 
-    def __init__(self, host, port, user, database, password=None, connect_timeout=10):
+    def __init__(self, host, port, user, database, password=None, connect_timeout=10, ssl_mode="prefer",
+                 ca_cert=None):
         self.host = host
         self.port = port
         self.user = user
         self.database = database
         self.password = password
         self.connect_timeout = connect_timeout
+        self.ssl_mode = ssl_mode
+        self.ca_cert = ca_cert
 
     @classmethod
     def from_params(cls, params):
         return cls(params["host"], params["port"], params["user"], params["database"],
-                   params.get("password"), params["connect_timeout"])
+                   params.get("password"), params["connect_timeout"], params.get("ssl_mode") or "prefer",
+                   params.get("ca_cert"))
 
     def describe(self, database=None):
         return f"{self.host}:{self.port} as {self.user} (database {database or self.database})"
@@ -134,6 +138,11 @@ class Connection:
         }
         if self.password:
             env["PGPASSWORD"] = self.password
+        # TLS through libpq's environment, like the password: the same for psql, pg_dump and
+        # pg_restore, on the host or inside a container (where ca_cert is a path in the container).
+        env["PGSSLMODE"] = self.ssl_mode
+        if self.ca_cert:
+            env["PGSSLROOTCERT"] = self.ca_cert
         return env
 
 

@@ -47,16 +47,33 @@ _CREDENTIAL_CODES = frozenset((
 ))
 
 
+# amazon.aws's names, so a play written for its modules works unchanged. Only the options
+# without a prefix take them: a src_/dest_ pair has no amazon.aws counterpart.
+_AWS_ALIASES = {
+    "endpoint": ["endpoint_url"],
+    "access_key": ["aws_access_key", "aws_access_key_id"],
+    "secret_key": ["aws_secret_key", "aws_secret_access_key"],
+    "session_token": ["aws_session_token"],
+    "region": ["aws_region"],
+    "ca_bundle": ["aws_ca_bundle"],
+}
+
+
 def connection_argspec(prefix=""):
     """Connection options of one S3 side; ``prefix`` is "", "src_" or "dest_"."""
-    return {
+    spec = {
         prefix + "endpoint": {"type": "str"},
         prefix + "access_key": {"type": "str", "no_log": False},
         prefix + "secret_key": {"type": "str", "no_log": True},
+        prefix + "session_token": {"type": "str", "no_log": True},
         prefix + "region": {"type": "str", "default": "us-east-1"},
         prefix + "validate_certs": {"type": "bool", "default": True},
         prefix + "ca_bundle": {"type": "path"},
     }
+    if not prefix:
+        for name, aliases in _AWS_ALIASES.items():
+            spec[name]["aliases"] = list(aliases)
+    return spec
 
 
 def transport_argspec():
@@ -73,10 +90,11 @@ class Endpoint:
     """One S3 side: where it is and how to talk to it. ``repr`` never shows the secret."""
 
     def __init__(self, url=None, access_key=None, secret_key=None, region="us-east-1",
-                 validate_certs=True, ca_bundle=None):
+                 validate_certs=True, ca_bundle=None, session_token=None):
         self.url = url
         self.access_key = access_key
         self.secret_key = secret_key
+        self.session_token = session_token
         self.region = region
         self.validate_certs = validate_certs
         self.ca_bundle = ca_bundle
@@ -90,6 +108,7 @@ class Endpoint:
             region=params.get(prefix + "region") or "us-east-1",
             validate_certs=params.get(prefix + "validate_certs", True),
             ca_bundle=params.get(prefix + "ca_bundle"),
+            session_token=params.get(prefix + "session_token"),
         )
 
     @property
@@ -98,8 +117,8 @@ class Endpoint:
 
     def same_service(self, other):
         """True when a server-side copy between the two sides is possible."""
-        return (self.url, self.access_key, self.secret_key, self.region) == (
-            other.url, other.access_key, other.secret_key, other.region)
+        return (self.url, self.access_key, self.secret_key, self.session_token, self.region) == (
+            other.url, other.access_key, other.secret_key, other.session_token, other.region)
 
     def __repr__(self):
         return "Endpoint({0!r})".format(self.name)
@@ -128,6 +147,7 @@ def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_t
     session = boto3.session.Session(
         aws_access_key_id=endpoint.access_key,
         aws_secret_access_key=endpoint.secret_key,
+        aws_session_token=endpoint.session_token,
         region_name=endpoint.region,
     )
     # botocore parses every LastModified with dateutil, about half the client CPU of a listing.

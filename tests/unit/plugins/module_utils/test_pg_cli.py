@@ -61,6 +61,27 @@ def test_connection_env_when_no_password_has_no_pgpassword():
     assert "PGPASSWORD" not in conn(None).env()
 
 
+def test_connection_argspec_takes_community_postgresql_names():
+    spec = pg_cli.connection_argspec()
+    assert spec["host"]["aliases"] == ["login_host"] and spec["port"]["aliases"] == ["login_port"]
+    assert spec["user"]["aliases"] == ["login_user"] and spec["password"]["aliases"] == ["login_password"]
+    assert "db" in spec["database"]["aliases"]
+    assert spec["ssl_mode"]["default"] == "prefer" and "verify-full" in spec["ssl_mode"]["choices"]
+
+
+def test_connection_env_when_tls_verified_names_mode_and_root_cert():
+    params = {"host": "db.example", "port": 5433, "user": "rat", "database": "ratdb", "password": SECRET,
+              "connect_timeout": 7, "ssl_mode": "verify-full", "ca_cert": "/etc/rat/ca.pem"}
+    env = pg_cli.Connection.from_params(params).env()
+    assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-full", "/etc/rat/ca.pem")
+    assert "/etc/rat/ca.pem" not in " ".join(pg_cli.Connection.from_params(params).args())
+
+
+def test_connection_env_when_tls_not_asked_prefers_it_without_root_cert():
+    env = conn().env()
+    assert env["PGSSLMODE"] == "prefer" and "PGSSLROOTCERT" not in env
+
+
 def test_dump_argv_when_all_options_given_is_exact():
     argv = pg_client.dump_argv("/usr/lib/postgresql/15/bin", conn(), "directory", snapshot="0003-1B-1", compress=6,
                                jobs=3, schemas=["public"], exclude_schemas=["tmp"], tables=["public.my table"],

@@ -19,12 +19,42 @@ def client_error(code, message="boom"):
     return botocore.exceptions.ClientError({"Error": {"Code": code, "Message": message}}, "GetObject")
 
 
-def test_connection_argspec_when_prefixed_marks_only_the_secret_no_log():
+def test_connection_argspec_when_prefixed_marks_the_secrets_no_log_and_has_no_aliases():
     spec = s3.connection_argspec("src_")
-    assert set(spec) == {"src_endpoint", "src_access_key", "src_secret_key", "src_region", "src_validate_certs",
-                         "src_ca_bundle"}
-    assert spec["src_secret_key"]["no_log"] is True
+    assert set(spec) == {"src_endpoint", "src_access_key", "src_secret_key", "src_session_token", "src_region",
+                         "src_validate_certs", "src_ca_bundle"}
+    assert spec["src_secret_key"]["no_log"] is True and spec["src_session_token"]["no_log"] is True
     assert spec["src_access_key"]["no_log"] is False
+    assert not any("aliases" in option for option in spec.values())
+
+
+def test_connection_argspec_without_prefix_takes_amazon_aws_names():
+    spec = s3.connection_argspec()
+    assert "endpoint_url" in spec["endpoint"]["aliases"]
+    assert {"aws_access_key", "aws_access_key_id"} <= set(spec["access_key"]["aliases"])
+    assert {"aws_secret_key", "aws_secret_access_key"} <= set(spec["secret_key"]["aliases"])
+    assert spec["ca_bundle"]["aliases"] == ["aws_ca_bundle"]
+    assert spec["session_token"]["aliases"] == ["aws_session_token"]
+    assert s3.connection_argspec()["endpoint"] is not spec["endpoint"]
+
+
+def test_endpoint_from_params_when_aliases_used_reads_the_session_token():
+    params = {"endpoint": "http://s3", "access_key": "AK", "secret_key": SECRET, "session_token": "tok"}
+    endpoint = s3.Endpoint.from_params(params)
+    assert (endpoint.access_key, endpoint.secret_key, endpoint.session_token) == ("AK", SECRET, "tok")
+    assert "tok" not in repr(endpoint)
+
+
+def test_make_client_when_session_token_given_signs_with_it():
+    client = s3.make_client(s3.Endpoint("http://127.0.0.1:1", "AK", SECRET, session_token="tok"))
+    credentials = client._request_signer._credentials  # pylint: disable=protected-access
+    assert (credentials.access_key, credentials.secret_key, credentials.token) == ("AK", SECRET, "tok")
+
+
+def test_same_service_when_session_tokens_differ_is_false():
+    one = s3.Endpoint("http://s3", "AK", SECRET, session_token="a")
+    assert one.same_service(s3.Endpoint("http://s3", "AK", SECRET, session_token="a"))
+    assert not one.same_service(s3.Endpoint("http://s3", "AK", SECRET, session_token="b"))
 
 
 def test_endpoint_repr_when_secret_set_never_shows_it():
