@@ -130,13 +130,13 @@ done
 for p in "${playbooks[@]}"; do
     p="$(basename "$p" .yml)"
     check "ansible-playbook --syntax-check rat.backup.$p" \
-        quiet_ok "$bin/ansible-playbook" -i localhost, --syntax-check "rat.backup.$p"
+        quiet_ok "$bin/ansible-playbook" -i "localhost," --syntax-check "rat.backup.$p"
 done
 
 # The typo guard, from the installed collection: a misspelled variable fails the play before the
 # role lists or touches anything; the same run spelled right gets past it.
 typo_guard() {
-    local out rc=0 args=(-i localhost, -c local -e "ansible_python_interpreter=$bin/python"
+    local out rc=0 args=(-i "localhost," -c local -e "ansible_python_interpreter=$bin/python"
         -e rat_postgres_password=unused -e rat_minio_access_key=unused -e rat_minio_secret_key=unused
         -e "rat_backup_root=$work/typo-root")
     mkdir -p "$work/typo-root"
@@ -150,6 +150,22 @@ typo_guard() {
     grep -q 'did you mean rat_backup_max_age_hours?' <<<"$out"
 }
 check "typo guard: rat_restore_backpu=latest fails with did you mean, the right names pass" typo_guard
+
+# Tags that would split a backup, or restore without verifying, are refused before anything runs.
+tag_selections() {
+    local out args=(-i "localhost," -c local -e "ansible_python_interpreter=$bin/python"
+        -e rat_postgres_password=unused -e rat_minio_access_key=unused -e rat_minio_secret_key=unused
+        -e "rat_backup_root=$work/typo-root")
+    out="$("$bin/ansible-playbook" "${args[@]}" --tags rat_dump rat.backup.backup 2>&1)" && return 1
+    grep -q 'select rat_dump of the backup role' <<<"$out" || { printf '%s\n' "$out"; return 1; }
+    out="$("$bin/ansible-playbook" "${args[@]}" --skip-tags rat_mirror rat.backup.backup 2>&1)" && return 1
+    grep -q 'select rat_preflight, rat_dump, rat_commit of the backup role' <<<"$out" || { printf '%s\n' "$out"; return 1; }
+    out="$("$bin/ansible-playbook" "${args[@]}" --skip-tags rat_verify -e rat_restore_backup=latest \
+        -e rat_restore_confirm=localhost rat.backup.restore 2>&1)" && return 1
+    grep -q 'a restore always verifies the backup first' <<<"$out" || { printf '%s\n' "$out"; return 1; }
+    "$bin/ansible-playbook" "${args[@]}" --list-tasks --tags rat_verify rat.backup.restore | grep -q 'Preflight.*rat_verify'
+}
+check "tags: a selection splitting a backup or skipping the verification is refused" tag_selections
 
 ee_context() {
     mkdir -p "$work/ee/dist"

@@ -38,7 +38,7 @@ seealso:
     description: The roles validate the type and value of the variables they know.
     link: https://docs.ansible.com/ansible/latest/playbook_guide/playbooks_reuse_roles.html#role-argument-validation
 author:
-  - rat.backup maintainers
+  - rat.backup maintainers (@rat-backup)
 """
 
 EXAMPLES = r"""
