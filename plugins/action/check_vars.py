@@ -24,13 +24,15 @@ except ImportError:  # pragma: no cover - ansible-core requires PyYAML
 # Where the collection sits: plugins/action/<this file> -> the collection root.
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUARDED = re.compile(r"rat_[a-z0-9_]+")
+# A rat_* name a role's task file sets (a set_fact key, a register) is the role's own result.
+_SET_IN_TASKS = re.compile(r"^\s*(?:register:\s*)?(rat_[a-z0-9_]+)(?::\s|:$|\s*$)", re.M)
 _CACHE = {}
 
 
 def known_variables(root):
     """Names the collection reads: every option of every entry point of every role's
-    meta/argument_specs.yml, plus every rat_* name the playbooks mention (play-level knobs such
-    as rat_backup_hosts belong to no role)."""
+    meta/argument_specs.yml, every rat_* name the playbooks mention (play-level knobs such
+    as rat_backup_hosts belong to no role), and the rat_* facts the roles set themselves."""
     if root in _CACHE:
         return _CACHE[root]
     known = set()
@@ -42,6 +44,9 @@ def known_variables(root):
     for path in sorted(glob.glob(os.path.join(root, "playbooks", "*.yml"))):
         with open(path, encoding="utf-8") as handle:
             known.update(GUARDED.findall(handle.read()))
+    for path in sorted(glob.glob(os.path.join(root, "roles", "*", "tasks", "*.yml"))):
+        with open(path, encoding="utf-8") as handle:
+            known.update(_SET_IN_TASKS.findall(handle.read()))
     _CACHE[root] = frozenset(known)
     return _CACHE[root]
 

@@ -304,7 +304,7 @@ class Download:
                         digest.update(chunk)
                         handle.write(chunk)
                         written += len(chunk)
-                except s3.sdk_errors() + (OSError,) as exc:
+                except (*s3.sdk_errors(), OSError) as exc:
                     if isinstance(exc, OSError) and not _is_network_error(exc):
                         raise
                     raise _StreamBroken(exc)

@@ -34,6 +34,18 @@ def test_known_variables_when_a_role_is_added_learns_it_without_a_list(tmp_path)
     assert "rat_offsite_target" in check_vars.known_variables(root)
 
 
+def test_known_variables_when_a_role_sets_a_fact_knows_it(tmp_path):
+    root = _collection(tmp_path, {"restore_drill": ["rat_drill_components"]})
+    tasks = tmp_path / "roles" / "restore_drill" / "tasks"
+    tasks.mkdir()
+    (tasks / "main.yml").write_text("- ansible.builtin.set_fact:\n    rat_drill_result: {}\n"
+                                    "- ansible.builtin.command: x\n  register: rat_drill_info\n"
+                                    "  when: rat_drill_typo_in_expression | bool\n")
+    known = check_vars.known_variables(root)
+    assert {"rat_drill_result", "rat_drill_info"} <= known
+    assert "rat_drill_typo_in_expression" not in known
+
+
 def test_unknown_variables_when_misspelled_suggests_the_known_name():
     known = {"rat_restore_backup", "rat_restore_confirm", "rat_backup_root"}
     found = check_vars.unknown_variables(
