@@ -167,6 +167,31 @@ tag_selections() {
 }
 check "tags: a selection splitting a backup or skipping the verification is refused" tag_selections
 
+# The AWX files: valid JSON, and every variable they set is one the roles or playbooks read.
+awx_files() {
+    "$bin/python" - "$src" "$installed" <<'EOF2'
+import glob
+import json
+import sys
+
+sys.path.insert(0, sys.argv[2] + '/../../..')
+from ansible_collections.rat.backup.plugins.action import check_vars  # noqa: E402
+
+known = check_vars.known_variables(sys.argv[2])
+names = []
+cred = json.load(open(sys.argv[1] + '/awx/credential_type.json', encoding='utf-8'))
+names += list(cred['injectors']['extra_vars'])
+secret = {f['id'] for f in cred['inputs']['fields'] if f.get('secret')}
+assert {'postgres_password', 'minio_secret_key'} <= secret, secret
+for path in sorted(glob.glob(sys.argv[1] + '/awx/surveys/*.json')):
+    names += [q['variable'] for q in json.load(open(path, encoding='utf-8'))['spec']]
+unknown = [n for n in names if n not in known]
+assert not unknown, 'AWX files set variables no role reads: %s' % unknown
+print(len(names), 'variables checked')
+EOF2
+}
+check "awx/: credential type and surveys set only variables the roles read" awx_files
+
 ee_context() {
     mkdir -p "$work/ee/dist"
     cp "$src/execution-environment.yml" "$work/ee/"

@@ -27,6 +27,7 @@ description:
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.postgres
+  - rat.backup.s3.CONNECTION
 attributes:
   check_mode:
     support: full
@@ -70,26 +71,6 @@ options:
     description: Marked scratch targets of other owners older than this are leftovers too.
     type: float
     default: 24
-  endpoint:
-    description: S3 endpoint of the scratch buckets.
-    type: str
-  access_key:
-    description: S3 access key.
-    type: str
-  secret_key:
-    description: S3 secret key. Never logged or returned.
-    type: str
-  region:
-    description: S3 region.
-    type: str
-    default: us-east-1
-  validate_certs:
-    description: Verify the endpoint's TLS certificate.
-    type: bool
-    default: true
-  ca_bundle:
-    description: CA bundle for the endpoint's certificate.
-    type: path
   root:
     description: With O(record), the backup root of the drilled backup.
     type: path

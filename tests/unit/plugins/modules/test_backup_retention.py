@@ -9,7 +9,7 @@ import os
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.modules import backup_retention

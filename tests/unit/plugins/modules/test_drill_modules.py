@@ -9,10 +9,11 @@ import os
 
 import pytest
 import yaml
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment
+from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3DocFragment
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.modules import drill_report, drill_scratch
 
@@ -31,6 +32,7 @@ def test_argument_spec_when_compared_to_documentation_matches(module, fragment):
     documented = yaml.safe_load(module.DOCUMENTATION)["options"]
     if fragment:
         documented.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"])
+        documented.update(yaml.safe_load(S3DocFragment.CONNECTION)["options"])
     spec = module.argument_spec()
     assert set(spec) == set(documented)
     for name, option in documented.items():
