@@ -77,8 +77,8 @@ install_venv_lowest() {
     local venv="$RAT_LAB_REPO/.venv-lowest" stamp want lowest unit_tools
     lowest="$(sed -n 's/^ansible-core>=\([0-9]*\.[0-9]*\).*/\1/p' "$RAT_LAB_REPO/requirements.txt")"
     [[ -n "$lowest" ]] || lab_die "requirements.txt: no ansible-core>=X.Y line"
-    # The unit tests' own imports (moto, pytest) come from the test requirements.
-    mapfile -t unit_tools < <(grep -E '^(moto|pytest)' "$RAT_LAB_REPO/tests/requirements.txt")
+    # The unit tests' own imports (moto, pytest, hypothesis) come from the test requirements.
+    mapfile -t unit_tools < <(grep -E '^(moto|pytest|hypothesis)' "$RAT_LAB_REPO/tests/requirements.txt")
     want="$( (echo "$lowest"; cat "$RAT_LAB_REPO/requirements.txt"; printf '%s\n' "${unit_tools[@]}") \
         | sha256sum | cut -d' ' -f1)"
     stamp="$venv/.rat-backup-requirements"
