@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import re
 
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 USER_TABLES_SQL = ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                    "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -72,30 +74,59 @@ def check_list(checks):
     return checks
 
 
+def _plain_md5(etag):
+    """The MD5 hex an ETag stands for, or None when it is not a plain MD5 (a multipart ETag "x-N", a server's own)."""
+    value = (etag or "").strip('"')
+    return value if _MD5.match(value) else None
+
+
+def expected_etag(obj):
+    """The ETag a restored ``obj`` must have, or None when the manifest cannot say.
+
+    A plain-MD5 ETag in the manifest is the MD5 of the content; a restore writes objects up to
+    PART_SIZE in one PUT, whose ETag is that MD5 again. Larger objects are written in parts, whose
+    ETag depends on the part size.
+    """
+    if obj.get("size") is None or obj["size"] > s3.PART_SIZE:
+        return None
+    return _plain_md5(obj.get("etag"))
+
+
 def compare_objects(manifest_objects, listing, buckets):
-    """Objects vs the manifest, by bucket/key and size. ``listing`` yields (bucket, key, size)."""
-    expected = {(o["bucket"], o["key"]): o.get("size") for o in manifest_objects}
+    """Objects vs the manifest, by bucket/key, size and (where it says the content) ETag.
+
+    ``listing`` yields (bucket, key, size, etag).
+    """
+    expected = {(o["bucket"], o["key"]): (o.get("size"), expected_etag(o)) for o in manifest_objects}
     seen = set()
-    missing, extra, size_differs = [], [], []
-    for bucket, key, size in listing:
+    missing, extra, size_differs, etag_differs = [], [], [], []
+    etag_checked = 0
+    for bucket, key, size, etag in listing:
         seen.add((bucket, key))
+        name = "s3://%s/%s" % (bucket, key)
         if (bucket, key) not in expected:
-            extra.append("s3://%s/%s" % (bucket, key))
-        elif expected[(bucket, key)] is not None and expected[(bucket, key)] != size:
-            size_differs.append({"object": "s3://%s/%s" % (bucket, key), "expected": expected[(bucket, key)],
-                                 "actual": size})
+            extra.append(name)
+            continue
+        want_size, want_etag = expected[(bucket, key)]
+        if want_size is not None and want_size != size:
+            size_differs.append({"object": name, "expected": want_size, "actual": size})
+        elif want_etag and _plain_md5(etag):
+            etag_checked += 1
+            if _plain_md5(etag) != want_etag:
+                etag_differs.append({"object": name, "expected": want_etag, "actual": _plain_md5(etag)})
     for bucket, key in sorted(expected):
         if (bucket, key) not in seen:
             missing.append("s3://%s/%s" % (bucket, key))
-    return {"ok": not (missing or extra or size_differs), "buckets": sorted(buckets), "objects": len(seen),
-            "missing": missing, "extra": extra, "size_differs": size_differs}
+    return {"ok": not (missing or extra or size_differs or etag_differs), "buckets": sorted(buckets),
+            "objects": len(seen), "missing": missing, "extra": extra, "size_differs": size_differs,
+            "etag_checked": etag_checked, "etag_differs": etag_differs}
 
 
 def list_buckets(client, endpoint, buckets):
-    """Yield (bucket, key, size) of every object of ``buckets``; errors name endpoint and bucket."""
+    """Yield (bucket, key, size, etag) of every object of ``buckets``; errors name endpoint and bucket."""
     for bucket in sorted(buckets):
         for item in s3.list_objects(client, endpoint, bucket, action="listing"):
-            yield bucket, item["Key"], item["Size"]
+            yield bucket, item["Key"], item["Size"], item.get("ETag")
 
 
 def renamed(objects, bucket_map):

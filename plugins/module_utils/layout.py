@@ -126,10 +126,21 @@ def read_status(root, name):
 
 
 def write_status(root, name, kind, record):
+    """Keep a verify/drill record: (path, None), or (None, why not) when the root cannot take it.
+
+    Best effort: the backups may be a read-only snapshot or mount, and they are to be verified and
+    restored all the same; the record only feeds backup_info.
+    """
     check_name(name, "name")
     directory = os.path.join(root, STATUS_DIR)
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-    write_json_atomic(os.path.join(directory, "%s.%s.json" % (name, kind)), record)
+    path = os.path.join(directory, "%s.%s.json" % (name, kind))
+    try:
+        os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+        write_json_atomic(path, record)
+    except OSError as exc:
+        return None, "the %s record of %s was not kept: %s cannot be written (%s)" % (
+            kind, name, directory, exc.strerror or exc)
+    return path, None
 
 
 def write_json_atomic(path, data):

@@ -39,10 +39,10 @@ def sha256_file(path):
 def safe_relpath(path, where):
     """A manifest path must stay inside the backup: relative, normalised, no '..'."""
     if not isinstance(path, str) or not path or path.startswith("/") or "\x00" in path:
-        raise RatBackupError("%s: unsafe path %r in manifest" % (where, path), path=path)
+        raise RatBackupError("backup %s: unsafe path %r in its manifest" % (where, path), path=path)
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise RatBackupError("%s: unsafe path %r in manifest" % (where, path), path=path)
+        raise RatBackupError("backup %s: unsafe path %r in its manifest" % (where, path), path=path)
     return path
 
 
@@ -126,10 +126,13 @@ def dumps(data):
     return text.replace(json.dumps(marker), "[\n" + lines + "\n  ]", 1) + "\n"
 
 
-def expected_files(data):
-    """{relative path: {"size", "sha256", "what"}} of every file the manifest promises."""
+def expected_files(data, where):
+    """{relative path: {"size", "sha256", "what"}} of every file the manifest promises.
+
+    ``where`` (the backup directory) names the backup in errors: the name written inside the
+    manifest is wrong for a backup that was copied or renamed.
+    """
     files = {}
-    where = data.get("name") or "manifest"
     if data.get("postgres"):
         pg = data["postgres"]
         files[safe_relpath(pg.get("path", DUMP_PATH), where)] = {
@@ -196,7 +199,7 @@ def verify(backup_dir, data, mode="full", dump_check=None):
     """
     if mode not in ("full", "quick"):
         raise RatBackupError("verify mode must be full or quick, not %r" % mode)
-    expected = expected_files(data)
+    expected = expected_files(data, backup_dir)
     present = _walk(backup_dir)
     missing, changed, extra, symlinks, special, unreadable = [], [], [], [], [], []
     checked_bytes = 0

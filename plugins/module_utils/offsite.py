@@ -202,10 +202,11 @@ def apply_retention(run, policy, now=None):
 def ship_one(run, name, prev, now=None):
     backup_dir = os.path.join(run.root, name)
     data = mf.read(backup_dir)
-    files = mf.expected_files(data)
+    files = mf.expected_files(data, backup_dir)
     prev_files, prev_index = {}, {}
     if prev:
-        prev_files = mf.expected_files(mf.read(os.path.join(run.root, prev)))
+        prev_dir = os.path.join(run.root, prev)
+        prev_files = mf.expected_files(mf.read(prev_dir), prev_dir)
         prev_index = pl.parse_index(run.target.read(prev, pl.INDEX), run.target.location(prev))["files"]
     journal = Journal(os.path.join(run.work, name + ".journal"))
     sent_before = run.target.bytes_sent
@@ -329,7 +330,7 @@ def verify(run, names=None, now=None):
             results.append({"name": name, "mode": run.verify_mode, "bad": ["%s: no complete copy off-site" % name]})
             continue
         local = os.path.join(run.root, name)
-        files = mf.expected_files(mf.read(local)) if os.path.isfile(os.path.join(local, layout.MANIFEST)) else None
+        files = mf.expected_files(mf.read(local), local) if os.path.isfile(os.path.join(local, layout.MANIFEST)) else None
         checked = check_copy(run, name, files)
         if os.path.isdir(local):
             run.record(name, **_verified(checked, now))
@@ -374,7 +375,7 @@ def fetch(run, name, check_mode=False, now=None):
     try:
         layout.write_text_atomic(os.path.join(partial, layout.MANIFEST), raw.decode("utf-8"))
         data = mf.read(partial)
-        files = mf.expected_files(data)
+        files = mf.expected_files(data, final)
         absent = sorted(set(files) - set(index["files"]))
         if absent:
             raise RatBackupError("off-site copy %s lacks %d files of its manifest: %s"
@@ -405,7 +406,7 @@ def _link_local(root, partial, files):
     if not previous:
         return set()
     try:
-        before = mf.expected_files(mf.read(previous["path"]))
+        before = mf.expected_files(mf.read(previous["path"]), previous["path"])
     except RatBackupError:
         return set()
     linked = set()

@@ -20,13 +20,14 @@ import re
 import shutil
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, fs
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, integrity
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.layout import fsync_dir
+from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
 from ansible_collections.rat.backup.plugins.module_utils.pg_archive import (
     same_archive_but_creation_time, table_data_oids, toc_summary)
 from ansible_collections.rat.backup.plugins.module_utils.pg_client import (
-    Client, Connection, check_client_new_enough, count_rows, dump_argv, mask, restore_argv)
+    Client, Connection, check_client_new_enough, count_rows, dump_argv, restore_argv)
 from ansible_collections.rat.backup.plugins.module_utils.processes import Runner, communicate, first_lines
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -205,14 +206,14 @@ def dump(client, spec, check_mode=False, now=time.monotonic, clock=time.time):
         planned = dump_argv(client.bin_dir, client.conn, spec.fmt, compress=spec.compress, jobs=spec.jobs,
                             directory=partial if spec.fmt == "directory" else None, **spec.filters)
         if check_mode:
-            result["cmd"] = mask(planned, [client.conn.password])
+            result["cmd"] = mask_argv(planned, [client.conn.password])
             result["clock"] = clock_reading(session, clock)
             return result
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;")
         snapshot, result["consistency_point"] = export_snapshot(session, clock)
         argv = dump_argv(client.bin_dir, client.conn, spec.fmt, snapshot=snapshot, compress=spec.compress,
                          jobs=spec.jobs, directory=partial if spec.fmt == "directory" else None, **spec.filters)
-        result["cmd"] = mask(argv, [client.conn.password])
+        result["cmd"] = mask_argv(argv, [client.conn.password])
         result["snapshot"] = snapshot
         _remove(partial)
         try:
@@ -300,8 +301,10 @@ class RestoreSpec:
     """What to restore and how (module options, validated)."""
 
     def __init__(self, src, clean=True, if_exists=True, no_owner=True, single_transaction=True, jobs=1,
-                 create_database=False, expected_sha256=None, allowed_warnings=(), maintenance_database="postgres"):
+                 create_database=False, expected_sha256=None, allowed_warnings=(), maintenance_database="postgres",
+                 work_dir=None):
         self.src = src
+        self.work_dir = work_dir
         self.clean = clean
         self.if_exists = if_exists
         self.no_owner = no_owner
@@ -345,15 +348,36 @@ def _database_exists(session, name):
 
 
 def restore(client, spec, check_mode=False, now=time.monotonic):
-    """Verify the archive, then pg_restore it into the connection's database."""
+    """Verify the archive, then pg_restore it into the connection's database.
+
+    With expected_sha256 every pg_restore run reads a private copy hashed while it was made, so
+    the bytes restored are the bytes checked, whatever happens to src meanwhile.
+    """
     spec.validate(client.runner.in_container)
     started = now()
+    if check_mode or not spec.expected_sha256:
+        if spec.expected_sha256:
+            _refuse_unless_expected(spec, _sha256_file(spec.src))
+        return _restore(client, spec, spec.src, check_mode, started, now)
+    try:
+        copy_dir, copy = integrity.private_copy(spec.src, spec.expected_sha256, spec.work_dir)
+    except integrity.Mismatch as exc:
+        _refuse_unless_expected(spec, exc.details["actual_sha256"])
+    try:
+        return _restore(client, spec, copy, check_mode, started, now)
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+
+
+def _refuse_unless_expected(spec, actual):
+    if actual != spec.expected_sha256:
+        raise RatBackupError(f"{spec.src} does not match expected_sha256 (expected {spec.expected_sha256}, "
+                             f"file has {actual}): refusing to restore it", src=spec.src, sha256=actual)
+
+
+def _restore(client, spec, archive, check_mode, started, now):
+    """pg_restore ``archive`` (src itself, or its checked private copy); messages name src."""
     database = client.conn.database
-    if spec.expected_sha256:
-        actual = _sha256_file(spec.src)
-        if actual != spec.expected_sha256:
-            raise RatBackupError(f"{spec.src} does not match expected_sha256 (expected {spec.expected_sha256}, "
-                                 f"file has {actual}): refusing to restore it", src=spec.src, sha256=actual)
     create = False
     if spec.create_database:
         session = client.open_session(spec.maintenance_database)
@@ -363,15 +387,15 @@ def restore(client, spec, check_mode=False, now=time.monotonic):
             session.close()
     else:
         client.open_session().close()
-    toc = client.read_toc(spec.src)
-    client.read_through(spec.src)
+    toc = client.read_toc(archive, spec.src)
+    client.read_through(archive, spec.src)
     streamed = client.runner.in_container and spec.jobs == 1
-    argv = restore_argv(client.bin_dir, client.conn, None if streamed else spec.src, spec.clean, spec.if_exists,
+    argv = restore_argv(client.bin_dir, client.conn, None if streamed else archive, spec.clean, spec.if_exists,
                         spec.no_owner, spec.single_transaction, spec.jobs)
     result = {
-        "src": spec.src, "database": database, "database_created": create,
+        "src": spec.src, "database": database, "database_created": create, "sha256_checked": spec.expected_sha256,
         "server_version": client.server_version, "client_version": client.client_version,
-        "restored": toc_summary(toc), "cmd": mask(argv, [client.conn.password]), "accepted_errors": [],
+        "restored": toc_summary(toc), "cmd": mask_argv(argv, [client.conn.password]), "accepted_errors": [],
     }
     if check_mode:
         return result
@@ -382,9 +406,9 @@ def restore(client, spec, check_mode=False, now=time.monotonic):
         finally:
             session.close()
     if streamed:
-        rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env(), stdin=True), stdin_path=spec.src)
+        rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env(), stdin=True), stdin_path=archive)
     elif client.runner.in_container:
-        tmp_dir, inside = client.runner.copy_in(spec.src, "archive.dump")
+        tmp_dir, inside = client.runner.copy_in(archive, "archive.dump")
         try:
             argv[-1] = inside
             rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env()))

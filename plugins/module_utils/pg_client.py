@@ -22,7 +22,6 @@ from ansible_collections.rat.backup.plugins.module_utils.pg_archive import parse
 from ansible_collections.rat.backup.plugins.module_utils.processes import STDERR_LIMIT, Runner, communicate, first_lines
 
 CLIENT_ROOT = "/usr/lib/postgresql"
-MASK = "********"
 
 
 # --- versions ---------------------------------------------------------------------------------
@@ -144,17 +143,6 @@ class Connection:
         if self.ca_cert:
             env["PGSSLROOTCERT"] = self.ca_cert
         return env
-
-
-def mask(argv, secrets):
-    """argv safe to return or log: every secret replaced wherever it appears."""
-    secrets = [s for s in secrets if s]
-    masked = []
-    for arg in argv:
-        for secret in secrets:
-            arg = arg.replace(secret, MASK)
-        masked.append(arg)
-    return masked
 
 
 def program(bin_dir, name):
@@ -318,9 +306,13 @@ class Client:
                                  "install the PostgreSQL client or set client_bin_dir")
         return parse_client_version(out.decode())
 
-    def read_toc(self, src):
-        """Parse the archive's table of contents; fails on anything pg_restore cannot read."""
+    def read_toc(self, src, name=None):
+        """Parse the archive's table of contents; fails on anything pg_restore cannot read.
+
+        ``name`` is what errors call the archive when ``src`` is a private copy of it.
+        """
         rc, out, err = self._archive_command(["--list"], src)
+        src = name or src
         if rc != 0:
             raise RatBackupError(f"{src} is not a readable pg_dump archive: {first_lines(err)}", src=src)
         toc = parse_toc(out.decode("utf-8", "replace"))
@@ -328,9 +320,10 @@ class Client:
             raise RatBackupError(f"{src} is not a pg_dump archive (format {toc['header'].get('Format')!r})", src=src)
         return toc
 
-    def read_through(self, src):
+    def read_through(self, src, name=None):
         """Read and decompress every data block (output discarded): finds truncation and corruption."""
         rc, _out, err = self._archive_command(["--file=/dev/null"], src)
+        src = name or src
         if rc != 0:
             raise RatBackupError(f"{src} is damaged (pg_restore cannot read all of it): {first_lines(err)}", src=src)
 

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import hashlib
 import email.utils
+import hashlib
 import threading
 import traceback
 
@@ -358,6 +359,64 @@ def put_object(client, endpoint, body, bucket, key, size, extra_args):
         else:
             with _LARGE:
                 client.upload_fileobj(body, bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
+
+
+def put_checked(client, endpoint, reader, bucket, key, size, extra_args, sha256=None):
+    """Write the ``size`` bytes of ``reader`` (integrity.HashingReader) only if they are the expected ones.
+
+    ``reader.finish()`` raises when they are not: one PUT is then never sent, a multipart upload is
+    aborted before CompleteMultipartUpload, so the object never holds them.
+    """
+    if size <= PART_SIZE:
+        _put_single(client, endpoint, reader, bucket, key, size, extra_args, sha256)
+    else:
+        _put_multipart(client, endpoint, reader, bucket, key, size, extra_args)
+
+
+def _b64(digest):
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _put_single(client, endpoint, reader, bucket, key, size, extra_args, sha256):
+    """Bytes checked before they are sent, with Content-MD5 and the expected SHA-256.
+
+    The server checks those where it can (AWS S3 and MinIO answer BadDigest; moto 5 ignores both),
+    so a body damaged on the way is refused there too.
+    """
+    body = reader.read(size + 1)
+    reader.finish()
+    extra = dict(extra_args, ContentMD5=_b64(hashlib.md5(body).digest()))
+    if sha256:
+        extra["ChecksumSHA256"] = _b64(bytes.fromhex(sha256))
+    with translated(endpoint, "writing", bucket, key):
+        client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+
+
+def _put_multipart(client, endpoint, reader, bucket, key, size, extra_args):
+    """Parts of PART_SIZE, each with its Content-MD5; completed only when the whole stream matched."""
+    with translated(endpoint, "writing", bucket, key):
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra_args)["UploadId"]
+    try:
+        parts = []
+        while reader.size < size:
+            data = reader.read(min(PART_SIZE, size - reader.size))
+            if not data:
+                break
+            with translated(endpoint, "writing", bucket, key):
+                etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1,
+                                          Body=data, ContentMD5=_b64(hashlib.md5(data).digest()))["ETag"]
+            parts.append({"PartNumber": len(parts) + 1, "ETag": etag})
+        reader.finish()
+        with translated(endpoint, "writing", bucket, key):
+            client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                             MultipartUpload={"Parts": parts})
+    except BaseException:
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except sdk_errors():
+            # The first error is the one to report; an upload left unaborted is invisible as an object.
+            pass
+        raise
 
 
 def copy_object(client, endpoint, source, bucket, key, size):

@@ -104,11 +104,15 @@ postgres:
   sample: {"ok": true, "tables": 9, "rows": 50210, "mismatched": [], "missing_tables": [], "extra_tables": []}
 minio:
   description:
-    - Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs)), with
-      O(checksums) also C(checksummed) (objects read back) and C(sha256_differs).
+    - Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs), C(etag_checked),
+      C(etag_differs)), with O(checksums) also C(checksummed) (objects read back) and C(sha256_differs).
+    - Every object is compared by key and size. Objects up to 16 MiB whose manifest ETag is the MD5 of their
+      content (single-part uploads) are also compared by the ETag the server reports (C(etag_checked) of them);
+      larger objects are restored in parts, whose ETag the manifest cannot predict.
   returned: when minio is compared
   type: dict
-  sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": []}
+  sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": [],
+           "etag_checked": 1040, "etag_differs": []}
 checks:
   description: Outcome of each of O(checks) (C(name), C(ok), C(output)).
   returned: when postgres is compared
@@ -190,7 +194,7 @@ def run(module):
         listing = compare.list_buckets(client, endpoint, buckets)
         objects = compare.compare_objects(expected, listing, buckets)
         if not p["exact"]:
-            objects["ok"] = not (objects["missing"] or objects["size_differs"])
+            objects["ok"] = not (objects["missing"] or objects["size_differs"] or objects["etag_differs"])
         if p["checksums"]:
             absent = set(objects["missing"]) | {d["object"] for d in objects["size_differs"]}
             present = [o for o in expected if "s3://%s/%s" % (o["bucket"], o["key"]) not in absent]
@@ -199,14 +203,18 @@ def run(module):
             objects["ok"] = objects["ok"] and not objects["sha256_differs"]
         result["minio"] = objects
         if objects["ok"]:
-            result["verified"].append("S3 %s: %d objects in %d buckets match the manifest by key and %s%s"
-                                      % (endpoint.name, objects["objects"], len(buckets),
-                                         "sha256 (read back)" if p["checksums"] else "size",
-                                         ", no extra objects" if p["exact"] else ""))
+            result["verified"].append(
+                "S3 %s: %d objects in %d buckets match the manifest by key and %s%s"
+                % (endpoint.name, objects["objects"], len(buckets),
+                   "sha256 (read back)" if p["checksums"] else
+                   "size, %d of them also by ETag (the MD5 of their content; the ETag of the other %d, written in "
+                   "parts, cannot be predicted)" % (objects["etag_checked"], objects["objects"] - objects["etag_checked"]),
+                   ", no extra objects" if p["exact"] else ""))
         else:
-            problems.append("S3 %s: missing %s; extra %s; size differs %s%s" % (
+            problems.append("S3 %s: missing %s; extra %s; size differs %s; ETag differs %s%s" % (
                 endpoint.name, _limited(objects["missing"]) or "none",
                 _limited(objects["extra"]) or "none", _limited([d["object"] for d in objects["size_differs"]]) or "none",
+                _limited([d["object"] for d in objects["etag_differs"]]) or "none",
                 "; sha256 differs %s" % (_limited([d["object"] for d in objects["sha256_differs"]]) or "none")
                 if p["checksums"] else ""))
     result["ok"] = not problems

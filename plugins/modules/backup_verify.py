@@ -48,6 +48,8 @@ options:
     description:
       - Record the result in C(<root>/.status/<name>.verify.json) for M(rat.backup.backup_info).
         Bookkeeping only, so it does not count as a change. Needs O(root) and O(name).
+      - Best effort. A read-only root (a snapshot, a read-only mount of the backups) gets no record and a
+        warning that says so; the verification itself is unaffected.
     type: bool
     default: true
   fail_on_error:
@@ -159,6 +161,14 @@ dump_checked:
   returned: always
   type: bool
   sample: true
+status_record:
+  description:
+    - The status record written for backup_info (C(<root>/.status/<name>.verify.json)), or null when
+      none was written (O(record=false), O(path) given, check mode, or a read-only root, for which a
+      warning says so; verifying and restoring from read-only backups works all the same).
+  returned: always
+  type: str
+  sample: /var/backups/rat/.status/20260216_093000.verify.json
 summary:
   description: Counts from the manifest (objects, bytes, tables, rows, buckets).
   returned: always
@@ -213,10 +223,13 @@ def run(module):
                   summary=mf.summary(data))
     if data.get("postgres") and not checker:
         module.warn("no pg_restore found: the dump of %s was checked by size/sha256 only" % path)
+    result["status_record"] = None
     if p["record"] and root and not module.check_mode:
-        layout.write_status(root, name, "verify", {
+        result["status_record"], note = layout.write_status(root, name, "verify", {
             "verified_at": layout.iso(layout.utcnow()), "mode": p["mode"], "ok": result["ok"],
             "bad": result["bad"][:50]})
+        if note:
+            module.warn(note)
     if not result["ok"] and p["fail_on_error"]:
         shown = result["bad"][:20]
         more = len(result["bad"]) - len(shown)

@@ -84,7 +84,17 @@ options:
     description:
       - SHA-256 the O(src) file must have (for example from a backup's manifest). A mismatch fails before
         the database is touched. Custom-format files only.
+      - Outside check mode O(src) is copied into a private directory under O(work_dir) and hashed while it
+        is copied; every pg_restore run (table of contents, read-through, restore; on the host or streamed
+        into the container) reads that copy. So the bytes restored are the bytes checked, even when O(src)
+        changes after the check, and a copy that does not match fails before the database is touched.
     type: str
+  work_dir:
+    description:
+      - Directory for the private copy of O(src) made with O(expected_sha256) (removed afterwards). Needs room
+        for the whole dump; the task fails before copying when there is not.
+      - Default is the system's temporary directory (C(TMPDIR), else C(/tmp)).
+    type: path
   allowed_warnings:
     description:
       - Regular expressions (Python C(re.search)) of pg_restore errors to accept. When every error of a restore
@@ -188,6 +198,11 @@ restored:
       elements: str
       sample: ["public.pipelines", "public.runs"]
   sample: {"format": "CUSTOM", "entries": 42, "counts": {"TABLE": 7}, "tables": ["public.runs"]}
+sha256_checked:
+  description: The SHA-256 the restored bytes were checked against (O(expected_sha256)), or null.
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 accepted_errors:
   description: pg_restore errors accepted through O(allowed_warnings).
   returned: always
@@ -232,6 +247,7 @@ def argument_spec():
         create_database=dict(type="bool", default=False),
         maintenance_database=dict(type="str", default="postgres"),
         expected_sha256=dict(type="str"),
+        work_dir=dict(type="path"),
         allowed_warnings=dict(type="list", elements="str", default=[]),
     )
     return spec
@@ -241,7 +257,8 @@ def run(module):
     p = module.params
     spec = pg_cli.RestoreSpec(
         p["src"], p["clean"], p["if_exists"], p["no_owner"], p["single_transaction"], p["jobs"],
-        p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"])
+        p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"],
+        p["work_dir"])
     result = pg_cli.restore(pg_cli.client_from_params(p), spec, check_mode=module.check_mode)
     for error in result["accepted_errors"]:
         module.warn(f"pg_restore error accepted by allowed_warnings: {error}")

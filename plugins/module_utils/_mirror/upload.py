@@ -6,11 +6,10 @@ destination already holds with equal content, then uploads and deletes."""
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import os
 
-from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import integrity, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
@@ -80,28 +79,27 @@ class Upload:
         m.delete_dest(plan.delete)
 
     def put(self, entry):
+        """Upload one file, checked as it is read: bytes that are not the manifest's never complete an object."""
         m = self.mirror
         path = self.tree.source_path(entry.relpath)
         fd = local_tree.open_regular(path)
         try:
             with os.fdopen(fd, "rb") as handle:
+                reader = integrity.HashingReader(handle, "s3://{0}/{1} ({2})".format(entry.bucket, entry.key, path),
+                                                 entry.size, entry.sha256)
                 if m.dest_http is not None and entry.size <= s3.PART_SIZE:
-                    self._put_whole(handle, path, entry)
+                    self._put_whole(reader, entry)
                 else:
-                    s3.put_object(m.dest_client, m.dest_endpoint, handle, entry.bucket, entry.key, entry.size,
-                                  entry.extra_args())
+                    s3.put_checked(m.dest_client, m.dest_endpoint, reader, entry.bucket, entry.key, entry.size,
+                                   entry.extra_args(), entry.sha256)
         except OSError as exc:
             raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
         return entry
 
-    def _put_whole(self, handle, path, entry):
-        """One signed PUT of the whole file, sent with its sha256 (S3 refuses a body that differs)."""
-        body = handle.read(entry.size + 1)
-        sha256 = hashlib.sha256(body).hexdigest()
-        if len(body) != entry.size or (entry.sha256 and sha256 != entry.sha256):
-            raise RatBackupError("{0} changed while it was uploaded: {1} bytes with sha256 {2}, planned {3} bytes"
-                                 "{4}".format(path, len(body), sha256, entry.size,
-                                              " with sha256 " + entry.sha256 if entry.sha256 else ""), path=path)
+    def _put_whole(self, reader, entry):
+        """One signed PUT of the whole file, sent only once its bytes matched the manifest, with their sha256."""
+        body = reader.read(entry.size)
+        sha256 = reader.finish()
         self.mirror.dest_http.put_object(entry.bucket, entry.key, body, sha256, entry.extra_args())
 
     def _local_sources(self):

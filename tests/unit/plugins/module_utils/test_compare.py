@@ -39,7 +39,7 @@ def test_compare_rows_when_count_differs_or_table_missing_then_not_ok():
 def test_compare_objects_when_missing_extra_and_resized_then_each_listed():
     manifest = [{"bucket": "rat", "key": "a", "size": 1}, {"bucket": "rat", "key": "b", "size": 2},
                 {"bucket": "rat", "key": "c", "size": 3}]
-    listing = [("rat", "a", 1), ("rat", "b", 5), ("rat", "z", 9)]
+    listing = [("rat", "a", 1, None), ("rat", "b", 5, None), ("rat", "z", 9, None)]
     result = compare.compare_objects(manifest, listing, {"rat"})
     assert not result["ok"]
     assert result["missing"] == ["s3://rat/c"]
@@ -49,7 +49,32 @@ def test_compare_objects_when_missing_extra_and_resized_then_each_listed():
 
 def test_compare_objects_when_identical_then_ok():
     manifest = [{"bucket": "rat", "key": "../odd key", "size": 0}]
-    assert compare.compare_objects(manifest, [("rat", "../odd key", 0)], {"rat"})["ok"]
+    assert compare.compare_objects(manifest, [("rat", "../odd key", 0, None)], {"rat"})["ok"]
+
+
+MD5_A, MD5_B = "0" * 32, "f" * 32
+
+
+def test_compare_objects_when_single_part_etag_differs_then_listed_and_not_ok():
+    manifest = [{"bucket": "rat", "key": "a", "size": 3, "etag": '"%s"' % MD5_A},
+                {"bucket": "rat", "key": "b", "size": 3, "etag": '"%s"' % MD5_A}]
+    result = compare.compare_objects(manifest, [("rat", "a", 3, '"%s"' % MD5_A), ("rat", "b", 3, '"%s"' % MD5_B)],
+                                     {"rat"})
+    assert not result["ok"]
+    assert result["etag_checked"] == 2
+    assert result["etag_differs"] == [{"object": "s3://rat/b", "expected": MD5_A, "actual": MD5_B}]
+
+
+@pytest.mark.parametrize("manifest_etag,size,live_etag", [
+    ('"%s-3"' % MD5_A, 100, '"%s"' % MD5_B),          # written in parts at the origin
+    ('"%s"' % MD5_A, (16 << 20) + 1, '"%s-2"' % MD5_B),  # restored in parts
+    ('"%s"' % MD5_A, 100, '"not-an-md5"'),             # a server's own ETag (encryption)
+    (None, 100, '"%s"' % MD5_B),
+])
+def test_compare_objects_when_etag_cannot_be_predicted_then_not_compared(manifest_etag, size, live_etag):
+    manifest = [{"bucket": "rat", "key": "a", "size": size, "etag": manifest_etag}]
+    result = compare.compare_objects(manifest, [("rat", "a", size, live_etag)], {"rat"})
+    assert result["ok"] and result["etag_checked"] == 0
 
 
 def test_manifest_buckets_when_empty_bucket_recorded_then_included():

@@ -219,8 +219,20 @@ def test_remove_tree_when_symlinked_dir_inside_then_target_survives(tmp_path):
 
 
 def test_status_when_written_then_read_back(tmp_path):
-    layout.write_status(str(tmp_path), "20260216_093000", "verify", {"ok": True})
+    path, note = layout.write_status(str(tmp_path), "20260216_093000", "verify", {"ok": True})
+    assert (path, note) == (str(tmp_path / ".status" / "20260216_093000.verify.json"), None)
     assert layout.read_status(str(tmp_path), "20260216_093000") == {"verify": {"ok": True}}
+
+
+def test_status_when_root_not_writable_then_skipped_with_note_and_nothing_left(tmp_path, monkeypatch):
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(layout.os, "makedirs", read_only)
+    path, note = layout.write_status(str(tmp_path), "20260216_093000", "verify", {"ok": True})
+    assert path is None
+    assert note == ("the verify record of 20260216_093000 was not kept: %s cannot be written (Read-only file system)"
+                    % (tmp_path / ".status"))
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_acquire_when_free_then_second_acquire_refused_until_release(tmp_path):

@@ -132,8 +132,18 @@ def test_expected_files_when_manifest_path_escapes_then_refused(backup, bad_path
     data = mf.read(str(backup))
     data["minio"]["objects"][0]["path"] = bad_path
     with pytest.raises(RatBackupError) as err:
-        mf.expected_files(data)
+        mf.expected_files(data, str(backup))
     assert "unsafe path" in err.value.msg
+
+
+def test_verify_when_renamed_backup_has_unsafe_path_then_error_names_its_directory(backup, tmp_path):
+    data = mf.read(str(backup))
+    data["name"] = "19990101_000000"
+    data["minio"]["objects"][0]["path"] = "/etc/hostname"
+    with pytest.raises(RatBackupError) as err:
+        mf.verify(str(backup), data, "quick")
+    assert err.value.msg.startswith("backup %s: unsafe path '/etc/hostname'" % backup)
+    assert "19990101_000000" not in err.value.msg
 
 
 def test_read_when_manifest_garbage_then_error_names_file(backup):

@@ -159,7 +159,7 @@ def test_upload_when_file_changes_after_planning_fails_naming_it(client, tmp_pat
         return handle
 
     monkeypatch.setattr(os, "fdopen", grown)
-    with pytest.raises(RatBackupError, match="changed while it was uploaded"):
+    with pytest.raises(RatBackupError, match=r"s3://bkt/k .* changed since it was verified"):
         mirror.run()
     monkeypatch.undo()
     assert "Contents" not in client.list_objects_v2(Bucket="bkt")

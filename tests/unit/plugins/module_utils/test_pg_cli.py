@@ -113,11 +113,6 @@ def test_restore_argv_when_parallel_without_clean_from_stdin():
                     "--no-password", "--jobs=4"]
 
 
-def test_mask_when_secret_inside_argument_replaces_it():
-    assert pg_client.mask(["a", f"--dbname=postgresql://rat:{SECRET}@h/db"], [SECRET, None]) == \
-        ["a", "--dbname=postgresql://rat:********@h/db"]
-
-
 @pytest.mark.parametrize("text,key", [("15.18", (15,)), ("9.6.24", (9, 6)), ("16", (16,)), ("17beta1", (17,))])
 def test_version_key_when_parsed_gives_major(text, key):
     assert pg_client.version_key(text) == key
