@@ -136,6 +136,11 @@ options:
   s3_secret_key:
     description: Secret key of the S3 target. Never logged.
     type: str
+  s3_session_token:
+    description:
+      - Session token of temporary credentials (STS) for the S3 target, with O(s3_access_key) and
+        O(s3_secret_key). Never logged or returned.
+    type: str
   s3_region:
     description: Region of the S3 target.
     type: str
