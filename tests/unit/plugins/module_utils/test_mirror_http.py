@@ -22,7 +22,9 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
     options as mirror_options)
 
-PORT = int(os.environ.get("RAT_TEST_MIRROR_HTTP_PORT", "20851"))
+# Each pytest-xdist worker (gw0, gw1, ...) runs its own server: two on one port would leave
+# ThreadedMotoServer.start() waiting forever for a server that could not bind.
+PORT = int(os.environ.get("RAT_TEST_MIRROR_HTTP_PORT", "20851")) + 2 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 URL = "http://127.0.0.1:%d" % PORT
 TRICKY = ["a", "a/b", "../evil", "/lead", "dbl//slash", "space name/ü.txt", "q?x=1&y#z", "pct%41", "~t"]
 

@@ -19,7 +19,9 @@ from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 
-PORT = int(os.environ.get("RAT_TEST_S3_HTTP_PORT", "20850"))
+# Each pytest-xdist worker (gw0, gw1, ...) runs its own server: two on one port would leave
+# ThreadedMotoServer.start() waiting forever for a server that could not bind.
+PORT = int(os.environ.get("RAT_TEST_S3_HTTP_PORT", "20850")) + 2 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 URL = "http://127.0.0.1:%d" % PORT
 KEYS = ["plain.txt", "a b/c+d=e&f?g#h", "dir/ünïcødé/ключ", "..", "dir//double", "~tilde/%25percent", "ctl\x01char"]
 
