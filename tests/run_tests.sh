@@ -236,23 +236,19 @@ run_lint() {
     return "$rc"
 }
 
-run_sanity_lowest() {
-    local rc=0
+# A stage again on the lowest supported ansible-core: "$1" is sanity or units.
+run_on_lowest() {
+    local stage="$1-lowest" rc=0
     ANSIBLE_TEST_VENV="$LOWEST_VENV"
-    run_sanity sanity-lowest || rc=$?
+    "run_$1" "$stage" || rc=$?
     ANSIBLE_TEST_VENV="$VENV"
-    detail[sanity-lowest]="ansible-core $("$LOWEST_VENV/bin/python" -c 'import ansible; print(ansible.__version__)'): ${detail[sanity-lowest]}"
+    detail[$stage]="ansible-core $("$LOWEST_VENV/bin/python" -c 'import ansible; print(ansible.__version__)'): ${detail[$stage]}"
     return "$rc"
 }
 
-run_units_lowest() {
-    local rc=0
-    ANSIBLE_TEST_VENV="$LOWEST_VENV"
-    run_units units-lowest || rc=$?
-    ANSIBLE_TEST_VENV="$VENV"
-    detail[units-lowest]="ansible-core $("$LOWEST_VENV/bin/python" -c 'import ansible; print(ansible.__version__)'): ${detail[units-lowest]}"
-    return "$rc"
-}
+run_sanity_lowest() { run_on_lowest sanity; }
+
+run_units_lowest() { run_on_lowest units; }
 
 run_package() {
     local out="$work/package.log" rc=0 passed failed
