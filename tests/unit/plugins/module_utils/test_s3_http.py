@@ -93,7 +93,7 @@ def test_get_when_key_missing_raises_what_s3_translate_reads_as_not_found(bucket
     assert "missing" in error.msg and error.details["error_code"] == "NoSuchKey"
 
 
-def test_get_when_bucket_missing_raises_no_such_bucket():
+def test_get_when_bucket_missing_raises_no_such_bucket(server):
     with pytest.raises(s3.sdk_errors()) as caught:
         list(transport().list_objects("no-such-bucket-here"))
     assert s3.error_code(caught.value) == "NoSuchBucket"
