@@ -150,6 +150,18 @@ class Mirror:
             raise RatBackupError("bucket {0!r} does not exist on {1} (set create_buckets to create it)".format(
                 bucket, self.dest_endpoint.name), endpoint=self.dest_endpoint.name, bucket=bucket)
 
+    def put_checked(self, reader, bucket, key, size, sha256, extra_args):
+        """Every upload of a mirror: sent (or completed) only once ``reader`` proved its bytes.
+
+        ``reader`` is an integrity.HashingReader over the source of the object; ``sha256`` (the
+        expected one, or None) also goes to the server, which rejects a body that differs from it.
+        """
+        if self.dest_http is not None and size <= s3.PART_SIZE:
+            body = reader.read(size)
+            self.dest_http.put_object(bucket, key, body, reader.finish(), extra_args)
+        else:
+            s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
+
     def transfer(self, items, work, done=None, journal=None):
         """Run ``work`` on every item in the pool, counting each finished transfer."""
         def record(entry):

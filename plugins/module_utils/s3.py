@@ -351,16 +351,6 @@ def get_object(client, endpoint, bucket, key, version_id=None, missing_ok=False)
         raise translate(exc, endpoint, "reading", bucket, key)
 
 
-def put_object(client, endpoint, body, bucket, key, size, extra_args):
-    """Write ``body`` (a file object of ``size`` bytes): one request, or parts of PART_SIZE."""
-    with translated(endpoint, "writing", bucket, key):
-        if size <= PART_SIZE:
-            client.put_object(Bucket=bucket, Key=key, Body=body, **extra_args)
-        else:
-            with _LARGE:
-                client.upload_fileobj(body, bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
-
-
 def put_checked(client, endpoint, reader, bucket, key, size, extra_args, sha256=None):
     """Write the ``size`` bytes of ``reader`` (integrity.HashingReader) only if they are the expected ones.
 

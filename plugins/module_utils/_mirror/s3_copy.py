@@ -5,13 +5,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import tempfile
 
-from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import fs, integrity, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan
+
+_MD5 = re.compile("[0-9a-f]{32}")
 
 
 class S3Copy:
@@ -65,19 +68,48 @@ class S3Copy:
             s3.copy_object(m.dest_client, m.dest_endpoint, source, bucket, key, entry.size)
             return entry
         # Across endpoints the bytes pass through a local spool file: bounded memory, and a
-        # dropped source stream never becomes a truncated destination object.
+        # dropped source stream never becomes a truncated destination object. The spool is hashed
+        # as it is written and uploaded through the same check as a restore's files, so only the
+        # bytes the source served (and their sha256, sent to the server) can complete the object.
         with tempfile.TemporaryFile(prefix="rat-mirror-") as spool:
-            try:
-                with s3.translated(m.src_endpoint, "reading", entry.bucket, entry.key):
-                    response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key,
-                                             entry.version_id)
-                    for chunk in response["Body"].iter_chunks(fs.CHUNK):
-                        spool.write(chunk)
-            except OSError as exc:
-                raise RatBackupError("cannot spool {0}/{1}: {2}".format(entry.bucket, entry.key, exc.strerror))
-            if spool.tell() != entry.size and not entry.version_id:
+            response, size, sha256 = self._spool(entry, spool)
+            if size != entry.size:
+                if entry.version_id:
+                    raise RatBackupError(f"s3://{entry.bucket}/{entry.key} version {entry.version_id} was listed with "
+                                         f"{entry.size} bytes but {size} were read; nothing written to "
+                                         f"s3://{bucket}/{key}", bucket=entry.bucket, key=entry.key)
                 m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "modified"})
             spool.seek(0)
             entry.take_response(response)
-            s3.put_object(m.dest_client, m.dest_endpoint, spool, bucket, key, entry.size, entry.extra_args())
+            entry.size, entry.sha256 = size, sha256
+            reader = integrity.HashingReader(spool, f"s3://{bucket}/{key} (spooled from s3://{entry.bucket}/{entry.key})",
+                                             size, sha256)
+            m.put_checked(reader, bucket, key, size, sha256, entry.extra_args())
         return entry
+
+    def _spool(self, entry, spool):
+        """(GET response, size, sha256) of the source object written to ``spool``.
+
+        Refuses bytes that differ from the MD5 the source's ETag states (single-part objects
+        without SSE-KMS/SSE-C, whose ETag is no MD5), so damage on the way is never passed on.
+        """
+        m = self.mirror
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(), 0
+        try:
+            with s3.translated(m.src_endpoint, "reading", entry.bucket, entry.key):
+                response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key, entry.version_id)
+                for chunk in response["Body"].iter_chunks(fs.CHUNK):
+                    spool.write(chunk)
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            raise RatBackupError(f"cannot spool {entry.bucket}/{entry.key}: {exc.strerror}")
+        etag = (response.get("ETag") or "").strip('"')
+        plain = not (response.get("SSECustomerAlgorithm") or
+                     str(response.get("ServerSideEncryption") or "").startswith("aws:kms"))
+        if plain and _MD5.fullmatch(etag) and etag != md5.hexdigest():
+            raise RatBackupError(f"s3://{entry.bucket}/{entry.key}: the bytes read have MD5 {md5.hexdigest()} but the "
+                                 f"server's ETag is {etag}; damaged on the way, nothing written",
+                                 bucket=entry.bucket, key=entry.key)
+        return response, size, sha256.hexdigest()

@@ -87,20 +87,10 @@ class Upload:
             with os.fdopen(fd, "rb") as handle:
                 reader = integrity.HashingReader(handle, "s3://{0}/{1} ({2})".format(entry.bucket, entry.key, path),
                                                  entry.size, entry.sha256)
-                if m.dest_http is not None and entry.size <= s3.PART_SIZE:
-                    self._put_whole(reader, entry)
-                else:
-                    s3.put_checked(m.dest_client, m.dest_endpoint, reader, entry.bucket, entry.key, entry.size,
-                                   entry.extra_args(), entry.sha256)
+                m.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
         except OSError as exc:
             raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
         return entry
-
-    def _put_whole(self, reader, entry):
-        """One signed PUT of the whole file, sent only once its bytes matched the manifest, with their sha256."""
-        body = reader.read(entry.size)
-        sha256 = reader.finish()
-        self.mirror.dest_http.put_object(entry.bucket, entry.key, body, sha256, entry.extra_args())
 
     def _local_sources(self):
         """Entries to upload (with ``relpath`` under src) and {bucket: versioned} from the manifest."""

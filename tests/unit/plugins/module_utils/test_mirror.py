@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import email.utils
 import hashlib
+import io
 import json
 import os
 import time
 
+import botocore.response
 import pytest
 from moto import mock_aws
 
@@ -19,6 +22,8 @@ from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
+from ansible_collections.rat.backup.plugins.module_utils._mirror import s3_copy as mirror_s3_copy
+from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import Journal, read_manifest
 from ansible_collections.rat.backup.plugins.module_utils import s3
@@ -371,6 +376,26 @@ def test_upload_when_file_differs_from_manifest_uploads_nothing(client, tmp_path
     assert "Contents" not in client.list_objects_v2(Bucket="restored")
 
 
+@pytest.mark.parametrize("size", [3000, 2 * (5 << 20) + 1000], ids=["one-put", "multipart"])
+def test_upload_when_file_rewritten_same_size_after_plan_then_refused_and_no_object(client, tmp_path, monkeypatch, size):
+    monkeypatch.setattr(s3, "PART_SIZE", 5 << 20)
+    bucket(client, "rat", {"k": os.urandom(size)})
+    download(client, tmp_path / "minio")
+    client.delete_object(Bucket="rat", Key="k")
+    path = tmp_path / "minio" / "rat" / "k"
+    real = mirror_upload.Upload.put
+
+    def rewritten_after_plan(self, entry):
+        path.write_bytes(os.urandom(size))
+        return real(self, entry)
+
+    monkeypatch.setattr(mirror_upload.Upload, "put", rewritten_after_plan)
+    with pytest.raises(RatBackupError, match=r"^s3://rat/k \(.*\) changed since it was verified: the bytes read have"):
+        upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "minio.json"))
+    assert "Contents" not in client.list_objects_v2(Bucket="rat")
+    assert client.list_multipart_uploads(Bucket="rat").get("Uploads", []) == []
+
+
 def test_upload_when_manifest_path_escapes_refuses(client, tmp_path):
     (tmp_path / "minio").mkdir()
     (tmp_path / "m.json").write_text(json.dumps({"objects": [
@@ -459,6 +484,71 @@ def test_s3_copy_when_rerun_skips_and_delete_removes(client):
     assert client.head_object(Bucket="dst", Key="b/c")["Metadata"] == {"k": "v"}
     again = mr.Mirror(opts, client, client).run()
     assert (again["copied"], again["changed"]) == (0, False)
+
+
+def across_endpoints(monkeypatch):
+    """S3 -> S3 through the spool file (moto is one service: pretend the sides are two)."""
+    monkeypatch.setattr(s3.Endpoint, "same_service", lambda self, other: False)
+
+
+def rewrite_spool_after_check(monkeypatch, offset):
+    """The spool file gets other bytes (same size) after it was hashed, before it is uploaded."""
+    real = mirror_s3_copy.S3Copy._spool
+
+    def spool_then_rewrite(self, entry, spool):
+        result = real(self, entry, spool)
+        spool.seek(offset)
+        byte = spool.read(1)
+        spool.seek(offset)
+        spool.write(bytes([byte[0] ^ 1]))
+        return result
+
+    monkeypatch.setattr(mirror_s3_copy.S3Copy, "_spool", spool_then_rewrite)
+
+
+def test_s3_copy_when_across_endpoints_then_spooled_bytes_attributes_and_checksum_sent(client, monkeypatch):
+    across_endpoints(monkeypatch)
+    body = os.urandom(3000)
+    bucket(client, "src", {"k": body}, ContentType="text/csv", Metadata={"k": "v"})
+    bucket(client, "dst", {})
+    sent = []
+    client.meta.events.register("before-send.s3.PutObject", lambda request, **_kw: sent.append(request.headers))
+    result = mr.Mirror(options(src="s3://src", dest="s3://dst"), client, client).run()
+    assert (result["copied"], result["bytes"]) == (1, 3000)
+    stored = client.get_object(Bucket="dst", Key="k")
+    assert (stored["Body"].read(), stored["ContentType"], stored["Metadata"]) == (body, "text/csv", {"k": "v"})
+    checksums = [h["x-amz-checksum-sha256"] for h in sent if "x-amz-checksum-sha256" in h]
+    assert checksums == [base64.b64encode(hashlib.sha256(body).digest())]
+
+
+@pytest.mark.parametrize("size", [3000, 2 * (5 << 20) + 1000], ids=["one-put", "multipart"])
+def test_s3_copy_when_spool_changes_after_check_then_refused_and_no_object(client, monkeypatch, size):
+    across_endpoints(monkeypatch)
+    monkeypatch.setattr(s3, "PART_SIZE", 5 << 20)
+    bucket(client, "src", {"k": os.urandom(size)})
+    bucket(client, "dst", {"old": b"x"})
+    rewrite_spool_after_check(monkeypatch, size - 1)
+    with pytest.raises(RatBackupError, match=r"^s3://dst/k \(spooled from s3://src/k\) changed since it was verified"):
+        mr.Mirror(options(src="s3://src", dest="s3://dst"), client, client).run()
+    assert [o["Key"] for o in client.list_objects_v2(Bucket="dst")["Contents"]] == ["old"]
+    assert client.list_multipart_uploads(Bucket="dst").get("Uploads", []) == []
+
+
+def test_s3_copy_when_source_bytes_differ_from_its_etag_then_refused_and_no_object(client, monkeypatch):
+    across_endpoints(monkeypatch)
+    bucket(client, "src", {"k": b"abc" * 100})
+    bucket(client, "dst", {})
+    real = s3.get_object
+
+    def damaged(*args, **kwargs):
+        response = real(*args, **kwargs)
+        response["Body"] = botocore.response.StreamingBody(io.BytesIO(b"abd" * 100), 300)
+        return response
+
+    monkeypatch.setattr(s3, "get_object", damaged)
+    with pytest.raises(RatBackupError, match=r"^s3://src/k: the bytes read have MD5 .* damaged on the way"):
+        mr.Mirror(options(src="s3://src", dest="s3://dst"), client, client).run()
+    assert "Contents" not in client.list_objects_v2(Bucket="dst")
 
 
 @pytest.mark.parametrize("overrides, message", [

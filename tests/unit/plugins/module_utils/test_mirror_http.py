@@ -20,7 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa:
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
-    options as mirror_options)
+    across_endpoints, options as mirror_options, rewrite_spool_after_check)
 
 # Each pytest-xdist worker (gw0, gw1, ...) runs its own server: two on one port would leave
 # ThreadedMotoServer.start() waiting forever for a server that could not bind.
@@ -165,6 +165,17 @@ def test_upload_when_file_changes_after_planning_fails_naming_it(client, tmp_pat
         mirror.run()
     monkeypatch.undo()
     assert "Contents" not in client.list_objects_v2(Bucket="bkt")
+
+
+def test_s3_copy_when_spool_changes_after_check_then_http_put_refused(client, monkeypatch):
+    across_endpoints(monkeypatch)
+    fill(client, "src", {"k": os.urandom(4000)})
+    fill(client, "dst", {})
+    rewrite_spool_after_check(monkeypatch, 0)
+    mirror = mr.Mirror(options(src="s3://src", dest="s3://dst"), client, client, dest_http=http())
+    with pytest.raises(RatBackupError, match=r"^s3://dst/k \(spooled from s3://src/k\) changed since it was verified"):
+        mirror.run()
+    assert objects_of(client, "dst") == {}
 
 
 def test_download_when_object_larger_than_a_part_fetches_ranges_in_parallel(client, tmp_path, monkeypatch):
