@@ -3,6 +3,8 @@
 #   lab/docker.sh up     start dockerd on unix:///run/rat-backup-lab/docker.sock (if not running),
 #                        wait until it answers, build rat-lab/postgres:15 if missing
 #   lab/docker.sh image  (re)build rat-lab/postgres:15 from the host's PostgreSQL 15 packages
+#   lab/docker.sh ee-base  (re)build rat-lab/ee-base:local, a base for the execution environment,
+#                        from the host's Python 3.11 and PostgreSQL 15 client (tests/ee_image.sh)
 #   lab/docker.sh down   stop the dockerd this script started (by its pid) and its containers
 # The daemon has no bridge and no iptables rules: containers run with --network host only, so
 # nothing leaves loopback. Its data lives in .lab/docker/data, its runtime state in
@@ -56,6 +58,21 @@ image() {
     lab_log "built $RAT_LAB_PG_IMAGE"
 }
 
+ee_base() {
+    local ctx="$RAT_LAB_STATE/docker/ee-base"
+    answers || lab_die "dockerd is not running: lab/docker.sh up"
+    lab_log "building rat-lab/ee-base:local from the host's Python 3.11 and PostgreSQL 15 client"
+    rm -rf "$ctx"
+    install -d -m 0700 "$ctx"
+    "$RAT_LAB_REPO/lab/ee-base/rootfs.sh" "$ctx/rootfs"
+    cp "$RAT_LAB_REPO/lab/ee-base/Dockerfile" "$ctx/Dockerfile"
+    # Its one RUN (a venv) needs no network; there is no bridge, so it gets the host's.
+    DOCKER_BUILDKIT=0 dk build --network host --tag rat-lab/ee-base:local "$ctx" >"$RAT_LAB_STATE/docker/ee-base.log" 2>&1 \
+        || lab_die "image build failed, see $RAT_LAB_STATE/docker/ee-base.log"
+    rm -rf "$ctx"
+    lab_log "built rat-lab/ee-base:local"
+}
+
 down() {
     local pid ids i
     if ! pid="$(lab_live_pid "$pidfile")"; then
@@ -80,6 +97,7 @@ down() {
 case "${1:-}" in
     up) up ;;
     image) image ;;
+    ee-base) ee_base ;;
     down) down ;;
-    *) lab_die "usage: lab/docker.sh up|image|down" ;;
+    *) lab_die "usage: lab/docker.sh up|image|ee-base|down" ;;
 esac

@@ -16,20 +16,9 @@ set -euo pipefail
 src="$(cd "$1" && pwd)"
 work="$2"
 bin="$(dirname "$(command -v ansible-doc)")"
-passed=0
-failed=0
 
-check() {
-    local name="$1" out
-    shift
-    if out="$("$@" 2>&1)"; then
-        passed=$((passed + 1))
-        printf 'ok    %s\n' "$name"
-    else
-        failed=$((failed + 1))
-        printf 'FAIL  %s\n%s\n' "$name" "$(printf '%s\n' "$out" | tail -n 30 | sed 's/^/      /')"
-    fi
-}
+# shellcheck source=tests/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 # Runs "$@" and fails when it fails, prints nothing or prints an Ansible warning.
 quiet_ok() {

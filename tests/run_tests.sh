@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test runner behind `make test` (and `make sanity|units|integration|lint`).
 #
-#   tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|sanity-lowest|units-lowest ...
+#   tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|ee|sanity-lowest|units-lowest ...
 #
 # Supported ansible-core is the range in requirements.txt: sanity, units, integration and lint run
 # on the highest (the .venv lab/deps.sh fills), sanity-lowest and units-lowest on the lowest
 # (.venv-lowest, the same requirements with ansible-core pinned to the range's first minor).
 # package builds the release tarball, installs it into an empty path and reads every module,
 # role and playbook from there (tests/package.sh); it also lints the changelog and makes the
-# execution environment's build context.
+# execution environment's build context. ee builds the execution environment image on a base made
+# from this host's packages and runs the backup playbook inside it (tests/ee_image.sh; lab with Docker).
 #
 # ansible-test only works on a collection that sits at .../ansible_collections/<ns>/<name> and is
 # a git repository, so the runner copies this checkout's files (tracked, plus untracked ones that
@@ -33,12 +34,12 @@ stages=()
 for arg in "$@"; do
     case "$arg" in
         --lab) with_lab=1 ;;
-        all) stages+=(sanity units sanity-lowest units-lowest integration lint package) ;;
-        sanity | units | integration | lint | package | sanity-lowest | units-lowest) stages+=("$arg") ;;
-        *) die "unknown argument: $arg (usage: tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|sanity-lowest|units-lowest ...)" ;;
+        all) stages+=(sanity units sanity-lowest units-lowest integration lint package ee) ;;
+        sanity | units | integration | lint | package | ee | sanity-lowest | units-lowest) stages+=("$arg") ;;
+        *) die "unknown argument: $arg (usage: tests/run_tests.sh [--lab] all|sanity|units|integration|lint|package|ee|sanity-lowest|units-lowest ...)" ;;
     esac
 done
-((${#stages[@]})) || die "no stage given (all, sanity, units, integration, lint, package, sanity-lowest, units-lowest)"
+((${#stages[@]})) || die "no stage given (all, sanity, units, integration, lint, package, ee, sanity-lowest, units-lowest)"
 [[ -x "$VENV/bin/ansible-test" ]] || die "$VENV/bin/ansible-test missing: run lab/deps.sh all (make deps)"
 if [[ " ${stages[*]} " == *-lowest* ]]; then
     [[ -x "$LOWEST_VENV/bin/ansible-test" ]] || die "$LOWEST_VENV/bin/ansible-test missing: run lab/deps.sh all (make deps)"
@@ -250,20 +251,25 @@ run_sanity_lowest() { run_on_lowest sanity; }
 
 run_units_lowest() { run_on_lowest units; }
 
-run_package() {
-    local out="$work/package.log" rc=0 passed failed
-    "$REPO/tests/package.sh" "$dest" "$work/package" 2>&1 | tee "$out" || rc=$?
-    read -r passed failed < <(sed -n 's/^package: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$out" | tail -n1)
+# A stage run by a script that prints "<stage>: N passed, N failed" last (tests/package.sh, tests/ee_image.sh).
+run_counted() {
+    local stage="$1" script="$2" out="$work/$1.log" rc=0 passed failed
+    "$REPO/tests/$script" "$dest" "$work/$stage" 2>&1 | tee "$out" || rc=$?
+    read -r passed failed < <(sed -n "s/^$stage: \\([0-9]*\\) passed, \\([0-9]*\\) failed\$/\\1 \\2/p" "$out" | tail -n1)
     passed="${passed:-0}"
     failed="${failed:-1}"
     if ((rc != 0 && failed == 0)); then
         failed=1
     fi
-    detail[package]="$passed checks passed, $failed failed"
+    detail[$stage]="$passed checks passed, $failed failed"
     total_passed=$((total_passed + passed))
     total_failed=$((total_failed + failed))
     return "$rc"
 }
+
+run_package() { run_counted package package.sh; }
+
+run_ee() { run_counted ee ee_image.sh; }
 
 if ((with_lab)); then
     if ! "$REPO/lab/status.sh" >/dev/null; then
