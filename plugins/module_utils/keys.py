@@ -12,6 +12,7 @@ and only the manifest knows its real name. Bucket names never start with ``.``, 
 from __future__ import annotations
 
 import bisect
+import collections
 import hashlib
 import posixpath
 import re
@@ -52,6 +53,14 @@ def escaped_relpath(bucket, key):
     return posixpath.join(ESCAPE_DIR, bucket, digest)
 
 
+def relpath_of(bucket, base, prefix, key, is_directory):
+    """The local path of ``key``: plain when it can be, else escaped (see KeyMapper)."""
+    rel = key[len(prefix):] if prefix and key.startswith(prefix) else key
+    if is_plain_relpath(rel) and not is_directory:
+        return posixpath.join(base, rel) if base else rel
+    return escaped_relpath(bucket, key)
+
+
 class KeyMapper:
     """Assigns local paths to the keys of one bucket.
 
@@ -59,7 +68,8 @@ class KeyMapper:
     holds a single bucket's keys) and ``prefix`` the part of every key the mirror strips.
     A key that is also the "directory" of another key (``a`` next to ``a/b``) is escaped, so the
     tree under ``a/`` stays browsable. That needs every key of the bucket: they are kept sorted
-    (references only, 8 bytes a key) and searched by bisection.
+    (references only, 8 bytes a key) and searched by bisection. ``sorted_relpaths`` does the same
+    for a stream in key order without holding it.
     """
 
     def __init__(self, bucket, base, prefix="", keys=()):
@@ -68,16 +78,42 @@ class KeyMapper:
         self.prefix = prefix
         self._sorted = sorted(keys)
 
-    def _relative(self, key):
-        return key[len(self.prefix):] if self.prefix and key.startswith(self.prefix) else key
-
     def _is_directory(self, key):
         marker = key + "/"
         index = bisect.bisect_left(self._sorted, marker)
         return index < len(self._sorted) and self._sorted[index].startswith(marker)
 
     def relpath(self, key):
-        rel = self._relative(key)
-        if is_plain_relpath(rel) and not self._is_directory(key):
-            return posixpath.join(self.base, rel) if self.base else rel
-        return escaped_relpath(self.bucket, key)
+        return relpath_of(self.bucket, self.base, self.prefix, key, self._is_directory(key))
+
+
+def sorted_relpaths(bucket, base, prefix, items, key_of):
+    """(item, relpath) for ``items`` in ascending key order (as S3 lists them), as KeyMapper maps them.
+
+    Whether a key is the directory of another is known once a later key settles it: the keys
+    between ``k`` and the first ``k/...`` all start with ``k`` and a character below "/"
+    (``k-1``, ``k.tmp``), so only keys that are prefixes of the latest one are still open and
+    items wait only behind those (usually none).
+    """
+    waiting = collections.deque()  # [item, key, is_directory or None], in key order
+    open_slots = []
+    for item in items:
+        key = key_of(item)
+        still_open = []
+        for slot in open_slots:
+            earlier = slot[1]
+            if key.startswith(earlier + "/"):
+                slot[2] = True
+            elif key.startswith(earlier) and key[len(earlier)] < "/":
+                still_open.append(slot)
+            else:
+                slot[2] = False
+        slot = [item, key, None]
+        still_open.append(slot)
+        open_slots = still_open
+        waiting.append(slot)
+        while waiting and waiting[0][2] is not None:
+            done = waiting.popleft()
+            yield done[0], relpath_of(bucket, base, prefix, done[1], done[2])
+    for slot in waiting:
+        yield slot[0], relpath_of(bucket, base, prefix, slot[1], bool(slot[2]))

@@ -162,22 +162,20 @@ class Mirror:
         else:
             s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
 
-    def transfer(self, items, work, done=None, journal=None):
+    def transfer(self, items, work, total=None):
         """Run ``work`` on every item in the pool, counting each finished transfer."""
         def record(entry):
-            if entry is None:
-                return
-            if done is not None:
-                done.append(entry)
-            if journal is not None:
-                journal.add(entry)
-            self.stats["copied"] += 1
-            self.stats["bytes"] += entry.size
+            if entry is not None:
+                self.count_copied(entry)
 
-        def progress(finished, total):
-            self.log("bucket_mirror: {0}/{1} objects, {2} bytes copied".format(finished, total, self.stats["bytes"]))
+        pool.run_all(items, work, record, self.concurrency, self.progress, total)
 
-        pool.run_all(items, work, record, self.concurrency, progress)
+    def count_copied(self, entry):
+        self.stats["copied"] += 1
+        self.stats["bytes"] += entry.size
+
+    def progress(self, finished, total):
+        self.log("bucket_mirror: {0}/{1} objects, {2} bytes copied".format(finished, total, self.stats["bytes"]))
 
     def delete_dest(self, labels):
         """Delete ``bucket/key`` labels on the destination S3 side."""

@@ -22,12 +22,28 @@ from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR, KeyMapper
+from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
+from ansible_collections.rat.backup.plugins.module_utils._mirror import merge
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
+from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror import ranged
 from ansible_collections.rat.backup.plugins.module_utils._mirror.ranged import StreamBroken as _StreamBroken
-from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan, iso, now_iso, to_ms
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import iso, now_iso, to_ms
+
+
+def _key_of(entry):
+    return entry.key
+
+
+def _first(item):
+    return item[0]
+
+
+def _same(known, listed):
+    """The listing describes the object ``known`` describes: same size, ETag and version id."""
+    return (known.size, known.etag, known.version_id) == (listed.size, listed.etag, listed.version_id)
 
 
 def _is_network_error(exc):
@@ -42,7 +58,7 @@ class Download:
         self.options = mirror.options
         self.tree = local_tree.LocalTree(mirror.dest.path)
         self.manifest_path = self.options.get("manifest")
-        self._plan = Plan()
+        self._plan = None
         self.header = None
         self.buckets = None
         self.link_tree = None
@@ -51,11 +67,8 @@ class Download:
         self.sync_at_end = layout.has_syncfs()
 
     def plan(self):
-        m, o, tree, plan = self.mirror, self.options, self.tree, self._plan
-        manifest_path = self.manifest_path
-        previous, manifest_complete = self._previous_state()
-        linkable, link_tree = self._link_candidates()
-        self.link_tree = link_tree
+        m, o = self.mirror, self.options
+        self.link_tree = self._link_tree()
         buckets = self.buckets = m.source_buckets()
         header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": m.src_endpoint.name,
                                 "listed_at": now_iso(), "buckets": {}}
@@ -63,75 +76,141 @@ class Download:
             header["versions_as_of"] = iso(m.as_of)
         if m.src.single_bucket:
             header["prefix"] = m.src.prefix
-        expected = set()
-        unknown = []
         versioning = m.pin(buckets)
         if m.consistency is not None:
             header["consistency"] = m.consistency
         for bucket in buckets:
-            versioned = versioning[bucket]
-            header["buckets"][bucket] = {"versioned": versioned}
-            entries = m.lister.entries(bucket, versioned, previous, linkable)
-            mapper = KeyMapper(bucket, "" if m.src.single_bucket else bucket, m.src.prefix,
-                               [e.key for e in entries])
-            for index, entry in enumerate(entries):
-                entries[index] = None
-                relpath = mapper.relpath(entry.key)
-                if o.get("delete"):
-                    expected.add(relpath)
-                before = previous.pop((bucket, entry.key), None)
-                if before is entry:
-                    if before.relpath == relpath and tree.matches(before):
-                        plan.keep.append(before)
-                        continue
-                    entry = entry.listed()
-                if linkable.get((bucket, entry.key)) is entry:
-                    # The previous mirror's Entry, reused by the listing: same size, ETag and version id.
-                    if local_tree.is_same_size_file(link_tree.path(entry.relpath), entry.size):
-                        # The relpath in link_dest, not its full path: 100,000 of those are ~20 MB.
-                        # Mostly the new relpath equals it, and then one string serves both.
-                        source = entry.relpath
-                        entry.relpath = source if source == relpath else relpath
-                        plan.link.append((entry, source))
-                        continue
-                    entry = entry.listed()
-                entry.relpath = relpath
-                unseen = before is None and not manifest_path
-                if unseen and local_tree.is_same_size_file(tree.path(entry.relpath), entry.size):
-                    unknown.append(entry)
-                    continue
-                plan.copy.append(entry)
-        linkable = None
-        self._settle_unknown(unknown)
-        if o.get("delete") and os.path.isdir(tree.root):
-            plan.delete = self._local_extras(expected, previous)
-        result = {"plan": plan.summary(), "manifest": manifest_path}
+            header["buckets"][bucket] = {"versioned": versioning[bucket]}
+        unsorted = set()
+        while True:
+            try:
+                manifest_complete = self._merge(versioning, unsorted)
+                break
+            except merge.OutOfOrder as exc:
+                # Not sorted after all (a hand-written manifest, a server that does not sort):
+                # planned again with that stream sorted in memory.
+                self._plan.close()
+                unsorted.add(exc.what)
+        plan = self._plan
+        result = {"plan": plan.summary(), "manifest": self.manifest_path}
         self._check_room()
-        self.changed = bool(plan.copy or plan.link or plan.delete) or (
-            manifest_path is not None and not manifest_complete)
+        self.changed = bool(plan.count("copy") or plan.count("link") or plan.deletes) or (
+            self.manifest_path is not None and not manifest_complete)
         result["changed"] = self.changed
         return result
+
+    def _merge(self, versioning, unsorted):
+        """One pass over the listing, the previous manifest (+ journal) and link_dest's manifest,
+        all in (bucket, key) order, deciding per key; returns whether the previous manifest was complete."""
+        m, o, tree = self.mirror, self.options, self.tree
+        manifest_path = self.manifest_path
+        spool = None if m.check_mode else merge.spool_in(layout.nearest_existing_dir(tree.root), tree.root)
+        plan = self._plan = merge.StreamPlan(spool)
+
+        def ordered(items, what):
+            if what in unsorted:
+                return merge.sorted_unique(items, merge.entry_key)
+            return merge.in_order(items, merge.entry_key, what)
+
+        def listing():
+            for bucket in self.buckets:
+                entries = ordered(m.lister.entries(bucket, versioning[bucket]), "listing")
+                base = "" if m.src.single_bucket else bucket
+                for entry, relpath in keys.sorted_relpaths(bucket, base, m.src.prefix, entries, _key_of):
+                    entry.relpath = relpath
+                    yield entry
+
+        previous, manifest_complete = self._previous(ordered)
+        links = iter(())
+        if self.link_tree is not None:
+            links = ordered(object_manifest.iter_entries(self._link_manifest(), "link_dest_manifest"),
+                            "link_dest_manifest")
+        expected = set() if o.get("delete") else None
+        by_path = {}
+        unknown = []
+        with_previous = merge.join(listing(), previous, merge.entry_key, merge.entry_key)
+        for dummy, pair, link in merge.join(with_previous, links, _first, merge.entry_key):
+            listed, before = pair[1:] if pair is not None else (None, None)
+            if listed is None:
+                if before is not None and expected is not None and before.relpath.startswith(ESCAPE_DIR + "/"):
+                    # Gone from the source: its escaped path is known only from the manifest.
+                    by_path[before.relpath] = before.key
+                continue
+            relpath = listed.relpath
+            if expected is not None:
+                expected.add(relpath)
+            if before is not None and _same(before, listed):
+                if before.relpath == relpath and tree.matches(before):
+                    plan.add("keep", before)
+                    continue
+                entry = before.listed()
+            elif link is not None and _same(link, listed):
+                # The previous mirror's Entry: same size, ETag and version id.
+                if local_tree.is_same_size_file(self.link_tree.path(link.relpath), link.size):
+                    source, link.relpath = link.relpath, relpath
+                    plan.add("link", link, source)
+                    continue
+                entry = link.listed()
+            else:
+                entry = listed
+            entry.relpath = relpath
+            unseen = before is None and not manifest_path
+            if unseen and local_tree.is_same_size_file(tree.path(entry.relpath), entry.size):
+                unknown.append(entry)
+                continue
+            plan.add("copy", entry)
+        self._settle_unknown(unknown)
+        if o.get("delete") and os.path.isdir(tree.root):
+            for relpath in self._local_extras(expected, by_path):
+                plan.add_delete(relpath)
+        return manifest_complete
 
     def apply(self):
         m, tree, plan = self.mirror, self.tree, self._plan
         tree.prepare()
-        self._delete_local(plan.delete)
-        done = list(plan.keep)
+        self._delete_local(plan.deletes)
         journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None,
                                           m.dest.path)
-        try:
-            # Links are not journaled: a rerun links them again from link_dest, as cheaply.
-            for entry, source in plan.link:
+
+        def work(row):
+            action, entry, source = row
+            if action == "link":
                 self._link(entry, self.link_tree.path(source))
-                done.append(entry)
-            m.transfer(plan.copy, self.fetch, done, journal)
+                return row
+            return action, self.fetch(entry), source
+
+        def record(row):
+            action, entry, dummy = row
+            if action == "link":
+                m.stats["linked"] += 1
+            elif entry is not None:
+                # Links are not journaled: a rerun links them again from link_dest, as cheaply.
+                journal.add(entry)
+                m.count_copied(entry)
+
+        def finished():
+            rows = pool.results(plan.spool.rows(), work, record, m.concurrency, m.progress,
+                                plan.count("copy") + plan.count("link"), ready=lambda row: row[0] == "keep")
+            for dummy, entry, dummy in rows:
+                if entry is not None:
+                    yield entry
+            # Before the manifest is renamed into place: it names only files on disk.
+            if self.sync_at_end and (plan.count("copy") or plan.count("link")):
+                layout.sync_tree(tree.root)
+
+        written = False
+        try:
+            if self.manifest_path and self.changed:
+                object_manifest.write_manifest(self.manifest_path, self.header, finished(),
+                                               object_manifest.root_name(m.dest.path))
+                written = True
+            else:
+                for dummy in finished():
+                    pass
         finally:
             journal.close()
-        if self.sync_at_end and (plan.copy or plan.link):
-            layout.sync_tree(tree.root)
-        if self.manifest_path and self.changed:
-            object_manifest.write_manifest(self.manifest_path, self.header, [e for e in done if e is not None],
-                                           object_manifest.root_name(m.dest.path))
+            plan.close()
+        if written:
             journal.remove()
         tree.finish()
 
@@ -139,14 +218,14 @@ class Download:
 
     def _check_room(self):
         """Fail before the first byte is written when the planned downloads cannot fit."""
-        plan = self._plan
-        needed = sum(entry.size for entry in plan.copy) + max(0, self.options.get("min_free_bytes") or 0)
+        copies = self._plan.tallies["copy"]
+        needed = copies.bytes + max(0, self.options.get("min_free_bytes") or 0)
         existing = layout.nearest_existing_dir(self.tree.root)
         free = layout.free_bytes(existing)
         if needed > free:
             raise RatBackupError(
                 "not enough free space in {0}: {1} objects to download need {2} MiB (with min_free_bytes), "
-                "{3} MiB free".format(existing, len(plan.copy), -(-needed // 2 ** 20), free // 2 ** 20),
+                "{3} MiB free".format(existing, copies.count, -(-needed // 2 ** 20), free // 2 ** 20),
                 path=existing, free_bytes=free, required_bytes=needed)
 
     def _settle_unknown(self, entries):
@@ -154,44 +233,45 @@ class Download:
         digests = local_tree.digests(entries, self.tree, self.mirror.concurrency)
         for entry in entries:
             if digests[id(entry)].matches_etag(entry.etag):
-                self._plan.keep.append(entry)
+                self._plan.add("keep", entry)
             else:
                 entry.sha256 = None
-                self._plan.copy.append(entry)
+                self._plan.add("copy", entry)
 
-    def _previous_state(self):
-        """{(bucket, key): Entry} this destination already holds, and whether its manifest was
-        complete (a journal left behind means the last run was interrupted)."""
+    def _previous(self, ordered):
+        """The Entries this destination already holds, in (bucket, key) order, and whether its manifest
+        was complete (a journal left behind means the last run was interrupted; its lines win)."""
         manifest_path = self.manifest_path
-        state = {}
+        stored = iter(())
         complete = False
         if manifest_path and os.path.exists(manifest_path):
-            entries = object_manifest.read_manifest(manifest_path, "manifest")[1]
-            state = {(e.bucket, e.key): e for e in entries}
+            stored = ordered(object_manifest.iter_entries(manifest_path, "manifest"), "manifest")
             complete = True
         journal_path = manifest_path + ".journal" if manifest_path else None
         if journal_path and os.path.exists(journal_path):
-            complete = False
-            for entry in object_manifest.Journal.read(journal_path):
-                state[(entry.bucket, entry.key)] = entry
-        return state, complete
+            # In memory: only what the interrupted run finished, in the order it finished.
+            journaled = merge.sorted_unique(object_manifest.Journal.read(journal_path), merge.entry_key)
+            return (b or a for dummy, a, b in merge.join(stored, journaled, merge.entry_key, merge.entry_key)), False
+        return stored, complete
 
-    def _link_candidates(self):
-        """({(bucket, key): Entry}, LocalTree) of the previous mirror given as link_dest."""
+    def _link_tree(self):
+        """The LocalTree of the previous mirror given as link_dest (None without one)."""
         link_dest = self.options.get("link_dest")
         if not link_dest:
-            return {}, None
+            return None
         link_dest = os.path.abspath(link_dest)
-        manifest = self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(link_dest), "manifest.json")
         if not os.path.isdir(link_dest):
             raise RatBackupError("link_dest {0} is not a directory".format(link_dest), path=link_dest)
-        entries = object_manifest.read_manifest(manifest, "link_dest_manifest")[1]
-        return {(e.bucket, e.key): e for e in entries}, local_tree.LocalTree(link_dest)
+        return local_tree.LocalTree(link_dest)
 
-    def _local_extras(self, expected, previous):
-        """Local files the source no longer has, within the buckets this run mirrors."""
+    def _link_manifest(self):
+        return self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(self.link_tree.root),
+                                                                       "manifest.json")
+
+    def _local_extras(self, expected, by_path):
+        """Local files the source no longer has, within the buckets this run mirrors (``by_path``:
+        the keys of escaped paths the previous manifest names and the source no longer has)."""
         m, tree, buckets = self.mirror, self.tree, self.buckets
-        by_path = {e.relpath: e.key for e in previous.values()}
         own_files = set()
         for path in (self.options.get("manifest"), (self.options.get("manifest") or "") + ".journal"):
             if path and os.path.dirname(os.path.abspath(path)) == tree.root:
@@ -246,7 +326,6 @@ class Download:
         try:
             # Nothing at the path (a fresh backup directory): one link, no temp name and rename.
             os.link(source, tree.path(entry.relpath))
-            self.mirror.stats["linked"] += 1
             return
         except FileExistsError:
             pass

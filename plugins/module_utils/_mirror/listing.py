@@ -40,31 +40,20 @@ class Lister:
         self.use_versions = use_versions
         self.snapshot_window = None
 
-    def entries(self, bucket, versioned, *known):
-        """The objects of one bucket to mirror, as Entries without relpath.
+    def entries(self, bucket, versioned):
+        """The objects of one bucket to mirror, as Entries without relpath, in key order."""
+        for key, size, etag, version, modified in self.listed(bucket, versioned):
+            yield Entry(bucket, key, size, etag, version, to_ms(modified))
 
-        An object that one of the ``known`` maps (the previous run's entries, then link_dest's)
-        already describes with the same size, ETag and version id is returned as that very Entry,
-        so an unchanged 100,000-object bucket is not held in memory twice.
-        """
+    def listed(self, bucket, versioned):
+        """(key, size, ETag, version id, LastModified) of the objects of one bucket to mirror, in key order."""
         if versioned and self.snapshot_window is not None:
-            listed = self._versions(bucket, self.snapshot_window)
-        elif self.as_of is not None:
-            listed = self._versions(bucket, (self.as_of.timestamp(),) * 2)
-        elif versioned and self.use_versions:
-            listed = self._versions(bucket, None)
-        else:
-            listed = self._current(bucket)
-        entries = []
-        for key, size, etag, version, modified in listed:
-            for entries_by_key in known:
-                before = entries_by_key.get((bucket, key))
-                if before is not None and (before.size, before.etag, before.version_id) == (size, etag, version):
-                    entries.append(before)
-                    break
-            else:
-                entries.append(Entry(bucket, key, size, etag, version, to_ms(modified)))
-        return entries
+            return self._versions(bucket, self.snapshot_window)
+        if self.as_of is not None:
+            return self._versions(bucket, (self.as_of.timestamp(),) * 2)
+        if versioned and self.use_versions:
+            return self._versions(bucket, None)
+        return self._current(bucket)
 
     def _current(self, bucket):
         if self.http is not None:
@@ -88,5 +77,10 @@ class Lister:
 
 def dest_objects(client, endpoint, bucket, prefix):
     """{key: (size, etag)} of a destination bucket; empty when it does not exist yet."""
-    return {o["Key"]: (o["Size"], o.get("ETag"))
-            for o in s3.list_objects(client, endpoint, bucket, prefix, missing_ok=True)}
+    return {key: (size, etag) for key, size, etag in dest_listing(client, endpoint, bucket, prefix)}
+
+
+def dest_listing(client, endpoint, bucket, prefix):
+    """(key, size, etag) of a destination bucket in key order; nothing when it does not exist yet."""
+    for o in s3.list_objects(client, endpoint, bucket, prefix, missing_ok=True):
+        yield o["Key"], o["Size"], o.get("ETag")

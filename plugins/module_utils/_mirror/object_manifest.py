@@ -25,9 +25,9 @@ def read_manifest(path, what):
     """
     try:
         with open(path, "r", encoding="utf-8") as handle:
-            header = _read_line_layout(handle, path)
-            if header is not None:
-                return header
+            first = handle.readline()
+            if first.rstrip().endswith('"objects": ['):
+                return json.loads(first.rstrip() + "]}"), list(iter_entries(path, what))
             handle.seek(0)
             document = json.load(handle)
     except OSError as exc:
@@ -42,39 +42,57 @@ def read_manifest(path, what):
     return document, entries
 
 
-def _read_line_layout(handle, path):
-    first = handle.readline()
-    if not first.rstrip().endswith('"objects": ['):
-        return None
-    header = json.loads(first.rstrip() + "]}")
-    entries = []
-    for line in handle:
-        line = line.rstrip()
-        if line == "]}":
-            return header, entries
-        entries.append(Entry.from_manifest(json.loads(line.rstrip(",")), path))
+def iter_entries(path, what):
+    """The Entries of a manifest as read_manifest reads them, one line at a time: in the order
+    written, which for the manifests this collection writes is (bucket, key) order."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            for line in handle:
+                if line.rstrip().endswith('"objects": ['):
+                    break
+            else:
+                handle.close()
+                yield from read_manifest(path, what)[1]
+                return
+            for line in handle:
+                text = line.strip()
+                if text.startswith("]"):
+                    return
+                yield Entry.from_manifest(json.loads(text.rstrip(",")), path)
+    except OSError as exc:
+        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
+    except ValueError as exc:
+        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
     raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
 
 
 def write_manifest(path, header, entries, root_name):
-    """Atomically write an object manifest (0600), one object per line, sorted by bucket and key."""
+    """Atomically write an object manifest (0600), one object per line.
+
+    ``entries`` is any iterable in (bucket, key) order (what planning streams rely on when they
+    read it back); it is consumed while the file is written, never held.
+    """
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, ".{0}.{1}.tmp".format(os.path.basename(path), uuid.uuid4().hex))
-    entries = sorted(entries, key=lambda e: (e.bucket, e.key))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(header, sort_keys=True)[:-1] + ', "objects": [\n')
-            for index, entry in enumerate(entries):
-                handle.write(json.dumps(entry.to_manifest(root_name), sort_keys=True))
-                handle.write(",\n" if index + 1 < len(entries) else "\n")
-            handle.write("]}\n")
+            separator = ""
+            for entry in entries:
+                handle.write(separator + json.dumps(entry.to_manifest(root_name), sort_keys=True))
+                separator = ",\n"
+            handle.write(("\n" if separator else "") + "]}\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         fs.unlink_quietly(tmp)
         raise RatBackupError("cannot write object manifest {0}: {1}".format(path, exc.strerror), path=path)
+    except BaseException:
+        # The entries come from the transfers: a failed run leaves no half manifest behind.
+        fs.unlink_quietly(tmp)
+        raise
 
 
 def root_name(path):

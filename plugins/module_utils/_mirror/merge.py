@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plans as merges of sorted streams: a listing, a manifest and a local tree, one key at a time.
+
+S3 lists keys in UTF-8 byte order and manifests are written in (bucket, key) order. Python orders
+str by code point, which is the same order as their UTF-8 bytes (also for the surrogates
+``surrogatepass`` encodes), so keys are compared as str. A stream that turns out not to be in
+order (a hand-written manifest, a server that does not sort) raises OutOfOrder; the planner then
+plans again with that stream sorted in memory, which is what every plan did before.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import FIRST_KEYS, Entry
+
+_MISSING = object()
+
+
+class OutOfOrder(Exception):
+    """A stream said to be sorted was not; ``what`` names it."""
+
+    def __init__(self, what):
+        super().__init__(what)
+        self.what = what
+
+
+def in_order(items, key, what):
+    """``items`` as they come, checked to be in strictly ascending ``key`` order."""
+    last = _MISSING
+    for item in items:
+        current = key(item)
+        if last is not _MISSING and not last < current:
+            raise OutOfOrder(what)
+        last = current
+        yield item
+
+
+def sorted_unique(items, key):
+    """``items`` sorted by ``key`` in memory, the last of equal keys winning (a dict's rule)."""
+    by_key = {}
+    for item in items:
+        by_key[key(item)] = item
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def join(left, right, left_key, right_key):
+    """(key, left item or None, right item or None) for every key of two ascending streams, in order."""
+    left, right = iter(left), iter(right)
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        ka = left_key(a) if a is not None else None
+        kb = right_key(b) if b is not None else None
+        if b is None or (a is not None and ka < kb):
+            yield ka, a, None
+            a = next(left, None)
+        elif a is None or kb < ka:
+            yield kb, None, b
+            b = next(right, None)
+        else:
+            yield ka, a, b
+            a, b = next(left, None), next(right, None)
+
+
+def entry_key(entry):
+    return entry.bucket, entry.key
+
+
+class Tally:
+    """One kind of planned action: how many, the first FIRST_KEYS labels and the bytes, not the items."""
+
+    __slots__ = ("count", "first", "bytes")
+
+    def __init__(self):
+        self.count = 0
+        self.first = []
+        self.bytes = 0
+
+    def add(self, label, size=0):
+        self.count += 1
+        self.bytes += size
+        if len(self.first) < FIRST_KEYS:
+            self.first.append(label)
+
+    def summary(self, with_bytes=True):
+        result = {"count": self.count, "first": list(self.first)}
+        if with_bytes:
+            result["bytes"] = self.bytes
+        return result
+
+
+class Spool:
+    """Planned items on disk, one JSON line each, read back in the order written.
+
+    A plan of 1,000,000 objects held as Entries needs ~1 GB; spooled it needs one line at a time.
+    ``rows`` is an (action, Entry, detail) triple; the file is unlinked from the start (no leftovers).
+    """
+
+    def __init__(self, directory=None):
+        self.handle = tempfile.TemporaryFile(mode="w+", encoding="utf-8", prefix="rat-mirror-plan-", dir=directory)
+        self.count = 0
+
+    def add(self, action, entry, detail=None):
+        row = [action, detail]
+        row.extend(getattr(entry, name) for name in Entry.__slots__)
+        self.handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.count += 1
+
+    def rows(self):
+        self.handle.flush()
+        self.handle.seek(0)
+        for line in self.handle:
+            row = json.loads(line)
+            yield row[0], Entry(*row[2:]), row[1]
+
+    def close(self):
+        self.handle.close()
+
+
+def spool_in(path, what):
+    """A Spool in ``path``'s directory, or a clear error when it cannot be made."""
+    try:
+        return Spool(path)
+    except OSError as exc:
+        raise RatBackupError(f"cannot make the plan's spool file for {what} in {path}: {exc.strerror}", path=path)
+
+
+class StreamPlan:
+    """A Plan (same summary) whose items go to a Spool in plan order instead of lists.
+
+    ``spool`` is None in check mode: then only the tallies are kept.
+    """
+
+    def __init__(self, spool):
+        self.spool = spool
+        self.tallies = {"copy": Tally(), "link": Tally(), "keep": Tally(), "delete": Tally()}
+        self.deletes = []
+        self.create_buckets = []
+
+    def add(self, action, entry, detail=None):
+        self.tallies[action].add(f"{entry.bucket}/{entry.key}", entry.size)
+        if self.spool is not None:
+            self.spool.add(action, entry, detail)
+
+    def add_delete(self, label):
+        self.tallies["delete"].add(label)
+        self.deletes.append(label)
+
+    def count(self, action):
+        return self.tallies[action].count
+
+    def summary(self):
+        # "copy" would shadow dict.copy in Jinja (result.plan.copy), hence the to_ names.
+        return {"to_copy": self.tallies["copy"].summary(), "to_link": self.tallies["link"].summary(),
+                "to_delete": self.tallies["delete"].summary(with_bytes=False),
+                "unchanged": {"count": self.tallies["keep"].count},
+                "create_buckets": list(self.create_buckets)}
+
+    def close(self):
+        if self.spool is not None:
+            self.spool.close()
