@@ -172,25 +172,29 @@ class Download:
         journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None,
                                           m.dest.path)
 
+        def planned():
+            for row in plan.spool.rows():
+                action, entry, source = row
+                if action == "link":
+                    # In this thread: a link costs less than handing it to a worker.
+                    self._link(entry, self.link_tree.path(source))
+                    m.stats["linked"] += 1
+                yield row
+
         def work(row):
             action, entry, source = row
-            if action == "link":
-                self._link(entry, self.link_tree.path(source))
-                return row
             return action, self.fetch(entry), source
 
         def record(row):
-            action, entry, dummy = row
-            if action == "link":
-                m.stats["linked"] += 1
-            elif entry is not None:
+            entry = row[1]
+            if entry is not None:
                 # Links are not journaled: a rerun links them again from link_dest, as cheaply.
                 journal.add(entry)
                 m.count_copied(entry)
 
         def finished():
-            rows = pool.results(plan.spool.rows(), work, record, m.concurrency, m.progress,
-                                plan.count("copy") + plan.count("link"), ready=lambda row: row[0] == "keep")
+            rows = pool.results(planned(), work, record, m.concurrency, m.progress, plan.count("copy"),
+                                ready=lambda row: row[0] != "copy")
             for dummy, entry, dummy in rows:
                 if entry is not None:
                     yield entry

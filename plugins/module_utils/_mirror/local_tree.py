@@ -86,18 +86,24 @@ def digests(entries, tree, concurrency):
     found = {}
 
     def digest(entry):
-        return entry, local_digest(tree.source_path(entry.relpath))
+        return entry, entry_digest(entry, tree)
 
     def store(result):
         entry, value = result
-        if value.size != entry.size:
-            path = tree.source_path(entry.relpath)
-            raise RatBackupError("{0} is {1} bytes, expected {2}".format(path, value.size, entry.size), path=path)
         found[id(entry)] = value
         entry.sha256 = entry.sha256 or value.sha256
 
     pool.run_all(entries, digest, store, concurrency)
     return found
+
+
+def entry_digest(entry, tree):
+    """LocalDigest of the entry's file under ``tree``; refuses a file whose size is not the entry's."""
+    value = local_digest(tree.source_path(entry.relpath))
+    if value.size != entry.size:
+        path = tree.source_path(entry.relpath)
+        raise RatBackupError("{0} is {1} bytes, expected {2}".format(path, value.size, entry.size), path=path)
+    return value
 
 
 def is_same_size_file(path, size):

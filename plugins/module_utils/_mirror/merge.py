@@ -132,18 +132,20 @@ def spool_in(path, what):
 class StreamPlan:
     """A Plan (same summary) whose items go to a Spool in plan order instead of lists.
 
-    ``spool`` is None in check mode: then only the tallies are kept.
+    ``spool`` is None in check mode: then only the tallies are kept. ``spooled``: the actions
+    whose items are spooled (all when None).
     """
 
-    def __init__(self, spool):
+    def __init__(self, spool, spooled=None):
         self.spool = spool
+        self.spooled = spooled
         self.tallies = {"copy": Tally(), "link": Tally(), "keep": Tally(), "delete": Tally()}
         self.deletes = []
         self.create_buckets = []
 
     def add(self, action, entry, detail=None):
         self.tallies[action].add(f"{entry.bucket}/{entry.key}", entry.size)
-        if self.spool is not None:
+        if self.spool is not None and (self.spooled is None or action in self.spooled):
             self.spool.add(action, entry, detail)
 
     def add_delete(self, label):

@@ -42,6 +42,34 @@ def read_manifest(path, what):
     return document, entries
 
 
+def read_header(path, what):
+    """The header of a manifest (read_manifest's first half) without holding its objects."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            head = []
+            for line in handle:
+                head.append(line)
+                if line.rstrip().endswith('"objects": ['):
+                    break
+            else:
+                handle.close()
+                return read_manifest(path, what)[0]
+            for line in handle:
+                if line.lstrip().startswith("]"):
+                    document = json.loads("".join(head) + line.lstrip() + handle.read())
+                    break
+            else:
+                raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
+    except OSError as exc:
+        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
+    except ValueError as exc:
+        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
+    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
+        document = document["minio"]
+    document.pop("objects", None)
+    return document
+
+
 def iter_entries(path, what):
     """The Entries of a manifest as read_manifest reads them, one line at a time: in the order
     written, which for the manifests this collection writes is (bucket, key) order."""

@@ -14,8 +14,22 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
+from ansible_collections.rat.backup.plugins.module_utils._mirror import merge
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
-from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, Plan
+from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+
+
+def _key_of(entry):
+    return entry.key
+
+
+def _first(item):
+    return item[0]
+
+
+def _nothing(result):
+    """Planning records nothing per file: the plan is what the results say."""
 
 
 class Upload:
@@ -25,58 +39,90 @@ class Upload:
         self.mirror = mirror
         self.options = mirror.options
         self.tree = local_tree.LocalTree(mirror.src.path)
-        self._plan = Plan()
+        self._plan = None
+        self.skipped_files = []
         self.versioning = {}
+        self._tree_entries = None
+        self._rename = False
 
     def plan(self):
-        m, o, plan = self.mirror, self.options, self._plan
-        sources, self.versioning = self._local_sources()
-        buckets = sorted(set(e.bucket for e in sources) | set(self.versioning))
-        for bucket in buckets:
-            if not s3.bucket_exists(m.dest_client, m.dest_endpoint, bucket):
-                m.require_create_buckets(bucket)
-                plan.create_buckets.append(bucket)
-        existing = {b: {} if b in plan.create_buckets else
-                    listing.dest_objects(m.dest_client, m.dest_endpoint, b, m.dest.prefix)
-                    for b in buckets}
-        # With a manifest every file is checked against it before anything is uploaded; without
-        # one only files that may already be there (same size) are worth reading.
-        digests = local_tree.digests([e for e in sources if e.sha256 or
-                                      existing[e.bucket].get(e.key, (None,))[0] == e.size],
-                                     self.tree, m.concurrency)
-        for entry in sources:
-            if id(entry) not in digests:
-                # Unreadable files fail the run here, before the first upload.
-                os.close(local_tree.open_regular(self.tree.source_path(entry.relpath)))
-        by_bucket = {}
-        for entry in sources:
-            by_bucket.setdefault(entry.bucket, []).append(entry)
-        for bucket in buckets:
-            present = existing[bucket]
-            for entry in by_bucket.get(bucket, ()):
-                digest = digests.get(id(entry))
-                if digest is not None and entry.sha256 and digest.sha256 != entry.sha256:
-                    path = self.tree.source_path(entry.relpath)
-                    raise RatBackupError("{0} does not match its manifest (sha256 {1}, manifest {2}); the backup is "
-                                         "damaged, nothing was uploaded".format(path, digest.sha256, entry.sha256),
-                                         path=path)
-                current = present.pop(entry.key, None)
-                if current is not None and digest is not None and current[0] == entry.size and (
-                        (entry.etag is not None and current[1] == entry.etag) or digest.matches_etag(current[1])):
-                    plan.keep.append(entry)
-                else:
-                    plan.copy.append(entry)
-            if o.get("delete"):
-                plan.delete.extend("{0}/{1}".format(bucket, key) for key in sorted(present) if m.filter(key))
-        return {"plan": plan.summary(), "skipped_files": plan.skipped_files,
-                "changed": bool(plan.copy or plan.delete or plan.create_buckets)}
+        m = self.mirror
+        targets, self.versioning = self._targets()
+        buckets = sorted(targets | set(self.versioning))
+        unsorted = set()
+        while True:
+            plan = self._plan = merge.StreamPlan(None if m.check_mode else merge.spool_in(None, "the restore"),
+                                                 spooled=("copy",))
+            try:
+                for bucket in buckets:
+                    if not s3.bucket_exists(m.dest_client, m.dest_endpoint, bucket):
+                        m.require_create_buckets(bucket)
+                        plan.create_buckets.append(bucket)
+                for bucket in buckets:
+                    self._plan_bucket(bucket, unsorted)
+                break
+            except merge.OutOfOrder as exc:
+                # Not in key order (a hand-edited manifest, buckets mapped onto one): planned again
+                # with that stream sorted in memory.
+                plan.close()
+                unsorted.add(exc.what)
+        return {"plan": plan.summary(), "skipped_files": self.skipped_files,
+                "changed": bool(plan.count("copy") or plan.deletes or plan.create_buckets)}
+
+    def _plan_bucket(self, bucket, unsorted):
+        """Decide per key of one destination bucket: the local files (in key order) joined with its listing.
+
+        With a manifest every file is checked against it before anything is uploaded; without one
+        only files that may already be there (same size) are worth reading.
+        """
+        m, plan, tree = self.mirror, self._plan, self.tree
+
+        def ordered(items, key, what):
+            return merge.sorted_unique(items, key) if what in unsorted else merge.in_order(items, key, what)
+
+        sources = ordered(self._sources(bucket), _key_of, "sources")
+        present = iter(()) if bucket in plan.create_buckets else ordered(
+            listing.dest_listing(m.dest_client, m.dest_endpoint, bucket, m.dest.prefix), _first, "destination listing")
+
+        def check(row):
+            dummy, entry, current = row
+            if entry.sha256 or (current is not None and current[1] == entry.size):
+                return row + (local_tree.entry_digest(entry, tree),)
+            # Unreadable files fail the run here, before the first upload.
+            os.close(local_tree.open_regular(tree.source_path(entry.relpath)))
+            return row + (None,)
+
+        rows = pool.results(merge.join(sources, present, _key_of, _first), check, _nothing, m.concurrency,
+                            total=0, ready=lambda row: row[1] is None)
+        for row in rows:
+            key, entry, current = row[:3]
+            if entry is None:
+                if self.options.get("delete") and m.filter(key):
+                    plan.add_delete(f"{bucket}/{key}")
+                continue
+            digest = row[3]
+            if digest is not None and entry.sha256 and digest.sha256 != entry.sha256:
+                path = tree.source_path(entry.relpath)
+                raise RatBackupError("{0} does not match its manifest (sha256 {1}, manifest {2}); the backup is "
+                                     "damaged, nothing was uploaded".format(path, digest.sha256, entry.sha256),
+                                     path=path)
+            if digest is not None:
+                entry.sha256 = entry.sha256 or digest.sha256
+            if current is not None and digest is not None and current[1] == entry.size and (
+                    (entry.etag is not None and current[2] == entry.etag) or digest.matches_etag(current[2])):
+                plan.add("keep", entry)
+            else:
+                plan.add("copy", entry)
 
     def apply(self):
         m, plan = self.mirror, self._plan
-        for bucket in plan.create_buckets:
-            s3.create_bucket(m.dest_client, m.dest_endpoint, bucket, self.versioning.get(bucket, False))
-        m.transfer(plan.copy, self.put)
-        m.delete_dest(plan.delete)
+        try:
+            for bucket in plan.create_buckets:
+                s3.create_bucket(m.dest_client, m.dest_endpoint, bucket, self.versioning.get(bucket, False))
+            m.transfer((entry for dummy, entry, dummy in plan.spool.rows()), self.put, plan.count("copy"))
+        finally:
+            plan.close()
+        m.delete_dest(plan.deletes)
 
     def put(self, entry):
         """Upload one file, checked as it is read: bytes that are not the manifest's never complete an object."""
@@ -92,43 +138,62 @@ class Upload:
             raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
         return entry
 
-    def _local_sources(self):
-        """Entries to upload (with ``relpath`` under src) and {bucket: versioned} from the manifest."""
-        if self.options.get("manifest"):
-            return self._manifest_sources()
-        return self._tree_sources(), {}
-
-    def _manifest_sources(self):
+    def _targets(self):
+        """The destination buckets that get files, and {bucket: versioned} from the manifest."""
+        if not self.options.get("manifest"):
+            self._tree_entries = merge.sorted_unique(self._tree_sources(), merge.entry_key)
+            return set(e.bucket for e in self._tree_entries), {}
         m, o = self.mirror, self.options
-        header, entries = object_manifest.read_manifest(o["manifest"], "manifest")
+        path = o["manifest"]
+        header = object_manifest.read_header(path, "manifest")
         versioning = {b: bool((v or {}).get("versioned")) for b, v in (header.get("buckets") or {}).items()}
-        keep = []
+        # One pass for what depends on the whole manifest: its buckets, and where each object goes
+        # with and without renaming.
+        sources, targets = set(), {False: set(), True: set()}
+        for entry in object_manifest.iter_entries(path, "manifest"):
+            sources.add(entry.bucket)
+            for rename in (False, True):
+                targets[rename].add(self._target(entry, rename))
         # A one-bucket manifest restores into whichever bucket dest names (migration, drills).
-        rename = m.dest.single_bucket and len(set(e.bucket for e in entries)) == 1
-        for entry in entries:
-            if m.dest.single_bucket:
-                if rename:
-                    entry.bucket = m.dest.bucket
-                if entry.bucket != m.dest.bucket or not entry.key.startswith(m.dest.prefix):
-                    continue
-            elif o.get("buckets") and entry.bucket not in o["buckets"]:
-                continue
-            if m.filter(entry.key):
-                keep.append(entry)
+        self._rename = rename = m.dest.single_bucket and len(sources) == 1
+        targets = targets[rename] - {None}
         if rename and versioning:
             versioning = {m.dest.bucket: any(versioning.values())}
         renamed = o.get("bucket_map") or {}
         if renamed:
             wanted = set(o.get("buckets") or versioning)
-            for entry in keep:
-                entry.bucket = renamed.get(entry.bucket, entry.bucket)
-            return keep, {renamed.get(b, b): v for b, v in versioning.items() if b in wanted}
-        versioning = {b: v for b, v in versioning.items() if b in set(e.bucket for e in keep) or
+            return targets, {renamed.get(b, b): v for b, v in versioning.items() if b in wanted}
+        versioning = {b: v for b, v in versioning.items() if b in targets or
                       (not m.dest.single_bucket and (not o.get("buckets") or b in o["buckets"]))}
-        return keep, versioning
+        return targets, versioning
+
+    def _target(self, entry, rename):
+        """The bucket a manifest entry is restored into, None when this run leaves it out."""
+        m, o = self.mirror, self.options
+        bucket = entry.bucket
+        if m.dest.single_bucket:
+            if rename:
+                bucket = m.dest.bucket
+            if bucket != m.dest.bucket or not entry.key.startswith(m.dest.prefix):
+                return None
+        elif o.get("buckets") and bucket not in o["buckets"]:
+            return None
+        if not m.filter(entry.key):
+            return None
+        return (o.get("bucket_map") or {}).get(bucket, bucket)
+
+    def _sources(self, bucket):
+        """The Entries to restore into ``bucket`` (with ``relpath`` under src), in the order read."""
+        if self._tree_entries is not None:
+            yield from (e for e in self._tree_entries if e.bucket == bucket)
+            return
+        for entry in object_manifest.iter_entries(self.options["manifest"], "manifest"):
+            if self._target(entry, self._rename) == bucket:
+                entry.bucket = bucket
+                yield entry
 
     def _tree_sources(self):
-        m, o, tree, skipped = self.mirror, self.options, self.tree, self._plan.skipped_files
+        m, o, tree, skipped = self.mirror, self.options, self.tree, self.skipped_files
         root = m.src.path
         entries = []
         if m.dest.single_bucket:
