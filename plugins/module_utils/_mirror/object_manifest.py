@@ -56,7 +56,12 @@ def read_header(path, what):
                 return read_manifest(path, what)[0]
             for line in handle:
                 if line.lstrip().startswith("]"):
-                    document = json.loads("".join(head) + line.lstrip() + handle.read())
+                    try:
+                        document = json.loads("".join(head) + line.lstrip() + handle.read())
+                    except ValueError:
+                        # Not our layout after all (objects over several lines): read whole.
+                        handle.close()
+                        return read_manifest(path, what)[0]
                     break
             else:
                 raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
@@ -82,11 +87,24 @@ def iter_entries(path, what):
                 handle.close()
                 yield from read_manifest(path, what)[1]
                 return
+            first = True
             for line in handle:
                 text = line.strip()
                 if text.startswith("]"):
                     return
-                yield Entry.from_manifest(json.loads(text.rstrip(",")), path)
+                try:
+                    item = json.loads(text.rstrip(","))
+                except ValueError:
+                    if not first:
+                        raise
+                    item = None
+                if first and not isinstance(item, dict):
+                    # Objects over several lines (hand-written): read whole.
+                    handle.close()
+                    yield from read_manifest(path, what)[1]
+                    return
+                first = False
+                yield Entry.from_manifest(item, path)
     except OSError as exc:
         raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
     except ValueError as exc:
