@@ -52,6 +52,9 @@ ENDPOINT = "http://127.0.0.1:%d" % PORT
 KEY, SECRET = "bench", "bench-secret"
 LAKE, HUGE = "lake", "huge"
 TICK = os.sysconf("SC_CLK_TCK")
+# In the environment of everything this bench starts: RssWatch counts only those processes (other
+# bucket_mirror runs on a shared machine are not ours).
+RUN_MARK = "RAT_BENCH_LAKE_RUN=%d-%d" % (os.getpid(), time.time_ns())
 
 
 def tool_env():
@@ -65,6 +68,7 @@ def tool_env():
                 "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
                 "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null",
                 "PYTHONPATH": os.path.join(REPO, "collections")})
+    env.update([RUN_MARK.split("=", 1)])
     return env
 
 
@@ -138,7 +142,7 @@ class Server:
 
 
 class RssWatch(threading.Thread):
-    """Peak RSS (VmHWM) of processes whose command line names ``needle``, sampled every 0.2 s."""
+    """Peak RSS (VmHWM) of this bench's processes whose command line names ``needle``, sampled every 0.2 s."""
 
     def __init__(self, needle):
         super().__init__(daemon=True)
@@ -157,6 +161,9 @@ class RssWatch(threading.Thread):
                     # The bench's own timing helper names the module too.
                     if self.needle not in cmdline or b"RUSAGE_CHILDREN" in cmdline:
                         continue
+                    with open("/proc/%s/environ" % pid, "rb") as handle:
+                        if RUN_MARK.encode() not in handle.read().split(b"\0"):
+                            continue
                     with open("/proc/%s/status" % pid) as handle:
                         for line in handle:
                             if line.startswith("VmHWM:"):
