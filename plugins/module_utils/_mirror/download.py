@@ -105,7 +105,7 @@ class Download:
         m, o, tree = self.mirror, self.options, self.tree
         manifest_path = self.manifest_path
         spool = None if m.check_mode else merge.spool_in(layout.nearest_existing_dir(tree.root), tree.root)
-        plan = self._plan = merge.StreamPlan(spool)
+        plan = self._plan = merge.StreamPlan(spool, line_of=self._line)
 
         def ordered(items, what):
             if what in unsorted:
@@ -173,17 +173,15 @@ class Download:
                                           m.dest.path)
 
         def planned():
-            for row in plan.spool.rows():
-                action, entry, source = row
+            for action, item, source, relpath in plan.spool.rows():
                 if action == "link":
                     # In this thread: a link costs less than handing it to a worker.
-                    self._link(entry, self.link_tree.path(source))
+                    self._link(relpath, self.link_tree.path(source))
                     m.stats["linked"] += 1
-                yield row
+                yield action, item
 
         def work(row):
-            action, entry, source = row
-            return action, self.fetch(entry), source
+            return row[0], self.fetch(row[1])
 
         def record(row):
             entry = row[1]
@@ -195,9 +193,11 @@ class Download:
         def finished():
             rows = pool.results(planned(), work, record, m.concurrency, m.progress, plan.count("copy"),
                                 ready=lambda row: row[0] != "copy")
-            for dummy, entry, dummy in rows:
-                if entry is not None:
-                    yield entry
+            for action, item in rows:
+                if action != "copy":
+                    yield item
+                elif item is not None:
+                    yield self._line(item)
             # Before the manifest is renamed into place: it names only files on disk.
             if self.sync_at_end and (plan.count("copy") or plan.count("link")):
                 layout.sync_tree(tree.root)
@@ -205,8 +205,7 @@ class Download:
         written = False
         try:
             if self.manifest_path and self.changed:
-                object_manifest.write_manifest(self.manifest_path, self.header, finished(),
-                                               object_manifest.root_name(m.dest.path))
+                object_manifest.write_manifest(self.manifest_path, self.header, finished())
                 written = True
             else:
                 for dummy in finished():
@@ -217,6 +216,9 @@ class Download:
         if written:
             journal.remove()
         tree.finish()
+
+    def _line(self, entry):
+        return object_manifest.manifest_line(entry, object_manifest.root_name(self.mirror.dest.path))
 
     # --- planning -----------------------------------------------------------------------------
 
@@ -324,27 +326,26 @@ class Download:
             self.mirror.stats["deleted"] += 1
             tree.prune_empty(relpath, keep)
 
-    def _link(self, entry, source):
+    def _link(self, relpath, source):
         tree = self.tree
-        tree.parent_for(entry.relpath)
+        tree.parent_for(relpath)
         try:
             # Nothing at the path (a fresh backup directory): one link, no temp name and rename.
-            os.link(source, tree.path(entry.relpath))
+            os.link(source, tree.path(relpath))
             return
         except FileExistsError:
             pass
         except OSError as exc:
             raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
-                source, tree.path(entry.relpath), exc.strerror), path=tree.path(entry.relpath))
+                source, tree.path(relpath), exc.strerror), path=tree.path(relpath))
         tmp = tree.temp_path()
         try:
             os.link(source, tmp)
-            os.replace(tmp, tree.path(entry.relpath))
+            os.replace(tmp, tree.path(relpath))
         except OSError as exc:
             fs.unlink_quietly(tmp)
             raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
-                source, tree.path(entry.relpath), exc.strerror), path=tree.path(entry.relpath))
-        self.mirror.stats["linked"] += 1
+                source, tree.path(relpath), exc.strerror), path=tree.path(relpath))
 
     def fetch(self, entry):
         """Download one object into a temp file, hashing on the way, then rename it into place."""

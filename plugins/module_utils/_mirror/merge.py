@@ -94,28 +94,34 @@ class Tally:
 
 
 class Spool:
-    """Planned items on disk, one JSON line each, read back in the order written.
+    """Planned items on disk, one line each, read back in the order written.
 
     A plan of 1,000,000 objects held as Entries needs ~1 GB; spooled it needs one line at a time.
-    ``rows`` is an (action, Entry, detail) triple; the file is unlinked from the start (no leftovers).
+    A line is ``action<TAB>source<TAB>relpath<TAB>payload``: the payload is the Entry as JSON, or
+    for an item that will not change any more its manifest line, written through as it is
+    (relpaths and sources never hold control characters: keys.is_plain_relpath, safe_relpath).
+    The file is unlinked from the start (no leftovers).
     """
 
     def __init__(self, directory=None):
         self.handle = tempfile.TemporaryFile(mode="w+", encoding="utf-8", prefix="rat-mirror-plan-", dir=directory)
         self.count = 0
 
-    def add(self, action, entry, detail=None):
-        row = [action, detail]
-        row.extend(getattr(entry, name) for name in Entry.__slots__)
-        self.handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    def add(self, action, entry, source=None, line=None):
+        if line is None:
+            line = json.dumps([getattr(entry, name) for name in Entry.__slots__], ensure_ascii=False,
+                              separators=(",", ":"))
+        self.handle.write(f"{action}\t{source or ''}\t{entry.relpath or ''}\t{line}\n")
         self.count += 1
 
     def rows(self):
+        """(action, Entry or manifest line, source, relpath) in the order added."""
         self.handle.flush()
         self.handle.seek(0)
-        for line in self.handle:
-            row = json.loads(line)
-            yield row[0], Entry(*row[2:]), row[1]
+        for text in self.handle:
+            action, source, relpath, payload = text[:-1].split("\t", 3)
+            item = Entry(*json.loads(payload)) if payload.startswith("[") else payload
+            yield action, item, source, relpath
 
     def close(self):
         self.handle.close()
@@ -133,20 +139,23 @@ class StreamPlan:
     """A Plan (same summary) whose items go to a Spool in plan order instead of lists.
 
     ``spool`` is None in check mode: then only the tallies are kept. ``spooled``: the actions
-    whose items are spooled (all when None).
+    whose items are spooled (all when None). ``line_of(entry)``: the manifest line of an item
+    other than a copy, spooled instead of the Entry.
     """
 
-    def __init__(self, spool, spooled=None):
+    def __init__(self, spool, spooled=None, line_of=None):
         self.spool = spool
         self.spooled = spooled
+        self.line_of = line_of
         self.tallies = {"copy": Tally(), "link": Tally(), "keep": Tally(), "delete": Tally()}
         self.deletes = []
         self.create_buckets = []
 
-    def add(self, action, entry, detail=None):
+    def add(self, action, entry, source=None):
         self.tallies[action].add(f"{entry.bucket}/{entry.key}", entry.size)
         if self.spool is not None and (self.spooled is None or action in self.spooled):
-            self.spool.add(action, entry, detail)
+            line = self.line_of(entry) if self.line_of is not None and action != "copy" else None
+            self.spool.add(action, entry, source, line)
 
     def add_delete(self, label):
         self.tallies["delete"].add(label)

@@ -112,11 +112,16 @@ def iter_entries(path, what):
     raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
 
 
-def write_manifest(path, header, entries, root_name):
+def manifest_line(entry, root_name):
+    """The line of one object in a manifest (and in a journal)."""
+    return json.dumps(entry.to_manifest(root_name), sort_keys=True)
+
+
+def write_manifest(path, header, lines):
     """Atomically write an object manifest (0600), one object per line.
 
-    ``entries`` is any iterable in (bucket, key) order (what planning streams rely on when they
-    read it back); it is consumed while the file is written, never held.
+    ``lines`` (manifest_line texts) is any iterable in (bucket, key) order (what planning streams
+    rely on when they read it back); it is consumed while the file is written, never held.
     """
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, ".{0}.{1}.tmp".format(os.path.basename(path), uuid.uuid4().hex))
@@ -125,8 +130,8 @@ def write_manifest(path, header, entries, root_name):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(json.dumps(header, sort_keys=True)[:-1] + ', "objects": [\n')
             separator = ""
-            for entry in entries:
-                handle.write(separator + json.dumps(entry.to_manifest(root_name), sort_keys=True))
+            for line in lines:
+                handle.write(separator + line)
                 separator = ",\n"
             handle.write(("\n" if separator else "") + "]}\n")
             handle.flush()
@@ -169,7 +174,7 @@ class Journal:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
                 self.handle = os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 20)
                 self.flushed = time.monotonic()
-            self.handle.write(json.dumps(entry.to_manifest(self.root_name), sort_keys=True) + "\n")
+            self.handle.write(manifest_line(entry, self.root_name) + "\n")
             if time.monotonic() - self.flushed >= self.FLUSH_EVERY:
                 self.handle.flush()
                 self.flushed = time.monotonic()

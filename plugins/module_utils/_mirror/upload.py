@@ -119,7 +119,7 @@ class Upload:
         try:
             for bucket in plan.create_buckets:
                 s3.create_bucket(m.dest_client, m.dest_endpoint, bucket, self.versioning.get(bucket, False))
-            m.transfer((entry for dummy, entry, dummy in plan.spool.rows()), self.put, plan.count("copy"))
+            m.transfer((row[1] for row in plan.spool.rows()), self.put, plan.count("copy"))
         finally:
             plan.close()
         m.delete_dest(plan.deletes)

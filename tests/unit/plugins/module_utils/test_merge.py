@@ -84,10 +84,13 @@ def test_spool_when_entries_written_reads_them_back_in_order():
                      metadata={"m": k}) for i, k in enumerate(sorted(AWKWARD))]
     for entry in entries:
         spool.add("copy", entry, "src/" + entry.key)
+    spool.add("keep", entries[0], None, '{"line": "as written\\t"}')
     rows = list(spool.rows())
     spool.close()
-    assert [(a, e.key, d) for a, e, d in rows] == [("copy", e.key, "src/" + e.key) for e in entries]
-    assert [e.to_manifest("m") for dummy, e, dummy in rows] == [e.to_manifest("m") for e in entries]
+    assert [(a, e.key, s, r) for a, e, s, r in rows[:-1]] == [("copy", e.key, "src/" + e.key, e.relpath)
+                                                              for e in entries]
+    assert [e.to_manifest("m") for dummy, e, dummy, dummy in rows[:-1]] == [e.to_manifest("m") for e in entries]
+    assert rows[-1] == ("keep", '{"line": "as written\\t"}', "", entries[0].relpath)
 
 
 def test_pool_results_when_work_finishes_out_of_order_yields_in_order_with_ready_items_in_place():
