@@ -119,12 +119,17 @@ class LocalTree:
 
     def __init__(self, root):
         self.root = root
+        self._prefix = os.path.join(root, "")
         self.tmp = os.path.join(root, TMP_DIR)
         self._real_root = None
         self._checked = set()
         self._lock = threading.Lock()
 
     def path(self, relpath):
+        if os.sep == "/":
+            # Relpaths are clean (no empty, "." or ".." segment): the same as joining the segments,
+            # at a fifth of the cost (four calls per linked object of an unchanged backup).
+            return self._prefix + relpath
         return os.path.join(self.root, *relpath.split("/"))
 
     def source_path(self, relpath):
