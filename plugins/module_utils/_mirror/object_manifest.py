@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -17,25 +18,37 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror.model import En
 MANIFEST_FORMAT = 1
 
 
+@contextlib.contextmanager
+def _reading(path, what):
+    """Errors of reading a manifest as RatBackupError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
+    except ValueError as exc:
+        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
+
+
+def _object_part(document):
+    """The object manifest in a document: itself, or a backup manifest's "minio" section."""
+    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
+        return document["minio"]
+    return document
+
+
 def read_manifest(path, what):
     """(header, entries) from an object manifest or a backup manifest whose "minio" key holds one.
 
     Our own manifests put one object per line, which is read line by line so a 100,000-object
     manifest never exists as 100,000 dicts at once; any other layout falls back to json.load.
     """
-    try:
+    with _reading(path, what):
         with open(path, "r", encoding="utf-8") as handle:
             first = handle.readline()
             if first.rstrip().endswith('"objects": ['):
                 return json.loads(first.rstrip() + "]}"), list(iter_entries(path, what))
             handle.seek(0)
-            document = json.load(handle)
-    except OSError as exc:
-        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
-    except ValueError as exc:
-        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
-    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
-        document = document["minio"]
+            document = _object_part(json.load(handle))
     if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
         raise RatBackupError("{0} {1} is not an object manifest (no \"objects\" list)".format(what, path), path=path)
     entries = [Entry.from_manifest(item, path) for item in document.pop("objects")]
@@ -44,7 +57,7 @@ def read_manifest(path, what):
 
 def read_header(path, what):
     """The header of a manifest (read_manifest's first half) without holding its objects."""
-    try:
+    with _reading(path, what):
         with open(path, "r", encoding="utf-8") as handle:
             head = []
             for line in handle:
@@ -65,12 +78,7 @@ def read_header(path, what):
                     break
             else:
                 raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
-    except OSError as exc:
-        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
-    except ValueError as exc:
-        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
-    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
-        document = document["minio"]
+    document = _object_part(document)
     document.pop("objects", None)
     return document
 
@@ -78,7 +86,7 @@ def read_header(path, what):
 def iter_entries(path, what):
     """The Entries of a manifest as read_manifest reads them, one line at a time: in the order
     written, which for the manifests this collection writes is (bucket, key) order."""
-    try:
+    with _reading(path, what):
         with open(path, "r", encoding="utf-8") as handle:
             for line in handle:
                 if line.rstrip().endswith('"objects": ['):
@@ -105,10 +113,6 @@ def iter_entries(path, what):
                     return
                 first = False
                 yield Entry.from_manifest(item, path)
-    except OSError as exc:
-        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
-    except ValueError as exc:
-        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
     raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
 
 

@@ -146,12 +146,17 @@ def run(client, src, dest, check_mode=False, **extra):
     return mr.Mirror(params, client, client, check_mode=check_mode).run()
 
 
-def test_download_when_link_dest_meets_awkward_keys_links_same_copies_changed_and_writes_key_order(client, tmp_path):
+def awkward_backup(client, minio, manifest):
+    """A bucket "rat" holding AWKWARD (each key its own body), mirrored to ``minio`` with ``manifest``."""
     client.create_bucket(Bucket="rat")
     for key in AWKWARD:
         client.put_object(Bucket="rat", Key=key, Body=key.encode())
+    run(client, "s3://", str(minio), manifest=str(manifest))
+
+
+def test_download_when_link_dest_meets_awkward_keys_links_same_copies_changed_and_writes_key_order(client, tmp_path):
     first = tmp_path / "b1"
-    run(client, "s3://", str(first / "minio"), manifest=str(first / "manifest.json"))
+    awkward_backup(client, first / "minio", first / "manifest.json")
     client.put_object(Bucket="rat", Key="a-b", Body=b"new etag, other size")
     client.put_object(Bucket="rat", Key="a/c/d", Body=b"A/C/D")  # same size, other ETag
     client.delete_object(Bucket="rat", Key="a.c")
@@ -172,11 +177,8 @@ def test_download_when_link_dest_meets_awkward_keys_links_same_copies_changed_an
 
 
 def test_download_when_link_dest_manifest_unsorted_plans_the_same_sorted_in_memory(client, tmp_path):
-    client.create_bucket(Bucket="rat")
-    for key in AWKWARD:
-        client.put_object(Bucket="rat", Key=key, Body=key.encode())
     first = tmp_path / "b1"
-    run(client, "s3://", str(first / "minio"), manifest=str(first / "minio.json"))
+    awkward_backup(client, first / "minio", first / "minio.json")
     header, entries = read_manifest(str(first / "minio.json"), "manifest")
     # Hand-written: objects in reverse order, not one per line.
     header["objects"] = [e.to_manifest("minio") for e in reversed(entries)]
@@ -187,10 +189,7 @@ def test_download_when_link_dest_manifest_unsorted_plans_the_same_sorted_in_memo
 
 
 def test_upload_when_manifest_unsorted_and_bucket_has_awkward_keys_keeps_equal_and_deletes_extras(client, tmp_path):
-    client.create_bucket(Bucket="rat")
-    for key in AWKWARD:
-        client.put_object(Bucket="rat", Key=key, Body=key.encode())
-    run(client, "s3://", str(tmp_path / "minio"), manifest=str(tmp_path / "minio.json"))
+    awkward_backup(client, tmp_path / "minio", tmp_path / "minio.json")
     header, entries = read_manifest(str(tmp_path / "minio.json"), "manifest")
     header["objects"] = [e.to_manifest("minio") for e in reversed(entries) if e.key != "a/b"]
     (tmp_path / "unsorted.json").write_text(json.dumps(header))
