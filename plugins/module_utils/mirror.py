@@ -6,7 +6,8 @@
 ``Mirror`` is the one entry point: it validates the options, lets the direction plan (check
 mode stops there) and runs it. The parts live in the private package ``_mirror``: ``model``
 (Location, Entry, Filter, Plan, times), ``listing``, ``local_tree``, ``object_manifest`` (with
-the journal), ``download``, ``upload``, ``s3_copy`` and ``pool``; raw bucket calls are in ``s3``.
+the journal), ``merge`` (plans as merges of sorted streams, spooled), ``download``, ``upload``,
+``s3_copy`` and ``pool``; raw bucket calls are in ``s3``.
 """
 
 from __future__ import annotations
