@@ -271,8 +271,8 @@ class Download:
         return local_tree.LocalTree(link_dest)
 
     def _link_manifest(self):
-        return self.options.get("link_dest_manifest") or os.path.join(os.path.dirname(self.link_tree.root),
-                                                                       "manifest.json")
+        parent = os.path.dirname(self.link_tree.root)
+        return self.options.get("link_dest_manifest") or os.path.join(parent, "manifest.json")
 
     def _local_extras(self, expected, by_path):
         """Local files the source no longer has, within the buckets this run mirrors (``by_path``:
