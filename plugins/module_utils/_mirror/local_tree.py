@@ -190,24 +190,17 @@ class LocalTree:
         return entry.modified_ms is None or int(st.st_mtime) == entry.modified_ms // 1000
 
     def walk(self, top_relpath=""):
-        """(relpath, kind) of every non-directory under ``top_relpath``; kind: file, symlink, special."""
+        """(relpath, kind, size) of every non-directory under ``top_relpath``; kind: file, symlink, special.
+
+        In the order S3 lists the keys these paths stand for (a merge with a listing relies on it):
+        names compared as str, a directory's as its name + "/", since every key below it starts so.
+        """
         top = self.path(top_relpath) if top_relpath else self.root
         if top_relpath and os.path.islink(top):
-            # os.walk would list the target's files as if they were ours.
+            # Walking it would list the target's files as if they were ours.
             yield top_relpath, "symlink", 0
             return
-        for dirpath, dirnames, filenames in os.walk(top):
-            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir
-            names = list(filenames)
-            for name in list(dirnames):
-                if os.path.islink(os.path.join(dirpath, name)):
-                    dirnames.remove(name)
-                    names.append(name)
-            for name in names:
-                st = os.lstat(os.path.join(dirpath, name))
-                kind = "file" if stat.S_ISREG(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "special"
-                yield posixpath.join(rel_dir, name) if rel_dir else name, kind, st.st_size
+        yield from _walk_sorted(top, top_relpath)
 
     def prune_empty(self, relpath, keep):
         """Remove empty directories left above ``relpath``, stopping at any directory in ``keep``."""
@@ -219,3 +212,25 @@ class LocalTree:
                 return
             self._checked.discard(self.path(parent))
             parent = posixpath.dirname(parent)
+
+
+def _walk_sorted(directory, rel_dir):
+    try:
+        found = list(os.scandir(directory))
+    except OSError:
+        # As os.walk: a directory that cannot be listed has nothing to offer.
+        return
+    named = []
+    for item in found:
+        # A symlink to a directory is an entry of its own (kind symlink), never walked into.
+        is_dir = item.is_dir(follow_symlinks=False)
+        named.append((item.name + "/" if is_dir else item.name, is_dir, item))
+    named.sort(key=lambda n: n[0])
+    for dummy, is_dir, item in named:
+        relpath = posixpath.join(rel_dir, item.name) if rel_dir else item.name
+        if is_dir:
+            yield from _walk_sorted(item.path, relpath)
+            continue
+        st = item.stat(follow_symlinks=False)
+        kind = "file" if stat.S_ISREG(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "special"
+        yield relpath, kind, st.st_size

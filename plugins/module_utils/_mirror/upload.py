@@ -42,7 +42,7 @@ class Upload:
         self._plan = None
         self.skipped_files = []
         self.versioning = {}
-        self._tree_entries = None
+        self._tops = None
         self._rename = False
 
     def plan(self):
@@ -50,7 +50,10 @@ class Upload:
         targets, self.versioning = self._targets()
         buckets = sorted(targets | set(self.versioning))
         unsorted = set()
+        settled = len(self.skipped_files)
         while True:
+            # Files met while walking are skipped again if planning starts over.
+            del self.skipped_files[settled:]
             plan = self._plan = merge.StreamPlan(None if m.check_mode else merge.spool_in(None, "the restore"),
                                                  spooled=("copy",))
             try:
@@ -141,8 +144,9 @@ class Upload:
     def _targets(self):
         """The destination buckets that get files, and {bucket: versioned} from the manifest."""
         if not self.options.get("manifest"):
-            self._tree_entries = merge.sorted_unique(self._tree_sources(), merge.entry_key)
-            return set(e.bucket for e in self._tree_entries), {}
+            self._tops = self._tree_tops()
+            # A bucket directory without a file to upload is left alone (its bucket too).
+            return set(b for t, b in self._tops if next(self._tree_files(t, b, []), None) is not None), {}
         m, o = self.mirror, self.options
         path = o["manifest"]
         header = object_manifest.read_header(path, "manifest")
@@ -184,44 +188,46 @@ class Upload:
 
     def _sources(self, bucket):
         """The Entries to restore into ``bucket`` (with ``relpath`` under src), in the order read."""
-        if self._tree_entries is not None:
-            yield from (e for e in self._tree_entries if e.bucket == bucket)
+        if self._tops is not None:
+            for top, name in self._tops:
+                if name == bucket:
+                    yield from self._tree_files(top, name, self.skipped_files)
             return
         for entry in object_manifest.iter_entries(self.options["manifest"], "manifest"):
             if self._target(entry, self._rename) == bucket:
                 entry.bucket = bucket
                 yield entry
 
-    def _tree_sources(self):
-        m, o, tree, skipped = self.mirror, self.options, self.tree, self.skipped_files
+    def _tree_tops(self):
+        """(directory relpath, bucket) of the local tree's bucket directories; loose files are skipped."""
+        m, o, skipped = self.mirror, self.options, self.skipped_files
         root = m.src.path
-        entries = []
         if m.dest.single_bucket:
-            tops = [("", m.dest.bucket)]
-        else:
-            tops = [(n, n) for n in sorted(os.listdir(root)) if not n.startswith(".") and
-                    os.path.isdir(os.path.join(root, n)) and not os.path.islink(os.path.join(root, n))
-                    and (not o.get("buckets") or n in o["buckets"])]
-            loose = [n for n in os.listdir(root) if n not in dict(tops) and not n.startswith(".")
-                     and (not o.get("buckets"))]
-            skipped.extend({"path": os.path.join(root, n), "reason": "not inside a bucket directory"}
-                           for n in sorted(loose))
-        for top, bucket in tops:
-            for relpath, kind, size in tree.walk(top):
-                inner = relpath if top == "" else relpath[len(top) + 1:]
-                if top == "" and relpath.startswith(".rat-"):
-                    if relpath.startswith(ESCAPE_DIR + "/"):
-                        skipped.append({"path": tree.path(relpath),
-                                        "reason": "escaped key; restore it with its manifest"})
-                    continue
-                if kind != "file":
-                    skipped.append({"path": tree.path(relpath), "reason": kind})
-                    continue
-                key = m.dest.prefix + inner
-                if m.filter(key):
-                    entries.append(Entry(bucket, key, size, relpath=relpath,
-                                         content_type=mimetypes.guess_type(key)[0]))
-        if not m.dest.single_bucket and os.path.isdir(os.path.join(root, ESCAPE_DIR)):
+            return [("", m.dest.bucket)]
+        tops = [(n, n) for n in sorted(os.listdir(root)) if not n.startswith(".") and
+                os.path.isdir(os.path.join(root, n)) and not os.path.islink(os.path.join(root, n))
+                and (not o.get("buckets") or n in o["buckets"])]
+        loose = [n for n in os.listdir(root) if n not in dict(tops) and not n.startswith(".")
+                 and (not o.get("buckets"))]
+        skipped.extend({"path": os.path.join(root, n), "reason": "not inside a bucket directory"}
+                       for n in sorted(loose))
+        if os.path.isdir(os.path.join(root, ESCAPE_DIR)):
             skipped.append({"path": os.path.join(root, ESCAPE_DIR),
                             "reason": "escaped keys; restore them with their manifest"})
-        return entries
+        return tops
+
+    def _tree_files(self, top, bucket, skipped):
+        """Entries of the files under one bucket directory, in key order (LocalTree.walk's order)."""
+        m, tree = self.mirror, self.tree
+        for relpath, kind, size in tree.walk(top):
+            inner = relpath if top == "" else relpath[len(top) + 1:]
+            if top == "" and relpath.startswith(".rat-"):
+                if relpath.startswith(ESCAPE_DIR + "/"):
+                    skipped.append({"path": tree.path(relpath), "reason": "escaped key; restore it with its manifest"})
+                continue
+            if kind != "file":
+                skipped.append({"path": tree.path(relpath), "reason": kind})
+                continue
+            key = m.dest.prefix + inner
+            if m.filter(key):
+                yield Entry(bucket, key, size, relpath=relpath, content_type=mimetypes.guess_type(key)[0])

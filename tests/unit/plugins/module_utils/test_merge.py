@@ -19,7 +19,7 @@ from ansible_collections.rat.backup.plugins.module_utils import keys
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils._mirror import merge, pool
+from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree, merge, pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest
 
@@ -201,3 +201,27 @@ def test_upload_when_manifest_unsorted_and_bucket_has_awkward_keys_keeps_equal_a
     listed = {o["Key"] for o in client.list_objects_v2(Bucket="rat")["Contents"]}
     assert listed == set(AWKWARD) - {"a/b"}
     assert client.get_object(Bucket="rat", Key="a-b")["Body"].read() == b"a-b"
+
+
+def test_local_tree_walk_when_names_sort_around_slash_yields_key_order(tmp_path):
+    for relpath in ["a-b", "a/b", "a/c/d", "a.c", "a0", "b", "é/x", "a/b-c", "a/b.d/e"]:
+        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relpath).write_text(relpath)
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "a" / "c")
+    walked = [r for r, dummy, dummy in local_tree.LocalTree(str(tmp_path)).walk()]
+    assert walked == sorted(walked) == ["a-b", "a.c", "a/b", "a/b-c", "a/b.d/e", "a/c/d", "a/link", "a0", "b", "é/x"]
+
+
+def test_upload_when_no_manifest_and_awkward_keys_merges_tree_with_listing(client, tmp_path):
+    client.create_bucket(Bucket="rat")
+    for key in ["a-b", "a/b", "a/zz", "a0"]:
+        client.put_object(Bucket="rat", Key=key, Body=key.encode())
+    for relpath in ["a-b", "a/b", "a.c", "a/c/d"]:
+        (tmp_path / "rat" / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "rat" / relpath).write_text(relpath if relpath != "a/b" else "A/B")
+    result = run(client, str(tmp_path), "s3://", delete=True)
+    assert result["plan"]["to_copy"]["first"] == ["rat/a.c", "rat/a/b", "rat/a/c/d"]
+    assert result["plan"]["to_delete"]["first"] == ["rat/a/zz", "rat/a0"] and result["unchanged"] == 1
+    assert {o["Key"]: client.get_object(Bucket="rat", Key=o["Key"])["Body"].read()
+            for o in client.list_objects_v2(Bucket="rat")["Contents"]} == {
+        "a-b": b"a-b", "a.c": b"a.c", "a/b": b"A/B", "a/c/d": b"a/c/d"}
