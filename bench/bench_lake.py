@@ -52,9 +52,6 @@ ENDPOINT = "http://127.0.0.1:%d" % PORT
 KEY, SECRET = "bench", "bench-secret"
 LAKE, HUGE = "lake", "huge"
 TICK = os.sysconf("SC_CLK_TCK")
-# In the environment of everything this bench starts: RssWatch counts only those processes (other
-# bucket_mirror runs on a shared machine are not ours).
-RUN_MARK = "RAT_BENCH_LAKE_RUN=%d-%d" % (os.getpid(), time.time_ns())
 
 
 def tool_env():
@@ -68,7 +65,6 @@ def tool_env():
                 "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
                 "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null",
                 "PYTHONPATH": os.path.join(REPO, "collections")})
-    env.update([RUN_MARK.split("=", 1)])
     return env
 
 
@@ -161,9 +157,9 @@ class RssWatch(threading.Thread):
                     # The bench's own timing helper names the module too.
                     if self.needle not in cmdline or b"RUSAGE_CHILDREN" in cmdline:
                         continue
-                    with open("/proc/%s/environ" % pid, "rb") as handle:
-                        if RUN_MARK.encode() not in handle.read().split(b"\0"):
-                            continue
+                    # Other bucket_mirror runs on a shared machine are not ours.
+                    if not descends_from(pid, os.getpid()):
+                        continue
                     with open("/proc/%s/status" % pid) as handle:
                         for line in handle:
                             if line.startswith("VmHWM:"):
@@ -176,6 +172,17 @@ class RssWatch(threading.Thread):
         self.join()
         # Module processes of one playbook (probe, mirror) run one after the other.
         return max(self.peaks.values() or [0.0])
+
+
+def descends_from(pid, root):
+    """True when process ``pid`` is ``root`` or one of its descendants."""
+    pid = int(pid)
+    while pid > 1:
+        if pid == root:
+            return True
+        with open("/proc/%d/stat" % pid) as handle:
+            pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+    return False
 
 
 def measure(server, argv, env=None, cwd=None, watch=None):
