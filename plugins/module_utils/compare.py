@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import re
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -134,7 +135,7 @@ def renamed(objects, bucket_map):
     return [dict(o, bucket=bucket_map.get(o["bucket"], o["bucket"])) for o in objects] if bucket_map else objects
 
 
-def object_sha256(client, endpoint, bucket, key, chunk=1 << 20):
+def object_sha256(client, endpoint, bucket, key, chunk=fs.CHUNK):
     body = s3.get_object(client, endpoint, bucket, key)["Body"]
     digest = hashlib.sha256()
     with s3.translated(endpoint, "reading", bucket, key):

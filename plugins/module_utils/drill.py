@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -49,7 +50,7 @@ def bucket_map(now, owner, buckets):
 
 
 def mark(owner, now):
-    return {"owner": owner, "started_at": layout.iso(now)}
+    return {"owner": owner, "started_at": fs.iso(now)}
 
 
 def database_comment(owner, now):
@@ -81,7 +82,7 @@ def is_leftover(found, owner, now, max_age_hours):
         return False
     if found.get("owner") == owner:
         return True
-    started = layout.parse_time(found.get("started_at"))
+    started = fs.parse_time(found.get("started_at"))
     return started is None or now - started > datetime.timedelta(hours=max_age_hours)
 
 
@@ -162,7 +163,7 @@ class S3Scratch:
             raise RatBackupError("scratch bucket %s already exists on %s" % (", ".join(clash), self.endpoint.name))
         for name in names:
             s3.create_bucket(self.client, self.endpoint, name, versioned=False)
-            s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: layout.iso(now)})
+            s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: fs.iso(now)})
 
     def drop(self, bucket):
         """Remove a scratch bucket with everything in it; False when it was already gone."""

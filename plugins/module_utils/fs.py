@@ -1,15 +1,62 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""File helpers every part of the collection shares: one rule per fact."""
+"""File helpers every part of the collection shares: one rule per fact.
+
+Atomic writes, fsync of a directory, free space, the sha256 of a file, the chunk size of every
+read and copy, the one time format of records and manifests, and the one rule for a relative
+path read from a manifest.
+"""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import json
 import os
+import re
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 # Reads and copies go in 1 MiB pieces: large enough for few system calls, small enough to stay
 # out of the way of other memory.
 CHUNK = 1 << 20
+FILE_MODE = 0o600
+
+_UTC = datetime.timezone.utc
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def utcnow():
+    return datetime.datetime.now(_UTC)
+
+
+def iso(dt, ms=False):
+    """UTC time as ISO 8601 with a Z: whole seconds (records, manifest.json), or milliseconds,
+    S3's resolution (object manifests)."""
+    dt = dt.astimezone(_UTC)
+    if ms:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.strftime(_ISO)
+
+
+def parse_time(text):
+    """The UTC time of an iso() string in whole seconds, or None when there is none."""
+    try:
+        return datetime.datetime.strptime(text, _ISO).replace(tzinfo=_UTC)
+    except (TypeError, ValueError):
+        return None
+
+
+def safe_relpath(path, where):
+    """``path`` from a manifest, refused unless it stays inside the backup: relative, no empty,
+    ``.`` or ``..`` segment, no control character (a backslash is a plain character on Linux).
+    ``where`` names the manifest's owner in the error."""
+    if not isinstance(path, str) or not path or path.startswith("/") or _CONTROL.search(path) \
+            or any(part in ("", ".", "..") for part in path.split("/")):
+        raise RatBackupError("{0}: unsafe path {1!r} in its manifest".format(where, path), path=path)
+    return path
 
 
 def unlink_quietly(path):
@@ -18,3 +65,85 @@ def unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+def sha256_file(path, follow_symlinks=False):
+    """sha256 of a file; a symlink is refused (ELOOP) unless ``follow_symlinks``."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | (0 if follow_symlinks else os.O_NOFOLLOW))
+    with os.fdopen(fd, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path, data):
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path, text):
+    """Write a file so a reader sees the old file or the whole new one, never a torn one."""
+    write_lines_atomic(path, (text,))
+
+
+def write_lines_atomic(path, lines):
+    """write_text_atomic for text produced piece by piece (``lines`` may be a generator)."""
+    with atomic_writer(path) as handle:
+        for line in lines:
+            handle.write(line)
+
+
+class atomic_writer:  # pylint: disable=invalid-name
+    """``with atomic_writer(path) as handle:`` writes text to a temporary file (``mode``, 0600 by
+    default) that becomes ``path`` only once all of it is on disk; on any error ``path`` is left
+    as it was."""
+
+    def __init__(self, path, mode=FILE_MODE):
+        self.path = path
+        self.mode = mode
+        self.tmp = "{0}.tmp.{1}".format(path, os.getpid())
+        self.handle = None
+
+    def __enter__(self):
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, self.mode)
+        # Exactly ``mode`` whatever the umask: a metrics file must stay readable by its collector.
+        os.fchmod(fd, self.mode)
+        self.handle = os.fdopen(fd, "w", encoding="utf-8")
+        return self.handle
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if exc_type is None:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            if exc_type is None:
+                os.rename(self.tmp, self.path)
+        except BaseException:
+            unlink_quietly(self.tmp)
+            raise
+        if exc_type is not None:
+            unlink_quietly(self.tmp)
+            return False
+        fsync_dir(os.path.dirname(self.path) or ".")
+        return False
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def nearest_existing_dir(path):
+    """``path``, or the closest parent that exists: where a directory not made yet will live."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path

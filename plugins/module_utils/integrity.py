@@ -16,9 +16,8 @@ import os
 import shutil
 import tempfile
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-
-CHUNK = 1 << 20
 
 
 class Mismatch(RatBackupError):
@@ -89,7 +88,7 @@ def private_copy(src, expected_sha256, work_dir=None, what=None):
             path = os.path.join(directory, os.path.basename(src))
             reader = HashingReader(source, what, None, expected_sha256)
             with open(path, "xb") as copy:
-                for chunk in iter(lambda: reader.read(CHUNK), b""):
+                for chunk in iter(lambda: reader.read(fs.CHUNK), b""):
                     copy.write(chunk)
             reader.finish()
         except BaseException:
@@ -100,7 +99,6 @@ def private_copy(src, expected_sha256, work_dir=None, what=None):
 
 def _free_bytes(path):
     try:
-        st = os.statvfs(path)
+        return fs.free_bytes(path)
     except OSError as exc:
         raise RatBackupError("work_dir %s cannot be used: %s" % (path, exc.strerror or exc), work_dir=path)
-    return st.f_bavail * st.f_frsize

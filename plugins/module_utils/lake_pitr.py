@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, layout, s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, layout, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 RECORD_FORMAT = 1
@@ -85,14 +85,14 @@ def write_record(path, header, changes):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, mode=layout.DIR_MODE, exist_ok=True)
     head = dict(header, format=RECORD_FORMAT)
-    layout.write_lines_atomic(path, itertools.chain(
+    fs.write_lines_atomic(path, itertools.chain(
         (json.dumps(head, sort_keys=True) + "\n",), (json.dumps(c, sort_keys=True) + "\n" for c in changes)))
 
 
 def remove_record(path):
     """Drop a record that lists no change (nothing to undo)."""
     os.unlink(path)
-    layout.fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fs.fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def read_record(path):
@@ -161,5 +161,5 @@ def reach(client, endpoint, bucket, now):
         since = max(oldest, now - datetime.timedelta(days=days))
     return {"bucket": bucket, "versioning": "enabled" if versioned else "disabled", "versions": versions,
             "noncurrent_versions": noncurrent, "delete_markers": markers,
-            "oldest_version": layout.iso(oldest) if oldest else None, "noncurrent_expiry_days": days,
-            "recoverable_since": layout.iso(since) if since is not None and versioned else None}
+            "oldest_version": fs.iso(oldest) if oldest else None, "noncurrent_expiry_days": days,
+            "recoverable_since": fs.iso(since) if since is not None and versioned else None}

@@ -13,39 +13,16 @@ Format 1 (docs/internals.md)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST, write_text_atomic
+from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST
 
 FORMAT = 1
 DUMP_PATH = "postgres/rat.dump"
-CHUNK = 1024 * 1024
-
-
-def sha256_file(path):
-    """sha256 of a regular file opened without following a symlink."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def safe_relpath(path, where):
-    """A manifest path must stay inside the backup: relative, normalised, no '..'."""
-    if not isinstance(path, str) or not path or path.startswith("/") or "\x00" in path:
-        raise RatBackupError("backup %s: unsafe path %r in its manifest" % (where, path), path=path)
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise RatBackupError("backup %s: unsafe path %r in its manifest" % (where, path), path=path)
-    return path
-
-
 def build(name, kind, host, created_at, completed_at, tools, postgres, minio, consistency=None):
     """Assemble the manifest from the pg_dump result and the object manifest (either may be None)."""
     if postgres is not None:
@@ -105,7 +82,7 @@ def read(backup_dir):
 
 
 def write(backup_dir, data):
-    write_text_atomic(os.path.join(backup_dir, MANIFEST), dumps(data))
+    fs.write_text_atomic(os.path.join(backup_dir, MANIFEST), dumps(data))
 
 
 def dumps(data):
@@ -133,13 +110,14 @@ def expected_files(data, where):
     manifest is wrong for a backup that was copied or renamed.
     """
     files = {}
+    where = f"backup {where}"
     if data.get("postgres"):
         pg = data["postgres"]
-        files[safe_relpath(pg.get("path", DUMP_PATH), where)] = {
+        files[fs.safe_relpath(pg.get("path", DUMP_PATH), where)] = {
             "size": pg.get("size"), "sha256": pg.get("sha256"), "what": "postgres dump"}
     if data.get("minio"):
         for obj in data["minio"]["objects"]:
-            path = safe_relpath(obj.get("path"), where)
+            path = fs.safe_relpath(obj.get("path"), where)
             files[path] = {"size": obj.get("size"), "sha256": obj.get("sha256"),
                            "what": "s3://%s/%s" % (obj.get("bucket"), obj.get("key"))}
     return files
@@ -224,7 +202,7 @@ def verify(backup_dir, data, mode="full", dump_check=None):
                 changed.append({"path": rel, "reason": "size %d, manifest says %d" % (size, want["size"])})
                 continue
             if mode == "full":
-                digest = sha256_file(full)
+                digest = fs.sha256_file(full)
                 checked_bytes += size
                 if want["sha256"] and digest != want["sha256"]:
                     changed.append({"path": rel, "reason": "sha256 differs from the manifest"})

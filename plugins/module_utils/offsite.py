@@ -20,6 +20,7 @@ import os
 import tarfile
 import threading
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import prune
@@ -76,7 +77,7 @@ def lock(root):
     layout.ensure_root(root)
     path = os.path.join(root, WORK_DIR)
     os.makedirs(path, mode=layout.DIR_MODE, exist_ok=True)
-    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, layout.FILE_MODE)
+    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, fs.FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -108,7 +109,7 @@ class Journal:
     def add(self, item):
         with self.lock:
             os.makedirs(os.path.dirname(self.path), mode=layout.DIR_MODE, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, layout.FILE_MODE)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, fs.FILE_MODE)
             with os.fdopen(fd, "ab") as handle:
                 handle.write((json.dumps(item, sort_keys=True) + "\n").encode("utf-8"))
             self.entries[item["path"]] = item
@@ -137,7 +138,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         pending = [n for n in local if not run.status(n).get("shipped") and not run.status(n).get("pruned_at")]
         if not check_mode:
             for name in pending:
-                run.record(name, ok=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
+                run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
         raise RatBackupError("%s; the local backups are intact and the next run ships %s"
                              % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
@@ -146,7 +147,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
         view = _retention_view(run, remote["complete"] + todo, [])
-        keep = {d.name: d for d in retention.plan(view, policy, now or layout.utcnow())}
+        keep = {d.name: d for d in retention.plan(view, policy, now or fs.utcnow())}
         unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
         todo = [n for n in todo if keep[n].keep]
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,
@@ -157,7 +158,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
                              for n in remote["complete"] if n in keep and not keep[n].keep]
         return result
     for item in unwanted:
-        run.record(item["name"], pruned_at=layout.iso(now or layout.utcnow()), pruned_because=item["reason"],
+        run.record(item["name"], pruned_at=fs.iso(now or fs.utcnow()), pruned_because=item["reason"],
                    shipped=False, ok=True, error=None)
     complete = list(remote["complete"])
     for name in todo:
@@ -165,7 +166,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
             done = ship_one(run, name, pl.previous(name, complete, local), now)
         except RatBackupError as exc:
             # "shipped" stays as ship_one left it: a copy that failed only its verification is off-site.
-            run.record(name, ok=False, error=exc.msg, attempted_at=layout.iso(now or layout.utcnow()))
+            run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
             raise RatBackupError("%s; the local backup %s is intact and the next run ships it (shipped before the "
                                  "failure: %s)" % (exc.msg, name, ", ".join(r["name"] for r in result["shipped"]) or "none"),
                                  shipped=[r["name"] for r in result["shipped"]], failed_backup=name, **exc.details)
@@ -188,13 +189,13 @@ def apply_retention(run, policy, now=None):
     remote = run.target.backups()
     removed = []
     for decision in retention.plan(_retention_view(run, remote["complete"], remote["partial"]), policy,
-                                   now or layout.utcnow()):
+                                   now or fs.utcnow()):
         if decision.keep:
             continue
         partial = decision.name not in remote["complete"]
         run.target.remove(decision.name)
         if not partial and os.path.isdir(os.path.join(run.root, decision.name)):
-            run.record(decision.name, pruned_at=layout.iso(now or layout.utcnow()), pruned_because=decision.reason)
+            run.record(decision.name, pruned_at=fs.iso(now or fs.utcnow()), pruned_because=decision.reason)
         removed.append({"name": decision.name, "reason": decision.reason, "complete": not partial})
     return removed
 
@@ -232,7 +233,7 @@ def ship_one(run, name, prev, now=None):
     layout.remove_tree(os.path.join(run.work, name))
     checked = check_copy(run, name, files)
     sent = run.target.bytes_sent - sent_before
-    run.record(name, ok=not checked["bad"], shipped=True, shipped_at=layout.iso(now or layout.utcnow()),
+    run.record(name, ok=not checked["bad"], shipped=True, shipped_at=fs.iso(now or fs.utcnow()),
                encrypted=run.encrypted, files=len(files), linked=len(plan["link"]), sent=len(plan["send"]),
                resumed=len(plan["done"]), bytes_sent=sent, error=None, **_verified(checked, now))
     if checked["bad"]:
@@ -288,7 +289,7 @@ def _stage(run, staging, backup_dir, task, journal):
     os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
     source = Source(os.path.join(backup_dir, rel), run.crypt)
     tmp = dest + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, layout.FILE_MODE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, fs.FILE_MODE)
     with os.fdopen(fd, "wb") as handle:
         for block in source.chunks():
             handle.write(block)
@@ -301,7 +302,7 @@ def _stage(run, staging, backup_dir, task, journal):
 
 
 def _verified(checked, now):
-    return {"verified_at": layout.iso(now or layout.utcnow()), "verify_mode": checked["mode"],
+    return {"verified_at": fs.iso(now or fs.utcnow()), "verify_mode": checked["mode"],
             "verified": not checked["bad"], "bad": checked["bad"][:MAX_BAD]}
 
 
@@ -373,7 +374,7 @@ def fetch(run, name, check_mode=False, now=None):
     layout.remove_tree(partial)
     os.makedirs(partial, mode=layout.DIR_MODE)
     try:
-        layout.write_text_atomic(os.path.join(partial, layout.MANIFEST), raw.decode("utf-8"))
+        fs.write_text_atomic(os.path.join(partial, layout.MANIFEST), raw.decode("utf-8"))
         data = mf.read(partial)
         files = mf.expected_files(data, final)
         absent = sorted(set(files) - set(index["files"]))
@@ -390,11 +391,11 @@ def fetch(run, name, check_mode=False, now=None):
         layout.secure_tree(partial)
         layout.sync_tree(partial)
         os.rename(partial, final)
-        layout.fsync_dir(run.root)
+        fs.fsync_dir(run.root)
     except BaseException:
         layout.remove_tree(partial)
         raise
-    run.record(name, fetched_at=layout.iso(now or layout.utcnow()), fetched_from=run.target.location(name))
+    run.record(name, fetched_at=fs.iso(now or fs.utcnow()), fetched_from=run.target.location(name))
     result.update(files=len(files), linked=len(linked), fetched=len(todo), encrypted=index["encrypted"],
                   summary=mf.summary(data))
     return result
@@ -430,7 +431,7 @@ def _write_checked(run, partial, rel, want, index, chunks):
     dest = os.path.join(partial, rel)
     os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
     digest, size = hashlib.sha256(), 0
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, layout.FILE_MODE)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, fs.FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
             for block in chunks:
@@ -458,7 +459,7 @@ def _fetch_tar(run, name, partial, files, index, todo):
                 if rel is None or not member.isfile():
                     continue
                 handle = archive.extractfile(member)
-                _write_checked(run, partial, rel, files[rel], index, iter(lambda: handle.read(1 << 20), b""))
+                _write_checked(run, partial, rel, files[rel], index, iter(lambda: handle.read(fs.CHUNK), b""))
                 del by_stored[member.name]
         complete = True
     finally:

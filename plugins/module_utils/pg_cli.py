@@ -22,7 +22,6 @@ import time
 
 from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, integrity
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.layout import fsync_dir
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
 from ansible_collections.rat.backup.plugins.module_utils.pg_archive import (
     same_archive_but_creation_time, table_data_oids, toc_summary)
@@ -87,14 +86,6 @@ def _remove(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(fs.CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _link_in_place(link_dest, partial):
@@ -277,9 +268,9 @@ def _dump_to_directory(client, argv, partial):
         os.chmod(path, 0o600)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-        files[name] = _sha256_file(path)
+        files[name] = fs.sha256_file(path)
         size += os.path.getsize(path)
-    fsync_dir(partial)
+    fs.fsync_dir(partial)
     return {"size": size, "files": files}
 
 
@@ -292,7 +283,7 @@ def _replace(partial, dest):
         shutil.rmtree(old)
     else:
         os.rename(partial, dest)
-    fsync_dir(os.path.dirname(os.path.abspath(dest)))
+    fs.fsync_dir(os.path.dirname(os.path.abspath(dest)))
 
 
 # --- restore ------------------------------------------------------------------------------------
@@ -357,7 +348,7 @@ def restore(client, spec, check_mode=False, now=time.monotonic):
     started = now()
     if check_mode or not spec.expected_sha256:
         if spec.expected_sha256:
-            _refuse_unless_expected(spec, _sha256_file(spec.src))
+            _refuse_unless_expected(spec, fs.sha256_file(spec.src, follow_symlinks=True))
         return _restore(client, spec, spec.src, check_mode, started, now)
     try:
         copy_dir, copy = integrity.private_copy(spec.src, spec.expected_sha256, spec.work_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -81,7 +82,7 @@ def delete(root, item):
         if os.path.lexists(target):
             layout.remove_tree(target)
         os.rename(path, target)
-        layout.fsync_dir(parent)
+        fs.fsync_dir(parent)
     except OSError as exc:
         raise RatBackupError("cannot move %s out of the backup list: %s; it is still a complete backup"
                              % (path, exc.strerror or exc), path=path)

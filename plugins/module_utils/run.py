@@ -16,7 +16,9 @@ import re
 import socket
 import sys
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -49,7 +51,7 @@ def missing_modules(names):
 
 def _writable_dir(root):
     """The directory ``root`` is (or will be created) in, if writable: checked without creating anything."""
-    existing = layout.nearest_existing_dir(root)
+    existing = fs.nearest_existing_dir(root)
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.lexists(root) and not os.path.isdir(root)):
         raise RatBackupError("backup root %s is not writable on %s (checked %s)"
                              % (root, socket.gethostname(), existing), path=root)
@@ -60,7 +62,7 @@ def preflight(root, required_bytes, modules):
     """What stops a run before it starts: missing Python packages, an unwritable root, no space."""
     missing = missing_modules(modules)
     existing = _writable_dir(root)
-    free = layout.free_bytes(existing)
+    free = fs.free_bytes(existing)
     result = {"missing_modules": missing, "free_bytes": free, "required_bytes": required_bytes,
               "enough_space": free >= required_bytes, "root_exists": os.path.isdir(root),
               "existing_dir": existing}
@@ -85,7 +87,7 @@ def _previous_backup(root):
 
 
 def _check_space(root, required_bytes):
-    free = layout.free_bytes(root)
+    free = fs.free_bytes(root)
     if required_bytes and free < required_bytes:
         raise RatBackupError(
             "not enough free space in %s on %s: %d MiB free, about %d MiB needed for this backup"
@@ -132,11 +134,11 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     layout.ensure_root(root)
     stale = None
     if lock_token:
-        if layout.read_lock(root).get("token") != lock_token or not layout.lock_state(root)[0]:
+        if lock.read_lock(root).get("token") != lock_token or not lock.lock_state(root)[0]:
             raise RatBackupError("lock_token does not hold the lock of %s any more" % root, path=root)
-        record = layout.read_lock(root)
+        record = lock.read_lock(root)
     else:
-        record, stale = layout.acquire(root, purpose, lease_seconds, now, idle_seconds)
+        record, stale = lock.acquire(root, purpose, lease_seconds, now, idle_seconds)
     try:
         # Holding the lock, any .partial left here belongs to a run that died: it never looks
         # complete, but it costs disk that this run may need.
@@ -152,7 +154,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
         os.mkdir(os.path.join(partial, "minio"), layout.DIR_MODE)
     except BaseException:
         if not lock_token:
-            layout.release(root, record["token"])
+            lock.release(root, record["token"])
         raise
     result.update(changed=True, name=name, backup_dir=final, partial=partial, free_bytes=free,
                   removed_partials=removed, lock_token=record["token"],
@@ -163,8 +165,8 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
 
 def _own_lock(root, token, now):
     """Prove this run holds the lock, taking it back if it was only given up while the run sat idle."""
-    held, record = layout.lock_state(root)
-    if token and record.get("token") == token and (held or layout.reclaim(root, token, now)):
+    held, record = lock.lock_state(root)
+    if token and record.get("token") == token and (held or lock.reclaim(root, token, now)):
         return
     raise RatBackupError(
         "this run no longer holds the lock of %s (holder: %s pid %s, %s); refusing to touch the backup"
@@ -199,7 +201,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     tools["rat.backup"] = COLLECTION_VERSION
     if pg and pg.get("client_version"):
         tools["pg_dump"] = pg["client_version"]
-    data = mf.build(name, kind, host, layout.iso(created), layout.iso(now), tools, pg, object_manifest,
+    data = mf.build(name, kind, host, fs.iso(created), fs.iso(now), tools, pg, object_manifest,
                     consistency)
     # Everything the manifest promises must be there before the backup may look complete.
     check = mf.verify(partial, data, mode="quick")
@@ -216,9 +218,9 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     layout.sync_tree(partial)
     mf.write(partial, data)
     os.rename(partial, final)
-    layout.fsync_dir(os.path.dirname(final))
+    fs.fsync_dir(os.path.dirname(final))
     if release_lock:
-        layout.release(root, token)
+        lock.release(root, token)
     stats = mf.summary(data)
     created_dt = created or now
     stats.update(changed=True, name=name, backup_dir=final, manifest=os.path.join(final, layout.MANIFEST),
@@ -232,20 +234,20 @@ def abort(root, kind, name, token, release_lock, check_mode):
     exists = os.path.lexists(partial)
     if check_mode:
         return {"changed": exists, "removed": partial if exists else None}
-    record = layout.read_lock(root)
+    record = lock.read_lock(root)
     if token and record.get("token") != token:
         raise RatBackupError("lock of %s belongs to another run (pid %s); not removing %s"
                              % (root, record.get("pid", "?"), partial), path=partial)
     if exists:
         layout.remove_tree(partial)
-    released = layout.release(root, token) if release_lock and token else False
+    released = lock.release(root, token) if release_lock and token else False
     return {"changed": exists or released, "removed": partial if exists else None, "lock_released": released}
 
 
 def unlock(root, token, check_mode):
     if check_mode:
-        return {"changed": bool(token) and layout.read_lock(root).get("token") == token}
-    return {"changed": layout.release(root, token)}
+        return {"changed": bool(token) and lock.read_lock(root).get("token") == token}
+    return {"changed": lock.release(root, token)}
 
 
 _METRIC_RE = re.compile(r"^rat_backup_last_success_timestamp_seconds(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$")
@@ -285,21 +287,16 @@ def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
     metric("rat_backup_last_bytes", "Bytes captured by the last successful backup (dump + objects).", size or 0)
     metric("rat_backup_last_objects", "Objects captured by the last successful backup.", objects or 0)
     os.makedirs(metrics_dir, exist_ok=True)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
     # node_exporter runs as its own user: the textfile must be readable by it.
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
+    with fs.atomic_writer(path, mode=0o644) as handle:
+        handle.write("\n".join(lines) + "\n")
     return path
 
 
 def log_line(host, status, name, now, duration, stats, reason=None):
     """The one line a run leaves in the log: greppable key=value pairs, no secrets."""
     parts = ["%s rat-backup host=%s status=%s name=%s duration=%.1fs"
-             % (layout.iso(now), host, status, name or "-", duration or 0)]
+             % (fs.iso(now), host, status, name or "-", duration or 0)]
     for key in ("bytes", "objects", "tables", "rows"):
         if stats and key in stats:
             parts.append("%s=%s" % (key, stats[key]))
@@ -309,7 +306,7 @@ def log_line(host, status, name, now, duration, stats, reason=None):
 
 
 def append_log(path, line):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, layout.FILE_MODE)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, fs.FILE_MODE)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
 

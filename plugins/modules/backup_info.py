@@ -203,7 +203,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -238,14 +240,14 @@ def describe(root, entry):
 def run(module):
     p = module.params
     root = p["root"]
-    now = layout.utcnow()
+    now = fs.utcnow()
     if p["name"] and p["name"] != "latest":
         layout.check_name(p["name"], "name")
     found = layout.list_backups(root, now, sizes=p["sizes"])
     for group in ("complete", "pre_restore"):
         for entry in found[group]:
             describe(root, entry)
-    held, record = layout.lock_state(root) if os.path.isdir(root) else (False, {})
+    held, record = lock.lock_state(root) if os.path.isdir(root) else (False, {})
     record = {k: v for k, v in record.items() if k != "token"}
     latest = found["complete"][-1] if found["complete"] else None
     result = dict(found, changed=False, latest=latest, lock=dict(record, held=held),

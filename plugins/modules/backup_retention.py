@@ -153,7 +153,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.module_utils import prune
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
@@ -173,15 +174,15 @@ def argument_spec():
 def run(module):
     p = module.params
     policy = retention.check_policy(p["policy"], "policy")
-    now = layout.parse_time(p["now"]) if p["now"] else layout.utcnow()
+    now = fs.parse_time(p["now"]) if p["now"] else fs.utcnow()
     if now is None:
         raise RatBackupError("now=%r is not an ISO 8601 UTC time like 2026-11-27T12:00:00Z" % p["now"])
     root = p["root"]
     found = {"items": [], "left_alone": [], "leftovers": []}
     if os.path.isdir(root) and module.check_mode:
-        found = prune.survey(root, policy, now, busy=layout.lock_state(root)[0])
+        found = prune.survey(root, policy, now, busy=lock.lock_state(root)[0])
     elif os.path.isdir(root):
-        record, _stale = layout.acquire(root, "retention", LEASE_SECONDS, idle_seconds=IDLE_SECONDS)
+        record, _stale = lock.acquire(root, "retention", LEASE_SECONDS, idle_seconds=IDLE_SECONDS)
         try:
             found = prune.survey(root, policy, now, busy=False)
             prune.finish_leftovers(found["leftovers"])
@@ -189,11 +190,11 @@ def run(module):
                 if not item["keep"]:
                     prune.delete(root, item)
         finally:
-            layout.release(root, record["token"])
+            lock.release(root, record["token"])
     deleted = _entries(found["items"], keep=False)
     result = dict(changed=bool(deleted or found["leftovers"]), kept=_entries(found["items"], keep=True),
                   deleted=deleted, left_alone=found["left_alone"], leftovers=found["leftovers"],
-                  policy=retention.describe(policy), now=layout.iso(now))
+                  policy=retention.describe(policy), now=fs.iso(now))
     if module._diff:
         result["diff"] = prune.diff(root, found["items"])
     return result

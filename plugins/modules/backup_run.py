@@ -344,7 +344,9 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.module_utils import run as backup_run
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -391,7 +393,7 @@ def _report(module, p, ok, now, stats, reason=None):
 
 def run(module):
     p = module.params
-    now = layout.utcnow()
+    now = fs.utcnow()
     state = p["state"]
     if state in ("commit", "abort") and not p["name"]:
         raise RatBackupError("name is required with state=%s" % state)
@@ -405,10 +407,10 @@ def run(module):
                                 p["python_modules"], int(p["idle_minutes"] * 60))
     if state == "lock":
         if module.check_mode:
-            held, record = layout.lock_state(p["root"])
+            held, record = lock.lock_state(p["root"])
             return {"changed": not held, "lock_token": None}
         layout.ensure_root(p["root"])
-        record, stale = layout.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now,
+        record, stale = lock.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now,
                                        int(p["idle_minutes"] * 60))
         return {"changed": True, "lock_token": record["token"],
                 "lock": {k: v for k, v in record.items() if k != "token"},

@@ -180,6 +180,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
@@ -226,7 +227,7 @@ def run(module):
     result["status_record"] = None
     if p["record"] and root and not module.check_mode:
         result["status_record"], note = layout.write_status(root, name, "verify", {
-            "verified_at": layout.iso(layout.utcnow()), "mode": p["mode"], "ok": result["ok"],
+            "verified_at": fs.iso(fs.utcnow()), "mode": p["mode"], "ok": result["ok"],
             "bad": result["bad"][:50]})
         if note:
             module.warn(note)

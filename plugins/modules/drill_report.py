@@ -95,6 +95,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import drill_report
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -134,7 +135,7 @@ def run(module):
             raise RatBackupError("dest %s exists and is not a directory" % p["dest"], path=p["dest"])
         os.makedirs(p["dest"], mode=layout.DIR_MODE, exist_ok=True)
         for fmt, path in files.items():
-            layout.write_text_atomic(path, texts[fmt])
+            fs.write_text_atomic(path, texts[fmt])
     return {"changed": changed, "files": files, "summary": drill_report.summary(table), "hosts": table,
             "markdown": texts["md"]}
 

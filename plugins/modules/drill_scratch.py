@@ -150,6 +150,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import drill
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import pg_cli
 from ansible_collections.rat.backup.plugins.module_utils import s3
@@ -231,7 +232,7 @@ def run(module):
     bad = sorted(b for b in p["bucket_map"].values() if not (isinstance(b, str) and drill.BUCKET_RE.match(b)))
     if bad:
         raise RatBackupError("bucket_map holds names that are not drill buckets: %s" % ", ".join(map(str, bad)))
-    now = layout.utcnow()
+    now = fs.utcnow()
     result = {"changed": False, "scratch_database": p["scratch_database"], "bucket_map": p["bucket_map"],
               "removed": {"databases": [], "buckets": []}, "leftovers": {"databases": [], "buckets": []},
               "record_path": None}
@@ -246,7 +247,7 @@ def run(module):
         if pg:
             pg.session.close()
     if p["record"] is not None and not module.check_mode:
-        record = dict(p["record"], drilled_at=layout.iso(now), scratch_removed=failure is None)
+        record = dict(p["record"], drilled_at=fs.iso(now), scratch_removed=failure is None)
         if failure is not None:
             record["cleanup_error"] = failure.msg
         layout.write_status(p["root"], p["name"], "drill", record)

@@ -133,7 +133,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, layout, s3
+from ansible_collections.rat.backup.plugins.module_utils import fs, lake_pitr, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
@@ -166,7 +166,7 @@ def _changes(p, client, endpoint):
         lake_pitr.require_versioned(client, endpoint, bucket)
     changes = itertools.chain.from_iterable(
         lake_pitr.plan(client, endpoint, bucket, p["prefix"], moment) for bucket in p["buckets"])
-    return changes, {"as_of": layout.iso(moment), "buckets": p["buckets"], "prefix": p["prefix"]}
+    return changes, {"as_of": fs.iso(moment), "buckets": p["buckets"], "prefix": p["prefix"]}
 
 
 def run(module):
@@ -181,7 +181,7 @@ def run(module):
         result["plan"] = lake_pitr.summarize(changes, p["plan_limit"])
         result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"])
         return result
-    header["written_at"] = layout.iso(layout.utcnow())
+    header["written_at"] = fs.iso(fs.utcnow())
     lake_pitr.write_record(p["record"], header, changes)
     result["plan"] = lake_pitr.summarize(lake_pitr.read_record(p["record"]), p["plan_limit"])
     result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"])

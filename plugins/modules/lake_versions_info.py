@@ -83,7 +83,7 @@ buckets:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, layout, s3
+from ansible_collections.rat.backup.plugins.module_utils import fs, lake_pitr, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
@@ -99,7 +99,7 @@ def run(module):
     endpoint = s3.Endpoint.from_params(p, "dest_")
     client = s3.make_client(endpoint, **{name: p[name] for name in s3.transport_argspec()})
     buckets = p["buckets"] or sorted(s3.bucket_names(client, endpoint))
-    now = layout.utcnow()
+    now = fs.utcnow()
     return {"changed": False, "buckets": [lake_pitr.reach(client, endpoint, b, now) for b in buckets]}
 
 

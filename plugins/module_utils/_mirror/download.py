@@ -30,7 +30,7 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import object_m
 from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror import ranged
 from ansible_collections.rat.backup.plugins.module_utils._mirror.ranged import StreamBroken as _StreamBroken
-from ansible_collections.rat.backup.plugins.module_utils._mirror.model import iso, now_iso, to_ms
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import to_ms
 
 
 def _key_of(entry):
@@ -71,9 +71,9 @@ class Download:
         self.link_tree = self._link_tree()
         buckets = self.buckets = m.source_buckets()
         header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": m.src_endpoint.name,
-                                "listed_at": now_iso(), "buckets": {}}
+                                "listed_at": fs.iso(fs.utcnow(), ms=True), "buckets": {}}
         if m.as_of is not None:
-            header["versions_as_of"] = iso(m.as_of)
+            header["versions_as_of"] = fs.iso(m.as_of, ms=True)
         if m.src.single_bucket:
             header["prefix"] = m.src.prefix
         versioning = m.pin(buckets)
@@ -104,7 +104,7 @@ class Download:
         all in (bucket, key) order, deciding per key; returns whether the previous manifest was complete."""
         m, o, tree = self.mirror, self.options, self.tree
         manifest_path = self.manifest_path
-        spool = None if m.check_mode else merge.spool_in(layout.nearest_existing_dir(tree.root), tree.root)
+        spool = None if m.check_mode else merge.spool_in(fs.nearest_existing_dir(tree.root), tree.root)
         plan = self._plan = merge.StreamPlan(spool, line_of=self._line)
 
         def ordered(items, what):
@@ -226,8 +226,8 @@ class Download:
         """Fail before the first byte is written when the planned downloads cannot fit."""
         copies = self._plan.tallies["copy"]
         needed = copies.bytes + max(0, self.options.get("min_free_bytes") or 0)
-        existing = layout.nearest_existing_dir(self.tree.root)
-        free = layout.free_bytes(existing)
+        existing = fs.nearest_existing_dir(self.tree.root)
+        free = fs.free_bytes(existing)
         if needed > free:
             raise RatBackupError(
                 "not enough free space in {0}: {1} objects to download need {2} MiB (with min_free_bytes), "

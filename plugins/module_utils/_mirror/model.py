@@ -10,15 +10,14 @@ import fnmatch
 import functools
 import os
 import posixpath
-import re
 import sys
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 FIRST_KEYS = 10
 
 _UTC = datetime.timezone.utc
-_CONTROL = re.compile("[\x00-\x1f]")
 _ATTRIBUTES = (
     ("content_type", "ContentType"),
     ("cache_control", "CacheControl"),
@@ -26,14 +25,6 @@ _ATTRIBUTES = (
     ("content_disposition", "ContentDisposition"),
 )
 _ATTRIBUTE_NAMES = tuple(name for name, header in _ATTRIBUTES)
-
-
-def iso(dt):
-    return dt.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def now_iso():
-    return iso(datetime.datetime.now(_UTC))
 
 
 def to_ms(dt):
@@ -155,7 +146,7 @@ class Entry:
             # instead of one per line (and no dict for the usual empty metadata) keeps it ~20 MB smaller.
             entry = cls(sys.intern(item["bucket"]), item["key"], int(item["size"]), item.get("etag"),
                         item.get("version_id"), ms_from_iso(item.get("last_modified")),
-                        safe_relpath(item["path"], source), item.get("sha256"), metadata=item.get("metadata") or None)
+                        below_root(item["path"], source), item.get("sha256"), metadata=item.get("metadata") or None)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
         for name in _ATTRIBUTE_NAMES:
@@ -164,13 +155,13 @@ class Entry:
         return entry
 
 
-def safe_relpath(path, source):
-    """The part of a manifest ``path`` below the mirror root, refusing anything that could escape it."""
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
-        raise RatBackupError("{0}: object path {1!r} is not a relative path".format(source, path))
-    parts = path.split("/")
-    if len(parts) < 2 or _CONTROL.search(path) or any(p in ("", ".", "..") for p in parts):
-        raise RatBackupError("{0}: object path {1!r} is not a clean path inside the backup".format(source, path))
+def below_root(path, source):
+    """The part of a manifest ``path`` below the mirror root (its first segment), by the one
+    rule for manifest paths (fs.safe_relpath)."""
+    parts = fs.safe_relpath(path, source).split("/")
+    if len(parts) < 2:
+        raise RatBackupError("{0}: unsafe path {1!r} in manifest: no directory above the object".format(
+            source, path), path=path)
     return "/".join(parts[1:])
 
 

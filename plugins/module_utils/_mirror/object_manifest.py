@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import time
-import uuid
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -127,27 +126,16 @@ def write_manifest(path, header, lines):
     ``lines`` (manifest_line texts) is any iterable in (bucket, key) order (what planning streams
     rely on when they read it back); it is consumed while the file is written, never held.
     """
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, ".{0}.{1}.tmp".format(os.path.basename(path), uuid.uuid4().hex))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with fs.atomic_writer(path) as handle:
             handle.write(json.dumps(header, sort_keys=True)[:-1] + ', "objects": [\n')
             separator = ""
             for line in lines:
                 handle.write(separator + line)
                 separator = ",\n"
             handle.write(("\n" if separator else "") + "]}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        fs.unlink_quietly(tmp)
         raise RatBackupError("cannot write object manifest {0}: {1}".format(path, exc.strerror), path=path)
-    except BaseException:
-        # The entries come from the transfers: a failed run leaves no half manifest behind.
-        fs.unlink_quietly(tmp)
-        raise
 
 
 def root_name(path):

@@ -8,12 +8,11 @@ import datetime
 import errno
 import json
 import os
-import signal
-import subprocess
 import time
 
 import pytest
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -162,7 +161,7 @@ def test_sync_tree_when_syncfs_works_then_no_directory_fsynced(tmp_path, monkeyp
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
     calls, fsynced = [], []
     monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: calls.append(os.fstat(fd).st_ino) or 0)
-    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
     layout.sync_tree(path)
     assert calls == [os.stat(path).st_ino]
     assert fsynced == []
@@ -178,7 +177,7 @@ def test_sync_tree_when_syncfs_unavailable_then_every_directory_fsynced(tmp_path
     os.symlink(str(outside), os.path.join(path, "minio", "link"))
     fsynced = []
     monkeypatch.setattr(layout, "_syncfs", lambda: syncfs)
-    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
     layout.sync_tree(path)
     assert sorted(fsynced) == sorted([path] + [os.path.join(path, d) for d in
                                                ("postgres", "minio", "minio/rat", "minio/rat/a")])
@@ -188,7 +187,7 @@ def test_sync_tree_when_syncfs_reports_write_error_then_raises_without_fallback(
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
     fsynced = []
     monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: errno.EIO)
-    monkeypatch.setattr(layout, "fsync_dir", fsynced.append)
+    monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
     with pytest.raises(RatBackupError, match="cannot make .* durable .*syncfs") as err:
         layout.sync_tree(path)
     assert err.value.details["path"] == path
@@ -233,161 +232,3 @@ def test_status_when_root_not_writable_then_skipped_with_note_and_nothing_left(t
     assert note == ("the verify record of 20260216_093000 was not kept: %s cannot be written (Read-only file system)"
                     % (tmp_path / ".status"))
     assert os.listdir(str(tmp_path)) == []
-
-
-def test_acquire_when_free_then_second_acquire_refused_until_release(tmp_path):
-    root = str(tmp_path)
-    record, stale = layout.acquire(root, "backup", 60)
-    try:
-        assert stale == {}
-        assert layout.lock_state(root)[0] is True
-        with pytest.raises(RatBackupError) as err:
-            layout.acquire(root, "backup", 60)
-        assert "pid %d" % record["pid"] in err.value.msg
-    finally:
-        assert layout.release(root, record["token"]) is True
-    assert layout.lock_state(root)[0] is False
-    assert layout.read_lock(root)["released_because"] == "released"
-
-
-def test_acquire_when_keeper_killed_then_lock_free_and_stale_record_returned(tmp_path):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60)
-    os.kill(record["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while layout.lock_state(root)[0] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second, stale = layout.acquire(root, "backup", 60)
-    try:
-        assert stale["pid"] == record["pid"]
-        assert second["token"] != record["token"]
-    finally:
-        layout.release(root, second["token"])
-
-
-def test_release_when_other_token_then_lock_kept(tmp_path):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60)
-    try:
-        assert layout.release(root, "someone-else") is False
-        assert layout.lock_state(root)[0] is True
-    finally:
-        layout.release(root, record["token"])
-
-
-def test_keeper_when_lease_expires_then_lock_released(tmp_path, monkeypatch):
-    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
-    root = str(tmp_path)
-    layout.acquire(root, "backup", 1)
-    deadline = time.monotonic() + 5
-    while layout.lock_state(root)[0] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert layout.lock_state(root)[0] is False
-    assert layout.read_lock(root)["released_because"] == "lease expired"
-
-
-def test_release_when_keeper_slow_then_pauses_start_at_1ms_and_grow_to_50ms(tmp_path, monkeypatch):
-    answers = iter([True] * 9 + [False])
-    pauses = []
-    monkeypatch.setattr(layout, "read_lock", lambda root: {"token": "ours", "pid": 0})
-    monkeypatch.setattr(layout, "lock_state", lambda root: (next(answers), {}))
-    monkeypatch.setattr(layout.time, "sleep", pauses.append)
-    assert layout.release(str(tmp_path), "ours") is True
-    assert pauses == [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05, 0.05]
-
-
-def test_release_when_keeper_never_lets_go_then_raises_after_timeout(tmp_path, monkeypatch):
-    monkeypatch.setattr(layout, "read_lock", lambda root: {"token": "ours", "pid": 0})
-    monkeypatch.setattr(layout, "lock_state", lambda root: (True, {}))
-    started = time.monotonic()
-    with pytest.raises(RatBackupError, match="did not release"):
-        layout.release(str(tmp_path), "ours", timeout=0.2)
-    assert 0.2 <= time.monotonic() - started < 2
-
-
-def test_release_when_own_keeper_then_lock_free_at_return(tmp_path):
-    root = str(tmp_path)
-    for _round in range(5):
-        record, _stale = layout.acquire(root, "backup", 60)
-        assert layout.release(root, record["token"]) is True
-        assert layout.lock_state(root)[0] is False
-        assert layout.read_lock(root)["released_because"] == "released"
-
-
-def _wait_until_free(root, seconds=10):
-    deadline = time.monotonic() + seconds
-    while layout.lock_state(root)[0] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not layout.lock_state(root)[0]
-
-
-@pytest.fixture
-def remote_run(monkeypatch):
-    """Locks taken as by a run over SSH: no ansible-playbook on this host to follow."""
-    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(layout, "_anchor", lambda pid: (1, "ssh"))
-
-
-def test_keeper_when_remote_run_has_no_process_left_then_gives_up_after_idle(tmp_path, remote_run):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
-    assert record["anchor"] == "ssh" and record["run_id"]
-    assert _wait_until_free(root)
-    assert layout.read_lock(root)["released_because"] == "idle: no process of the run for 1 s"
-
-
-def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(tmp_path, remote_run):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
-    env = dict(os.environ, **{layout.RUN_MARKER: record["run_id"]})
-    task = subprocess.Popen(["sleep", "2.5"], env=env)
-    try:
-        assert layout.run_processes(record["run_id"]) == [task.pid]
-        time.sleep(2)
-        assert layout.lock_state(root)[0] is True
-    finally:
-        task.wait()
-    assert _wait_until_free(root)
-    assert layout.read_lock(root)["released_because"].startswith(layout.IDLE_REASON)
-
-
-def test_reclaim_when_given_up_for_idleness_then_same_token_and_run_again(tmp_path, remote_run):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
-    assert _wait_until_free(root)
-    again = layout.reclaim(root, record["token"])
-    try:
-        assert again["token"] == record["token"] and again["run_id"] == record["run_id"]
-        assert layout.lock_state(root)[0] is True
-        assert layout.reclaim(root, record["token"]) is None
-    finally:
-        layout.release(root, record["token"])
-
-
-def test_reclaim_when_another_run_took_the_lock_since_then_refused(tmp_path, remote_run):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=1)
-    assert _wait_until_free(root)
-    other, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
-    layout.release(root, other["token"])
-    assert layout.reclaim(root, record["token"]) is None
-    assert layout.lock_state(root)[0] is False
-
-
-def test_reclaim_when_released_normally_or_killed_then_refused(tmp_path, remote_run):
-    root = str(tmp_path)
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
-    layout.release(root, record["token"])
-    assert layout.reclaim(root, record["token"]) is None
-    record, _stale = layout.acquire(root, "backup", 60, idle_seconds=0)
-    os.kill(record["pid"], signal.SIGKILL)
-    assert _wait_until_free(root)
-    assert layout.reclaim(root, record["token"]) is None
-
-
-def test_read_lock_when_keeper_is_mid_rewrite_then_read_again_not_taken_for_empty(monkeypatch, tmp_path):
-    reads = iter([b"", b'{"tok', b'{"token": "ours", "pid": 7}'])
-    monkeypatch.setattr(layout, "_lock_bytes", lambda root: next(reads))
-    assert layout.read_lock(str(tmp_path), pause=0) == {"token": "ours", "pid": 7}
-    monkeypatch.setattr(layout, "_lock_bytes", lambda root: b"")
-    assert layout.read_lock(str(tmp_path), pause=0) == {}

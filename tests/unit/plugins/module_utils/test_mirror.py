@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import keys
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
@@ -105,6 +105,16 @@ def test_download_when_tricky_keys_stores_every_one_inside_dest_with_manifest(cl
     assert not (tmp_path / "minio" / ".rat-tmp").exists()
 
 
+def test_download_when_key_has_backslash_rerun_reads_its_manifest_and_copies_nothing(client, tmp_path):
+    # A backslash is a plain character in a Linux path: the key is stored as-is, and the one
+    # manifest-path rule (fs.safe_relpath) must read that path back on the next run.
+    bucket(client, "rat", {"win\\style.csv": b"1"})
+    download(client, tmp_path / "minio")
+    assert (tmp_path / "minio" / "rat" / "win\\style.csv").read_bytes() == b"1"
+    again = download(client, tmp_path / "minio")
+    assert again["copied"] == 0 and again["unchanged"] == 1 and not again["changed"]
+
+
 def test_download_when_rerun_without_change_copies_nothing(client, tmp_path):
     bucket(client, "rat", {"a.csv": b"1", "b/c.csv": b"2"})
     download(client, tmp_path / "minio")
@@ -170,7 +180,7 @@ def test_probe_when_dest_is_s3_checks_that_it_answers(client, tmp_path):
 
 def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000, "b": b"y" * 2000})
-    monkeypatch.setattr(layout, "free_bytes", lambda path: 4999)
+    monkeypatch.setattr(fs, "free_bytes", lambda path: 4999)
     with pytest.raises(RatBackupError, match=r"not enough free space in .*: 2 objects to download need 1 MiB"):
         download(client, tmp_path / "minio")
     assert not (tmp_path / "minio").exists() and not (tmp_path / "minio.json").exists()
@@ -178,7 +188,7 @@ def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, 
 
 def test_download_when_objects_fit_but_not_the_margin_fails(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000})
-    monkeypatch.setattr(layout, "free_bytes", lambda path: 2 ** 20)
+    monkeypatch.setattr(fs, "free_bytes", lambda path: 2 ** 20)
     assert download(client, tmp_path / "fits", min_free_bytes=2 ** 20 - 3000)["copied"] == 1
     with pytest.raises(RatBackupError, match="with min_free_bytes"):
         download(client, tmp_path / "minio", min_free_bytes=2 ** 20 - 2999)
@@ -190,7 +200,7 @@ def test_download_when_every_object_is_linked_needs_no_room_for_them(client, tmp
     first = tmp_path / "b1"
     download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
     os.rename(first / "minio.json", first / "manifest.json")
-    monkeypatch.setattr(layout, "free_bytes", lambda path: 10)
+    monkeypatch.setattr(fs, "free_bytes", lambda path: 10)
     second = tmp_path / "b2"
     result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
                       link_dest=str(first / "minio"))
@@ -402,7 +412,7 @@ def test_upload_when_manifest_path_escapes_refuses(client, tmp_path):
         {"bucket": "rat", "key": "k", "path": "minio/../../etc/passwd", "size": 1}]}))
     with pytest.raises(RatBackupError) as caught:
         upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "m.json"))
-    assert "not a clean path" in caught.value.msg
+    assert "unsafe path" in caught.value.msg
 
 
 def test_upload_when_walking_skips_symlinks_and_special_files(client, tmp_path):

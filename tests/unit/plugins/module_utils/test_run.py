@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.module_utils import run
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -61,7 +62,7 @@ def test_begin_when_check_mode_then_nothing_created(tmp_path):
     result = begin(tmp_path, check_mode=True)
     assert result["changed"] and result["name"] == "20260216_093000"
     assert not os.path.exists(result["partial"])
-    assert layout.lock_state(str(tmp_path))[0] is False
+    assert lock.lock_state(str(tmp_path))[0] is False
 
 
 def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
@@ -73,7 +74,7 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
         pg = fill(started["partial"])
         done = commit(tmp_path, started, pg)
     finally:
-        layout.release(str(tmp_path), started["lock_token"])
+        lock.release(str(tmp_path), started["lock_token"])
     assert done["backup_dir"] == str(tmp_path / "20260216_093000")
     assert not os.path.exists(started["partial"])
     assert not os.path.exists(os.path.join(done["backup_dir"], run.OBJECT_MANIFEST))
@@ -83,7 +84,7 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
     assert data["consistency"]["objects_listed_at"] == "2026-02-16T09:30:03Z"
     assert done["objects"] == 1 and done["duration"] == 12.0
     assert os.stat(os.path.join(done["backup_dir"], "minio", "rat", "a.csv")).st_mode & 0o777 == 0o600
-    assert layout.lock_state(str(tmp_path))[0] is False
+    assert lock.lock_state(str(tmp_path))[0] is False
     assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20260216_093000"]
 
 
@@ -112,7 +113,7 @@ def test_commit_when_object_missing_then_refused_and_nothing_complete(tmp_path):
         aborted = run.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
         assert aborted["removed"] == started["partial"] and aborted["lock_released"]
     finally:
-        layout.release(str(tmp_path), started["lock_token"])
+        lock.release(str(tmp_path), started["lock_token"])
     assert not os.path.exists(started["partial"])
 
 
@@ -126,12 +127,12 @@ def test_commit_when_dump_size_differs_from_result_then_refused(tmp_path):
             commit(tmp_path, started, pg)
         assert "postgres/rat.dump" in err.value.msg
     finally:
-        layout.release(str(tmp_path), started["lock_token"])
+        lock.release(str(tmp_path), started["lock_token"])
 
 
 def test_commit_when_lock_not_ours_then_refused(tmp_path):
     started = begin(tmp_path)
-    layout.release(str(tmp_path), started["lock_token"])
+    lock.release(str(tmp_path), started["lock_token"])
     prepare_partial(started)
     pg = fill(started["partial"])
     with pytest.raises(RatBackupError) as err:
@@ -154,7 +155,7 @@ def test_begin_when_not_enough_space_then_error_names_root_and_no_lock(tmp_path)
     with pytest.raises(RatBackupError) as err:
         begin(tmp_path, required_bytes=2 ** 62)
     assert str(tmp_path) in err.value.msg and "MiB needed" in err.value.msg
-    assert layout.lock_state(str(tmp_path))[0] is False
+    assert lock.lock_state(str(tmp_path))[0] is False
 
 
 def test_begin_when_pre_restore_then_under_pre_restore_dir(tmp_path):
@@ -234,19 +235,19 @@ def test_begin_when_previous_dump_grown_would_not_fit_fails_and_leaves_no_lock(t
     prepare_partial(first)
     commit(tmp_path, first, fill(first["partial"]))
     free = 100 + int(len(DUMP) * run.DUMP_GROWTH) - 1
-    monkeypatch.setattr(run.layout, "free_bytes", lambda path: free)
+    monkeypatch.setattr(run.fs, "free_bytes", lambda path: free)
     with pytest.raises(RatBackupError, match="not enough free space") as caught:
         begin(tmp_path, required_bytes=100, now=LATER)
     assert caught.value.details["required_bytes"] == free + 1
-    assert layout.lock_state(str(tmp_path))[0] is False
+    assert lock.lock_state(str(tmp_path))[0] is False
     assert not [n for n in os.listdir(str(tmp_path)) if n.endswith(layout.PARTIAL_SUFFIX)]
 
 
 def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, monkeypatch):
     dead = begin(tmp_path)
-    layout.release(str(tmp_path), dead["lock_token"])
+    lock.release(str(tmp_path), dead["lock_token"])
     reclaimed = []
-    monkeypatch.setattr(run.layout, "free_bytes", lambda path: 50 if not reclaimed else 500)
+    monkeypatch.setattr(run.fs, "free_bytes", lambda path: 50 if not reclaimed else 500)
     original = run.layout.remove_tree
     monkeypatch.setattr(run.layout, "remove_tree", lambda path: (reclaimed.append(path), original(path)))
     started = begin(tmp_path, required_bytes=400, now=LATER)
@@ -255,28 +256,28 @@ def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, mon
 
 
 def test_commit_when_lock_given_up_while_run_was_idle_then_taken_back_and_committed(tmp_path, monkeypatch):
-    monkeypatch.setattr(layout, "HEARTBEAT_SECONDS", 0.1)
-    monkeypatch.setattr(layout, "_anchor", lambda pid: (1, "ssh"))
+    monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(lock, "_anchor", lambda pid: (1, "ssh"))
     started = begin(tmp_path, idle_seconds=1)
     prepare_partial(started)
     pg = fill(started["partial"])
     deadline = time.monotonic() + 10
-    while layout.lock_state(str(tmp_path))[0] and time.monotonic() < deadline:
+    while lock.lock_state(str(tmp_path))[0] and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert layout.read_lock(str(tmp_path))["released_because"].startswith("idle")
+    assert lock.read_lock(str(tmp_path))["released_because"].startswith("idle")
     done = commit(tmp_path, started, pg)
-    assert os.path.isfile(done["manifest"]) and layout.lock_state(str(tmp_path))[0] is False
+    assert os.path.isfile(done["manifest"]) and lock.lock_state(str(tmp_path))[0] is False
 
 
 def test_commit_when_another_run_took_the_lock_then_refuses_naming_why(tmp_path):
     started = begin(tmp_path)
     prepare_partial(started)
     pg = fill(started["partial"])
-    layout.release(str(tmp_path), started["lock_token"])
-    other, _stale = layout.acquire(str(tmp_path), "backup", 60)
+    lock.release(str(tmp_path), started["lock_token"])
+    other, _stale = lock.acquire(str(tmp_path), "backup", 60)
     try:
         with pytest.raises(RatBackupError, match="no longer holds the lock"):
             commit(tmp_path, started, pg)
         assert os.path.isdir(started["partial"])
     finally:
-        layout.release(str(tmp_path), other["token"])
+        lock.release(str(tmp_path), other["token"])

@@ -12,6 +12,7 @@ import yaml
 from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import lock
 from ansible_collections.rat.backup.plugins.modules import backup_retention
 
 
@@ -55,7 +56,7 @@ def test_main_when_real_run_twice_then_second_deletes_nothing(capsys, tmp_path):
     assert first["changed"] and len(first["deleted"]) == 6
     names = [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]]
     assert names == ["20261126_000000", "20261127_000000"]
-    assert not layout.lock_state(str(tmp_path))[0]
+    assert not lock.lock_state(str(tmp_path))[0]
     second = run_module(capsys, args)
     assert not second["changed"] and second["deleted"] == []
 
@@ -63,11 +64,11 @@ def test_main_when_real_run_twice_then_second_deletes_nothing(capsys, tmp_path):
 def test_main_when_lock_held_then_fails_naming_holder_and_deletes_nothing(capsys, tmp_path):
     for day in range(20, 28):
         make(tmp_path, "202611%02d_000000" % day)
-    record, _stale = layout.acquire(str(tmp_path), "backup", 60)
+    record, _stale = lock.acquire(str(tmp_path), "backup", 60)
     try:
         result = run_module(capsys, {"root": str(tmp_path), "policy": {"keep_last": 1}})
     finally:
-        layout.release(str(tmp_path), record["token"])
+        lock.release(str(tmp_path), record["token"])
     assert result["failed"] and "another backup is running" in result["msg"]
     assert len(layout.list_backups(str(tmp_path))["complete"]) == 8
 
