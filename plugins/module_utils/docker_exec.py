@@ -23,14 +23,13 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 STDOUT = 1
 STDERR = 2
 # Multiplexed exec stream (no TTY): 1 byte stream id, 3 bytes padding, 4 bytes big-endian size.
 _FRAME_HEADER = struct.Struct(">BxxxL")
-_READ_BUFFER = 1 << 20
-_COPY_CHUNK = 1 << 20
 # Seconds a blocked stdin write waits before checking that the command still runs.
 _WRITE_POLL = 0.5
 
@@ -102,7 +101,7 @@ class ExecProcess:
         self._holder = response_socket
         self._sock = getattr(response_socket, "_sock", response_socket)
         self._sock.settimeout(None)
-        self._reader = self._sock.makefile("rb", buffering=_READ_BUFFER)
+        self._reader = self._sock.makefile("rb", buffering=fs.CHUNK)
         self._input_closed = threading.Event()
 
     def write(self, data):
@@ -178,7 +177,7 @@ def tar_stream(path, name):
     sent = 0
     with open(path, "rb") as handle:
         while True:
-            chunk = handle.read(_COPY_CHUNK)
+            chunk = handle.read(fs.CHUNK)
             if not chunk:
                 break
             sent += len(chunk)

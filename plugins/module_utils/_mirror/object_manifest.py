@@ -164,7 +164,7 @@ class Journal:
         if self.path:
             if self.handle is None:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-                self.handle = os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 20)
+                self.handle = os.fdopen(fd, "a", encoding="utf-8", buffering=fs.CHUNK)
                 self.flushed = time.monotonic()
             self.handle.write(manifest_line(entry, self.root_name) + "\n")
             if time.monotonic() - self.flushed >= self.FLUSH_EVERY:
