@@ -347,7 +347,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import run as backup_run
+from ansible_collections.rat.backup.plugins.module_utils import reporting
+from ansible_collections.rat.backup.plugins.module_utils import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
@@ -379,15 +380,9 @@ def _report(module, p, ok, now, stats, reason=None):
     """Metrics and the one log line of a backup run (not of pre-restore dumps)."""
     if p["kind"] != "backup" or module.check_mode:
         return {}
-    host = p["host"] or socket.gethostname()
-    duration = backup_run.duration_since(p["name"], now)
-    out = {"log_line": backup_run.log_line(host, "ok" if ok else "failed", p["name"], now, duration, stats, reason)}
+    out = reporting.report(p["host"] or socket.gethostname(), ok, p["name"], now, stats, reason, p["log_file"],
+                           p["metrics_dir"])
     module.log(out["log_line"])
-    if p["log_file"]:
-        backup_run.append_log(p["log_file"], out["log_line"])
-    if p["metrics_dir"]:
-        out["metrics_file"] = backup_run.write_metrics(p["metrics_dir"], host, ok, now, duration,
-                                                       (stats or {}).get("bytes"), (stats or {}).get("objects"))
     return out
 
 
@@ -398,11 +393,11 @@ def run(module):
     if state in ("commit", "abort") and not p["name"]:
         raise RatBackupError("name is required with state=%s" % state)
     if state == "preflight":
-        result = backup_run.preflight(p["root"], p["required_bytes"], p["python_modules"])
+        result = backup_dir.preflight(p["root"], p["required_bytes"], p["python_modules"])
         result["changed"] = False
         return result
     if state == "begin":
-        return backup_run.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
+        return backup_dir.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
                                 int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
                                 p["python_modules"], int(p["idle_minutes"] * 60))
     if state == "lock":
@@ -416,10 +411,10 @@ def run(module):
                 "lock": {k: v for k, v in record.items() if k != "token"},
                 "recovered_lock": {k: v for k, v in (stale or {}).items() if k != "token"} or None}
     if state == "unlock":
-        return backup_run.unlock(p["root"], p["lock_token"], module.check_mode)
+        return backup_dir.unlock(p["root"], p["lock_token"], module.check_mode)
     if state == "commit":
         try:
-            result = backup_run.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"], p["postgres"],
+            result = backup_dir.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"], p["postgres"],
                                        p["components"], p["tools"], p["consistency"], p["release_lock"],
                                        module.check_mode, now)
         except RatBackupError as exc:
@@ -427,7 +422,7 @@ def run(module):
             raise
         result.update(_report(module, p, True, now, result))
         return result
-    result = backup_run.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
+    result = backup_dir.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
     result.update(_report(module, p, False, now, None, p["reason"]))
     return result
 

@@ -14,7 +14,7 @@ import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import run
+from ansible_collections.rat.backup.plugins.module_utils import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
@@ -33,7 +33,7 @@ def fill(partial, objects=None):
         entries.append({"bucket": "rat", "key": key, "path": rel, "size": len(data),
                         "sha256": hashlib.sha256(data).hexdigest()})
     os.makedirs(os.path.join(partial, "minio", "rat"), exist_ok=True)
-    with open(os.path.join(partial, run.OBJECT_MANIFEST), "w") as handle:
+    with open(os.path.join(partial, backup_dir.OBJECT_MANIFEST), "w") as handle:
         json.dump({"format": 1, "listed_at": "2026-02-16T09:30:03Z", "buckets": {"rat": {}}, "objects": entries},
                   handle)
     return {"size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest(), "client_version": "15.18",
@@ -43,7 +43,7 @@ def fill(partial, objects=None):
 def begin(root, **kw):
     args = dict(kind="backup", purpose="backup", required_bytes=0, lease_seconds=60, check_mode=False, now=NOW)
     args.update(kw)
-    return run.begin(str(root), **args)
+    return backup_dir.begin(str(root), **args)
 
 
 def commit(root, started, pg, **kw):
@@ -51,7 +51,7 @@ def commit(root, started, pg, **kw):
                 components=["postgres", "minio"], tools={"rat.backup": "0.1.0"}, consistency={},
                 release_lock=True, check_mode=False, now=LATER)
     args.update(kw)
-    return run.commit(str(root), **args)
+    return backup_dir.commit(str(root), **args)
 
 
 def prepare_partial(started):
@@ -77,7 +77,7 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
         lock.release(str(tmp_path), started["lock_token"])
     assert done["backup_dir"] == str(tmp_path / "20260216_093000")
     assert not os.path.exists(started["partial"])
-    assert not os.path.exists(os.path.join(done["backup_dir"], run.OBJECT_MANIFEST))
+    assert not os.path.exists(os.path.join(done["backup_dir"], backup_dir.OBJECT_MANIFEST))
     data = json.loads(open(done["manifest"]).read())
     assert data["minio"]["objects"][0]["key"] == "a.csv"
     assert data["tools"]["pg_dump"] == "15.18"
@@ -97,7 +97,7 @@ def test_begin_when_previous_complete_then_returned_as_link_dest(tmp_path):
         assert second["previous"] == str(tmp_path / "20260216_093000")
         assert second["name"] == "20260216_093012"
     finally:
-        run.abort(str(tmp_path), "backup", second["name"], second["lock_token"], True, False)
+        backup_dir.abort(str(tmp_path), "backup", second["name"], second["lock_token"], True, False)
 
 
 def test_commit_when_object_missing_then_refused_and_nothing_complete(tmp_path):
@@ -110,7 +110,7 @@ def test_commit_when_object_missing_then_refused_and_nothing_complete(tmp_path):
             commit(tmp_path, started, pg, release_lock=False)
         assert "minio/rat/a.csv: missing" in err.value.msg
         assert layout.list_backups(str(tmp_path))["complete"] == []
-        aborted = run.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
+        aborted = backup_dir.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
         assert aborted["removed"] == started["partial"] and aborted["lock_released"]
     finally:
         lock.release(str(tmp_path), started["lock_token"])
@@ -148,7 +148,7 @@ def test_begin_when_stale_partial_then_removed_under_lock(tmp_path):
         assert started["removed_partials"] == [str(stale)]
         assert not stale.exists()
     finally:
-        run.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
+        backup_dir.abort(str(tmp_path), "backup", started["name"], started["lock_token"], True, False)
 
 
 def test_begin_when_not_enough_space_then_error_names_root_and_no_lock(tmp_path):
@@ -163,36 +163,22 @@ def test_begin_when_pre_restore_then_under_pre_restore_dir(tmp_path):
     try:
         assert started["partial"] == str(tmp_path / "pre-restore" / "20260216_093000.partial")
     finally:
-        run.abort(str(tmp_path), "pre_restore", started["name"], started["lock_token"], True, False)
+        backup_dir.abort(str(tmp_path), "pre_restore", started["name"], started["lock_token"], True, False)
 
 
 def test_abort_when_name_is_path_then_refused(tmp_path):
     with pytest.raises(RatBackupError):
-        run.abort(str(tmp_path), "backup", "../../etc", None, True, False)
-
-
-def test_write_metrics_when_failure_after_success_then_last_success_kept(tmp_path):
-    run.write_metrics(str(tmp_path), "rat-lab", True, NOW, 12.5, 100, 3)
-    path = run.write_metrics(str(tmp_path), "rat-lab", False, LATER, 1.0, None, None)
-    text = open(path).read()
-    assert 'rat_backup_last_success_timestamp_seconds{host="rat-lab"} %.3f' % NOW.timestamp() in text
-    assert 'rat_backup_last_status{host="rat-lab"} 0' in text
-    assert os.stat(path).st_mode & 0o777 == 0o644
-
-
-def test_log_line_when_reason_multiline_then_one_line():
-    line = run.log_line("rat-lab", "failed", "20260216_093000", LATER, 12.0, None, "boom\nat line 2")
-    assert "\n" not in line and "reason=boom at line 2" in line and "status=failed" in line
+        backup_dir.abort(str(tmp_path), "backup", "../../etc", None, True, False)
 
 
 def test_preflight_when_module_missing_then_listed(tmp_path):
-    result = run.preflight(str(tmp_path), 0, ["json", "surely_not_a_module_xyz"])
+    result = backup_dir.preflight(str(tmp_path), 0, ["json", "surely_not_a_module_xyz"])
     assert result["missing_modules"] == ["surely_not_a_module_xyz"]
     assert result["enough_space"]
 
 
 def test_preflight_when_no_backup_yet_then_no_previous(tmp_path):
-    result = run.preflight(str(tmp_path / "not-yet"), 0, [])
+    result = backup_dir.preflight(str(tmp_path / "not-yet"), 0, [])
     assert (result["previous"], result["previous_dump_bytes"]) == (None, 0)
 
 
@@ -200,7 +186,7 @@ def test_preflight_when_complete_backup_then_previous_and_its_dump_size(tmp_path
     first = begin(tmp_path)
     prepare_partial(first)
     commit(tmp_path, first, fill(first["partial"]))
-    result = run.preflight(str(tmp_path), 0, [])
+    result = backup_dir.preflight(str(tmp_path), 0, [])
     assert result["previous"] == str(tmp_path / "20260216_093000")
     assert result["previous_dump_bytes"] == len(DUMP)
 
@@ -211,7 +197,7 @@ def test_preflight_when_previous_manifest_damaged_then_previous_without_size(tmp
     done = commit(tmp_path, first, fill(first["partial"]))
     with open(done["manifest"], "w") as handle:
         handle.write("{not json")
-    result = run.preflight(str(tmp_path), 0, [])
+    result = backup_dir.preflight(str(tmp_path), 0, [])
     assert (result["previous"], result["previous_dump_bytes"]) == (done["backup_dir"], 0)
 
 
@@ -234,8 +220,8 @@ def test_begin_when_previous_dump_grown_would_not_fit_fails_and_leaves_no_lock(t
     first = begin(tmp_path)
     prepare_partial(first)
     commit(tmp_path, first, fill(first["partial"]))
-    free = 100 + int(len(DUMP) * run.DUMP_GROWTH) - 1
-    monkeypatch.setattr(run.fs, "free_bytes", lambda path: free)
+    free = 100 + int(len(DUMP) * backup_dir.DUMP_GROWTH) - 1
+    monkeypatch.setattr(backup_dir.fs, "free_bytes", lambda path: free)
     with pytest.raises(RatBackupError, match="not enough free space") as caught:
         begin(tmp_path, required_bytes=100, now=LATER)
     assert caught.value.details["required_bytes"] == free + 1
@@ -247,9 +233,9 @@ def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, mon
     dead = begin(tmp_path)
     lock.release(str(tmp_path), dead["lock_token"])
     reclaimed = []
-    monkeypatch.setattr(run.fs, "free_bytes", lambda path: 50 if not reclaimed else 500)
-    original = run.layout.remove_tree
-    monkeypatch.setattr(run.layout, "remove_tree", lambda path: (reclaimed.append(path), original(path)))
+    monkeypatch.setattr(backup_dir.fs, "free_bytes", lambda path: 50 if not reclaimed else 500)
+    original = backup_dir.layout.remove_tree
+    monkeypatch.setattr(backup_dir.layout, "remove_tree", lambda path: (reclaimed.append(path), original(path)))
     started = begin(tmp_path, required_bytes=400, now=LATER)
     assert reclaimed == [dead["partial"]] and started["removed_partials"] == [dead["partial"]]
     assert os.path.isdir(started["partial"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-import re
 import socket
 import sys
 
@@ -25,7 +24,6 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 # Recorded in every manifest; keep equal to galaxy.yml's version.
 COLLECTION_VERSION = "0.1.0"
 OBJECT_MANIFEST = "minio.json"
-METRICS_FILE = "rat_backup.prom"
 
 
 def base_dir(root, kind):
@@ -248,69 +246,3 @@ def unlock(root, token, check_mode):
     if check_mode:
         return {"changed": bool(token) and lock.read_lock(root).get("token") == token}
     return {"changed": lock.release(root, token)}
-
-
-_METRIC_RE = re.compile(r"^rat_backup_last_success_timestamp_seconds(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$")
-
-
-def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
-    """Prometheus textfile (node_exporter textfile collector), replaced atomically.
-
-    A failed run keeps the last success timestamp from the previous file so alerts on its age work.
-    """
-    path = os.path.join(metrics_dir, METRICS_FILE)
-    last_success = None
-    if ok:
-        last_success = now.timestamp()
-    else:
-        try:
-            with open(path, "r", encoding="utf-8") as handle:
-                for line in handle:
-                    match = _METRIC_RE.match(line.strip())
-                    if match:
-                        last_success = float(match.group(1))
-        except OSError:
-            pass
-    label = '{host="%s"}' % host.replace("\\", "\\\\").replace('"', '\\"')
-    lines = []
-
-    def metric(name, help_text, value):
-        lines.extend(["# HELP %s %s" % (name, help_text), "# TYPE %s gauge" % name,
-                      "%s%s %s" % (name, label, value)])
-
-    if last_success is not None:
-        metric("rat_backup_last_success_timestamp_seconds", "Unix time of the last successful backup.",
-               "%.3f" % last_success)
-    metric("rat_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", "%.3f" % now.timestamp())
-    metric("rat_backup_last_status", "1 if the last backup run succeeded, 0 if it failed.", 1 if ok else 0)
-    metric("rat_backup_last_duration_seconds", "Duration of the last backup run.", "%.3f" % (duration or 0))
-    metric("rat_backup_last_bytes", "Bytes captured by the last successful backup (dump + objects).", size or 0)
-    metric("rat_backup_last_objects", "Objects captured by the last successful backup.", objects or 0)
-    os.makedirs(metrics_dir, exist_ok=True)
-    # node_exporter runs as its own user: the textfile must be readable by it.
-    with fs.atomic_writer(path, mode=0o644) as handle:
-        handle.write("\n".join(lines) + "\n")
-    return path
-
-
-def log_line(host, status, name, now, duration, stats, reason=None):
-    """The one line a run leaves in the log: greppable key=value pairs, no secrets."""
-    parts = ["%s rat-backup host=%s status=%s name=%s duration=%.1fs"
-             % (fs.iso(now), host, status, name or "-", duration or 0)]
-    for key in ("bytes", "objects", "tables", "rows"):
-        if stats and key in stats:
-            parts.append("%s=%s" % (key, stats[key]))
-    if reason:
-        parts.append("reason=%s" % " ".join(str(reason).split())[:300])
-    return " ".join(parts)
-
-
-def append_log(path, line):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, fs.FILE_MODE)
-    with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-
-
-def duration_since(name, now):
-    created = layout.time_of(name) if name else None
-    return (now - created).total_seconds() if created else 0.0
