@@ -23,6 +23,8 @@ from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST
 
 FORMAT = 1
 DUMP_PATH = "postgres/rat.dump"
+
+
 def build(name, kind, host, created_at, completed_at, tools, postgres, minio, consistency=None):
     """Assemble the manifest from the pg_dump result and the object manifest (either may be None)."""
     if postgres is not None:

@@ -406,7 +406,7 @@ def run(module):
             return {"changed": not held, "lock_token": None}
         layout.ensure_root(p["root"])
         record, stale = lock.acquire(p["root"], p["purpose"], int(p["lease_hours"] * 3600), now,
-                                       int(p["idle_minutes"] * 60))
+                                     int(p["idle_minutes"] * 60))
         return {"changed": True, "lock_token": record["token"],
                 "lock": {k: v for k, v in record.items() if k != "token"},
                 "recovered_lock": {k: v for k, v in (stale or {}).items() if k != "token"} or None}
