@@ -186,7 +186,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
         raise RatBackupError("%s already exists; refusing to overwrite a backup" % final, path=final)
     object_manifest = None
     if "minio" in components:
-        object_manifest = mf.load_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
+        object_manifest = mf.read_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
     pg = postgres if "postgres" in components else None
     if "postgres" in components and not pg:
         raise RatBackupError("components include postgres but no pg_dump result was given")

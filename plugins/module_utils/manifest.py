@@ -48,61 +48,141 @@ def build(name, kind, host, created_at, completed_at, tools, postgres, minio, co
     }
 
 
-def load_object_manifest(path):
-    """The object manifest bucket_mirror wrote (a standalone file)."""
-    data = _load_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-        raise RatBackupError("%s is not an object manifest (no 'objects' list)" % path, path=path)
-    return data
+# --- the one manifest format: an indented JSON document whose object list has one compact
+# object per line, so it streams both ways. manifest.json holds it under "minio"; bucket_mirror's
+# object manifest at the top. Other JSON (hand-written, no objects) is read whole. ------------
+
+def _objects_holder(document):
+    """The dict holding the object list: manifest.json's "minio" section (None when the backup has
+    no objects part), else the document itself (bucket_mirror's object manifest)."""
+    if isinstance(document, dict) and "minio" in document:
+        return document["minio"] if isinstance(document["minio"], dict) else None
+    return document
 
 
-def _load_json(path):
+def _placed(document, objects):
+    """A copy of ``document`` with ``objects`` where its object list goes."""
+    placed = dict(document)
+    if "minio" in placed:
+        placed["minio"] = dict(placed["minio"], objects=objects)
+    else:
+        placed["objects"] = objects
+    return placed
+
+
+def _chunks(document, objects):
+    """Text of ``document`` with ``objects`` (an iterable of dicts) one compact line each."""
+    objects = iter(objects)
+    first = next(objects, None)
+    if first is None:
+        if _objects_holder(document) is not None:
+            document = _placed(document, [])
+        yield json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        return
+    # Stands for the object list in the indented text; random, so no key or name can be mistaken for it.
+    marker = "rat-backup-objects-" + os.urandom(16).hex()
+    text = json.dumps(_placed(document, marker), indent=1, sort_keys=True, ensure_ascii=False)
+    head, tail = text.split(json.dumps(marker), 1)
+    key_line = head[head.rindex("\n") + 1:]
+    indent = key_line[:len(key_line) - len(key_line.lstrip(" "))]
+    yield head + "[\n"
+    line = json.dumps(first, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    for item in objects:
+        yield line + ",\n"
+        line = json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    yield line + "\n" + indent + "]" + tail + "\n"
+
+
+def dumps(document, objects=None):
+    """The manifest text of ``document`` (its objects in place, or given apart as ``objects``)."""
+    if objects is None:
+        objects = (_objects_holder(document) or {}).get("objects") or []
+    return "".join(_chunks(document, objects))
+
+
+def write_document(path, document, objects=None):
+    """The one manifest writer: atomic (0600), objects streamed one per line."""
+    if objects is None:
+        objects = (_objects_holder(document) or {}).get("objects") or []
+    with fs.atomic_writer(path) as handle:
+        for chunk in _chunks(document, objects):
+            handle.write(chunk)
+
+
+def read_document(path, what="manifest", make=None):
+    """The one manifest reader: (document, [make(object) ...]); the document's own object list
+    is left empty. Objects are parsed line by line (``make`` turns each into what the caller
+    keeps), so a 100,000-object manifest never exists as one parsed document."""
+    make = make or (lambda item: item)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise RatBackupError("cannot read %s: %s" % (path, exc.strerror or exc), path=path)
+        raise RatBackupError("cannot read %s %s: %s" % (what, path, exc.strerror or exc), path=path)
     try:
-        with os.fdopen(fd, "rb") as handle:
-            return json.load(handle)
+        with os.fdopen(fd, "r", encoding="utf-8") as handle:
+            found = _read_lines(handle, path, what, make)
+            if found is not None:
+                return found
+            handle.seek(0)
+            document = json.load(handle)
     except ValueError as exc:
-        raise RatBackupError("%s is not valid JSON: %s" % (path, exc), path=path)
+        raise RatBackupError("%s %s is not valid JSON: %s" % (what, path, exc), path=path)
+    except OSError as exc:
+        raise RatBackupError("cannot read %s %s: %s" % (what, path, exc.strerror or exc), path=path)
+    holder = _objects_holder(document)
+    if not isinstance(holder, dict) or not isinstance(holder.get("objects"), list):
+        return document, []
+    objects = [make(item) for item in holder["objects"]]
+    holder["objects"] = []
+    return document, objects
+
+
+def _read_lines(handle, path, what, make):
+    head = []
+    for line in handle:
+        head.append(line)
+        if line.rstrip().endswith('"objects": ['):
+            break
+    else:
+        return None
+    objects = []
+    for line in handle:
+        text = line.strip()
+        if text.startswith("]"):
+            document = json.loads("".join(head) + line + handle.read())
+            return document, objects
+        objects.append(make(json.loads(text.rstrip(","))))
+    raise RatBackupError("%s %s is truncated" % (what, path), path=path)
 
 
 def read(backup_dir):
     """manifest.json of a backup directory, checked for shape before anyone trusts it."""
     path = os.path.join(backup_dir, MANIFEST)
-    data = _load_json(path)
+    data, objects = read_document(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RatBackupError("%s: unknown manifest format %r (this collection reads format %d)"
                              % (path, data.get("format") if isinstance(data, dict) else None, FORMAT), path=path)
     for section in ("postgres", "minio"):
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise RatBackupError("%s: section %r is malformed" % (path, section), path=path)
-    if data.get("minio") is not None and not isinstance(data["minio"].get("objects"), list):
-        raise RatBackupError("%s: minio section has no objects list" % path, path=path)
+    if data.get("minio") is not None:
+        if not isinstance(data["minio"].get("objects"), list):
+            raise RatBackupError("%s: minio section has no objects list" % path, path=path)
+        data["minio"]["objects"] = objects
+    return data
+
+
+def read_object_manifest(path):
+    """The object manifest bucket_mirror wrote (a standalone file), with its objects."""
+    data, objects = read_document(path, "object manifest")
+    if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+        raise RatBackupError("%s is not an object manifest (no 'objects' list)" % path, path=path)
+    data["objects"] = objects
     return data
 
 
 def write(backup_dir, data):
-    fs.write_text_atomic(os.path.join(backup_dir, MANIFEST), dumps(data))
-
-
-def dumps(data):
-    """manifest.json text: the sections indented, each object compact on a line of its own.
-
-    A lake has thousands of objects: indenting their attributes doubled the manifest (the one file an
-    unchanged backup adds to the disk), and one line per object lets grep show an object whole.
-    """
-    objects = (data.get("minio") or {}).get("objects")
-    if not objects:
-        return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    # Stands for the object list in the indented text; random, so no key or name can be mistaken for it.
-    marker = "rat-backup-objects-" + os.urandom(16).hex()
-    text = json.dumps(dict(data, minio=dict(data["minio"], objects=marker)), indent=1, sort_keys=True,
-                      ensure_ascii=False)
-    lines = ",\n".join(json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-                       for item in objects)
-    return text.replace(json.dumps(marker), "[\n" + lines + "\n  ]", 1) + "\n"
+    write_document(os.path.join(backup_dir, MANIFEST), data)
 
 
 def expected_files(data, where):

@@ -206,3 +206,47 @@ def test_summary_when_consistency_recorded_shows_level_time_and_changes():
     assert (stats["consistency"], stats["consistency_time"], stats["changed_during"]) == (
         "best-effort", "2026-11-27T18:30:00.1Z", 1)
     assert mf.summary({})["consistency"] is None
+
+
+LINE_OBJECTS = [{"bucket": "rat", "key": "a", "path": "minio/rat/a", "size": 1},
+           {"bucket": "rat", "key": "b\u00fc", "path": "minio/rat/b\u00fc", "size": 2}]
+
+
+def test_read_document_when_backup_manifest_then_objects_streamed_without_json_load(tmp_path, monkeypatch):
+    data = {"format": 1, "name": "20260216_093000", "postgres": {"size": 3},
+            "minio": {"buckets": {"rat": {}}, "objects": LINE_OBJECTS}}
+    mf.write(str(tmp_path), data)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the whole manifest was loaded at once")
+
+    monkeypatch.setattr(mf.json, "load", refuse)
+    document, objects = mf.read_document(str(tmp_path / "manifest.json"), make=lambda item: item["key"])
+    assert objects == ["a", "b\u00fc"]
+    assert document["minio"] == {"buckets": {"rat": {}}, "objects": []} and document["postgres"] == {"size": 3}
+
+
+def test_read_document_when_object_manifest_of_older_runs_then_read_line_by_line(tmp_path):
+    # The compact header line bucket_mirror wrote before the one format; still read the same way.
+    path = tmp_path / "minio.json"
+    path.write_text('{"buckets": {"rat": {}}, "format": 1, "objects": [\n'
+                    + ",\n".join(json.dumps(o, sort_keys=True) for o in LINE_OBJECTS) + "\n]}\n")
+    document, objects = mf.read_document(str(path))
+    assert objects == LINE_OBJECTS and document == {"buckets": {"rat": {}}, "format": 1, "objects": []}
+
+
+def test_write_document_when_object_manifest_then_same_layout_as_manifest_json(tmp_path):
+    path = tmp_path / "minio.json"
+    mf.write_document(str(path), {"format": 1, "buckets": {"rat": {}}}, iter(LINE_OBJECTS))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "{" and ' "objects": [' in lines
+    assert [json.loads(line.rstrip(",")) for line in lines if line.startswith("{\"")] == LINE_OBJECTS
+    assert mf.read_object_manifest(str(path))["objects"] == LINE_OBJECTS
+
+
+def test_read_document_when_cut_short_then_error_names_file(tmp_path):
+    path = tmp_path / "minio.json"
+    mf.write_document(str(path), {"format": 1}, iter(LINE_OBJECTS))
+    path.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")
+    with pytest.raises(RatBackupError, match="truncated"):
+        mf.read_document(str(path))
