@@ -10,6 +10,7 @@ bucket_mirror. Every function takes ``now`` so tests can pin time.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import platform
 import socket
@@ -187,9 +188,10 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     object_manifest = None
     if "minio" in components:
         object_manifest = mf.read_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
-    pg = postgres if "postgres" in components else None
-    if "postgres" in components and not pg:
-        raise RatBackupError("components include postgres but no pg_dump result was given")
+    pg = None
+    dump_result = os.path.join(partial, *(mf.DUMP_PATH + ".json").split("/"))
+    if "postgres" in components:
+        pg = postgres or _read_dump_result(dump_result)
     created = layout.time_of(name)
     host = host or socket.gethostname()
     consistency = dict(consistency or {})
@@ -203,12 +205,14 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
                     consistency)
     # Everything the manifest promises must be there before the backup may look complete.
     check = mf.verify(partial, data, mode="quick")
-    problems = [b for b in check["bad"] if not b.startswith(OBJECT_MANIFEST + ":")]
+    own_files = (OBJECT_MANIFEST + ":", mf.DUMP_PATH + ".json:")
+    problems = [b for b in check["bad"] if not b.startswith(own_files)]
     if problems:
         raise RatBackupError("backup %s is inconsistent, not committed: %s" % (partial, "; ".join(problems[:20])),
                              bad=problems)
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
+    fs.unlink_quietly(dump_result)
     layout.secure_tree(partial)
     # Every hard link, file and directory entry of the tree must be on disk before manifest.json
     # and the rename make the backup look complete: a crash must never leave a "complete" backup
@@ -224,6 +228,21 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     stats.update(changed=True, name=name, backup_dir=final, manifest=os.path.join(final, layout.MANIFEST),
                  duration=round((now - created_dt).total_seconds(), 3), lock_released=release_lock)
     return stats
+
+
+def _read_dump_result(path):
+    """The result pg_dump left beside the dump (pg_cli.dump)."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            result = json.load(handle)
+    except OSError as exc:
+        raise RatBackupError("components include postgres but no pg_dump result was found at %s: %s"
+                             % (path, exc.strerror or exc), path=path)
+    except ValueError as exc:
+        raise RatBackupError("pg_dump result %s is not valid JSON: %s" % (path, exc), path=path)
+    if not isinstance(result, dict):
+        raise RatBackupError("pg_dump result %s is not a JSON object" % path, path=path)
+    return result
 
 
 def abort(root, kind, name, token, release_lock, check_mode):

@@ -224,7 +224,15 @@ def dump(client, spec, check_mode=False, now=time.monotonic, clock=time.time):
     finally:
         session.close()
     result["duration"] = round(now() - started, 3)
+    # The result travels with the dump: backup_run commit reads it from disk, next to the objects'
+    # manifest, instead of getting it back through the controller.
+    fs.write_json_atomic(result_path(spec.dest), result)
     return result
+
+
+def result_path(dest):
+    """Where dump() leaves its result (JSON) beside the dump ``dest``."""
+    return dest + ".json"
 
 
 def _dump_to_file(client, argv, partial):

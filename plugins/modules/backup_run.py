@@ -119,7 +119,10 @@ options:
     choices: [postgres, minio]
     default: [postgres, minio]
   postgres:
-    description: The registered result of M(rat.backup.pg_dump) (O(state=commit)).
+    description:
+      - The registered result of M(rat.backup.pg_dump) (O(state=commit)).
+      - Omit it to read the result pg_dump left beside the dump (C(postgres/rat.dump.json) in the
+        backup directory), which commit removes once it is in C(manifest.json).
     type: dict
   host:
     description: Name recorded in the manifest, normally C(inventory_hostname).

@@ -88,6 +88,34 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
     assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20260216_093000"]
 
 
+def test_commit_when_no_result_given_then_reads_the_one_pg_dump_left_and_removes_it(tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        pg = dict(fill(started["partial"]), dest=started["partial"] + "/postgres/rat.dump", snapshot="0003-1B-1")
+        with open(os.path.join(started["partial"], "postgres", "rat.dump.json"), "w") as handle:
+            json.dump(pg, handle)
+        done = commit(tmp_path, started, None)
+    finally:
+        lock.release(str(tmp_path), started["lock_token"])
+    data = json.loads(open(done["manifest"]).read())
+    assert data["postgres"] == {"size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest(), "client_version": "15.18",
+                                "row_counts": {"public.runs": 1}, "snapshot": "0003-1B-1", "path": "postgres/rat.dump"}
+    assert sorted(os.listdir(os.path.join(done["backup_dir"], "postgres"))) == ["rat.dump"]
+
+
+def test_commit_when_postgres_but_no_result_anywhere_then_refused_naming_the_file(tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        fill(started["partial"])
+        with pytest.raises(RatBackupError, match="no pg_dump result was found at .*rat.dump.json"):
+            commit(tmp_path, started, None)
+    finally:
+        lock.release(str(tmp_path), started["lock_token"])
+    assert os.path.isdir(started["partial"])
+
+
 def test_begin_when_previous_complete_then_returned_as_link_dest(tmp_path):
     first = begin(tmp_path)
     prepare_partial(first)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -126,7 +127,9 @@ def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_pat
     assert result["linked"] is True
     assert result["sha256"] == hashlib.sha256(old_data).hexdigest()
     assert os.stat(dest).st_ino == os.stat(old).st_ino
-    assert sorted(os.listdir(dest.parent)) == ["rat.dump"]
+    # Besides the dump only its result, which backup_run commit reads from disk.
+    assert sorted(os.listdir(dest.parent)) == ["rat.dump", "rat.dump.json"]
+    assert json.loads((dest.parent / "rat.dump.json").read_text()) == result
 
 
 def test_dump_when_link_dest_differs_keeps_new_dump(tmp_path, dump_writes):
@@ -156,7 +159,7 @@ def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, dump_writes,
     dest = tmp_path / "rat.dump"
     result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(dest), link_dest=old))
     assert result["linked"] is False and dest.read_bytes() == archive()
-    assert sorted(os.listdir(tmp_path)) == ["old.dump", "rat.dump"]
+    assert sorted(os.listdir(tmp_path)) == ["old.dump", "rat.dump", "rat.dump.json"]
 
 
 def test_dump_without_link_dest_returns_no_linked(tmp_path, dump_writes):
