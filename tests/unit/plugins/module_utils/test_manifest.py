@@ -209,7 +209,7 @@ def test_summary_when_consistency_recorded_shows_level_time_and_changes():
 
 
 LINE_OBJECTS = [{"bucket": "rat", "key": "a", "path": "minio/rat/a", "size": 1},
-           {"bucket": "rat", "key": "b\u00fc", "path": "minio/rat/b\u00fc", "size": 2}]
+                {"bucket": "rat", "key": "b\u00fc", "path": "minio/rat/b\u00fc", "size": 2}]
 
 
 def test_read_document_when_backup_manifest_then_objects_streamed_without_json_load(tmp_path, monkeypatch):
