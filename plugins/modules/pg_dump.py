@@ -103,7 +103,7 @@ notes:
   - When the dump is hard-linked to O(link_dest), C(pg_restore --list) shows the creation time of that older
     dump (C(Archive created at)), and the file keeps its modification time; the data is the new snapshot's.
   - The returned result is also written beside the dump as C(<dest>.json) (0600), so a later step
-    (M(rat.backup.backup_run) O(state=commit)) reads it from disk.
+    (M(rat.backup.backup_run) with O(rat.backup.backup_run#module:state=commit)) reads it from disk.
 seealso:
   - module: rat.backup.pg_restore
   - name: pg_dump
