@@ -161,6 +161,20 @@ def _write_record(fd, record):
     os.fsync(fd)
 
 
+def hold(path, busy_message):
+    """An exclusive flock on ``path`` held by this process until it exits (or closes the returned
+    fd): for work that lives in one module run, unlike the host lock below."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise RatBackupError(busy_message)
+        raise
+    return fd
+
+
 def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=None):
     """Take the host lock and leave a keeper holding it. Returns (record, previous stale record).
 

@@ -12,8 +12,6 @@ resume (a journal of files already shipped, encrypted files staged for rsync).
 from __future__ import annotations
 
 import concurrent.futures
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -27,6 +25,7 @@ from ansible_collections.rat.backup.plugins.module_utils import prune
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import unlink_quietly
+from ansible_collections.rat.backup.plugins.module_utils.lock import hold
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source, decrypt_chunks
 
@@ -77,15 +76,8 @@ def lock(root):
     layout.ensure_root(root)
     path = os.path.join(root, WORK_DIR)
     os.makedirs(path, mode=layout.DIR_MODE, exist_ok=True)
-    fd = os.open(os.path.join(path, ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, fs.FILE_MODE)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise RatBackupError("another off-site run is working on %s; try again when it has finished" % root)
-        raise
-    return fd
+    return hold(os.path.join(path, ".lock"),
+                "another off-site run is working on %s; try again when it has finished" % root)
 
 
 class Journal:

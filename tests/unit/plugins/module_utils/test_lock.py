@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -171,3 +172,19 @@ def test_read_lock_when_keeper_is_mid_rewrite_then_read_again_not_taken_for_empt
     assert lock.read_lock(str(tmp_path), pause=0) == {"token": "ours", "pid": 7}
     monkeypatch.setattr(lock, "_lock_bytes", lambda root: b"")
     assert lock.read_lock(str(tmp_path), pause=0) == {}
+
+
+def test_hold_when_held_by_another_process_then_refused_until_it_exits(tmp_path):
+    path = str(tmp_path / ".lock")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)", path],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(RatBackupError) as err:
+            lock.hold(path, "busy")
+        assert err.value.msg == "busy"
+    finally:
+        holder.kill()
+        holder.wait()
+    os.close(lock.hold(path, "busy"))
