@@ -69,11 +69,11 @@ def describe(unknown):
     parts = []
     for name, close in unknown:
         if close:
-            parts.append("%s (did you mean %s?)" % (name, " or ".join(close)))
+            parts.append(f"{name} (did you mean {' or '.join(close)}?)")
         else:
-            parts.append("%s (no rat.backup role or playbook reads it)" % name)
-    return ("unknown rat_* variable%s: %s. Fix the name, or list it in rat_vars_ignore if it is "
-            "yours." % ("s" if len(unknown) > 1 else "", "; ".join(parts)))
+            parts.append(f"{name} (no rat.backup role or playbook reads it)")
+    return (f"unknown rat_* variable{'s' if len(unknown) > 1 else ''}: {'; '.join(parts)}. Fix the name, or list it "
+            "in rat_vars_ignore if it is yours.")
 
 
 class ActionModule(ActionBase):
@@ -90,7 +90,7 @@ class ActionModule(ActionBase):
         if isinstance(ignore, str):
             ignore = [ignore]
         if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
-            raise AnsibleActionFail("ignore (rat_vars_ignore) must be a list of name patterns, got %r" % (ignore,))
+            raise AnsibleActionFail(f"ignore (rat_vars_ignore) must be a list of name patterns, got {ignore!r}")
         known = known_variables(COLLECTION_ROOT)
         names = [to_text(name) for name in task_vars]
         unknown = unknown_variables(names, known, ignore + ["rat_vars_ignore"])

@@ -52,8 +52,8 @@ def _writable_dir(root):
     """The directory ``root`` is (or will be created) in, if writable: checked without creating anything."""
     existing = fs.nearest_existing_dir(root)
     if not os.access(existing, os.W_OK | os.X_OK) or (os.path.lexists(root) and not os.path.isdir(root)):
-        raise RatBackupError("backup root %s is not writable on %s (checked %s)"
-                             % (root, socket.gethostname(), existing), path=root)
+        raise RatBackupError(f"backup root {root} is not writable on {socket.gethostname()} (checked {existing})",
+                             path=root)
     return existing
 
 
@@ -89,8 +89,8 @@ def _check_space(root, required_bytes):
     free = fs.free_bytes(root)
     if required_bytes and free < required_bytes:
         raise RatBackupError(
-            "not enough free space in %s on %s: %d MiB free, about %d MiB needed for this backup"
-            % (root, socket.gethostname(), free // 2 ** 20, -(-required_bytes // 2 ** 20)),
+            f"not enough free space in {root} on {socket.gethostname()}: {free // 2 ** 20} MiB free, about "
+            f"{-(-required_bytes // 2 ** 20)} MiB needed for this backup",
             path=root, free_bytes=free, required_bytes=required_bytes)
     return free
 
@@ -113,10 +113,9 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     missing = missing_modules(modules)
     if missing:
         raise RatBackupError(
-            "Python packages %s are missing on %s for %s: pip install %s, or apt-get install %s "
-            "(the backup role installs them itself with rat_backup_install_deps=true)"
-            % (", ".join(missing), socket.gethostname(), sys.executable, " ".join(missing),
-               " ".join("python3-" + name for name in missing)), missing_modules=missing)
+            f"Python packages {', '.join(missing)} are missing on {socket.gethostname()} for {sys.executable}: pip "
+            f"install {' '.join(missing)}, or apt-get install {' '.join('python3-' + name for name in missing)} (the "
+            "backup role installs them itself with rat_backup_install_deps=true)", missing_modules=missing)
     existing = _writable_dir(root)
     base = base_dir(root, kind)
     # A pre-restore safety dump links to nothing and needs no room for a previous dump.
@@ -134,7 +133,7 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     stale = None
     if lock_token:
         if lock.read_lock(root).get("token") != lock_token or not lock.lock_state(root)[0]:
-            raise RatBackupError("lock_token does not hold the lock of %s any more" % root, path=root)
+            raise RatBackupError(f"lock_token does not hold the lock of {root} any more", path=root)
         record = lock.read_lock(root)
     else:
         record, stale = lock.acquire(root, purpose, lease_seconds, now, idle_seconds)
@@ -168,9 +167,8 @@ def _own_lock(root, token, now):
     if token and record.get("token") == token and (held or lock.reclaim(root, token, now)):
         return
     raise RatBackupError(
-        "this run no longer holds the lock of %s (holder: %s pid %s, %s); refusing to touch the backup"
-        % (root, record.get("host", "?"), record.get("pid", "?"),
-           record.get("released_because") or "another run"),
+        f"this run no longer holds the lock of {root} (holder: {record.get('host', '?')} pid "
+        f"{record.get('pid', '?')}, {record.get('released_because') or 'another run'}); refusing to touch the backup",
         path=root, lock_released_because=record.get("released_because"))
 
 
@@ -182,9 +180,9 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
         return {"changed": True, "name": name, "backup_dir": final}
     _own_lock(root, token, now)
     if not os.path.isdir(partial) or os.path.islink(partial):
-        raise RatBackupError("%s does not exist: nothing to commit" % partial, path=partial)
+        raise RatBackupError(f"{partial} does not exist: nothing to commit", path=partial)
     if os.path.lexists(final):
-        raise RatBackupError("%s already exists; refusing to overwrite a backup" % final, path=final)
+        raise RatBackupError(f"{final} already exists; refusing to overwrite a backup", path=final)
     object_manifest = None
     if "minio" in components:
         object_manifest = mf.read_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
@@ -208,7 +206,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     own_files = (OBJECT_MANIFEST + ":", mf.DUMP_PATH + ".json:")
     problems = [b for b in check["bad"] if not b.startswith(own_files)]
     if problems:
-        raise RatBackupError("backup %s is inconsistent, not committed: %s" % (partial, "; ".join(problems[:20])),
+        raise RatBackupError(f"backup {partial} is inconsistent, not committed: {'; '.join(problems[:20])}",
                              bad=problems)
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
@@ -236,12 +234,12 @@ def _read_dump_result(path):
         with open(path, "r", encoding="utf-8") as handle:
             result = json.load(handle)
     except OSError as exc:
-        raise RatBackupError("components include postgres but no pg_dump result was found at %s: %s"
-                             % (path, exc.strerror or exc), path=path)
+        raise RatBackupError(f"components include postgres but no pg_dump result was found at {path}: "
+                             f"{exc.strerror or exc}", path=path)
     except ValueError as exc:
-        raise RatBackupError("pg_dump result %s is not valid JSON: %s" % (path, exc), path=path)
+        raise RatBackupError(f"pg_dump result {path} is not valid JSON: {exc}", path=path)
     if not isinstance(result, dict):
-        raise RatBackupError("pg_dump result %s is not a JSON object" % path, path=path)
+        raise RatBackupError(f"pg_dump result {path} is not a JSON object", path=path)
     return result
 
 
@@ -253,8 +251,8 @@ def abort(root, kind, name, token, release_lock, check_mode):
         return {"changed": exists, "removed": partial if exists else None}
     record = lock.read_lock(root)
     if token and record.get("token") != token:
-        raise RatBackupError("lock of %s belongs to another run (pid %s); not removing %s"
-                             % (root, record.get("pid", "?"), partial), path=partial)
+        raise RatBackupError(f"lock of {root} belongs to another run (pid {record.get('pid', '?')}); not removing "
+                             f"{partial}", path=partial)
     if exists:
         layout.remove_tree(partial)
     released = lock.release(root, token) if release_lock and token else False

@@ -71,7 +71,7 @@ def check_list(checks):
     for index, check in enumerate(checks):
         if not isinstance(check, dict) or not isinstance(check.get("name"), str) or \
                 not isinstance(check.get("sql"), str) or not check["sql"].strip():
-            raise RatBackupError("checks[%d] must be a dict with a name and a non-empty sql, got %r" % (index, check))
+            raise RatBackupError(f"checks[{index}] must be a dict with a name and a non-empty sql, got {check!r}")
     return checks
 
 
@@ -104,7 +104,7 @@ def compare_objects(manifest_objects, listing, buckets):
     etag_checked = 0
     for bucket, key, size, etag in listing:
         seen.add((bucket, key))
-        name = "s3://%s/%s" % (bucket, key)
+        name = f"s3://{bucket}/{key}"
         if (bucket, key) not in expected:
             extra.append(name)
             continue
@@ -117,7 +117,7 @@ def compare_objects(manifest_objects, listing, buckets):
                 etag_differs.append({"object": name, "expected": want_etag, "actual": _plain_md5(etag)})
     for bucket, key in sorted(expected):
         if (bucket, key) not in seen:
-            missing.append("s3://%s/%s" % (bucket, key))
+            missing.append(f"s3://{bucket}/{key}")
     return {"ok": not (missing or extra or size_differs or etag_differs), "buckets": sorted(buckets),
             "objects": len(seen), "missing": missing, "extra": extra, "size_differs": size_differs,
             "etag_checked": etag_checked, "etag_differs": etag_differs}
@@ -157,7 +157,7 @@ def checksum_objects(client, endpoint, objects, concurrency=8):
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for item, actual in pool.map(check, [o for o in objects if o.get("sha256")]):
             if actual != item["sha256"]:
-                differ.append({"object": "s3://%s/%s" % (item["bucket"], item["key"]), "expected": item["sha256"],
+                differ.append({"object": f"s3://{item['bucket']}/{item['key']}", "expected": item["sha256"],
                                "actual": actual})
     return differ
 
@@ -168,5 +168,5 @@ def manifest_buckets(minio):
 
 def require(section, name, path):
     if not section:
-        raise RatBackupError("backup %s holds no %s part: nothing to compare" % (path, name), path=path)
+        raise RatBackupError(f"backup {path} holds no {name} part: nothing to compare", path=path)
     return section

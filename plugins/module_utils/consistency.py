@@ -60,8 +60,8 @@ def offset_interval(before, remote, after, precision=0.0):
 def intersect(a, b):
     lo, hi = max(a[0], b[0]), min(a[1], b[1])
     if lo > hi:
-        raise RatBackupError("the clock readings contradict each other ({0} and {1}): a clock stepped while it "
-                             "was measured; run the backup again".format(list(a), list(b)))
+        raise RatBackupError(f"the clock readings contradict each other ({list(a)} and {list(b)}): a clock stepped "
+                             "while it was measured; run the backup again")
     return lo, hi
 
 
@@ -74,7 +74,7 @@ def date_header_epoch(response):
     try:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError) as exc:
-        raise RatBackupError("the S3 server sent a Date header that is not a date: {0!r} ({1})".format(value, exc))
+        raise RatBackupError(f"the S3 server sent a Date header that is not a date: {value!r} ({exc})")
 
 
 def measure_date_offset(read_date, clock=time.time, sleep=time.sleep, target=TARGET_WIDTH, samples=MAX_SAMPLES):
@@ -108,9 +108,9 @@ def check_skew(interval, bound):
     worst = max(abs(interval[0]), abs(interval[1]))
     if worst > bound:
         raise RatBackupError(
-            "the S3 server's clock differs from PostgreSQL's by between {0:+.3f} and {1:+.3f} s, more than the "
-            "allowed {2} s: versions cannot be matched to the database snapshot. Fix the clocks (NTP) or raise "
-            "the bound (max_clock_skew / rat_backup_max_clock_skew)".format(interval[0], interval[1], bound),
+            f"the S3 server's clock differs from PostgreSQL's by between {interval[0]:+.3f} and {interval[1]:+.3f} "
+            f"s, more than the allowed {bound} s: versions cannot be matched to the database snapshot. Fix the "
+            "clocks (NTP) or raise the bound (max_clock_skew / rat_backup_max_clock_skew)",
             clock_skew=[round(interval[0], 6), round(interval[1], 6)], max_clock_skew=bound)
     return interval
 
@@ -200,9 +200,9 @@ def refuse_best_effort(versioning):
     plain = sorted(b for b, versioned in versioning.items() if not versioned)
     if plain:
         raise RatBackupError(
-            "bucket(s) {0} are not versioned: their objects cannot be pinned to the database snapshot and the backup "
-            "would only be best-effort; enable versioning on them or allow best-effort backups "
-            "(fail_on_best_effort / rat_backup_fail_on_best_effort)".format(", ".join(plain)), buckets=plain)
+            f"bucket(s) {', '.join(plain)} are not versioned: their objects cannot be pinned to the database "
+            "snapshot and the backup would only be best-effort; enable versioning on them or allow best-effort "
+            "backups (fail_on_best_effort / rat_backup_fail_on_best_effort)", buckets=plain)
 
 
 def describe(point, skew_interval, bounds, bound, versioning):

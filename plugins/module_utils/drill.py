@@ -42,7 +42,7 @@ def bucket_map(now, owner, buckets):
     stamp = layout.name_for(now).replace("_", "-")
     mapped = {}
     for index, bucket in enumerate(sorted(buckets)):
-        head = "rat-drill-%s-%s-%d-" % (stamp, owner_hash(owner), index)
+        head = f"rat-drill-{stamp}-{owner_hash(owner)}-{index}-"
         # A bucket name ends with a letter or digit: cut the original to fit, then trim separators.
         tail = re.sub(r"[^a-z0-9]+$", "", bucket.lower()[:_BUCKET_MAX - len(head)]) or "b"
         mapped[bucket] = head + re.sub(r"[^a-z0-9.-]", "-", tail)
@@ -54,7 +54,7 @@ def mark(owner, now):
 
 
 def database_comment(owner, now):
-    return "%s %s" % (MARK, json.dumps(mark(owner, now), sort_keys=True))
+    return f"{MARK} {json.dumps(mark(owner, now), sort_keys=True)}"
 
 
 def parse_comment(comment):
@@ -121,26 +121,25 @@ class PostgresScratch:
             name = database_name(now)
             if name not in taken:
                 try:
-                    self.session.query("CREATE DATABASE %s;" % _ident(name))
+                    self.session.query(f"CREATE DATABASE {_ident(name)};")
                 except RatBackupError as exc:
                     hint = " (the drill's PostgreSQL user needs CREATEDB)" if "permission denied" in exc.msg else ""
-                    raise RatBackupError("cannot create the drill database %s: %s%s" % (name, exc.msg, hint),
+                    raise RatBackupError(f"cannot create the drill database {name}: {exc.msg}{hint}",
                                          database=name)
-                self.session.query("COMMENT ON DATABASE %s IS %s;" % (_ident(name), _literal(
-                    database_comment(owner, now))))
+                self.session.query(f"COMMENT ON DATABASE {_ident(name)} IS {_literal(database_comment(owner, now))};")
                 return name
             now = now + datetime.timedelta(seconds=1)
-        raise RatBackupError("no free drill database name near %s" % database_name(now))
+        raise RatBackupError(f"no free drill database name near {database_name(now)}")
 
     def drop(self, name):
         """Drop a scratch database; False when it was already gone."""
         if not DATABASE_RE.match(name):
-            raise RatBackupError("refusing to drop %r: not a drill database name" % name, database=name)
+            raise RatBackupError(f"refusing to drop {name!r}: not a drill database name", database=name)
         if name not in self.marked():
             return False
-        self.session.query("DROP DATABASE IF EXISTS %s WITH (FORCE);" % _ident(name))
+        self.session.query(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE);")
         if name in self.marked():
-            raise RatBackupError("drill database %s is still there after DROP DATABASE" % name, database=name)
+            raise RatBackupError(f"drill database {name} is still there after DROP DATABASE", database=name)
         return True
 
 
@@ -160,7 +159,7 @@ class S3Scratch:
         """Create the buckets with the drill's mark; a name already there is an error (never reused)."""
         clash = sorted(set(names) & set(s3.bucket_names(self.client, self.endpoint)))
         if clash:
-            raise RatBackupError("scratch bucket %s already exists on %s" % (", ".join(clash), self.endpoint.name))
+            raise RatBackupError(f"scratch bucket {', '.join(clash)} already exists on {self.endpoint.name}")
         for name in names:
             s3.create_bucket(self.client, self.endpoint, name, versioned=False)
             s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: fs.iso(now)})
@@ -168,10 +167,10 @@ class S3Scratch:
     def drop(self, bucket):
         """Remove a scratch bucket with everything in it; False when it was already gone."""
         if not BUCKET_RE.match(bucket):
-            raise RatBackupError("refusing to remove bucket %r: not a drill bucket name" % bucket, bucket=bucket)
+            raise RatBackupError(f"refusing to remove bucket {bucket!r}: not a drill bucket name", bucket=bucket)
         removed = s3.delete_bucket(self.client, self.endpoint, bucket)
         if s3.bucket_exists(self.client, self.endpoint, bucket):
-            raise RatBackupError("scratch bucket %s is still on %s after its removal" % (bucket, self.endpoint.name),
+            raise RatBackupError(f"scratch bucket {bucket} is still on {self.endpoint.name} after its removal",
                                  bucket=bucket)
         return removed
 

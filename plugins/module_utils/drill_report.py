@@ -37,11 +37,11 @@ def summary(table):
 
 
 def _hours(seconds):
-    return "-" if seconds is None else "%.1f h" % (seconds / 3600.0)
+    return "-" if seconds is None else f"{seconds / 3600.0:.1f} h"
 
 
 def _seconds(value):
-    return "-" if value is None else "%.1f s" % value
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def _count(value):
@@ -59,8 +59,8 @@ def render_json(table, started_at=None):
 
 def render_markdown(table, started_at=None):
     stats = summary(table)
-    lines = ["# Restore drill%s" % (" " + started_at if started_at else ""), "",
-             "%d hosts: %d passed, %d failed." % (stats["hosts"], stats["passed"], stats["failed"]), "",
+    lines = [f"# Restore drill{' ' + started_at if started_at else ''}", "",
+             f"{stats['hosts']} hosts: {stats['passed']} passed, {stats['failed']} failed.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in table:
         cells = (r["host"], r.get("backup") or "-", _hours(r.get("rpo_seconds")), _seconds(r.get("rto_seconds")),
@@ -72,21 +72,22 @@ def render_markdown(table, started_at=None):
 def render_junit(table, started_at=None):
     stats = summary(table)
     total = sum(float(r.get("rto_seconds") or 0) for r in table)
+    timestamp = f" timestamp={quoteattr(started_at)}" if started_at else ""
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           '<testsuites name="rat.backup restore drill" tests="%d" failures="%d" time="%.3f">'
-           % (stats["hosts"], stats["failed"], total),
-           '  <testsuite name="restore_drill" tests="%d" failures="%d" errors="0" skipped="0" time="%.3f"%s>'
-           % (stats["hosts"], stats["failed"], total, " timestamp=%s" % quoteattr(started_at) if started_at else "")]
+           f"<testsuites name=\"rat.backup restore drill\" tests=\"{stats['hosts']}\" failures=\"{stats['failed']}\" "
+           f"time=\"{total:.3f}\">",
+           f"  <testsuite name=\"restore_drill\" tests=\"{stats['hosts']}\" failures=\"{stats['failed']}\" "
+           f"errors=\"0\" skipped=\"0\" time=\"{total:.3f}\"{timestamp}>"]
     for r in table:
-        out.append('    <testcase classname="restore_drill" name=%s time="%.3f">'
-                   % (quoteattr(r["host"]), float(r.get("rto_seconds") or 0)))
+        out.append(f"    <testcase classname=\"restore_drill\" name={quoteattr(r['host'])} "
+                   f"time=\"{float(r.get('rto_seconds') or 0):.3f}\">")
         if r["status"] != "passed":
-            out.append('      <failure message=%s type="drill">%s</failure>'
-                       % (quoteattr(r["reason"]), escape(json.dumps(r, sort_keys=True))))
-        out.append("      <system-out>%s</system-out>" % escape(
-            "backup %s, RPO %s, RTO %s, rows %s, objects %s" % (
-                r.get("backup") or "-", _hours(r.get("rpo_seconds")), _seconds(r.get("rto_seconds")),
-                _count(r.get("rows")), _count(r.get("objects")))))
+            out.append(f"      <failure message={quoteattr(r['reason'])} "
+                       f"type=\"drill\">{escape(json.dumps(r, sort_keys=True))}</failure>")
+        system_out = (f"backup {r.get('backup') or '-'}, RPO {_hours(r.get('rpo_seconds'))}, "
+                      f"RTO {_seconds(r.get('rto_seconds'))}, rows {_count(r.get('rows'))}, "
+                      f"objects {_count(r.get('objects'))}")
+        out.append(f"      <system-out>{escape(system_out)}</system-out>")
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     return "\n".join(out) + "\n"

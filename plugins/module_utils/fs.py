@@ -55,7 +55,7 @@ def safe_relpath(path, where):
     ``where`` names the manifest's owner in the error."""
     if not isinstance(path, str) or not path or path.startswith("/") or _CONTROL.search(path) \
             or any(part in ("", ".", "..") for part in path.split("/")):
-        raise RatBackupError("{0}: unsafe path {1!r} in its manifest".format(where, path), path=path)
+        raise RatBackupError(f"{where}: unsafe path {path!r} in its manifest", path=path)
     return path
 
 
@@ -101,7 +101,7 @@ class atomic_writer:  # pylint: disable=invalid-name
     def __init__(self, path, mode=FILE_MODE):
         self.path = path
         self.mode = mode
-        self.tmp = "{0}.tmp.{1}".format(path, os.getpid())
+        self.tmp = f"{path}.tmp.{os.getpid()}"
         self.handle = None
 
     def __enter__(self):

@@ -26,11 +26,11 @@ class Mismatch(RatBackupError):
 
 def _check(what, size, sha256, expected_size, expected_sha256):
     if expected_size is not None and size != expected_size:
-        raise Mismatch("%s changed since it was verified: %d bytes read, %d expected; refusing to restore it"
-                       % (what, size, expected_size), actual_size=size, expected_size=expected_size)
+        raise Mismatch(f"{what} changed since it was verified: {size} bytes read, {expected_size} expected; refusing "
+                       "to restore it", actual_size=size, expected_size=expected_size)
     if expected_sha256 and sha256 != expected_sha256:
-        raise Mismatch("%s changed since it was verified: the bytes read have sha256 %s, expected %s; refusing to "
-                       "restore it" % (what, sha256, expected_sha256),
+        raise Mismatch(f"{what} changed since it was verified: the bytes read have sha256 {sha256}, expected "
+                       f"{expected_sha256}; refusing to restore it",
                        actual_sha256=sha256, expected_sha256=expected_sha256)
 
 
@@ -57,8 +57,8 @@ class HashingReader:
     def finish(self):
         """Raise Mismatch unless every byte was read and they are the manifest's; returns the sha256."""
         if self.expected_size is not None and self.size == self.expected_size and self._raw.read(1):
-            raise Mismatch("%s changed since it was verified: it is longer than the %d bytes expected; refusing to "
-                           "restore it" % (self.what, self.expected_size))
+            raise Mismatch(f"{self.what} changed since it was verified: it is longer than the {self.expected_size} "
+                           "bytes expected; refusing to restore it")
         _check(self.what, self.size, self.sha256(), self.expected_size, self.expected_sha256)
         return self.sha256()
 
@@ -74,14 +74,14 @@ def private_copy(src, expected_sha256, work_dir=None, what=None):
     try:
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise RatBackupError("cannot read %s: %s" % (what, exc.strerror or exc), src=src)
+        raise RatBackupError(f"cannot read {what}: {exc.strerror or exc}", src=src)
     with os.fdopen(fd, "rb") as source:
         size = os.fstat(source.fileno()).st_size
         free = _free_bytes(work_dir)
         if free < size:
-            raise RatBackupError("not enough room in %s for the private copy of %s that is restored (%d MiB free, %d MiB "
-                                 "needed): set work_dir to a directory with room" % (work_dir, what, free >> 20,
-                                                                                     -(-size >> 20)),
+            raise RatBackupError(f"not enough room in {work_dir} for the private copy of {what} that is restored "
+                                 f"({free >> 20} MiB free, {-(-size >> 20)} MiB needed): set work_dir to a directory "
+                                 "with room",
                                  work_dir=work_dir, free_bytes=free, required_bytes=size)
         directory = tempfile.mkdtemp(prefix="rat-backup-restore.", dir=work_dir)
         try:
@@ -101,4 +101,4 @@ def _free_bytes(path):
     try:
         return fs.free_bytes(path)
     except OSError as exc:
-        raise RatBackupError("work_dir %s cannot be used: %s" % (path, exc.strerror or exc), work_dir=path)
+        raise RatBackupError(f"work_dir {path} cannot be used: {exc.strerror or exc}", work_dir=path)

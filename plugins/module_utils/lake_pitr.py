@@ -30,7 +30,7 @@ def parse_time(text, variable="as_of"):
     try:
         moment = datetime.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
     except ValueError:
-        raise RatBackupError("{0} {1!r} is not an ISO 8601 time such as 2026-01-31T23:00:00Z".format(variable, text))
+        raise RatBackupError(f"{variable} {text!r} is not an ISO 8601 time such as 2026-01-31T23:00:00Z")
     return moment if moment.tzinfo else moment.replace(tzinfo=_UTC)
 
 
@@ -40,8 +40,8 @@ def _version_id(item):
 
 def require_versioned(client, endpoint, bucket):
     if not s3.is_versioned(client, endpoint, bucket):
-        raise RatBackupError("bucket {0!r} on {1} is not versioned: it has no old versions to roll back to".format(
-            bucket, endpoint.name), bucket=bucket)
+        raise RatBackupError(f"bucket {bucket!r} on {endpoint.name} is not versioned: it has no old versions to roll "
+                             "back to", bucket=bucket)
 
 
 def same_content(a, b):
@@ -100,16 +100,16 @@ def read_record(path):
     try:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
-        raise RatBackupError("cannot read the lake rollback record {0}: {1}".format(path, exc), record=path)
+        raise RatBackupError(f"cannot read the lake rollback record {path}: {exc}", record=path)
     with handle:
         try:
             header = json.loads(handle.readline() or "null")
             if not isinstance(header, dict) or header.get("format") != RECORD_FORMAT:
-                raise ValueError("no record header of format {0}".format(RECORD_FORMAT))
+                raise ValueError(f"no record header of format {RECORD_FORMAT}")
             for line in handle:
                 yield json.loads(line)
         except ValueError as exc:
-            raise RatBackupError("{0} is not a lake rollback record: {1}".format(path, exc), record=path)
+            raise RatBackupError(f"{path} is not a lake rollback record: {exc}", record=path)
 
 
 def apply(client, endpoint, changes):

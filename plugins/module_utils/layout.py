@@ -63,13 +63,13 @@ def check_name(name, variable="rat_restore_backup"):
     if isinstance(name, str) and re.match(r"^[0-9]{14}$", name):
         name = name[:8] + "_" + name[8:]
     if not isinstance(name, str) or not name:
-        raise RatBackupError("%s is empty: give a backup name (YYYYmmdd_HHMMSS) or 'latest'" % variable)
+        raise RatBackupError(f"{variable} is empty: give a backup name (YYYYmmdd_HHMMSS) or 'latest'")
     if "/" in name or "\\" in name or ".." in name or "\x00" in name:
-        raise RatBackupError("%s=%r is refused: a backup name is a bare YYYYmmdd_HHMMSS timestamp, "
-                             "never a path" % (variable, name), variable=variable)
+        raise RatBackupError(f"{variable}={name!r} is refused: a backup name is a bare YYYYmmdd_HHMMSS timestamp, "
+                             "never a path", variable=variable)
     if time_of(name) is None:
-        raise RatBackupError("%s=%r is not a backup name: expected YYYYmmdd_HHMMSS (UTC) or 'latest'"
-                             % (variable, name), variable=variable)
+        raise RatBackupError(f"{variable}={name!r} is not a backup name: expected YYYYmmdd_HHMMSS (UTC) or "
+                             "'latest'", variable=variable)
     return name
 
 
@@ -97,7 +97,7 @@ def read_status(root, name):
     """Verify/drill/offsite records of one backup: {"verify": {...}, ...} (absent keys omitted)."""
     found = {}
     for kind in ("verify", "drill", "offsite"):
-        path = os.path.join(root, STATUS_DIR, "%s.%s.json" % (name, kind))
+        path = os.path.join(root, STATUS_DIR, f"{name}.{kind}.json")
         try:
             with open(path, "rb") as handle:
                 found[kind] = json.load(handle)
@@ -114,13 +114,12 @@ def write_status(root, name, kind, record):
     """
     check_name(name, "name")
     directory = os.path.join(root, STATUS_DIR)
-    path = os.path.join(directory, "%s.%s.json" % (name, kind))
+    path = os.path.join(directory, f"{name}.{kind}.json")
     try:
         os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
         fs.write_json_atomic(path, record)
     except OSError as exc:
-        return None, "the %s record of %s was not kept: %s cannot be written (%s)" % (
-            kind, name, directory, exc.strerror or exc)
+        return None, f"the {kind} record of {name} was not kept: {directory} cannot be written ({exc.strerror or exc})"
     return path, None
 
 
@@ -176,15 +175,15 @@ def select(root, requested, variable="rat_restore_backup"):
     names = [b["name"] for b in complete]
     if requested == "latest":
         if not complete:
-            raise RatBackupError("%s=latest: there is no complete backup in %s" % (variable, root),
+            raise RatBackupError(f"{variable}=latest: there is no complete backup in {root}",
                                  available=[])
         return complete[-1]
     requested = check_name(requested, variable)
     for entry in complete:
         if entry["name"] == requested:
             return entry
-    raise RatBackupError("%s=%s: no complete backup of that name in %s; available: %s"
-                         % (variable, requested, root, ", ".join(names) or "none"), available=names)
+    raise RatBackupError(f"{variable}={requested}: no complete backup of that name in {root}; available: "
+                         f"{', '.join(names) or 'none'}", available=names)
 
 
 def previous_complete(root):
@@ -204,7 +203,7 @@ def new_name(root, now, base=None):
         if not any(os.path.lexists(os.path.join(base, n)) for n in (name, name + PARTIAL_SUFFIX)):
             return name
         candidate = candidate + datetime.timedelta(seconds=1)
-    raise RatBackupError("no free backup name in %s near %s" % (base, name_for(now)))
+    raise RatBackupError(f"no free backup name in {base} near {name_for(now)}")
 
 
 def remove_tree(path):
@@ -258,8 +257,8 @@ def sync_tree(path):
         if code == 0:
             return
         if code in (errno.EIO, errno.ENOSPC, errno.EDQUOT):
-            raise RatBackupError("cannot make %s durable on %s: syncfs: %s"
-                                 % (path, socket.gethostname(), os.strerror(code)), path=path)
+            raise RatBackupError(f"cannot make {path} durable on {socket.gethostname()}: syncfs: "
+                                 f"{os.strerror(code)}", path=path)
     fs.fsync_dir(path)
     for parent, dirs, _files in os.walk(path, followlinks=False):
         for name in dirs:
@@ -298,10 +297,10 @@ def ensure_root(root):
     """Create the backup root (0700) and prove it is writable, naming the path when it is not."""
     try:
         os.makedirs(root, mode=DIR_MODE, exist_ok=True)
-        probe = os.path.join(root, ".write-test.%d" % os.getpid())
+        probe = os.path.join(root, f".write-test.{os.getpid()}")
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, fs.FILE_MODE)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise RatBackupError("backup root %s is not writable on %s: %s"
-                             % (root, socket.gethostname(), exc.strerror or exc), path=root)
+        raise RatBackupError(f"backup root {root} is not writable on {socket.gethostname()}: {exc.strerror or exc}",
+                             path=root)

@@ -38,7 +38,7 @@ IDLE_REASON = "idle"
 
 def _proc_alive(pid):
     try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
         return fields[0] not in (b"Z", b"X")
     except (OSError, IndexError, ValueError):
@@ -47,7 +47,7 @@ def _proc_alive(pid):
 
 def _parent_of(pid):
     try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
             return int(handle.read().rsplit(b")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return 0
@@ -55,7 +55,7 @@ def _parent_of(pid):
 
 def _comm(pid):
     try:
-        with open("/proc/%d/comm" % pid, "rb") as handle:
+        with open(f"/proc/{pid}/comm", "rb") as handle:
             return handle.read().strip().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -66,7 +66,7 @@ ANSIBLE_DRIVERS = ("ansible-playbook", "ansible", "ansible-runner", "ansible-con
 
 def _argv(pid):
     try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return handle.read().decode("utf-8", "replace").split("\x00")
     except OSError:
         return []
@@ -98,13 +98,13 @@ def _anchor(start):
 
 def run_processes(run_id, exclude=()):
     """Pids of live processes whose environment carries RUN_MARKER=<run_id>."""
-    needle = ("%s=%s" % (RUN_MARKER, run_id)).encode("utf-8")
+    needle = f"{RUN_MARKER}={run_id}".encode("utf-8")
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in exclude:
             continue
         try:
-            with open("/proc/%s/environ" % name, "rb") as handle:
+            with open(f"/proc/{name}/environ", "rb") as handle:
                 if needle in handle.read().split(b"\0"):
                     found.append(int(name))
         except OSError:
@@ -187,7 +187,7 @@ def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=Non
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
-        raise RatBackupError("cannot open lock %s: %s" % (path, exc.strerror or exc), path=path)
+        raise RatBackupError(f"cannot open lock {path}: {exc.strerror or exc}", path=path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -195,18 +195,17 @@ def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=Non
         if exc.errno not in (errno.EAGAIN, errno.EACCES):
             raise
         holder = read_lock(root)
-        message = ("another %s is running on %s (pid %s, started %s, last heartbeat %s); backup root %s is locked, "
-                   "try again when it has finished"
-                   % (holder.get("purpose", "backup or restore"), holder.get("host", "?"), holder.get("pid", "?"),
-                      holder.get("started_at", "?"), holder.get("heartbeat_at", "?"), root))
+        message = (f"another {holder.get('purpose', 'backup or restore')} is running on {holder.get('host', '?')} "
+                   f"(pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}, last heartbeat "
+                   f"{holder.get('heartbeat_at', '?')}); backup root {root} is locked, try again when it has finished")
         raise RatBackupError(message, lock={k: v for k, v in holder.items() if k != "token"}, path=path)
     stale = read_lock(root)
     if token and stale.get("token") != token:
         os.close(fd)
-        raise RatBackupError("the lock of %s was taken by another run meanwhile" % root, path=path)
+        raise RatBackupError(f"the lock of {root} was taken by another run meanwhile", path=path)
     anchor_pid, anchor_kind = _anchor(os.getpid())
     record = {"host": socket.gethostname(), "purpose": purpose,
-              "token": token or "%s-%d-%s" % (socket.gethostname(), os.getpid(), os.urandom(8).hex()),
+              "token": token or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(8).hex()}",
               "run_id": stale.get("run_id") if token else os.urandom(12).hex(),
               "started_at": iso(now), "heartbeat_at": iso(now),
               "lease_until": iso(now + datetime.timedelta(seconds=lease_seconds)),
@@ -298,7 +297,7 @@ def _run_watch(record):
         if run_processes(record["run_id"], exclude=(me,)):
             last_seen[0] = time.monotonic()
         elif time.monotonic() - last_seen[0] > idle:
-            return "%s: no process of the run for %d s" % (IDLE_REASON, idle)
+            return f"{IDLE_REASON}: no process of the run for {idle} s"
         return None
     return gone
 
@@ -354,5 +353,5 @@ def release(root, token, timeout=15.0):
             return True
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
-    raise RatBackupError("lock keeper pid %s on %s did not release %s within %ds"
-                         % (pid, socket.gethostname(), os.path.join(root, LOCK_FILE), timeout))
+    raise RatBackupError(f"lock keeper pid {pid} on {socket.gethostname()} did not release "
+                         f"{os.path.join(root, LOCK_FILE)} within {timeout}s")

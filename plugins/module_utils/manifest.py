@@ -33,7 +33,7 @@ def build(name, kind, host, created_at, completed_at, tools, postgres, minio, co
         postgres["path"] = DUMP_PATH
         for key in ("size", "sha256"):
             if key not in postgres:
-                raise RatBackupError("pg_dump result has no %r: cannot record the dump in the manifest" % key)
+                raise RatBackupError(f"pg_dump result has no {key!r}: cannot record the dump in the manifest")
     return {
         "format": FORMAT,
         "name": name,
@@ -117,7 +117,7 @@ def read_document(path, what="manifest", make=None):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise RatBackupError("cannot read %s %s: %s" % (what, path, exc.strerror or exc), path=path)
+        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror or exc}", path=path)
     try:
         with os.fdopen(fd, "r", encoding="utf-8") as handle:
             found = _read_lines(handle, path, what, make)
@@ -126,9 +126,9 @@ def read_document(path, what="manifest", make=None):
             handle.seek(0)
             document = json.load(handle)
     except ValueError as exc:
-        raise RatBackupError("%s %s is not valid JSON: %s" % (what, path, exc), path=path)
+        raise RatBackupError(f"{what} {path} is not valid JSON: {exc}", path=path)
     except OSError as exc:
-        raise RatBackupError("cannot read %s %s: %s" % (what, path, exc.strerror or exc), path=path)
+        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror or exc}", path=path)
     holder = _objects_holder(document)
     if not isinstance(holder, dict) or not isinstance(holder.get("objects"), list):
         return document, []
@@ -152,7 +152,7 @@ def _read_lines(handle, path, what, make):
             document = json.loads("".join(head) + line + handle.read())
             return document, objects
         objects.append(make(json.loads(text.rstrip(","))))
-    raise RatBackupError("%s %s is truncated" % (what, path), path=path)
+    raise RatBackupError(f"{what} {path} is truncated", path=path)
 
 
 def read(backup_dir):
@@ -160,14 +160,15 @@ def read(backup_dir):
     path = os.path.join(backup_dir, MANIFEST)
     data, objects = read_document(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise RatBackupError("%s: unknown manifest format %r (this collection reads format %d)"
-                             % (path, data.get("format") if isinstance(data, dict) else None, FORMAT), path=path)
+        raise RatBackupError(f"{path}: unknown manifest format "
+                             f"{(data.get('format') if isinstance(data, dict) else None)!r} (this collection reads "
+                             f"format {FORMAT})", path=path)
     for section in ("postgres", "minio"):
         if data.get(section) is not None and not isinstance(data[section], dict):
-            raise RatBackupError("%s: section %r is malformed" % (path, section), path=path)
+            raise RatBackupError(f"{path}: section {section!r} is malformed", path=path)
     if data.get("minio") is not None:
         if not isinstance(data["minio"].get("objects"), list):
-            raise RatBackupError("%s: minio section has no objects list" % path, path=path)
+            raise RatBackupError(f"{path}: minio section has no objects list", path=path)
         data["minio"]["objects"] = objects
     return data
 
@@ -176,7 +177,7 @@ def read_object_manifest(path):
     """The object manifest bucket_mirror wrote (a standalone file), with its objects."""
     data, objects = read_document(path, "object manifest")
     if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-        raise RatBackupError("%s is not an object manifest (no 'objects' list)" % path, path=path)
+        raise RatBackupError(f"{path} is not an object manifest (no 'objects' list)", path=path)
     data["objects"] = objects
     return data
 
@@ -201,7 +202,7 @@ def expected_files(data, where):
         for obj in data["minio"]["objects"]:
             path = fs.safe_relpath(obj.get("path"), where)
             files[path] = {"size": obj.get("size"), "sha256": obj.get("sha256"),
-                           "what": "s3://%s/%s" % (obj.get("bucket"), obj.get("key"))}
+                           "what": f"s3://{obj.get('bucket')}/{obj.get('key')}"}
     return files
 
 
@@ -258,7 +259,7 @@ def verify(backup_dir, data, mode="full", dump_check=None):
     ``bad`` joins them as "<path>: <reason>" lines for an operator.
     """
     if mode not in ("full", "quick"):
-        raise RatBackupError("verify mode must be full or quick, not %r" % mode)
+        raise RatBackupError(f"verify mode must be full or quick, not {mode!r}")
     expected = expected_files(data, backup_dir)
     present = _walk(backup_dir)
     missing, changed, extra, symlinks, special, unreadable = [], [], [], [], [], []
@@ -281,7 +282,7 @@ def verify(backup_dir, data, mode="full", dump_check=None):
         try:
             size = os.lstat(full).st_size
             if want["size"] is not None and size != want["size"]:
-                changed.append({"path": rel, "reason": "size %d, manifest says %d" % (size, want["size"])})
+                changed.append({"path": rel, "reason": f"size {size}, manifest says {want['size']}"})
                 continue
             if mode == "full":
                 digest = fs.sha256_file(full)
@@ -295,13 +296,13 @@ def verify(backup_dir, data, mode="full", dump_check=None):
             and not any(c["path"] == dump for c in changed):
         problem = dump_check(os.path.join(backup_dir, dump))
         if problem:
-            unreadable.append({"path": dump, "reason": "dump not readable: %s" % problem})
-    bad = (["%s: missing" % p for p in missing]
-           + ["%s: %s" % (c["path"], c["reason"]) for c in changed]
-           + ["%s: %s" % (u["path"], u["reason"]) for u in unreadable]
-           + ["%s: symlink (never followed)" % p for p in symlinks]
-           + ["%s: special file" % p for p in special]
-           + ["%s: not in the manifest" % p for p in extra])
+            unreadable.append({"path": dump, "reason": f"dump not readable: {problem}"})
+    bad = ([f"{p}: missing" for p in missing]
+           + [f"{c['path']}: {c['reason']}" for c in changed]
+           + [f"{u['path']}: {u['reason']}" for u in unreadable]
+           + [f"{p}: symlink (never followed)" for p in symlinks]
+           + [f"{p}: special file" for p in special]
+           + [f"{p}: not in the manifest" for p in extra])
     return {
         "ok": not bad,
         "mode": mode,

@@ -85,9 +85,9 @@ def take_over_short_secrets(module):
     for name in no_log_options(module):
         value = module.params.get(name)
         if isinstance(value, str) and value in short:
-            module.warn("%s is shorter than %d characters: too short to be masked safely in output (it can be a "
-                        "part of other words), so it is masked only where it stands as a value. Use %d or more "
-                        "random characters." % (name, MIN_MASKABLE, MIN_MASKABLE))
+            module.warn(f"{name} is shorter than {MIN_MASKABLE} characters: too short to be masked safely in output "
+                        "(it can be a part of other words), so it is masked only where it stands as a value. Use "
+                        f"{MIN_MASKABLE} or more random characters.")
     module.no_log_values.difference_update(short)
     return short
 

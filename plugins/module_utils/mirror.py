@@ -65,11 +65,11 @@ class Mirror:
         buckets = o.get("buckets") or []
         for side in (self.src, self.dest):
             if side.is_s3 and side.single_bucket and buckets:
-                raise RatBackupError("buckets only applies to an s3:// location without a bucket, not {0}".format(side.text))
+                raise RatBackupError(f"buckets only applies to an s3:// location without a bucket, not {side.text}")
         for option, names in (("buckets", buckets), ("bucket_map", (o.get("bucket_map") or {}).values())):
             for name in names:
                 if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-                    raise RatBackupError("{0}: {1!r} is not a bucket name".format(option, name))
+                    raise RatBackupError(f"{option}: {name!r} is not a bucket name")
         if o.get("bucket_map") and (self.src.is_s3 or self.dest.single_bucket or not o.get("manifest")):
             raise RatBackupError("bucket_map only applies to a local src with a manifest and dest s3:// "
                                  "(no bucket in dest)")
@@ -82,9 +82,9 @@ class Mirror:
         if o.get("versions_as_of") and o.get("consistency_point"):
             raise RatBackupError("give versions_as_of or consistency_point, not both")
         if not self.src.is_s3 and not os.path.isdir(self.src.path):
-            raise RatBackupError("src {0} is not a directory".format(self.src.path), path=self.src.path)
+            raise RatBackupError(f"src {self.src.path} is not a directory", path=self.src.path)
         if self.concurrency > 64:
-            raise RatBackupError("concurrency {0} is above the limit of 64".format(self.concurrency))
+            raise RatBackupError(f"concurrency {self.concurrency} is above the limit of 64")
 
     def run(self):
         started = time.monotonic()
@@ -148,8 +148,8 @@ class Mirror:
     def require_create_buckets(self, bucket):
         """A missing destination bucket is an error unless create_buckets allows creating it."""
         if not self.options.get("create_buckets"):
-            raise RatBackupError("bucket {0!r} does not exist on {1} (set create_buckets to create it)".format(
-                bucket, self.dest_endpoint.name), endpoint=self.dest_endpoint.name, bucket=bucket)
+            raise RatBackupError(f"bucket {bucket!r} does not exist on {self.dest_endpoint.name} (set create_buckets "
+                                 "to create it)", endpoint=self.dest_endpoint.name, bucket=bucket)
 
     def put_checked(self, reader, bucket, key, size, sha256, extra_args):
         """Every upload of a mirror: sent (or completed) only once ``reader`` proved its bytes.
@@ -176,7 +176,7 @@ class Mirror:
         self.stats["bytes"] += entry.size
 
     def progress(self, finished, total):
-        self.log("bucket_mirror: {0}/{1} objects, {2} bytes copied".format(finished, total, self.stats["bytes"]))
+        self.log(f"bucket_mirror: {finished}/{total} objects, {self.stats['bytes']} bytes copied")
 
     def delete_dest(self, labels):
         """Delete ``bucket/key`` labels on the destination S3 side."""

@@ -77,7 +77,7 @@ def lock(root):
     path = os.path.join(root, WORK_DIR)
     os.makedirs(path, mode=layout.DIR_MODE, exist_ok=True)
     return hold(os.path.join(path, ".lock"),
-                "another off-site run is working on %s; try again when it has finished" % root)
+                f"another off-site run is working on {root}; try again when it has finished")
 
 
 class Journal:
@@ -131,8 +131,8 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         if not check_mode:
             for name in pending:
                 run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
-        raise RatBackupError("%s; the local backups are intact and the next run ships %s"
-                             % (exc.msg, ", ".join(pending) or "what is missing"), pending=pending, **exc.details)
+        raise RatBackupError(f"{exc.msg}; the local backups are intact and the next run ships "
+                             f"{', '.join(pending) or 'what is missing'}", pending=pending, **exc.details)
     todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
     unwanted = []
     keep = {}
@@ -159,8 +159,8 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         except RatBackupError as exc:
             # "shipped" stays as ship_one left it: a copy that failed only its verification is off-site.
             run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
-            raise RatBackupError("%s; the local backup %s is intact and the next run ships it (shipped before the "
-                                 "failure: %s)" % (exc.msg, name, ", ".join(r["name"] for r in result["shipped"]) or "none"),
+            raise RatBackupError(f"{exc.msg}; the local backup {name} is intact and the next run ships it (shipped "
+                                 f"before the failure: {', '.join(r['name'] for r in result['shipped']) or 'none'})",
                                  shipped=[r["name"] for r in result["shipped"]], failed_backup=name, **exc.details)
         result["shipped"].append(done)
         result["bytes_sent"] += done["bytes_sent"]
@@ -206,8 +206,8 @@ def ship_one(run, name, prev, now=None):
     run.target.begin(name)
     done = _still_there(run, name, journal.entries)
     plan = pl.plan_files(files, run.encrypted, prev_files, prev_index, done)
-    run.log("%s: %d files, %d unchanged since %s, %d to send, %d already shipped"
-            % (name, len(files), len(plan["link"]), prev, len(plan["send"]), len(plan["done"])))
+    run.log(f"{name}: {len(files)} files, {len(plan['link'])} unchanged since {prev}, {len(plan['send'])} to send, "
+            f"{len(plan['done'])} already shipped")
     entries = [item for _rel, _stored, item in plan["done"]]
     linked = run.target.link(name, prev, [item for _rel, _stored, item in plan["link"]], run._map)
     entries += [journal.add(item) for item in linked] if run.target.kind == "s3" else linked
@@ -229,8 +229,8 @@ def ship_one(run, name, prev, now=None):
                encrypted=run.encrypted, files=len(files), linked=len(plan["link"]), sent=len(plan["send"]),
                resumed=len(plan["done"]), bytes_sent=sent, error=None, **_verified(checked, now))
     if checked["bad"]:
-        raise RatBackupError("off-site copy %s failed verification right after shipping: %s"
-                             % (run.target.location(name), "; ".join(checked["bad"][:10])), bad=checked["bad"])
+        raise RatBackupError(f"off-site copy {run.target.location(name)} failed verification right after shipping: "
+                             f"{'; '.join(checked['bad'][:10])}", bad=checked["bad"])
     return {"name": name, "previous": prev, "files": len(files), "linked": len(plan["link"]),
             "sent": len(plan["send"]), "resumed": len(plan["done"]), "bytes_sent": sent,
             "location": run.target.location(name), "verified": checked["mode"]}
@@ -266,8 +266,8 @@ def _ship_ssh(run, name, backup_dir, plan, journal):
     landed = run.target.hashes(name, [item["stored"] for item in sent], partial=True)
     wrong = [item["path"] for item in sent if landed.get(item["stored"]) != item["sha256"]]
     if wrong:
-        raise RatBackupError("off-site target %s holds other bytes than were sent for: %s; nothing was committed"
-                             % (run.target.location(name), ", ".join(wrong[:10])), bad=wrong)
+        raise RatBackupError(f"off-site target {run.target.location(name)} holds other bytes than were sent for: "
+                             f"{', '.join(wrong[:10])}; nothing was committed", bad=wrong)
     return sent
 
 
@@ -287,8 +287,8 @@ def _stage(run, staging, backup_dir, task, journal):
             handle.write(block)
     if source.plain_sha256 != want["sha256"] or source.plain_size != want["size"]:
         os.unlink(tmp)
-        raise RatBackupError("%s changed since the backup was made (sha256/size differ from manifest.json while "
-                             "encrypting it): not shipped; verify the local backup" % source.path, path=rel)
+        raise RatBackupError(f"{source.path} changed since the backup was made (sha256/size differ from "
+                             "manifest.json while encrypting it): not shipped; verify the local backup", path=rel)
     os.rename(tmp, dest)
     return journal.add(pl.entry(rel, stored, source.stored_size, source.stored_sha256))
 
@@ -320,7 +320,7 @@ def verify(run, names=None, now=None):
     results = []
     for name in names:
         if name in missing:
-            results.append({"name": name, "mode": run.verify_mode, "bad": ["%s: no complete copy off-site" % name]})
+            results.append({"name": name, "mode": run.verify_mode, "bad": [f"{name}: no complete copy off-site"]})
             continue
         local = os.path.join(run.root, name)
         files = mf.expected_files(mf.read(local), local) if os.path.isfile(os.path.join(local, layout.MANIFEST)) else None
@@ -329,7 +329,7 @@ def verify(run, names=None, now=None):
             run.record(name, **_verified(checked, now))
         results.append(checked)
     return {"target": run.label, "location": run.target.location(), "checked": results,
-            "bad": [line for r in results for line in ("%s/%s" % (r["name"], b) for b in r["bad"])]}
+            "bad": [line for r in results for line in (f"{r['name']}/{b}" for b in r["bad"])]}
 
 
 def remote_backups(run):
@@ -343,16 +343,16 @@ def fetch(run, name, check_mode=False, now=None):
     remote = run.target.backups()["complete"]
     if name == "latest":
         if not remote:
-            raise RatBackupError("no complete off-site copy at %s" % run.target.location(), available=[])
+            raise RatBackupError(f"no complete off-site copy at {run.target.location()}", available=[])
         name = remote[-1]
     name = layout.check_name(name, "rat_offsite_fetch_backup")
     if name not in remote:
-        raise RatBackupError("no complete off-site copy %s at %s; available: %s"
-                             % (name, run.target.location(), ", ".join(remote) or "none"), available=remote)
+        raise RatBackupError(f"no complete off-site copy {name} at {run.target.location()}; available: "
+                             f"{', '.join(remote) or 'none'}", available=remote)
     final = os.path.join(run.root, name)
     result = {"name": name, "path": final, "location": run.target.location(name), "changed": False}
     if os.path.isdir(final):
-        result["msg"] = "%s already exists locally: nothing fetched" % final
+        result["msg"] = f"{final} already exists locally: nothing fetched"
         return result
     result["changed"] = True
     if check_mode:
@@ -360,7 +360,7 @@ def fetch(run, name, check_mode=False, now=None):
     index = pl.parse_index(run.target.read(name, pl.INDEX), run.target.location(name))
     raw = run.target.read(name, pl.manifest_name(index["encrypted"]))
     if index["encrypted"]:
-        raw = b"".join(decrypt_chunks(run.crypt, iter([raw]), "manifest.json of %s" % name))
+        raw = b"".join(decrypt_chunks(run.crypt, iter([raw]), f"manifest.json of {name}"))
     layout.ensure_root(run.root)
     partial = final + layout.PARTIAL_SUFFIX
     layout.remove_tree(partial)
@@ -371,8 +371,8 @@ def fetch(run, name, check_mode=False, now=None):
         files = mf.expected_files(data, final)
         absent = sorted(set(files) - set(index["files"]))
         if absent:
-            raise RatBackupError("off-site copy %s lacks %d files of its manifest: %s"
-                                 % (name, len(absent), ", ".join(absent[:10])), bad=absent)
+            raise RatBackupError(f"off-site copy {name} lacks {len(absent)} files of its manifest: "
+                                 f"{', '.join(absent[:10])}", bad=absent)
         linked = _link_local(run.root, partial, files)
         todo = [rel for rel in sorted(files) if rel not in linked]
         if run.target.kind == "s3":
@@ -419,7 +419,7 @@ def _link_local(root, partial, files):
 def _write_checked(run, partial, rel, want, index, chunks):
     """Write one fetched file (decrypting it), hashing as it is written; refuse one unlike the manifest."""
     if index["encrypted"]:
-        chunks = decrypt_chunks(run.crypt, chunks, "%s of %s" % (rel, index["name"]))
+        chunks = decrypt_chunks(run.crypt, chunks, f"{rel} of {index['name']}")
     dest = os.path.join(partial, rel)
     os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
     digest, size = hashlib.sha256(), 0
@@ -431,12 +431,11 @@ def _write_checked(run, partial, rel, want, index, chunks):
                 size += len(block)
                 handle.write(block)
     except RatBackupError as exc:
-        raise RatBackupError("fetch refused: %s of off-site copy %s could not be read back: %s; nothing was put in place"
-                             % (rel, run.target.location(index["name"]), exc.msg), bad=[rel])
+        raise RatBackupError(f"fetch refused: {rel} of off-site copy {run.target.location(index['name'])} could not "
+                             f"be read back: {exc.msg}; nothing was put in place", bad=[rel])
     if digest.hexdigest() != want["sha256"] or size != want["size"]:
-        raise RatBackupError("fetch refused: %s of off-site copy %s is not the file its manifest records "
-                             "(sha256/size differ); nothing was put in place"
-                             % (rel, run.target.location(index["name"])), bad=[rel])
+        raise RatBackupError(f"fetch refused: {rel} of off-site copy {run.target.location(index['name'])} is not the "
+                             "file its manifest records (sha256/size differ); nothing was put in place", bad=[rel])
     return rel
 
 
@@ -457,5 +456,5 @@ def _fetch_tar(run, name, partial, files, index, todo):
     finally:
         stream.close(complete)
     if by_stored:
-        raise RatBackupError("fetch refused: off-site copy %s did not send %s" % (
-            run.target.location(name), ", ".join(sorted(by_stored.values())[:10])), bad=sorted(by_stored.values()))
+        raise RatBackupError(f"fetch refused: off-site copy {run.target.location(name)} did not send "
+                             f"{', '.join(sorted(by_stored.values())[:10])}", bad=sorted(by_stored.values()))

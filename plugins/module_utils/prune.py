@@ -84,8 +84,8 @@ def delete(root, item):
         os.rename(path, target)
         fs.fsync_dir(parent)
     except OSError as exc:
-        raise RatBackupError("cannot move %s out of the backup list: %s; it is still a complete backup"
-                             % (path, exc.strerror or exc), path=path)
+        raise RatBackupError(f"cannot move {path} out of the backup list: {exc.strerror or exc}; it is still a "
+                             "complete backup", path=path)
     try:
         layout.remove_tree(target)
         if item["kind"] == "complete":
@@ -93,8 +93,8 @@ def delete(root, item):
             for record in glob.glob(pattern):
                 os.unlink(record)
     except OSError as exc:
-        raise RatBackupError("%s is no longer a backup but removing %s failed: %s; the next retention run "
-                             "finishes it" % (path, target, exc.strerror or exc), path=target)
+        raise RatBackupError(f"{path} is no longer a backup but removing {target} failed: {exc.strerror or exc}; the "
+                             "next retention run finishes it", path=target)
     _drop_empty(trash)
 
 
@@ -104,8 +104,8 @@ def finish_leftovers(paths):
         try:
             layout.remove_tree(path)
         except OSError as exc:
-            raise RatBackupError("cannot remove %s, left by an interrupted retention run: %s"
-                                 % (path, exc.strerror or exc), path=path)
+            raise RatBackupError(f"cannot remove {path}, left by an interrupted retention run: "
+                                 f"{exc.strerror or exc}", path=path)
     for trash in {os.path.dirname(p) for p in paths}:
         _drop_empty(trash)
 
@@ -122,4 +122,4 @@ def diff(root, items):
     def lines(selected):
         return "".join(os.path.relpath(i["path"], root) + "\n" for i in selected)
     return {"before": lines(items), "after": lines(i for i in items if i["keep"]),
-            "before_header": "%s (before retention)" % root, "after_header": "%s (after retention)" % root}
+            "before_header": f"{root} (before retention)", "after_header": f"{root} (after retention)"}

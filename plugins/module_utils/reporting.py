@@ -57,15 +57,15 @@ def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
     lines = []
 
     def metric(name, help_text, value):
-        lines.extend(["# HELP %s %s" % (name, help_text), "# TYPE %s gauge" % name,
-                      "%s%s %s" % (name, label, value)])
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+                      f"{name}{label} {value}"])
 
     if last_success is not None:
         metric("rat_backup_last_success_timestamp_seconds", "Unix time of the last successful backup.",
-               "%.3f" % last_success)
-    metric("rat_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", "%.3f" % now.timestamp())
+               f"{last_success:.3f}")
+    metric("rat_backup_last_run_timestamp_seconds", "Unix time the last backup run ended.", f"{now.timestamp():.3f}")
     metric("rat_backup_last_status", "1 if the last backup run succeeded, 0 if it failed.", 1 if ok else 0)
-    metric("rat_backup_last_duration_seconds", "Duration of the last backup run.", "%.3f" % (duration or 0))
+    metric("rat_backup_last_duration_seconds", "Duration of the last backup run.", f"{duration or 0:.3f}")
     metric("rat_backup_last_bytes", "Bytes captured by the last successful backup (dump + objects).", size or 0)
     metric("rat_backup_last_objects", "Objects captured by the last successful backup.", objects or 0)
     os.makedirs(metrics_dir, exist_ok=True)
@@ -77,13 +77,12 @@ def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
 
 def log_line(host, status, name, now, duration, stats, reason=None):
     """The one line a run leaves in the log: greppable key=value pairs, no secrets."""
-    parts = ["%s rat-backup host=%s status=%s name=%s duration=%.1fs"
-             % (fs.iso(now), host, status, name or "-", duration or 0)]
+    parts = [f"{fs.iso(now)} rat-backup host={host} status={status} name={name or '-'} duration={duration or 0:.1f}s"]
     for key in ("bytes", "objects", "tables", "rows"):
         if stats and key in stats:
-            parts.append("%s=%s" % (key, stats[key]))
+            parts.append(f"{key}={stats[key]}")
     if reason:
-        parts.append("reason=%s" % " ".join(str(reason).split())[:300])
+        parts.append(f"reason={' '.join(str(reason).split())[:300]}")
     return " ".join(parts)
 
 

@@ -58,8 +58,8 @@ def parse_duration(text, option):
     """A borg interval (``30d``, ``12h``, ``2w``) as a timedelta; the error names ``option``."""
     match = _DURATION_RE.match(text) if isinstance(text, str) else None
     if not match or int(match.group(1)) == 0:
-        raise RatBackupError("%s=%r is not a duration: expected a positive number and a unit, H or h (hours), "
-                             "d (days), w (weeks), m (31 days) or y (365 days), e.g. 30d or 12h" % (option, text),
+        raise RatBackupError(f"{option}={text!r} is not a duration: expected a positive number and a unit, H or h "
+                             "(hours), d (days), w (weeks), m (31 days) or y (365 days), e.g. 30d or 12h",
                              option=option)
     return datetime.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
@@ -67,7 +67,7 @@ def parse_duration(text, option):
 def _count(value, option):
     if isinstance(value, bool) or not ((isinstance(value, int) and value >= 0)
                                        or (isinstance(value, str) and value.strip().isdigit())):
-        raise RatBackupError("%s=%r is not a count: expected a whole number >= 0" % (option, value), option=option)
+        raise RatBackupError(f"{option}={value!r} is not a count: expected a whole number >= 0", option=option)
     return int(value)
 
 
@@ -78,20 +78,20 @@ def check_policy(policy, variable="policy", nested=False):
     a policy without keep rules would delete every backup but the newest.
     """
     if not isinstance(policy, dict):
-        raise RatBackupError("%s must be a dict of retention rules (%s), got %r"
-                             % (variable, ", ".join(KEEP_RULES), policy), option=variable)
+        raise RatBackupError(f"{variable} must be a dict of retention rules ({', '.join(KEEP_RULES)}), got "
+                             f"{policy!r}", option=variable)
     allowed = KEEP_RULES if nested else POLICY_KEYS
     unknown = sorted(str(k) for k in policy if k not in allowed)
     if unknown:
-        raise RatBackupError("%s has unknown key(s) %s; allowed: %s" % (variable, ", ".join(unknown), ", ".join(allowed)),
+        raise RatBackupError(f"{variable} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}",
                              option=variable)
     given = {k: v for k, v in policy.items() if v is not None}
     if not any(k in given for k in KEEP_RULES):
-        raise RatBackupError("%s has no keep rule (%s): it would delete every backup but the newest"
-                             % (variable, ", ".join(KEEP_RULES)), option=variable)
+        raise RatBackupError(f"{variable} has no keep rule ({', '.join(KEEP_RULES)}): it would delete every backup "
+                             "but the newest", option=variable)
     normal = {}
     for key, value in given.items():
-        option = "%s.%s" % (variable, key)
+        option = f"{variable}.{key}"
         if key in ("keep_within", "partial_max_age"):
             normal[key] = parse_duration(value, option)
         elif key == "pre_restore":
@@ -107,7 +107,7 @@ def check_policy(policy, variable="policy", nested=False):
 def duration_text(delta):
     """A timedelta in the words of parse_duration: whole days as ``<n>d``, else ``<n>H``."""
     seconds = int(delta.total_seconds())
-    return "%dd" % (seconds // 86400) if seconds % 86400 == 0 else "%dH" % (seconds // 3600)
+    return f"{seconds // 86400}d" if seconds % 86400 == 0 else f"{seconds // 3600}H"
 
 
 def describe(policy):
@@ -137,11 +137,11 @@ def _period_rule(complete, rule, pattern, count, kept):
         last = period
         if backup.name not in kept:
             found += 1
-            kept[backup.name] = "%s (%d/%d)" % (rule, found, count)
+            kept[backup.name] = f"{rule} ({found}/{count})"
             if found == count:
                 return
     if backup is not None and backup.name not in kept:
-        kept[backup.name] = "%s [oldest] (%d/%d)" % (rule, found + 1, count)
+        kept[backup.name] = f"{rule} [oldest] ({found + 1}/{count})"
 
 
 def plan(backups, policy, now):
@@ -156,7 +156,7 @@ def plan(backups, policy, now):
     if within is not None:
         for backup in complete:
             if backup.time > now - within:
-                kept[backup.name] = "keep_within %s" % duration_text(within)
+                kept[backup.name] = f"keep_within {duration_text(within)}"
     for rule, pattern in PERIOD_RULES:
         if policy.get(rule) is not None:
             _period_rule(complete, rule, pattern, policy[rule], kept)
@@ -164,8 +164,7 @@ def plan(backups, policy, now):
         kept[complete[0].name] = "newest complete backup (always kept)"
     drilled = [b for b in complete if b.drilled][:policy.get("protect_drilled", 0)]
     for number, backup in enumerate(drilled, 1):
-        kept.setdefault(backup.name, "protect_drilled (%d/%d): a restore drill passed"
-                        % (number, policy["protect_drilled"]))
+        kept.setdefault(backup.name, f"protect_drilled ({number}/{policy['protect_drilled']}): a restore drill passed")
     return [_decide(backup, kept, policy.get("partial_max_age"), now) for backup in ordered]
 
 
@@ -178,5 +177,5 @@ def _decide(backup, kept, max_age, now):
     if max_age is None:
         return Decision(backup.name, True, "incomplete, no partial_max_age")
     if backup.time > now - max_age:
-        return Decision(backup.name, True, "incomplete, younger than partial_max_age %s" % duration_text(max_age))
-    return Decision(backup.name, False, "incomplete, older than partial_max_age %s" % duration_text(max_age))
+        return Decision(backup.name, True, f"incomplete, younger than partial_max_age {duration_text(max_age)}")
+    return Decision(backup.name, False, f"incomplete, older than partial_max_age {duration_text(max_age)}")

@@ -114,7 +114,7 @@ class Endpoint:
 
     @property
     def name(self):
-        return self.url or "AWS S3 ({0})".format(self.region)
+        return self.url or f"AWS S3 ({self.region})"
 
     def same_service(self, other):
         """True when a server-side copy between the two sides is possible."""
@@ -122,7 +122,7 @@ class Endpoint:
             other.url, other.access_key, other.secret_key, other.session_token, other.region)
 
     def __repr__(self):
-        return "Endpoint({0!r})".format(self.name)
+        return f"Endpoint({self.name!r})"
 
 
 def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_timeout=10,
@@ -179,11 +179,11 @@ def is_not_found(exc):
 
 def translate(exc, endpoint, action, bucket=None, key=None):
     """A RatBackupError for an SDK exception, naming endpoint, bucket and key, never a secret."""
-    where = "{0} on {1}".format(action, endpoint.name)
+    where = f"{action} on {endpoint.name}"
     if bucket is not None:
-        where += " bucket {0!r}".format(bucket)
+        where += f" bucket {bucket!r}"
     if key is not None:
-        where += " key {0!r}".format(key)
+        where += f" key {key!r}"
     details = {"endpoint": endpoint.name, "bucket": bucket, "key": key}
     code = error_code(exc)
     if code:
@@ -197,16 +197,16 @@ def translate(exc, endpoint, action, bucket=None, key=None):
         else:
             hint = message
         details["error_code"] = code
-        return RatBackupError("{0} failed: {1} ({2})".format(where, hint, code), **details)
+        return RatBackupError(f"{where} failed: {hint} ({code})", **details)
     if HAS_BOTO3 and isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return RatBackupError("{0} failed: no credentials given".format(where), **details)
+        return RatBackupError(f"{where} failed: no credentials given", **details)
     if HAS_BOTO3 and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
                                       botocore.exceptions.ConnectionClosedError,
                                       botocore.exceptions.ReadTimeoutError,
                                       botocore.exceptions.ConnectTimeoutError)):
-        return RatBackupError("{0} failed: endpoint unreachable or connection dropped ({1})".format(
-            where, type(exc).__name__), **details)
-    return RatBackupError("{0} failed: {1}: {2}".format(where, type(exc).__name__, exc), **details)
+        return RatBackupError(f"{where} failed: endpoint unreachable or connection dropped ({type(exc).__name__})",
+                              **details)
+    return RatBackupError(f"{where} failed: {type(exc).__name__}: {exc}", **details)
 
 
 def sdk_errors():
@@ -411,7 +411,7 @@ def _put_multipart(client, endpoint, reader, bucket, key, size, extra_args):
 
 def copy_object(client, endpoint, source, bucket, key, size):
     """Server-side copy of ``source`` ({Bucket, Key[, VersionId]}) within one endpoint."""
-    with translated(endpoint, "copying {0}/{1} to".format(source["Bucket"], source["Key"]), bucket, key):
+    with translated(endpoint, f"copying {source['Bucket']}/{source['Key']} to", bucket, key):
         if size <= PART_SIZE:
             client.copy_object(CopySource=source, Bucket=bucket, Key=key)
         else:
@@ -428,9 +428,9 @@ def delete_objects(client, endpoint, bucket, keys):
                 Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
         errors = response.get("Errors") or []
         if errors:
-            raise RatBackupError("deleting {0} object(s) in bucket {1!r} on {2} failed, first: {3} ({4})".format(
-                len(errors), bucket, endpoint.name, errors[0].get("Key"), errors[0].get("Code")),
-                endpoint=endpoint.name, bucket=bucket)
+            raise RatBackupError(f"deleting {len(errors)} object(s) in bucket {bucket!r} on {endpoint.name} failed, "
+                                 f"first: {errors[0].get('Key')} ({errors[0].get('Code')})",
+                                 endpoint=endpoint.name, bucket=bucket)
 
 
 def list_prefixes(client, endpoint, bucket, prefix):

@@ -81,9 +81,9 @@ class Transport:
     def __init__(self, endpoint, connect_timeout=10, read_timeout=60, attempts=5):
         parts = urllib.parse.urlsplit(endpoint.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RatBackupError("endpoint {0!r} is not an http(s):// URL".format(endpoint.url), endpoint=endpoint.url)
+            raise RatBackupError(f"endpoint {endpoint.url!r} is not an http(s):// URL", endpoint=endpoint.url)
         self.endpoint = endpoint
-        self.origin = "{0}://{1}".format(parts.scheme, parts.netloc)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
         self.base = parts.path.rstrip("/")
         self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
         self.context = None
@@ -190,7 +190,7 @@ class Transport:
         query = {"versionId": version_id} if version_id else None
         headers = {}
         if byte_range:
-            headers["Range"] = "bytes={0}-{1}".format(*byte_range)
+            headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         if if_match:
             headers["If-Match"] = if_match
         return self.request("GET", bucket, key, query=query, headers=headers, operation="GetObject")
@@ -254,8 +254,8 @@ class Transport:
             if not truncated:
                 return
             if not token:
-                raise RatBackupError("listing bucket {0!r} on {1}: a truncated page without a continuation "
-                                     "token".format(bucket, self.endpoint.name), bucket=bucket)
+                raise RatBackupError(f"listing bucket {bucket!r} on {self.endpoint.name}: a truncated page without a "
+                                     "continuation token", bucket=bucket)
 
 
 def parse_listing(text):
@@ -322,7 +322,7 @@ class _Body:
 def quoted_etag(etag):
     """ETags as S3 writes them, in double quotes; some servers list them bare."""
     if etag and not etag.startswith('"'):
-        return '"{0}"'.format(etag)
+        return f'"{etag}"'
     return etag
 
 

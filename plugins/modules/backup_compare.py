@@ -153,7 +153,7 @@ def argument_spec():
 
 
 def _limited(items, limit=10):
-    return ", ".join(str(i) for i in items[:limit]) + (" and %d more" % (len(items) - limit) if len(items) > limit else "")
+    return ", ".join(str(i) for i in items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def run(module):
@@ -170,19 +170,19 @@ def run(module):
         rows = compare.compare_rows(expected, counts, live)
         result["postgres"] = rows
         if rows["ok"]:
-            result["verified"].append("PostgreSQL %s: row counts of %d tables equal the manifest (%d rows)"
-                                      % (p["database"], rows["tables"], rows["rows"]))
+            result["verified"].append(f"PostgreSQL {p['database']}: row counts of {rows['tables']} tables equal the "
+                                      f"manifest ({rows['rows']} rows)")
         else:
-            problems.append("PostgreSQL %s: mismatched %s; missing tables %s" % (
-                p["database"], _limited(["%(table)s expected %(expected)s got %(actual)s" % m for m in rows["mismatched"]])
-                or "none", _limited(rows["missing_tables"]) or "none"))
+            mismatched = [f"{m['table']} expected {m['expected']} got {m['actual']}" for m in rows["mismatched"]]
+            problems.append(f"PostgreSQL {p['database']}: mismatched {_limited(mismatched) or 'none'}; "
+                            f"missing tables {_limited(rows['missing_tables']) or 'none'}")
         result["checks"] = compare.run_checks(client, p["checks"])
-        failed = ["%(name)s (%(output)s)" % c for c in result["checks"] if not c["ok"]]
+        failed = [f"{c['name']} ({c['output']})" for c in result["checks"] if not c["ok"]]
         if failed:
-            problems.append("PostgreSQL %s: checks failed: %s" % (p["database"], _limited(failed)))
+            problems.append(f"PostgreSQL {p['database']}: checks failed: {_limited(failed)}")
         elif result["checks"]:
-            result["verified"].append("PostgreSQL %s: %d checks passed (%s)" % (
-                p["database"], len(result["checks"]), ", ".join(c["name"] for c in result["checks"])))
+            result["verified"].append(f"PostgreSQL {p['database']}: {len(result['checks'])} checks passed "
+                                      f"({', '.join(c['name'] for c in result['checks'])})")
     if "minio" in p["components"]:
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
@@ -197,29 +197,28 @@ def run(module):
             objects["ok"] = not (objects["missing"] or objects["size_differs"] or objects["etag_differs"])
         if p["checksums"]:
             absent = set(objects["missing"]) | {d["object"] for d in objects["size_differs"]}
-            present = [o for o in expected if "s3://%s/%s" % (o["bucket"], o["key"]) not in absent]
+            present = [o for o in expected if f"s3://{o['bucket']}/{o['key']}" not in absent]
             objects["sha256_differs"] = compare.checksum_objects(client, endpoint, present, p["concurrency"])
             objects["checksummed"] = len(present)
             objects["ok"] = objects["ok"] and not objects["sha256_differs"]
         result["minio"] = objects
         if objects["ok"]:
+            matched_by = "sha256 (read back)" if p["checksums"] else (
+                f"size, {objects['etag_checked']} of them also by ETag (the MD5 of their content; the ETag of the "
+                f"other {objects['objects'] - objects['etag_checked']}, written in parts, cannot be predicted)")
             result["verified"].append(
-                "S3 %s: %d objects in %d buckets match the manifest by key and %s%s"
-                % (endpoint.name, objects["objects"], len(buckets),
-                   "sha256 (read back)" if p["checksums"] else
-                   "size, %d of them also by ETag (the MD5 of their content; the ETag of the other %d, written in "
-                   "parts, cannot be predicted)" % (objects["etag_checked"], objects["objects"] - objects["etag_checked"]),
-                   ", no extra objects" if p["exact"] else ""))
+                f"S3 {endpoint.name}: {objects['objects']} objects in {len(buckets)} buckets match the manifest by "
+                f"key and {matched_by}{', no extra objects' if p['exact'] else ''}")
         else:
-            problems.append("S3 %s: missing %s; extra %s; size differs %s; ETag differs %s%s" % (
-                endpoint.name, _limited(objects["missing"]) or "none",
-                _limited(objects["extra"]) or "none", _limited([d["object"] for d in objects["size_differs"]]) or "none",
-                _limited([d["object"] for d in objects["etag_differs"]]) or "none",
-                "; sha256 differs %s" % (_limited([d["object"] for d in objects["sha256_differs"]]) or "none")
-                if p["checksums"] else ""))
+            differs = {kind: _limited([d["object"] for d in objects.get(f"{kind}_differs", [])]) or "none"
+                       for kind in ("size", "etag", "sha256")}
+            problems.append(f"S3 {endpoint.name}: missing {_limited(objects['missing']) or 'none'}; "
+                            f"extra {_limited(objects['extra']) or 'none'}; size differs {differs['size']}; "
+                            f"ETag differs {differs['etag']}"
+                            f"{'; sha256 differs ' + differs['sha256'] if p['checksums'] else ''}")
     result["ok"] = not problems
     if problems and p["fail_on_error"]:
-        raise RatBackupError("live state differs from backup %s: %s" % (p["path"], " | ".join(problems)),
+        raise RatBackupError(f"live state differs from backup {p['path']}: {' | '.join(problems)}",
                              **{k: v for k, v in result.items() if k != "changed"})
     return result
 

@@ -381,8 +381,8 @@ def selection(value):
         return [str(v) for v in value]
     if isinstance(value, (str, int)):
         return [str(value)]
-    raise RatBackupError("backups (rat_offsite_backups) must be 'missing', 'latest' or a list of backup names, not %r"
-                         % (value,), variable="rat_offsite_backups")
+    raise RatBackupError("backups (rat_offsite_backups) must be 'missing', 'latest' or a list of backup names, not "
+                         f"{value!r}", variable="rat_offsite_backups")
 
 
 def make_crypt(p):
@@ -418,8 +418,8 @@ def run(module):
             result = offsite.verify(job, None if wanted == "missing" else wanted)
             result["changed"] = False
             if result["bad"]:
-                raise RatBackupError("off-site verification found %d problem(s) at %s: %s"
-                                     % (len(result["bad"]), target.location(), "; ".join(result["bad"][:10])),
+                raise RatBackupError(f"off-site verification found {len(result['bad'])} problem(s) at "
+                                     f"{target.location()}: {'; '.join(result['bad'][:10])}",
                                      **result)
         else:
             result = offsite.fetch(job, p["name"], module.check_mode)

@@ -176,7 +176,7 @@ def run(module):
     policy = retention.check_policy(p["policy"], "policy")
     now = fs.parse_time(p["now"]) if p["now"] else fs.utcnow()
     if now is None:
-        raise RatBackupError("now=%r is not an ISO 8601 UTC time like 2026-11-27T12:00:00Z" % p["now"])
+        raise RatBackupError(f"now={p['now']!r} is not an ISO 8601 UTC time like 2026-11-27T12:00:00Z")
     root = p["root"]
     found = {"items": [], "left_alone": [], "leftovers": []}
     if os.path.isdir(root) and module.check_mode:

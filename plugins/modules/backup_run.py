@@ -394,7 +394,7 @@ def run(module):
     now = fs.utcnow()
     state = p["state"]
     if state in ("commit", "abort") and not p["name"]:
-        raise RatBackupError("name is required with state=%s" % state)
+        raise RatBackupError(f"name is required with state={state}")
     if state == "preflight":
         result = backup_dir.preflight(p["root"], p["required_bytes"], p["python_modules"])
         result["changed"] = False

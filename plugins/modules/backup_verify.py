@@ -213,7 +213,7 @@ def run(module):
         entry = layout.select(p["root"], p["name"], "name")
         path, name, root = entry["path"], entry["name"], p["root"]
     if os.path.islink(path) or not os.path.isdir(path):
-        raise RatBackupError("%s is not a backup directory (missing, or a symlink)" % path, path=path)
+        raise RatBackupError(f"{path} is not a backup directory (missing, or a symlink)", path=path)
     data = mf.read(path)
     server_version = (data.get("postgres") or {}).get("server_version")
     reader = pg_client.archive_reader(server_version, p["client_bin_dir"]) if data.get("postgres") else None
@@ -223,7 +223,7 @@ def run(module):
     result.update(changed=False, name=name, backup_dir=path, dump_checked=bool(checker),
                   summary=mf.summary(data))
     if data.get("postgres") and not checker:
-        module.warn("no pg_restore found: the dump of %s was checked by size/sha256 only" % path)
+        module.warn(f"no pg_restore found: the dump of {path} was checked by size/sha256 only")
     result["status_record"] = None
     if p["record"] and root and not module.check_mode:
         result["status_record"], note = layout.write_status(root, name, "verify", {
@@ -234,9 +234,10 @@ def run(module):
     if not result["ok"] and p["fail_on_error"]:
         shown = result["bad"][:20]
         more = len(result["bad"]) - len(shown)
-        raise RatBackupError("backup %s is damaged (%d problem%s): %s%s"
-                             % (path, len(result["bad"]), "" if len(result["bad"]) == 1 else "s", "; ".join(shown),
-                                " and %d more" % more if more else ""), **{k: v for k, v in result.items() if k != "changed"})
+        raise RatBackupError(f"backup {path} is damaged ({len(result['bad'])} "
+                             f"problem{'' if len(result['bad']) == 1 else 's'}): "
+                             f"{'; '.join(shown)}{f' and {more} more' if more else ''}",
+                             **{k: v for k, v in result.items() if k != "changed"})
     return result
 
 

@@ -121,18 +121,18 @@ def _current(path):
 def run(module):
     p = module.params
     if not p["basename"] or "/" in p["basename"] or p["basename"].startswith("."):
-        raise RatBackupError("basename=%r must be a plain file name" % p["basename"])
+        raise RatBackupError(f"basename={p['basename']!r} must be a plain file name")
     bad = sorted(h for h, r in p["results"].items() if r is not None and not isinstance(r, dict))
     if bad:
-        raise RatBackupError("results of %s are not dicts (expected what restore_drill records per host)"
-                             % ", ".join(bad))
+        raise RatBackupError(f"results of {', '.join(bad)} are not dicts (expected what restore_drill records per "
+                             "host)")
     table = drill_report.rows(p["results"], p["hosts"])
-    files = {fmt: os.path.join(p["dest"], "%s.%s" % (p["basename"], fmt)) for fmt in drill_report.RENDERERS}
+    files = {fmt: os.path.join(p["dest"], f"{p['basename']}.{fmt}") for fmt in drill_report.RENDERERS}
     texts = {fmt: render(table, p["started_at"]) for fmt, render in drill_report.RENDERERS.items()}
     changed = any(_current(files[fmt]) != texts[fmt] for fmt in files)
     if changed and not module.check_mode:
         if os.path.lexists(p["dest"]) and not os.path.isdir(p["dest"]):
-            raise RatBackupError("dest %s exists and is not a directory" % p["dest"], path=p["dest"])
+            raise RatBackupError(f"dest {p['dest']} exists and is not a directory", path=p["dest"])
         os.makedirs(p["dest"], mode=layout.DIR_MODE, exist_ok=True)
         for fmt, path in files.items():
             fs.write_text_atomic(path, texts[fmt])

@@ -227,11 +227,11 @@ def run(module):
     if p["name"]:
         p["name"] = layout.check_name(p["name"], "name")
     if p["scratch_database"] and not drill.DATABASE_RE.match(p["scratch_database"]):
-        raise RatBackupError("scratch_database=%r is not a drill database name (rat_drill_YYYYmmdd_HHMMSS)"
-                             % p["scratch_database"])
+        raise RatBackupError(f"scratch_database={p['scratch_database']!r} is not a drill database name "
+                             "(rat_drill_YYYYmmdd_HHMMSS)")
     bad = sorted(b for b in p["bucket_map"].values() if not (isinstance(b, str) and drill.BUCKET_RE.match(b)))
     if bad:
-        raise RatBackupError("bucket_map holds names that are not drill buckets: %s" % ", ".join(map(str, bad)))
+        raise RatBackupError(f"bucket_map holds names that are not drill buckets: {', '.join(map(str, bad))}")
     now = fs.utcnow()
     result = {"changed": False, "scratch_database": p["scratch_database"], "bucket_map": p["bucket_map"],
               "removed": {"databases": [], "buckets": []}, "leftovers": {"databases": [], "buckets": []},
@@ -251,7 +251,7 @@ def run(module):
         if failure is not None:
             record["cleanup_error"] = failure.msg
         layout.write_status(p["root"], p["name"], "drill", record)
-        result["record_path"] = os.path.join(p["root"], layout.STATUS_DIR, "%s.drill.json" % p["name"])
+        result["record_path"] = os.path.join(p["root"], layout.STATUS_DIR, f"{p['name']}.drill.json")
     if failure is not None:
         raise RatBackupError(failure.msg, **dict(failure.details, removed=result["removed"],
                                                  record_path=result["record_path"]))

@@ -155,11 +155,11 @@ def _changes(p, client, endpoint):
     """The planned changes (a stream) and the header of their record."""
     if p["undo"]:
         if os.path.abspath(p["undo"]) == os.path.abspath(p["record"]):
-            raise RatBackupError("record must not be the record being undone ({0})".format(p["undo"]))
+            raise RatBackupError(f"record must not be the record being undone ({p['undo']})")
         return lake_pitr.undo_plan(client, endpoint, p["undo"]), {"undo": p["undo"]}
     moment = lake_pitr.parse_time(p["as_of"])
     if moment > datetime.datetime.now(datetime.timezone.utc):
-        raise RatBackupError("as_of {0} is in the future".format(p["as_of"]))
+        raise RatBackupError(f"as_of {p['as_of']} is in the future")
     if not p["buckets"]:
         raise RatBackupError("buckets is empty: name the buckets to roll back")
     for bucket in p["buckets"]:

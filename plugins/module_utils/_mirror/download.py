@@ -230,8 +230,8 @@ class Download:
         free = fs.free_bytes(existing)
         if needed > free:
             raise RatBackupError(
-                "not enough free space in {0}: {1} objects to download need {2} MiB (with min_free_bytes), "
-                "{3} MiB free".format(existing, copies.count, -(-needed // 2 ** 20), free // 2 ** 20),
+                f"not enough free space in {existing}: {copies.count} objects to download need "
+                f"{-(-needed // 2 ** 20)} MiB (with min_free_bytes), {free // 2 ** 20} MiB free",
                 path=existing, free_bytes=free, required_bytes=needed)
 
     def _settle_unknown(self, entries):
@@ -267,7 +267,7 @@ class Download:
             return None
         link_dest = os.path.abspath(link_dest)
         if not os.path.isdir(link_dest):
-            raise RatBackupError("link_dest {0} is not a directory".format(link_dest), path=link_dest)
+            raise RatBackupError(f"link_dest {link_dest} is not a directory", path=link_dest)
         return local_tree.LocalTree(link_dest)
 
     def _link_manifest(self):
@@ -321,7 +321,7 @@ class Download:
             try:
                 os.unlink(tree.path(relpath))
             except OSError as exc:
-                raise RatBackupError("cannot delete {0}: {1}".format(tree.path(relpath), exc.strerror),
+                raise RatBackupError(f"cannot delete {tree.path(relpath)}: {exc.strerror}",
                                      path=tree.path(relpath))
             self.mirror.stats["deleted"] += 1
             tree.prune_empty(relpath, keep)
@@ -336,16 +336,16 @@ class Download:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
-                source, tree.path(relpath), exc.strerror), path=tree.path(relpath))
+            raise RatBackupError(f"cannot hard-link {source} to {tree.path(relpath)}: {exc.strerror}",
+                                 path=tree.path(relpath))
         tmp = tree.temp_path()
         try:
             os.link(source, tmp)
             os.replace(tmp, tree.path(relpath))
         except OSError as exc:
             fs.unlink_quietly(tmp)
-            raise RatBackupError("cannot hard-link {0} to {1}: {2}".format(
-                source, tree.path(relpath), exc.strerror), path=tree.path(relpath))
+            raise RatBackupError(f"cannot hard-link {source} to {tree.path(relpath)}: {exc.strerror}",
+                                 path=tree.path(relpath))
 
     def fetch(self, entry):
         """Download one object into a temp file, hashing on the way, then rename it into place."""
@@ -393,17 +393,15 @@ class Download:
                         raise
                     raise _StreamBroken(exc)
                 if written != response.get("ContentLength", written):
-                    raise _StreamBroken(OSError("body ended after {0} of {1} bytes".format(
-                        written, response.get("ContentLength"))))
+                    raise _StreamBroken(OSError(f"body ended after {written} of {response.get('ContentLength')} bytes"))
                 handle.flush()
                 if not self.sync_at_end:
                     os.fsync(handle.fileno())
                 if os.fstat(handle.fileno()).st_size != written:
-                    raise OSError(5, "file is {0} bytes after writing {1}".format(
-                        os.fstat(handle.fileno()).st_size, written))
+                    raise OSError(5, f"file is {os.fstat(handle.fileno()).st_size} bytes after writing {written}")
         except OSError as exc:
-            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
-                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+            raise RatBackupError(f"cannot write {final} for {entry.bucket}/{entry.key}: {exc.strerror}",
+                                 path=final, bucket=entry.bucket, key=entry.key)
         finally:
             response["Body"].close()
         return self._settle(entry, response, written, digest.hexdigest(), tmp, final)
@@ -412,8 +410,8 @@ class Download:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
-                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+            raise RatBackupError(f"cannot write {final} for {entry.bucket}/{entry.key}: {exc.strerror}",
+                                 path=final, bucket=entry.bucket, key=entry.key)
         try:
             # pread for the hash needs the descriptor readable too; reopen it so.
             with open(tmp, "rb") as reader:
@@ -424,8 +422,8 @@ class Download:
             if not self.sync_at_end:
                 os.fsync(fd)
         except OSError as exc:
-            raise RatBackupError("cannot write {0} for {1}/{2}: {3}".format(
-                final, entry.bucket, entry.key, exc.strerror), path=final, bucket=entry.bucket, key=entry.key)
+            raise RatBackupError(f"cannot write {final} for {entry.bucket}/{entry.key}: {exc.strerror}",
+                                 path=final, bucket=entry.bucket, key=entry.key)
         finally:
             os.close(fd)
         response, written, sha256 = fetched
@@ -449,5 +447,5 @@ class Download:
             os.utime(tmp, (stamp, stamp))
             os.replace(tmp, final)
         except OSError as exc:
-            raise RatBackupError("cannot move {0} into place: {1}".format(final, exc.strerror), path=final)
+            raise RatBackupError(f"cannot move {final} into place: {exc.strerror}", path=final)
         return entry

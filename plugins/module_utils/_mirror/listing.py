@@ -17,7 +17,7 @@ def buckets(client, endpoint, location, wanted):
     names = s3.bucket_names(client, endpoint)
     missing = [b for b in wanted if b not in names]
     if missing:
-        raise RatBackupError("bucket(s) {0} not found on {1}".format(", ".join(missing), endpoint.name),
+        raise RatBackupError(f"bucket(s) {', '.join(missing)} not found on {endpoint.name}",
                              endpoint=endpoint.name, bucket=missing[0])
     return sorted(wanted) if wanted else sorted(names)
 

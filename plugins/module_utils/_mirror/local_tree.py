@@ -44,10 +44,10 @@ def open_regular(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         reason = "is a symlink" if exc.errno == 40 else exc.strerror
-        raise RatBackupError("cannot read local file {0}: {1}".format(path, reason), path=path)
+        raise RatBackupError(f"cannot read local file {path}: {reason}", path=path)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise RatBackupError("local file {0} is not a regular file".format(path), path=path)
+        raise RatBackupError(f"local file {path} is not a regular file", path=path)
     return fd
 
 
@@ -71,12 +71,12 @@ def local_digest(path):
                     parts.append(part.digest())
                     part, in_part = hashlib.md5(), 0
     except OSError as exc:
-        raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
+        raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
     if in_part:
         parts.append(part.digest())
     multipart = None
     if size > part_size:
-        multipart = "{0}-{1}".format(hashlib.md5(b"".join(parts)).hexdigest(), len(parts))
+        multipart = f"{hashlib.md5(b''.join(parts)).hexdigest()}-{len(parts)}"
     return LocalDigest(size, sha.hexdigest(), md5.hexdigest(), multipart)
 
 
@@ -102,7 +102,7 @@ def entry_digest(entry, tree):
     value = local_digest(tree.source_path(entry.relpath))
     if value.size != entry.size:
         path = tree.source_path(entry.relpath)
-        raise RatBackupError("{0} is {1} bytes, expected {2}".format(path, value.size, entry.size), path=path)
+        raise RatBackupError(f"{path} is {value.size} bytes, expected {entry.size}", path=path)
     return value
 
 
@@ -143,7 +143,7 @@ class LocalTree:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
             os.makedirs(self.tmp, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise RatBackupError("cannot create {0}: {1}".format(self.root, exc.strerror), path=self.root)
+            raise RatBackupError(f"cannot create {self.root}: {exc.strerror}", path=self.root)
         self._real_root = os.path.realpath(self.root)
         # Leftovers of an interrupted run are partial transfers by construction.
         for name in os.listdir(self.tmp):
@@ -163,7 +163,7 @@ class LocalTree:
         try:
             os.makedirs(parent, mode=0o700, exist_ok=True)
         except OSError as exc:
-            raise RatBackupError("cannot create directory {0}: {1}".format(parent, exc.strerror), path=parent)
+            raise RatBackupError(f"cannot create directory {parent}: {exc.strerror}", path=parent)
         self.ensure_inside(parent)
         with self._lock:
             self._checked.add(parent)
@@ -173,8 +173,8 @@ class LocalTree:
             self._real_root = os.path.realpath(self.root)
         real = os.path.realpath(parent)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
-            raise RatBackupError("{0} resolves outside {1} (symlink in the tree); refusing to use it".format(
-                parent, self.root), path=parent)
+            raise RatBackupError(f"{parent} resolves outside {self.root} (symlink in the tree); refusing to use it",
+                                 path=parent)
 
     def temp_path(self):
         return os.path.join(self.tmp, uuid.uuid4().hex)

@@ -33,7 +33,7 @@ def to_ms(dt):
 
 
 def iso_ms(ms):
-    return _iso_second(ms // 1000) + "{0:03d}Z".format(ms % 1000)
+    return _iso_second(ms // 1000) + f"{ms % 1000:03d}Z"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -52,7 +52,7 @@ def parse_as_of(text):
         when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise RatBackupError(
-            "versions_as_of {0!r} is not an ISO 8601 time such as 2026-01-31T23:00:00Z".format(text))
+            f"versions_as_of {text!r} is not an ISO 8601 time such as 2026-01-31T23:00:00Z")
     return when if when.tzinfo else when.replace(tzinfo=_UTC)
 
 
@@ -66,14 +66,14 @@ class Location:
         if self.is_s3:
             bucket, dummy, prefix = text[len("s3://"):].partition("/")
             if not bucket and prefix:
-                raise RatBackupError("{0} {1!r}: a prefix needs a bucket (s3://bucket/prefix)".format(option, text))
+                raise RatBackupError(f"{option} {text!r}: a prefix needs a bucket (s3://bucket/prefix)")
             self.bucket = bucket or None
             # A prefix names a "directory", as aws s3 sync and rclone read it.
             self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
             self.path = None
         else:
             if not text:
-                raise RatBackupError("{0} must not be empty".format(option))
+                raise RatBackupError(f"{option} must not be empty")
             self.bucket = None
             self.prefix = ""
             self.path = os.path.abspath(text)
@@ -148,7 +148,7 @@ class Entry:
                         item.get("version_id"), ms_from_iso(item.get("last_modified")),
                         below_root(item["path"], source), item.get("sha256"), metadata=item.get("metadata") or None)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RatBackupError("{0}: malformed object entry {1!r} ({2})".format(source, item, exc))
+            raise RatBackupError(f"{source}: malformed object entry {item!r} ({exc})")
         for name in _ATTRIBUTE_NAMES:
             value = item.get(name)
             setattr(entry, name, sys.intern(value) if isinstance(value, str) else value)
@@ -160,8 +160,7 @@ def below_root(path, source):
     rule for manifest paths (fs.safe_relpath)."""
     parts = fs.safe_relpath(path, source).split("/")
     if len(parts) < 2:
-        raise RatBackupError("{0}: unsafe path {1!r} in manifest: no directory above the object".format(
-            source, path), path=path)
+        raise RatBackupError(f"{source}: unsafe path {path!r} in manifest: no directory above the object", path=path)
     return "/".join(parts[1:])
 
 
@@ -218,5 +217,5 @@ def _entry(item):
 def _label(item):
     item = _entry(item)
     if isinstance(item, Entry):
-        return "{0}/{1}".format(item.bucket, item.key)
+        return f"{item.bucket}/{item.key}"
     return item

@@ -23,9 +23,9 @@ def _reading(path, what):
     try:
         yield
     except OSError as exc:
-        raise RatBackupError("cannot read {0} {1}: {2}".format(what, path, exc.strerror), path=path)
+        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror}", path=path)
     except ValueError as exc:
-        raise RatBackupError("{0} {1} is not valid JSON: {2}".format(what, path, exc), path=path)
+        raise RatBackupError(f"{what} {path} is not valid JSON: {exc}", path=path)
 
 
 def _object_part(document):
@@ -49,7 +49,7 @@ def read_manifest(path, what):
             handle.seek(0)
             document = _object_part(json.load(handle))
     if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
-        raise RatBackupError("{0} {1} is not an object manifest (no \"objects\" list)".format(what, path), path=path)
+        raise RatBackupError(f"{what} {path} is not an object manifest (no \"objects\" list)", path=path)
     entries = [Entry.from_manifest(item, path) for item in document.pop("objects")]
     return document, entries
 
@@ -76,7 +76,7 @@ def read_header(path, what):
                         return read_manifest(path, what)[0]
                     break
             else:
-                raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
+                raise RatBackupError(f"object manifest {path} is truncated", path=path)
     document = _object_part(document)
     document.pop("objects", None)
     return document
@@ -112,7 +112,7 @@ def iter_entries(path, what):
                     return
                 first = False
                 yield Entry.from_manifest(item, path)
-    raise RatBackupError("object manifest {0} is truncated".format(path), path=path)
+    raise RatBackupError(f"object manifest {path} is truncated", path=path)
 
 
 def manifest_line(entry, root_name):
@@ -135,7 +135,7 @@ def write_manifest(path, header, lines):
                 separator = ",\n"
             handle.write(("\n" if separator else "") + "]}\n")
     except OSError as exc:
-        raise RatBackupError("cannot write object manifest {0}: {1}".format(path, exc.strerror), path=path)
+        raise RatBackupError(f"cannot write object manifest {path}: {exc.strerror}", path=path)
 
 
 def root_name(path):

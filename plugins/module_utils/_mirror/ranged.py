@@ -63,8 +63,7 @@ def _total_size(first, entry):
     try:
         return int(content_range.rsplit("/", 1)[1])
     except (IndexError, ValueError):
-        raise StreamBroken(OSError("no Content-Range in the answer to a ranged GET of {0}/{1}".format(
-            entry.bucket, entry.key)))
+        raise StreamBroken(OSError(f"no Content-Range in the answer to a ranged GET of {entry.bucket}/{entry.key}"))
 
 
 def _part(http, entry, etag, fd, byte_range):
@@ -95,7 +94,7 @@ def _write(body, fd, offset, length):
     except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
         raise StreamBroken(exc)
     if written != length:
-        raise StreamBroken(OSError("a part ended after {0} of {1} bytes".format(written, length)))
+        raise StreamBroken(OSError(f"a part ended after {written} of {length} bytes"))
     return written
 
 

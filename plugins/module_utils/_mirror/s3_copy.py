@@ -28,7 +28,7 @@ class S3Copy:
         m, plan = self.mirror, self._plan
         buckets = m.source_buckets()
         if len(buckets) > 1 and m.dest.single_bucket:
-            raise RatBackupError("dest {0} names one bucket but src has {1}".format(m.dest.text, len(buckets)))
+            raise RatBackupError(f"dest {m.dest.text} names one bucket but src has {len(buckets)}")
         for bucket in buckets:
             target = m.dest.bucket if m.dest.single_bucket else bucket
             versioned = s3.is_versioned(m.src_client, m.src_endpoint, bucket)
@@ -46,7 +46,7 @@ class S3Copy:
                 else:
                     plan.copy.append((entry, target, dest_key))
             if m.options.get("delete"):
-                plan.delete.extend("{0}/{1}".format(target, k) for k in sorted(existing) if m.filter(k))
+                plan.delete.extend(f"{target}/{k}" for k in sorted(existing) if m.filter(k))
         summary = plan.summary()
         summary["create_buckets"] = [created[0] for created in plan.create_buckets]
         return {"plan": summary, "changed": bool(plan.copy or plan.delete or plan.create_buckets)}

@@ -106,8 +106,8 @@ class Upload:
             digest = row[3]
             if digest is not None and entry.sha256 and digest.sha256 != entry.sha256:
                 path = tree.source_path(entry.relpath)
-                raise RatBackupError("{0} does not match its manifest (sha256 {1}, manifest {2}); the backup is "
-                                     "damaged, nothing was uploaded".format(path, digest.sha256, entry.sha256),
+                raise RatBackupError(f"{path} does not match its manifest (sha256 {digest.sha256}, manifest "
+                                     f"{entry.sha256}); the backup is damaged, nothing was uploaded",
                                      path=path)
             if digest is not None:
                 entry.sha256 = entry.sha256 or digest.sha256
@@ -134,11 +134,11 @@ class Upload:
         fd = local_tree.open_regular(path)
         try:
             with os.fdopen(fd, "rb") as handle:
-                reader = integrity.HashingReader(handle, "s3://{0}/{1} ({2})".format(entry.bucket, entry.key, path),
+                reader = integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
                                                  entry.size, entry.sha256)
                 m.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
         except OSError as exc:
-            raise RatBackupError("cannot read local file {0}: {1}".format(path, exc.strerror), path=path)
+            raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
         return entry
 
     def _targets(self):

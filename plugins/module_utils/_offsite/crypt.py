@@ -30,15 +30,15 @@ _RECIPIENT_RE = re.compile(r"^(age1[02-9ac-hj-np-z]{58}|ssh-(ed25519|rsa) [A-Za-
 def check_recipients(recipients, variable="rat_offsite_recipients"):
     """The recipients, stripped; an error naming the first one that is not an age or SSH public key."""
     if not recipients:
-        raise RatBackupError("%s is empty: encryption needs at least one age public key (age1...)" % variable,
+        raise RatBackupError(f"{variable} is empty: encryption needs at least one age public key (age1...)",
                              variable=variable)
     cleaned = []
     for index, item in enumerate(recipients):
         text = str(item).strip()
         if not _RECIPIENT_RE.match(text):
             shown = text if len(text) <= 80 else text[:77] + "..."
-            raise RatBackupError("%s[%d]=%r is not an age recipient: expected a public key age1... (age-keygen -y) "
-                                 "or an ssh-ed25519/ssh-rsa public key; never a private key" % (variable, index, shown),
+            raise RatBackupError(f"{variable}[{index}]={shown!r} is not an age recipient: expected a public key "
+                                 "age1... (age-keygen -y) or an ssh-ed25519/ssh-rsa public key; never a private key",
                                  variable=variable)
         cleaned.append(text)
     return cleaned
@@ -48,8 +48,8 @@ def find_age(age_bin=None):
     """Path of the age command, or an error saying how to get it."""
     found = age_bin if age_bin and os.access(age_bin, os.X_OK) else shutil.which(age_bin or "age")
     if not found:
-        raise RatBackupError("the age command is missing on this host (%s): install Debian's age package "
-                             "(apt-get install age) or set rat_offsite_age_bin" % (age_bin or "age"))
+        raise RatBackupError(f"the age command is missing on this host ({age_bin or 'age'}): install Debian's age "
+                             "package (apt-get install age) or set rat_offsite_age_bin")
     return found
 
 
@@ -66,7 +66,7 @@ class Crypt:
         if identity:
             self.identity_file = self._write("identity", identity.strip() + "\n")
         if self.identity_file and not os.path.isfile(self.identity_file):
-            raise RatBackupError("age identity file %s does not exist on this host" % self.identity_file,
+            raise RatBackupError(f"age identity file {self.identity_file} does not exist on this host",
                                  path=self.identity_file)
 
     def _write(self, name, text):
@@ -130,20 +130,20 @@ class Source:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise RatBackupError("cannot read %s: %s" % (self.path, exc.strerror or exc), path=self.path)
+            raise RatBackupError(f"cannot read {self.path}: {exc.strerror or exc}", path=self.path)
         with os.fdopen(fd, "rb") as handle:
             if self.crypt is None:
                 for block in iter(lambda: self._read_plain(handle, size), b""):
                     yield self._count(block)
                 return
             for block in _through(self.crypt.encrypt_argv(), iter(lambda: self._read_plain(handle, CHUNK), b""),
-                                  size, "encrypting %s" % self.path):
+                                  size, f"encrypting {self.path}"):
                 yield self._count(block)
 
 
 def decrypt_chunks(crypt, chunks, what, size=CHUNK):
     """Plaintext chunks of age ciphertext ``chunks``; a wrong key or damaged file raises naming ``what``."""
-    return _through(crypt.decrypt_argv(), chunks, size, "decrypting %s" % what)
+    return _through(crypt.decrypt_argv(), chunks, size, f"decrypting {what}")
 
 
 def _through(argv, chunks, size, what):
@@ -188,4 +188,4 @@ def _through(argv, chunks, size, what):
         if code != 0:
             errors.seek(0)
             text = errors.read().decode("utf-8", "replace").strip().splitlines()
-            raise RatBackupError("%s failed: age: %s" % (what, text[-1] if text else "exit code %d" % code))
+            raise RatBackupError(f"{what} failed: age: {text[-1] if text else f'exit code {code}'}")

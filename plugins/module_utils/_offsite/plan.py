@@ -47,8 +47,8 @@ def choose(local, remote_complete, pruned, selection):
     wanted = [layout.check_name(n, "rat_offsite_backups") for n in selection]
     unknown = sorted(set(wanted) - set(local))
     if unknown:
-        raise RatBackupError("rat_offsite_backups names %s, which is not a complete local backup; local: %s"
-                             % (", ".join(unknown), ", ".join(local) or "none"), missing=unknown)
+        raise RatBackupError(f"rat_offsite_backups names {', '.join(unknown)}, which is not a complete local backup; "
+                             f"local: {', '.join(local) or 'none'}", missing=unknown)
     return sorted(n for n in set(wanted) if n not in have)
 
 
@@ -101,12 +101,12 @@ def parse_index(raw, where):
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise RatBackupError("%s: %s is not valid JSON: %s" % (where, INDEX, exc), location=where)
+        raise RatBackupError(f"{where}: {INDEX} is not valid JSON: {exc}", location=where)
     if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("files"), dict):
-        raise RatBackupError("%s: %s has an unknown format" % (where, INDEX), location=where)
+        raise RatBackupError(f"{where}: {INDEX} has an unknown format", location=where)
     for rel, item in data["files"].items():
         if not isinstance(item, dict) or item.get("stored") != stored_path(rel, data.get("encrypted")):
-            raise RatBackupError("%s: %s entry %r is malformed" % (where, INDEX, rel), location=where)
+            raise RatBackupError(f"{where}: {INDEX} entry {rel!r} is malformed", location=where)
     return data
 
 
@@ -123,12 +123,12 @@ def compare(index, listing, files=None, hashes=None):
         item = shipped[rel]
         seen = listing.get(item["stored"])
         if seen is None:
-            bad.append({"path": rel, "reason": "missing off-site (%s)" % item["stored"]})
+            bad.append({"path": rel, "reason": f"missing off-site ({item['stored']})"})
         elif seen.get("size") != item["size"]:
-            bad.append({"path": rel, "reason": "off-site size %s, shipped %s" % (seen.get("size"), item["size"])})
+            bad.append({"path": rel, "reason": f"off-site size {seen.get('size')}, shipped {item['size']}"})
         elif item.get("etag") and seen.get("etag") and seen["etag"] != item["etag"]:
-            bad.append({"path": rel, "reason": "off-site object was rewritten (ETag %s, shipped %s)"
-                        % (seen["etag"], item["etag"])})
+            bad.append({"path": rel, "reason": f"off-site object was rewritten (ETag {seen['etag']}, shipped "
+                                               f"{item['etag']})"})
         elif hashes is not None and hashes.get(item["stored"]) != item["sha256"]:
             bad.append({"path": rel, "reason": "off-site sha256 differs from what was shipped"})
     for rel in sorted(set(files or {}) - set(shipped)):
@@ -144,7 +144,7 @@ def compare(index, listing, files=None, hashes=None):
 
 
 def bad_lines(bad):
-    return ["%s: %s" % (b["path"], b["reason"]) for b in bad]
+    return [f"{b['path']}: {b['reason']}" for b in bad]
 
 
 class Throttle:

@@ -54,17 +54,17 @@ class S3Target:
         self.bytes_sent = 0
 
     def location(self, name=None):
-        return "s3://%s/%s/%s" % (self.bucket, self.base, (name + "/") if name else "")
+        return f"s3://{self.bucket}/{self.base}/{name + '/' if name else ''}"
 
     def key(self, name, stored):
-        return "%s/%s/%s" % (self.base, name, stored)
+        return f"{self.base}/{name}/{stored}"
 
     def _body(self, data):
         self.bytes_sent += len(data)
         return _Throttled(data, self.throttle)
 
     def _where(self, error):
-        return RatBackupError("off-site target %s: %s" % (self.location(), error.msg), **error.details)
+        return RatBackupError(f"off-site target {self.location()}: {error.msg}", **error.details)
 
     def check(self):
         try:
@@ -72,8 +72,8 @@ class S3Target:
         except RatBackupError as exc:
             raise self._where(exc)
         if not found:
-            raise RatBackupError("off-site target %s: bucket %r does not exist on %s: create it (the run never "
-                                 "creates it)" % (self.location(), self.bucket, self.endpoint.name),
+            raise RatBackupError(f"off-site target {self.location()}: bucket {self.bucket!r} does not exist on "
+                                 f"{self.endpoint.name}: create it (the run never creates it)",
                                  variable="rat_offsite_s3_bucket")
 
     def backups(self):
@@ -92,7 +92,7 @@ class S3Target:
 
     def listing(self, name):
         """{stored path: {"size", "etag"}} under one copy."""
-        prefix = "%s/%s/" % (self.base, name)
+        prefix = f"{self.base}/{name}/"
         try:
             return {item["Key"][len(prefix):]: {"size": item["Size"], "etag": item.get("ETag")}
                     for item in s3.list_objects(self.client, self.endpoint, self.bucket, prefix)}
@@ -185,6 +185,6 @@ def _prepend(first, rest):
 def _check(source, rel, want):
     """Refuse a file whose bytes, as read while streaming, are not what the manifest recorded."""
     if source.plain_sha256 != want.get("sha256") or source.plain_size != want.get("size"):
-        raise RatBackupError("%s changed since the backup was made (sha256/size differ from manifest.json while "
-                             "shipping it): not shipped; verify the local backup" % source.path,
+        raise RatBackupError(f"{source.path} changed since the backup was made (sha256/size differ from "
+                             "manifest.json while shipping it): not shipped; verify the local backup",
                              path=rel, local=source.path)

@@ -36,10 +36,10 @@ class SshTarget:
     def __init__(self, server, path, host, port=22, user=None, key_file=None, known_hosts_file=None,
                  strict_host_key_checking=True, connect_timeout=10, bwlimit_kib=0, ssh_bin="ssh", rsync_bin="rsync"):
         if not path or not path.startswith("/"):
-            raise RatBackupError("rat_offsite_ssh_path=%r must be an absolute directory on the server" % path,
+            raise RatBackupError(f"rat_offsite_ssh_path={path!r} must be an absolute directory on the server",
                                  variable="rat_offsite_ssh_path")
         if not server or server.startswith("-") or "/" in server:
-            raise RatBackupError("rat_offsite_ssh_host=%r is not a host name or address" % server,
+            raise RatBackupError(f"rat_offsite_ssh_host={server!r} is not a host name or address",
                                  variable="rat_offsite_ssh_host")
         self.server = server
         self.port = int(port)
@@ -57,11 +57,11 @@ class SshTarget:
     # --- argv (pure) ---
     def ssh_argv(self):
         argv = [self.ssh_bin, "-p", str(self.port), "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=%d" % self.connect_timeout,
+                "-o", f"ConnectTimeout={self.connect_timeout}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-                "-o", "StrictHostKeyChecking=%s" % ("yes" if self.strict else "no")]
+                "-o", f"StrictHostKeyChecking={'yes' if self.strict else 'no'}"]
         if self.known_hosts_file:
-            argv += ["-o", "UserKnownHostsFile=%s" % self.known_hosts_file]
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts_file}"]
         if self.key_file:
             argv += ["-i", self.key_file, "-o", "IdentitiesOnly=yes"]
         if self.user:
@@ -78,43 +78,43 @@ class SshTarget:
     def rsync_argv(self, local_dir, name):
         argv = [self.rsync_bin, "--recursive", "--times", "--chmod=D0700,F0600", "--secluded-args",
                 "--partial-dir=.rsync-partial", "--files-from=-", "--from0", "--stats",
-                "--rsh=%s" % quote(self.ssh_argv())]
+                f"--rsh={quote(self.ssh_argv())}"]
         if self.bwlimit_kib:
-            argv.append("--bwlimit=%d" % self.bwlimit_kib)
-        return argv + [local_dir.rstrip("/") + "/", "%s:%s/" % (self.server, self.dir(name, partial=True))]
+            argv.append(f"--bwlimit={self.bwlimit_kib}")
+        return argv + [local_dir.rstrip("/") + "/", f"{self.server}:{self.dir(name, partial=True)}/"]
 
     def location(self, name=None):
-        where = "%s%s" % (("%s@" % self.user) if self.user else "", self.server)
-        return "ssh://%s:%d%s/%s" % (where, self.port, self.base, (name + "/") if name else "")
+        where = f"{self.user}@{self.server}" if self.user else self.server
+        return f"ssh://{where}:{self.port}{self.base}/{name + '/' if name else ''}"
 
     # --- running ---
     def _run(self, argv, what, stdin=b""):
         try:
             proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
         except OSError as exc:
-            raise RatBackupError("off-site target %s: cannot run %s: %s" % (self.location(), argv[0], exc.strerror))
+            raise RatBackupError(f"off-site target {self.location()}: cannot run {argv[0]}: {exc.strerror}")
         if proc.returncode != 0:
             raise self._failure(proc.returncode, proc.stderr, what)
         return proc.stdout
 
     def _failure(self, code, stderr, what):
         lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-        tail = lines[-1] if lines else "exit code %d" % code
+        tail = lines[-1] if lines else f"exit code {code}"
         # 255: ssh itself failed (refused, timed out, no route, host key); rsync says 12 or 255 then.
         if code == 255 or (code == 12 and "ssh" in stderr.decode("utf-8", "replace")):
-            return RatBackupError("off-site target %s unreachable over SSH while %s: %s"
-                                  % (self.location(), what, tail), unreachable=True)
-        return RatBackupError("off-site target %s: %s failed: %s" % (self.location(), what, tail))
+            return RatBackupError(f"off-site target {self.location()} unreachable over SSH while {what}: {tail}",
+                                  unreachable=True)
+        return RatBackupError(f"off-site target {self.location()}: {what} failed: {tail}")
 
     def remote(self, command, what, stdin=b""):
         return self._run(self.remote_argv(command), what, stdin)
 
     def check(self):
-        self.remote(quote(["mkdir", "-p", "-m", "700", self.base]), "preparing %s" % self.base)
+        self.remote(quote(["mkdir", "-p", "-m", "700", self.base]), f"preparing {self.base}")
 
     def backups(self):
-        out = self.remote("test -d %s || exit 0; cd %s && find . -mindepth 1 -maxdepth 2 -printf '%%P\\0'"
-                          % (shlex.quote(self.base), shlex.quote(self.base)), "listing the off-site copies")
+        out = self.remote(f"test -d {shlex.quote(self.base)} || exit 0; cd {shlex.quote(self.base)} && find . "
+                          "-mindepth 1 -maxdepth 2 -printf '%P\\0'", "listing the off-site copies")
         entries = [e for e in out.decode("utf-8", "surrogateescape").split("\0") if e]
         names = {e for e in entries if "/" not in e and layout.time_of(e)}
         complete = {e.split("/", 1)[0] for e in entries if "/" in e and e.split("/", 1)[1] in pl.MANIFESTS}
@@ -123,8 +123,8 @@ class SshTarget:
 
     def listing(self, name, partial=False):
         where = self.dir(name, partial)
-        out = self.remote("test -d %s || exit 0; cd %s && find . -type f -printf '%%s %%P\\0'"
-                          % (shlex.quote(where), shlex.quote(where)), "listing %s" % where)
+        out = self.remote(f"test -d {shlex.quote(where)} || exit 0; cd {shlex.quote(where)} && find . -type f "
+                          "-printf '%s %P\\0'", f"listing {where}")
         found = {}
         for item in out.decode("utf-8", "surrogateescape").split("\0"):
             if item:
@@ -134,15 +134,15 @@ class SshTarget:
         return found
 
     def read(self, name, stored, partial=False):
-        return self.remote(quote(["cat", "--", posixpath.join(self.dir(name, partial), stored)]), "reading %s" % stored)
+        return self.remote(quote(["cat", "--", posixpath.join(self.dir(name, partial), stored)]), f"reading {stored}")
 
     def begin(self, name):
-        self.remote(quote(["mkdir", "-p", "-m", "700", self.dir(name, partial=True)]), "preparing %s" % name)
+        self.remote(quote(["mkdir", "-p", "-m", "700", self.dir(name, partial=True)]), f"preparing {name}")
 
     def put_bytes(self, name, stored, data):
         final = posixpath.join(self.dir(name, partial=True), stored)
         tmp = shlex.quote(final + ".tmp")
-        self.remote("cat > %s && mv -f -- %s %s" % (tmp, tmp, shlex.quote(final)), "writing %s" % stored, stdin=data)
+        self.remote(f"cat > {tmp} && mv -f -- {tmp} {shlex.quote(final)}", f"writing {stored}", stdin=data)
         self.bytes_sent += len(data)
 
     def link(self, name, prev, items, pool_map=None):
@@ -150,16 +150,16 @@ class SshTarget:
         in one run (``pool_map`` is for targets that copy file by file). Returns ``items``."""
         if items:
             source = self.dir(prev)
-            command = quote(["rsync", "--recursive", "--times", "--link-dest=%s" % source, "--files-from=-", "--from0",
+            command = quote(["rsync", "--recursive", "--times", f"--link-dest={source}", "--files-from=-", "--from0",
                              source + "/", self.dir(name, partial=True) + "/"])
-            self.remote(command, "linking unchanged files from %s" % prev, stdin=_nul(i["stored"] for i in items))
+            self.remote(command, f"linking unchanged files from {prev}", stdin=_nul(i["stored"] for i in items))
         return list(items)
 
     def send(self, local_dir, name, stored_paths):
         """rsync the listed files of ``local_dir``; returns the bytes rsync reports as sent."""
         if not stored_paths:
             return 0
-        out = self._run(self.rsync_argv(local_dir, name), "sending %d files with rsync" % len(stored_paths),
+        out = self._run(self.rsync_argv(local_dir, name), f"sending {len(stored_paths)} files with rsync",
                         stdin=_nul(stored_paths))
         match = _SENT_RE.search(out.decode("utf-8", "replace"))
         sent = int(re.sub(r"[,.]", "", match.group(1))) if match else 0
@@ -171,8 +171,8 @@ class SshTarget:
         if not stored_paths:
             return {}
         where = self.dir(name, partial)
-        out = self.remote("cd %s && xargs -0r sha256sum --zero --" % shlex.quote(where),
-                          "hashing %d files" % len(stored_paths), stdin=_nul(stored_paths))
+        out = self.remote(f"cd {shlex.quote(where)} && xargs -0r sha256sum --zero --",
+                          f"hashing {len(stored_paths)} files", stdin=_nul(stored_paths))
         found = {}
         for line in out.decode("utf-8", "surrogateescape").split("\0"):
             if len(line) > 66:
@@ -181,13 +181,13 @@ class SshTarget:
 
     def commit(self, name):
         self.remote(quote(["mv", "-T", "--", self.dir(name, partial=True), self.dir(name)]),
-                    "renaming %s%s into place" % (name, PARTIAL))
+                    f"renaming {name}{PARTIAL} into place")
 
     def remove(self, name):
         """The copy (complete or partial): renamed out of the listed names first, then deleted."""
-        self.remote('for d in %s %s; do if test -e "$d"; then mv -T -- "$d" "$d.deleting" && rm -rf -- "$d.deleting" '
-                    '|| exit 1; fi; done' % (shlex.quote(self.dir(name)), shlex.quote(self.dir(name, partial=True))),
-                    "removing %s" % name)
+        self.remote(f"for d in {shlex.quote(self.dir(name))} {shlex.quote(self.dir(name, partial=True))}; do if test "
+                    "-e \"$d\"; then mv -T -- \"$d\" \"$d.deleting\" && rm -rf -- \"$d.deleting\" || exit 1; fi; done",
+                    f"removing {name}")
 
     def tar_stream(self, name, stored_paths):
         """A tar stream of the listed files (one SSH connection), for fetching back."""
