@@ -83,7 +83,7 @@ def main():
         five, five_cpu = timed_play(meter, ["-i", inventory, "-f", "5", "rat.backup.backup"])
         report_dir = os.path.join(work, "report")
         drill, drill_cpu = timed_play(meter, ["-i", inventory, "-f", "5", "rat.backup.restore_drill",
-                                               "-e", json.dumps({"rat_drill_report_dir": report_dir})])
+                                              "-e", json.dumps({"rat_drill_report_dir": report_dir})])
         with open(os.path.join(report_dir, "restore-drill.json"), encoding="utf-8") as handle:
             report = json.load(handle)
     finally:
