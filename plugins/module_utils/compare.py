@@ -123,6 +123,36 @@ def compare_objects(manifest_objects, listing, buckets):
             "etag_checked": etag_checked, "etag_differs": etag_differs}
 
 
+def diff(expected_rows, rows, manifest_objects, objects, exact, live, backup):
+    """Ansible's diff of the live state (before) against the backup (after), differences only.
+
+    Lines are what a restore would change: tables whose row count differs or that are missing, and
+    objects missing or of other content; objects the backup lacks only when ``exact`` (a pruned
+    restore deletes them). Tables the backup lacks are left out: pg_restore keeps them.
+    """
+    before, after = [], []
+    if rows is not None:
+        for m in rows["mismatched"]:
+            before.append(f"table {m['table']}: {m['actual']} rows")
+            after.append(f"table {m['table']}: {m['expected']} rows")
+        after.extend(f"table {t}: {expected_rows[t]} rows" for t in rows["missing_tables"])
+    if objects is not None:
+        wanted = set(objects["missing"])
+        after.extend(f"s3://{o['bucket']}/{o['key']}: {o.get('size')} bytes" for o in manifest_objects
+                     if f"s3://{o['bucket']}/{o['key']}" in wanted)
+        for field, shown in (("size_differs", "{0} bytes"), ("etag_differs", "MD5 {0}"), ("sha256_differs", "sha256 {0}")):
+            for d in objects.get(field) or ():
+                before.append(f"{d['object']}: " + shown.format(d["actual"]))
+                after.append(f"{d['object']}: " + shown.format(d["expected"]))
+        if exact:
+            before.extend(f"{name}: not in the backup" for name in objects["extra"])
+    return {"before": _lines(before), "after": _lines(after), "before_header": live, "after_header": backup}
+
+
+def _lines(lines):
+    return "".join(line + "\n" for line in sorted(lines))
+
+
 def list_buckets(client, endpoint, buckets):
     """Yield (bucket, key, size, etag) of every object of ``buckets``; errors name endpoint and bucket."""
     for bucket in sorted(buckets):

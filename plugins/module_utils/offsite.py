@@ -148,6 +148,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     if check_mode:
         result["removed"] = [{"name": n, "reason": keep[n].reason, "complete": True}
                              for n in remote["complete"] if n in keep and not keep[n].keep]
+        result["diff"] = _ship_diff(run, remote["complete"], result)
         return result
     for item in unwanted:
         run.record(item["name"], pruned_at=fs.iso(now or fs.utcnow()), pruned_because=item["reason"],
@@ -167,7 +168,16 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         complete = sorted(set(complete) | {name})
     if policy:
         result["removed"] = apply_retention(run, policy, now)
+    result["diff"] = _ship_diff(run, remote["complete"], result)
     return result
+
+
+def _ship_diff(run, before, result):
+    """--diff of a shipping run: the target's complete copies before and after, one name a line."""
+    after = (set(before) | set(result["to_ship"])) - {r["name"] for r in result["removed"]}
+    location = run.target.location()
+    return {"before": "".join(n + "\n" for n in sorted(before)), "after": "".join(n + "\n" for n in sorted(after)),
+            "before_header": f"{location} (before)", "after_header": f"{location} (after shipping and retention)"}
 
 
 def _retention_view(run, complete, partial):

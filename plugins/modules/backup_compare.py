@@ -22,6 +22,15 @@ extends_documentation_fragment:
   - rat.backup.attributes.INFO_MODULE
   - rat.backup.postgres
   - rat.backup.s3.DEST
+attributes:
+  diff_mode:
+    support: full
+    details:
+      - Returns what differs as a diff of the live state (before) against the backup (after), one line per
+        table (row count) or object (size, MD5, sha256; objects the backup lacks when O(exact)), which is what a
+        restore would change. Tables the backup lacks are not listed, a restore keeps them.
+      - Ansible prints a diff only for a changed result; the restore role's check-mode plan task is marked
+        changed when anything differs.
 options:
   path:
     description: The backup directory whose C(manifest.json) is the reference.
@@ -74,6 +83,11 @@ options:
 notes:
   - Without O(checksums) objects are compared by key and size (a byte-level check downloads every
     object); byte equality is then what the backup's sha256 and bucket_mirror's transfer checks guarantee.
+requirements:
+  - C(psql) on the managed host when C(postgres) is compared (see M(rat.backup.pg_dump) for the version)
+  - in container mode (O(container)) instead, the Docker SDK for Python (C(docker)) on the managed host (the
+    client programs run in the container)
+  - boto3 (with botocore) on the managed host when C(minio) is compared
 seealso:
   - module: rat.backup.backup_verify
 author:
@@ -89,6 +103,28 @@ EXAMPLES = r"""
     dest_endpoint: http://127.0.0.1:9000
     dest_access_key: "{{ rat_minio_access_key }}"
     dest_secret_key: "{{ rat_minio_secret_key }}"
+
+- name: Prove a drill restore, reading every object back and running health queries
+  rat.backup.backup_compare:
+    path: /var/backups/rat/20260216_093000
+    database: rat_drill_20260217_020000
+    password: "{{ rat_postgres_password }}"
+    dest_endpoint: http://127.0.0.1:9000
+    dest_access_key: "{{ rat_minio_access_key }}"
+    dest_secret_key: "{{ rat_minio_secret_key }}"
+    bucket_map: {rat: rat-drill-20260217-020000-rat}
+    checksums: true
+    checks:
+      - {name: pipelines are listed, sql: "SELECT count(*) > 0 FROM pipelines"}
+
+- name: What a restore would change (run with --check --diff), without failing on differences
+  rat.backup.backup_compare:
+    path: /var/backups/rat/20260216_093000
+    components: [postgres]
+    container: rat-postgres-1
+    password: "{{ rat_postgres_password }}"
+    fail_on_error: false
+  register: live_vs_backup
 """
 
 RETURN = r"""
@@ -119,6 +155,12 @@ checks:
   type: list
   elements: dict
   sample: [{"name": "pipelines are listed", "ok": true, "output": "t"}]
+diff:
+  description: With C(--diff), the differences (see the C(diff_mode) attribute), also when nothing differs.
+  returned: in diff mode
+  type: dict
+  sample: {"before": "table public.runs: 1200 rows\n", "after": "table public.runs: 1187 rows\ns3://rat/x.csv: 12 bytes\n",
+           "before_header": "live: PostgreSQL database rat, S3 http://127.0.0.1:9000", "after_header": "backup /var/backups/rat/20260216_093000"}
 verified:
   description: One sentence per component saying what was checked.
   returned: always
@@ -162,12 +204,16 @@ def run(module):
     data = mf.read(p["path"])
     result = {"changed": False, "verified": [], "ok": True}
     problems = []
+    row_counts = rows = objects = None
+    expected = []
+    live_sides = []
     if "postgres" in p["components"]:
         pg = compare.require(data.get("postgres"), "postgres", p["path"])
-        expected = pg.get("row_counts") or {}
+        row_counts = pg.get("row_counts") or {}
         client = pg_cli.client_from_params(p)
-        counts, live = compare.postgres_counts(client, list(expected))
-        rows = compare.compare_rows(expected, counts, live)
+        counts, live = compare.postgres_counts(client, list(row_counts))
+        rows = compare.compare_rows(row_counts, counts, live)
+        live_sides.append(f"PostgreSQL database {p['database']}")
         result["postgres"] = rows
         if rows["ok"]:
             result["verified"].append(f"PostgreSQL {p['database']}: row counts of {rows['tables']} tables equal the "
@@ -192,6 +238,7 @@ def run(module):
         buckets = {p["bucket_map"].get(b, b) for b in compare.manifest_buckets(minio)}
         client = s3.make_client(endpoint)
         listing = compare.list_buckets(client, endpoint, buckets)
+        live_sides.append(f"S3 {endpoint.name}")
         objects = compare.compare_objects(expected, listing, buckets)
         if not p["exact"]:
             objects["ok"] = not (objects["missing"] or objects["size_differs"] or objects["etag_differs"])
@@ -217,6 +264,9 @@ def run(module):
                             f"ETag differs {differs['etag']}"
                             f"{'; sha256 differs ' + differs['sha256'] if p['checksums'] else ''}")
     result["ok"] = not problems
+    if module._diff:
+        result["diff"] = compare.diff(row_counts, rows, expected, objects, p["exact"],
+                                      "live: " + ", ".join(live_sides), "backup " + p["path"])
     if problems and p["fail_on_error"]:
         raise RatBackupError(f"live state differs from backup {p['path']}: {' | '.join(problems)}",
                              **{k: v for k, v in result.items() if k != "changed"})

@@ -42,6 +42,8 @@ options:
     type: float
 notes:
   - A root that does not exist yet is reported as having no backups, not as an error.
+requirements:
+  - nothing but Python 3.9 or newer on the managed host (it reads the backup root only)
 seealso:
   - module: rat.backup.backup_verify
   - module: rat.backup.backup_run

@@ -37,7 +37,10 @@ attributes:
     details:
       - Lists the target and reports what would be shipped or fetched; nothing is sent or written.
   diff_mode:
-    support: none
+    support: partial
+    details:
+      - With O(state=shipped), the target's complete copies before and after (shipped ones added, those
+        O(retention) removes taken away), one name a line, also in check mode.
   idempotent:
     support: full
     details:
@@ -180,6 +183,11 @@ notes:
     running while a long upload goes on.
   - Over SSH, the server needs C(rsync), GNU C(find), C(sha256sum) and C(tar), and nothing of this
     collection. Encrypted files are staged under C(<root>/.offsite/) before rsync sends them.
+requirements:
+  - boto3 (with botocore) on the managed host for O(target=s3)
+  - C(ssh) and C(rsync) on the managed host for O(target=ssh), C(rsync) and C(sha256sum) on the server
+  - the C(age) command on the managed host for O(encrypt) and for fetching encrypted copies (Debian/Ubuntu
+    C(age), or O(age_bin))
 seealso:
   - module: rat.backup.backup_info
   - module: rat.backup.backup_verify
@@ -223,6 +231,19 @@ EXAMPLES = r"""
     s3_access_key: "{{ vault_offsite_access_key }}"
     s3_secret_key: "{{ vault_offsite_secret_key }}"
     identity_file: /root/rat-offsite-age.key
+
+- name: Read every off-site copy back and compare it with its manifest (a monthly check)
+  rat.backup.backup_offsite:
+    state: verified
+    root: /var/backups/rat
+    host: "{{ inventory_hostname }}"
+    target: s3
+    s3_endpoint: https://s3.eu-central-1.amazonaws.com
+    s3_bucket: rat-offsite
+    s3_prefix: fleet
+    s3_access_key: "{{ vault_offsite_access_key }}"
+    s3_secret_key: "{{ vault_offsite_secret_key }}"
+    verify: full
 """
 
 RETURN = r"""
@@ -261,6 +282,13 @@ not_shipped:
   type: list
   elements: dict
   sample: []
+diff:
+  description: With C(--diff), the target's complete copies before and after this run (see the C(diff_mode) attribute).
+  returned: when O(state=shipped) in diff mode
+  type: dict
+  sample: {"before": "20260101_093000\n20260215_093000\n", "after": "20260215_093000\n20260216_093000\n",
+           "before_header": "s3://rat-offsite/fleet/rat-lab/ (before)",
+           "after_header": "s3://rat-offsite/fleet/rat-lab/ (after shipping and retention)"}
 already:
   description: Local backups already complete off-site.
   returned: when O(state=shipped)

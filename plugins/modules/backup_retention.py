@@ -68,6 +68,8 @@ options:
     type: str
 notes:
   - The same policy engine (module_utils/retention.py) decides for off-site copies.
+requirements:
+  - nothing but Python 3.9 or newer on the managed host (it works on the backup root only)
 seealso:
   - module: rat.backup.backup_info
 author:

@@ -120,23 +120,134 @@ options:
     default: [postgres, minio]
   postgres:
     description:
-      - The registered result of M(rat.backup.pg_dump) (O(state=commit)).
+      - The registered result of M(rat.backup.pg_dump) (O(state=commit)), recorded as the manifest's
+        C(postgres) part. Its keys are pg_dump's return values.
       - Omit it to read the result pg_dump left beside the dump (C(postgres/rat.dump.json) in the
         backup directory), which commit removes once it is in C(manifest.json).
+      - The archive must be a custom-format file (O(postgres.size) and O(postgres.sha256)).
     type: dict
+    suboptions:
+      dest:
+        description: Path of the archive (not recorded; the manifest names C(postgres/rat.dump)).
+        type: str
+      format:
+        description: Archive format.
+        type: str
+      size:
+        description: Size of the archive in bytes.
+        type: int
+      sha256:
+        description: SHA-256 of the archive file.
+        type: str
+      files:
+        description: SHA-256 of each file of a directory-format archive.
+        type: dict
+      duration:
+        description: Seconds the dump took.
+        type: float
+      server_version:
+        description: Version of the PostgreSQL server.
+        type: str
+      client_version:
+        description: Version of the pg_dump that ran (also recorded under C(tools.pg_dump)).
+        type: str
+      row_counts:
+        description: Rows of every table at the dump's snapshot, keyed C(schema.table); M(rat.backup.backup_compare) checks a restore against them.
+        type: dict
+      linked:
+        description: Whether the archive is a hard link to the previous backup's.
+        type: bool
+      snapshot:
+        description: Id of the exported snapshot the dump was taken at.
+        type: str
+      consistency_point:
+        description: The moment of the dump's snapshot (C(time), C(earliest), their C(_epoch) forms, C(obtained), C(host_offset)).
+        type: dict
+      clock:
+        description: PostgreSQL's clock against the host's (a check-mode result).
+        type: dict
+      cmd:
+        description: The pg_dump argv, secrets masked (not recorded).
+        type: list
+        elements: str
+      changed:
+        description: Part of a registered result (not recorded).
+        type: bool
+      failed:
+        description: Part of a registered result (not recorded).
+        type: bool
+      warnings:
+        description: Part of a registered result when the module warned (not recorded).
+        type: raw
+      deprecations:
+        description: Part of a registered result when the module warned (not recorded).
+        type: raw
   host:
     description: Name recorded in the manifest, normally C(inventory_hostname).
     type: str
   tools:
-    description: Tool versions recorded in the manifest.
+    description:
+      - Tool versions recorded in the manifest's C(tools), besides those the module adds itself (C(python),
+        C(rat.backup), C(pg_dump) from O(postgres.client_version)).
     type: dict
     default: {}
+    suboptions:
+      ansible_core:
+        description: Version of ansible-core that ran the backup (C(ansible_version.full)).
+        type: str
   consistency:
     description:
-      - Facts about the consistency point recorded in the manifest, for example the objects
-        M(rat.backup.bucket_mirror) saw change while it ran (C(changed_during)).
+      - How the buckets were pinned to the database snapshot, recorded as the manifest's C(consistency), from
+        M(rat.backup.bucket_mirror)'s RV(rat.backup.bucket_mirror#module:consistency) plus the backup
+        role's own facts. Unset suboptions are not recorded.
     type: dict
     default: {}
+    suboptions:
+      level:
+        description: V(snapshot) when every bucket was pinned to the snapshot, V(best-effort) otherwise.
+        type: str
+      buckets:
+        description: Level of each bucket, by name.
+        type: dict
+      time:
+        description: The snapshot's moment on PostgreSQL's clock (ISO 8601 UTC).
+        type: str
+      earliest:
+        description: The earliest moment the snapshot may have been taken at.
+        type: str
+      obtained:
+        description: How the moment was read.
+        type: str
+      clock_skew:
+        description: Interval of S3's clock minus PostgreSQL's, in seconds.
+        type: list
+        elements: float
+      clock_skew_measured:
+        description: How the clock skew was measured.
+        type: str
+      max_clock_skew:
+        description: The largest skew the backup accepted, in seconds.
+        type: float
+      window:
+        description: The snapshot as an interval on S3's clock (two ISO 8601 UTC times).
+        type: list
+        elements: str
+      rule:
+        description: The rule that chose each key's version.
+        type: str
+      changed_during:
+        description: Objects of unversioned buckets that changed while they were mirrored.
+        type: list
+        elements: dict
+      use_versions:
+        description: Whether objects were fetched by version id.
+        type: bool
+      quiesced:
+        description: Whether the backup ran a quiesce command before capturing.
+        type: bool
+      dump_snapshot:
+        description: Id of the snapshot pg_dump exported.
+        type: str
   metrics_dir:
     description:
       - Directory of the node_exporter textfile collector. O(state=commit) and O(state=abort) of a
@@ -151,6 +262,9 @@ options:
 notes:
   - Directories are created 0700 and files 0600; C(manifest.json) is written last, so a directory
     is a complete backup if and only if its name is a bare timestamp and C(manifest.json) exists.
+requirements:
+  - Python 3.9 or newer on the managed host; what the backup itself needs (boto3, C(docker) for container
+    mode) is checked by O(state=preflight) and O(state=begin) through O(python_modules)
 seealso:
   - module: rat.backup.backup_info
   - module: rat.backup.backup_verify
@@ -182,6 +296,27 @@ EXAMPLES = r"""
     name: "{{ run.name }}"
     lock_token: "{{ run.lock_token }}"
     reason: pg_dump failed
+
+- name: Check a host before its first backup (Python packages, free space); changes nothing
+  rat.backup.backup_run:
+    state: preflight
+    root: /var/backups/rat
+    python_modules: [boto3, docker]
+    required_bytes: "{{ 10 * 1024 ** 3 }}"
+  register: preflight
+
+- name: Hold the host lock around work of your own (the restore role does this)
+  rat.backup.backup_run:
+    state: lock
+    root: /var/backups/rat
+    purpose: restore
+  register: held
+
+- name: Release it
+  rat.backup.backup_run:
+    state: unlock
+    root: /var/backups/rat
+    lock_token: "{{ held.lock_token }}"
 """
 
 RETURN = r"""
@@ -369,10 +504,22 @@ def argument_spec():
         required_bytes=dict(type="int", default=0),
         python_modules=dict(type="list", elements="str", default=[]),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
-        postgres=dict(type="dict"),
+        postgres=dict(type="dict", options=dict(
+            dest=dict(type="str"), format=dict(type="str"), size=dict(type="int"), sha256=dict(type="str"),
+            files=dict(type="dict"), duration=dict(type="float"), server_version=dict(type="str"),
+            client_version=dict(type="str"), row_counts=dict(type="dict"), linked=dict(type="bool"),
+            snapshot=dict(type="str"), consistency_point=dict(type="dict"), clock=dict(type="dict"),
+            cmd=dict(type="list", elements="str"), changed=dict(type="bool"), failed=dict(type="bool"),
+            warnings=dict(type="raw"), deprecations=dict(type="raw"))),
         host=dict(type="str"),
-        tools=dict(type="dict", default={}),
-        consistency=dict(type="dict", default={}),
+        tools=dict(type="dict", default={}, options=dict(ansible_core=dict(type="str"))),
+        consistency=dict(type="dict", default={}, options=dict(
+            level=dict(type="str"), buckets=dict(type="dict"), time=dict(type="str"), earliest=dict(type="str"),
+            obtained=dict(type="str"), clock_skew=dict(type="list", elements="float"),
+            clock_skew_measured=dict(type="str"), max_clock_skew=dict(type="float"),
+            window=dict(type="list", elements="str"), rule=dict(type="str"),
+            changed_during=dict(type="list", elements="dict"), use_versions=dict(type="bool"),
+            quiesced=dict(type="bool"), dump_snapshot=dict(type="str"))),
         metrics_dir=dict(type="path"),
         log_file=dict(type="path"),
         reason=dict(type="str"),
@@ -387,6 +534,17 @@ def _report(module, p, ok, now, stats, reason=None):
                            p["metrics_dir"])
     module.log(out["log_line"])
     return out
+
+
+# Keys Ansible adds to a registered result: accepted in O(postgres), never recorded.
+_REGISTERED = ("changed", "failed", "warnings", "deprecations")
+
+
+def _given(options, drop=()):
+    """A dict option as the caller gave it: Ansible fills unset suboptions with None, the manifest records none of them."""
+    if options is None:
+        return None
+    return {k: v for k, v in options.items() if v is not None and k not in drop}
 
 
 def run(module):
@@ -417,9 +575,9 @@ def run(module):
         return backup_dir.unlock(p["root"], p["lock_token"], module.check_mode)
     if state == "commit":
         try:
-            result = backup_dir.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"], p["postgres"],
-                                       p["components"], p["tools"], p["consistency"], p["release_lock"],
-                                       module.check_mode, now)
+            result = backup_dir.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"],
+                                       _given(p["postgres"], _REGISTERED), p["components"], _given(p["tools"]),
+                                       _given(p["consistency"]), p["release_lock"], module.check_mode, now)
         except RatBackupError as exc:
             _report(module, p, False, now, None, exc.msg)
             raise

@@ -63,6 +63,9 @@ options:
     type: path
 notes:
   - When no C(pg_restore) is installed the dump is checked by size/sha256 only and RV(dump_checked) is false.
+requirements:
+  - C(pg_restore) on the managed host, of the dump's server major version or newer, to read the dump (without
+    one the dump is checked by size and sha256 only and RV(dump_checked) is false)
 seealso:
   - module: rat.backup.backup_info
 author:

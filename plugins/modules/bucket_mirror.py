@@ -203,7 +203,7 @@ notes:
   - Object attributes changed without changing the content (same ETag) are not detected when
     restoring to S3.
 requirements:
-  - boto3
+  - boto3 (with botocore) on the managed host
 seealso:
   - module: rat.backup.backup_verify
 author:

@@ -33,6 +33,9 @@ options:
     default: []
 notes:
   - An action plugin; it does not run on the managed host.
+requirements:
+  - nothing on the managed host; it runs on the controller (an action plugin) and reads the installed
+    collection
 seealso:
   - name: Role argument validation
     description: The roles validate the type and value of the variables they know.

@@ -49,6 +49,8 @@ options:
   started_at:
     description: When the drill started (shown in the reports).
     type: str
+requirements:
+  - nothing but Python 3.9 or newer where it runs (the restore_drill role runs it on the controller)
 seealso:
   - module: rat.backup.drill_scratch
 author:

@@ -82,6 +82,11 @@ options:
       - With O(state=absent), the drill's result to keep as C(<root>/.status/<name>.drill.json), with
         C(drilled_at) and C(scratch_removed) added. Bookkeeping only, so it does not count as a change.
     type: dict
+requirements:
+  - C(psql) on the managed host and a PostgreSQL user allowed to create databases (C(CREATEDB))
+  - in container mode (O(container)) instead, the Docker SDK for Python (C(docker)) on the managed host (the
+    client programs run in the container)
+  - boto3 (with botocore) on the managed host
 seealso:
   - module: rat.backup.backup_info
   - module: rat.backup.backup_compare

@@ -66,6 +66,8 @@ notes:
   - Stop the writers (RAT's runner) first; a key written between the plan and the copy keeps the newer write
     as a noncurrent version.
   - How far back each bucket can go is shown by M(rat.backup.lake_versions_info).
+requirements:
+  - boto3 (with botocore) on the managed host
 seealso:
   - module: rat.backup.lake_versions_info
 author:

@@ -30,6 +30,8 @@ notes:
   - C(recoverable_since) is the later of the oldest version kept and now minus the noncurrent expiry; a
     version replaced longer ago than the expiry is gone even when older ones of other keys remain, so a time
     before it can only be restored partially.
+requirements:
+  - boto3 (with botocore) on the managed host
 seealso:
   - module: rat.backup.lake_rollback
 author:

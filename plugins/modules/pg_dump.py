@@ -104,6 +104,12 @@ notes:
     dump (C(Archive created at)), and the file keeps its modification time; the data is the new snapshot's.
   - The returned result is also written beside the dump as C(<dest>.json) (0600), so a later step
     (M(rat.backup.backup_run) with O(rat.backup.backup_run#module:state=commit)) reads it from disk.
+requirements:
+  - the PostgreSQL client programs C(pg_dump) and C(psql) on the managed host, of the server's major version
+    or newer (Debian/Ubuntu C(postgresql-client-<major>), found under C(/usr/lib/postgresql/<major>/bin), else
+    on PATH, or O(client_bin_dir))
+  - in container mode (O(container)) instead, the Docker SDK for Python (C(docker)) on the managed host (the
+    client programs run in the container)
 seealso:
   - module: rat.backup.pg_restore
   - name: pg_dump

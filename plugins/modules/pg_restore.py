@@ -105,6 +105,13 @@ options:
     type: list
     elements: str
     default: []
+requirements:
+  - the PostgreSQL client programs C(pg_restore) and C(psql) on the managed host, of the server's major
+    version or newer and no older than the C(pg_dump) that wrote the archive (Debian/Ubuntu
+    C(postgresql-client-<major>), found under C(/usr/lib/postgresql/<major>/bin), else on PATH, or
+    O(client_bin_dir))
+  - in container mode (O(container)) instead, the Docker SDK for Python (C(docker)) on the managed host (the
+    client programs run in the container)
 seealso:
   - module: rat.backup.pg_dump
   - name: pg_restore

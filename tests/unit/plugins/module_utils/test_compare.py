@@ -77,6 +77,34 @@ def test_compare_objects_when_etag_cannot_be_predicted_then_not_compared(manifes
     assert result["ok"] and result["etag_checked"] == 0
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_diff_when_live_differs_then_lines_of_what_a_restore_changes(exact):
+    expected_rows = {"public.a": 5, "public.b": 2, "public.gone": 3}
+    rows = compare.compare_rows(expected_rows, {"public.a": 7, "public.b": 2}, ["public.a", "public.b", "public.new"])
+    manifest = [{"bucket": "rat", "key": "k1", "size": 3, "etag": '"%s"' % hashlib.md5(b"abc").hexdigest()},
+                {"bucket": "rat", "key": "k2", "size": 4, "etag": '"%s"' % hashlib.md5(b"abcd").hexdigest()},
+                {"bucket": "rat", "key": "same", "size": 1, "etag": '"%s"' % hashlib.md5(b"s").hexdigest()},
+                {"bucket": "rat", "key": "big", "size": 9}]
+    listing = [("rat", "k2", 4, hashlib.md5(b"xxxx").hexdigest()), ("rat", "same", 1, hashlib.md5(b"s").hexdigest()),
+               ("rat", "big", 8, "x-2"), ("rat", "extra", 1, "e")]
+    objects = compare.compare_objects(manifest, listing, {"rat"})
+    result = compare.diff(expected_rows, rows, manifest, objects, exact, "live", "backup b")
+    before = ["s3://rat/big: 8 bytes", "s3://rat/k2: MD5 %s" % hashlib.md5(b"xxxx").hexdigest(), "table public.a: 7 rows"]
+    if exact:
+        before.insert(1, "s3://rat/extra: not in the backup")
+    assert result["before"].splitlines() == before
+    assert result["after"].splitlines() == [
+        "s3://rat/big: 9 bytes", "s3://rat/k1: 3 bytes", "s3://rat/k2: MD5 %s" % hashlib.md5(b"abcd").hexdigest(),
+        "table public.a: 5 rows", "table public.gone: 3 rows"]
+    assert (result["before_header"], result["after_header"]) == ("live", "backup b")
+
+
+def test_diff_when_live_equals_backup_then_both_sides_empty():
+    rows = compare.compare_rows({"public.a": 1}, {"public.a": 1}, ["public.a"])
+    assert compare.diff({"public.a": 1}, rows, [], None, True, "live", "backup")["before"] == ""
+    assert compare.diff({"public.a": 1}, rows, [], None, True, "live", "backup")["after"] == ""
+
+
 def test_manifest_buckets_when_empty_bucket_recorded_then_included():
     minio = {"buckets": {"empty": {}}, "objects": [{"bucket": "rat", "key": "a"}]}
     assert compare.manifest_buckets(minio) == {"empty", "rat"}

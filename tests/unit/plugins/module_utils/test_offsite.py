@@ -190,6 +190,7 @@ def test_ship_when_retention_applies_to_older_copies_then_they_are_removed_manif
     make_backup(tmp_path, B, {"k1": b"1"})
     result = offsite.ship(new_run(tmp_path, client), policy=retention.check_policy({"keep_last": 1}))
     assert [(r["name"], r["complete"]) for r in result["removed"]] == [(A, True)]
+    assert (result["diff"]["before"], result["diff"]["after"]) == (A + "\n", B + "\n")
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert not [k for k in keys if "/%s/" % A in k] and "fleet/h/%s/manifest.json" % B in keys
     assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["pruned_at"]
@@ -203,6 +204,7 @@ def test_ship_when_check_mode_with_retention_then_reports_what_would_be_removed_
     make_backup(tmp_path, B, {"k1": b"1"})
     result = offsite.ship(new_run(tmp_path, client), check_mode=True, policy=retention.check_policy({"keep_last": 1}))
     assert result["to_ship"] == [B] and [r["name"] for r in result["removed"]] == [A]
+    assert (result["diff"]["before"], result["diff"]["after"]) == (A + "\n", B + "\n")
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert "fleet/h/%s/manifest.json" % A in keys
 

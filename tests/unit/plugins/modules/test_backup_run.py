@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
+
+from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.modules import backup_run
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_backup_dir import begin, fill, prepare_partial
+
+
+def run_module(capsys, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            backup_run.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def commit_args(root, started, **overrides):
+    args = {"state": "commit", "root": str(root), "name": started["name"], "lock_token": started["lock_token"],
+            "host": "rat-lab"}
+    args.update(overrides)
+    return args
+
+
+def test_argument_spec_when_compared_to_documentation_then_every_dict_option_has_the_same_suboptions():
+    spec = backup_run.argument_spec()
+    documented = yaml.safe_load(backup_run.DOCUMENTATION)["options"]
+    assert set(spec) == set(documented)
+    for name in ("postgres", "tools", "consistency"):
+        assert set(spec[name]["options"]) == set(documented[name]["suboptions"]), name
+
+
+def test_commit_when_registered_pg_dump_result_then_manifest_records_it_without_registration_keys(capsys, tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        registered = dict(fill(started["partial"]), changed=True, failed=False, warnings=["short password"],
+                          dest=os.path.join(started["partial"], "postgres", "rat.dump"), format="custom")
+        consistency = {"level": "best-effort", "use_versions": "false", "changed_during": []}
+        result = run_module(capsys, commit_args(tmp_path, started, postgres=registered, consistency=consistency,
+                                                tools={"ansible_core": "2.19.4"}))
+    finally:
+        lock.release(str(tmp_path), started["lock_token"])
+    assert result["changed"] and not result.get("failed"), result
+    with open(os.path.join(result["backup_dir"], "manifest.json")) as handle:
+        manifest = json.load(handle)
+    assert manifest["postgres"] == {"size": registered["size"], "sha256": registered["sha256"], "format": "custom",
+                                    "client_version": "15.18", "row_counts": {"public.runs": 1},
+                                    "path": "postgres/rat.dump"}
+    assert manifest["consistency"] == {"level": "best-effort", "use_versions": False, "changed_during": [],
+                                       "objects_listed_at": "2026-02-16T09:30:03Z"}
+    assert manifest["tools"]["ansible_core"] == "2.19.4" and manifest["tools"]["pg_dump"] == "15.18"
+
+
+def test_commit_when_consistency_has_an_unknown_key_then_refused_naming_it(capsys, tmp_path):
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        pg = fill(started["partial"])
+        result = run_module(capsys, commit_args(tmp_path, started, postgres=pg, consistency={"levl": "snapshot"}))
+        assert result["failed"] and "consistency.levl" in result["msg"]
+        assert os.path.isdir(started["partial"])
+    finally:
+        lock.release(str(tmp_path), started["lock_token"])
