@@ -160,10 +160,9 @@ class RssWatch(threading.Thread):
                     # Other bucket_mirror runs on a shared machine are not ours.
                     if not descends_from(pid, os.getpid()):
                         continue
-                    with open("/proc/%s/status" % pid) as handle:
-                        for line in handle:
-                            if line.startswith("VmHWM:"):
-                                self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]) / 1024.0)
+                    peak = vm_hwm_mb(pid)
+                    if peak is not None:
+                        self.peaks[pid] = max(self.peaks.get(pid, 0), peak)
                 except OSError:
                     continue
 
@@ -172,6 +171,16 @@ class RssWatch(threading.Thread):
         self.join()
         # Module processes of one playbook (probe, mirror) run one after the other.
         return max(self.peaks.values() or [0.0])
+
+
+def vm_hwm_mb(pid="self"):
+    """Peak RSS in MB of one process image (VmHWM), None for a process without memory of its own.
+    Not ru_maxrss: Linux carries that across exec, so a child would report its parent's size."""
+    with open("/proc/%s/status" % pid, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
 
 
 def descends_from(pid, root):

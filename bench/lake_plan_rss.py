@@ -82,21 +82,11 @@ def main():
                "manifest": os.path.join(work, "next", "minio.json"), "link_dest": os.path.join(previous, "minio"),
                "src_endpoint": "http://127.0.0.1:9", "concurrency": 8}
     started = time.monotonic()
-    before = peak_rss_mb()
+    before = bench_lake.vm_hwm_mb()
     result = mirror.Mirror(options, Client(), None, check_mode=True, src_http=Listing(count)).run()
-    print(json.dumps({"keys": count, "rss_mb": peak_rss_mb(),
+    print(json.dumps({"keys": count, "rss_mb": bench_lake.vm_hwm_mb(),
                       "rss_before_mb": before, "seconds": time.monotonic() - started,
                       "to_link": result["plan"]["to_link"]["count"], "to_copy": result["plan"]["to_copy"]["count"]}))
-
-
-def peak_rss_mb():
-    """VmHWM of this process image. Not ru_maxrss: Linux carries that across exec, so a child of
-    bench_lake.py (which holds the lake's key lists) would report its parent's size."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    raise SystemExit("lake_plan_rss: no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":
