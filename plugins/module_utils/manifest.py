@@ -52,7 +52,7 @@ def build(name, kind, host, created_at, completed_at, tools, postgres, minio, co
 # object per line, so it streams both ways. manifest.json holds it under "minio"; bucket_mirror's
 # object manifest at the top. Other JSON (hand-written, no objects) is read whole. ------------
 
-def _objects_holder(document):
+def objects_holder(document):
     """The dict holding the object list: manifest.json's "minio" section (None when the backup has
     no objects part), else the document itself (bucket_mirror's object manifest)."""
     if isinstance(document, dict) and "minio" in document:
@@ -70,12 +70,16 @@ def _placed(document, objects):
     return placed
 
 
-def _chunks(document, objects):
-    """Text of ``document`` with ``objects`` (an iterable of dicts) one compact line each."""
-    objects = iter(objects)
-    first = next(objects, None)
-    if first is None:
-        if _objects_holder(document) is not None:
+def _object_line(item):
+    return json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _chunks(document, lines):
+    """Text of ``document`` with its object list given as ``lines`` (one JSON object each)."""
+    lines = iter(lines)
+    line = next(lines, None)
+    if line is None:
+        if objects_holder(document) is not None:
             document = _placed(document, [])
         yield json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
         return
@@ -86,73 +90,120 @@ def _chunks(document, objects):
     key_line = head[head.rindex("\n") + 1:]
     indent = key_line[:len(key_line) - len(key_line.lstrip(" "))]
     yield head + "[\n"
-    line = json.dumps(first, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    for item in objects:
+    for following in lines:
         yield line + ",\n"
-        line = json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        line = following
     yield line + "\n" + indent + "]" + tail + "\n"
+
+
+def _own_objects(document, objects):
+    if objects is None:
+        objects = (objects_holder(document) or {}).get("objects") or []
+    return (_object_line(item) for item in objects)
 
 
 def dumps(document, objects=None):
     """The manifest text of ``document`` (its objects in place, or given apart as ``objects``)."""
-    if objects is None:
-        objects = (_objects_holder(document) or {}).get("objects") or []
-    return "".join(_chunks(document, objects))
+    return "".join(_chunks(document, _own_objects(document, objects)))
 
 
 def write_document(path, document, objects=None):
-    """The one manifest writer: atomic (0600), objects streamed one per line."""
-    if objects is None:
-        objects = (_objects_holder(document) or {}).get("objects") or []
+    """Write ``document`` atomically (0600), its objects (in place, or any iterable) one per line."""
+    write_lines(path, document, _own_objects(document, objects))
+
+
+def write_lines(path, document, lines):
+    """The one manifest writer: atomic (0600), the object list streamed from ``lines`` (JSON texts
+    of one object each, consumed while written: bucket_mirror hands over the lines it journals)."""
     with fs.atomic_writer(path) as handle:
-        for chunk in _chunks(document, objects):
+        for chunk in _chunks(document, lines):
             handle.write(chunk)
 
 
+class Reader:
+    """The one reader of the manifest format (and of the compact header line bucket_mirror wrote
+    before it): ``objects()`` yields the object list's items one line at a time, in file order;
+    once it is exhausted, ``document`` holds the rest with its object list empty.
+
+    A layout not our own (objects over several lines, no object list) is read whole. Symlinks are
+    not followed unless ``follow_symlinks`` (a path an operator gave, not one inside a backup).
+    """
+
+    def __init__(self, path, what="manifest", follow_symlinks=False):
+        self.path = path
+        self.what = what
+        self.follow_symlinks = follow_symlinks
+        self.document = None
+
+    def objects(self, parse=True):
+        """The objects as dicts; ``parse=False`` skips them unparsed (only ``document`` is wanted)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | (0 if self.follow_symlinks else os.O_NOFOLLOW))
+            with os.fdopen(fd, "r", encoding="utf-8") as handle:
+                yield from self._lines(handle, parse)
+        except ValueError as exc:
+            raise RatBackupError(f"{self.what} {self.path} is not valid JSON: {exc}", path=self.path)
+        except OSError as exc:
+            raise RatBackupError(f"cannot read {self.what} {self.path}: {exc.strerror or exc}", path=self.path)
+
+    def _lines(self, handle, parse):
+        head = []
+        for line in handle:
+            head.append(line)
+            if line.rstrip().endswith('"objects": ['):
+                break
+        else:
+            yield from self._whole(handle, parse)
+            return
+        yielded = False
+        for line in handle:
+            text = line.strip()
+            if text.startswith("]"):
+                try:
+                    self.document = json.loads("".join(head) + line + handle.read())
+                except ValueError:
+                    if yielded:
+                        raise
+                    # Not our layout after all (objects over several lines): read whole.
+                    yield from self._whole(handle, parse)
+                return
+            if not parse:
+                continue
+            try:
+                item = json.loads(text.rstrip(","))
+            except ValueError:
+                if yielded:
+                    raise
+                item = None
+            if not isinstance(item, dict):
+                if yielded:
+                    raise ValueError(f"line {text[:40]!r} is not an object")
+                yield from self._whole(handle, parse)
+                return
+            yielded = True
+            yield item
+        raise RatBackupError(f"{self.what} {self.path} is truncated", path=self.path)
+
+    def _whole(self, handle, parse):
+        handle.seek(0)
+        document = json.load(handle)
+        holder = objects_holder(document)
+        objects = []
+        if isinstance(holder, dict) and isinstance(holder.get("objects"), list):
+            objects, holder["objects"] = holder["objects"], []
+        self.document = document
+        if parse:
+            yield from objects
+
+
 def read_document(path, what="manifest", make=None):
-    """The one manifest reader: (document, [make(object) ...]); the document's own object list
-    is left empty. Objects are parsed line by line (``make`` turns each into what the caller
-    keeps), so a 100,000-object manifest never exists as one parsed document."""
+    """(document, [make(object) ...]) of a manifest in a backup (no symlink followed); the
+    document's own object list is left empty. Objects are read line by line (``make`` turns each
+    into what the caller keeps), so a 100,000-object manifest never exists as one parsed document."""
     make = make or (lambda item: item)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror or exc}", path=path)
-    try:
-        with os.fdopen(fd, "r", encoding="utf-8") as handle:
-            found = _read_lines(handle, path, what, make)
-            if found is not None:
-                return found
-            handle.seek(0)
-            document = json.load(handle)
-    except ValueError as exc:
-        raise RatBackupError(f"{what} {path} is not valid JSON: {exc}", path=path)
-    except OSError as exc:
-        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror or exc}", path=path)
-    holder = _objects_holder(document)
-    if not isinstance(holder, dict) or not isinstance(holder.get("objects"), list):
-        return document, []
-    objects = [make(item) for item in holder["objects"]]
-    holder["objects"] = []
-    return document, objects
-
-
-def _read_lines(handle, path, what, make):
-    head = []
-    for line in handle:
-        head.append(line)
-        if line.rstrip().endswith('"objects": ['):
-            break
-    else:
-        return None
-    objects = []
-    for line in handle:
-        text = line.strip()
-        if text.startswith("]"):
-            document = json.loads("".join(head) + line + handle.read())
-            return document, objects
-        objects.append(make(json.loads(text.rstrip(","))))
-    raise RatBackupError(f"{what} {path} is truncated", path=path)
+    reader = Reader(path, what)
+    objects = [make(item) for item in reader.objects()]
+    return reader.document, objects
 
 
 def read(backup_dir):

@@ -5,114 +5,56 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 
 MANIFEST_FORMAT = 1
 
 
-@contextlib.contextmanager
-def _reading(path, what):
-    """Errors of reading a manifest as RatBackupError naming it."""
-    try:
-        yield
-    except OSError as exc:
-        raise RatBackupError(f"cannot read {what} {path}: {exc.strerror}", path=path)
-    except ValueError as exc:
-        raise RatBackupError(f"{what} {path} is not valid JSON: {exc}", path=path)
+def _reader(path, what):
+    # A path the operator gave (bucket_mirror's manifest options): a symlink is followed.
+    return mf.Reader(path, what, follow_symlinks=True)
 
 
-def _object_part(document):
-    """The object manifest in a document: itself, or a backup manifest's "minio" section."""
-    if isinstance(document, dict) and isinstance(document.get("minio"), dict):
-        return document["minio"]
+def _header(reader):
+    """The object manifest part of what ``reader`` read (itself, or a backup manifest's "minio"
+    section), without its object list."""
+    document = mf.objects_holder(reader.document)
+    if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
+        raise RatBackupError(f"{reader.what} {reader.path} is not an object manifest (no \"objects\" list)",
+                             path=reader.path)
+    document.pop("objects")
     return document
 
 
 def read_manifest(path, what):
-    """(header, entries) from an object manifest or a backup manifest whose "minio" key holds one.
-
-    Our own manifests put one object per line, which is read line by line so a 100,000-object
-    manifest never exists as 100,000 dicts at once; any other layout falls back to json.load.
-    """
-    with _reading(path, what):
-        with open(path, "r", encoding="utf-8") as handle:
-            first = handle.readline()
-            if first.rstrip().endswith('"objects": ['):
-                return json.loads(first.rstrip() + "]}"), list(iter_entries(path, what))
-            handle.seek(0)
-            document = _object_part(json.load(handle))
-    if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
-        raise RatBackupError(f"{what} {path} is not an object manifest (no \"objects\" list)", path=path)
-    entries = [Entry.from_manifest(item, path) for item in document.pop("objects")]
-    return document, entries
+    """(header, entries) from an object manifest or a backup manifest whose "minio" key holds one."""
+    reader = _reader(path, what)
+    entries = [Entry.from_manifest(item, path) for item in reader.objects()]
+    return _header(reader), entries
 
 
 def read_header(path, what):
     """The header of a manifest (read_manifest's first half) without holding its objects."""
-    with _reading(path, what):
-        with open(path, "r", encoding="utf-8") as handle:
-            head = []
-            for line in handle:
-                head.append(line)
-                if line.rstrip().endswith('"objects": ['):
-                    break
-            else:
-                handle.close()
-                return read_manifest(path, what)[0]
-            for line in handle:
-                if line.lstrip().startswith("]"):
-                    try:
-                        document = json.loads("".join(head) + line.lstrip() + handle.read())
-                    except ValueError:
-                        # Not our layout after all (objects over several lines): read whole.
-                        handle.close()
-                        return read_manifest(path, what)[0]
-                    break
-            else:
-                raise RatBackupError(f"object manifest {path} is truncated", path=path)
-    document = _object_part(document)
-    document.pop("objects", None)
-    return document
+    reader = _reader(path, what)
+    for dummy in reader.objects(parse=False):
+        pass
+    return _header(reader)
 
 
 def iter_entries(path, what):
     """The Entries of a manifest as read_manifest reads them, one line at a time: in the order
     written, which for the manifests this collection writes is (bucket, key) order."""
-    with _reading(path, what):
-        with open(path, "r", encoding="utf-8") as handle:
-            for line in handle:
-                if line.rstrip().endswith('"objects": ['):
-                    break
-            else:
-                handle.close()
-                yield from read_manifest(path, what)[1]
-                return
-            first = True
-            for line in handle:
-                text = line.strip()
-                if text.startswith("]"):
-                    return
-                try:
-                    item = json.loads(text.rstrip(","))
-                except ValueError:
-                    if not first:
-                        raise
-                    item = None
-                if first and not isinstance(item, dict):
-                    # Objects over several lines (hand-written): read whole.
-                    handle.close()
-                    yield from read_manifest(path, what)[1]
-                    return
-                first = False
-                yield Entry.from_manifest(item, path)
-    raise RatBackupError(f"object manifest {path} is truncated", path=path)
+    reader = _reader(path, what)
+    for item in reader.objects():
+        yield Entry.from_manifest(item, path)
+    _header(reader)
 
 
 def manifest_line(entry, root_name):
@@ -121,19 +63,13 @@ def manifest_line(entry, root_name):
 
 
 def write_manifest(path, header, lines):
-    """Atomically write an object manifest (0600), one object per line.
+    """Atomically write an object manifest (0600) in the one manifest format.
 
     ``lines`` (manifest_line texts) is any iterable in (bucket, key) order (what planning streams
     rely on when they read it back); it is consumed while the file is written, never held.
     """
     try:
-        with fs.atomic_writer(path) as handle:
-            handle.write(json.dumps(header, sort_keys=True)[:-1] + ', "objects": [\n')
-            separator = ""
-            for line in lines:
-                handle.write(separator + line)
-                separator = ",\n"
-            handle.write(("\n" if separator else "") + "]}\n")
+        mf.write_lines(path, header, lines)
     except OSError as exc:
         raise RatBackupError(f"cannot write object manifest {path}: {exc.strerror}", path=path)
 

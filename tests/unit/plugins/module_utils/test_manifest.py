@@ -250,3 +250,31 @@ def test_read_document_when_cut_short_then_error_names_file(tmp_path):
     path.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")
     with pytest.raises(RatBackupError, match="truncated"):
         mf.read_document(str(path))
+
+
+def test_reader_when_objects_over_several_lines_then_read_whole(tmp_path):
+    # Hand-written: the object list's line ends as ours does, but its objects span lines.
+    path = tmp_path / "m.json"
+    path.write_text('{"buckets": {}, "objects": [\n {\n  "bucket": "rat", "key": "a"\n }\n]}\n')
+    document, objects = mf.read_document(str(path))
+    assert objects == [{"bucket": "rat", "key": "a"}] and document == {"buckets": {}, "objects": []}
+    reader = mf.Reader(str(path))
+    assert list(reader.objects(parse=False)) == [] and reader.document == {"buckets": {}, "objects": []}
+
+
+def test_reader_when_header_only_then_objects_not_parsed(tmp_path, monkeypatch):
+    path = tmp_path / "manifest.json"
+    mf.write(str(tmp_path), {"format": 1, "minio": {"buckets": {"rat": {}}, "objects": LINE_OBJECTS}})
+    parsed = []
+    monkeypatch.setattr(mf.json, "loads", lambda text: parsed.append(text) or json.JSONDecoder().decode(text))
+    reader = mf.Reader(str(path))
+    assert list(reader.objects(parse=False)) == []
+    assert reader.document["minio"] == {"buckets": {"rat": {}}, "objects": []} and len(parsed) == 1
+
+
+def test_reader_when_symlink_then_followed_only_when_asked(tmp_path):
+    mf.write_document(str(tmp_path / "real.json"), {"format": 1}, iter(LINE_OBJECTS))
+    os.symlink(tmp_path / "real.json", tmp_path / "link.json")
+    with pytest.raises(RatBackupError, match="cannot read manifest"):
+        mf.read_document(str(tmp_path / "link.json"))
+    assert list(mf.Reader(str(tmp_path / "link.json"), follow_symlinks=True).objects()) == LINE_OBJECTS
