@@ -132,7 +132,7 @@ typo_guard() {
     out="$("$bin/ansible-playbook" "${args[@]}" -e rat_restore_backpu=latest rat.backup.restore 2>&1)" || rc=$?
     printf '%s\n' "$out"
     ((rc != 0)) && grep -q 'unknown rat_\* variable: rat_restore_backpu (did you mean rat_restore_backup?)' <<<"$out" \
-        && grep -q "ok=1 .*failed=1" <<<"$out" || return 1  # ok=1: the argument validation only
+        && grep -q "ok=2 .*failed=1" <<<"$out" || return 1  # ok=2: the argument validations only (connection's, the role's)
     out="$("$bin/ansible-playbook" "${args[@]}" -e rat_backup_max_age_hours=1 rat.backup.list_backups 2>&1)" \
         || { printf '%s\n' "$out"; return 1; }
     out="$("$bin/ansible-playbook" "${args[@]}" -e rat_backup_max_age_hour=1 rat.backup.list_backups 2>&1)" && return 1
