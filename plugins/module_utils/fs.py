@@ -77,6 +77,17 @@ def sha256_file(path, follow_symlinks=False):
     return digest.hexdigest()
 
 
+def json_lines(path):
+    """The objects of a file a run appends one JSON line at a time to (a journal), in file order; a
+    line that does not parse (the torn last line of a killed run) is passed over."""
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
 def write_json_atomic(path, data):
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
 

@@ -115,9 +115,7 @@ def write_document(path, document, objects=None):
 def write_lines(path, document, lines):
     """The one manifest writer: atomic (0600), the object list streamed from ``lines`` (JSON texts
     of one object each, consumed while written: bucket_mirror hands over the lines it journals)."""
-    with fs.atomic_writer(path) as handle:
-        for chunk in _chunks(document, lines):
-            handle.write(chunk)
+    fs.write_lines_atomic(path, _chunks(document, lines))
 
 
 class Reader:

@@ -88,13 +88,9 @@ class Journal:
         self.lock = threading.Lock()
         self.entries = {}
         try:
-            with open(path, "rb") as handle:
-                for line in handle:
-                    try:
-                        item = json.loads(line)
-                        self.entries[item["path"]] = item
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn last line of a killed run
+            for item in fs.json_lines(path):
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    self.entries[item["path"]] = item
         except OSError:
             pass
 

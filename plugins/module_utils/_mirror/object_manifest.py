@@ -119,11 +119,10 @@ class Journal:
     @staticmethod
     def read(path):
         entries = []
-        with open(path, "r", encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    entries.append(Entry.from_manifest(json.loads(line), path))
-                except (ValueError, RatBackupError):
-                    # The last line of a killed run may be cut short; its object is fetched again.
-                    continue
+        for item in fs.json_lines(path):
+            try:
+                entries.append(Entry.from_manifest(item, path))
+            except RatBackupError:
+                # A line cut short where it still parsed; its object is fetched again.
+                continue
         return entries

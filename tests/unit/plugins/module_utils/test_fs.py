@@ -72,3 +72,9 @@ def test_sha256_file_when_symlink_then_refused_unless_followed(tmp_path):
 def test_nearest_existing_dir_when_path_not_made_yet_then_closest_parent(tmp_path):
     assert fs.nearest_existing_dir(str(tmp_path / "a" / "b")) == str(tmp_path)
     assert fs.free_bytes(str(tmp_path)) > 0
+
+
+def test_json_lines_when_last_line_torn_then_it_is_passed_over(tmp_path):
+    path = tmp_path / "run.journal"
+    path.write_bytes(b'{"path": "a"}\n{"path": "b\xc3\xbc"}\n{"path": "c", "si')
+    assert list(fs.json_lines(str(path))) == [{"path": "a"}, {"path": "b\u00fc"}]

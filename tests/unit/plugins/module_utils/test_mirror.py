@@ -332,6 +332,17 @@ def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_pat
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
+
+def test_journal_read_when_killed_mid_line_then_finished_entries_kept(tmp_path):
+    path = str(tmp_path / "m.json.journal")
+    journal = Journal(path, str(tmp_path / "m"))
+    journal.add(Entry("rat", "k0", 0, '"e"', relpath="rat/k0"))
+    journal.close()
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"bucket": "rat", "key": "k1", "path": "m/rat/k1"}\n{"bucket": "rat", "ke')
+    # k1's line parses but is no entry (no size): fetched again, as the torn one is.
+    assert [e.key for e in Journal.read(path)] == ["k0"]
+
 def test_download_when_dest_dir_is_symlink_out_refuses(client, tmp_path):
     bucket(client, "rat", {"d/f": b"1"})
     outside = tmp_path / "outside"
