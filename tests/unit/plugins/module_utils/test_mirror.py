@@ -332,7 +332,6 @@ def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_pat
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
-
 def test_journal_read_when_killed_mid_line_then_finished_entries_kept(tmp_path):
     path = str(tmp_path / "m.json.journal")
     journal = Journal(path, str(tmp_path / "m"))
@@ -342,6 +341,7 @@ def test_journal_read_when_killed_mid_line_then_finished_entries_kept(tmp_path):
         handle.write('{"bucket": "rat", "key": "k1", "path": "m/rat/k1"}\n{"bucket": "rat", "ke')
     # k1's line parses but is no entry (no size): fetched again, as the torn one is.
     assert [e.key for e in Journal.read(path)] == ["k0"]
+
 
 def test_download_when_dest_dir_is_symlink_out_refuses(client, tmp_path):
     bucket(client, "rat", {"d/f": b"1"})
