@@ -5,10 +5,10 @@
 
 A boto3 ``get_object`` costs ~2 ms of client CPU (parameter validation, event hooks, a urllib3
 pool, response parsing); a 100,000-object lake is then bound by the client's one core. Here
-botocore still signs (SigV4, ~70 us) but each thread sends on its own kept-alive
-``http.client`` connection and reads the few headers it needs. Errors become the same botocore
-exceptions a client raises, so ``s3.translate`` and the retry rules treat both paths alike.
-Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by its URL).
+``sigv4`` signs (as botocore would, with the day's key cached) and each thread sends on its own
+kept-alive ``http1`` connection, reading the few headers it needs. Errors become the same
+botocore exceptions a client raises, so ``s3.translate`` and the retry rules treat both paths
+alike. Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by its URL).
 """
 
 from __future__ import annotations
@@ -26,16 +26,15 @@ import urllib.parse
 from xml.etree import ElementTree
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils import http1
 from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import sigv4
 
 try:
     import botocore.exceptions
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
 except ImportError:
     # s3.HAS_BOTO3 tells the module; nothing here runs without botocore.
-    S3SigV4Auth = object
+    pass
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -52,13 +51,6 @@ _TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _ENCODING_URL = re.compile(r"<EncodingType>url</EncodingType>")
 # Statuses worth another attempt: the server is busy or failed this once.
 _RETRY_STATUS = frozenset((500, 502, 503, 504))
-
-
-class _Signer(S3SigV4Auth):
-    """S3 SigV4 with the payload hash the caller already has (or UNSIGNED-PAYLOAD)."""
-
-    def payload(self, request):
-        return request.context["payload_sha256"]
 
 
 class Response:
@@ -86,6 +78,7 @@ class Transport:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.base = parts.path.rstrip("/")
         self.host, self.port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        self.host_header = sigv4.host_header(self.host, self.port, parts.scheme)
         self.context = None
         if parts.scheme == "https":
             self.context = ssl.create_default_context(cafile=endpoint.ca_bundle or None)
@@ -95,8 +88,8 @@ class Transport:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.attempts = max(1, attempts)
-        self.signer = _Signer(Credentials(endpoint.access_key or "", endpoint.secret_key or ""), "s3",
-                              endpoint.region or "us-east-1")
+        self.signer = sigv4.Signer(endpoint.access_key, endpoint.secret_key, endpoint.region or "us-east-1",
+                                   self.host_header, endpoint.session_token)
         self.local = threading.local()
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -114,11 +107,8 @@ class Transport:
             conn.close()
             conn = None
         if conn is None:
-            if self.context is not None:
-                conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout,
-                                                   context=self.context)
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+            conn = http1.Connection(self.host, self.port, self.host_header, self.context, self.connect_timeout,
+                                    self.read_timeout)
             self.local.conn = conn
         return conn
 
@@ -137,14 +127,13 @@ class Transport:
         replaced at once; busy answers (5xx) and dropped connections are tried ``attempts`` times.
         """
         path = self.path(bucket, key)
-        if query:
-            path += "?" + urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+        query = urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote) if query else ""
+        target = path + "?" + query if query else path
+        payload_sha256 = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
         for attempt in range(self.attempts):
-            request = AWSRequest(method=method, url=self.origin + path, headers=dict(headers or {}), data=body)
-            request.context["payload_sha256"] = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
-            self.signer.add_auth(request)
+            signed = self.signer.sign(method, path, query, headers, payload_sha256)
             try:
-                response = self._send(method, path, request.headers, body)
+                response = self._send(method, target, signed, body)
             except botocore.exceptions.BotoCoreError:
                 if attempt + 1 == self.attempts:
                     raise
@@ -162,11 +151,7 @@ class Transport:
         for reuse in (True, False):
             conn = self._connection(fresh=not reuse)
             try:
-                conn.timeout = self.connect_timeout
-                conn.request(method, path, body=body or None, headers=dict(headers.items()))
-                if conn.sock is not None:
-                    conn.sock.settimeout(self.read_timeout)
-                raw = conn.getresponse()
+                status, fields, raw = conn.request(method, path, headers, body)
             except socket.timeout as exc:
                 self.close()
                 raise botocore.exceptions.ReadTimeoutError(endpoint_url=self.origin + path) from exc
@@ -179,7 +164,7 @@ class Transport:
                 if isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)):
                     raise botocore.exceptions.ConnectionClosedError(endpoint_url=self.origin + path) from exc
                 raise botocore.exceptions.EndpointConnectionError(endpoint_url=self.origin + path) from exc
-            return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, raw)
+            return Response(status, fields, raw)
         raise AssertionError("unreachable")
 
     # --- S3 operations ------------------------------------------------------------------------
