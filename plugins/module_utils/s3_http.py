@@ -101,6 +101,12 @@ class Transport:
             path += "/" + urllib.parse.quote(key, safe="/~")
         return path
 
+    def target(self, bucket, key=None, query=None):
+        """(path, query string) of a request, quoted as sent and as signed."""
+        if not query:
+            return self.path(bucket, key), ""
+        return self.path(bucket, key), urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote)
+
     def _connection(self, fresh=False):
         conn = getattr(self.local, "conn", None)
         if conn is not None and fresh:
@@ -126,8 +132,7 @@ class Transport:
         ``body`` is bytes (sent again on a retry). A connection the server closed while idle is
         replaced at once; busy answers (5xx) and dropped connections are tried ``attempts`` times.
         """
-        path = self.path(bucket, key)
-        query = urllib.parse.urlencode(sorted(query.items()), quote_via=urllib.parse.quote) if query else ""
+        path, query = self.target(bucket, key, query)
         target = path + "?" + query if query else path
         payload_sha256 = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
         for attempt in range(self.attempts):
