@@ -117,31 +117,31 @@ class Connection:
             buffer = buffer + data if buffer else data
             end = buffer.find(b"\r\n\r\n", max(0, len(buffer) - len(data) - 3))
         self.buffer = buffer[end + 4:]
-        lines = buffer[:end].split(b"\r\n")
+        # Header values are ISO-8859-1 (as http.client reads them); one decode for the whole head.
+        lines = buffer[:end].decode("latin-1").split("\r\n")
         parts = lines[0].split(None, 2)
         try:
-            if not parts[0].startswith(b"HTTP/1."):
+            if not parts[0].startswith("HTTP/1."):
                 raise ValueError(parts[0])
             status = int(parts[1])
         except (IndexError, ValueError):
             self.close()
-            raise http.client.BadStatusLine(lines[0].decode("latin-1"))
+            raise http.client.BadStatusLine(lines[0])
         fields = {}
         name = None
         for line in lines[1:]:
-            if line[:1] in (b" ", b"\t") and name is not None:
+            if line[:1] in (" ", "\t") and name is not None:
                 # An obsolete folded line continues the value before it.
-                fields[name] += " " + line.strip().decode("latin-1")
+                fields[name] += " " + line.strip()
                 continue
-            raw, sep, value = line.partition(b":")
-            if not sep:
-                continue
-            name = raw.strip().lower().decode("latin-1")
-            fields[name] = value.strip().decode("latin-1")
+            raw, sep, value = line.partition(":")
+            if sep:
+                name = raw.strip().lower()
+                fields[name] = value.strip()
         return status, parts[0], fields
 
     def _body(self, method, status, version, fields):
-        keep = version != b"HTTP/1.0"
+        keep = version != "HTTP/1.0"
         connection = fields.get("connection", "").lower()
         if "close" in connection:
             keep = False
