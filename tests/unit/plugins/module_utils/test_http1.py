@@ -113,7 +113,7 @@ def test_request_when_kept_alive_sends_one_head_and_reuses_the_socket(scripted):
     status, headers, body = conn.request("PUT", "/b/k", {}, b"payload")
     assert body.read(100) == b"second" and body.read(100) == b""
     assert server.connections == 1
-    (line, sent, _), (line2, sent2, payload) = server.requests
+    (line, sent, dummy), (line2, sent2, payload) = server.requests
     assert line == "GET /b/k?versionId=1 HTTP/1.1" and sent["Range"] == "bytes=0-4"
     assert sent["Host"] == f"127.0.0.1:{server.port}" and "Content-Length" not in sent
     assert (line2, sent2["Content-Length"], payload) == ("PUT /b/k HTTP/1.1", "7", b"payload")
@@ -238,7 +238,7 @@ def test_transport_when_server_closed_the_idle_connection_retries_on_a_new_one(s
     assert transport.local.conn.sock is not None
     assert transport.get("b", "k2").read() == b"two"
     assert server.connections == 2
-    assert [line for line, _, _ in server.requests] == ["GET /b/k1 HTTP/1.1", "GET /b/k2 HTTP/1.1"]
+    assert [request[0] for request in server.requests] == ["GET /b/k1 HTTP/1.1", "GET /b/k2 HTTP/1.1"]
     assert server.requests[1][1]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=k/")
 
 

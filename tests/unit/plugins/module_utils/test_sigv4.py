@@ -56,9 +56,9 @@ def botocore_authorization(transport, method, bucket, key, query, headers, paylo
 
 @pytest.mark.parametrize("url", ENDPOINTS)
 @pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzE//session+token="])
-@pytest.mark.parametrize("method, bucket, key, query, headers, payload", REQUESTS)
-def test_sign_when_request_as_transport_sends_it_matches_botocore(url, token, method, bucket, key, query, headers,
-                                                                   payload, monkeypatch):
+@pytest.mark.parametrize("case", REQUESTS)
+def test_sign_when_request_as_transport_sends_it_matches_botocore(url, token, case, monkeypatch):
+    method, bucket, key, query, headers, payload = case
     transport = s3_http.Transport(s3.Endpoint(url, "AKIDEXAMPLE", "wJalr/XUtnFEMI+K7MDENG", "eu-central-1",
                                               session_token=token))
     want = botocore_authorization(transport, method, bucket, key, query, headers, payload, token, monkeypatch)
