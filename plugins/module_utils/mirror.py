@@ -83,6 +83,8 @@ class Mirror:
             raise RatBackupError("give versions_as_of or consistency_point, not both")
         if not self.src.is_s3 and not os.path.isdir(self.src.path):
             raise RatBackupError(f"src {self.src.path} is not a directory", path=self.src.path)
+        if (self.options.get("processes") or 0) < 0:
+            raise RatBackupError(f"processes {self.options['processes']} is below 0")
         if self.concurrency > 64:
             raise RatBackupError(f"concurrency {self.concurrency} is above the limit of 64")
 
@@ -163,13 +165,33 @@ class Mirror:
         else:
             s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
 
-    def transfer(self, items, work, total=None):
-        """Run ``work`` on every item in the pool, counting each finished transfer."""
+    def transfer(self, items, work, total=None, transport=None):
+        """Run ``work`` on every item in the pool (in worker processes for an HTTP ``transport``),
+        counting each finished transfer."""
         def record(entry):
             if entry is not None:
                 self.count_copied(entry)
 
-        pool.run_all(items, work, record, self.concurrency, self.progress, total)
+        pool.run_all(items, work, record, self.concurrency, self.progress, total,
+                     processes=self.worker_processes(transport), start=self.new_dest_client)
+
+    def worker_processes(self, transport):
+        """How many worker processes run the transfers over ``transport`` (0: threads of this process).
+
+        Only over the own HTTP transport (a side given by endpoint URL). Two per core keeps each
+        core busy while its other worker waits on S3.
+        """
+        if transport is None or self.check_mode:
+            return 0
+        if self.options.get("processes") is not None:
+            return min(self.options["processes"], self.concurrency)
+        return min(self.concurrency, 2 * (os.cpu_count() or 1))
+
+    def new_dest_client(self):
+        """In a worker process: a boto3 client of its own for the uploads too large for one PUT
+        (a client's pooled connections are the parent's; two workers on one would mix requests)."""
+        transport = {name: self.options[name] for name in s3.transport_argspec() if name in self.options}
+        self.dest_client = s3.make_client(self.dest_endpoint, **transport)
 
     def count_copied(self, entry):
         self.stats["copied"] += 1

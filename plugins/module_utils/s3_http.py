@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import http.client
 import random
 import re
@@ -23,6 +24,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import weakref
 from xml.etree import ElementTree
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -90,6 +92,12 @@ class Transport:
         self.attempts = max(1, attempts)
         self.signer = sigv4.Signer(endpoint.access_key, endpoint.secret_key, endpoint.region or "us-east-1",
                                    self.host_header, endpoint.session_token)
+        self.local = threading.local()
+        # A forked worker must not talk on the connections it inherited: the parent owns them.
+        forget = weakref.WeakMethod(self._forget_connections)
+        os.register_at_fork(after_in_child=lambda: forget() and forget()())
+
+    def _forget_connections(self):
         self.local = threading.local()
 
     # --- plumbing -------------------------------------------------------------------------------

@@ -155,6 +155,17 @@ options:
       - Number of objects transferred (or files hashed) in parallel. At most 64.
     type: int
     default: 8
+  processes:
+    description:
+      - Worker processes the downloads of an S3 source given by O(src_endpoint) run in, each
+        transferring one object at a time; the O(concurrency) transfers are then spread over them.
+        Python threads share one core, so on a lake of many small objects processes are what
+        puts more than one core to work.
+      - V(0) keeps every transfer in threads of the module's own process (also what a source
+        reached without an endpoint URL does).
+      - Default two per CPU core, at most O(concurrency).
+    type: int
+    version_added: 0.2.0
   probe:
     description:
       - Only check what a mirror needs before it starts, cheaply on a lake of any size, and stop.
@@ -366,6 +377,7 @@ def argument_spec():
         "fail_on_best_effort": {"type": "bool", "default": False},
         "use_versions": {"type": "bool", "default": False},
         "concurrency": {"type": "int", "default": 8},
+        "processes": {"type": "int"},
         "create_buckets": {"type": "bool", "default": False},
         "min_free_bytes": {"type": "int", "default": 0},
         "probe": {"type": "bool", "default": False},

@@ -46,6 +46,10 @@ def _same(known, listed):
     return (known.size, known.etag, known.version_id) == (listed.size, listed.etag, listed.version_id)
 
 
+def _deleted(entry):
+    return {"bucket": entry.bucket, "key": entry.key, "change": "deleted"}
+
+
 def _is_network_error(exc):
     return isinstance(exc, (ConnectionError, TimeoutError))
 
@@ -184,7 +188,9 @@ class Download:
             return row[0], self.fetch(row[1])
 
         def record(row):
-            entry = row[1]
+            entry, change = row[1]
+            if change is not None:
+                m.changed_during.append(change)
             if entry is not None:
                 # Links are not journaled: a rerun links them again from link_dest, as cheaply.
                 journal.add(entry)
@@ -192,12 +198,14 @@ class Download:
 
         def finished():
             rows = pool.results(planned(), work, record, m.concurrency, m.progress, plan.count("copy"),
-                                ready=lambda row: row[0] != "copy")
+                                ready=lambda row: row[0] != "copy",
+                                # A worker fetches everything over src_http, never with the boto3 client.
+                                processes=m.worker_processes(m.src_http))
             for action, item in rows:
                 if action != "copy":
                     yield item
-                elif item is not None:
-                    yield self._line(item)
+                elif item[0] is not None:
+                    yield self._line(item[0])
             # Before the manifest is renamed into place: it names only files on disk.
             if self.sync_at_end and (plan.count("copy") or plan.count("link")):
                 layout.sync_tree(tree.root)
@@ -348,7 +356,10 @@ class Download:
                                  path=tree.path(relpath))
 
     def fetch(self, entry):
-        """Download one object into a temp file, hashing on the way, then rename it into place."""
+        """Download one object into a temp file, hashing on the way, then rename it into place.
+
+        Returns (the Entry as fetched or None when it is gone, a change_during note or None): a
+        worker process hands both back, since what it changes of the mirror stays in it."""
         tree = self.tree
         tree.parent_for(entry.relpath)
         final = tree.path(entry.relpath)
@@ -356,13 +367,21 @@ class Download:
         for attempt in range(attempts):
             tmp = tree.temp_path()
             try:
-                return self.fetch_once(entry, tmp, final)
+                fetched = self.fetch_once(entry, tmp, final)
             except _StreamBroken as exc:
+                fs.unlink_quietly(tmp)
                 if attempt + 1 == attempts:
                     raise s3.translate(exc.cause, self.mirror.src_endpoint, "reading", entry.bucket, entry.key)
                 time.sleep(min(0.5 * 2 ** attempt, 8))
-            finally:
+                continue
+            except BaseException:
                 fs.unlink_quietly(tmp)
+                raise
+            if fetched[0] is None:
+                # Gone from the source: its temp file (if any) was never renamed into place.
+                fs.unlink_quietly(tmp)
+            # Renamed into place: no unlink of a name that no longer exists (one syscall per object).
+            return fetched
 
     def fetch_once(self, entry, tmp, final):
         m = self.mirror
@@ -375,8 +394,7 @@ class Download:
             response = s3.get_object(m.src_client, m.src_endpoint, entry.bucket, entry.key, entry.version_id,
                                      missing_ok=not entry.version_id)
         if response is None:
-            m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "deleted"})
-            return None
+            return None, _deleted(entry)
         digest = hashlib.sha256()
         written = 0
         try:
@@ -417,8 +435,7 @@ class Download:
             with open(tmp, "rb") as reader:
                 fetched = ranged.fetch(self.mirror.src_http, entry, fd, reader.fileno(), s3.PART_SIZE)
             if fetched is None:
-                self.mirror.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "deleted"})
-                return None
+                return None, _deleted(entry)
             if not self.sync_at_end:
                 os.fsync(fd)
         except OSError as exc:
@@ -430,12 +447,13 @@ class Download:
         return self._settle(entry, response, written, sha256, tmp, final)
 
     def _settle(self, entry, response, written, sha256, tmp, final):
-        """Record what the GET said in ``entry``, then give the file its mtime and its name."""
-        m = self.mirror
+        """Record what the GET said in ``entry``, then give the file its mtime and its name; (entry,
+        the change seen since the listing or None)."""
         etag = response.get("ETag")
+        change = None
         if etag != entry.etag and not entry.version_id:
-            m.changed_during.append({"bucket": entry.bucket, "key": entry.key, "change": "modified",
-                                     "listed_etag": entry.etag, "etag": etag})
+            change = {"bucket": entry.bucket, "key": entry.key, "change": "modified",
+                      "listed_etag": entry.etag, "etag": etag}
         entry.etag = etag
         entry.size = written
         entry.sha256 = sha256
@@ -448,4 +466,4 @@ class Download:
             os.replace(tmp, final)
         except OSError as exc:
             raise RatBackupError(f"cannot move {final} into place: {exc.strerror}", path=final)
-        return entry
+        return entry, change

@@ -124,6 +124,7 @@ class LocalTree:
         self._real_root = None
         self._checked = set()
         self._lock = threading.Lock()
+        self._own_tmp = (None, None)
 
     def path(self, relpath):
         if os.sep == "/":
@@ -147,13 +148,18 @@ class LocalTree:
         self._real_root = os.path.realpath(self.root)
         # Leftovers of an interrupted run are partial transfers by construction.
         for name in os.listdir(self.tmp):
-            fs.unlink_quietly(os.path.join(self.tmp, name))
+            path = os.path.join(self.tmp, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for inner in os.listdir(path):
+                    fs.unlink_quietly(os.path.join(path, inner))
+                _rmdir_quietly(path)
+            else:
+                fs.unlink_quietly(path)
 
     def finish(self):
-        try:
-            os.rmdir(self.tmp)
-        except OSError:
-            pass
+        for name in _listdir_quietly(self.tmp):
+            _rmdir_quietly(os.path.join(self.tmp, name))
+        _rmdir_quietly(self.tmp)
 
     def parent_for(self, relpath):
         """Create the parent directory of ``relpath`` and prove it resolves inside the root."""
@@ -177,7 +183,17 @@ class LocalTree:
                                  path=parent)
 
     def temp_path(self):
-        return os.path.join(self.tmp, uuid.uuid4().hex)
+        """A new name in this process's own temporary directory: creating, renaming and removing
+        files takes their directory's lock, which worker processes sharing one would queue on."""
+        pid, directory = self._own_tmp
+        if pid != os.getpid():
+            directory = os.path.join(self.tmp, str(os.getpid()))
+            try:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise RatBackupError(f"cannot create {directory}: {exc.strerror}", path=directory)
+            self._own_tmp = (os.getpid(), directory)
+        return os.path.join(directory, uuid.uuid4().hex)
 
     def matches(self, entry):
         """True when the local file is the one a previous run wrote for this entry."""
@@ -212,6 +228,20 @@ class LocalTree:
                 return
             self._checked.discard(self.path(parent))
             parent = posixpath.dirname(parent)
+
+
+def _listdir_quietly(directory):
+    try:
+        return os.listdir(directory)
+    except OSError:
+        return []
+
+
+def _rmdir_quietly(directory):
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
 
 
 def _walk_sorted(directory, rel_dir):

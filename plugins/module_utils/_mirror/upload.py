@@ -122,7 +122,7 @@ class Upload:
         try:
             for bucket in plan.create_buckets:
                 s3.create_bucket(m.dest_client, m.dest_endpoint, bucket, self.versioning.get(bucket, False))
-            m.transfer((row[1] for row in plan.spool.rows()), self.put, plan.count("copy"))
+            m.transfer((row[1] for row in plan.spool.rows()), self.put, plan.count("copy"), m.dest_http)
         finally:
             plan.close()
         m.delete_dest(plan.deletes)

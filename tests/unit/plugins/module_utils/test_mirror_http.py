@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 
 import pytest
 
@@ -18,6 +19,9 @@ from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # 
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.keys import TMP_DIR  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
     across_endpoints, options as mirror_options, rewrite_spool_after_check)
@@ -190,7 +194,8 @@ def test_download_when_object_larger_than_a_part_fetches_ranges_in_parallel(clie
         return real_get(self, bucket, key, version_id, byte_range, if_match)
 
     monkeypatch.setattr(s3_http.Transport, "get", counting_get)
-    result = download(client, tmp_path / "minio")
+    # In this process: the spy's list would fill in a worker's copy of it.
+    result = download(client, tmp_path / "minio", processes=0)
     assert result["copied"] == 1
     assert (tmp_path / "minio" / "big" / "table.parquet").read_bytes() == body
     entry = read_manifest(str(tmp_path / "minio.json"), "manifest")[1][0]
@@ -218,3 +223,126 @@ def test_download_when_object_rewritten_between_parts_fetches_the_new_one_whole(
     result = download(client, tmp_path / "minio")
     assert (tmp_path / "minio" / "big" / "k").read_bytes() == new
     assert [c["change"] for c in result["changed_during"]] == ["modified"]
+
+
+# --- worker processes -----------------------------------------------------------------------------
+
+def pids_of_fetches(monkeypatch, tmp_path, action=None):
+    """Spy on Download.fetch in the workers: each writes its pid (and may act) before fetching."""
+    log = tmp_path / "fetch-pids"
+    real = mirror_download.Download.fetch
+
+    def fetch(self, entry):
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        if action is not None:
+            action(entry)
+        return real(self, entry)
+
+    monkeypatch.setattr(mirror_download.Download, "fetch", fetch)
+    return lambda: set(log.read_text().split()) if log.exists() else set()
+
+
+def test_download_when_worker_processes_then_tree_manifest_and_sha256_equal_source(client, tmp_path, monkeypatch):
+    bodies = {f"warehouse/t/data/part-{i:03d}.parquet": os.urandom(100 + i) for i in range(40)}
+    bodies.update({k: os.urandom(30) + k.encode() for k in TRICKY})
+    fill(client, "rat", bodies, ContentType="text/csv", Metadata={"m": "v"})
+    pids = pids_of_fetches(monkeypatch, tmp_path)
+    result = download(client, tmp_path / "minio", processes=3, concurrency=6)
+    assert (result["copied"], result["bytes"], result["changed_during"]) == (
+        len(bodies), sum(len(b) for b in bodies.values()), [])
+    workers = pids()
+    assert len(workers) == 3 and str(os.getpid()) not in workers
+    entries = {e.key: e for e in read_manifest(str(tmp_path / "minio.json"), "manifest")[1]}
+    assert set(entries) == set(bodies)
+    for key, body in bodies.items():
+        entry = entries[key]
+        assert (tmp_path / "minio").joinpath(*entry.relpath.split("/")).read_bytes() == body
+        assert (entry.sha256, entry.content_type, entry.metadata) == (
+            hashlib.sha256(body).hexdigest(), "text/csv", {"m": "v"})
+        assert entry.etag == client.head_object(Bucket="rat", Key=key)["ETag"]
+    assert not (tmp_path / "minio" / TMP_DIR).exists()
+    again = download(client, tmp_path / "minio", processes=3)
+    assert (again["copied"], again["unchanged"], again["changed"]) == (0, len(bodies), False)
+
+
+def test_download_when_object_changes_under_a_worker_then_change_reported(client, tmp_path, monkeypatch):
+    fill(client, "rat", {f"k{i}": b"old %d" % i for i in range(6)})
+
+    def rewrite_k3(entry):
+        if entry.key == "k3":
+            client.put_object(Bucket="rat", Key="k3", Body=b"rewritten after the listing")
+
+    pids_of_fetches(monkeypatch, tmp_path, rewrite_k3)
+    result = download(client, tmp_path / "minio", processes=2)
+    assert [(c["key"], c["change"]) for c in result["changed_during"]] == [("k3", "modified")]
+    assert (tmp_path / "minio" / "rat" / "k3").read_bytes() == b"rewritten after the listing"
+
+
+def test_download_when_worker_fails_then_its_error_and_details_stop_the_run(client, tmp_path, monkeypatch):
+    fill(client, "rat", {f"k{i}": b"%d" % i for i in range(8)})
+
+    def refuse_k5(entry):
+        if entry.key == "k5":
+            raise RatBackupError("disk said no", path="/x/k5")
+
+    pids_of_fetches(monkeypatch, tmp_path, refuse_k5)
+    with pytest.raises(RatBackupError, match=r"^disk said no \(\d+ of 8 transfers done") as caught:
+        download(client, tmp_path / "minio", processes=2)
+    assert caught.value.details["path"] == "/x/k5"
+    assert not (tmp_path / "minio.json").exists()
+
+
+def test_download_when_worker_is_killed_then_run_fails_naming_the_signal_and_a_rerun_completes(
+        client, tmp_path, monkeypatch):
+    bodies = {f"k{i}": os.urandom(64) for i in range(8)}
+    fill(client, "rat", bodies)
+    killed = tmp_path / "killed"
+
+    def die_on_k2(entry):
+        if entry.key == "k2" and not killed.exists():
+            killed.write_text("once")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    pids_of_fetches(monkeypatch, tmp_path, die_on_k2)
+    with pytest.raises(RatBackupError, match=r"^worker process \d+ ended with signal 9"):
+        download(client, tmp_path / "minio", processes=2)
+    assert not (tmp_path / "minio.json").exists()
+    result = download(client, tmp_path / "minio", processes=2)
+    assert result["changed"] is True
+    for key, body in bodies.items():
+        assert (tmp_path / "minio" / "rat" / key).read_bytes() == body
+    assert len(read_manifest(str(tmp_path / "minio.json"), "manifest")[1]) == len(bodies)
+
+
+def test_mirror_when_processes_negative_then_refused(client, tmp_path):
+    with pytest.raises(RatBackupError, match=r"^processes -1 is below 0$"):
+        download(client, tmp_path / "minio", processes=-1)
+
+
+def test_upload_when_worker_processes_then_small_and_multipart_objects_equal_the_files(
+        client, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3, "PART_SIZE", 5 << 20)
+    files = {f"rat/landing/f{i:02d}.csv": os.urandom(200 + i) for i in range(20)}
+    files["rat/big/table.parquet"] = os.urandom((5 << 20) + 12345)
+    for relpath, body in files.items():
+        path = tmp_path / "src" / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    fill(client, "rat", {})
+    log = tmp_path / "put-pids"
+    real = mirror_upload.Upload.put
+
+    def put(self, entry):
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return real(self, entry)
+
+    monkeypatch.setattr(mirror_upload.Upload, "put", put)
+    result = upload(client, tmp_path / "src", "s3://", processes=2, concurrency=4)
+    assert (result["copied"], result["bytes"]) == (len(files), sum(len(b) for b in files.values()))
+    workers = set(log.read_text().split())
+    assert len(workers) == 2 and str(os.getpid()) not in workers
+    stored = objects_of(client, "rat")
+    assert {k: v["Body"].read() for k, v in stored.items()} == {r[len("rat/"):]: b for r, b in files.items()}
+    assert stored["big/table.parquet"]["ETag"].endswith('-2"')
