@@ -170,7 +170,7 @@ class Mirror:
         counting each finished transfer."""
         def record(entry):
             if entry is not None:
-                self.count_copied(entry)
+                self.count_copied(entry.size)
 
         pool.run_all(items, work, record, self.concurrency, self.progress, total,
                      processes=self.worker_processes(transport), start=self.new_dest_client)
@@ -193,9 +193,9 @@ class Mirror:
         transport = {name: self.options[name] for name in s3.transport_argspec() if name in self.options}
         self.dest_client = s3.make_client(self.dest_endpoint, **transport)
 
-    def count_copied(self, entry):
+    def count_copied(self, size):
         self.stats["copied"] += 1
-        self.stats["bytes"] += entry.size
+        self.stats["bytes"] += size
 
     def progress(self, finished, total):
         self.log(f"bucket_mirror: {finished}/{total} objects, {self.stats['bytes']} bytes copied")

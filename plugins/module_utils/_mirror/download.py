@@ -173,8 +173,7 @@ class Download:
         m, tree, plan = self.mirror, self.tree, self._plan
         tree.prepare()
         self._delete_local(plan.deletes)
-        journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None,
-                                          m.dest.path)
+        journal = object_manifest.Journal(self.manifest_path + ".journal" if self.manifest_path else None)
 
         def planned():
             for action, item, source, relpath in plan.spool.rows():
@@ -185,16 +184,19 @@ class Download:
                 yield action, item
 
         def work(row):
-            return row[0], self.fetch(row[1])
+            # The manifest line is made by the worker: in worker processes, one JSON encoding
+            # less per object in this one, which every object's result passes through.
+            entry, change = self.fetch(row[1])
+            return row[0], (None if entry is None else self._line(entry), entry and entry.size, change)
 
         def record(row):
-            entry, change = row[1]
+            line, size, change = row[1]
             if change is not None:
                 m.changed_during.append(change)
-            if entry is not None:
+            if line is not None:
                 # Links are not journaled: a rerun links them again from link_dest, as cheaply.
-                journal.add(entry)
-                m.count_copied(entry)
+                journal.add(line)
+                m.count_copied(size)
 
         def finished():
             rows = pool.results(planned(), work, record, m.concurrency, m.progress, plan.count("copy"),
@@ -205,7 +207,7 @@ class Download:
                 if action != "copy":
                     yield item
                 elif item[0] is not None:
-                    yield self._line(item[0])
+                    yield item[0]
             # Before the manifest is renamed into place: it names only files on disk.
             if self.sync_at_end and (plan.count("copy") or plan.count("link")):
                 layout.sync_tree(tree.root)

@@ -90,19 +90,19 @@ class Journal:
 
     FLUSH_EVERY = 1.0
 
-    def __init__(self, path, root):
+    def __init__(self, path):
         self.path = path
-        self.root_name = root_name(root)
         self.handle = None
         self.flushed = 0.0
 
-    def add(self, entry):
+    def add(self, line):
+        """Journal one finished object by its manifest_line."""
         if self.path:
             if self.handle is None:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
                 self.handle = os.fdopen(fd, "a", encoding="utf-8", buffering=fs.CHUNK)
                 self.flushed = time.monotonic()
-            self.handle.write(manifest_line(entry, self.root_name) + "\n")
+            self.handle.write(line + "\n")
             if time.monotonic() - self.flushed >= self.FLUSH_EVERY:
                 self.handle.flush()
                 self.flushed = time.monotonic()

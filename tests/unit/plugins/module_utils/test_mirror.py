@@ -25,7 +25,7 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tr
 from ansible_collections.rat.backup.plugins.module_utils._mirror import s3_copy as mirror_s3_copy
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
-from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import Journal, read_manifest
+from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import Journal, manifest_line, read_manifest
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -318,16 +318,16 @@ def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client,
 def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_path, monkeypatch):
     path = str(tmp_path / "m.json.journal")
     entries = [Entry("rat", "k{0}".format(i), i, '"e"', relpath="rat/k{0}".format(i)) for i in range(3)]
-    journal = Journal(path, str(tmp_path / "m"))
+    journal = Journal(path)
     monkeypatch.setattr(Journal, "FLUSH_EVERY", 3600.0)
-    journal.add(entries[0])
-    journal.add(entries[1])
+    journal.add(manifest_line(entries[0], "m"))
+    journal.add(manifest_line(entries[1], "m"))
     assert os.path.getsize(path) == 0
     monkeypatch.setattr(Journal, "FLUSH_EVERY", 0.0)
-    journal.add(entries[2])
+    journal.add(manifest_line(entries[2], "m"))
     assert [e.key for e in Journal.read(path)] == ["k0", "k1", "k2"]
     monkeypatch.setattr(Journal, "FLUSH_EVERY", 3600.0)
-    journal.add(Entry("rat", "k3", 3, '"e"', relpath="rat/k3"))
+    journal.add(manifest_line(Entry("rat", "k3", 3, '"e"', relpath="rat/k3"), "m"))
     journal.close()
     assert [e.key for e in Journal.read(path)] == ["k0", "k1", "k2", "k3"]
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
