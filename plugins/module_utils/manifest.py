@@ -194,20 +194,22 @@ class Reader:
             yield from objects
 
 
-def read_document(path, what="manifest", make=None):
+def read_document(path, what="manifest", make=None, with_objects=True):
     """(document, [make(object) ...]) of a manifest in a backup (no symlink followed); the
     document's own object list is left empty. Objects are read line by line (``make`` turns each
-    into what the caller keeps), so a 100,000-object manifest never exists as one parsed document."""
+    into what the caller keeps), so a 100,000-object manifest never exists as one parsed document;
+    without ``with_objects`` they are skipped unparsed (the list is empty)."""
     make = make or (lambda item: item)
     reader = Reader(path, what)
-    objects = [make(item) for item in reader.objects()]
+    objects = [make(item) for item in reader.objects(parse=with_objects)]
     return reader.document, objects
 
 
-def read(backup_dir):
-    """manifest.json of a backup directory, checked for shape before anyone trusts it."""
+def read(backup_dir, with_objects=True):
+    """manifest.json of a backup directory, checked for shape before anyone trusts it; without
+    ``with_objects`` its minio object list is left empty (the rest costs a fraction to read)."""
     path = os.path.join(backup_dir, MANIFEST)
-    data, objects = read_document(path)
+    data, objects = read_document(path, with_objects=with_objects)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RatBackupError(f"{path}: unknown manifest format "
                              f"{(data.get('format') if isinstance(data, dict) else None)!r} (this collection reads "
