@@ -163,6 +163,9 @@ class Mirror:
             body = reader.read(size)
             self.dest_http.put_object(bucket, key, body, reader.finish(), extra_args)
         else:
+            if self.dest_client is None:
+                transport = {name: self.options[name] for name in s3.transport_argspec() if name in self.options}
+                self.dest_client = s3.make_client(self.dest_endpoint, **transport)
             s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
 
     def transfer(self, items, work, total=None, transport=None):
@@ -173,7 +176,7 @@ class Mirror:
                 self.count_copied(entry.size)
 
         pool.run_all(items, work, record, self.concurrency, self.progress, total,
-                     processes=self.worker_processes(transport), start=self.new_dest_client)
+                     processes=self.worker_processes(transport), start=self.drop_dest_client)
 
     def worker_processes(self, transport):
         """How many worker processes run the transfers over ``transport`` (0: threads of this process).
@@ -187,11 +190,11 @@ class Mirror:
             return min(self.options["processes"], self.concurrency)
         return min(self.concurrency, 2 * (os.cpu_count() or 1))
 
-    def new_dest_client(self):
-        """In a worker process: a boto3 client of its own for the uploads too large for one PUT
-        (a client's pooled connections are the parent's; two workers on one would mix requests)."""
-        transport = {name: self.options[name] for name in s3.transport_argspec() if name in self.options}
-        self.dest_client = s3.make_client(self.dest_endpoint, **transport)
+    def drop_dest_client(self):
+        """In a worker process: forget the parent's boto3 client (its pooled connections are the
+        parent's; two workers on one would mix their requests). put_checked makes one of its
+        own only if an upload too large for one PUT needs it (a client costs ~25 MB)."""
+        self.dest_client = None
 
     def count_copied(self, size):
         self.stats["copied"] += 1

@@ -335,8 +335,8 @@ def test_journal_when_lines_pending_writes_them_by_interval_and_on_close(tmp_pat
 
 def test_journal_read_when_killed_mid_line_then_finished_entries_kept(tmp_path):
     path = str(tmp_path / "m.json.journal")
-    journal = Journal(path, str(tmp_path / "m"))
-    journal.add(Entry("rat", "k0", 0, '"e"', relpath="rat/k0"))
+    journal = Journal(path)
+    journal.add(manifest_line(Entry("rat", "k0", 0, '"e"', relpath="rat/k0"), "m"))
     journal.close()
     with open(path, "a", encoding="utf-8") as handle:
         handle.write('{"bucket": "rat", "key": "k1", "path": "m/rat/k1"}\n{"bucket": "rat", "ke')
