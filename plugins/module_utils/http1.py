@@ -45,6 +45,7 @@ class Connection:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.sock = None
+        self.reader = None
         self.buffer = b""
         # The Body of the last answer until it is read to its end.
         self.current = None
@@ -60,11 +61,16 @@ class Connection:
             sock.close()
             raise
         self.sock = sock
+        # Large reads go through a BufferedReader, which receives straight into the bytes it returns.
+        self.reader = sock.makefile("rb")
         self.buffer = b""
 
     def close(self):
         """Close the socket; a body still unread then reads as ended (b""), as http.client's does."""
         sock, self.sock = self.sock, None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         self.buffer = b""
         current, self.current = self.current, None
         if current is not None:
@@ -110,7 +116,7 @@ class Connection:
             if len(buffer) > _RECV:
                 self.close()
                 raise http.client.LineTooLong("header block")
-            data = self.sock.recv(_RECV)
+            data = self.reader.read1(_RECV)
             if not data:
                 self.close()
                 raise http.client.RemoteDisconnected("Remote end closed connection without response")
@@ -166,26 +172,25 @@ class Connection:
     # --- what the bodies read --------------------------------------------------------------------
 
     def take(self, amount):
-        """Up to ``amount`` bytes: from the buffer, else as many as one recv gives (b"" at the end)."""
+        """Up to ``amount`` bytes: what the buffer holds, else ``amount`` unless the connection ends first."""
         buffer = self.buffer
-        if buffer:
-            if len(buffer) <= amount:
-                self.buffer = b""
-                return buffer
-            self.buffer = buffer[amount:]
-            return buffer[:amount]
-        return self.sock.recv(min(amount, 1 << 20))
+        if not buffer:
+            return self.reader.read(amount)
+        if len(buffer) <= amount:
+            self.buffer = b""
+            return buffer
+        self.buffer = buffer[amount:]
+        return buffer[:amount]
 
     def read_exact(self, amount):
         """``amount`` bytes, or BodyCut when the connection ends first."""
-        chunks = []
-        while amount:
-            data = self.take(amount)
-            if not data:
+        data = self.take(amount)
+        if len(data) < amount:
+            rest = self.reader.read(amount - len(data))
+            if len(data) + len(rest) < amount:
                 raise BodyCut("the connection ended within the body")
-            chunks.append(data)
-            amount -= len(data)
-        return b"".join(chunks)
+            data += rest
+        return data
 
     def read_line(self):
         while True:
@@ -195,7 +200,7 @@ class Connection:
                 return line
             if len(self.buffer) > _RECV:
                 raise BodyCut("a chunk header without end")
-            data = self.sock.recv(_RECV)
+            data = self.reader.read1(_RECV)
             if not data:
                 raise BodyCut("the connection ended within a chunk header")
             self.buffer += data
@@ -221,13 +226,16 @@ class Body:
         return self.connection is None
 
     def read(self, amount=None):
-        if self.connection is None:
+        if self.connection is None or amount == 0:
             return b""
         try:
             if self.left is None:
                 return self._read_to_close(amount)
             want = self.left if amount is None or amount > self.left else amount
-            data = self.connection.read_exact(want) if amount is None else self._read_some(want)
+            # A read of some bytes returns what the buffer holds, if anything, as a socket file does.
+            data = self.connection.read_exact(want) if amount is None else self.connection.take(want)
+            if not data:
+                raise BodyCut(f"the connection ended with {self.left} bytes of the body unread")
         except BaseException:
             self._fail()
             raise
@@ -236,19 +244,14 @@ class Body:
             self._finish()
         return data
 
-    def _read_some(self, want):
-        # As a buffered file reads: all ``want`` bytes unless the body ends first.
-        data = self.connection.take(want)
-        if not data:
-            raise BodyCut(f"the connection ended with {self.left} bytes of the body unread")
-        if len(data) < want:
-            return data + self.connection.read_exact(want - len(data))
-        return data
-
     def _read_to_close(self, amount):
         chunks = []
         while amount is None or amount > 0:
-            data = self.connection.take(_RECV if amount is None else amount)
+            connection = self.connection
+            if connection.buffer:
+                data = connection.take(len(connection.buffer) if amount is None else amount)
+            else:
+                data = connection.reader.read1(_RECV if amount is None else amount)
             if not data:
                 self._finish()
                 break

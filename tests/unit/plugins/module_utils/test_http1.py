@@ -126,6 +126,17 @@ def test_request_when_body_is_large_sends_all_of_it(scripted):
     assert server.requests[0][2] == payload
 
 
+def test_body_when_large_reads_it_whole_or_in_chunks_of_at_most_the_amount(scripted):
+    payload = os.urandom(3 * (1 << 20) + 5)
+    server = scripted((OK % (len(payload), payload), "keep"), (OK % (len(payload), payload), "keep"))
+    conn = connection(server)
+    assert conn.request("GET", "/a", {})[2].read() == payload
+    body = conn.request("GET", "/a", {})[2]
+    assert body.read(0) == b""
+    chunks = list(iter(lambda: body.read(1 << 20), b""))
+    assert b"".join(chunks) == payload and max(map(len, chunks)) == 1 << 20 and body.isclosed()
+
+
 def test_body_when_chunked_reads_whole_or_in_pieces_and_keeps_the_connection(scripted):
     chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                b"5;ext=1\r\nhello\r\n1A\r\n abcdefghijklmnopqrstuvwxy\r\n0\r\nX-Trailer: t\r\n\r\n")
