@@ -5,8 +5,9 @@
 
 ``http.client`` parses every answer's headers with the email package and sends a request in
 several calls; for a 2 KB object that was a third of the client's CPU. Here a request goes out
-in one ``sendall`` (two for a large body) and the head of the answer is split as bytes from the
-first ``recv``, which for a small object holds the body too. Bodies are read by Content-Length,
+in one ``sendall`` (two for a large body) and the head of the answer is split from the first
+read, which for a small object holds the body too; the rest of a large body is read through the
+socket's BufferedReader, into the bytes it returns. Bodies are read by Content-Length,
 chunked transfer coding or up to the close; none for HEAD, 1xx, 204 and 304. Failures are the
 exception types ``http.client`` raises (OSError, RemoteDisconnected, BadStatusLine, LineTooLong),
 and a body cut short is a ConnectionError, which the mirror's stream retries treat as a dropped
@@ -18,7 +19,7 @@ from __future__ import annotations
 import http.client
 import socket
 
-# A recv's size: a small object's whole answer, and the most a head may take.
+# One read's size: a small object's whole answer, and the most a head may take.
 _RECV = 65536
 # A request body above this is sent after the head rather than copied onto it.
 _JOIN_BODY = 65536
