@@ -67,12 +67,15 @@ def test_results_when_work_fails_in_a_worker_then_its_message_and_details_raised
     def work(item):
         if item == 40:
             raise RatBackupError("broken 40", key="k40")
+        time.sleep(0.001)
         return item
 
     with pytest.raises(RatBackupError) as caught:
         list(pool.results(items(), work, lambda r: None, 4, processes=2, progress=lambda *a: None, total=10000))
     assert caught.value.msg.startswith("broken 40 (") and caught.value.details["key"] == "k40"
-    assert caught.value.details["errors"] == ["broken 40"] and len(fed) < 300
+    # Bounded by what the other worker finishes while the failing one ends its batch: far from all,
+    # however unevenly a loaded machine schedules the two.
+    assert caught.value.details["errors"] == ["broken 40"] and len(fed) < 2000
 
 
 def test_results_when_worker_has_a_bug_then_run_fails_with_its_type_and_message():
