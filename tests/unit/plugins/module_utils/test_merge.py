@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 
 import pytest
@@ -18,7 +17,6 @@ from moto import mock_aws
 from ansible_collections.rat.backup.plugins.module_utils import keys
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils import s3
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree, merge, pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest
@@ -104,26 +102,6 @@ def test_pool_results_when_work_finishes_out_of_order_yields_in_order_with_ready
     got = list(pool.results(items, work, recorded.append, 8, ready=lambda i: i % 3 == 0))
     assert got == [i if i % 3 == 0 else i * 10 for i in items]
     assert sorted(recorded) == [i * 10 for i in items if i % 3]
-
-
-def test_pool_results_when_one_fails_stops_feeding_and_raises_it():
-    fed = []
-
-    def items():
-        for i in range(10000):
-            fed.append(i)
-            yield i
-
-    def work(item):
-        if item == 5:
-            raise RatBackupError("broken 5")
-        return item
-
-    before = threading.active_count()
-    with pytest.raises(RatBackupError) as caught:
-        list(pool.results(items(), work, lambda r: None, 4, total=10000))
-    assert caught.value.msg == "broken 5" and len(fed) < 100
-    assert threading.active_count() == before
 
 
 # --- bucket_mirror planning over awkward keys -----------------------------------------------------

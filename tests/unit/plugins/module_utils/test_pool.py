@@ -1,13 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pool's worker processes: order, failures, dead workers, and nothing left behind."""
+"""The worker pool (threads and worker processes): order, failures, dead workers, nothing left behind."""
 
 from __future__ import annotations
 
 import os
 import random
 import signal
+import threading
 import time
 
 import pytest
@@ -56,7 +57,8 @@ def test_results_when_processes_and_start_then_start_runs_once_in_each_worker():
     assert set(got) == {"x"} and "RAT_POOL_STARTED" not in os.environ
 
 
-def test_results_when_work_fails_in_a_worker_then_its_message_and_details_raised_and_feeding_stops():
+@pytest.mark.parametrize("processes", [0, 2])
+def test_results_when_work_fails_then_its_message_and_details_raised_feeding_stops_and_no_worker_left(processes):
     fed = []
 
     def items():
@@ -70,12 +72,15 @@ def test_results_when_work_fails_in_a_worker_then_its_message_and_details_raised
         time.sleep(0.001)
         return item
 
+    threads, children = threading.active_count(), children_of_this_process()
     with pytest.raises(RatBackupError) as caught:
-        list(pool.results(items(), work, lambda r: None, 4, processes=2, progress=lambda *a: None, total=10000))
+        list(pool.results(items(), work, lambda r: None, 4, processes=processes, progress=lambda *a: None,
+                          total=10000))
     assert caught.value.msg.startswith("broken 40 (") and caught.value.details["key"] == "k40"
-    # Bounded by what the other worker finishes while the failing one ends its batch: far from all,
-    # however unevenly a loaded machine schedules the two.
+    # Bounded by what the other workers finish while the failing one ends (a batch, in a process):
+    # far from all, however unevenly a loaded machine schedules them.
     assert caught.value.details["errors"] == ["broken 40"] and len(fed) < 2000
+    assert (threading.active_count(), children_of_this_process()) == (threads, children)
 
 
 def test_results_when_worker_has_a_bug_then_run_fails_with_its_type_and_message():
