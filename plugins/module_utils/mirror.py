@@ -164,8 +164,7 @@ class Mirror:
             self.dest_http.put_object(bucket, key, body, reader.finish(), extra_args)
         else:
             if self.dest_client is None:
-                transport = {name: self.options[name] for name in s3.transport_argspec() if name in self.options}
-                self.dest_client = s3.make_client(self.dest_endpoint, **transport)
+                self.dest_client = s3.make_client(self.dest_endpoint, **s3.transport_options(self.options))
             s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
 
     def transfer(self, items, work, total=None, transport=None):

@@ -87,6 +87,11 @@ def transport_argspec():
     }
 
 
+def transport_options(params):
+    """The transport_argspec options among ``params``, as make_client takes them."""
+    return {name: params[name] for name in transport_argspec() if name in params}
+
+
 class Endpoint:
     """One S3 side: where it is and how to talk to it. ``repr`` never shows the secret."""
 

@@ -390,7 +390,7 @@ def argument_spec():
 
 def run(module):
     params = module.params
-    transport = {name: params[name] for name in s3.transport_argspec()}
+    transport = s3.transport_options(params)
     pool = max(10, 2 * (params["concurrency"] or 1) + 4)
     sides = {}
     for side in ("src", "dest"):

@@ -176,7 +176,7 @@ def run(module):
     if bool(p["as_of"]) == bool(p["undo"]):
         raise RatBackupError("give exactly one of as_of (a time to roll back to) and undo (a record to undo)")
     endpoint = s3.Endpoint.from_params(p, "dest_")
-    client = s3.make_client(endpoint, **{name: p[name] for name in s3.transport_argspec()})
+    client = s3.make_client(endpoint, **s3.transport_options(p))
     changes, header = _changes(p, client, endpoint)
     result = {"as_of": header.get("as_of"), "record": None}
     if module.check_mode:

@@ -99,7 +99,7 @@ def argument_spec():
 def run(module):
     p = module.params
     endpoint = s3.Endpoint.from_params(p, "dest_")
-    client = s3.make_client(endpoint, **{name: p[name] for name in s3.transport_argspec()})
+    client = s3.make_client(endpoint, **s3.transport_options(p))
     buckets = p["buckets"] or sorted(s3.bucket_names(client, endpoint))
     now = fs.utcnow()
     return {"changed": False, "buckets": [lake_pitr.reach(client, endpoint, b, now) for b in buckets]}

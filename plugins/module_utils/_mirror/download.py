@@ -187,7 +187,9 @@ class Download:
             # The manifest line is made by the worker: in worker processes, one JSON encoding
             # less per object in this one, which every object's result passes through.
             entry, change = self.fetch(row[1])
-            return row[0], (None if entry is None else self._line(entry), entry and entry.size, change)
+            if entry is None:
+                return row[0], (None, None, change)
+            return row[0], (self._line(entry), entry.size, change)
 
         def record(row):
             line, size, change = row[1]

@@ -181,7 +181,7 @@ class _Processes:
         self.start = start
         self.count = count
         self.capacity = 2 * count * self.BATCH
-        self.children = []  # [pid, pipe, {index: True} of the items it holds]
+        self.children = []  # [pid, pipe, set of the indexes of the items it holds]
         self.pending = []
         self.results = collections.deque()
 
@@ -195,7 +195,7 @@ class _Processes:
         if child is None or (child[2] and len(self.children) < self.count):
             child = self._fork()
         child[1].send(self.pending)
-        child[2].update((index, True) for index, dummy in self.pending)
+        child[2].update(index for index, dummy in self.pending)
         self.pending = []
 
     def _fork(self):
@@ -211,7 +211,7 @@ class _Processes:
             finally:
                 os._exit(status)  # pylint: disable=protected-access
         theirs.close()
-        child = [pid, ours, {}]
+        child = [pid, ours, set()]
         self.children.append(child)
         return child
 
@@ -251,7 +251,7 @@ class _Processes:
                     self._lost(child)
                     continue
                 for index, ok, value in answers:
-                    del child[2][index]
+                    child[2].remove(index)
                     if not ok:
                         value = RatBackupError(value[0], **value[1])
                     self.results.append((index, ok, value))
