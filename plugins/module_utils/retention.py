@@ -75,7 +75,8 @@ def check_policy(policy, variable="policy", nested=False):
     """Validate a policy dict and return it normalized (counts as int, durations as timedelta).
 
     Unknown keys, bad values and a policy with no keep rule are refused, naming ``variable.key``:
-    a policy without keep rules would delete every backup but the newest.
+    a policy without keep rules would delete every backup but the newest. So is one whose keep rules
+    are all zero (``{keep_daily: 0}``): it keeps nothing either, and deletes just as much.
     """
     if not isinstance(policy, dict):
         raise RatBackupError(f"{variable} must be a dict of retention rules ({', '.join(KEEP_RULES)}), got "
@@ -98,6 +99,10 @@ def check_policy(policy, variable="policy", nested=False):
             normal[key] = check_policy(value, option, nested=True)
         else:
             normal[key] = _count(value, option)
+    if not any(normal.get(k) for k in KEEP_RULES):
+        zeros = ", ".join(f"{k}: 0" for k in KEEP_RULES if k in normal)
+        raise RatBackupError(f"{variable} keeps nothing ({zeros}): every keep rule is zero, so it would delete every "
+                             "backup but the newest; give at least one rule a count above 0", option=variable)
     if not nested:
         normal.setdefault("partial_max_age", parse_duration(DEFAULT_PARTIAL_MAX_AGE, variable + ".partial_max_age"))
         normal.setdefault("protect_drilled", 0)

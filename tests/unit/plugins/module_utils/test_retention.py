@@ -120,6 +120,9 @@ def test_plan_when_empty_then_no_decision():
     ({"keep_last": 1, "partial_max_age": 5}, "policy.partial_max_age=5 is not a duration"),
     ({"keep_last": 1, "pre_restore": {"partial_max_age": "1d"}}, "policy.pre_restore has unknown key(s)"),
     ({"keep_last": 1, "pre_restore": {}}, "policy.pre_restore has no keep rule"),
+    ({"keep_daily": 0}, "policy keeps nothing (keep_daily: 0)"),
+    ({"keep_last": 0, "keep_daily": "0", "protect_drilled": 3}, "policy keeps nothing (keep_last: 0, keep_daily: 0)"),
+    ({"keep_last": 1, "pre_restore": {"keep_last": 0}}, "policy.pre_restore keeps nothing (keep_last: 0)"),
     ("keep_last=3", "must be a dict"),
 ])
 def test_check_policy_when_bad_then_error_names_key(bad, words):
@@ -158,7 +161,7 @@ policies = st.fixed_dictionaries({
     "keep_monthly": counts, "keep_yearly": counts, "protect_drilled": st.one_of(st.none(), st.integers(0, 3)),
     "keep_within": st.one_of(st.none(), st.sampled_from(["1H", "12h", "2d", "30d", "2w", "1m", "1y"])),
     "partial_max_age": st.one_of(st.none(), st.sampled_from(["1H", "1d", "2w"])),
-}).filter(lambda p: any(p[k] is not None for k in retention.KEEP_RULES))
+}).filter(lambda p: any(p[k] for k in retention.KEEP_RULES))
 
 
 def to_backups(items):
