@@ -37,7 +37,7 @@ def listed(index):
 
 
 class Listing:
-    """Stands in for s3_http.Transport: the bucket's keys in order, as list_current yields them."""
+    """Stands in for the fast transport (_s3.transport.Transport): the bucket's keys in order, as list_current yields them."""
 
     def __init__(self, count):
         self.count = count

@@ -34,7 +34,7 @@ class Mirror:
     def __init__(self, options, src_client=None, dest_client=None, log=None, check_mode=False,
                  src_http=None, dest_http=None):
         self.options = options
-        # s3_http transports for endpoints given by URL: listings, GETs and single-request PUTs
+        # fast transports (s3.connect) for endpoints given by URL: listings, GETs and single-request PUTs
         # go through them (a boto3 call costs several times their CPU per object).
         self.src_http = src_http
         self.dest_http = dest_http
@@ -164,7 +164,7 @@ class Mirror:
             self.dest_http.put_object(bucket, key, body, reader.finish(), extra_args)
         else:
             if self.dest_client is None:
-                self.dest_client = s3.make_client(self.dest_endpoint, **s3.transport_options(self.options))
+                self.dest_client = s3.connect(self.options, "dest_").client
             s3.put_checked(self.dest_client, self.dest_endpoint, reader, bucket, key, size, extra_args, sha256)
 
     def transfer(self, items, work, total=None, transport=None):
@@ -180,7 +180,7 @@ class Mirror:
     def worker_processes(self, transport):
         """How many worker processes run the transfers over ``transport`` (0: threads of this process).
 
-        Only over the own HTTP transport (a side given by endpoint URL). Two per core keeps each
+        Only over the fast transport (a side given by endpoint URL). Two per core keeps each
         core busy while its other worker waits on S3.
         """
         if transport is None or self.check_mode:

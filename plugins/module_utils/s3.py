@@ -1,31 +1,31 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""S3 connection options, boto3 clients with retries, and SDK errors turned into RatBackupError.
+"""The S3 face: connection options, ``connect`` (a module's boto3 client and fast transport from its
+params), SDK errors turned into RatBackupError, and every bucket/object call made through boto3.
 
 The connection options are declared once here and documented once in the ``rat.backup.s3``
 doc fragment; modules that talk to two endpoints take them with a ``src_``/``dest_`` prefix.
+The fast path (own signer and HTTP/1.1 connection) lives in the private package ``_s3``; only
+this file and ``_mirror`` (through the transport ``connect`` hands out) use it.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import datetime
-import hashlib
-import email.utils
 import hashlib
 import threading
 import traceback
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._s3.errors import (
+    error_code, is_not_found, parse_timestamp, sdk_errors, translate, translated)
+from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport
 
 BOTO3_IMPORT_ERROR = None
 try:
     import boto3
     import botocore.config
-    import botocore.exceptions
-    import botocore.utils
     from boto3.s3.transfer import TransferConfig
 except ImportError:
     BOTO3_IMPORT_ERROR = traceback.format_exc()
@@ -40,13 +40,6 @@ PART_SIZE = 16 << 20
 DELETE_BATCH = 1000
 # Large transfers run one at a time: each already uses several threads, and this bounds memory.
 _LARGE = threading.Semaphore(1)
-
-# Error codes that mean "these credentials are not accepted", whatever the server calls it.
-_CREDENTIAL_CODES = frozenset((
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId",
-    "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
-))
-
 
 # amazon.aws's names, so a play written for its modules works unchanged. Only the options
 # without a prefix take them: a src_/dest_ pair has no amazon.aws counterpart.
@@ -162,72 +155,29 @@ def make_client(endpoint, retry_mode="standard", retry_max_attempts=5, connect_t
     return session.client("s3", endpoint_url=endpoint.url, verify=verify, config=config)
 
 
-def parse_timestamp(value):
-    """Timestamps as S3 sends them (ISO 8601 in XML, RFC 1123 in headers), fast; else botocore's parser."""
-    try:
-        if value[-1:] == "Z" and "T" in value:
-            return datetime.datetime.fromisoformat(value[:-1] + "+00:00")
-        return email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return botocore.utils.parse_timestamp(value)
+class Side:
+    """One S3 side of a module: its Endpoint, a boto3 client, and the fast transport (None where
+    every request goes through boto3)."""
+
+    __slots__ = ("endpoint", "client", "fast")
+
+    def __init__(self, endpoint, client, fast):
+        self.endpoint = endpoint
+        self.client = client
+        self.fast = fast
 
 
-def error_code(exc):
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.ClientError):
-        return exc.response.get("Error", {}).get("Code", "")
-    return ""
-
-
-def is_not_found(exc):
-    return error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
-
-
-def translate(exc, endpoint, action, bucket=None, key=None):
-    """A RatBackupError for an SDK exception, naming endpoint, bucket and key, never a secret."""
-    where = f"{action} on {endpoint.name}"
-    if bucket is not None:
-        where += f" bucket {bucket!r}"
-    if key is not None:
-        where += f" key {key!r}"
-    details = {"endpoint": endpoint.name, "bucket": bucket, "key": key}
-    code = error_code(exc)
-    if code:
-        message = exc.response.get("Error", {}).get("Message") or code
-        if code == "NoSuchBucket":
-            hint = "the bucket does not exist"
-        elif code in _CREDENTIAL_CODES:
-            hint = "the access key or secret key is not accepted"
-        elif code in ("AccessDenied", "403", "Forbidden"):
-            hint = "access denied for this access key"
-        else:
-            hint = message
-        details["error_code"] = code
-        return RatBackupError(f"{where} failed: {hint} ({code})", **details)
-    if HAS_BOTO3 and isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return RatBackupError(f"{where} failed: no credentials given", **details)
-    if HAS_BOTO3 and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                                      botocore.exceptions.ConnectionClosedError,
-                                      botocore.exceptions.ReadTimeoutError,
-                                      botocore.exceptions.ConnectTimeoutError)):
-        return RatBackupError(f"{where} failed: endpoint unreachable or connection dropped ({type(exc).__name__})",
-                              **details)
-    return RatBackupError(f"{where} failed: {type(exc).__name__}: {exc}", **details)
-
-
-def sdk_errors():
-    """The exception types ``translate`` understands, for ``except`` clauses."""
-    if not HAS_BOTO3:
-        return (OSError,)
-    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
-
-
-@contextlib.contextmanager
-def translated(endpoint, action, bucket=None, key=None):
-    """SDK calls in this block fail as a RatBackupError naming endpoint, action, bucket and key."""
-    try:
-        yield
-    except sdk_errors() as exc:
-        raise translate(exc, endpoint, action, bucket, key)
+def connect(params, prefix="", fast=False, max_pool_connections=10):
+    """The Side a module's ``params`` describe (options with ``prefix``, transport_argspec options
+    where the module has them). ``fast``: also a fast transport, for an endpoint given by URL."""
+    endpoint = Endpoint.from_params(params, prefix)
+    options = transport_options(params)
+    client = make_client(endpoint, max_pool_connections=max_pool_connections, **options)
+    transport = None
+    if fast and endpoint.url:
+        transport = fast_transport.Transport(endpoint, options.get("connect_timeout", 10),
+                                             options.get("read_timeout", 60), options.get("retry_max_attempts", 5))
+    return Side(endpoint, client, transport)
 
 
 # --- bucket calls: the only place that calls the SDK's bucket and object operations ------------

@@ -233,10 +233,10 @@ def run(module):
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
         minio = compare.require(data.get("minio"), "minio", p["path"])
-        endpoint = s3.Endpoint.from_params(p, "dest_")
+        side = s3.connect(p, "dest_")
+        client, endpoint = side.client, side.endpoint
         expected = compare.renamed(minio["objects"], p["bucket_map"])
         buckets = {p["bucket_map"].get(b, b) for b in compare.manifest_buckets(minio)}
-        client = s3.make_client(endpoint)
         listing = compare.list_buckets(client, endpoint, buckets)
         live_sides.append(f"S3 {endpoint.name}")
         objects = compare.compare_objects(expected, listing, buckets)

@@ -390,10 +390,8 @@ def make_target(p, throttle):
     if p["target"] == "s3":
         if not p["s3_bucket"]:
             raise RatBackupError("target s3 needs s3_bucket (rat_offsite_s3_bucket)", variable="rat_offsite_s3_bucket")
-        endpoint = s3.Endpoint.from_params(p, "s3_")
-        client = s3.make_client(endpoint, p["retry_mode"], p["retry_max_attempts"], p["connect_timeout"],
-                                p["read_timeout"], max_pool_connections=max(10, p["parallel"] * 2))
-        return S3Target(client, endpoint, p["s3_bucket"], p["s3_prefix"], p["host"], throttle)
+        side = s3.connect(p, "s3_", max_pool_connections=max(10, p["parallel"] * 2))
+        return S3Target(side.client, side.endpoint, p["s3_bucket"], p["s3_prefix"], p["host"], throttle)
     return SshTarget(p["ssh_host"], p["ssh_path"], p["host"], port=p["ssh_port"], user=p["ssh_user"],
                      key_file=p["ssh_key_file"], known_hosts_file=p["ssh_known_hosts_file"],
                      strict_host_key_checking=p["ssh_strict_host_key_checking"],

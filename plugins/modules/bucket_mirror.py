@@ -354,7 +354,6 @@ manifest:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import s3
-from ansible_collections.rat.backup.plugins.module_utils import s3_http
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
 
@@ -390,18 +389,12 @@ def argument_spec():
 
 def run(module):
     params = module.params
-    transport = s3.transport_options(params)
     pool = max(10, 2 * (params["concurrency"] or 1) + 4)
-    sides = {}
-    for side in ("src", "dest"):
-        if params[side].startswith("s3://"):
-            endpoint = s3.Endpoint.from_params(params, side + "_")
-            sides[side] = s3.make_client(endpoint, max_pool_connections=pool, **transport)
-            if endpoint.url:
-                sides[side + "_http"] = s3_http.Transport(endpoint, params["connect_timeout"], params["read_timeout"],
-                                                          params["retry_max_attempts"])
-    mirror = Mirror(params, sides.get("src"), sides.get("dest"), log=module.log, check_mode=module.check_mode,
-                    src_http=sides.get("src_http"), dest_http=sides.get("dest_http"))
+    sides = {side: s3.connect(params, side + "_", fast=True, max_pool_connections=pool)
+             for side in ("src", "dest") if params[side].startswith("s3://")}
+    src, dest = sides.get("src"), sides.get("dest")
+    mirror = Mirror(params, src and src.client, dest and dest.client, log=module.log, check_mode=module.check_mode,
+                    src_http=src and src.fast, dest_http=dest and dest.fast)
     return mirror.run()
 
 

@@ -188,8 +188,8 @@ def _targets(module, p):
     if "minio" in p["components"]:
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)
-        endpoint = s3.Endpoint.from_params(p)
-        s3side = drill.S3Scratch(s3.make_client(endpoint), endpoint)
+        side = s3.connect(p)
+        s3side = drill.S3Scratch(side.client, side.endpoint)
     return pg, s3side
 
 

@@ -175,8 +175,8 @@ def run(module):
     p = module.params
     if bool(p["as_of"]) == bool(p["undo"]):
         raise RatBackupError("give exactly one of as_of (a time to roll back to) and undo (a record to undo)")
-    endpoint = s3.Endpoint.from_params(p, "dest_")
-    client = s3.make_client(endpoint, **s3.transport_options(p))
+    side = s3.connect(p, "dest_")
+    client, endpoint = side.client, side.endpoint
     changes, header = _changes(p, client, endpoint)
     result = {"as_of": header.get("as_of"), "record": None}
     if module.check_mode:
@@ -196,7 +196,7 @@ def run(module):
 
 
 def main():
-    # Without boto3, s3.make_client fails naming it.
+    # Without boto3, s3.connect fails naming it.
     exit_with(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), run)
 
 

@@ -98,15 +98,15 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    endpoint = s3.Endpoint.from_params(p, "dest_")
-    client = s3.make_client(endpoint, **s3.transport_options(p))
+    side = s3.connect(p, "dest_")
+    client, endpoint = side.client, side.endpoint
     buckets = p["buckets"] or sorted(s3.bucket_names(client, endpoint))
     now = fs.utcnow()
     return {"changed": False, "buckets": [lake_pitr.reach(client, endpoint, b, now) for b in buckets]}
 
 
 def main():
-    # Without boto3, s3.make_client fails naming it.
+    # Without boto3, s3.connect fails naming it.
     exit_with(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), run)
 
 

@@ -31,7 +31,7 @@ class Lister:
 
     def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False, http=None):
         self.client = client
-        # An s3_http.Transport lists current objects for a fraction of the client's CPU.
+        # The fast transport (s3.connect) lists current objects for a fraction of the client's CPU.
         self.http = http
         self.endpoint = endpoint
         self.prefix = prefix

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import http1
+from ansible_collections.rat.backup.plugins.module_utils._s3 import http1
 from ansible_collections.rat.backup.plugins.module_utils import s3
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nETag: \"e\"\r\n\r\n%s"
@@ -241,9 +241,9 @@ def test_headers_when_folded_or_repeated_reads_them_in_lower_case(scripted):
 
 
 def test_transport_when_server_closed_the_idle_connection_retries_on_a_new_one(scripted):
-    s3_http = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils.s3_http")
+    fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     server = scripted((OK % (3, b"one"), "close"), (OK % (3, b"two"), "keep"))
-    transport = s3_http.Transport(s3.Endpoint(f"http://127.0.0.1:{server.port}", "k", "s"), attempts=1)
+    transport = fast_transport.Transport(s3.Endpoint(f"http://127.0.0.1:{server.port}", "k", "s"), attempts=1)
     # The server answered without Connection: close, then closed while the connection sat idle.
     assert transport.get("b", "k1").read() == b"one"
     assert transport.local.conn.sock is not None
@@ -254,9 +254,9 @@ def test_transport_when_server_closed_the_idle_connection_retries_on_a_new_one(s
 
 
 def test_transport_when_body_left_unread_close_drops_the_connection(scripted):
-    s3_http = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils.s3_http")
+    fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     server = scripted((OK % (6, b"unread"), "keep"), (OK % (4, b"next"), "keep"))
-    transport = s3_http.Transport(s3.Endpoint(f"http://127.0.0.1:{server.port}", "k", "s"))
+    transport = fast_transport.Transport(s3.Endpoint(f"http://127.0.0.1:{server.port}", "k", "s"))
     got = transport.get_object("b", "a")
     assert got["Body"].read(2) == b"un"
     got["Body"].close()
@@ -290,20 +290,20 @@ def self_signed(tmp_path):
 
 
 def test_transport_when_https_verifies_the_server_with_the_ca_bundle(scripted, tmp_path):
-    s3_http = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils.s3_http")
+    fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     ca_file, server_context = self_signed(tmp_path)
     server = scripted((OK % (3, b"tls"), "keep"), (OK % (4, b"more"), "keep"), context=server_context)
-    transport = s3_http.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s", ca_bundle=ca_file))
+    transport = fast_transport.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s", ca_bundle=ca_file))
     assert transport.get("b", "k").read() == b"tls"
     assert transport.get("b", "k").read() == b"more"
     assert server.connections == 1
 
 
 def test_transport_when_https_certificate_unknown_raises_endpoint_unreachable(scripted, tmp_path):
-    s3_http = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils.s3_http")
+    fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     _ca_file, server_context = self_signed(tmp_path)
     server = scripted((b"", "close"), (b"", "close"), context=server_context)
-    transport = s3_http.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s"), attempts=1)
+    transport = fast_transport.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s"), attempts=1)
     with pytest.raises(s3.sdk_errors()) as caught:
         transport.get("b", "k")
     assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)

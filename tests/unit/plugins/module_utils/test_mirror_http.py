@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Mirror with s3_http transports (what bucket_mirror uses for an endpoint URL), on a real moto server."""
+"""Mirror with fast transports (_s3.transport: what bucket_mirror uses for an endpoint URL), on a real moto server."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ moto_server = pytest.importorskip("moto.server")
 from ansible_collections.rat.backup.plugins.module_utils import layout  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload  # noqa: E402
@@ -66,7 +66,7 @@ def options(**overrides):
 
 
 def http():
-    return s3_http.Transport(s3.Endpoint(URL, "key", "secret"), attempts=2)
+    return fast_transport.Transport(s3.Endpoint(URL, "key", "secret"), attempts=2)
 
 
 def download(client, dest, **overrides):
@@ -187,13 +187,13 @@ def test_download_when_object_larger_than_a_part_fetches_ranges_in_parallel(clie
     body = os.urandom(300 << 10)
     fill(client, "big", {"table.parquet": body})
     ranges = []
-    real_get = s3_http.Transport.get
+    real_get = fast_transport.Transport.get
 
     def counting_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
         ranges.append((byte_range, if_match))
         return real_get(self, bucket, key, version_id, byte_range, if_match)
 
-    monkeypatch.setattr(s3_http.Transport, "get", counting_get)
+    monkeypatch.setattr(fast_transport.Transport, "get", counting_get)
     # In this process: the spy's list would fill in a worker's copy of it.
     result = download(client, tmp_path / "minio", processes=0)
     assert result["copied"] == 1
@@ -210,7 +210,7 @@ def test_download_when_object_rewritten_between_parts_fetches_the_new_one_whole(
     monkeypatch.setattr(s3, "PART_SIZE", 64 << 10)
     old, new = os.urandom(200 << 10), os.urandom(200 << 10)
     fill(client, "big", {"k": old})
-    real_get = s3_http.Transport.get
+    real_get = fast_transport.Transport.get
     rewritten = []
 
     def rewriting_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
@@ -219,7 +219,7 @@ def test_download_when_object_rewritten_between_parts_fetches_the_new_one_whole(
             client.put_object(Bucket="big", Key="k", Body=new)
         return real_get(self, bucket, key, version_id, byte_range, if_match)
 
-    monkeypatch.setattr(s3_http.Transport, "get", rewriting_get)
+    monkeypatch.setattr(fast_transport.Transport, "get", rewriting_get)
     result = download(client, tmp_path / "minio")
     assert (tmp_path / "minio" / "big" / "k").read_bytes() == new
     assert [c["change"] for c in result["changed_during"]] == ["modified"]

@@ -15,8 +15,8 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils import sigv4  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import sigv4  # noqa: E402
 
 NOW = datetime.datetime(2026, 11, 28, 23, 59, 58, tzinfo=datetime.timezone.utc)
 BODY = b"parquet bytes"
@@ -25,15 +25,15 @@ BODY_SHA256 = hashlib.sha256(BODY).hexdigest()
 # (method, bucket, key, query, headers, payload sha256) as Transport sends them.
 REQUESTS = [
     ("GET", "lake", "dir/ünïcødé key~1.parquet", {"versionId": "3/L4kqtJl+cbU=.x"},
-     {"Range": "bytes=0-16777215", "If-Match": '"0123abcd-2"'}, s3_http.EMPTY_SHA256),
-    ("GET", "lake", "a b/c+d=e&f?g#h", None, {}, s3_http.EMPTY_SHA256),
+     {"Range": "bytes=0-16777215", "If-Match": '"0123abcd-2"'}, fast_transport.EMPTY_SHA256),
+    ("GET", "lake", "a b/c+d=e&f?g#h", None, {}, fast_transport.EMPTY_SHA256),
     ("PUT", "lake", "~tilde/%25percent/ключ", None,
      {"Content-Type": "application/x-parquet", "Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg==",
       "x-amz-checksum-sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
       "x-amz-meta-owner": "rat", "X-Amz-Meta-Note": "  two   spaces  ", "Cache-Control": "no-cache"}, BODY_SHA256),
-    ("PUT", "lake", "unsigned", None, {"x-amz-meta-a": "b"}, s3_http.UNSIGNED),
+    ("PUT", "lake", "unsigned", None, {"x-amz-meta-a": "b"}, fast_transport.UNSIGNED),
     ("GET", "lake", None, {"list-type": "2", "encoding-type": "url", "prefix": "dir/ünï",
-                           "continuation-token": "1/abc+def==&x y~z%"}, {}, s3_http.EMPTY_SHA256),
+                           "continuation-token": "1/abc+def==&x y~z%"}, {}, fast_transport.EMPTY_SHA256),
 ]
 ENDPOINTS = ["http://127.0.0.1:21150", "https://S3.Example.COM", "https://s3.example.com:8443/base/",
              "http://[::1]:9000", "http://minio"]
@@ -59,7 +59,7 @@ def botocore_authorization(transport, method, bucket, key, query, headers, paylo
 @pytest.mark.parametrize("case", REQUESTS)
 def test_sign_when_request_as_transport_sends_it_matches_botocore(url, token, case, monkeypatch):
     method, bucket, key, query, headers, payload = case
-    transport = s3_http.Transport(s3.Endpoint(url, "AKIDEXAMPLE", "wJalr/XUtnFEMI+K7MDENG", "eu-central-1",
+    transport = fast_transport.Transport(s3.Endpoint(url, "AKIDEXAMPLE", "wJalr/XUtnFEMI+K7MDENG", "eu-central-1",
                                               session_token=token))
     want = botocore_authorization(transport, method, bucket, key, query, headers, payload, token, monkeypatch)
     path, query_string = transport.target(bucket, key, query)
@@ -70,16 +70,16 @@ def test_sign_when_request_as_transport_sends_it_matches_botocore(url, token, ca
 
 def test_sign_when_the_day_changes_derives_that_day_key():
     signer = sigv4.Signer("AKID", "secret", "us-east-1", "host")
-    first = signer.sign("GET", "/b/k", "", {}, s3_http.EMPTY_SHA256, now=NOW.timestamp())
-    later = signer.sign("GET", "/b/k", "", {}, s3_http.EMPTY_SHA256, now=NOW.timestamp() + 5)
+    first = signer.sign("GET", "/b/k", "", {}, fast_transport.EMPTY_SHA256, now=NOW.timestamp())
+    later = signer.sign("GET", "/b/k", "", {}, fast_transport.EMPTY_SHA256, now=NOW.timestamp() + 5)
     fresh = sigv4.Signer("AKID", "secret", "us-east-1", "host")
-    assert later == fresh.sign("GET", "/b/k", "", {}, s3_http.EMPTY_SHA256, now=NOW.timestamp() + 5)
+    assert later == fresh.sign("GET", "/b/k", "", {}, fast_transport.EMPTY_SHA256, now=NOW.timestamp() + 5)
     assert "/20261128/" in first["Authorization"] and "/20261129/" in later["Authorization"]
 
 
 def test_sign_when_headers_given_leaves_the_callers_dict_alone():
     headers = {"Range": "bytes=0-1"}
-    sigv4.Signer("AKID", "secret", "us-east-1", "host").sign("GET", "/b/k", "", headers, s3_http.EMPTY_SHA256)
+    sigv4.Signer("AKID", "secret", "us-east-1", "host").sign("GET", "/b/k", "", headers, fast_transport.EMPTY_SHA256)
     assert headers == {"Range": "bytes=0-1"}
 
 

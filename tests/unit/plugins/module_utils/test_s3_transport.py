@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""s3_http against a real moto server on loopback (mock_aws only patches botocore's own sending)."""
+"""The fast transport (_s3.transport) against a real moto server on loopback (mock_aws only patches botocore's own sending)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils import s3_http  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import wire  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 
 # Each pytest-xdist worker (gw0, gw1, ...) runs its own server: two on one port would leave
@@ -44,7 +45,7 @@ def bucket(server, request):
 
 
 def transport(**kwargs):
-    return s3_http.Transport(s3.Endpoint(URL, "k", "s"), **kwargs)
+    return fast_transport.Transport(s3.Endpoint(URL, "k", "s"), **kwargs)
 
 
 def test_list_objects_when_keys_need_quoting_yields_exact_keys_in_order(bucket):
@@ -112,7 +113,7 @@ def test_put_when_sha256_matches_stores_body_and_attributes(bucket):
 
 def test_request_when_wrong_secret_raises_a_credentials_error(bucket):
     _client, name = bucket
-    bad = s3_http.Transport(s3.Endpoint(URL, "k", "wrong"))
+    bad = fast_transport.Transport(s3.Endpoint(URL, "k", "wrong"))
     try:
         list(bad.list_objects(name))
     except s3.sdk_errors() as exc:
@@ -134,7 +135,7 @@ def test_request_when_server_closed_idle_connection_reconnects(bucket):
 
 
 def test_request_when_nothing_listens_raises_endpoint_unreachable():
-    t = s3_http.Transport(s3.Endpoint("http://127.0.0.1:9", "k", "s"), attempts=2)
+    t = fast_transport.Transport(s3.Endpoint("http://127.0.0.1:9", "k", "s"), attempts=2)
     with pytest.raises(s3.sdk_errors()) as caught:
         t.get("b", "k")
     assert "endpoint unreachable" in s3.translate(caught.value, s3.Endpoint(URL), "reading").msg
@@ -142,7 +143,7 @@ def test_request_when_nothing_listens_raises_endpoint_unreachable():
 
 def test_transport_when_endpoint_not_a_url_raises():
     with pytest.raises(RatBackupError, match="not an http"):
-        s3_http.Transport(s3.Endpoint("ftp://host", "k", "s"))
+        fast_transport.Transport(s3.Endpoint("ftp://host", "k", "s"))
 
 
 def test_transport_when_threads_share_it_each_uses_its_own_connection(bucket):
@@ -205,9 +206,9 @@ def test_list_current_returns_quoted_etags_and_datetimes(bucket):
 
 
 def test_quoted_etag_when_bare_adds_quotes_once():
-    assert s3_http.quoted_etag("abc") == '"abc"'
-    assert s3_http.quoted_etag('"abc"') == '"abc"'
-    assert s3_http.quoted_etag(None) is None
+    assert wire.quoted_etag("abc") == '"abc"'
+    assert wire.quoted_etag('"abc"') == '"abc"'
+    assert wire.quoted_etag(None) is None
 
 
 PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
@@ -221,14 +222,14 @@ PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http:/
 
 def test_parse_listing_when_url_encoded_unquotes_keys_and_unescapes_etags():
     text = PAGE.format(truncated="true", encoding="<EncodingType>url</EncodingType>", key1="a%26b%3Cc")
-    items, truncated, token = s3_http.parse_listing(text)
+    items, truncated, token = wire.parse_listing(text)
     assert items == [("a&b<c", 12, '"abc"', "2026-11-27T18:12:41.357Z"),
                      ("b/c", 0, '"def-2"', "2026-11-27T18:12:42.000Z")]
     assert (truncated, token) == (True, "tok&en")
 
 
 def test_parse_listing_when_not_url_encoded_keeps_percent_and_unescapes_entities():
-    items, truncated, dummy = s3_http.parse_listing(PAGE.format(truncated="false", encoding="", key1="a&amp;b"))
+    items, truncated, dummy = wire.parse_listing(PAGE.format(truncated="false", encoding="", key1="a&amp;b"))
     assert [item[0] for item in items] == ["a&b", "b%2Fc"] and not truncated
 
 
@@ -236,5 +237,5 @@ def test_parse_listing_when_layout_unexpected_falls_back_to_the_element_tree():
     text = PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2", "<KeyCount>3")
     prefixed = text.replace("<Contents><Key>k</Key>", "<Contents><Key><![CDATA[k]]></Key>")
     for page in (text, prefixed):
-        items, dummy, dummy = s3_http.parse_listing(page)
+        items, dummy, dummy = wire.parse_listing(page)
         assert [item[0] for item in items] == ["k", "b%2Fc"]

@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SDK errors (botocore's, raised by boto3 and by the fast transport alike) as RatBackupError, and S3 timestamps.
+
+Both S3 paths raise botocore's exception types, so one translation names the endpoint, bucket and
+key, never a secret, whichever path a request took. ``s3`` is the face that modules import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import email.utils
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+try:
+    import botocore.exceptions
+    import botocore.utils
+except ImportError:
+    HAS_BOTOCORE = False
+else:
+    HAS_BOTOCORE = True
+
+# Error codes that mean "these credentials are not accepted", whatever the server calls it.
+_CREDENTIAL_CODES = frozenset((
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId",
+    "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
+))
+
+
+
+def parse_timestamp(value):
+    """Timestamps as S3 sends them (ISO 8601 in XML, RFC 1123 in headers), fast; else botocore's parser."""
+    try:
+        if value[-1:] == "Z" and "T" in value:
+            return datetime.datetime.fromisoformat(value[:-1] + "+00:00")
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return botocore.utils.parse_timestamp(value)
+
+
+def error_code(exc):
+    if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code", "")
+    return ""
+
+
+def is_not_found(exc):
+    return error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
+
+
+def translate(exc, endpoint, action, bucket=None, key=None):
+    """A RatBackupError for an SDK exception, naming endpoint, bucket and key, never a secret."""
+    where = f"{action} on {endpoint.name}"
+    if bucket is not None:
+        where += f" bucket {bucket!r}"
+    if key is not None:
+        where += f" key {key!r}"
+    details = {"endpoint": endpoint.name, "bucket": bucket, "key": key}
+    code = error_code(exc)
+    if code:
+        message = exc.response.get("Error", {}).get("Message") or code
+        if code == "NoSuchBucket":
+            hint = "the bucket does not exist"
+        elif code in _CREDENTIAL_CODES:
+            hint = "the access key or secret key is not accepted"
+        elif code in ("AccessDenied", "403", "Forbidden"):
+            hint = "access denied for this access key"
+        else:
+            hint = message
+        details["error_code"] = code
+        return RatBackupError(f"{where} failed: {hint} ({code})", **details)
+    if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return RatBackupError(f"{where} failed: no credentials given", **details)
+    if HAS_BOTOCORE and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                                      botocore.exceptions.ConnectionClosedError,
+                                      botocore.exceptions.ReadTimeoutError,
+                                      botocore.exceptions.ConnectTimeoutError)):
+        return RatBackupError(f"{where} failed: endpoint unreachable or connection dropped ({type(exc).__name__})",
+                              **details)
+    return RatBackupError(f"{where} failed: {type(exc).__name__}: {exc}", **details)
+
+
+def sdk_errors():
+    """The exception types ``translate`` understands, for ``except`` clauses."""
+    if not HAS_BOTOCORE:
+        return (OSError,)
+    return (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+@contextlib.contextmanager
+def translated(endpoint, action, bucket=None, key=None):
+    """SDK calls in this block fail as a RatBackupError naming endpoint, action, bucket and key."""
+    try:
+        yield
+    except sdk_errors() as exc:
+        raise translate(exc, endpoint, action, bucket, key)
