@@ -36,6 +36,11 @@ LOCK_FILE = ".lock"
 STATUS_DIR = ".status"
 MANIFEST = "manifest.json"
 DIR_MODE = 0o700
+# How far ahead of this host's clock a backup name may be and still count: a few minutes of clock
+# difference between hosts (off-site copies, fetched backups) and the seconds new_name may add.
+# A name further ahead is suspect (a clock that was wrong, a directory copied in by hand): it is
+# never "latest", never counted or deleted by retention, and reported.
+FUTURE_SKEW = datetime.timedelta(minutes=10)
 
 
 def name_for(now):
@@ -50,6 +55,23 @@ def time_of(name):
         return datetime.datetime.strptime(name, NAME_FORMAT).replace(tzinfo=datetime.timezone.utc)
     except ValueError:
         return None
+
+
+def in_future(name, now):
+    """True when backup ``name`` stands for a time beyond ``now`` + FUTURE_SKEW (see there)."""
+    created = time_of(name)
+    return created is not None and created > now + FUTURE_SKEW
+
+
+def newest(names, now):
+    """The newest of the backup ``names`` (sorted oldest first) not named in the future, or None.
+
+    What every "latest" means: local backups, off-site copies. A copy named ahead of the clock
+    would otherwise stay "latest" until the clock caught up, and a restore of "latest" would
+    bring back older data than the real newest backup.
+    """
+    ordinary = [n for n in names if not in_future(n, now)]
+    return ordinary[-1] if ordinary else None
 
 
 def check_name(name, variable="rat_restore_backup"):
@@ -140,12 +162,14 @@ def _entry(root, name, path, kind, now, sizes):
 def list_backups(root, now=None, sizes=False):
     """Every backup-like directory under root, sorted oldest first, grouped by kind.
 
-    Returns {"complete": [...], "partial": [...], "pre_restore": [...]}. A timestamp directory
-    without manifest.json is reported as partial: it is what a crash between rename and manifest
-    would look like if someone renamed it by hand, and it must never be offered for restore.
+    Returns {"complete": [...], "partial": [...], "pre_restore": [...], "future": [...]}. A timestamp
+    directory without manifest.json is reported as partial: it is what a crash between rename and
+    manifest would look like if someone renamed it by hand, and it must never be offered for restore.
+    Complete backups and safety dumps named in the future (in_future) are listed under "future"
+    (their "kind" says which), never among the others: nothing takes them for the newest.
     """
     now = now or fs.utcnow()
-    found = {"complete": [], "partial": [], "pre_restore": []}
+    found = {"complete": [], "partial": [], "pre_restore": [], "future": []}
     if not os.path.isdir(root):
         return found
     for name in sorted(os.listdir(root)):
@@ -158,32 +182,49 @@ def list_backups(root, now=None, sizes=False):
         elif time_of(name):
             complete = os.path.isfile(os.path.join(path, MANIFEST)) and not os.path.islink(os.path.join(path, MANIFEST))
             entry = _entry(root, name, path, "complete" if complete else "partial", now, sizes)
-            found["complete" if complete else "partial"].append(entry)
+            found[_group(entry, now)].append(entry)
     pre = os.path.join(root, PRE_RESTORE)
     if os.path.isdir(pre) and not os.path.islink(pre):
         for name in sorted(os.listdir(pre)):
             path = os.path.join(pre, name)
             if time_of(name) and os.path.isdir(path) and not os.path.islink(path) \
                     and os.path.isfile(os.path.join(path, MANIFEST)):
-                found["pre_restore"].append(_entry(root, name, path, "pre_restore", now, sizes))
+                entry = _entry(root, name, path, "pre_restore", now, sizes)
+                found[_group(entry, now)].append(entry)
     return found
 
 
+def _group(entry, now):
+    return "future" if entry["kind"] != "partial" and in_future(entry["name"], now) else entry["kind"]
+
+
 def select(root, requested, variable="rat_restore_backup"):
-    """The complete backup named by ``requested`` (a name or 'latest'); error lists what exists."""
-    complete = list_backups(root)["complete"]
-    names = [b["name"] for b in complete]
+    """The complete backup named by ``requested`` (a name or 'latest'); error lists what exists.
+
+    'latest' never resolves to a backup named in the future; naming one explicitly does.
+    """
+    found = list_backups(root)
+    complete = found["complete"]
+    future = [e for e in found["future"] if e["kind"] == "complete"]
+    names = [b["name"] for b in complete + future]
     if requested == "latest":
         if not complete:
-            raise RatBackupError(f"{variable}=latest: there is no complete backup in {root}",
-                                 available=[])
+            raise RatBackupError(f"{variable}=latest: there is no complete backup in {root}"
+                                 + _future_note(future), available=names)
         return complete[-1]
     requested = check_name(requested, variable)
-    for entry in complete:
+    for entry in complete + future:
         if entry["name"] == requested:
             return entry
     raise RatBackupError(f"{variable}={requested}: no complete backup of that name in {root}; available: "
                          f"{', '.join(names) or 'none'}", available=names)
+
+
+def _future_note(future):
+    if not future:
+        return ""
+    return (f" (only {', '.join(e['name'] for e in future)}, named in the future: suspect, never 'latest'; "
+            "name it explicitly if it is really wanted)")
 
 
 def previous_complete(root):

@@ -348,9 +348,11 @@ def fetch(run, name, check_mode=False, now=None):
     as it is written, manifest.json in place last and the directory renamed only then."""
     remote = run.target.backups()["complete"]
     if name == "latest":
-        if not remote:
-            raise RatBackupError(f"no complete off-site copy at {run.target.location()}", available=[])
-        name = remote[-1]
+        # Never a copy named in the future (a wrong clock where it was made): layout.newest.
+        name = layout.newest(remote, now or fs.utcnow())
+        if name is None:
+            raise RatBackupError(f"no complete off-site copy at {run.target.location()} that is not named in the "
+                                 f"future; available: {', '.join(remote) or 'none'}", available=remote)
     name = layout.check_name(name, "rat_offsite_fetch_backup")
     if name not in remote:
         raise RatBackupError(f"no complete off-site copy {name} at {run.target.location()}; available: "

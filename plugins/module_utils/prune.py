@@ -8,7 +8,9 @@ rename, made durable), then removes it there. Listing and restore only see bare 
 ``.partial`` and ``pre-restore/<timestamp>``, so a crash mid-removal leaves nothing that looks
 like a backup; the next run finishes what is left in ``.deleting/``.
 Only what layout.list_backups recognises is ever touched: symlinks, other directories and
-timestamp directories without manifest.json (not made by a backup run) are left alone.
+timestamp directories without manifest.json (not made by a backup run) are left alone. Backups
+named in the future (layout.in_future) are kept and reported, never counted: one named a year
+ahead would otherwise be the "newest" that keep_last keeps, and the real newest would go.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ def survey(root, policy, now, busy):
         items += [_item(pre[d.name], d) for d in retention.plan(backups, policy["pre_restore"], now)]
     else:
         items += [_item(e, retention.Decision(n, True, "no pre_restore rule in the policy")) for n, e in pre.items()]
+    for entry in found["future"]:
+        ahead = -entry["age_seconds"] / 3600.0
+        items.append(_item(entry, retention.Decision(entry["name"], True, (
+            f"named {ahead:.1f} h ahead of this host's clock: suspect (a wrong clock or a copied directory), never "
+            "counted or deleted by retention; check it and rename or remove it by hand"))))
     leftovers = sorted(glob.glob(os.path.join(glob.escape(root), TRASH, "*"))
                        + glob.glob(os.path.join(glob.escape(root), layout.PRE_RESTORE, TRASH, "*")))
     return {"items": items, "left_alone": left_alone, "leftovers": leftovers}

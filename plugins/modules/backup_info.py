@@ -174,8 +174,18 @@ pre_restore:
   type: list
   elements: dict
   sample: []
+future:
+  description:
+    - Complete backups and safety dumps named more than 10 minutes ahead of this host's clock (a clock that was
+      wrong, a directory copied in): suspect, so they are in none of the lists above, never RV(latest), never
+      counted or deleted by retention, and each gets a warning. Same keys as RV(complete); RV(future[].kind)
+      says which it is, RV(future[].age_seconds) is negative.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
 latest:
-  description: The newest complete backup, or null.
+  description: The newest complete backup, or null. Never one named in the future (RV(future)).
   returned: always
   type: dict
   sample: {"name": "20260216_093000", "path": "/var/backups/rat/20260216_093000"}
@@ -246,9 +256,13 @@ def run(module):
     if p["name"] and p["name"] != "latest":
         layout.check_name(p["name"], "name")
     found = layout.list_backups(root, now, sizes=p["sizes"])
-    for group in ("complete", "pre_restore"):
+    for group in ("complete", "pre_restore", "future"):
         for entry in found[group]:
             describe(root, entry)
+    for entry in found["future"]:
+        module.warn(f"{entry['path']} is named {-entry['age_seconds'] / 3600.0:.1f} h ahead of this host's clock: "
+                    "suspect (a wrong clock or a copied directory); it is never 'latest' and retention neither counts "
+                    "nor deletes it")
     held, record = lock.lock_state(root) if os.path.isdir(root) else (False, {})
     record = {k: v for k, v in record.items() if k != "token"}
     latest = found["complete"][-1] if found["complete"] else None

@@ -49,7 +49,7 @@ options:
   policy:
     description:
       - Retention rules (C(rat_backup_retention)). At least one C(keep_*) rule is required, and at least one
-        above zero: a policy of zeros (V({keep_daily: 0})) would keep nothing but the newest backup, so it is
+        above zero. A policy of zeros (C(keep_daily=0)) would keep nothing but the newest backup, so it is
         refused before anything is touched, like a policy with no rule.
       - C(keep_within) (V(30d), V(12h); units H or h, d, w, m = 31 days, y = 365 days) keeps every backup younger
         than that.

@@ -53,13 +53,13 @@ def test_list_backups_when_mixed_directories_then_grouped_and_sorted(tmp_path):
     make_backup(tmp_path, "20260215_093000")
     make_backup(tmp_path, "20260216_100000.partial", complete=False)
     make_backup(tmp_path, "20260216_110000", complete=False)  # no manifest: never restorable
-    make_backup(tmp_path / "pre-restore", "20260216_120000")
+    make_backup(tmp_path / "pre-restore", "20260216_092000")
     os.makedirs(tmp_path / "not-a-backup")
     os.symlink(str(tmp_path / "20260216_093000"), str(tmp_path / "20260217_000000"))
     found = layout.list_backups(str(tmp_path), NOW, sizes=True)
     assert [b["name"] for b in found["complete"]] == ["20260215_093000", "20260216_093000"]
     assert [b["name"] for b in found["partial"]] == ["20260216_100000", "20260216_110000"]
-    assert [b["name"] for b in found["pre_restore"]] == ["20260216_120000"]
+    assert [b["name"] for b in found["pre_restore"]] == ["20260216_092000"]
     assert found["complete"][1]["age_seconds"] == 0
     assert found["complete"][1]["size"] > 10
 
@@ -74,7 +74,36 @@ def test_list_backups_when_file_hard_linked_then_not_unique(tmp_path):
 
 
 def test_list_backups_when_root_missing_then_empty(tmp_path):
-    assert layout.list_backups(str(tmp_path / "nope")) == {"complete": [], "partial": [], "pre_restore": []}
+    assert layout.list_backups(str(tmp_path / "nope")) == {"complete": [], "partial": [], "pre_restore": [],
+                                                           "future": []}
+
+
+def test_list_backups_when_named_in_the_future_then_apart_and_never_latest(tmp_path):
+    # Issue 27 item 10: a copied directory or a wrong clock named a backup a year ahead.
+    make_backup(tmp_path, "20260216_093000")
+    make_backup(tmp_path, "20260216_093900")  # 9 minutes ahead: within FUTURE_SKEW
+    make_backup(tmp_path, "20270216_093000")
+    os.makedirs(tmp_path / "pre-restore")
+    make_backup(tmp_path / "pre-restore", "20270216_093000")
+    found = layout.list_backups(str(tmp_path), NOW)
+    assert [e["name"] for e in found["complete"]] == ["20260216_093000", "20260216_093900"]
+    assert [(e["name"], e["kind"]) for e in found["future"]] == [("20270216_093000", "complete"),
+                                                                 ("20270216_093000", "pre_restore")]
+    assert found["pre_restore"] == [] and found["future"][0]["age_seconds"] < 0
+    assert layout.newest(["20260216_093000", "20260216_093900", "20270216_093000"], NOW) == "20260216_093900"
+    assert layout.newest(["20270216_093000"], NOW) is None
+
+
+def test_select_when_future_named_backup_then_latest_skips_it_and_its_name_finds_it(tmp_path):
+    make_backup(tmp_path, "20260215_093000")
+    make_backup(tmp_path, "20991231_000000")
+    assert layout.select(str(tmp_path), "latest")["name"] == "20260215_093000"
+    assert layout.previous_complete(str(tmp_path))["name"] == "20260215_093000"
+    assert layout.select(str(tmp_path), "20991231_000000")["name"] == "20991231_000000"
+    layout.remove_tree(str(tmp_path / "20260215_093000"))
+    with pytest.raises(RatBackupError) as err:
+        layout.select(str(tmp_path), "latest")
+    assert "only 20991231_000000, named in the future" in err.value.msg
 
 
 def test_select_when_latest_then_newest_complete(tmp_path):

@@ -139,6 +139,17 @@ def test_fetch_when_copy_is_good_then_backup_equal_and_verified_locally(tmp_path
     assert again["changed"] is False
 
 
+def test_fetch_when_latest_copy_named_in_the_future_then_the_real_newest_is_fetched(tmp_path, client, monkeypatch):
+    # Issue 27 item 10: a copy named by a wrong clock was shipped, then "latest" fetched it.
+    future = "20991231_000000"
+    make_backup(tmp_path / "src", A, {"k1": b"1"})
+    make_backup(tmp_path / "src", future, {"k1": b"2"})
+    with monkeypatch.context() as wrong_clock:
+        wrong_clock.setattr(layout, "FUTURE_SKEW", layout.FUTURE_SKEW * 10 ** 6)
+        offsite.ship(new_run(tmp_path / "src", client))
+    assert offsite.fetch(new_run(tmp_path / "dst", client), "latest")["name"] == A
+
+
 def test_fetch_when_name_unknown_then_error_lists_what_is_off_site(tmp_path, client):
     make_backup(tmp_path / "src", A, {"k1": b"1"})
     offsite.ship(new_run(tmp_path / "src", client))

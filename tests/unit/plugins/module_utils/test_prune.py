@@ -67,6 +67,17 @@ def test_delete_when_backup_has_symlink_out_then_target_survives(tmp_path):
     assert os.path.islink(str(root / "20261121_000000"))
 
 
+def test_survey_when_backup_named_in_the_future_then_never_counted_nor_deleted(tmp_path):
+    # Issue 27 item 10: keep_last 1 kept the future-named copy and deleted the real newest.
+    for name in ("20261125_000000", "20261127_000000", "20271127_000000"):
+        make(tmp_path, name)
+    found = prune.survey(str(tmp_path), retention.check_policy({"keep_last": 1}), NOW, busy=False)
+    assert decisions(found) == {"20261125_000000": ("complete", False), "20261127_000000": ("complete", True),
+                                "20271127_000000": ("complete", True)}
+    future = [i for i in found["items"] if i["name"] == "20271127_000000"][0]
+    assert "ahead of this host's clock: suspect" in future["reason"]
+
+
 def test_delete_when_removal_crashes_then_nothing_listed_and_next_run_finishes(tmp_path, monkeypatch):
     make(tmp_path, "20261120_000000")
     make(tmp_path, "20261127_000000")
