@@ -20,12 +20,13 @@ bin="$(dirname "$(command -v ansible-doc)")"
 # shellcheck source=tests/checks.sh
 source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
-# Runs "$@" and fails when it fails, prints nothing or prints an Ansible warning.
+# Runs "$@" and fails when it fails, prints nothing or prints an Ansible or a Python warning (a
+# dependency's "...Warning:" at import is printed by every command of a supported install).
 quiet_ok() {
     local out
     out="$("$@" 2>&1)" || { printf '%s\n' "$out"; return 1; }
     [[ -n "$out" ]] || { echo "no output"; return 1; }
-    if grep -q '\[WARNING\]\|\[DEPRECATION WARNING\]' <<<"$out"; then
+    if grep -qE '\[WARNING\]|\[DEPRECATION WARNING\]|[A-Za-z]Warning: ' <<<"$out"; then
         printf '%s\n' "$out"
         return 1
     fi

@@ -63,6 +63,7 @@ def render(tmp_path, retention=True, timeout_minutes=5):
         text = env.from_string(handle.read()).render(
             ansible_managed="Ansible managed", _rat_schedule_venv=str(tmp_path / "venv"),
             _rat_schedule_inventory=str(tmp_path / "inventory.yml"), rat_schedule_log_file=str(tmp_path / "log"),
+            _rat_schedule_ping_file=str(tmp_path / "ping-url"), rat_schedule_python=sys.executable,
             rat_schedule_home=str(tmp_path), rat_schedule_timeout_minutes=timeout_minutes, _rat_schedule_delay=0,
             _rat_schedule_retention={"keep_last": 2} if retention else {},
             _rat_schedule_collections=str(tmp_path / "collections"))
@@ -81,8 +82,8 @@ def host(tmp_path, pings):
     playbook = tmp_path / "venv" / "bin" / "ansible-playbook"
     playbook.write_text(STAND_IN)
     playbook.chmod(0o700)
-    (tmp_path / "inventory.yml").write_text(
-        "all:\n  vars:\n    rat_schedule_ping_url: http://127.0.0.1:%d/check\n  hosts: {h: {}}\n" % PING_PORT)
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts: {h: {}}\n")
+    (tmp_path / "ping-url").write_text("http://127.0.0.1:%d/check\n" % PING_PORT)
 
     def run(**options):
         wrapper = render(tmp_path, **options)
@@ -140,14 +141,25 @@ def test_wrapper_when_no_time_left_then_timed_out(host, pings):
     assert "timed out" in log and pings == ["/check/start", "/check/fail"]
 
 
-def test_wrapper_when_not_set_up_then_exit_78(host, tmp_path):
+def test_wrapper_when_not_set_up_then_exit_78_and_fail_ping(host, tmp_path, pings):
     (tmp_path / "inventory.yml").unlink()
     rc, calls, log = host()
     assert (rc, calls) == (78, [])
-    assert "not set up" in log
+    assert "not set up" in log and pings == ["/check/fail"]
+
+
+def test_wrapper_when_virtualenv_broken_then_exit_2_and_pings_without_it(host, tmp_path, pings):
+    # ansible-playbook as pip installs it (a script run by the virtualenv's python), and that python
+    # removed: nothing of the virtualenv can run, monitoring still hears of the start and the failure.
+    playbook = tmp_path / "venv" / "bin" / "ansible-playbook"
+    playbook.write_text("#!%s\nraise SystemExit(0)\n" % (tmp_path / "venv" / "bin" / "python"))
+    (tmp_path / "venv" / "bin" / "python").unlink()
+    rc, _calls, log = host()
+    assert rc == 2 and "backup failed" in log
+    assert pings == ["/check/start", "/check/fail"]
 
 
 def test_wrapper_when_ping_endpoint_down_then_run_still_succeeds(host, tmp_path):
-    (tmp_path / "inventory.yml").write_text("all:\n  vars:\n    rat_schedule_ping_url: http://127.0.0.1:20109/x\n")
+    (tmp_path / "ping-url").write_text("http://127.0.0.1:20109/x\n")
     rc, _calls, log = host()
     assert rc == 0 and "monitoring ping /start failed" in log
