@@ -69,21 +69,19 @@ def preflight(root, required_bytes, modules):
     return result
 
 
-_NO_PREVIOUS = {"previous": None, "previous_name": None, "previous_dump_bytes": 0}
+_NO_PREVIOUS = {"previous": None, "previous_name": None, "previous_dump_bytes": 0, "previous_skipped": {}}
 
 
 def _previous_backup(root):
-    """The newest complete backup and its dump size: what an incremental run links to and grows from."""
-    previous = layout.previous_complete(root)
+    """The newest good complete backup (manifest.newest_good) and its dump size: what an incremental
+    run links to and grows from; newer damaged ones are named in ``previous_skipped``."""
+    previous, skipped = mf.newest_good(root, layout.list_backups(root)["complete"])
     if not previous:
-        return dict(_NO_PREVIOUS)
-    try:
-        # The header alone: the dump size is all it takes, and a lake's object lines are most of the file.
-        dump_bytes = mf.summary(mf.read(previous["path"], with_objects=False))["dump_bytes"]
-    except RatBackupError:
-        # A damaged manifest only loses the size hint; backup_verify is what reports the damage.
-        dump_bytes = 0
-    return {"previous": previous["path"], "previous_name": previous["name"], "previous_dump_bytes": dump_bytes}
+        return dict(_NO_PREVIOUS, previous_skipped=skipped)
+    # The header alone: the dump size is all it takes (newest_good has read the whole file once).
+    dump_bytes = mf.summary(mf.read(previous["path"], with_objects=False))["dump_bytes"]
+    return {"previous": previous["path"], "previous_name": previous["name"], "previous_dump_bytes": dump_bytes,
+            "previous_skipped": skipped}
 
 
 def _check_space(root, required_bytes):

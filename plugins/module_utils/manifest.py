@@ -18,6 +18,7 @@ import os
 import stat
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST
 
@@ -205,11 +206,12 @@ def read_document(path, what="manifest", make=None, with_objects=True):
     return reader.document, objects
 
 
-def read(backup_dir, with_objects=True):
+def read(backup_dir, with_objects=True, make=None):
     """manifest.json of a backup directory, checked for shape before anyone trusts it; without
-    ``with_objects`` its minio object list is left empty (the rest costs a fraction to read)."""
+    ``with_objects`` its minio object list is left empty (the rest costs a fraction to read);
+    ``make`` turns each object into what is kept (read_document)."""
     path = os.path.join(backup_dir, MANIFEST)
-    data, objects = read_document(path, with_objects=with_objects)
+    data, objects = read_document(path, with_objects=with_objects, make=make)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RatBackupError(f"{path}: unknown manifest format "
                              f"{(data.get('format') if isinstance(data, dict) else None)!r} (this collection reads "
@@ -222,6 +224,36 @@ def read(backup_dir, with_objects=True):
             raise RatBackupError(f"{path}: minio section has no objects list", path=path)
         data["minio"]["objects"] = objects
     return data
+
+
+def damage(root, name):
+    """Why the complete backup ``name`` under ``root`` is not to be trusted, or None when nothing says so.
+
+    Its last verify record failed (a file changed, missing or unreadable), or its manifest.json
+    cannot be read (every object line is parsed, none kept). Such a backup counts toward no
+    retention rule and is never the one a new backup links from: a rotten file linked again would
+    be born failing the new manifest, and an unreadable manifest would fail every later backup.
+    """
+    record = layout.read_status(root, name).get("verify") or {}
+    if record.get("ok") is False:
+        bad = "; ".join(str(b) for b in (record.get("bad") or [])[:3])
+        return f"its last verify ({record.get('verified_at', 'time unknown')}) failed" + (f": {bad}" if bad else "")
+    try:
+        read(os.path.join(root, name), make=lambda item: None)
+    except RatBackupError as exc:
+        return exc.msg
+    return None
+
+
+def newest_good(root, complete):
+    """(the newest of the ``complete`` listing entries with no damage(), or None; {name: damage} of the newer ones)."""
+    skipped = {}
+    for entry in reversed(complete):
+        why = damage(root, entry["name"])
+        if why is None:
+            return entry, skipped
+        skipped[entry["name"]] = why
+    return None, skipped
 
 
 def read_object_manifest(path):

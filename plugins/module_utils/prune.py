@@ -20,6 +20,7 @@ import os
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -36,6 +37,11 @@ def drilled(root, name):
     return record.get("status") == "passed" or record.get("ok") is True
 
 
+def verified(root, name):
+    """True when the last verification recorded for this backup passed (backup_verify's record)."""
+    return (layout.read_status(root, name).get("verify") or {}).get("ok") is True
+
+
 def survey(root, policy, now, busy):
     """Every entry of ``root`` that retention may act on, with its decision.
 
@@ -45,7 +51,9 @@ def survey(root, policy, now, busy):
     found = layout.list_backups(root, now)
     main, by_name, left_alone = [], {}, []
     for entry in found["complete"]:
-        main.append(retention.Backup(entry["name"], layout.time_of(entry["name"]), True, drilled(root, entry["name"])))
+        name = entry["name"]
+        main.append(retention.Backup(name, layout.time_of(name), True, drilled(root, name),
+                                     damaged=mf.damage(root, name), verified=verified(root, name)))
         by_name[entry["name"]] = entry
     for entry in found["partial"]:
         if not entry["path"].endswith(layout.PARTIAL_SUFFIX):

@@ -17,7 +17,12 @@ Meaning of the rules (borg / borgmatic ``prune``, periods in UTC because backup 
 Rules apply in that order; each kept backup names the first rule that kept it.
 
 On top of borg, whatever the policy says:
-- only complete backups count toward any rule, and the newest complete backup is always kept;
+- only complete, undamaged backups count toward any rule, and the newest of them is always kept, as
+  is the newest one whose verification passed (``verified``);
+- a damaged backup (``damaged``: its last verify failed, its manifest is unreadable) counts toward
+  no rule, so ``keep_last: 1`` never keeps a rotten newest backup in place of the last good one; it
+  is kept while it is newer than the newest good backup (it may still hold the newest data) and
+  deleted once a good backup is newer;
 - ``protect_drilled: N`` keeps the N newest backups a restore drill has passed;
 - incomplete backups are deleted only when older than ``partial_max_age`` (default 1d) and not
   ``busy`` (held by a running backup); they never count toward a rule.
@@ -31,8 +36,10 @@ import re
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
-Backup = collections.namedtuple("Backup", "name time complete drilled busy", defaults=(True, False, False))
-Backup.__doc__ = "One backup: name, aware UTC datetime, complete?, passed a restore drill?, in use?"
+Backup = collections.namedtuple("Backup", "name time complete drilled busy damaged verified",
+                                defaults=(True, False, False, None, False))
+Backup.__doc__ = ("One backup: name, aware UTC datetime, complete?, passed a restore drill?, in use?, why it is "
+                  "damaged (None: it is not), passed its last verification?")
 
 Decision = collections.namedtuple("Decision", "name keep reason")
 Decision.__doc__ = "What to do with one backup: keep (bool) and the reason, in words."
@@ -155,7 +162,7 @@ def plan(backups, policy, now):
     Returns one Decision per backup, oldest first (by time, then name).
     """
     ordered = sorted(backups, key=lambda b: (b.time, b.name))
-    complete = [b for b in reversed(ordered) if b.complete]  # newest first
+    complete = [b for b in reversed(ordered) if b.complete and not b.damaged]  # newest first
     kept = {}
     within = policy.get("keep_within")
     if within is not None:
@@ -167,13 +174,22 @@ def plan(backups, policy, now):
             _period_rule(complete, rule, pattern, policy[rule], kept)
     if complete and complete[0].name not in kept:
         kept[complete[0].name] = "newest complete backup (always kept)"
+    verified = next((b for b in complete if b.verified), None)
+    if verified is not None:
+        kept.setdefault(verified.name, "newest verified backup (always kept)")
     drilled = [b for b in complete if b.drilled][:policy.get("protect_drilled", 0)]
     for number, backup in enumerate(drilled, 1):
         kept.setdefault(backup.name, f"protect_drilled ({number}/{policy['protect_drilled']}): a restore drill passed")
-    return [_decide(backup, kept, policy.get("partial_max_age"), now) for backup in ordered]
+    newest_good = complete[0].time if complete else None
+    return [_decide(backup, kept, policy.get("partial_max_age"), now, newest_good) for backup in ordered]
 
 
-def _decide(backup, kept, max_age, now):
+def _decide(backup, kept, max_age, now, newest_good):
+    if backup.complete and backup.damaged:
+        if newest_good is None or backup.time > newest_good:
+            return Decision(backup.name, True, f"damaged ({backup.damaged}), counted by no rule; kept while no good "
+                                               "backup is newer")
+        return Decision(backup.name, False, f"damaged ({backup.damaged}), counted by no rule")
     if backup.complete:
         reason = kept.get(backup.name)
         return Decision(backup.name, reason is not None, reason or "not kept by any rule")

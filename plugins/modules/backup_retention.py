@@ -17,6 +17,11 @@ description:
   - Whatever the policy, the newest complete backup stays, and only complete backups (a bare
     timestamp directory with C(manifest.json)) count toward a rule, so a job failing for weeks never
     makes retention eat the good backups.
+  - A damaged backup (its last verification recorded in C(.status/) failed, or its C(manifest.json) cannot
+    be read) counts toward no rule, so a rotten newest backup never takes the place of the last good one;
+    it is kept while no good backup is newer. The newest backup whose verification passed always stays.
+  - A backup named more than 10 minutes ahead of the host's clock (a wrong clock, a copied directory) is
+    kept and counted by no rule; its reason says so.
   - C(.partial) directories are removed only when older than C(policy.partial_max_age) and never
     while a backup or restore holds the lock. Pre-restore safety dumps follow their own rule
     (C(policy.pre_restore)), or stay. Symlinks, timestamp directories without C(manifest.json) and

@@ -336,10 +336,18 @@ partial:
   type: str
   sample: /var/backups/rat/20260216_093000.partial
 previous:
-  description: Newest complete backup (link_dest for unchanged objects and an unchanged dump), or null.
+  description:
+    - Newest good complete backup (link_dest for unchanged objects and an unchanged dump), or null. Never one
+      whose last verify failed or whose C(manifest.json) cannot be read (RV(previous_skipped)), nor one named in
+      the future.
   returned: preflight, begin
   type: str
   sample: /var/backups/rat/20260215_093000
+previous_skipped:
+  description: Newer complete backups not linked from because they are damaged, each with the reason.
+  returned: preflight, begin
+  type: dict
+  sample: {"20260216_093000": "its last verify (2026-02-16T10:00:00Z) failed: minio/rat/a.csv: sha256 differs"}
 previous_name:
   description: Name of RV(previous).
   returned: preflight, begin
@@ -558,9 +566,13 @@ def run(module):
         result["changed"] = False
         return result
     if state == "begin":
-        return backup_dir.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
-                                int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
-                                p["python_modules"], int(p["idle_minutes"] * 60))
+        result = backup_dir.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
+                                  int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
+                                  p["python_modules"], int(p["idle_minutes"] * 60))
+        for name, why in result["previous_skipped"].items():
+            module.warn(f"backup {name} is damaged ({why}): this backup links from "
+                        f"{result['previous_name'] or 'nothing'} instead; run backup_verify on it and remove it")
+        return result
     if state == "lock":
         if module.check_mode:
             held, record = lock.lock_state(p["root"])

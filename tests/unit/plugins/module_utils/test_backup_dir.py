@@ -219,14 +219,38 @@ def test_preflight_when_complete_backup_then_previous_and_its_dump_size(tmp_path
     assert result["previous_dump_bytes"] == len(DUMP)
 
 
-def test_preflight_when_previous_manifest_damaged_then_previous_without_size(tmp_path):
+def test_preflight_when_only_backup_damaged_then_no_previous_and_named(tmp_path):
     first = begin(tmp_path)
     prepare_partial(first)
     done = commit(tmp_path, first, fill(first["partial"]))
     with open(done["manifest"], "w") as handle:
         handle.write("{not json")
     result = backup_dir.preflight(str(tmp_path), 0, [])
-    assert (result["previous"], result["previous_dump_bytes"]) == (done["backup_dir"], 0)
+    assert (result["previous"], result["previous_dump_bytes"]) == (None, 0)
+    assert "is not valid JSON" in result["previous_skipped"][done["name"]]
+
+
+@pytest.mark.parametrize("damage", ["manifest", "verify"])
+def test_begin_when_newest_backup_damaged_then_links_from_the_newest_good_one(tmp_path, damage):
+    # Issue 27 item 11: a corrupt newest manifest.json failed every later backup; a backup whose
+    # verify failed was linked from, its rotten files inherited.
+    good = begin(tmp_path)
+    prepare_partial(good)
+    commit(tmp_path, good, fill(good["partial"]))
+    bad = begin(tmp_path, now=LATER)
+    prepare_partial(bad)
+    bad = commit(tmp_path, bad, fill(bad["partial"]), now=LATER)
+    if damage == "manifest":
+        with open(bad["manifest"], "r+") as handle:
+            text = handle.read()
+            handle.seek(0)
+            assert '"bucket":"rat"' in text
+            handle.write(text.replace('"bucket":"rat"', '"bucket":rat"'))
+    else:
+        layout.write_status(str(tmp_path), bad["name"], "verify", {"ok": False, "bad": ["minio/rat/a.csv: sha256"]})
+    third = begin(tmp_path, now=LATER + datetime.timedelta(seconds=5))
+    assert third["previous"] == good["backup_dir"] and third["previous_dump_bytes"] == len(DUMP)
+    assert list(third["previous_skipped"]) == [bad["name"]]
 
 
 def test_begin_when_python_package_missing_fails_naming_it_and_creates_nothing(tmp_path):

@@ -78,6 +78,23 @@ def test_survey_when_backup_named_in_the_future_then_never_counted_nor_deleted(t
     assert "ahead of this host's clock: suspect" in future["reason"]
 
 
+def test_survey_when_newest_failed_verify_or_manifest_corrupt_then_last_good_kept(tmp_path):
+    # Issue 27 item 11, on disk: a failed verify record in .status, an unreadable manifest.json.
+    for name in ("20261124_000000", "20261125_000000", "20261126_000000", "20261127_000000"):
+        make(tmp_path, name)
+    layout.write_status(str(tmp_path), "20261127_000000", "verify", {"ok": False, "bad": ["postgres/rat.dump: x"]})
+    with open(tmp_path / "20261126_000000" / "manifest.json", "w") as handle:
+        handle.write('{"format": 1, "minio": {"objects": [\n{"bucket": "b",\n')
+    layout.write_status(str(tmp_path), "20261124_000000", "verify", {"ok": True})
+    found = prune.survey(str(tmp_path), retention.check_policy({"keep_last": 1}), NOW, busy=False)
+    assert decisions(found) == {"20261124_000000": ("complete", True), "20261125_000000": ("complete", True),
+                                "20261126_000000": ("complete", True), "20261127_000000": ("complete", True)}
+    reason = {i["name"]: i["reason"] for i in found["items"]}
+    assert reason["20261124_000000"] == "newest verified backup (always kept)"
+    assert reason["20261125_000000"] == "keep_last (1/1)"
+    assert "postgres/rat.dump: x" in reason["20261127_000000"] and "is not valid JSON" in reason["20261126_000000"]
+
+
 def test_delete_when_removal_crashes_then_nothing_listed_and_next_run_finishes(tmp_path, monkeypatch):
     make(tmp_path, "20261120_000000")
     make(tmp_path, "20261127_000000")
@@ -133,11 +150,13 @@ def test_delete_when_drilled_protected_then_kept_and_others_lose_status(tmp_path
     layout.write_status(str(tmp_path), "20261001_000000", "drill", {"status": "passed"})
     layout.write_status(str(tmp_path), "20261010_000000", "drill", {"status": "failed", "ok": False})
     layout.write_status(str(tmp_path), "20261010_000000", "verify", {"ok": True})
+    layout.write_status(str(tmp_path), "20261127_000000", "verify", {"ok": True})
     found = prune.survey(str(tmp_path), retention.check_policy({"keep_last": 1, "protect_drilled": 1}), NOW,
                          busy=False)
     assert decisions(found)["20261001_000000"] == ("complete", True)
     apply(tmp_path, found)
-    assert sorted(os.listdir(str(tmp_path / ".status"))) == ["20261001_000000.drill.json"]
+    assert sorted(os.listdir(str(tmp_path / ".status"))) == ["20261001_000000.drill.json",
+                                                             "20261127_000000.verify.json"]
 
 
 @pytest.mark.parametrize("record, expected", [({"status": "passed"}, True), ({"ok": True}, True),

@@ -103,6 +103,32 @@ def test_plan_when_same_second_names_then_each_its_own_keep_last_period():
     assert kept(decisions) == ["20261127_000001", "20261127_000002"]
 
 
+def test_plan_when_newest_damaged_then_last_good_kept_and_damaged_not_counted():
+    # Issue 27 item 11: keep_last 1 kept a damaged newest backup and deleted the last good one.
+    sample = backups("20261125_000000", "20261126_000000") + [
+        retention.Backup("20261127_000000", at("20261127_000000"), damaged="its last verify failed")]
+    decisions = retention.plan(sample, policy(keep_last=1), NOW)
+    assert kept(decisions) == ["20261126_000000", "20261127_000000"]
+    assert reasons(decisions)["20261126_000000"] == "keep_last (1/1)"
+    assert reasons(decisions)["20261127_000000"].startswith("damaged (its last verify failed), counted by no rule")
+
+
+def test_plan_when_damaged_older_than_a_good_backup_then_deleted_and_not_counted():
+    sample = backups("20261125_000000", "20261127_000000") + [
+        retention.Backup("20261126_000000", at("20261126_000000"), damaged="manifest.json is not valid JSON")]
+    decisions = retention.plan(sample, policy(keep_last=2), NOW)
+    assert kept(decisions) == ["20261125_000000", "20261127_000000"]
+    assert reasons(decisions)["20261126_000000"] == "damaged (manifest.json is not valid JSON), counted by no rule"
+
+
+def test_plan_when_newest_verified_is_older_than_the_rules_reach_then_still_kept():
+    sample = [retention.Backup("20261120_000000", at("20261120_000000"), verified=True)] + backups(
+        "20261126_000000", "20261127_000000")
+    decisions = retention.plan(sample, policy(keep_last=1), NOW)
+    assert kept(decisions) == ["20261120_000000", "20261127_000000"]
+    assert reasons(decisions)["20261120_000000"] == "newest verified backup (always kept)"
+
+
 def test_plan_when_empty_then_no_decision():
     assert retention.plan([], policy(keep_last=3), NOW) == []
 

@@ -27,7 +27,7 @@ def make(root, name):
     path = os.path.join(str(root), name)
     os.makedirs(path)
     with open(os.path.join(path, "manifest.json"), "w") as handle:
-        handle.write("{}")
+        handle.write('{"format": 1}')
 
 
 def test_argument_spec_when_compared_to_documentation_matches():
