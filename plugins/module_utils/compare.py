@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import re
 
+from ansible_collections.rat.backup.plugins.module_utils import drill
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
@@ -154,10 +155,13 @@ def _lines(lines):
 
 
 def list_buckets(client, endpoint, buckets):
-    """Yield (bucket, key, size, etag) of every object of ``buckets``; errors name endpoint and bucket."""
+    """Yield (bucket, key, size, etag) of every object of ``buckets``; errors name endpoint and bucket.
+    A drill's scratch bucket holds its marker object besides the restored ones: not part of the backup."""
     for bucket in sorted(buckets):
+        scratch = drill.is_scratch_bucket(bucket)
         for item in s3.list_objects(client, endpoint, bucket, action="listing"):
-            yield bucket, item["Key"], item["Size"], item.get("ETag")
+            if not (scratch and item["Key"] == drill.MARKER_KEY):
+                yield bucket, item["Key"], item["Size"], item.get("ETag")
 
 
 def renamed(objects, bucket_map):

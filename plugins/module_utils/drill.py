@@ -5,8 +5,10 @@
 
 A drill restores a backup into a database ``rat_drill_<YYYYmmdd_HHMMSS>`` and buckets
 ``rat-drill-<YYYYmmdd>-<HHMMSS>-<owner hash>-<n>-<bucket>`` beside the live ones. Each carries a
-mark (the database's comment, the buckets' tags) saying which host's drill made it and when, so
-a later drill removes what an interrupted one left behind, and nothing that merely looks similar.
+mark (the database's comment; in a bucket the marker object ``MARKER_KEY``, plus tags where the
+server takes them) saying which host's drill made it and when, so a later drill removes what an
+interrupted one left behind, and nothing that merely looks similar. The marker object needs no
+optional S3 API: bucket tagging is missing on some servers (s3rver) or denied by a policy.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ BUCKET_RE = re.compile(r"^rat-drill-[0-9]{8}-[0-9]{6}-[0-9a-f]{6}-[0-9]+-")
 MARK = "rat.backup drill"
 TAG_OWNER = "rat-backup-drill-owner"
 TAG_STARTED = "rat-backup-drill-started"
+# The marker object of a scratch bucket: the mark as JSON. The restore leaves it (a drill restores
+# without pruning) and the comparison passes over it (compare.list_buckets).
+MARKER_KEY = ".rat-backup-drill.json"
+# What a server without bucket tagging, or a policy denying it, answers.
+_TAGS_UNAVAILABLE = frozenset(("NotImplemented", "MethodNotAllowed", "AccessDenied", "501", "405", "403"))
 _BUCKET_MAX = 63
 
 
@@ -64,6 +71,20 @@ def parse_comment(comment):
     try:
         found = json.loads(comment[len(MARK) + 1:])
     except ValueError:
+        return None
+    return found if isinstance(found, dict) and "owner" in found else None
+
+
+def is_scratch_bucket(name):
+    """True for a drill's scratch bucket name: never a backup's bucket."""
+    return bool(BUCKET_RE.match(name))
+
+
+def parse_marker(data):
+    """The mark in a marker object's bytes, or None when it is not a drill's."""
+    try:
+        found = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, AttributeError):
         return None
     return found if isinstance(found, dict) and "owner" in found else None
 
@@ -111,6 +132,17 @@ class PostgresScratch:
             found[item["d"]] = parse_comment(item["c"])
         return found
 
+    def require_createdb(self):
+        """Fail naming the privilege when the user may not create databases (check mode asks too)."""
+        rows = self.session.query(
+            "SELECT json_build_object('u', current_user, 'ok', rolcreatedb OR rolsuper) "
+            "FROM pg_roles WHERE rolname = current_user;")
+        found = json.loads(rows[0]) if rows else {}
+        if not found.get("ok"):
+            raise RatBackupError(f"the drill's PostgreSQL user {found.get('u', '?')!r} may not create databases: "
+                                 "it needs CREATEDB (ALTER ROLE ... CREATEDB, or a drill user that has it: "
+                                 "rat_drill_postgres_user)")
+
     def create(self, now, owner, attempts=120):
         """Create a fresh marked database, a second later when the name is taken (a shared server).
 
@@ -126,7 +158,12 @@ class PostgresScratch:
                     hint = " (the drill's PostgreSQL user needs CREATEDB)" if "permission denied" in exc.msg else ""
                     raise RatBackupError(f"cannot create the drill database {name}: {exc.msg}{hint}",
                                          database=name)
-                self.session.query(f"COMMENT ON DATABASE {_ident(name)} IS {_literal(database_comment(owner, now))};")
+                try:
+                    self.session.query(f"COMMENT ON DATABASE {_ident(name)} IS {_literal(database_comment(owner, now))};")
+                except RatBackupError as exc:
+                    # Made but not marked: named in the error, so the caller removes it by name.
+                    raise RatBackupError(f"cannot mark the drill database {name}: {exc.msg}",
+                                         **dict(exc.details, scratch_database=name))
                 return name
             now = now + datetime.timedelta(seconds=1)
         raise RatBackupError(f"no free drill database name near {database_name(now)}")
@@ -152,21 +189,46 @@ class S3Scratch:
 
     def marked(self):
         """{bucket: mark or None} of every bucket named like a drill's."""
-        names = [n for n in s3.bucket_names(self.client, self.endpoint) if BUCKET_RE.match(n)]
-        return {name: parse_tags(s3.bucket_tags(self.client, self.endpoint, name)) for name in names}
+        return {name: self.mark_of(name) for name in s3.bucket_names(self.client, self.endpoint)
+                if is_scratch_bucket(name)}
 
-    def create(self, names, owner, now):
-        """Create the buckets with the drill's mark; a name already there is an error (never reused)."""
+    def mark_of(self, bucket):
+        """The bucket's mark: its marker object, else its tags (an older drill's); None when unmarked."""
+        marker = s3.get_object(self.client, self.endpoint, bucket, MARKER_KEY, missing_ok=True)
+        if marker is not None:
+            with s3.translated(self.endpoint, "reading the drill marker of", bucket, MARKER_KEY):
+                found = parse_marker(marker["Body"].read())
+            if found:
+                return found
+        try:
+            return parse_tags(s3.bucket_tags(self.client, self.endpoint, bucket))
+        except RatBackupError as exc:
+            if exc.details.get("error_code") in _TAGS_UNAVAILABLE:
+                return None
+            raise
+
+    def create(self, names, owner, now, created):
+        """Create the buckets with the drill's mark; a name already there is an error (never reused).
+
+        Each bucket goes into ``created`` as soon as it exists, so a failure later on still leaves
+        the caller every name to remove. Tags are set where the server takes them, in addition."""
         clash = sorted(set(names) & set(s3.bucket_names(self.client, self.endpoint)))
         if clash:
             raise RatBackupError(f"scratch bucket {', '.join(clash)} already exists on {self.endpoint.name}")
+        body = json.dumps(mark(owner, now), sort_keys=True).encode("utf-8")
         for name in names:
             s3.create_bucket(self.client, self.endpoint, name, versioned=False)
-            s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: fs.iso(now)})
+            created.append(name)
+            s3.put_bytes(self.client, self.endpoint, name, MARKER_KEY, body)
+            try:
+                s3.put_bucket_tags(self.client, self.endpoint, name, {TAG_OWNER: owner, TAG_STARTED: fs.iso(now)})
+            except RatBackupError as exc:
+                if exc.details.get("error_code") not in _TAGS_UNAVAILABLE:
+                    raise
 
     def drop(self, bucket):
         """Remove a scratch bucket with everything in it; False when it was already gone."""
-        if not BUCKET_RE.match(bucket):
+        if not is_scratch_bucket(bucket):
             raise RatBackupError(f"refusing to remove bucket {bucket!r}: not a drill bucket name", bucket=bucket)
         removed = s3.delete_bucket(self.client, self.endpoint, bucket)
         if s3.bucket_exists(self.client, self.endpoint, bucket):

@@ -229,14 +229,51 @@ def put_bucket_tags(client, endpoint, bucket, tags):
         client.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]})
 
 
+# A server without ListObjectVersions (or a policy denying it) answers with one of these: its buckets
+# are unversioned there, and the plain listing names every object.
+_NO_VERSIONS_CODES = frozenset(("NotImplemented", "MethodNotAllowed", "AccessDenied", "501", "405"))
+
+
+def _first_page(client, bucket, versions):
+    """Up to DELETE_BATCH objects still in ``bucket`` as delete_objects takes them."""
+    if versions:
+        page = client.list_object_versions(Bucket=bucket, MaxKeys=DELETE_BATCH)
+        return [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    page = client.list_objects_v2(Bucket=bucket, MaxKeys=DELETE_BATCH)
+    return [{"Key": o["Key"]} for o in page.get("Contents", [])]
+
+
 def delete_bucket(client, endpoint, bucket):
-    """Remove every version and delete marker, then the bucket. False when it did not exist."""
+    """Remove every version and delete marker (every object where the server lists no versions),
+    then the bucket. False when it did not exist.
+
+    Each round lists from the start again: a listing paged on while its keys are deleted may end
+    early (moto answers an empty second page once the first page's keys are gone)."""
+    versions = True
+    before = None
     try:
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                      for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            for start in range(0, len(doomed), DELETE_BATCH):
-                client.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + DELETE_BATCH], "Quiet": True})
+        while True:
+            try:
+                doomed = _first_page(client, bucket, versions)
+            except sdk_errors() as exc:
+                if not versions or error_code(exc) not in _NO_VERSIONS_CODES:
+                    raise
+                versions = False
+                continue
+            if not doomed:
+                break
+            if doomed == before:
+                # Bounded: every round must remove what the previous one listed.
+                raise RatBackupError(f"removing bucket {bucket!r} on {endpoint.name}: {doomed[0]['Key']!r} "
+                                     "is still listed after its deletion", endpoint=endpoint.name, bucket=bucket)
+            before = doomed
+            response = client.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            errors = response.get("Errors") or []
+            if errors:
+                raise RatBackupError(f"removing bucket {bucket!r} on {endpoint.name}: deleting "
+                                     f"{errors[0].get('Key')!r} failed ({errors[0].get('Code')})",
+                                     endpoint=endpoint.name, bucket=bucket)
         client.delete_bucket(Bucket=bucket)
     except sdk_errors() as exc:
         if error_code(exc) in ("NoSuchBucket", "404"):

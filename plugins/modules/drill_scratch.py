@@ -13,8 +13,11 @@ version_added: 0.1.0
 description:
   - O(state=present) creates an empty database C(rat_drill_<YYYYmmdd_HHMMSS>) and one empty bucket
     C(rat-drill-<YYYYmmdd>-<HHMMSS>-<owner hash>-<n>-<bucket>) per bucket of the backup, beside the
-    live ones, for the restore_drill role to restore into. Each is marked (the database's comment,
-    the buckets' tags) with O(owner) and the time.
+    live ones, for the restore_drill role to restore into. Each is marked with O(owner) and the time,
+    the database by its comment, a bucket by the marker object C(.rat-backup-drill.json) (no optional
+    S3 API needed) and, where the server takes them, its tags as well.
+  - A failure half-way still returns RV(scratch_database) and RV(bucket_map) of what was made, for
+    O(state=absent) to remove.
   - "Both states first remove the leftovers of earlier drills it recognises as its own: marked
     scratch targets of the same O(owner) (a host's drills run one at a time), and those of any
     owner older than O(leftover_hours). Unmarked databases and buckets are never touched, whatever
@@ -23,7 +26,10 @@ description:
     of the drill patterns) and, with O(record), writes the drill's result as the status record
     C(<root>/.status/<name>.drill.json) that M(rat.backup.backup_info) shows, also when the removal failed.
   - O(database) is only the database to connect to; the scratch database is created beside it, so the
-    PostgreSQL user needs C(CREATEDB).
+    PostgreSQL user needs C(CREATEDB). O(state=present) checks that first, in check mode too, and fails
+    naming it.
+  - Buckets are removed with every version where the server lists versions, and by the plain
+    listing where it has no C(ListObjectVersions) (its buckets are unversioned).
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.postgres
@@ -32,7 +38,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Returns the names it would create and the leftovers it would remove; touches nothing.
+      - Returns the names it would create and the leftovers it would remove, and checks that the
+        PostgreSQL user may create databases; touches nothing.
   diff_mode:
     support: none
   idempotent:
@@ -125,12 +132,12 @@ EXAMPLES = r"""
 RETURN = r"""
 scratch_database:
   description: The scratch database (created, or to remove); null when postgres is not handled.
-  returned: always
+  returned: always, also in a failed result (what was made before the failure)
   type: str
   sample: rat_drill_20260216_100000
 bucket_map:
-  description: "C({backup bucket: scratch bucket})."
-  returned: always
+  description: "C({backup bucket: scratch bucket}); after a failure half-way, the buckets made."
+  returned: always, also in a failed result
   type: dict
   sample: {"rat": "rat-drill-20260216-100000-3f2a1c-0-rat"}
 removed:
@@ -214,14 +221,25 @@ def _work(module, p, pg, s3side, now, result):
             if (name in marked) if check else s3side.drop(name):
                 result["removed"]["buckets"].append(name)
     if p["state"] == "present":
-        result["bucket_map"] = drill.bucket_map(now, owner, p["buckets"]) if s3side else {}
-        result["scratch_database"] = drill.database_name(now) if pg else None
-        if not check:
+        result["changed"] = True
+        planned = drill.bucket_map(now, owner, p["buckets"]) if s3side else {}
+        if pg:
+            # Before anything is made, and in check mode too: the one permission the drill needs.
+            pg.require_createdb()
+        if check:
+            result["bucket_map"] = planned
+            result["scratch_database"] = drill.database_name(now) if pg else None
+        else:
+            # Filled as each target is made: a failure half-way returns what to remove.
+            result["bucket_map"], result["scratch_database"] = {}, None
             if pg:
                 result["scratch_database"] = pg.create(now, owner)
             if s3side:
-                s3side.create(sorted(result["bucket_map"].values()), owner, now)
-        result["changed"] = True
+                created = []
+                try:
+                    s3side.create(sorted(planned.values()), owner, now, created)
+                finally:
+                    result["bucket_map"] = {b: s for b, s in planned.items() if s in created}
     result["changed"] = result["changed"] or bool(result["removed"]["databases"] or result["removed"]["buckets"])
 
 
@@ -248,6 +266,8 @@ def run(module):
         _work(module, p, pg, s3side, now, result)
     except RatBackupError as exc:
         failure = exc
+        if p["state"] == "present" and exc.details.get("scratch_database"):
+            result["scratch_database"] = exc.details["scratch_database"]
     finally:
         if pg:
             pg.session.close()
@@ -258,8 +278,11 @@ def run(module):
         layout.write_status(p["root"], p["name"], "drill", record)
         result["record_path"] = os.path.join(p["root"], layout.STATUS_DIR, f"{p['name']}.drill.json")
     if failure is not None:
+        # What was made before the failure, so the caller (the role's always:) removes it by name.
         raise RatBackupError(failure.msg, **dict(failure.details, removed=result["removed"],
-                                                 record_path=result["record_path"]))
+                                                 record_path=result["record_path"],
+                                                 scratch_database=result["scratch_database"],
+                                                 bucket_map=result["bucket_map"]))
     return result
 
 

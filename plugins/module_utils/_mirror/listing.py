@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, drill, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
 
 
 def buckets(client, endpoint, location, wanted):
-    """The buckets a location names: its one bucket, ``wanted`` (each must exist), or all."""
+    """The buckets a location names: its one bucket, ``wanted`` (each must exist), or all but a
+    restore drill's scratch buckets (a drill's copy of a backup is never part of the next one)."""
     if location.single_bucket:
         return [location.bucket]
     names = s3.bucket_names(client, endpoint)
@@ -19,7 +20,7 @@ def buckets(client, endpoint, location, wanted):
     if missing:
         raise RatBackupError(f"bucket(s) {', '.join(missing)} not found on {endpoint.name}",
                              endpoint=endpoint.name, bucket=missing[0])
-    return sorted(wanted) if wanted else sorted(names)
+    return sorted(wanted) if wanted else sorted(n for n in names if not drill.is_scratch_bucket(n))
 
 
 class Lister:

@@ -13,6 +13,7 @@ from moto import mock_aws
 from ansible_collections.rat.backup.plugins.module_utils import drill
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.minimal_s3 import NO_OPTIONAL_APIS, TAGGING_DENIED, serve
 
 NOW = datetime.datetime(2026, 2, 16, 10, 0, 0, tzinfo=datetime.timezone.utc)
 
@@ -76,6 +77,19 @@ def test_postgres_create_when_name_taken_then_next_second_marked():
     assert session.sent[2].startswith('COMMENT ON DATABASE "rat_drill_20260216_100001" IS \'rat.backup drill {')
 
 
+def test_require_createdb_when_user_lacks_it_then_error_names_user_and_privilege():
+    with pytest.raises(RatBackupError) as caught:
+        drill.PostgresScratch(FakeSession([json.dumps({"u": "rat", "ok": False})])).require_createdb()
+    assert "'rat'" in caught.value.msg and "CREATEDB" in caught.value.msg
+    drill.PostgresScratch(FakeSession([json.dumps({"u": "rat_drill", "ok": True})])).require_createdb()
+
+
+def test_postgres_create_when_comment_fails_then_error_names_the_database_made():
+    with pytest.raises(RatBackupError) as caught:
+        drill.PostgresScratch(FakeSession(fail_on="COMMENT ON")).create(NOW, "h1")
+    assert caught.value.details["scratch_database"] == "rat_drill_20260216_100000"
+
+
 def test_postgres_create_when_no_createdb_then_error_names_privilege():
     with pytest.raises(RatBackupError) as caught:
         drill.PostgresScratch(FakeSession(fail_on="CREATE DATABASE")).create(NOW, "h1")
@@ -122,7 +136,9 @@ def scratch(monkeypatch):
 
 def test_s3_scratch_when_created_then_marked_and_dropped_with_every_version(scratch):
     names = sorted(drill.bucket_map(NOW, "h1", ["rat", "logs"]).values())
-    scratch.create(names, "h1", NOW)
+    created = []
+    scratch.create(names, "h1", NOW, created)
+    assert created == names
     client = scratch.client
     client.put_bucket_versioning(Bucket=names[0], VersioningConfiguration={"Status": "Enabled"})
     client.put_object(Bucket=names[0], Key="a", Body=b"1")
@@ -144,10 +160,46 @@ def test_s3_scratch_when_created_then_marked_and_dropped_with_every_version(scra
 
 def test_s3_scratch_when_name_exists_or_not_drill_then_refused(scratch):
     names = list(drill.bucket_map(NOW, "h1", ["rat"]).values())
-    scratch.create(names, "h1", NOW)
+    scratch.create(names, "h1", NOW, [])
     with pytest.raises(RatBackupError) as caught:
-        scratch.create(names, "h1", NOW)
+        scratch.create(names, "h1", NOW, [])
     assert "already exists" in caught.value.msg
     with pytest.raises(RatBackupError) as caught:
         scratch.drop("rat")
     assert "not a drill bucket" in caught.value.msg
+
+
+@pytest.mark.parametrize("refused", [NO_OPTIONAL_APIS, TAGGING_DENIED], ids=["no-optional-apis", "tagging-denied"])
+def test_s3_scratch_when_server_lacks_tagging_and_versions_then_marked_by_object_and_removed(monkeypatch, refused):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with serve(refused) as url:
+        endpoint = s3.Endpoint(url, "key", "secret")
+        scratch = drill.S3Scratch(s3.make_client(endpoint, retry_max_attempts=1), endpoint)
+        owner = "h-%d" % len(refused)
+        names = sorted(drill.bucket_map(NOW, owner, ["rat"]).values())
+        created = []
+        scratch.create(names, owner, NOW, created)
+        assert created == names
+        scratch.client.put_object(Bucket=names[0], Key="restored", Body=b"1")
+        # An unmarked look-alike stays unmarked (and untouched) without tags to read.
+        scratch.client.create_bucket(Bucket="rat-drill-20260101-000000-abcdef-0-" + owner)
+        marked = scratch.marked()
+        assert marked[names[0]] == {"owner": owner, "started_at": "2026-02-16T10:00:00Z"}
+        assert marked["rat-drill-20260101-000000-abcdef-0-" + owner] is None
+        assert drill.leftovers(marked, owner, NOW, 24) == names
+        assert scratch.drop(names[0]) is True
+        assert not s3.bucket_exists(scratch.client, endpoint, names[0])
+        scratch.drop("rat-drill-20260101-000000-abcdef-0-" + owner)
+
+
+def test_s3_scratch_when_a_step_fails_half_way_then_created_names_what_to_remove(scratch, monkeypatch):
+    names = sorted(drill.bucket_map(NOW, "h1", ["a", "b"]).values())
+
+    def refuse(client, endpoint, bucket, key, data, body=None):
+        raise RatBackupError("writing failed (InternalError)", error_code="InternalError")
+
+    monkeypatch.setattr(s3, "put_bytes", refuse)
+    created = []
+    with pytest.raises(RatBackupError):
+        scratch.create(names, "h1", NOW, created)
+    assert created == names[:1] and s3.bucket_exists(scratch.client, scratch.endpoint, names[0])

@@ -290,6 +290,16 @@ def test_download_when_bucket_unknown_names_it_and_endpoint(client, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_download_when_every_bucket_passes_over_drill_scratch_buckets(client, tmp_path):
+    scratch = "rat-drill-20260216-100000-3f2a1c-0-rat"
+    bucket(client, "rat", {"a": b"1"})
+    bucket(client, scratch, {"a": b"1"})
+    bucket(client, "rat-drill-notes", {"n": b"2"})
+    download(client, tmp_path / "m")
+    assert tree(tmp_path / "m") == {"rat/a": b"1", "rat-drill-notes/n": b"2"}
+    assert sorted(read_manifest(str(tmp_path / "m") + ".json", "manifest")[0]["buckets"]) == ["rat", "rat-drill-notes"]
+
+
 def test_download_when_transfer_fails_midway_rerun_fetches_only_the_rest(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"k{0:02d}".format(i): b"x" * i for i in range(20)})
     real = mirror_download.Download.fetch_once

@@ -8,8 +8,11 @@ import datetime
 
 import botocore.exceptions
 import pytest
+from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import s3
+
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.minimal_s3 import NO_OPTIONAL_APIS, serve
 
 SECRET = "s3cr3t-never-shown"
 ENDPOINT = s3.Endpoint("http://127.0.0.1:19000", "rat", SECRET)
@@ -97,3 +100,36 @@ def test_make_client_when_called_uses_endpoint_retries_and_timeouts():
     assert client.meta.endpoint_url == "http://127.0.0.1:19000"
     assert config.retries == {"mode": "adaptive", "total_max_attempts": 7}
     assert (config.connect_timeout, config.read_timeout, config.max_pool_connections) == (3, 9, 20)
+
+
+def _fill(client, name, count, versioned):
+    client.create_bucket(Bucket=name)
+    if versioned:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for index in range(count):
+        client.put_object(Bucket=name, Key="k%05d" % index, Body=b"x")
+
+
+def test_delete_bucket_when_more_than_one_listing_page_removes_every_version(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with mock_aws():
+        endpoint = s3.Endpoint(None, "key", "secret")
+        client = s3.make_client(endpoint, retry_max_attempts=1)
+        # Paged on while deleting, moto's second page came back empty: 5 of 1,005 objects stayed.
+        _fill(client, "many", s3.DELETE_BATCH + 5, versioned=True)
+        client.delete_object(Bucket="many", Key="k00000")
+        assert s3.delete_bucket(client, endpoint, "many") is True
+        assert not s3.bucket_exists(client, endpoint, "many")
+        assert s3.delete_bucket(client, endpoint, "many") is False
+
+
+def test_delete_bucket_when_server_lists_no_versions_removes_by_the_plain_listing(monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with serve(NO_OPTIONAL_APIS) as url:
+        endpoint = s3.Endpoint(url, "key", "secret")
+        client = s3.make_client(endpoint, retry_max_attempts=1)
+        _fill(client, "plain-no-versions", 3, versioned=False)
+        with pytest.raises(botocore.exceptions.ClientError):
+            client.list_object_versions(Bucket="plain-no-versions")
+        assert s3.delete_bucket(client, endpoint, "plain-no-versions") is True
+        assert not s3.bucket_exists(client, endpoint, "plain-no-versions")

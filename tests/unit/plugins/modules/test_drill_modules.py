@@ -89,6 +89,29 @@ def test_drill_scratch_when_earlier_drill_interrupted_then_next_one_removes_its_
         assert left == sorted([other["bucket_map"]["rat"], second["bucket_map"]["rat"]])
 
 
+def test_drill_scratch_when_failing_half_way_then_returns_what_it_made_for_removal(capsys, monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    base = {"owner": "h1", "components": ["minio"], "access_key": "k", "secret_key": SECRET}
+    real = s3.put_bytes
+    calls = []
+
+    def second_fails(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise s3.RatBackupError("writing failed (SlowDown)", error_code="SlowDown")
+        return real(*args, **kwargs)
+
+    with mock_aws():
+        client = s3.make_client(s3.Endpoint(None, "k", SECRET))
+        monkeypatch.setattr(s3, "put_bytes", second_fails)
+        failed = run_module(drill_scratch, capsys, dict(base, buckets=["a", "b"]))
+        assert failed["failed"] and "SlowDown" in failed["msg"]
+        made = sorted(b["Name"] for b in client.list_buckets()["Buckets"])
+        assert sorted(failed["bucket_map"].values()) == made and len(made) == 2
+        gone = run_module(drill_scratch, capsys, dict(base, state="absent", bucket_map=failed["bucket_map"]))
+        assert sorted(gone["removed"]["buckets"]) == made and client.list_buckets()["Buckets"] == []
+
+
 def test_drill_report_when_written_then_three_files_and_rerun_unchanged(capsys, tmp_path):
     args = {"results": {"a": {"status": "passed", "rto_seconds": 1.0}, "b": {"status": "failed", "reason": "stale"}},
             "hosts": ["a", "b", "c"], "dest": str(tmp_path / "report")}
