@@ -73,20 +73,30 @@ EOF
         "$RAT_LAB_PG_BIN/pg_isready" -q -h "$RAT_LAB_PG_HOST" -p "$RAT_LAB_PG_PORT"
 }
 
-# Role rat (with its password) and database rat owned by it; the seed fills the database.
+# Role rat (with its password) and database rat owned by it; the seed fills the database. Role
+# rat_drill (CREATEDB, nothing else) is the restore drill's user: the drill makes its scratch
+# database beside rat, which RAT's own user may not (inventory/lab sets rat_drill_postgres_user).
+# Safe to run on a running lab (lab/up.sh does it on every start).
 ensure_roles() {
-    local admin_pw rat_pw
+    local admin_pw rat_pw drill_pw
     admin_pw="$(lab_secret pg_admin_password)"
     rat_pw="$(lab_secret pg_password)"
+    drill_pw="$(lab_secret pg_drill_password)"
     # Passwords travel in the environment only (\getenv), never in argv.
-    PGPASSWORD="$admin_pw" RAT_LAB_NEW_PASSWORD="$rat_pw" "$RAT_LAB_PG_BIN/psql" -X -q -w -v ON_ERROR_STOP=1 \
+    PGPASSWORD="$admin_pw" RAT_LAB_NEW_PASSWORD="$rat_pw" RAT_LAB_NEW_DRILL_PASSWORD="$drill_pw" \
+        "$RAT_LAB_PG_BIN/psql" -X -q -w -v ON_ERROR_STOP=1 \
         -h "$RAT_LAB_PG_HOST" -p "$RAT_LAB_PG_PORT" -U "$RAT_LAB_PG_ADMIN_USER" -d postgres \
-        -v rat_user="$RAT_LAB_PG_USER" -v rat_db="$RAT_LAB_PG_DATABASE" <<'SQL'
+        -v rat_user="$RAT_LAB_PG_USER" -v rat_db="$RAT_LAB_PG_DATABASE" \
+        -v drill_user="$RAT_LAB_PG_DRILL_USER" <<'SQL'
 \getenv rat_password RAT_LAB_NEW_PASSWORD
+\getenv drill_password RAT_LAB_NEW_DRILL_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN', :'rat_user')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'rat_user') \gexec
+SELECT format('CREATE ROLE %I LOGIN CREATEDB', :'drill_user')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'drill_user') \gexec
 SET log_statement = 'none';
 ALTER ROLE :"rat_user" WITH LOGIN PASSWORD :'rat_password';
+ALTER ROLE :"drill_user" WITH LOGIN CREATEDB NOSUPERUSER PASSWORD :'drill_password';
 SELECT format('CREATE DATABASE %I OWNER %I', :'rat_db', :'rat_user')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'rat_db') \gexec
 SQL
@@ -126,6 +136,8 @@ export RAT_LAB_PG_ADMIN_PASSWORD='$(lab_secret pg_admin_password)'
 export RAT_LAB_PG_USER='$RAT_LAB_PG_USER'
 export RAT_LAB_PG_PASSWORD='$(lab_secret pg_password)'
 export RAT_LAB_PG_DATABASE='$RAT_LAB_PG_DATABASE'
+export RAT_LAB_PG_DRILL_USER='$RAT_LAB_PG_DRILL_USER'
+export RAT_LAB_PG_DRILL_PASSWORD='$(lab_secret pg_drill_password)'
 export RAT_LAB_S3_ENDPOINT='http://$RAT_LAB_S3_HOST:$RAT_LAB_S3_PORT'
 export RAT_LAB_S3_OFFSITE_ENDPOINT='http://$RAT_LAB_S3_HOST:$RAT_LAB_S3_OFFSITE_PORT'
 export RAT_LAB_S3_ACCESS_KEY='$(lab_secret s3_access_key)'
