@@ -41,8 +41,10 @@ lab-up: deps-backup
 lab-down:
 	lab/down.sh
 
+# A lab that is down is an answer, not a failure of make: scripts that need the exit code call
+# lab/status.sh directly.
 lab-status:
-	lab/status.sh
+	@lab/status.sh || echo "The lab is not (fully) running: make lab-up starts it."
 
 seed: lab-up
 	lab/seed.sh
@@ -56,7 +58,8 @@ backup: deps-backup
 restore: deps-backup
 	lab/up.sh
 ifeq ($(strip $(BACKUP)),)
-	$(PLAYBOOK) playbooks/restore.yml -i $(LAB_INVENTORY)
+	$(PLAYBOOK) playbooks/restore.yml -i $(LAB_INVENTORY) \
+		-e '{"rat_restore_usage": "make restore BACKUP=<name> (or BACKUP=latest)"}'
 else
 	$(PLAYBOOK) playbooks/restore.yml -i $(LAB_INVENTORY) \
 		-e rat_restore_backup='$(BACKUP)' -e rat_restore_confirm=rat-lab

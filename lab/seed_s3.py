@@ -2,7 +2,9 @@
 
 Bucket ``rat`` (versioned) holds per namespace the pipeline code and config.yaml, landing files
 and Iceberg-like warehouse trees (data/*.parquet, metadata/*.json and *.avro); bucket
-``rat-scratch`` (unversioned) holds a handful of objects. Every body comes from a random
+``rat-scratch`` holds a handful of objects. Both are versioned, as RAT's MinIO buckets are by
+default, so a lab backup is consistent with its database snapshot (tests that need an
+unversioned bucket make their own). Every body comes from a random
 generator seeded with the object's key, so each seed produces identical bytes whatever the
 upload order. Seeding first removes every version of every object in both buckets.
 
@@ -235,14 +237,17 @@ def put_multipart(s3, pool, bucket):
 def fingerprint(s3):
     """A digest of every current object (key, size, ETag) of both buckets and their seed tags.
 
-    Empty when a bucket or its seed tag is missing. Any change a test leaves behind (an object
-    added, removed or rewritten with other bytes) changes the digest.
+    Empty when a bucket or its seed tag is missing, or a bucket is not versioned (a lab seeded
+    when rat-scratch was not). Any change a test leaves behind (an object added, removed or
+    rewritten with other bytes) changes the digest.
     """
     digest = hashlib.sha256()
     for bucket in (BUCKET, SCRATCH_BUCKET):
         try:
             tags = s3.get_bucket_tagging(Bucket=bucket)['TagSet']
         except ClientError:
+            return ''
+        if s3.get_bucket_versioning(Bucket=bucket).get('Status') != 'Enabled':
             return ''
         if {'Key': SEED_TAG[0], 'Value': SEED_TAG[1]} not in tags:
             return ''
@@ -257,7 +262,8 @@ def seed(s3):
     """Reset both buckets and upload their content; returns the number of objects uploaded."""
     for bucket in (BUCKET, SCRATCH_BUCKET):
         empty_bucket(s3, bucket)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={'Status': 'Enabled'})
+    for bucket in (BUCKET, SCRATCH_BUCKET):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})
     objs = rat_objects()
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         # Older versions first, so the final content is what rat_objects() says.

@@ -62,6 +62,14 @@ no_placeholder_urls() {
         "$src/galaxy.yml" "$src/README.md" "$src"/docs/*.md "$src"/roles/*/README.md
 }
 
+# The docs stand alone: no file of the collection points to a design note or a folder outside the
+# repository (DESIGN.md, ../shared/), which a user of the release never has. This file is the one
+# that names them.
+stands_alone() {
+    ! grep -rnIE 'DESIGN(\.md|\b)|\.\./shared\b' "$src" --exclude-dir=.git --exclude-dir=tests \
+        --exclude-dir=.venv --exclude-dir=.venv-lowest --exclude-dir=collections --exclude-dir=.lab
+}
+
 license_matches() {
     grep -q 'GNU GENERAL PUBLIC LICENSE' "$src/LICENSE" && grep -q 'Version 3' "$src/LICENSE" \
         && grep -qx '  - GPL-3.0-or-later' "$src/galaxy.yml"
@@ -71,6 +79,7 @@ check "antsibull-changelog lint" bash -c "cd '$src' && '$bin/antsibull-changelog
 check "versions stated once (requirements.txt = meta/runtime.yml = execution-environment.yml)" versions_agree
 check "no placeholder URL in galaxy.yml, README.md, docs/, roles/*/README.md" no_placeholder_urls
 check "LICENSE is the GPL v3 and galaxy.yml says GPL-3.0-or-later" license_matches
+check "docs stand alone: nothing points to DESIGN.md or ../shared" stands_alone
 
 mkdir -p "$work/dist" "$work/clean" "$work/empty"
 check "ansible-galaxy collection build" "$bin/ansible-galaxy" collection build --output-path "$work/dist" "$src"

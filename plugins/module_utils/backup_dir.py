@@ -210,6 +210,8 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
     fs.unlink_quietly(dump_result)
+    # What this backup added to the disk, for its manifest, listings and log line.
+    data["stored"] = layout.stored(partial)
     layout.secure_tree(partial)
     # Every hard link, file and directory entry of the tree must be on disk before manifest.json
     # and the rename make the backup look complete: a crash must never leave a "complete" backup

@@ -139,8 +139,14 @@ def diff(expected_rows, rows, manifest_objects, objects, exact, live, backup):
         after.extend(f"table {t}: {expected_rows[t]} rows" for t in rows["missing_tables"])
     if objects is not None:
         wanted = set(objects["missing"])
+        absent = set(objects.get("absent_buckets") or ())
+        # A bucket still to be created is one line, not one per object it will receive.
+        for bucket in sorted(absent):
+            held = [o for o in manifest_objects if o["bucket"] == bucket]
+            after.append(f"s3://{bucket}: bucket will be created, {len(held)} objects uploaded "
+                         f"({sum(o.get('size') or 0 for o in held)} bytes)")
         after.extend(f"s3://{o['bucket']}/{o['key']}: {o.get('size')} bytes" for o in manifest_objects
-                     if f"s3://{o['bucket']}/{o['key']}" in wanted)
+                     if o["bucket"] not in absent and f"s3://{o['bucket']}/{o['key']}" in wanted)
         for field, shown in (("size_differs", "{0} bytes"), ("etag_differs", "MD5 {0}"), ("sha256_differs", "sha256 {0}")):
             for d in objects.get(field) or ():
                 before.append(f"{d['object']}: " + shown.format(d["actual"]))
@@ -152,6 +158,11 @@ def diff(expected_rows, rows, manifest_objects, objects, exact, live, backup):
 
 def _lines(lines):
     return "".join(line + "\n" for line in sorted(lines))
+
+
+def absent_buckets(client, endpoint, buckets):
+    """The buckets of ``buckets`` that do not exist (yet) on the endpoint: a rebuilt host's, before its restore."""
+    return sorted(b for b in buckets if not s3.bucket_exists(client, endpoint, b))
 
 
 def list_buckets(client, endpoint, buckets):

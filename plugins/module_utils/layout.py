@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The backup root on disk: names, listing, selection, status records and whole-tree operations.
 
-Layout (DESIGN.md, docs/internals.md)::
+Layout (docs/layout.md, docs/internals.md)::
 
     <root>/<YYYYmmdd_HHMMSS>/            complete iff the name is a bare timestamp and manifest.json exists
     <root>/<YYYYmmdd_HHMMSS>.partial/    work in progress, or the leftover of a crash
@@ -95,13 +95,8 @@ def check_name(name, variable="rat_restore_backup"):
     return name
 
 
-def _tree_size(path):
-    """(bytes, bytes only this directory holds) without following symlinks.
-
-    Files hard-linked with another backup (link count > 1) cost no extra disk, which is what makes
-    the second figure the real price of an incremental backup.
-    """
-    total = unique = 0
+def _regular_files(path):
+    """lstat of every regular file under ``path``, symlinks never followed."""
     for parent, dirs, files in os.walk(path, followlinks=False):
         for entry in files + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
             try:
@@ -109,10 +104,38 @@ def _tree_size(path):
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-                if st.st_nlink == 1:
-                    unique += st.st_size
+                yield st
+
+
+def _tree_size(path):
+    """(bytes, bytes only this directory holds) without following symlinks.
+
+    Files hard-linked with another backup (link count > 1) cost no extra disk, which is what makes
+    the second figure the real price of an incremental backup.
+    """
+    total = unique = 0
+    for st in _regular_files(path):
+        total += st.st_size
+        if st.st_nlink == 1:
+            unique += st.st_size
     return total, unique
+
+
+def stored(path):
+    """What a backup being committed added to the disk: {"new_bytes", "copied", "linked"}.
+
+    Read before anything else can link to it: a file with one link was written by this run
+    (``copied``, its bytes are ``new_bytes``), one with more was hard-linked from the previous
+    backup (``linked``). Later backups linking to it do not change what it added.
+    """
+    found = {"new_bytes": 0, "copied": 0, "linked": 0}
+    for st in _regular_files(path):
+        if st.st_nlink == 1:
+            found["new_bytes"] += st.st_size
+            found["copied"] += 1
+        else:
+            found["linked"] += 1
+    return found
 
 
 def read_status(root, name):

@@ -6,7 +6,7 @@
 Format 1 (docs/internals.md)::
 
     {"format": 1, "name", "kind", "created_at", "completed_at", "host", "tools": {...},
-     "consistency": {...},
+     "consistency": {...}, "stored": {"new_bytes", "copied", "linked"},
      "postgres": <pg_dump result minus cmd, plus "path": "postgres/rat.dump"> | null,
      "minio": <object manifest written by bucket_mirror> | null}
 """
@@ -295,8 +295,15 @@ def summary(data):
     buckets = sorted({o.get("bucket") for o in objects} | set((data.get("minio") or {}).get("buckets", {})))
     pg = data.get("postgres") or {}
     consistency = data.get("consistency") or {}
+    stored = data.get("stored") or {}
     return {
         "consistency": consistency.get("level"),
+        "best_effort_buckets": sorted(b for b, level in (consistency.get("buckets") or {}).items()
+                                      if level == "best-effort"),
+        # Manifests written before the count was kept have none (null).
+        "new_bytes": stored.get("new_bytes"),
+        "copied": stored.get("copied"),
+        "linked": stored.get("linked"),
         "consistency_time": consistency.get("time"),
         "changed_during": len(consistency.get("changed_during") or ()),
         "dump_bytes": pg.get("size", 0),

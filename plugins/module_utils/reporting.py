@@ -78,8 +78,10 @@ def write_metrics(metrics_dir, host, ok, now, duration, size, objects):
 def log_line(host, status, name, now, duration, stats, reason=None):
     """The one line a run leaves in the log: greppable key=value pairs, no secrets."""
     parts = [f"{fs.iso(now)} rat-backup host={host} status={status} name={name or '-'} duration={duration or 0:.1f}s"]
-    for key in ("bytes", "objects", "tables", "rows"):
-        if stats and key in stats:
+    # bytes: what the backup holds (dump + objects); new_bytes: what it added to the disk; copied
+    # and linked: its files written by this run and hard-linked from the previous backup.
+    for key in ("bytes", "new_bytes", "copied", "linked", "objects", "tables", "rows"):
+        if stats and stats.get(key) is not None:
             parts.append(f"{key}={stats[key]}")
     if reason:
         parts.append(f"reason={' '.join(str(reason).split())[:300]}")

@@ -142,13 +142,16 @@ minio:
   description:
     - Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs), C(etag_checked),
       C(etag_differs)), with O(checksums) also C(checksummed) (objects read back) and C(sha256_differs).
+    - C(absent_buckets) lists the buckets that do not exist on the endpoint (a rebuilt host before its restore):
+      all their objects count as missing, and C(--diff) shows one line per such bucket
+      ("bucket will be created, N objects uploaded") instead of one per object.
     - Every object is compared by key and size. Objects up to 16 MiB whose manifest ETag is the MD5 of their
       content (single-part uploads) are also compared by the ETag the server reports (C(etag_checked) of them);
       larger objects are restored in parts, whose ETag the manifest cannot predict.
   returned: when minio is compared
   type: dict
   sample: {"ok": true, "buckets": ["rat"], "objects": 1043, "missing": [], "extra": [], "size_differs": [],
-           "etag_checked": 1040, "etag_differs": []}
+           "etag_checked": 1040, "etag_differs": [], "absent_buckets": []}
 checks:
   description: Outcome of each of O(checks) (C(name), C(ok), C(output)).
   returned: when postgres is compared
@@ -237,9 +240,12 @@ def run(module):
         client, endpoint = side.client, side.endpoint
         expected = compare.renamed(minio["objects"], p["bucket_map"])
         buckets = {p["bucket_map"].get(b, b) for b in compare.manifest_buckets(minio)}
-        listing = compare.list_buckets(client, endpoint, buckets)
+        # Buckets not there yet (a rebuilt host) hold nothing: every object of theirs is missing.
+        absent = compare.absent_buckets(client, endpoint, buckets)
+        listing = compare.list_buckets(client, endpoint, buckets - set(absent))
         live_sides.append(f"S3 {endpoint.name}")
         objects = compare.compare_objects(expected, listing, buckets)
+        objects["absent_buckets"] = absent
         if not p["exact"]:
             objects["ok"] = not (objects["missing"] or objects["size_differs"] or objects["etag_differs"])
         if p["checksums"]:
@@ -259,7 +265,8 @@ def run(module):
         else:
             differs = {kind: _limited([d["object"] for d in objects.get(f"{kind}_differs", [])]) or "none"
                        for kind in ("size", "etag", "sha256")}
-            problems.append(f"S3 {endpoint.name}: missing {_limited(objects['missing']) or 'none'}; "
+            problems.append(f"S3 {endpoint.name}: {'buckets absent ' + _limited(absent) + '; ' if absent else ''}"
+                            f"missing {_limited(objects['missing']) or 'none'}; "
                             f"extra {_limited(objects['extra']) or 'none'}; size differs {differs['size']}; "
                             f"ETag differs {differs['etag']}"
                             f"{'; sha256 differs ' + differs['sha256'] if p['checksums'] else ''}")

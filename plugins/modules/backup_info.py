@@ -109,6 +109,25 @@ complete:
       description: Dump bytes plus object bytes, from the manifest.
       type: int
       sample: 52428800
+    new_bytes:
+      description:
+        - Bytes this backup added to the disk when it was made (files not hard-linked from the previous
+          backup), from the manifest; null for backups made before it was recorded.
+      type: int
+      sample: 694272
+    copied:
+      description: Files written by the run that made it (the rest were hard-linked); null as for RV(complete[].new_bytes).
+      type: int
+      sample: 12
+    linked:
+      description: Files hard-linked from the previous backup; null as for RV(complete[].new_bytes).
+      type: int
+      sample: 1032
+    best_effort_buckets:
+      description: Unversioned buckets that made the backup's consistency V(best-effort) (enable versioning on them).
+      type: list
+      elements: str
+      sample: [rat-scratch]
     dump_bytes:
       description: Size of the database dump, from the manifest.
       type: int
@@ -237,6 +256,8 @@ def describe(root, entry):
         data = mf.read(entry["path"])
         stats = mf.summary(data)
         entry.update(host=data.get("host"), objects=stats["objects"], bytes=stats["bytes"],
+                     new_bytes=stats["new_bytes"], copied=stats["copied"], linked=stats["linked"],
+                     best_effort_buckets=stats["best_effort_buckets"],
                      dump_bytes=stats["dump_bytes"], object_bytes=stats["object_bytes"],
                      tables=stats["tables"], buckets=stats["buckets"], consistency=stats["consistency"],
                      consistency_time=stats["consistency_time"], changed_during=stats["changed_during"])

@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.module_utils import reporting
 from ansible_collections.rat.backup.plugins.module_utils import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -86,6 +87,27 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
     assert os.stat(os.path.join(done["backup_dir"], "minio", "rat", "a.csv")).st_mode & 0o777 == 0o600
     assert lock.lock_state(str(tmp_path))[0] is False
     assert [b["name"] for b in layout.list_backups(str(tmp_path))["complete"]] == ["20260216_093000"]
+
+
+def test_commit_when_files_linked_from_previous_then_new_bytes_counts_only_those_written(tmp_path):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    done = commit(tmp_path, first, fill(first["partial"], {"a.csv": b"1,2\n", "b.csv": b"12345"}))
+    second = begin(tmp_path, now=LATER)
+    prepare_partial(second)
+    pg = fill(second["partial"], {"a.csv": b"1,2\n", "b.csv": b"123456"})
+    # As the mirror and pg_dump do for what did not change: a hard link to the previous backup's file.
+    for rel in ("minio/rat/a.csv", "postgres/rat.dump"):
+        os.unlink(os.path.join(second["partial"], rel))
+        os.link(os.path.join(done["backup_dir"], rel), os.path.join(second["partial"], rel))
+    again = commit(tmp_path, second, pg, now=LATER + datetime.timedelta(seconds=5))
+    assert (done["new_bytes"], done["copied"], done["linked"]) == (len(DUMP) + 4 + 5, 3, 0)
+    assert (again["new_bytes"], again["copied"], again["linked"]) == (6, 1, 2)
+    assert again["bytes"] == len(DUMP) + 4 + 6
+    data = json.loads(open(again["manifest"]).read())
+    assert data["stored"] == {"new_bytes": 6, "copied": 1, "linked": 2}
+    line = reporting.log_line("rat-lab", "ok", again["name"], LATER, 1.0, again)
+    assert "bytes=%d new_bytes=6 copied=1 linked=2 objects=2" % again["bytes"] in line
 
 
 def test_commit_when_no_result_given_then_reads_the_one_pg_dump_left_and_removes_it(tmp_path):

@@ -105,6 +105,23 @@ def test_diff_when_live_equals_backup_then_both_sides_empty():
     assert compare.diff({"public.a": 1}, rows, [], None, True, "live", "backup")["after"] == ""
 
 
+@mock_aws
+def test_diff_when_bucket_absent_then_one_line_says_it_will_be_created_and_how_many_objects():
+    endpoint = s3.Endpoint(None, "k", "s", "us-east-1")
+    client = s3.make_client(endpoint)
+    client.create_bucket(Bucket="here")
+    manifest = [{"bucket": "lake", "key": "a", "size": 3}, {"bucket": "lake", "key": "b/c", "size": 4},
+                {"bucket": "here", "key": "x", "size": 1}]
+    absent = compare.absent_buckets(client, endpoint, {"lake", "here"})
+    objects = compare.compare_objects(manifest, compare.list_buckets(client, endpoint, {"here"}), {"lake", "here"})
+    objects["absent_buckets"] = absent
+    result = compare.diff(None, None, manifest, objects, True, "live", "backup")
+    assert absent == ["lake"]
+    assert result["before"] == ""
+    assert result["after"].splitlines() == ["s3://here/x: 1 bytes",
+                                            "s3://lake: bucket will be created, 2 objects uploaded (7 bytes)"]
+
+
 def test_manifest_buckets_when_empty_bucket_recorded_then_included():
     minio = {"buckets": {"empty": {}}, "objects": [{"bucket": "rat", "key": "a"}]}
     assert compare.manifest_buckets(minio) == {"empty", "rat"}

@@ -27,6 +27,12 @@ def test_log_line_when_reason_multiline_then_one_line():
     assert "\n" not in line and "reason=boom at line 2" in line and "status=failed" in line
 
 
+def test_log_line_when_manifest_predates_new_bytes_then_left_out_not_none():
+    line = reporting.log_line("rat-lab", "ok", "20260216_093000", LATER, 1.0,
+                              {"bytes": 5, "new_bytes": None, "copied": None, "linked": None, "objects": 2})
+    assert "bytes=5 objects=2" in line and "None" not in line
+
+
 def test_report_when_log_file_and_metrics_dir_given_then_both_written(tmp_path):
     out = reporting.report("rat-lab", True, "20260216_093000", LATER, {"bytes": 5, "objects": 2}, None,
                            str(tmp_path / "rat.log"), str(tmp_path / "metrics"))
