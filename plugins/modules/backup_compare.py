@@ -142,9 +142,9 @@ minio:
   description:
     - Object comparison (C(buckets), C(objects), C(missing), C(extra), C(size_differs), C(etag_checked),
       C(etag_differs)), with O(checksums) also C(checksummed) (objects read back) and C(sha256_differs).
-    - C(absent_buckets) lists the buckets that do not exist on the endpoint (a rebuilt host before its restore):
+    - C(absent_buckets) lists the buckets that do not exist on the endpoint (a rebuilt host before its restore);
       all their objects count as missing, and C(--diff) shows one line per such bucket
-      ("bucket will be created, N objects uploaded") instead of one per object.
+      (C(bucket will be created, N objects uploaded)) instead of one per object.
     - Every object is compared by key and size. Objects up to 16 MiB whose manifest ETag is the MD5 of their
       content (single-part uploads) are also compared by the ETag the server reports (C(etag_checked) of them);
       larger objects are restored in parts, whose ETag the manifest cannot predict.

@@ -430,7 +430,7 @@ bytes:
   sample: 52428800
 new_bytes:
   description:
-    - Bytes this backup added to the disk: its files written by this run, not hard-linked from the
+    - Bytes this backup added to the disk, the files written by this run and not hard-linked from the
       previous backup (also recorded in manifest.json under C(stored)).
   returned: commit
   type: int
@@ -501,7 +501,9 @@ log_line:
   description: The line appended to O(log_file) (also sent to syslog).
   returned: commit, abort of a backup
   type: str
-  sample: 2026-02-16T09:30:12Z rat-backup host=rat-lab status=ok name=20260216_093000 duration=12.5s bytes=52428800 new_bytes=694272 copied=12 linked=1032 objects=1043
+  sample: >-
+    2026-02-16T09:30:12Z rat-backup host=rat-lab status=ok name=20260216_093000 duration=12.5s bytes=52428800
+    new_bytes=694272 copied=12 linked=1032 objects=1043
 metrics_file:
   description: The Prometheus textfile written.
   returned: commit, abort of a backup when O(metrics_dir) is set
