@@ -30,8 +30,10 @@ import time
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import FILE_MODE, iso, parse_time, utcnow
-from ansible_collections.rat.backup.plugins.module_utils.layout import LOCK_FILE
+from ansible_collections.rat.backup.plugins.module_utils.layout import DIR_MODE, LOCK_FILE
 HEARTBEAT_SECONDS = 5
+# The off-site runs' work directory and lock, in the backup root; retention takes that lock too.
+OFFSITE_DIR = ".offsite"
 RUN_MARKER = "RAT_BACKUP_RUN"
 IDLE_REASON = "idle"
 
@@ -173,6 +175,20 @@ def hold(path, busy_message):
             raise RatBackupError(busy_message)
         raise
     return fd
+
+
+def hold_offsite(root, busy_message, create=True):
+    """The off-site lock of a backup root (``<root>/.offsite/.lock``), held like hold(): by an off-site
+    run while it reads backups to ship them, by retention while it deletes, never both at once.
+
+    Retention passes ``create=False`` and gets None on a root no off-site run ever used; an off-site
+    run starting meanwhile then sees retention in the host lock (see offsite.lock).
+    """
+    path = os.path.join(root, OFFSITE_DIR)
+    if not create and not os.path.isdir(path):
+        return None
+    os.makedirs(path, mode=DIR_MODE, exist_ok=True)
+    return hold(os.path.join(path, LOCK_FILE), busy_message)
 
 
 def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=None):

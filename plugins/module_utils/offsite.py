@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Off-site copies of complete backups: ship (incremental, verified), verify, fetch back.
+"""Off-site copies of complete backups: ship (incremental, verified) and verify them.
 
-The targets (``_offsite/s3_target.py``, ``_offsite/ssh_target.py``) move bytes; this file decides
-and records. Per backup and target, ``<root>/.status/<name>.offsite.json`` keeps what happened
+The targets (``_offsite/s3_target.py``, ``_offsite/ssh_target.py``) move bytes, ``_offsite/fetch.py``
+brings a copy back; this file decides and records. Per backup and target, ``<root>/.status/<name>.offsite.json`` keeps what happened
 (backup_info shows it); ``<root>/.offsite/<target>/`` keeps what an interrupted run needs to
 resume (a journal of files already shipped, encrypted files staged for rsync).
 """
@@ -15,7 +15,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import tarfile
 import threading
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
@@ -25,11 +24,11 @@ from ansible_collections.rat.backup.plugins.module_utils import prune
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import unlink_quietly
-from ansible_collections.rat.backup.plugins.module_utils.lock import hold
+from ansible_collections.rat.backup.plugins.module_utils.lock import OFFSITE_DIR, hold_offsite, lock_state
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
-from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source, decrypt_chunks
+from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source
 
-WORK_DIR = ".offsite"
+WORK_DIR = OFFSITE_DIR
 STATUS_KIND = "offsite"
 MAX_BAD = 50
 
@@ -50,9 +49,13 @@ class Run:
 
     @property
     def encrypted(self):
-        return self.crypt is not None and self.crypt.recipients_file is not None
+        return self.crypt is not None and bool(self.crypt.recipients)
 
-    def _map(self, work, items):
+    @property
+    def recipients(self):
+        return self.crypt.recipients if self.encrypted else []
+
+    def map(self, work, items):
         if not items:
             return []
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.parallel, len(items))) as pool:
@@ -72,12 +75,18 @@ class Run:
 
 
 def lock(root):
-    """One off-site run per backup root at a time (held by this process until it exits)."""
+    """One off-site run per backup root at a time (held by this process until it exits). Retention
+    takes the same lock while it deletes, so nothing is deleted under a shipment; a retention run
+    that started before this root had an off-site lock shows in the host lock instead."""
     layout.ensure_root(root)
-    path = os.path.join(root, WORK_DIR)
-    os.makedirs(path, mode=layout.DIR_MODE, exist_ok=True)
-    return hold(os.path.join(path, ".lock"),
-                f"another off-site run is working on {root}; try again when it has finished")
+    fd = hold_offsite(root, f"another off-site run, or retention, is working on {root}; try again when it has "
+                            "finished")
+    held, record = lock_state(root)
+    if held and record.get("purpose") == "retention":
+        os.close(fd)
+        raise RatBackupError(f"retention is deleting backups of {root} (pid {record.get('pid', '?')}); try again when "
+                             "it has finished")
+    return fd
 
 
 class Journal:
@@ -115,9 +124,18 @@ def _pruned(run, names):
     return {n for n in names if run.status(n).get("pruned_at")}
 
 
+def _failed(run, names):
+    """Copies complete off-site whose last verification failed: not complete, shipped again."""
+    return {n for n in names if run.status(n).get("verified") is False}
+
+
 def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     """Ship what the target lacks, oldest first, each copy verified after shipping; then apply the
-    target's retention ``policy`` (normalized by retention.check_policy). Returns a result dict."""
+    target's retention ``policy`` (normalized by retention.check_policy). Returns a result dict.
+
+    A local backup found damaged while it is read (a file unlike its manifest, a manifest that
+    cannot be read) is skipped and reported in ``damaged``; the others are still shipped.
+    """
     local = _local_names(run.root)
     try:
         run.target.check()
@@ -129,43 +147,61 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
                 run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
         raise RatBackupError(f"{exc.msg}; the local backups are intact and the next run ships "
                              f"{', '.join(pending) or 'what is missing'}", pending=pending, **exc.details)
-    todo = pl.choose(local, remote["complete"], _pruned(run, local), selection)
+    failed = _failed(run, remote["complete"])
+    complete = [n for n in remote["complete"] if n not in failed]
+    todo = pl.choose(local, complete, _pruned(run, local), selection)
     unwanted = []
     keep = {}
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
-        view = _retention_view(run, remote["complete"] + todo, [])
+        view = _retention_view(run, complete + todo, [])
         keep = {d.name: d for d in retention.plan(view, policy, now or fs.utcnow())}
         unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
         todo = [n for n in todo if keep[n].keep]
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,
-              "already": [n for n in local if n in set(remote["complete"])], "bytes_sent": 0,
-              "not_shipped": unwanted, "removed": []}
+              "already": [n for n in local if n in set(complete)], "bytes_sent": 0,
+              "not_shipped": unwanted, "removed": [], "damaged": []}
     if check_mode:
         result["removed"] = [{"name": n, "reason": keep[n].reason, "complete": True}
                              for n in remote["complete"] if n in keep and not keep[n].keep]
-        result["diff"] = _ship_diff(run, remote["complete"], result)
+        result["diff"] = _ship_diff(run, complete, result)
         return result
     for item in unwanted:
         run.record(item["name"], pruned_at=fs.iso(now or fs.utcnow()), pruned_because=item["reason"],
                    shipped=False, ok=True, error=None)
-    complete = list(remote["complete"])
     for name in todo:
+        # Files are reused only from a copy whose last verification passed.
+        verified = [n for n in complete if run.status(n).get("verified") is True]
         try:
-            done = ship_one(run, name, pl.previous(name, complete, local), now)
+            done = ship_one(run, name, pl.previous(name, verified, local), now, replace=name in failed)
         except RatBackupError as exc:
-            # "shipped" stays as ship_one left it: a copy that failed only its verification is off-site.
-            run.record(name, ok=False, error=exc.msg, attempted_at=fs.iso(now or fs.utcnow()))
+            run.record(name, ok=False, error=exc.msg, damaged=bool(exc.details.get("local")),
+                       attempted_at=fs.iso(now or fs.utcnow()))
+            if exc.details.get("local"):
+                _drop_damaged(run, name, name in remote["complete"])
+                result["damaged"].append({"name": name, "error": exc.msg})
+                continue
             raise RatBackupError(f"{exc.msg}; the local backup {name} is intact and the next run ships it (shipped "
                                  f"before the failure: {', '.join(r['name'] for r in result['shipped']) or 'none'})",
-                                 shipped=[r["name"] for r in result["shipped"]], failed_backup=name, **exc.details)
+                                 shipped=[r["name"] for r in result["shipped"]], failed_backup=name,
+                                 damaged=result["damaged"], **exc.details)
         result["shipped"].append(done)
         result["bytes_sent"] += done["bytes_sent"]
         complete = sorted(set(complete) | {name})
     if policy:
         result["removed"] = apply_retention(run, policy, now)
-    result["diff"] = _ship_diff(run, remote["complete"], result)
+    result["diff"] = _ship_diff(run, [n for n in remote["complete"] if n not in failed], result)
     return result
+
+
+def _drop_damaged(run, name, complete_off_site):
+    """What the attempt on a damaged local backup left: its journal, staged files and partial copy."""
+    for journal in os.listdir(run.work) if os.path.isdir(run.work) else []:
+        if journal.startswith(name + ".") and journal.endswith(".journal"):
+            unlink_quietly(os.path.join(run.work, journal))
+    layout.remove_tree(os.path.join(run.work, name))
+    if not complete_off_site:
+        run.target.remove(name)
 
 
 def _ship_diff(run, before, result):
@@ -198,16 +234,20 @@ def apply_retention(run, policy, now=None):
     return removed
 
 
-def ship_one(run, name, prev, now=None):
+def ship_one(run, name, prev, now=None, replace=False):
+    """Ship one backup, linking unchanged files from copy ``prev``; ``replace``: the target holds a copy
+    of ``name`` that failed verification, removed first. Errors about the local backup carry ``local``."""
     backup_dir = os.path.join(run.root, name)
-    data = mf.read(backup_dir)
-    files = mf.expected_files(data, backup_dir)
-    prev_files, prev_index = {}, {}
-    if prev:
-        prev_dir = os.path.join(run.root, prev)
-        prev_files = mf.expected_files(mf.read(prev_dir), prev_dir)
-        prev_index = pl.parse_index(run.target.read(prev, pl.INDEX), run.target.location(prev))["files"]
-    journal = Journal(os.path.join(run.work, name + ".journal"))
+    try:
+        data = mf.read(backup_dir)
+        files = mf.expected_files(data, backup_dir)
+    except RatBackupError as exc:
+        raise RatBackupError(f"the local backup {name} is damaged: {exc.msg}", local=backup_dir)
+    prev, prev_files, prev_index = _link_source(run, prev, now)
+    if replace:
+        run.log(f"{name}: the copy off-site failed verification: removed and shipped again")
+        run.target.remove(name)
+    journal = Journal(os.path.join(run.work, f"{name}.{_keys_id(run)}.journal"))
     sent_before = run.target.bytes_sent
     run.target.begin(name)
     done = _still_there(run, name, journal.entries)
@@ -215,17 +255,19 @@ def ship_one(run, name, prev, now=None):
     run.log(f"{name}: {len(files)} files, {len(plan['link'])} unchanged since {prev}, {len(plan['send'])} to send, "
             f"{len(plan['done'])} already shipped")
     entries = [item for _rel, _stored, item in plan["done"]]
-    linked = run.target.link(name, prev, [item for _rel, _stored, item in plan["link"]], run._map)
+    linked = run.target.link(name, prev, [item for _rel, _stored, item in plan["link"]], run.map)
     entries += [journal.add(item) for item in linked] if run.target.kind == "s3" else linked
     if run.target.kind == "s3":
-        entries += run._map(lambda t: journal.add(run.target.send(
+        entries += run.map(lambda t: journal.add(run.target.send(
             name, t[0], t[1], Source(os.path.join(backup_dir, t[0]), run.crypt), t[2])), plan["send"])
     else:
-        entries += _ship_ssh(run, name, backup_dir, plan, journal)
-    index = pl.build_index(name, run.host, run.encrypted, _recipients(run), entries)
+        entries += _ship_ssh(run, name, backup_dir, files, plan, journal)
+    stored_manifest = b"".join(Source(os.path.join(backup_dir, layout.MANIFEST),
+                                      run.crypt if run.encrypted else None).chunks())
+    index = pl.build_index(name, run.host, run.encrypted, run.recipients, entries,
+                           pl.manifest_binding(stored_manifest, run.encrypted, data))
     run.target.put_bytes(name, pl.INDEX, pl.index_text(index).encode("utf-8"))
-    source = Source(os.path.join(backup_dir, layout.MANIFEST), run.crypt if run.encrypted else None)
-    run.target.put_bytes(name, pl.manifest_name(run.encrypted), b"".join(source.chunks()))
+    run.target.put_bytes(name, pl.manifest_name(run.encrypted), stored_manifest)
     run.target.commit(name)
     journal.remove()
     layout.remove_tree(os.path.join(run.work, name))
@@ -233,7 +275,7 @@ def ship_one(run, name, prev, now=None):
     sent = run.target.bytes_sent - sent_before
     run.record(name, ok=not checked["bad"], shipped=True, shipped_at=fs.iso(now or fs.utcnow()),
                encrypted=run.encrypted, files=len(files), linked=len(plan["link"]), sent=len(plan["send"]),
-               resumed=len(plan["done"]), bytes_sent=sent, error=None, **_verified(checked, now))
+               resumed=len(plan["done"]), bytes_sent=sent, error=None, damaged=False, **_verified(checked, now))
     if checked["bad"]:
         raise RatBackupError(f"off-site copy {run.target.location(name)} failed verification right after shipping: "
                              f"{'; '.join(checked['bad'][:10])}", bad=checked["bad"])
@@ -242,11 +284,33 @@ def ship_one(run, name, prev, now=None):
             "location": run.target.location(name), "verified": checked["mode"]}
 
 
-def _recipients(run):
+def _link_source(run, prev, now):
+    """(prev, its manifest's files, its index files) when unchanged files may come from copy ``prev``:
+    made for the same age recipients (else they would stay readable only with the old keys) and
+    still listed as its index says (else a damaged file would be copied on). Otherwise (None, {}, {})."""
+    if not prev:
+        return None, {}, {}
+    prev_dir = os.path.join(run.root, prev)
+    try:
+        prev_files = mf.expected_files(mf.read(prev_dir), prev_dir)
+    except RatBackupError:
+        return None, {}, {}
+    index = pl.parse_index(run.target.read(prev, pl.INDEX), run.target.location(prev), prev)
+    if not pl.same_keys(index, run.encrypted, run.recipients):
+        run.log(f"{prev} off-site was made for other age recipients: nothing is reused from it")
+        return None, {}, {}
+    bad = pl.bad_lines(pl.compare(index, run.target.listing(prev)))
+    if bad:
+        run.record(prev, ok=False, **_verified({"mode": "quick", "bad": bad}, now))
+        return None, {}, {}
+    return prev, prev_files, index["files"]
+
+
+def _keys_id(run):
+    """Names the journal after the keys its files were encrypted for: a rerun with other keys ignores it."""
     if not run.encrypted:
-        return []
-    with open(run.crypt.recipients_file) as handle:
-        return [line.strip() for line in handle if line.strip()]
+        return "plain"
+    return hashlib.sha256("\n".join(run.recipients).encode("utf-8")).hexdigest()[:12]
 
 
 def _still_there(run, name, journaled):
@@ -259,10 +323,10 @@ def _still_there(run, name, journaled):
             and listing[item["stored"]].get("etag") == item.get("etag")}
 
 
-def _ship_ssh(run, name, backup_dir, plan, journal):
+def _ship_ssh(run, name, backup_dir, files, plan, journal):
     if run.encrypted:
         staging = os.path.join(run.work, name)
-        sent = run._map(lambda t: _stage(run, staging, backup_dir, t, journal), plan["send"])
+        sent = run.map(lambda t: _stage(run, staging, backup_dir, t, journal), plan["send"])
         local_dir = staging
     else:
         sent = [pl.entry(rel, stored, want["size"], want["sha256"]) for rel, stored, want in plan["send"]]
@@ -271,6 +335,13 @@ def _ship_ssh(run, name, backup_dir, plan, journal):
     # What landed is read back on the server and must be what was hashed here before it left.
     landed = run.target.hashes(name, [item["stored"] for item in sent], partial=True)
     wrong = [item["path"] for item in sent if landed.get(item["stored"]) != item["sha256"]]
+    # Unencrypted files went straight from the backup: one that differs there too is local damage.
+    rotten = [rel for rel in wrong
+              if not run.encrypted and fs.sha256_file(os.path.join(backup_dir, rel)) != files[rel]["sha256"]]
+    if rotten:
+        raise RatBackupError(f"{', '.join(rotten[:10])} of {backup_dir} changed since the backup was made (sha256 "
+                             "differs from manifest.json): not committed off-site; verify the local backup",
+                             bad=rotten, local=backup_dir)
     if wrong:
         raise RatBackupError(f"off-site target {run.target.location(name)} holds other bytes than were sent for: "
                              f"{', '.join(wrong[:10])}; nothing was committed", bad=wrong)
@@ -294,7 +365,8 @@ def _stage(run, staging, backup_dir, task, journal):
     if source.plain_sha256 != want["sha256"] or source.plain_size != want["size"]:
         os.unlink(tmp)
         raise RatBackupError(f"{source.path} changed since the backup was made (sha256/size differ from "
-                             "manifest.json while encrypting it): not shipped; verify the local backup", path=rel)
+                             "manifest.json while encrypting it): not shipped; verify the local backup", path=rel,
+                             local=source.path)
     os.rename(tmp, dest)
     return journal.add(pl.entry(rel, stored, source.stored_size, source.stored_sha256))
 
@@ -305,16 +377,25 @@ def _verified(checked, now):
 
 
 def check_copy(run, name, files=None, mode=None):
-    """Verify one complete off-site copy: listing vs index (and manifest when local); full reads back."""
+    """Verify one complete off-site copy: listing vs index (and manifest when local), the stored manifest
+    vs the index's binding; full also reads every file back."""
     mode = mode or run.verify_mode
-    index = pl.parse_index(run.target.read(name, pl.INDEX), run.target.location(name))
+    where = run.target.location(name)
+    raw = run.target.read(name, pl.INDEX)
+    try:
+        index = pl.parse_index(raw, where, name)
+    except RatBackupError as exc:
+        return {"name": name, "mode": mode, "bad": [exc.msg], "files": 0, "location": where}
     listing = run.target.listing(name)
     hashes = None
     if mode == "full":
         hashes = run.target.hashes(name, [item["stored"] for item in index["files"].values()])
-    bad = pl.bad_lines(pl.compare(index, listing, files, hashes))
-    return {"name": name, "mode": mode, "bad": bad, "files": len(index["files"]),
-            "location": run.target.location(name)}
+    binding = index.get("manifest")
+    manifest_sha256 = None
+    if binding and binding["stored"] in listing:
+        manifest_sha256 = hashlib.sha256(run.target.read(name, binding["stored"])).hexdigest()
+    bad = pl.bad_lines(pl.compare(index, listing, files, hashes, manifest_sha256))
+    return {"name": name, "mode": mode, "bad": bad, "files": len(index["files"]), "location": where}
 
 
 def verify(run, names=None, now=None):
@@ -341,128 +422,3 @@ def verify(run, names=None, now=None):
 def remote_backups(run):
     run.target.check()
     return run.target.backups()
-
-
-def fetch(run, name, check_mode=False, now=None):
-    """Fetch one off-site copy into ``<root>/<name>``: decrypted, each file checked against the manifest
-    as it is written, manifest.json in place last and the directory renamed only then."""
-    remote = run.target.backups()["complete"]
-    if name == "latest":
-        # Never a copy named in the future (a wrong clock where it was made): layout.newest.
-        name = layout.newest(remote, now or fs.utcnow())
-        if name is None:
-            raise RatBackupError(f"no complete off-site copy at {run.target.location()} that is not named in the "
-                                 f"future; available: {', '.join(remote) or 'none'}", available=remote)
-    name = layout.check_name(name, "rat_offsite_fetch_backup")
-    if name not in remote:
-        raise RatBackupError(f"no complete off-site copy {name} at {run.target.location()}; available: "
-                             f"{', '.join(remote) or 'none'}", available=remote)
-    final = os.path.join(run.root, name)
-    result = {"name": name, "path": final, "location": run.target.location(name), "changed": False}
-    if os.path.isdir(final):
-        result["msg"] = f"{final} already exists locally: nothing fetched"
-        return result
-    result["changed"] = True
-    if check_mode:
-        return result
-    index = pl.parse_index(run.target.read(name, pl.INDEX), run.target.location(name))
-    raw = run.target.read(name, pl.manifest_name(index["encrypted"]))
-    if index["encrypted"]:
-        raw = b"".join(decrypt_chunks(run.crypt, iter([raw]), f"manifest.json of {name}"))
-    layout.ensure_root(run.root)
-    partial = final + layout.PARTIAL_SUFFIX
-    layout.remove_tree(partial)
-    os.makedirs(partial, mode=layout.DIR_MODE)
-    try:
-        fs.write_text_atomic(os.path.join(partial, layout.MANIFEST), raw.decode("utf-8"))
-        data = mf.read(partial)
-        files = mf.expected_files(data, final)
-        absent = sorted(set(files) - set(index["files"]))
-        if absent:
-            raise RatBackupError(f"off-site copy {name} lacks {len(absent)} files of its manifest: "
-                                 f"{', '.join(absent[:10])}", bad=absent)
-        linked = _link_local(run.root, partial, files)
-        todo = [rel for rel in sorted(files) if rel not in linked]
-        if run.target.kind == "s3":
-            run._map(lambda rel: _write_checked(run, partial, rel, files[rel], index, run.target.chunks(
-                name, index["files"][rel]["stored"])), todo)
-        else:
-            _fetch_tar(run, name, partial, files, index, todo)
-        layout.secure_tree(partial)
-        layout.sync_tree(partial)
-        os.rename(partial, final)
-        fs.fsync_dir(run.root)
-    except BaseException:
-        layout.remove_tree(partial)
-        raise
-    run.record(name, fetched_at=fs.iso(now or fs.utcnow()), fetched_from=run.target.location(name))
-    result.update(files=len(files), linked=len(linked), fetched=len(todo), encrypted=index["encrypted"],
-                  summary=mf.summary(data))
-    return result
-
-
-def _link_local(root, partial, files):
-    """Files equal (path, size, sha256) to one of the newest local backup: hard links, not downloads."""
-    previous = layout.previous_complete(root)
-    if not previous:
-        return set()
-    try:
-        before = mf.expected_files(mf.read(previous["path"]), previous["path"])
-    except RatBackupError:
-        return set()
-    linked = set()
-    for rel, want in files.items():
-        had = before.get(rel)
-        if had and had["sha256"] == want["sha256"] and had["size"] == want["size"]:
-            dest = os.path.join(partial, rel)
-            os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
-            try:
-                os.link(os.path.join(previous["path"], rel), dest, follow_symlinks=False)
-                linked.add(rel)
-            except OSError:
-                continue
-    return linked
-
-
-def _write_checked(run, partial, rel, want, index, chunks):
-    """Write one fetched file (decrypting it), hashing as it is written; refuse one unlike the manifest."""
-    if index["encrypted"]:
-        chunks = decrypt_chunks(run.crypt, chunks, f"{rel} of {index['name']}")
-    dest = os.path.join(partial, rel)
-    os.makedirs(os.path.dirname(dest), mode=layout.DIR_MODE, exist_ok=True)
-    digest, size = hashlib.sha256(), 0
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, fs.FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for block in chunks:
-                digest.update(block)
-                size += len(block)
-                handle.write(block)
-    except RatBackupError as exc:
-        raise RatBackupError(f"fetch refused: {rel} of off-site copy {run.target.location(index['name'])} could not "
-                             f"be read back: {exc.msg}; nothing was put in place", bad=[rel])
-    if digest.hexdigest() != want["sha256"] or size != want["size"]:
-        raise RatBackupError(f"fetch refused: {rel} of off-site copy {run.target.location(index['name'])} is not the "
-                             "file its manifest records (sha256/size differ); nothing was put in place", bad=[rel])
-    return rel
-
-
-def _fetch_tar(run, name, partial, files, index, todo):
-    stream = run.target.tar_stream(name, [index["files"][rel]["stored"] for rel in todo])
-    by_stored = {index["files"][rel]["stored"]: rel for rel in todo}
-    complete = False
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            for member in archive:
-                rel = by_stored.get(member.name)
-                if rel is None or not member.isfile():
-                    continue
-                handle = archive.extractfile(member)
-                _write_checked(run, partial, rel, files[rel], index, iter(lambda: handle.read(fs.CHUNK), b""))
-                del by_stored[member.name]
-        complete = True
-    finally:
-        stream.close(complete)
-    if by_stored:
-        raise RatBackupError(f"fetch refused: off-site copy {run.target.location(name)} did not send "
-                             f"{', '.join(sorted(by_stored.values())[:10])}", bad=sorted(by_stored.values()))

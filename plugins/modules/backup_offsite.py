@@ -21,6 +21,15 @@ description:
   - Every file is hashed while it is read for shipping and refused unless it matches the manifest;
     each copy is verified right after shipping (O(verify)). An interrupted run resumes. Files
     already shipped are listed in a journal under C(<root>/.offsite/), and rsync keeps partial files.
+  - A local backup found damaged while it is shipped is skipped (RV(damaged), a warning, its status
+    record) and the later backups are still shipped; the module does not fail for it, so the backup
+    play goes on to retention.
+  - Each copy's index (C(rat-offsite.json)) names its backup, binds the manifest (stored size and
+    sha256, the backup's name and creation time) and records the age recipients. Verification and
+    fetch-back refuse a manifest or index moved in from another copy. Files are reused (server-side
+    copy, hard link) only from a copy made for the same recipients whose last verification passed,
+    and only while its listing still matches its index. A copy that failed verification counts as
+    missing and is shipped again.
   - O(encrypt) encrypts every file (and the manifest) with the stock C(age) command for O(recipients)
     before it leaves the host. The target only holds age files, C(<path>.age). Decrypt any of them
     with C(age -d -i key.txt).
@@ -118,7 +127,9 @@ options:
     description: age identity file (private key) on the host, to fetch an encrypted copy back.
     type: path
   identity:
-    description: age identity (private key) text, instead of O(identity_file). Never logged.
+    description:
+      - age identity (private key) text, instead of O(identity_file). Never logged, and never written to
+        disk - age reads it from a pipe (C(-i /dev/fd/N)), so no failure or kill leaves the key behind.
     type: str
   age_bin:
     description: The age command (default C(age) on PATH).
@@ -179,8 +190,9 @@ options:
     type: bool
     default: true
 notes:
-  - One off-site run per backup root at a time; it does not take the backup lock, so backups keep
-    running while a long upload goes on.
+  - One off-site run per backup root at a time (C(<root>/.offsite/.lock)); it does not take the backup
+    lock, so backups keep running while a long upload goes on. M(rat.backup.backup_retention) takes the
+    off-site lock while it deletes, so no backup is deleted while it is being shipped.
   - Over SSH, the server needs C(rsync), GNU C(find), C(sha256sum) and C(tar), and nothing of this
     collection. Encrypted files are staged under C(<root>/.offsite/) before rsync sends them.
 requirements:
@@ -289,8 +301,14 @@ diff:
   sample: {"before": "20260101_093000\n20260215_093000\n", "after": "20260215_093000\n20260216_093000\n",
            "before_header": "s3://rat-offsite/fleet/rat-lab/ (before)",
            "after_header": "s3://rat-offsite/fleet/rat-lab/ (after shipping and retention)"}
+damaged:
+  description: Local backups not shipped because they are damaged (a file unlike the manifest), with the error.
+  returned: when O(state=shipped)
+  type: list
+  elements: dict
+  sample: [{"name": "20260214_093000", "error": "the local backup 20260214_093000 is damaged: ..."}]
 already:
-  description: Local backups already complete off-site.
+  description: Local backups already complete off-site (those whose last verification failed are shipped again).
   returned: when O(state=shipped)
   type: list
   elements: str
@@ -347,6 +365,7 @@ from ansible_collections.rat.backup.plugins.module_utils import offsite
 from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
+from ansible_collections.rat.backup.plugins.module_utils._offsite import fetch as fetch_back
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Crypt
 from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import SELECTIONS, Throttle
 from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
@@ -440,6 +459,8 @@ def run(module):
         if p["state"] == "shipped":
             result = offsite.ship(job, wanted, module.check_mode, policy=policy)
             result["changed"] = bool(result["to_ship"] or result["removed"] or result["not_shipped"])
+            for item in result["damaged"]:
+                module.warn(f"local backup {item['name']} not shipped to {target.location()}: {item['error']}")
         elif p["state"] == "verified":
             result = offsite.verify(job, None if wanted == "missing" else wanted)
             result["changed"] = False
@@ -448,12 +469,10 @@ def run(module):
                                      f"{target.location()}: {'; '.join(result['bad'][:10])}",
                                      **result)
         else:
-            result = offsite.fetch(job, p["name"], module.check_mode)
+            result = fetch_back.fetch(job, p["name"], module.check_mode)
         result["remote"] = target.backups()
         return result
     finally:
-        if crypt is not None:
-            crypt.close()
         if lock is not None:
             os.close(lock)
 

@@ -30,7 +30,8 @@ description:
     removed, so a crash never leaves a half-deleted backup that looks complete; the next run
     finishes such leftovers. Status records of a deleted backup go with it.
   - Takes the host lock while deleting, so it never runs beside a backup or restore (it fails naming
-    the holder instead, deleting nothing).
+    the holder instead, deleting nothing), and the off-site lock (C(<root>/.offsite/.lock)), so it never
+    deletes a backup while M(rat.backup.backup_offsite) ships it (it fails, deleting nothing).
 extends_documentation_fragment:
   - rat.backup.attributes
 attributes:
@@ -192,13 +193,19 @@ def run(module):
         found = prune.survey(root, policy, now, busy=lock.lock_state(root)[0])
     elif os.path.isdir(root):
         record, _stale = lock.acquire(root, "retention", LEASE_SECONDS, idle_seconds=IDLE_SECONDS)
+        shipping = None
         try:
+            # An off-site run reads the backups it ships for as long as the upload takes.
+            shipping = lock.hold_offsite(root, f"an off-site run is shipping backups of {root}; retention deletes "
+                                               "nothing meanwhile: try again when it has finished", create=False)
             found = prune.survey(root, policy, now, busy=False)
             prune.finish_leftovers(found["leftovers"])
             for item in found["items"]:
                 if not item["keep"]:
                     prune.delete(root, item)
         finally:
+            if shipping is not None:
+                os.close(shipping)
             lock.release(root, record["token"])
     deleted = _entries(found["items"], keep=False)
     result = dict(changed=bool(deleted or found["leftovers"]), kept=_entries(found["items"], keep=True),

@@ -54,39 +54,55 @@ def find_age(age_bin=None):
 
 
 class Crypt:
-    """age settings of one run: the command, a 0600 recipients file, an identity file to decrypt."""
+    """age settings of one run: the command, the recipients, the identity that decrypts.
+
+    Keys reach age through a pipe (``-R``/``-i /dev/fd/N``), never through a file this code
+    writes: an identity given as text exists only in this process's memory, so no path (a lock
+    refusal, an error, kill -9) can leave the private key on disk.
+    """
 
     def __init__(self, age_bin=None, recipients=None, identity_file=None, identity=None):
         self.age = find_age(age_bin)
-        self._tmp = tempfile.mkdtemp(prefix="rat-offsite-age-")
-        self.recipients_file = None
+        self.recipients = check_recipients(recipients) if recipients else []
         self.identity_file = identity_file
-        if recipients:
-            self.recipients_file = self._write("recipients", "\n".join(check_recipients(recipients)) + "\n")
-        if identity:
-            self.identity_file = self._write("identity", identity.strip() + "\n")
-        if self.identity_file and not os.path.isfile(self.identity_file):
-            raise RatBackupError(f"age identity file {self.identity_file} does not exist on this host",
-                                 path=self.identity_file)
-
-    def _write(self, name, text):
-        path = os.path.join(self._tmp, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        return path
-
-    def close(self):
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._identity = (identity.strip() + "\n").encode("utf-8") if identity else None
+        if self._identity and len(self._identity) > _PIPE_BYTES:
+            raise RatBackupError(f"rat_offsite_identity is {len(self._identity)} bytes: an age identity is far "
+                                 f"smaller; give at most {_PIPE_BYTES} bytes, or rat_offsite_identity_file",
+                                 variable="rat_offsite_identity")
+        if identity_file and not identity and not os.path.isfile(identity_file):
+            raise RatBackupError(f"age identity file {identity_file} does not exist on this host", path=identity_file)
 
     def encrypt_argv(self):
-        return [self.age, "--encrypt", "-R", self.recipients_file]
+        """(argv, fd): age encrypting to the recipients it reads from the pipe ``fd``."""
+        fd = _pipe_holding(("\n".join(self.recipients) + "\n").encode("utf-8"))
+        return [self.age, "--encrypt", "-R", f"/dev/fd/{fd}"], fd
 
     def decrypt_argv(self):
+        """(argv, fd): age decrypting with the identity file, or with the identity text from the pipe ``fd``."""
+        if self._identity:
+            fd = _pipe_holding(self._identity)
+            return [self.age, "--decrypt", "-i", f"/dev/fd/{fd}"], fd
         if not self.identity_file:
             raise RatBackupError("the off-site copy is encrypted: give the age identity "
                                  "(rat_offsite_identity_file or rat_offsite_identity) to fetch it back")
-        return [self.age, "--decrypt", "-i", self.identity_file]
+        return [self.age, "--decrypt", "-i", self.identity_file], None
+
+
+# A pipe takes this much without a reader (Linux's default capacity), so it is filled before age starts.
+_PIPE_BYTES = 65536
+
+
+def _pipe_holding(data):
+    """The read end of a pipe already holding ``data`` and closed for writing."""
+    if len(data) > _PIPE_BYTES:
+        raise RatBackupError(f"{len(data)} bytes of age keys do not fit a pipe ({_PIPE_BYTES} at most)")
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, data)
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 class Source:
@@ -130,26 +146,33 @@ class Source:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
-            raise RatBackupError(f"cannot read {self.path}: {exc.strerror or exc}", path=self.path)
+            raise RatBackupError(f"cannot read {self.path}: {exc.strerror or exc}", path=self.path, local=self.path)
         with os.fdopen(fd, "rb") as handle:
             if self.crypt is None:
                 for block in iter(lambda: self._read_plain(handle, size), b""):
                     yield self._count(block)
                 return
-            for block in _through(self.crypt.encrypt_argv(), iter(lambda: self._read_plain(handle, CHUNK), b""),
+            for block in _through(self.crypt.encrypt_argv, iter(lambda: self._read_plain(handle, CHUNK), b""),
                                   size, f"encrypting {self.path}"):
                 yield self._count(block)
 
 
 def decrypt_chunks(crypt, chunks, what, size=CHUNK):
     """Plaintext chunks of age ciphertext ``chunks``; a wrong key or damaged file raises naming ``what``."""
-    return _through(crypt.decrypt_argv(), chunks, size, f"decrypting {what}")
+    return _through(crypt.decrypt_argv, chunks, size, f"decrypting {what}")
 
 
-def _through(argv, chunks, size, what):
-    """Feed ``chunks`` to argv's stdin from a thread and yield its stdout in blocks of up to ``size``."""
+def _through(make_argv, chunks, size, what):
+    """Feed ``chunks`` to the stdin of the command ``make_argv()`` gives and yield its stdout in blocks of
+    up to ``size``. Its key pipe (or None) is made only here, handed to the child and closed at once."""
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        argv, key_fd = make_argv()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                                    pass_fds=(key_fd,) if key_fd is not None else ())
+        finally:
+            if key_fd is not None:
+                os.close(key_fd)
         failure = []
 
         def feed():
@@ -187,5 +210,14 @@ def _through(argv, chunks, size, what):
             raise failure[0]
         if code != 0:
             errors.seek(0)
-            text = errors.read().decode("utf-8", "replace").strip().splitlines()
-            raise RatBackupError(f"{what} failed: age: {text[-1] if text else f'exit code {code}'}")
+            raise RatBackupError(f"{what} failed: age: {age_error(errors.read(), code)}")
+
+
+def age_error(stderr, code):
+    """age's own message from its stderr, without its "age: error:" prefix and the line that always
+    follows it (where to report unhelpful errors), which says nothing about this failure."""
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()
+             if line.strip() and "report unexpected or unhelpful errors" not in line]
+    for prefix in ("age: error: ", "age: "):
+        lines = [line[len(prefix):] if line.startswith(prefix) else line for line in lines]
+    return "; ".join(lines[-3:]) if lines else f"exit code {code}"

@@ -7,10 +7,15 @@ An off-site copy of backup NAME holds every file of the manifest under its relat
 ``.age`` when encrypted), the index ``rat-offsite.json`` (what was stored: size, sha256 and ETag of
 the stored bytes, never a plaintext hash when encrypted) and, last, ``manifest.json`` (or
 ``manifest.json.age``). Without the manifest a copy is incomplete, like a local ``.partial``.
+
+The index names its backup and binds the manifest (stored size and sha256, the backup's name and
+creation time in it): a manifest or index moved in from another copy is refused, not trusted. It
+also records the age recipients, so files are reused only by a copy made for the same keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -20,7 +25,9 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import AGE_SUFFIX
 
 INDEX = "rat-offsite.json"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+# Format 1 (no manifest binding) is still read: copies shipped before it can be verified and fetched.
+INDEX_FORMATS = (1, 2)
 MANIFESTS = (layout.MANIFEST, layout.MANIFEST + AGE_SUFFIX)
 SELECTIONS = ("missing", "latest")
 
@@ -88,34 +95,57 @@ def entry(rel, stored, size, sha256, etag=None):
     return {"path": rel, "stored": stored, "size": size, "sha256": sha256, "etag": etag}
 
 
-def build_index(name, host, encrypted, recipients, entries):
+def build_index(name, host, encrypted, recipients, entries, manifest=None):
+    """The index of one copy. ``manifest``: see manifest_binding."""
     return {"format": INDEX_FORMAT, "name": name, "host": host, "encrypted": bool(encrypted),
-            "recipients": list(recipients or []), "files": {e["path"]: e for e in entries}}
+            "recipients": sorted(recipients or []), "files": {e["path"]: e for e in entries}, "manifest": manifest}
+
+
+def manifest_binding(stored_bytes, encrypted, data):
+    """What the index records of the copy's manifest: its stored bytes and whose manifest it is."""
+    return {"stored": manifest_name(encrypted), "size": len(stored_bytes),
+            "sha256": hashlib.sha256(stored_bytes).hexdigest(), "name": data.get("name"),
+            "created_at": data.get("created_at")}
+
+
+def same_keys(index, encrypted, recipients):
+    """True when the copy of ``index`` was made for exactly these recipients (or both are plain)."""
+    return bool(index.get("encrypted")) == bool(encrypted) and sorted(index.get("recipients") or []) == sorted(
+        recipients or [])
 
 
 def index_text(index):
     return json.dumps(index, indent=1, sort_keys=True) + "\n"
 
 
-def parse_index(raw, where):
+def parse_index(raw, where, name):
+    """The index of copy ``name``; refused when malformed or when it names another backup (moved in)."""
     try:
         data = json.loads(raw)
     except ValueError as exc:
         raise RatBackupError(f"{where}: {INDEX} is not valid JSON: {exc}", location=where)
-    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT or not isinstance(data.get("files"), dict):
+    if not isinstance(data, dict) or data.get("format") not in INDEX_FORMATS or not isinstance(data.get("files"), dict):
         raise RatBackupError(f"{where}: {INDEX} has an unknown format", location=where)
+    if data.get("name") != name:
+        raise RatBackupError(f"{where}: {INDEX} is the index of backup {data.get('name')!r}, not of {name}: it was "
+                             "moved or copied there; this copy cannot be trusted", location=where)
+    binding = data.get("manifest")
+    if data["format"] >= 2 and not (isinstance(binding, dict) and binding.get("stored") == manifest_name(
+            data.get("encrypted")) and isinstance(binding.get("size"), int) and binding.get("sha256")):
+        raise RatBackupError(f"{where}: {INDEX} does not bind its manifest", location=where)
     for rel, item in data["files"].items():
         if not isinstance(item, dict) or item.get("stored") != stored_path(rel, data.get("encrypted")):
             raise RatBackupError(f"{where}: {INDEX} entry {rel!r} is malformed", location=where)
     return data
 
 
-def compare(index, listing, files=None, hashes=None):
+def compare(index, listing, files=None, hashes=None, manifest_sha256=None):
     """Problems of one off-site copy as [{"path", "reason"}], named by the backup's relative path.
 
     ``listing``: {stored path: {"size", "etag"?}} as the target lists it; ``files``: the local
     manifest's files when known (every one must be in the index, plaintext hashes equal when not
-    encrypted); ``hashes``: {stored path: sha256} read back in full mode.
+    encrypted); ``hashes``: {stored path: sha256} read back in full mode; ``manifest_sha256``: of the
+    stored manifest as read back, checked against the index's binding.
     """
     bad = []
     shipped = index["files"]
@@ -137,6 +167,15 @@ def compare(index, listing, files=None, hashes=None):
         for rel in sorted(set(files) & set(shipped)):
             if files[rel].get("sha256") and files[rel]["sha256"] != shipped[rel]["sha256"]:
                 bad.append({"path": rel, "reason": "shipped sha256 differs from the manifest"})
+    binding = index.get("manifest")
+    if binding:
+        seen = listing.get(binding["stored"])
+        if seen is None:
+            bad.append({"path": binding["stored"], "reason": "missing off-site"})
+        elif seen.get("size") != binding["size"] or (manifest_sha256 is not None
+                                                     and manifest_sha256 != binding["sha256"]):
+            bad.append({"path": binding["stored"], "reason": "is not the manifest this copy was shipped with "
+                                                             "(replaced, or moved in from another copy)"})
     known = {item["stored"] for item in shipped.values()} | {INDEX} | set(MANIFESTS)
     for stored in sorted(set(listing) - known):
         bad.append({"path": stored, "reason": "off-site file not in the index"})

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -20,12 +21,13 @@ from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite import crypt
+from ansible_collections.rat.backup.plugins.module_utils._offsite import fetch as fetch_back
 from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import INDEX, Throttle
 from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
 
 moto = pytest.importorskip("moto")
 
-A, B = "20260101_000000", "20260102_000000"
+A, B, C = "20260101_000000", "20260102_000000", "20260103_000000"
 BUCKET = "offsite"
 
 
@@ -86,23 +88,27 @@ def test_ship_when_interrupted_then_rerun_does_not_send_journaled_files_again(tm
     run = new_run(tmp_path, client)
     entry = run.target.send(A, "minio/b/k1", "minio/b/k1", crypt.Source(os.path.join(str(tmp_path), A, "minio/b/k1")),
                             {"size": 4000, "sha256": hashlib.sha256(b"1" * 4000).hexdigest()})
-    offsite.Journal(os.path.join(run.work, A + ".journal")).add(entry)
+    offsite.Journal(os.path.join(run.work, A + ".plain.journal")).add(entry)
     shipped = offsite.ship(new_run(tmp_path, client))["shipped"][0]
     assert (shipped["resumed"], shipped["sent"]) == (1, 1)
     assert shipped["bytes_sent"] < 4000 + 3000
-    assert not os.path.exists(os.path.join(run.work, A + ".journal"))
+    assert not os.path.exists(os.path.join(run.work, A + ".plain.journal"))
 
 
-def test_ship_when_local_file_changed_after_backup_then_refused_and_not_uploaded(tmp_path, client):
-    path = make_backup(tmp_path, A, {"k1": b"1" * 100})
-    with open(os.path.join(path, "minio/b/k1"), "wb") as handle:
-        handle.write(b"2" * 100)
-    with pytest.raises(RatBackupError) as err:
-        offsite.ship(new_run(tmp_path, client))
-    assert "minio/b/k1" in err.value.msg and "intact" in err.value.msg
+def test_ship_when_one_old_backup_is_damaged_then_the_others_are_shipped_and_it_is_named(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 100})
+    path = make_backup(tmp_path, B, {"k1": b"1" * 100, "k2": b"x" * 100})
+    make_backup(tmp_path, C, {"k1": b"1" * 100, "k3": b"3" * 100})
+    with open(os.path.join(path, "minio/b/k2"), "wb") as handle:
+        handle.write(b"y" * 100)
+    result = offsite.ship(new_run(tmp_path, client))
+    assert [r["name"] for r in result["shipped"]] == [A, C]
+    assert [d["name"] for d in result["damaged"]] == [B] and "minio/b/k2" in result["damaged"][0]["error"]
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
-    assert "fleet/h/%s/minio/b/k1" % A not in keys and "fleet/h/%s/manifest.json" % A not in keys
-    assert layout.read_status(str(tmp_path), A)["offsite"]["targets"]["s3"]["ok"] is False
+    assert not [k for k in keys if "/%s/" % B in k] and "fleet/h/%s/manifest.json" % C in keys
+    status = layout.read_status(str(tmp_path), B)["offsite"]["targets"]["s3"]
+    assert status["ok"] is False and status["damaged"] is True
+    assert offsite.verify(new_run(tmp_path, client))["bad"] == []
 
 
 def test_ship_when_endpoint_unreachable_then_clear_error_and_local_backup_untouched(tmp_path):
@@ -123,7 +129,7 @@ def test_verify_and_fetch_when_object_tampered_then_named_and_fetch_refused(tmp_
     checked = offsite.verify(new_run(tmp_path / "src", client))
     assert len(checked["bad"]) == 1 and checked["bad"][0].startswith(A + "/minio/b/k2: off-site object was rewritten")
     with pytest.raises(RatBackupError) as err:
-        offsite.fetch(new_run(tmp_path / "dst", client), A)
+        fetch_back.fetch(new_run(tmp_path / "dst", client), A)
     assert "minio/b/k2" in err.value.msg and "refused" in err.value.msg
     assert os.listdir(str(tmp_path / "dst")) in ([], [".offsite"], [".offsite", ".status"])
 
@@ -131,11 +137,11 @@ def test_verify_and_fetch_when_object_tampered_then_named_and_fetch_refused(tmp_
 def test_fetch_when_copy_is_good_then_backup_equal_and_verified_locally(tmp_path, client):
     make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "dir/k2": os.urandom(20000)})
     offsite.ship(new_run(tmp_path / "src", client))
-    result = offsite.fetch(new_run(tmp_path / "dst", client), "latest")
+    result = fetch_back.fetch(new_run(tmp_path / "dst", client), "latest")
     fetched = str(tmp_path / "dst" / A)
     assert result["name"] == A and result["fetched"] == 2 and mf.verify(fetched, mf.read(fetched))["ok"]
     assert oct(os.stat(fetched).st_mode & 0o777) == "0o700"
-    again = offsite.fetch(new_run(tmp_path / "dst", client), A)
+    again = fetch_back.fetch(new_run(tmp_path / "dst", client), A)
     assert again["changed"] is False
 
 
@@ -154,7 +160,7 @@ def test_fetch_when_name_unknown_then_error_lists_what_is_off_site(tmp_path, cli
     make_backup(tmp_path / "src", A, {"k1": b"1"})
     offsite.ship(new_run(tmp_path / "src", client))
     with pytest.raises(RatBackupError) as err:
-        offsite.fetch(new_run(tmp_path / "dst", client), B)
+        fetch_back.fetch(new_run(tmp_path / "dst", client), B)
     assert err.value.details["available"] == [A]
 
 
@@ -165,22 +171,14 @@ def test_ship_and_fetch_when_encrypted_then_no_plaintext_off_site_and_round_trip
     public = subprocess.run(["age-keygen", "-y", key], check=True, capture_output=True, text=True).stdout.strip()
     data = b"MARKER-ROW-" * 3000
     make_backup(tmp_path / "src", A, {"k1": data})
-    box = crypt.Crypt(recipients=[public])
-    try:
-        offsite.ship(new_run(tmp_path / "src", client, box))
-    finally:
-        box.close()
+    offsite.ship(new_run(tmp_path / "src", client, crypt.Crypt(recipients=[public])))
     stored = {o["Key"]: client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
               for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert "fleet/h/%s/manifest.json.age" % A in stored and "fleet/h/%s/minio/b/k1.age" % A in stored
     assert not [k for k, body in stored.items() if b"MARKER-ROW" in body]
     index = json.loads(stored["fleet/h/%s/%s" % (A, INDEX)])
     assert index["encrypted"] and hashlib.sha256(data).hexdigest() not in json.dumps(index)
-    box = crypt.Crypt(identity_file=key)
-    try:
-        offsite.fetch(new_run(tmp_path / "dst", client, box), A)
-    finally:
-        box.close()
+    fetch_back.fetch(new_run(tmp_path / "dst", client, crypt.Crypt(identity_file=key)), A)
     with open(str(tmp_path / "dst" / A / "minio/b/k1"), "rb") as handle:
         assert handle.read() == data
 
@@ -235,9 +233,8 @@ def test_ship_when_large_file_changed_then_multipart_upload_aborted_and_no_objec
     with open(os.path.join(path, "minio/b/big"), "r+b") as handle:
         handle.seek(5 << 20)
         handle.write(b"b")
-    with pytest.raises(RatBackupError) as err:
-        offsite.ship(new_run(tmp_path, client))
-    assert "minio/b/big" in err.value.msg
+    result = offsite.ship(new_run(tmp_path, client))
+    assert result["shipped"] == [] and "minio/b/big" in result["damaged"][0]["error"]
     assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="fleet/h/%s/minio" % A)
     assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
 
@@ -247,6 +244,131 @@ def test_ship_when_large_file_then_parts_and_round_trip_equal(tmp_path, client):
     make_backup(tmp_path / "src", A, {"big": data})
     shipped = offsite.ship(new_run(tmp_path / "src", client))["shipped"][0]
     assert shipped["bytes_sent"] >= len(data)
-    offsite.fetch(new_run(tmp_path / "dst", client), A)
+    fetch_back.fetch(new_run(tmp_path / "dst", client), A)
     with open(str(tmp_path / "dst" / A / "minio/b/big"), "rb") as handle:
         assert handle.read() == data
+
+
+def keys(client, name):
+    return {o["Key"][len("fleet/h/%s/" % name):] for o in client.list_objects_v2(
+        Bucket=BUCKET, Prefix="fleet/h/%s/" % name).get("Contents", [])}
+
+
+def swap(client, source, dest, stored):
+    body = client.get_object(Bucket=BUCKET, Key="fleet/h/%s/%s" % (source, stored))["Body"].read()
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/%s" % (dest, stored), Body=body)
+
+
+def test_verify_and_fetch_when_manifest_swapped_from_another_copy_then_both_refuse(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "gone": b"g" * 100})
+    make_backup(tmp_path / "src", B, {"k1": b"1" * 100, "k2": b"2" * 100})
+    offsite.ship(new_run(tmp_path / "src", client))
+    for stored in ("manifest.json", "minio/b/gone"):
+        swap(client, A, B, stored)
+    checked = offsite.verify(new_run(tmp_path / "src", client, verify_mode="full"))
+    assert any(line.startswith(B + "/manifest.json: is not the manifest") for line in checked["bad"])
+    with pytest.raises(RatBackupError) as err:
+        fetch_back.fetch(new_run(tmp_path / "dst", client), B)
+    assert "is not the manifest this copy was shipped with" in err.value.msg
+    assert not os.path.exists(str(tmp_path / "dst" / B))
+    # The index moved in as well: it names the other backup and is refused as such.
+    swap(client, A, B, INDEX)
+    with pytest.raises(RatBackupError) as err:
+        fetch_back.fetch(new_run(tmp_path / "dst", client), B)
+    assert "index of backup '%s', not of %s" % (A, B) in err.value.msg
+    assert B + "/" in offsite.verify(new_run(tmp_path / "src", client))["bad"][0]
+
+
+def test_fetch_when_format_1_copy_holds_another_backups_manifest_then_refused(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100})
+    make_backup(tmp_path / "src", B, {"k1": b"1" * 100})
+    offsite.ship(new_run(tmp_path / "src", client))
+    index = json.loads(client.get_object(Bucket=BUCKET, Key="fleet/h/%s/%s" % (B, INDEX))["Body"].read())
+    index.update(format=1, manifest=None)
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/%s" % (B, INDEX), Body=json.dumps(index).encode())
+    swap(client, A, B, "manifest.json")
+    with pytest.raises(RatBackupError) as err:
+        fetch_back.fetch(new_run(tmp_path / "dst", client), B)
+    assert "is that of backup '%s'" % A in err.value.msg
+
+
+def test_ship_when_a_copy_was_damaged_off_site_then_nothing_is_copied_from_it_and_it_is_shipped_again(tmp_path, client):
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "k2": b"2" * 100})
+    offsite.ship(new_run(tmp_path / "src", client))
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/minio/b/k1" % A, Body=b"X" * 100)
+    make_backup(tmp_path / "src", B, {"k1": b"1" * 100, "k2": b"2" * 100})
+    shipped = offsite.ship(new_run(tmp_path / "src", client))["shipped"]
+    assert [(s["name"], s["linked"], s["sent"]) for s in shipped] == [(B, 0, 2)]
+    status = layout.read_status(str(tmp_path / "src"), A)["offsite"]["targets"]["s3"]
+    assert status["verified"] is False and "minio/b/k1" in status["bad"][0]
+    # A copy that failed verification is not complete: the next run ships it again, whole.
+    again = offsite.ship(new_run(tmp_path / "src", client))
+    assert again["to_ship"] == [A] and again["shipped"][0]["linked"] == 0
+    assert offsite.verify(new_run(tmp_path / "src", client, verify_mode="full"))["bad"] == []
+    fetch_back.fetch(new_run(tmp_path / "dst", client), A)
+    with open(str(tmp_path / "dst" / A / "minio/b/k1"), "rb") as handle:
+        assert handle.read() == b"1" * 100
+
+
+def test_ship_when_full_verify_failed_then_the_copy_counts_as_missing_and_is_replaced(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 100})
+    offsite.ship(new_run(tmp_path, client))
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/minio/b/k1" % A, Body=b"X" * 100)
+    assert offsite.verify(new_run(tmp_path, client, verify_mode="full"))["bad"]
+    result = offsite.ship(new_run(tmp_path, client))
+    assert result["to_ship"] == [A] and result["already"] == []
+    assert offsite.verify(new_run(tmp_path, client, verify_mode="full"))["bad"] == []
+
+
+def test_fetch_when_newest_local_backup_has_a_rotten_file_then_it_is_downloaded_not_linked(tmp_path, client):
+    make_backup(tmp_path / "src", B, {"k1": b"1" * 100, "k2": b"2" * 100})
+    offsite.ship(new_run(tmp_path / "src", client))
+    older = make_backup(tmp_path / "dst", A, {"k1": b"1" * 100, "k2": b"2" * 100})
+    with open(os.path.join(older, "minio/b/k1"), "wb") as handle:
+        handle.write(b"R" * 100)
+    result = fetch_back.fetch(new_run(tmp_path / "dst", client), B)
+    assert (result["linked"], result["fetched"]) == (1, 1)
+    fetched = str(tmp_path / "dst" / B)
+    assert mf.verify(fetched, mf.read(fetched))["ok"]
+    assert os.stat(os.path.join(fetched, "minio/b/k2")).st_ino == os.stat(os.path.join(older, "minio/b/k2")).st_ino
+
+
+def age_key(path):
+    subprocess.run(["age-keygen", "-o", path], check=True, capture_output=True)
+    return subprocess.run(["age-keygen", "-y", path], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(not shutil.which("age-keygen"), reason="age not installed")
+def test_ship_when_recipients_changed_then_nothing_reused_and_new_copy_opens_with_the_new_key(tmp_path, client):
+    old, new = str(tmp_path / "old.txt"), str(tmp_path / "new.txt")
+    old_public, new_public = age_key(old), age_key(new)
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "k2": b"2" * 100})
+    offsite.ship(new_run(tmp_path / "src", client, crypt.Crypt(recipients=[old_public])))
+    make_backup(tmp_path / "src", B, {"k1": b"1" * 100, "k2": b"2" * 100})
+    shipped = offsite.ship(new_run(tmp_path / "src", client, crypt.Crypt(recipients=[new_public])))["shipped"]
+    assert [(s["name"], s["linked"], s["sent"]) for s in shipped] == [(B, 0, 2)]
+    index = json.loads(client.get_object(Bucket=BUCKET, Key="fleet/h/%s/%s" % (B, INDEX))["Body"].read())
+    assert index["recipients"] == [new_public]
+    fetch_back.fetch(new_run(tmp_path / "dst", client, crypt.Crypt(identity_file=new)), B)
+    assert mf.verify(str(tmp_path / "dst" / B), mf.read(str(tmp_path / "dst" / B)))["ok"]
+    # Same keys again: the unchanged files are reused.
+    make_backup(tmp_path / "src", C, {"k1": b"1" * 100, "k2": b"2" * 100})
+    shipped = offsite.ship(new_run(tmp_path / "src", client, crypt.Crypt(recipients=[new_public])))["shipped"]
+    assert [(s["name"], s["linked"]) for s in shipped] == [(C, 2)]
+
+
+@pytest.mark.skipif(not shutil.which("age-keygen"), reason="age not installed")
+def test_fetch_when_identity_given_as_text_then_it_never_touches_the_disk(tmp_path, client, monkeypatch):
+    key = str(tmp_path / "key.txt")
+    public = age_key(key)
+    make_backup(tmp_path / "src", A, {"k1": b"1" * 100})
+    offsite.ship(new_run(tmp_path / "src", client, crypt.Crypt(recipients=[public])))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with open(key) as handle:
+        secret = handle.read()
+    box = crypt.Crypt(identity=secret)
+    fetch_back.fetch(new_run(tmp_path / "dst", client, box), A)
+    written = [os.path.join(d, f) for d, _dirs, names in os.walk(str(tmp_path)) for f in names]
+    assert [p for p in written if p != key and b"AGE-SECRET-KEY-" in open(p, "rb").read()] == []

@@ -71,12 +71,8 @@ def test_source_when_encrypted_then_stock_age_decrypts_the_exact_file(tmp_path, 
     data = b"secret row 42\n" * 50000
     path = tmp_path / "f"
     path.write_bytes(data)
-    box = crypt.Crypt(recipients=[public])
-    try:
-        source = crypt.Source(str(path), box)
-        cipher = b"".join(source.chunks(65536))
-    finally:
-        box.close()
+    source = crypt.Source(str(path), crypt.Crypt(recipients=[public]))
+    cipher = b"".join(source.chunks(65536))
     assert b"secret row" not in cipher
     assert source.plain_sha256 == hashlib.sha256(data).hexdigest()
     assert source.stored_sha256 == hashlib.sha256(cipher).hexdigest() and source.stored_size == len(cipher)
@@ -89,30 +85,51 @@ def test_decrypt_chunks_when_right_key_then_plaintext_else_error(tmp_path, key):
     identity, public = key
     cipher = subprocess.run(["age", "-r", public], input=b"hello", capture_output=True, check=True).stdout
     box = crypt.Crypt(identity_file=identity)
-    try:
-        assert b"".join(crypt.decrypt_chunks(box, iter([cipher[:10], cipher[10:]]), "f")) == b"hello"
-        with pytest.raises(RatBackupError) as err:
-            b"".join(crypt.decrypt_chunks(box, iter([cipher[:-3] + b"xyz"]), "minio/b/k.age"))
-        assert "decrypting minio/b/k.age failed" in err.value.msg
-    finally:
-        box.close()
+    assert b"".join(crypt.decrypt_chunks(box, iter([cipher[:10], cipher[10:]]), "f")) == b"hello"
+    with pytest.raises(RatBackupError) as err:
+        b"".join(crypt.decrypt_chunks(box, iter([cipher[:-3] + b"xyz"]), "minio/b/k.age"))
+    assert "decrypting minio/b/k.age failed" in err.value.msg
 
 
 def test_crypt_when_fetching_without_identity_then_error_names_the_variables():
     box = crypt.Crypt(age_bin=shutil.which("true") or "/bin/true")
-    try:
-        with pytest.raises(RatBackupError) as err:
-            box.decrypt_argv()
-        assert "rat_offsite_identity_file" in err.value.msg
-    finally:
-        box.close()
+    with pytest.raises(RatBackupError) as err:
+        box.decrypt_argv()
+    assert "rat_offsite_identity_file" in err.value.msg
 
 
-def test_crypt_when_recipients_given_then_written_to_a_private_file():
+def test_crypt_when_recipients_given_then_age_reads_them_from_a_pipe():
     box = crypt.Crypt(age_bin=shutil.which("true") or "/bin/true", recipients=[RECIPIENT])
+    argv, fd = box.encrypt_argv()
     try:
-        assert oct(os.stat(box.recipients_file).st_mode & 0o777) == "0o600"
-        assert box.encrypt_argv()[1:] == ["--encrypt", "-R", box.recipients_file]
+        assert argv[1:] == ["--encrypt", "-R", "/dev/fd/%d" % fd]
+        assert os.read(fd, 1000) == (RECIPIENT + "\n").encode()
     finally:
-        box.close()
-    assert not os.path.exists(box.recipients_file)
+        os.close(fd)
+
+
+@needs_age
+def test_decrypt_chunks_when_wrong_key_then_ages_own_message_is_kept(tmp_path, key):
+    _identity, public = key
+    other = str(tmp_path / "other.txt")
+    subprocess.run(["age-keygen", "-o", other], check=True, capture_output=True)
+    cipher = subprocess.run(["age", "-r", public], input=b"hello", capture_output=True, check=True).stdout
+    with pytest.raises(RatBackupError) as err:
+        b"".join(crypt.decrypt_chunks(crypt.Crypt(identity_file=other), iter([cipher]), "minio/b/k.age"))
+    assert err.value.msg == "decrypting minio/b/k.age failed: age: no identity matched any of the recipients"
+
+
+def test_age_error_when_only_the_report_line_then_exit_code():
+    assert crypt.age_error(b"age: report unexpected or unhelpful errors at https://filippo.io/age/report\n", 1) \
+        == "exit code 1"
+
+
+@needs_age
+def test_crypt_when_identity_text_then_decrypts_through_a_pipe_and_writes_no_file(tmp_path, key, monkeypatch):
+    identity, public = key
+    monkeypatch.setattr(crypt.tempfile, "tempdir", str(tmp_path))
+    with open(identity) as handle:
+        box = crypt.Crypt(identity=handle.read())
+    cipher = subprocess.run(["age", "-r", public], input=b"hello", capture_output=True, check=True).stdout
+    assert b"".join(crypt.decrypt_chunks(box, iter([cipher]), "f")) == b"hello"
+    assert sorted(os.listdir(str(tmp_path))) == ["key.txt"]

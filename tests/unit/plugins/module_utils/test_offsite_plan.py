@@ -13,9 +13,10 @@ A, B, C = "20260101_000000", "20260102_000000", "20260103_000000"
 FILES = {"postgres/rat.dump": {"size": 10, "sha256": "d" * 64}, "minio/b/k": {"size": 3, "sha256": "a" * 64}}
 
 
-def index_of(files, encrypted=False, etag="e"):
+def index_of(files, encrypted=False, etag="e", bound=False):
     entries = [pl.entry(rel, pl.stored_path(rel, encrypted), w["size"], w["sha256"], etag) for rel, w in files.items()]
-    return pl.build_index(A, "h", encrypted, [], entries)
+    binding = pl.manifest_binding(b"{}", encrypted, {"name": A, "created_at": "t"}) if bound else None
+    return pl.build_index(A, "h", encrypted, [], entries, binding)
 
 
 def test_choose_when_missing_then_every_local_backup_the_target_lacks_oldest_first():
@@ -110,13 +111,44 @@ def test_parse_index_when_stored_path_disagrees_with_encryption_then_refused():
     index = index_of(FILES, encrypted=False)
     index["encrypted"] = True
     with pytest.raises(RatBackupError):
-        pl.parse_index(pl.index_text(index), "s3://x/")
+        pl.parse_index(pl.index_text(index), "s3://x/", A)
 
 
 def test_parse_index_when_not_json_then_error_names_location():
     with pytest.raises(RatBackupError) as err:
-        pl.parse_index(b"{", "s3://x/h/A/")
+        pl.parse_index(b"{", "s3://x/h/A/", A)
     assert "s3://x/h/A/" in err.value.msg
+
+
+def test_parse_index_when_it_names_another_backup_then_refused_as_moved_in():
+    with pytest.raises(RatBackupError) as err:
+        pl.parse_index(pl.index_text(index_of(FILES, bound=True)), "s3://x/h/%s/" % B, B)
+    assert "index of backup '%s', not of %s" % (A, B) in err.value.msg
+
+
+def test_parse_index_when_format_2_without_manifest_binding_then_refused():
+    index = index_of(FILES)
+    with pytest.raises(RatBackupError) as err:
+        pl.parse_index(pl.index_text(index), "s3://x/", A)
+    assert "does not bind its manifest" in err.value.msg
+
+
+def test_compare_when_manifest_is_another_copys_then_named():
+    index = index_of(FILES, bound=True)
+    listing = {item["stored"]: {"size": item["size"], "etag": "e"} for item in index["files"].values()}
+    listing["manifest.json"] = {"size": 2}
+    assert pl.compare(index, listing, manifest_sha256=index["manifest"]["sha256"]) == []
+    bad = pl.compare(index, listing, manifest_sha256="0" * 64)
+    assert [b["path"] for b in bad] == ["manifest.json"] and "moved in from another copy" in bad[0]["reason"]
+    listing["manifest.json"] = {"size": 3}
+    assert [b["path"] for b in pl.compare(index, listing)] == ["manifest.json"]
+
+
+def test_same_keys_when_recipients_differ_or_order_changes_then_only_the_set_counts():
+    index = pl.build_index(A, "h", True, ["age1b", "age1a"], [])
+    assert pl.same_keys(index, True, ["age1a", "age1b"])
+    assert not pl.same_keys(index, True, ["age1a", "age1c"])
+    assert not pl.same_keys(index, False, [])
 
 
 def test_throttle_when_rate_set_then_sleeps_for_the_budget():

@@ -13,6 +13,8 @@ from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args impor
 
 from ansible_collections.rat.backup.plugins.module_utils import layout
 from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.module_utils import offsite
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_retention
 
 
@@ -87,3 +89,27 @@ def test_main_when_bad_input_then_fails_clearly(capsys, tmp_path, args, words):
 def test_main_when_root_missing_then_nothing_to_do(capsys, tmp_path):
     result = run_module(capsys, {"root": str(tmp_path / "nope"), "policy": {"keep_last": 1}})
     assert not result["changed"] and result["kept"] == [] and not os.path.exists(str(tmp_path / "nope"))
+
+
+def test_main_when_an_off_site_run_is_shipping_then_fails_and_deletes_nothing(capsys, tmp_path):
+    for day in range(20, 28):
+        make(tmp_path, "202611%02d_000000" % day)
+    shipping = offsite.lock(str(tmp_path))
+    try:
+        result = run_module(capsys, {"root": str(tmp_path), "policy": {"keep_last": 1}, "now": "2026-11-27T12:00:00Z"})
+    finally:
+        os.close(shipping)
+    assert result["failed"] and "an off-site run is shipping backups of" in result["msg"]
+    assert len(layout.list_backups(str(tmp_path))["complete"]) == 8 and not lock.lock_state(str(tmp_path))[0]
+    assert len(run_module(capsys, {"root": str(tmp_path), "policy": {"keep_last": 1}})["deleted"]) == 7
+
+
+def test_offsite_lock_when_retention_holds_the_host_lock_then_refused(tmp_path):
+    record, _stale = lock.acquire(str(tmp_path), "retention", 60)
+    try:
+        with pytest.raises(RatBackupError) as err:
+            offsite.lock(str(tmp_path))
+    finally:
+        lock.release(str(tmp_path), record["token"])
+    assert "retention is deleting backups of" in err.value.msg
+    os.close(offsite.lock(str(tmp_path)))
