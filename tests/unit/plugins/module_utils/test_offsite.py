@@ -153,7 +153,7 @@ def test_fetch_when_latest_copy_named_in_the_future_then_the_real_newest_is_fetc
     with monkeypatch.context() as wrong_clock:
         wrong_clock.setattr(layout, "FUTURE_SKEW", layout.FUTURE_SKEW * 10 ** 6)
         offsite.ship(new_run(tmp_path / "src", client))
-    assert offsite.fetch(new_run(tmp_path / "dst", client), "latest")["name"] == A
+    assert fetch_back.fetch(new_run(tmp_path / "dst", client), "latest")["name"] == A
 
 
 def test_fetch_when_name_unknown_then_error_lists_what_is_off_site(tmp_path, client):
