@@ -384,8 +384,18 @@ class Download:
             if fetched[0] is None:
                 # Gone from the source: its temp file (if any) was never renamed into place.
                 fs.unlink_quietly(tmp)
+                self._confirm_gone(entry)
             # Renamed into place: no unlink of a name that no longer exists (one syscall per object).
             return fetched
+
+    def _confirm_gone(self, entry):
+        """A listed object that answers "not found" is recorded as deleted during the run only when a
+        fresh listing agrees; otherwise (a key this client cannot read back, a server that lies)
+        the run fails naming it rather than leave it out of the backup."""
+        if self.mirror.lister.still_listed(entry.bucket, entry.key):
+            raise RatBackupError(f"reading {entry.bucket}/{entry.key!r} on {self.mirror.src_endpoint.name}: the server "
+                                 "answers that it does not exist, yet lists it; not recorded as deleted",
+                                 endpoint=self.mirror.src_endpoint.name, bucket=entry.bucket, key=entry.key)
 
     def fetch_once(self, entry, tmp, final):
         m = self.mirror

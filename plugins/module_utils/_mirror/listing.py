@@ -66,6 +66,24 @@ class Lister:
             if self.filter(o["Key"]):
                 yield o["Key"], o["Size"], o.get("ETag"), None, o["LastModified"]
 
+    def still_listed(self, bucket, key):
+        """True when a fresh listing of the key's directory (its prefix up to the last "/") still
+        holds ``key``. The directory, not the key as prefix: a key this client mis-names is then
+        mis-named again and found, rather than "confirmed" gone by the server's exact match."""
+        directory = key[:key.rfind("/") + 1]
+        wanted = key.encode("utf-8")
+        if self.http is not None:
+            listed = (item[0] for item in self.http.list_current(bucket, directory))
+        else:
+            listed = (o["Key"] for o in s3.list_objects(self.client, self.endpoint, bucket, directory))
+        for name in listed:
+            if name == key:
+                return True
+            if name.encode("utf-8") > wanted:
+                # Listings are in UTF-8 byte order: the key would have come by now.
+                return False
+        return False
+
     def _versions(self, bucket, bounds):
         """Each key's version as of ``bounds`` (consistency.choose; None = the latest), streamed in key order."""
         pages = s3.version_pages(self.client, self.endpoint, bucket, self.prefix)

@@ -43,7 +43,8 @@ def fetch(http, entry, fd, read_fd, part_size):
         if first is None:
             return None
         size = _total_size(first, entry)
-        written = _write(first["Body"], fd, 0, first["ContentLength"])
+        # The first part's length from Content-Range (a chunked answer has no Content-Length).
+        written = _write(first["Body"], fd, 0, min(part_size, size))
         ranges = [(start, min(start + part_size, size) - 1) for start in range(part_size, size, part_size)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
             parts = [pool.submit(_part, http, entry, first["ETag"], fd, r) for r in ranges]

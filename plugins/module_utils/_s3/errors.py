@@ -28,8 +28,9 @@ _CREDENTIAL_CODES = frozenset((
     "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId",
     "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed",
 ))
-
-
+# Answers that say the bucket lives in another region than the one signed for.
+_REGION_CODES = frozenset(("AuthorizationHeaderMalformed", "PermanentRedirect", "301", "TemporaryRedirect", "307",
+                           "IllegalLocationConstraintException"))
 
 def parse_timestamp(value):
     """Timestamps as S3 sends them (ISO 8601 in XML, RFC 1123 in headers), fast; else botocore's parser."""
@@ -62,7 +63,10 @@ def translate(exc, endpoint, action, bucket=None, key=None):
     code = error_code(exc)
     if code:
         message = exc.response.get("Error", {}).get("Message") or code
-        if code == "NoSuchBucket":
+        region = _other_region(exc, endpoint)
+        if code in _REGION_CODES and region:
+            hint = f"the bucket is in region {region}, not {endpoint.region}: set the region option to {region}"
+        elif code == "NoSuchBucket":
             hint = "the bucket does not exist"
         elif code in _CREDENTIAL_CODES:
             hint = "the access key or secret key is not accepted"
@@ -72,6 +76,9 @@ def translate(exc, endpoint, action, bucket=None, key=None):
             hint = message
         details["error_code"] = code
         return RatBackupError(f"{where} failed: {hint} ({code})", **details)
+    if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.SSLError):
+        return RatBackupError(f"{where} failed: TLS handshake refused ({exc.kwargs.get('error')}); give the CA of "
+                              "the server's certificate as ca_bundle", **details)
     if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.NoCredentialsError):
         return RatBackupError(f"{where} failed: no credentials given", **details)
     if HAS_BOTOCORE and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
@@ -81,6 +88,14 @@ def translate(exc, endpoint, action, bucket=None, key=None):
         return RatBackupError(f"{where} failed: endpoint unreachable or connection dropped ({type(exc).__name__})",
                               **details)
     return RatBackupError(f"{where} failed: {type(exc).__name__}: {exc}", **details)
+
+
+def _other_region(exc, endpoint):
+    """The region an error answer names for the bucket (body or x-amz-bucket-region), when not ours."""
+    response = exc.response
+    region = response.get("Error", {}).get("Region") or \
+        (response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}).get("x-amz-bucket-region")
+    return region if region and region != endpoint.region else None
 
 
 def sdk_errors():

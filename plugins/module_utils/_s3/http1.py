@@ -17,18 +17,29 @@ connection.
 from __future__ import annotations
 
 import http.client
+import select
 import socket
+import ssl
 
 # One read's size: a small object's whole answer, and the most a head may take.
 _RECV = 65536
 # A request body above this is sent after the head rather than copied onto it.
 _JOIN_BODY = 65536
+# A body above this goes with "Expect: 100-continue" (as botocore sends PutObject/UploadPart
+# bodies above 1 MB): a server refusing the request answers before the body is sent.
+_EXPECT_BODY = 1 << 20
+# How long to wait for "100 Continue" before sending the body anyway (servers that ignore Expect).
+_EXPECT_WAIT = 1.0
 _NO_BODY_STATUS = frozenset((204, 304))
 _BODY_METHODS = frozenset(("PUT", "POST", "PATCH"))
 
 
 class BodyCut(ConnectionError):
     """The connection ended (or sent garbage) before the body it announced did."""
+
+
+class TLSFailed(OSError):
+    """The TLS handshake failed (a certificate not trusted, no common protocol): trying again will not help."""
 
 
 class Connection:
@@ -56,7 +67,10 @@ class Connection:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+                try:
+                    sock = self.context.wrap_socket(sock, server_hostname=self.host)
+                except ssl.SSLError as exc:
+                    raise TLSFailed(str(exc)) from exc
             sock.settimeout(self.read_timeout)
         except BaseException:
             sock.close()
@@ -89,26 +103,63 @@ class Connection:
             self.connect()
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n"]
         for name, value in headers.items():
-            if "\n" in value or "\r" in value:
-                raise ValueError(f"invalid value for HTTP header {name}: {value!r}")
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                # Never the value in the message: it may be the Authorization header.
+                raise ValueError(f"HTTP header {name.splitlines()[0][:40]!r}: a CR, LF or colon where HTTP allows none")
             lines.append(f"{name}: {value}\r\n")
         if body or method in _BODY_METHODS:
             lines.append(f"Content-Length: {len(body)}\r\n")
+        expect = len(body) > _EXPECT_BODY
+        if expect:
+            lines.append("Expect: 100-continue\r\n")
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1")
+        answer = None
         if len(body) <= _JOIN_BODY:
             self.sock.sendall(head + body if body else head)
         else:
             self.sock.sendall(head)
-            self.sock.sendall(body)
+            if expect:
+                answer = self._await_continue()
+            if answer is None:
+                answer = self._send_body(body)
         while True:
-            status, version, fields = self._read_head()
+            status, version, fields = answer or self._read_head()
+            answer = None
             # 100 Continue and the like precede the real answer.
             if not 100 <= status < 200 or status == 101:
                 break
         body = self._body(method, status, version, fields)
         self.current = None if body.isclosed() else body
         return status, fields, body
+
+    def _await_continue(self):
+        """After a head with "Expect: 100-continue": None when the body is to be sent (100 came, or
+        nothing within _EXPECT_WAIT), else the server's final answer's head (the body is not sent;
+        the connection is closed after the answer, as the server may still expect it)."""
+        if not self.buffer and not (self.context is not None and self.sock.pending()):
+            ready, dummy, dummy = select.select([self.sock], [], [], _EXPECT_WAIT)
+            if not ready:
+                return None
+        status, version, fields = self._read_head()
+        if status == 100:
+            return None
+        fields["connection"] = "close"
+        return status, version, fields
+
+    def _send_body(self, body):
+        """Send ``body``; None, or the head of an answer the server sent before it closed the
+        connection on the body (a 403 or 413 before reading it): that answer says why."""
+        try:
+            self.sock.sendall(body)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            try:
+                status, version, fields = self._read_head()
+            except (OSError, http.client.HTTPException):
+                raise exc from None
+            fields["connection"] = "close"
+            return status, version, fields
+        return None
 
     def _read_head(self):
         buffer = self.buffer

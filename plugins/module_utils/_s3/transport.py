@@ -13,10 +13,11 @@ alike. Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import http.client
-import random
+import re
 import socket
 import ssl
 import threading
@@ -27,6 +28,7 @@ import weakref
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._s3 import errors
 from ansible_collections.rat.backup.plugins.module_utils._s3 import http1
+from ansible_collections.rat.backup.plugins.module_utils._s3 import retry
 from ansible_collections.rat.backup.plugins.module_utils._s3 import sigv4
 from ansible_collections.rat.backup.plugins.module_utils._s3 import wire
 
@@ -42,8 +44,9 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _ATTRIBUTES = (("ContentType", "content-type"), ("CacheControl", "cache-control"),
                ("ContentEncoding", "content-encoding"), ("ContentDisposition", "content-disposition"))
 _META = "x-amz-meta-"
-# Statuses worth another attempt: the server is busy or failed this once.
-_RETRY_STATUS = frozenset((500, 502, 503, 504))
+# A metadata name is an HTTP token; values are sent as latin-1 text without control characters.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Response:
@@ -129,7 +132,8 @@ class Transport:
         """A Response with status 2xx whose body is still to be read; raises botocore errors otherwise.
 
         ``body`` is bytes (sent again on a retry). A connection the server closed while idle is
-        replaced at once; busy answers (5xx) and dropped connections are tried ``attempts`` times.
+        replaced at once; what botocore's standard mode retries (``retry``) is tried ``attempts``
+        times in all, with its backoff; a TLS handshake that fails is not tried again.
         """
         path, query = self.target(bucket, key, query)
         target = path + "?" + query if query else path
@@ -138,17 +142,20 @@ class Transport:
             signed = self.signer.sign(method, path, query, headers, payload_sha256)
             try:
                 response = self._send(method, target, signed, body)
+            except botocore.exceptions.SSLError:
+                raise
             except botocore.exceptions.BotoCoreError:
                 if attempt + 1 == self.attempts:
                     raise
-                time.sleep(_backoff(attempt))
+                time.sleep(retry.delay(attempt))
                 continue
             if response.status < 300:
                 return response
-            error = wire.client_error(response.status, response.read() or b"", operation)
-            if response.status not in _RETRY_STATUS or attempt + 1 == self.attempts:
+            error = wire.client_error(response.status, response.headers, response.read() or b"", operation)
+            code = error.response["Error"]["Code"]
+            if not retry.is_retryable(response.status, code) or attempt + 1 == self.attempts:
                 raise error
-            time.sleep(_backoff(attempt))
+            time.sleep(retry.delay(attempt, response.status, code, response.headers))
         raise AssertionError("unreachable")
 
     def _send(self, method, path, headers, body):
@@ -159,6 +166,10 @@ class Transport:
             except socket.timeout as exc:
                 self.close()
                 raise botocore.exceptions.ReadTimeoutError(endpoint_url=self.origin + path) from exc
+            except http1.TLSFailed as exc:
+                # Named as boto3 names it (SSLError), and not tried again by request().
+                self.close()
+                raise botocore.exceptions.SSLError(endpoint_url=self.origin, error=exc) from None
             except (OSError, http.client.HTTPException) as exc:
                 # A kept-alive connection the server closed between two requests fails on first use:
                 # once more on a new one. On a new connection it is the server, not the idle socket.
@@ -202,8 +213,10 @@ class Transport:
             raise errors.translate(exc, self.endpoint, "reading", bucket, key)
         headers = response.headers
         result = {"Body": _Body(self, response.raw), "ETag": wire.quoted_etag(headers.get("etag")),
-                  "ContentLength": int(headers.get("content-length", 0)),
                   "Metadata": {k[len(_META):]: v for k, v in headers.items() if k.startswith(_META)}}
+        if "content-length" in headers and "chunked" not in headers.get("transfer-encoding", ""):
+            # A chunked answer has no length up front (boto3 leaves ContentLength out then too).
+            result["ContentLength"] = int(headers["content-length"])
         if headers.get("last-modified"):
             result["LastModified"] = errors.parse_timestamp(headers["last-modified"])
         if headers.get("x-amz-version-id"):
@@ -216,25 +229,38 @@ class Transport:
         return result
 
     def put_object(self, bucket, key, body, sha256, extra):
-        """PUT with boto3's ExtraArgs names (ContentType, ..., Metadata); returns the quoted ETag."""
+        """PUT with boto3's ExtraArgs names (ContentType, ..., Metadata) and the body's Content-MD5
+        (as boto3 sends it: a server that checks it refuses a body damaged on the way); returns the
+        quoted ETag."""
         headers = {header: extra[name] for name, header in _ATTRIBUTES if extra.get(name)}
         headers.update((_META + k, v) for k, v in (extra.get("Metadata") or {}).items())
+        for name, value in headers.items():
+            # Checked before signing: a CR or LF would otherwise reach the Authorization header
+            # (SignedHeaders), and no header value may appear in an error.
+            if not _TOKEN.fullmatch(name) or _CONTROL.search(value):
+                raise RatBackupError(f"writing on {self.endpoint.name} bucket {bucket!r} key {key!r} failed: header "
+                                     f"{name!r} has a character HTTP does not allow in its name or value",
+                                     endpoint=self.endpoint.name, bucket=bucket, key=key)
+        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode("ascii")
         with errors.translated(self.endpoint, "writing", bucket, key):
             return wire.quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
 
-    def list_current(self, bucket, prefix=""):
+    def list_current(self, bucket, prefix="", page_size=None):
         """(key, size, quoted ETag, LastModified datetime) of a bucket's current objects, in key order."""
         with errors.translated(self.endpoint, "listing objects", bucket):
-            for key, size, etag, modified in self.list_objects(bucket, prefix):
+            for key, size, etag, modified in self.list_objects(bucket, prefix, page_size):
                 yield key, size, wire.quoted_etag(etag), errors.parse_timestamp(modified)
 
-    def list_objects(self, bucket, prefix=""):
-        """(key, size, etag, last_modified text) of a bucket's current objects, in the server's order."""
+    def list_objects(self, bucket, prefix="", page_size=None):
+        """(key, size, etag, last_modified text) of a bucket's current objects, in the server's order;
+        ``page_size`` keys a page at most (the server's default, 1,000, without it)."""
         token = None
         while True:
             query = {"list-type": "2", "encoding-type": "url"}
             if prefix:
                 query["prefix"] = prefix
+            if page_size:
+                query["max-keys"] = str(page_size)
             if token:
                 query["continuation-token"] = token
             response = self.request("GET", bucket, query=query, operation="ListObjectsV2")
@@ -268,7 +294,3 @@ class _Body:
         if not self.raw.isclosed():
             # Unread bytes would be taken for the next answer on this connection: drop it.
             self.transport.close()
-
-
-def _backoff(attempt):
-    return min(0.2 * 2 ** attempt, 5.0) * (0.5 + random.random() / 2)

@@ -44,7 +44,7 @@ def parse_listing(text):
     if count is not None and int(count.group(1)) != len(items):
         return _parse_listing_tree(text)
     if _ENCODING_URL.search(text):
-        items = [(urllib.parse.unquote(key), size, etag, modified) for key, size, etag, modified in items]
+        items = [(unquote_key(key), size, etag, modified) for key, size, etag, modified in items]
     token = _TOKEN.search(text)
     return items, _TRUNCATED.search(text) is not None, _xml_text(token.group(1)) if token else None
 
@@ -55,9 +55,15 @@ def _parse_listing_tree(text):
     items = []
     for item in root.iter(_NS + "Contents"):
         key = item.findtext(_NS + "Key")
-        items.append((urllib.parse.unquote(key) if quoted else key, int(item.findtext(_NS + "Size")),
+        items.append((unquote_key(key) if quoted else key, int(item.findtext(_NS + "Size")),
                       item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified")))
     return items, root.findtext(_NS + "IsTruncated") == "true", root.findtext(_NS + "NextContinuationToken")
+
+
+def unquote_key(key):
+    """A key of an ``encoding-type=url`` listing, decoded as botocore decodes it: AWS, MinIO and
+    rclone write a space as "+" (and a "+" as %2B), so "+" is a space (moto writes %20 for it)."""
+    return urllib.parse.unquote_plus(key)
 
 
 def _xml_text(value):
@@ -71,16 +77,18 @@ def quoted_etag(etag):
     return etag
 
 
-def client_error(status, body, operation):
-    """The botocore ClientError a client would raise for this answer (code from the XML body)."""
-    code, message = str(status), http.client.responses.get(status, "")
+def client_error(status, headers, body, operation):
+    """The botocore ClientError a client would raise for this answer: code, message and the
+    error's other fields (Region, Endpoint, ...) from the XML body, the headers in ResponseMetadata."""
+    error = {}
     if body.lstrip().startswith(b"<"):
         try:
             root = ElementTree.fromstring(body)
-            code = root.findtext("Code") or code
-            message = root.findtext("Message") or message
         except ElementTree.ParseError:
-            pass
+            root = None
+        if root is not None:
+            error.update((child.tag, child.text or "") for child in root if len(child) == 0)
+    error["Code"] = error.get("Code") or str(status)
+    error["Message"] = error.get("Message") or http.client.responses.get(status, "")
     return botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": message},
-         "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+        {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers}}, operation)

@@ -299,11 +299,15 @@ def test_transport_when_https_verifies_the_server_with_the_ca_bundle(scripted, t
     assert server.connections == 1
 
 
-def test_transport_when_https_certificate_unknown_raises_endpoint_unreachable(scripted, tmp_path):
+def test_transport_when_https_certificate_unknown_names_tls_and_does_not_retry(scripted, tmp_path):
     fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     _ca_file, server_context = self_signed(tmp_path)
-    server = scripted((b"", "close"), (b"", "close"), context=server_context)
-    transport = fast_transport.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s"), attempts=1)
+    server = scripted((b"", "close"), (b"", "close"), (b"", "close"), context=server_context)
+    endpoint = s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s")
+    transport = fast_transport.Transport(endpoint, attempts=3)
     with pytest.raises(s3.sdk_errors()) as caught:
         transport.get("b", "k")
-    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
+    assert type(caught.value).__name__ == "SSLError"
+    assert server.connections == 1
+    message = s3.translate(caught.value, endpoint, "reading", "b", "k").msg
+    assert "TLS handshake refused" in message and "certificate verify failed" in message and "ca_bundle" in message

@@ -225,6 +225,36 @@ def test_download_when_object_rewritten_between_parts_fetches_the_new_one_whole(
     assert [c["change"] for c in result["changed_during"]] == ["modified"]
 
 
+def test_download_when_listed_key_answers_404_but_is_still_listed_fails_naming_it(client, tmp_path, monkeypatch):
+    fill(client, "landing", {"a b+c.csv": b"data", "other": b"x"})
+    real_get = fast_transport.Transport.get
+
+    def lying_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
+        if key == "a b+c.csv":
+            # What a mis-named key gets: the server has no object of the name asked for.
+            return real_get(self, bucket, "no such key", version_id, byte_range, if_match)
+        return real_get(self, bucket, key, version_id, byte_range, if_match)
+
+    monkeypatch.setattr(fast_transport.Transport, "get", lying_get)
+    with pytest.raises(RatBackupError, match=r"landing/'a b\+c.csv'.*does not exist, yet lists it"):
+        download(client, tmp_path / "minio", processes=0)
+
+
+def test_download_when_listed_key_deleted_before_its_get_records_it_as_deleted(client, tmp_path, monkeypatch):
+    fill(client, "landing", {"dir/a b+c.csv": b"data", "dir/b": b"x"})
+    real_get = fast_transport.Transport.get
+
+    def deleting_get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
+        if key == "dir/a b+c.csv":
+            client.delete_object(Bucket=bucket, Key=key)
+        return real_get(self, bucket, key, version_id, byte_range, if_match)
+
+    monkeypatch.setattr(fast_transport.Transport, "get", deleting_get)
+    result = download(client, tmp_path / "minio", processes=0)
+    assert result["changed_during"] == [{"bucket": "landing", "key": "dir/a b+c.csv", "change": "deleted"}]
+    assert (tmp_path / "minio" / "landing" / "dir" / "b").read_bytes() == b"x"
+
+
 # --- worker processes -----------------------------------------------------------------------------
 
 def pids_of_fetches(monkeypatch, tmp_path, action=None):

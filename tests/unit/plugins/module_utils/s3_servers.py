@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""S3 servers for the unit tests, each on its own loopback port: moto (writes a listed space as
+%20) and `rclone serve s3` (writes it as "+", as AWS and MinIO do; lab/deps.sh all installs it
+into .venv/bench-tools). Also the awkward-key corpus both the differential tests and the
+integration target use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+KEY, SECRET = "rat-test", "rat-test-secret"
+# Keys people and programs write: spaces, "+", "%", "&", "=", unicode, "//", a trailing "/",
+# a 1,024-byte key (in 200-byte segments: a file-backed server keeps each as a file name),
+# control characters, XML's own characters, and what a URL would read as query or fragment.
+CORPUS = [
+    "plain.txt",
+    "landing/a b+c=d&e.csv",
+    "plus+only",
+    "sp ace",
+    "pct%25and%",
+    "amp&eq=sign",
+    "ünïcødé/ключ/鍵.bin",
+    "emoji 😀.txt",
+    "dir//double",
+    "dir/trailing/",
+    "q?x=1&y#z",
+    "~tilde",
+    "xml<&>'\"",
+    "tab\there",
+    "ctl\x01char",
+]
+_LONG = "/".join("long-%d-" % i + "x" * 192 for i in range(5)) + "/"
+CORPUS.append(_LONG + "y" * (1024 - len(_LONG)))
+
+
+def rclone_binary():
+    """The `rclone` with `serve s3` that lab/deps.sh all installs, or None."""
+    path = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "bench-tools", "bin", "rclone")
+    return path if os.access(path, os.X_OK) else None
+
+
+def worker_port(base):
+    """``base`` + a step per pytest-xdist worker, so two workers never share a port."""
+    return base + 4 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+
+
+class Rclone:
+    """`rclone serve s3` over a temporary directory on 127.0.0.1:``port``; stop() ends it."""
+
+    def __init__(self, port):
+        self.dir = tempfile.mkdtemp(prefix="rat-rclone-s3-")
+        self.url = "http://127.0.0.1:%d" % port
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "AWS_"))}
+        self.log = open(os.path.join(self.dir, "..", os.path.basename(self.dir) + ".log"), "wb")
+        self.proc = subprocess.Popen([rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:%d" % port,
+                                      "--auth-key", "%s,%s" % (KEY, SECRET), "--etag-hash", "MD5",
+                                      "--config", "/dev/null", self.dir],
+                                     stdout=self.log, stderr=self.log, env=env)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("rclone serve s3 did not listen on %d" % port)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.log.close()
+        os.unlink(self.log.name)
+        shutil.rmtree(self.dir, ignore_errors=True)
