@@ -149,8 +149,10 @@ class Download:
                     continue
                 entry = before.listed()
             elif link is not None and _same(link, listed):
-                # The previous mirror's Entry: same size, ETag and version id.
-                if local_tree.is_same_size_file(self.link_tree.path(link.relpath), link.size):
+                # The previous mirror's Entry: same size, ETag and version id; its file still a regular
+                # file of that size with the object's LastModified as mtime. A file changed in place
+                # since (bit rot by a write, a hand edit) is downloaded again, never inherited.
+                if self.link_tree.matches(link):
                     source, link.relpath = link.relpath, relpath
                     plan.add("link", link, source)
                     continue

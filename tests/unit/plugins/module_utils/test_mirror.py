@@ -228,6 +228,25 @@ def test_download_when_link_dest_links_unchanged_and_copies_changed(client, tmp_
     assert objects[("rat", "changes")]["version_id"]
 
 
+def test_download_when_link_dest_file_changed_in_place_then_downloaded_not_linked(client, tmp_path):
+    # Issue 27 item 12: a rotten file of the previous backup (same size) was hard-linked into the
+    # new one, which was born failing its own manifest.
+    bucket(client, "rat", {"rots": b"good bytes", "fine": b"fine"}, versioned=True)
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
+    os.rename(first / "minio.json", first / "manifest.json")
+    time.sleep(1.1)  # the rot comes later than the object's LastModified second
+    with open(first / "minio/rat/rots", "r+b") as handle:
+        handle.write(b"BAD")
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"]) == (1, 1)
+    assert (second / "minio/rat/rots").read_bytes() == b"good bytes"
+    assert os.stat(first / "minio/rat/rots").st_ino != os.stat(second / "minio/rat/rots").st_ino
+    assert os.stat(first / "minio/rat/fine").st_ino == os.stat(second / "minio/rat/fine").st_ino
+
+
 def test_download_when_versions_as_of_takes_versions_current_then(client, tmp_path):
     bucket(client, "rat", {"kept": b"v1", "gone": b"x", "later": b"v1"}, versioned=True)
     time.sleep(1.1)
