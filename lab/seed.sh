@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Seeds the running lab with RAT-shaped data: database rat (lab/seed.sql) and buckets rat and
-# rat-scratch on the primary S3 server (lab/seed_s3.py). Seeding resets: the database is
+# rat-scratch on the primary S3 server (lab/seed_s3.py), and the empty bucket rat-offsite on the
+# off-site server when it is missing (never emptied: it holds off-site copies). Seeding resets: the database is
 # recreated and the buckets are emptied of every version first, so each seed gives the same
 # content. With --if-needed, a part that still holds exactly what the last seed wrote (same
 # fingerprint of rows and objects) is left alone; anything a test changed is re-seeded.
@@ -79,7 +80,8 @@ if ((if_needed)) && pg_seeded; then
 else
     seed_pg
 fi
-s3_args=(--endpoint "$RAT_LAB_S3_ENDPOINT" --state "$state_dir/s3")
+s3_args=(--endpoint "$RAT_LAB_S3_ENDPOINT" --state "$state_dir/s3"
+    --offsite-endpoint "http://$RAT_LAB_S3_HOST:$RAT_LAB_S3_OFFSITE_PORT")
 ((if_needed)) && s3_args+=(--if-needed)
 "$RAT_LAB_PYTHON" "$RAT_LAB_REPO/lab/seed_s3.py" "${s3_args[@]}"
 lab_log "seed done in $((SECONDS - start))s"

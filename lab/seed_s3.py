@@ -31,6 +31,8 @@ from botocore.exceptions import ClientError
 SEED_TAG = ('rat-lab-seed', 'v1')
 BUCKET = 'rat'
 SCRATCH_BUCKET = 'rat-scratch'
+# On the off-site server: where the README's lab walkthrough ships backups (inventory/lab).
+OFFSITE_BUCKET = 'rat-offsite'
 NAMESPACES = ('ecommerce', 'finance', 'marketing', 'logistics', 'analytics', 'default')
 ENTITIES = ('orders', 'customers', 'payments', 'products', 'shipments', 'events', 'sessions', 'invoices')
 LAYERS = ('bronze', 'silver', 'gold')
@@ -282,11 +284,23 @@ def seed(s3):
     return len(objs) + 1 + len(scratch)
 
 
+def ensure_bucket(s3, bucket):
+    """Create ``bucket`` unless it exists; its content is left alone (off-site copies are not seed data)."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response['Error']['Code'] not in ('404', 'NoSuchBucket'):
+            raise
+        s3.create_bucket(Bucket=bucket)
+        print('[lab] created bucket %s' % bucket, file=sys.stderr)
+
+
 def main():
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--endpoint', required=True, help='S3 endpoint URL of the lab')
     parser.add_argument('--state', required=True, help='file keeping the fingerprint of the last seed')
+    parser.add_argument('--offsite-endpoint', help='S3 endpoint URL of the lab\'s off-site server')
     parser.add_argument('--if-needed', action='store_true',
                         help='do nothing when the buckets still hold exactly what the last seed wrote')
     args = parser.parse_args()
@@ -298,6 +312,9 @@ def main():
     s3 = boto3.client('s3', endpoint_url=args.endpoint, region_name='us-east-1',
                       aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                       config=Config(max_pool_connections=32, retries={'mode': 'standard', 'max_attempts': 5}))
+    if args.offsite_endpoint:
+        ensure_bucket(boto3.client('s3', endpoint_url=args.offsite_endpoint, region_name='us-east-1',
+                                   aws_access_key_id=access_key, aws_secret_access_key=secret_key), OFFSITE_BUCKET)
     if args.if_needed and os.path.exists(args.state):
         with open(args.state, encoding='ascii') as state:
             if state.read().strip() == fingerprint(s3):
