@@ -9,6 +9,13 @@ later gets a delete marker. So the versions current before the rollback stay as 
 and the pre-change record (one JSON line per changed key: its version before) is enough to undo
 the rollback the same way. The state at a time follows ``consistency.choose`` with a window of
 zero width: writes stamped in the time's own second count, deletions stamped in it do not.
+
+Refused before any change, naming what cannot be reached (``limits``): a time before the bucket
+was created (every key would get a delete marker), and keys whose version at the time may have
+expired (the bucket's lifecycle removes noncurrent versions after N days; a key that has no
+version at the time but was replaced before ``now - N days`` would be deleted instead of brought
+back). A change of metadata alone (same bytes, new Content-Type or user metadata) is a change:
+the two versions' attributes are compared where their ETag and size are equal.
 """
 
 from __future__ import annotations
@@ -49,24 +56,83 @@ def same_content(a, b):
     return _version_id(a) == _version_id(b) or (a.get("ETag"), a.get("Size")) == (b.get("ETag"), b.get("Size"))
 
 
-def plan(client, endpoint, bucket, prefix, moment):
+def same_version(client, endpoint, bucket, key, a, b):
+    """Same bytes (same_content) and, for two distinct versions, the same metadata and HTTP attributes."""
+    if _version_id(a) == _version_id(b):
+        return True
+    return same_content(a, b) and (s3.version_attributes(client, endpoint, bucket, key, _version_id(a))
+                                   == s3.version_attributes(client, endpoint, bucket, key, _version_id(b)))
+
+
+def limits(client, endpoint, bucket, now):
+    """How far back ``bucket`` reaches: {"bucket", "created" (None when unknown), "expiry_days" (None: no
+    noncurrent expiry), "horizon" (now - expiry_days: versions replaced before it may be gone)}."""
+    days = s3.noncurrent_expiry_days(client, endpoint, bucket)
+    return {"bucket": bucket, "created": s3.bucket_created(client, endpoint, bucket), "expiry_days": days,
+            "horizon": None if days is None else now - datetime.timedelta(days=days)}
+
+
+def describe_limits(limit):
+    """One bucket's reach in words, for refusals."""
+    words = [f"bucket {limit['bucket']!r}"]
+    if limit["created"] is not None:
+        words.append(f"created {fs.iso(limit['created'])}")
+    if limit["horizon"] is not None:
+        words.append(f"noncurrent versions expire after {limit['expiry_days']} days, so versions replaced before "
+                     f"{fs.iso(limit['horizon'])} may be gone")
+    else:
+        words.append("no noncurrent expiry")
+    return ", ".join(words)
+
+
+def check_reachable(limit, moment):
+    """Refuse a time before the bucket existed (a rollback would put a delete marker on every key)."""
+    if limit["created"] is not None and moment < limit["created"]:
+        raise RatBackupError(f"as_of {fs.iso(moment)} is before bucket {limit['bucket']!r} existed "
+                             f"({describe_limits(limit)}): it cannot be rolled back to then; nothing was changed",
+                             bucket=limit["bucket"])
+
+
+def _expired_then(versions, markers, at, horizon):
+    """True when the key's version at ``at`` may have expired: its oldest item left is newer than ``at``
+    and was written before ``horizon`` (so what it replaced had time to expire)."""
+    if horizon is None:
+        return False
+    oldest = min(item["LastModified"] for item in itertools.chain(versions, markers))
+    return oldest.timestamp() > at and oldest < horizon
+
+
+def plan(client, endpoint, bucket, prefix, moment, horizon=None):
     """The changes that give ``bucket`` (keys under ``prefix``) its state at ``moment``, streamed in key order.
 
     Each change: {"bucket", "key", "action": "restore"|"delete", "version_id" (to restore), "size",
     "before" (the current version id, None when absent), "before_size"}. A key whose current version is
-    already a copy of the old one is left alone, so a second rollback to the same time changes nothing.
+    already a copy of the old one (bytes and metadata) is left alone, so a second rollback to the same
+    time changes nothing. Keys whose version at ``moment`` may have expired (``horizon``, limits) make
+    it raise, naming them, once the bucket is read: before the caller applies anything.
     """
     at = moment.timestamp()
+    unreachable = []
     for key, versions, markers in consistency.group_versions(s3.version_pages(client, endpoint, bucket, prefix)):
         then = consistency.choose(versions, markers, (at, at))
         now = consistency.choose(versions, markers, None)
-        if then is None and now is None or then is not None and now is not None and same_content(then, now):
+        if then is None and now is not None and _expired_then(versions, markers, at, horizon):
+            unreachable.append(key)
+            continue
+        if then is None and now is None or then is not None and now is not None \
+                and same_version(client, endpoint, bucket, key, then, now):
             continue
         yield {"bucket": bucket, "key": key, "action": "delete" if then is None else "restore",
                "version_id": None if then is None else _version_id(then),
                "size": None if then is None else then.get("Size", 0),
                "before": None if now is None else _version_id(now),
                "before_size": None if now is None else now.get("Size", 0)}
+    if unreachable:
+        shown = ", ".join(unreachable[:20]) + (f" and {len(unreachable) - 20} more" if len(unreachable) > 20 else "")
+        raise RatBackupError(f"as_of {fs.iso(moment)} cannot be reached in bucket {bucket!r}: the version at that time "
+                             f"of {len(unreachable)} key(s) may have expired ({shown}); its noncurrent versions "
+                             f"replaced before {fs.iso(horizon)} are removed by its lifecycle; nothing was changed",
+                             bucket=bucket, keys=unreachable[:100])
 
 
 def undo_plan(client, endpoint, record_path):

@@ -212,6 +212,21 @@ def bucket_names(client, endpoint):
         return [b["Name"] for b in client.list_buckets().get("Buckets", [])]
 
 
+def bucket_created(client, endpoint, bucket):
+    """When the bucket was created (ListBuckets' CreationDate), or None when the listing does not show it."""
+    with translated(endpoint, "listing buckets"):
+        listed = client.list_buckets().get("Buckets", [])
+    return next((b.get("CreationDate") for b in listed if b["Name"] == bucket), None)
+
+
+def version_attributes(client, endpoint, bucket, key, version_id):
+    """What a HEAD of one version says beyond its bytes: user metadata and the HTTP attributes."""
+    with translated(endpoint, "reading", bucket, key):
+        head = client.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+    return {name: head.get(name) for name in ("Metadata", "ContentType", "CacheControl", "ContentDisposition",
+                                              "ContentEncoding", "ContentLanguage", "Expires", "WebsiteRedirectLocation")}
+
+
 def is_versioned(client, endpoint, bucket):
     with translated(endpoint, "reading versioning", bucket):
         status = client.get_bucket_versioning(Bucket=bucket).get("Status")

@@ -22,6 +22,13 @@ description:
     whole seconds (AWS S3, moto) leave the order inside a second unknown: writes stamped in the second
     of O(as_of) count, deletions stamped in it do not. Give a time a second before a change to undo it."
   - Every bucket must be versioned; the rollback refuses before any change otherwise.
+  - "It also refuses before any change when O(as_of) cannot be reached, naming how far back each bucket
+    reaches: a time before the bucket was created (every key would get a delete marker), and keys whose
+    version at O(as_of) may have expired (the bucket's lifecycle removes noncurrent versions after N days;
+    a key with no version at O(as_of) whose oldest remaining version was written more than N days ago may
+    have replaced one that is gone, and would be deleted instead of brought back). The error names the keys."
+  - A change of metadata alone (same bytes and ETag, new Content-Type or user metadata) is rolled back too:
+    where two versions have the same ETag and size, their metadata is compared (one HEAD each).
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.s3
@@ -60,8 +67,8 @@ attributes:
   idempotent:
     support: full
     details:
-      - A key whose current version is a copy of its old version (same ETag and size) is left alone, so a
-        second rollback to the same time changes nothing.
+      - A key whose current version is a copy of its old version (same ETag, size and metadata) is left alone,
+        so a second rollback to the same time changes nothing.
 notes:
   - Stop the writers (RAT's runner) first; a key written between the plan and the copy keeps the newer write
     as a noncurrent version.
@@ -160,14 +167,20 @@ def _changes(p, client, endpoint):
             raise RatBackupError(f"record must not be the record being undone ({p['undo']})")
         return lake_pitr.undo_plan(client, endpoint, p["undo"]), {"undo": p["undo"]}
     moment = lake_pitr.parse_time(p["as_of"])
-    if moment > datetime.datetime.now(datetime.timezone.utc):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if moment > now:
         raise RatBackupError(f"as_of {p['as_of']} is in the future")
     if not p["buckets"]:
         raise RatBackupError("buckets is empty: name the buckets to roll back")
+    limits = []
     for bucket in p["buckets"]:
         lake_pitr.require_versioned(client, endpoint, bucket)
+        limits.append(lake_pitr.limits(client, endpoint, bucket, now))
+        lake_pitr.check_reachable(limits[-1], moment)
+    # The plan is streamed into the record before anything is applied, so a key found unreachable
+    # anywhere stops the run with nothing changed.
     changes = itertools.chain.from_iterable(
-        lake_pitr.plan(client, endpoint, bucket, p["prefix"], moment) for bucket in p["buckets"])
+        lake_pitr.plan(client, endpoint, limit["bucket"], p["prefix"], moment, limit["horizon"]) for limit in limits)
     return changes, {"as_of": fs.iso(moment), "buckets": p["buckets"], "prefix": p["prefix"]}
 
 

@@ -120,3 +120,44 @@ def test_reach_when_versions_and_lifecycle_reports_oldest_and_expiry(client):
     assert (info["versions"], info["noncurrent_versions"], info["delete_markers"]) == (2, 2, 1)
     assert info["noncurrent_expiry_days"] == 7
     assert info["recoverable_since"] == info["oldest_version"]
+
+
+# Issue 27 item 13: times that cannot be reached are refused before any change.
+def test_plan_when_only_metadata_changed_then_restored_and_second_plan_empty(client):
+    name = bucket(client)
+    client.put_object(Bucket=name, Key="a", Body=b"same", ContentType="text/plain", Metadata={"v": "1"})
+    at = moment_between(lambda: client.copy_object(
+        Bucket=name, Key="a", CopySource={"Bucket": name, "Key": "a"}, MetadataDirective="REPLACE",
+        ContentType="application/json", Metadata={"v": "2"}))
+    changes = rolled(client, name, at)
+    assert [(c["key"], c["action"]) for c in changes] == [("a", "restore")]
+    lake_pitr.apply(client, ENDPOINT, changes)
+    head = client.head_object(Bucket=name, Key="a")
+    assert (head["ContentType"], head["Metadata"]) == ("text/plain", {"v": "1"})
+    assert rolled(client, name, at) == []
+
+
+def test_check_reachable_when_before_the_bucket_existed_then_refused_naming_it(client):
+    name = bucket(client)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    limit = lake_pitr.limits(client, ENDPOINT, name, now)
+    assert limit["created"] is not None and limit["horizon"] is None
+    lake_pitr.check_reachable(limit, limit["created"])
+    with pytest.raises(RatBackupError, match=r"before bucket 'lake' existed \(bucket 'lake', created .*no noncurrent"):
+        lake_pitr.check_reachable(limit, limit["created"] - datetime.timedelta(hours=1))
+
+
+def test_plan_when_version_at_the_time_may_have_expired_then_refused_naming_the_keys(client):
+    name = bucket(client)
+    client.put_object(Bucket=name, Key="kept", Body=b"k")
+    first = client.put_object(Bucket=name, Key="old", Body=b"v1")["VersionId"]
+    at = moment_between(lambda: client.put_object(Bucket=name, Key="old", Body=b"v2"))
+    # What the lifecycle's noncurrent expiry does: the version current at the time is gone.
+    client.delete_object(Bucket=name, Key="old", VersionId=first)
+    after_writes = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    with pytest.raises(RatBackupError, match=r"of 1 key\(s\) may have expired \(old\); .* replaced before") as err:
+        list(lake_pitr.plan(client, ENDPOINT, name, "", at, horizon=after_writes))
+    assert err.value.details["keys"] == ["old"]
+    # Replaced after the horizon: what it replaced cannot have expired, so "old" did not exist then.
+    assert [(c["key"], c["action"]) for c in lake_pitr.plan(client, ENDPOINT, name, "", at, horizon=at)] == [
+        ("old", "delete")]
