@@ -295,15 +295,16 @@ def _link_source(run, prev, now):
         prev_files = mf.expected_files(mf.read(prev_dir), prev_dir)
     except RatBackupError:
         return None, {}, {}
-    index = pl.parse_index(run.target.read(prev, pl.INDEX), run.target.location(prev), prev)
+    checked = check_copy(run, prev, mode="quick", manifest=False)
+    if checked["bad"]:
+        run.record(prev, ok=False, **_verified(checked, now))
+        return None, {}, {}
+    index = checked["index"]
     if not pl.same_keys(index, run.encrypted, run.recipients):
         run.log(f"{prev} off-site was made for other age recipients: nothing is reused from it")
         return None, {}, {}
-    bad = pl.bad_lines(pl.compare(index, run.target.listing(prev)))
-    if bad:
-        run.record(prev, ok=False, **_verified({"mode": "quick", "bad": bad}, now))
-        return None, {}, {}
     return prev, prev_files, index["files"]
+
 
 
 def _keys_id(run):
@@ -376,26 +377,27 @@ def _verified(checked, now):
             "verified": not checked["bad"], "bad": checked["bad"][:MAX_BAD]}
 
 
-def check_copy(run, name, files=None, mode=None):
+def check_copy(run, name, files=None, mode=None, manifest=True):
     """Verify one complete off-site copy: listing vs index (and manifest when local), the stored manifest
-    vs the index's binding; full also reads every file back."""
+    vs the index's binding (read back unless ``manifest`` is false: then its size); full also reads every
+    file back. The result carries the parsed ``index`` (None when it was refused)."""
     mode = mode or run.verify_mode
     where = run.target.location(name)
     raw = run.target.read(name, pl.INDEX)
     try:
         index = pl.parse_index(raw, where, name)
     except RatBackupError as exc:
-        return {"name": name, "mode": mode, "bad": [exc.msg], "files": 0, "location": where}
+        return {"name": name, "mode": mode, "bad": [exc.msg], "files": 0, "location": where, "index": None}
     listing = run.target.listing(name)
     hashes = None
     if mode == "full":
         hashes = run.target.hashes(name, [item["stored"] for item in index["files"].values()])
     binding = index.get("manifest")
     manifest_sha256 = None
-    if binding and binding["stored"] in listing:
+    if manifest and binding and binding["stored"] in listing:
         manifest_sha256 = hashlib.sha256(run.target.read(name, binding["stored"])).hexdigest()
     bad = pl.bad_lines(pl.compare(index, listing, files, hashes, manifest_sha256))
-    return {"name": name, "mode": mode, "bad": bad, "files": len(index["files"]), "location": where}
+    return {"name": name, "mode": mode, "bad": bad, "files": len(index["files"]), "location": where, "index": index}
 
 
 def verify(run, names=None, now=None):
@@ -414,7 +416,7 @@ def verify(run, names=None, now=None):
         checked = check_copy(run, name, files)
         if os.path.isdir(local):
             run.record(name, **_verified(checked, now))
-        results.append(checked)
+        results.append({k: v for k, v in checked.items() if k != "index"})
     return {"target": run.label, "location": run.target.location(), "checked": results,
             "bad": [line for r in results for line in (f"{r['name']}/{b}" for b in r["bad"])]}
 

@@ -372,3 +372,17 @@ def test_fetch_when_identity_given_as_text_then_it_never_touches_the_disk(tmp_pa
     fetch_back.fetch(new_run(tmp_path / "dst", client, box), A)
     written = [os.path.join(d, f) for d, _dirs, names in os.walk(str(tmp_path)) for f in names]
     assert [p for p in written if p != key and b"AGE-SECRET-KEY-" in open(p, "rb").read()] == []
+
+
+def test_ship_when_previous_copy_holds_another_copys_index_then_it_gives_nothing_and_is_shipped_again(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 100})
+    make_backup(tmp_path, B, {"k1": b"1" * 100})
+    offsite.ship(new_run(tmp_path, client))
+    swap(client, A, B, INDEX)
+    make_backup(tmp_path, C, {"k1": b"1" * 100})
+    shipped = offsite.ship(new_run(tmp_path, client))["shipped"]
+    assert [(s["name"], s["previous"], s["linked"]) for s in shipped] == [(C, None, 0)]
+    assert "index of backup '%s'" % A in layout.read_status(str(tmp_path), B)["offsite"]["targets"]["s3"]["bad"][0]
+    shipped = offsite.ship(new_run(tmp_path, client))["shipped"]
+    assert [(s["name"], s["previous"], s["linked"]) for s in shipped] == [(B, A, 1)]
+    assert offsite.verify(new_run(tmp_path, client, verify_mode="full"))["bad"] == []
