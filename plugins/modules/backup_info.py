@@ -197,8 +197,8 @@ future:
   description:
     - Complete backups and safety dumps named more than 10 minutes ahead of this host's clock (a clock that was
       wrong, a directory copied in) are suspect, so they are in none of the lists above, never RV(latest), never
-      counted or deleted by retention, and each gets a warning. Same keys as RV(complete); RV(future[].kind)
-      says which it is, RV(future[].age_seconds) is negative.
+      counted or deleted by retention, and each gets a warning. Same keys as RV(complete); C(kind) says
+      which it is, C(age_seconds) is negative.
   returned: always
   type: list
   elements: dict

@@ -27,8 +27,8 @@ description:
     version at O(as_of) may have expired (the bucket's lifecycle removes noncurrent versions after N days;
     a key with no version at O(as_of) whose oldest remaining version was written more than N days ago may
     have replaced one that is gone, and would be deleted instead of brought back). The error names the keys."
-  - A change of metadata alone (same bytes and ETag, new Content-Type or user metadata) is rolled back too:
-    where two versions have the same ETag and size, their metadata is compared (one HEAD each).
+  - A change of metadata alone (same bytes and ETag, new Content-Type or user metadata) is rolled back too.
+    Where two versions have the same ETag and size, their metadata is compared (one HEAD each).
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.s3
