@@ -306,7 +306,6 @@ def _link_source(run, prev, now):
     return prev, prev_files, index["files"]
 
 
-
 def _keys_id(run):
     """Names the journal after the keys its files were encrypted for: a rerun with other keys ignores it."""
     if not run.encrypted:
