@@ -63,8 +63,9 @@ def render(tmp_path, retention=True, timeout_minutes=5):
         text = env.from_string(handle.read()).render(
             ansible_managed="Ansible managed", _rat_schedule_venv=str(tmp_path / "venv"),
             _rat_schedule_inventory=str(tmp_path / "inventory.yml"), rat_schedule_log_file=str(tmp_path / "log"),
-            _rat_schedule_ping_file=str(tmp_path / "ping-url"), rat_schedule_python=sys.executable,
-            rat_schedule_home=str(tmp_path), rat_schedule_timeout_minutes=timeout_minutes, _rat_schedule_delay=0,
+            _rat_schedule_ping_file=str(tmp_path / "ping-url"), rat_host_python=sys.executable,
+            rat_host_home=str(tmp_path), _rat_schedule_lock=str(tmp_path / "run.lock"),
+            rat_schedule_timeout_minutes=timeout_minutes, _rat_schedule_delay=0,
             _rat_schedule_retention={"keep_last": 2} if retention else {},
             _rat_schedule_collections=str(tmp_path / "collections"))
     wrapper = tmp_path / "wrapper"
