@@ -17,5 +17,6 @@ names = [(last - datetime.timedelta(seconds=step * k)).strftime("%Y%m%d_%H%M%S")
 for name in names:
     os.makedirs(os.path.join(root, name), mode=0o700)
     with open(os.path.join(root, name, "manifest.json"), "w", encoding="utf-8") as handle:
-        handle.write("{}\n")
+        # A manifest retention accepts as intact (format 1): a damaged one counts toward no rule.
+        handle.write('{"format": 1}\n')
 print(json.dumps(names))
