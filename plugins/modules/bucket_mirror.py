@@ -11,7 +11,8 @@ short_description: Mirror S3 buckets to a local directory, a local directory to 
 version_added: 0.1.0
 description:
   - Copies objects between an S3 endpoint (MinIO, AWS S3, any S3-compatible server) and a local
-    directory, in either direction, or between two S3 endpoints, with boto3 only.
+    directory, in either direction, or between two S3 endpoints, in Python (boto3 and the
+    collection's own S3 client); no aws, mc or rclone binary is needed.
   - "S3 -> disk: C(src=s3://) mirrors every bucket (or those in O(buckets)) into one sub-directory
     per bucket of O(dest); C(src=s3://bucket/prefix) mirrors the keys under the prefix into O(dest)
     itself. An object manifest (O(manifest)) records bucket, key, local path, size, sha256 computed
@@ -207,7 +208,17 @@ attributes:
     details:
       - A second run with no change on the source copies nothing and reports no change.
 notes:
-  - Only boto3 and s3transfer are used; no aws, mc or rclone binary is needed.
+  - "Two ways to S3: for a side given by O(src_endpoint)/O(dest_endpoint) URL with an access key and
+    secret key, listings, GETs and single-request PUTs go through the collection's own signed
+    HTTP/1.1 client (a fraction of boto3's CPU per object; held to boto3 by tests on moto and
+    C(rclone serve s3): same keys, ETags, metadata, errors, botocore's standard retry mode,
+    C(Content-MD5) on uploads). boto3 carries everything else, and every request of a side
+    without an endpoint URL (AWS by region), without keys (boto3's credential chain: environment,
+    files, instance profile, SSO, web identity), behind a proxy from C(HTTP_PROXY)/C(HTTPS_PROXY)
+    (unless C(NO_PROXY) names the host), or with a O(retry_mode) other than C(standard)."
+  - "An object that was listed and then answers \"not found\" is recorded in RV(changed_during) as
+    deleted only when a fresh listing of its directory no longer holds it; otherwise the run fails
+    naming the key."
   - Progress is logged (syslog / journal) every 15 seconds on long mirrors.
   - S3 -> S3 compares size and ETag; objects whose ETags differ only because they were uploaded
     with a different part size are copied again.

@@ -32,6 +32,7 @@ _CREDENTIAL_CODES = frozenset((
 _REGION_CODES = frozenset(("AuthorizationHeaderMalformed", "PermanentRedirect", "301", "TemporaryRedirect", "307",
                            "IllegalLocationConstraintException"))
 
+
 def parse_timestamp(value):
     """Timestamps as S3 sends them (ISO 8601 in XML, RFC 1123 in headers), fast; else botocore's parser."""
     try:
@@ -82,9 +83,9 @@ def translate(exc, endpoint, action, bucket=None, key=None):
     if HAS_BOTOCORE and isinstance(exc, botocore.exceptions.NoCredentialsError):
         return RatBackupError(f"{where} failed: no credentials given", **details)
     if HAS_BOTOCORE and isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                                      botocore.exceptions.ConnectionClosedError,
-                                      botocore.exceptions.ReadTimeoutError,
-                                      botocore.exceptions.ConnectTimeoutError)):
+                                         botocore.exceptions.ConnectionClosedError,
+                                         botocore.exceptions.ReadTimeoutError,
+                                         botocore.exceptions.ConnectTimeoutError)):
         return RatBackupError(f"{where} failed: endpoint unreachable or connection dropped ({type(exc).__name__})",
                               **details)
     return RatBackupError(f"{where} failed: {type(exc).__name__}: {exc}", **details)

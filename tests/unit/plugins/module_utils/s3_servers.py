@@ -42,9 +42,14 @@ CORPUS.append(_LONG + "y" * (1024 - len(_LONG)))
 
 
 def rclone_binary():
-    """The `rclone` with `serve s3` that lab/deps.sh all installs, or None."""
-    path = os.path.join(os.path.dirname(os.path.dirname(sys.executable)), "bench-tools", "bin", "rclone")
-    return path if os.access(path, os.X_OK) else None
+    """The `rclone` with `serve s3` that lab/deps.sh all installs (.venv/bench-tools), or None."""
+    here = os.path.realpath(__file__)
+    for venv in (os.path.join(here.rsplit(os.sep + "tests" + os.sep, 1)[0], ".venv"),
+                 os.path.dirname(os.path.dirname(sys.executable))):
+        path = os.path.join(venv, "bench-tools", "bin", "rclone")
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def worker_port(base):
@@ -53,17 +58,19 @@ def worker_port(base):
 
 
 class Rclone:
-    """`rclone serve s3` over a temporary directory on 127.0.0.1:``port``; stop() ends it."""
+    """`rclone serve s3` over a temporary directory on 127.0.0.1:``port`` (in its own session, so it
+    outlives a short-lived starter); stop() ends it."""
 
-    def __init__(self, port):
+    def __init__(self, port, key=KEY, secret=SECRET):
         self.dir = tempfile.mkdtemp(prefix="rat-rclone-s3-")
         self.url = "http://127.0.0.1:%d" % port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "AWS_"))}
-        self.log = open(os.path.join(self.dir, "..", os.path.basename(self.dir) + ".log"), "wb")
+        self.log = open(self.dir + ".log", "wb")
         self.proc = subprocess.Popen([rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:%d" % port,
-                                      "--auth-key", "%s,%s" % (KEY, SECRET), "--etag-hash", "MD5",
+                                      "--auth-key", "%s,%s" % (key, secret), "--etag-hash", "MD5",
                                       "--config", "/dev/null", self.dir],
-                                     stdout=self.log, stderr=self.log, env=env)
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
+                                     start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as sock:

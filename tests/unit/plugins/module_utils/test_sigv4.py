@@ -60,7 +60,7 @@ def botocore_authorization(transport, method, bucket, key, query, headers, paylo
 def test_sign_when_request_as_transport_sends_it_matches_botocore(url, token, case, monkeypatch):
     method, bucket, key, query, headers, payload = case
     transport = fast_transport.Transport(s3.Endpoint(url, "AKIDEXAMPLE", "wJalr/XUtnFEMI+K7MDENG", "eu-central-1",
-                                              session_token=token))
+                                                     session_token=token))
     want = botocore_authorization(transport, method, bucket, key, query, headers, payload, token, monkeypatch)
     path, query_string = transport.target(bucket, key, query)
     got = transport.signer.sign(method, path, query_string, headers, payload, now=NOW.timestamp())
