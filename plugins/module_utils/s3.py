@@ -373,11 +373,14 @@ def noncurrent_expiry_days(client, endpoint, bucket):
     return min(days) if days else None
 
 
-def get_object(client, endpoint, bucket, key, version_id=None, missing_ok=False):
-    """The GET response (its Body still to be read); None for a missing object when ``missing_ok``."""
+def get_object(client, endpoint, bucket, key, version_id=None, missing_ok=False, byte_range=None):
+    """The GET response (its Body still to be read; ``byte_range`` = (first, last) of it); None
+    for a missing object when ``missing_ok``."""
     request = {"Bucket": bucket, "Key": key}
     if version_id:
         request["VersionId"] = version_id
+    if byte_range:
+        request["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
     try:
         return client.get_object(**request)
     except sdk_errors() as exc:

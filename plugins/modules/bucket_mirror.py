@@ -103,6 +103,9 @@ options:
       - S3 -> disk only. A previous mirror directory (for example C(<previous backup>/minio)).
         Objects unchanged since then (same bucket, key, size, ETag and version id) are hard-linked
         from it instead of downloaded; O(dest) is still a complete copy.
+      - So are objects written again with the same bytes (after a restore into empty buckets, with a
+        new version id or another multipart ETag) when their ETag is the MD5 of the previous file or
+        the multipart ETag this collection's uploads give it; a one-byte GET reads their attributes.
       - The previous files are trusted to match their manifest (size is checked); verify old
         backups separately.
     type: path

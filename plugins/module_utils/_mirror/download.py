@@ -7,8 +7,10 @@ What a no-change rerun relies on: the object manifest of the previous run at the
 (plus its journal after an interrupted run), the size/ETag/version id of the listing, and the
 local file still being a regular file with the recorded size and the object's LastModified as
 mtime (this module sets it). ETags are compared only for equality with an ETag recorded
-earlier; they are never read as an MD5 except for single-part objects when no manifest tells
-us anything (then the local file is hashed).
+earlier; they are read as content only where local bytes are hashed to prove it: single-part
+objects when no manifest tells us anything, and link_dest's file of a key whose listing differs
+from link_dest's (a restore wrote the same bytes as a new version, or in other parts), which is
+linked instead of downloaded when its MD5 (or this collection's multipart ETag) is the listed ETag.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import merge
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
 from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror import ranged
+from ansible_collections.rat.backup.plugins.module_utils._mirror import relink
 from ansible_collections.rat.backup.plugins.module_utils._mirror.ranged import StreamBroken as _StreamBroken
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import to_ms
 
@@ -164,7 +167,8 @@ class Download:
             if unseen and local_tree.is_same_size_file(tree.path(entry.relpath), entry.size):
                 unknown.append(entry)
                 continue
-            plan.add("copy", entry)
+            # A copy with a source: the worker links link_dest's file if its bytes prove equal (relink).
+            plan.add("copy", entry, link.relpath if relink.candidate(listed, link) else None)
         self._settle_unknown(unknown)
         if o.get("delete") and os.path.isdir(tree.root):
             for relpath in self._local_extras(expected, by_path):
@@ -183,24 +187,31 @@ class Download:
                     # In this thread: a link costs less than handing it to a worker.
                     self._link(relpath, self.link_tree.path(source))
                     m.stats["linked"] += 1
-                yield action, item
+                yield action, ((item, source) if action == "copy" else item)
 
         def work(row):
             # The manifest line is made by the worker: in worker processes, one JSON encoding
             # less per object in this one, which every object's result passes through.
-            entry, change = self.fetch(row[1])
+            entry, source = row[1]
+            if source and self.relinked(entry, source):
+                return row[0], (self._line(entry), entry.size, None, True)
+            entry, change = self.fetch(entry)
             if entry is None:
-                return row[0], (None, None, change)
-            return row[0], (self._line(entry), entry.size, change)
+                return row[0], (None, None, change, False)
+            return row[0], (self._line(entry), entry.size, change, False)
 
         def record(row):
-            line, size, change = row[1]
+            line, size, change, linked = row[1]
             if change is not None:
                 m.changed_during.append(change)
+            if linked:
+                m.stats["linked"] += 1
             if line is not None:
-                # Links are not journaled: a rerun links them again from link_dest, as cheaply.
+                # Journaled (relinks too: their entry is the new listing's). Links from the plan are
+                # not: a rerun links them again from link_dest, as cheaply.
                 journal.add(line)
-                m.count_copied(size)
+                if not linked:
+                    m.count_copied(size)
 
         def finished():
             rows = pool.results(planned(), work, record, m.concurrency, m.progress, plan.count("copy"),
@@ -360,6 +371,25 @@ class Download:
             fs.unlink_quietly(tmp)
             raise RatBackupError(f"cannot hard-link {source} to {tree.path(relpath)}: {exc.strerror}",
                                  path=tree.path(relpath))
+
+    def relinked(self, entry, source):
+        """True when link_dest's ``source`` proved to hold ``entry``'s bytes and was linked in place
+        of a download (relink.prove); False: download it."""
+        path = self.link_tree.path(source)
+        if not relink.prove(self.mirror, entry, path):
+            return False
+        self._link(entry.relpath, path)
+        if entry.modified_ms is not None:
+            # The object's LastModified as mtime, as for a download: the next backup then links it
+            # from this one by the listing alone (LocalTree.matches). The inode is shared, so link_dest's
+            # copy gets it too; only the newest backup is ever a link source.
+            stamp = entry.modified_ms / 1000.0
+            try:
+                os.utime(self.tree.path(entry.relpath), (stamp, stamp))
+            except OSError as exc:
+                raise RatBackupError(f"cannot set the time of {self.tree.path(entry.relpath)}: {exc.strerror}",
+                                     path=self.tree.path(entry.relpath))
+        return True
 
     def fetch(self, entry):
         """Download one object into a temp file, hashing on the way, then rename it into place.

@@ -247,6 +247,44 @@ def test_download_when_link_dest_file_changed_in_place_then_downloaded_not_linke
     assert os.stat(first / "minio/rat/fine").st_ino == os.stat(second / "minio/rat/fine").st_ino
 
 
+def test_download_after_restore_into_empty_buckets_links_the_bytes_restored_again(client, tmp_path):
+    # Bigger than a part: the restore writes it in parts of PART_SIZE (ETag "...-2"), the seed in one.
+    big = bytes(range(256)) * (s3.PART_SIZE // 256 + 1000)
+    bucket(client, "rat", {"a": b"x" * 3000, "typed": b"same bytes", "edited": b"v1", "big": big},
+           versioned=True, ContentType="text/plain")
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
+    os.rename(first / "minio.json", first / "manifest.json")
+    assert s3.delete_bucket(client, s3.Endpoint(None, "key", "secret"), "rat")
+    upload(client, first / "minio", "s3://", manifest=str(first / "manifest.json"), create_buckets=True)
+    # After the restore: other bytes of the same size, and a new Content-Type over the same bytes.
+    client.put_object(Bucket="rat", Key="edited", Body=b"v2", ContentType="text/plain")
+    client.copy_object(Bucket="rat", Key="typed", CopySource={"Bucket": "rat", "Key": "typed"},
+                       ContentType="text/csv", MetadataDirective="REPLACE")
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"], result["bytes"]) == (3, 1, 2)
+    for key in ("a", "typed", "big"):
+        assert os.stat(first / "minio/rat" / key).st_ino == os.stat(second / "minio/rat" / key).st_ino
+    assert (second / "minio/rat/edited").read_bytes() == b"v2"
+    objects = manifest_objects(second / "minio.json")
+    live = {v["Key"]: v for v in client.list_object_versions(Bucket="rat")["Versions"] if v["IsLatest"]}
+    for key, body in (("a", b"x" * 3000), ("typed", b"same bytes"), ("edited", b"v2"), ("big", big)):
+        assert objects[("rat", key)]["sha256"] == hashlib.sha256(body).hexdigest()
+        assert (objects[("rat", key)]["version_id"], objects[("rat", key)]["etag"]) == (
+            live[key]["VersionId"], live[key]["ETag"])
+    assert objects[("rat", "big")]["etag"].endswith('-2"')
+    assert objects[("rat", "typed")]["content_type"] == "text/csv"
+    assert objects[("rat", "a")]["content_type"] == "text/plain"
+    # The backup after it links everything by the listing alone (a relinked file has the new mtime).
+    third = tmp_path / "b3"
+    os.rename(second / "minio.json", second / "manifest.json")
+    result = download(client, third / "minio", manifest=str(third / "minio.json"), use_versions=True,
+                      link_dest=str(second / "minio"))
+    assert (result["linked"], result["copied"]) == (4, 0)
+
+
 def test_download_when_versions_as_of_takes_versions_current_then(client, tmp_path):
     bucket(client, "rat", {"kept": b"v1", "gone": b"x", "later": b"v1"}, versioned=True)
     time.sleep(1.1)

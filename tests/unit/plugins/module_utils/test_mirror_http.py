@@ -137,6 +137,24 @@ def test_download_when_link_dest_links_unchanged_objects_into_a_fresh_directory(
     assert not os.listdir(second / "minio" / ".rat-tmp") if (second / "minio" / ".rat-tmp").exists() else True
 
 
+def test_download_after_restore_in_parts_links_the_object_in_worker_processes(client, tmp_path):
+    # One PUT in the source, parts of PART_SIZE after the restore: another ETag over the same bytes.
+    big = os.urandom(s3.PART_SIZE + 1000)
+    fill(client, "rat", {"big": big, "small": b"s"}, ContentType="text/csv", Metadata={"m": "v"})
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "manifest.json"))
+    empty(client)
+    upload(client, first / "minio", "s3://", manifest=str(first / "manifest.json"), create_buckets=True)
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "manifest.json"),
+                      link_dest=str(first / "minio"), processes=2)
+    assert (result["linked"], result["copied"], result["bytes"]) == (2, 0, 0)
+    assert os.path.samefile(first / "minio" / "rat" / "big", second / "minio" / "rat" / "big")
+    entry = {e.key: e for e in read_manifest(str(second / "manifest.json"), "manifest")[1]}["big"]
+    assert entry.etag == client.head_object(Bucket="rat", Key="big")["ETag"] and entry.etag.endswith('-2"')
+    assert (entry.sha256, entry.content_type, entry.metadata) == (hashlib.sha256(big).hexdigest(), "text/csv", {"m": "v"})
+
+
 def test_upload_when_http_transport_restores_bytes_and_attributes_from_manifest(client, tmp_path):
     bodies = {k: os.urandom(70) for k in TRICKY}
     fill(client, "rat", bodies, ContentType="application/x-parquet", Metadata={"owner": "rat"})
