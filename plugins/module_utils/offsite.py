@@ -25,12 +25,12 @@ from ansible_collections.rat.backup.plugins.module_utils import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import unlink_quietly
 from ansible_collections.rat.backup.plugins.module_utils.lock import OFFSITE_DIR, hold_offsite, lock_state
+from ansible_collections.rat.backup.plugins.module_utils._offsite import check as copy_check
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source
 
 WORK_DIR = OFFSITE_DIR
 STATUS_KIND = "offsite"
-MAX_BAD = 50
 
 
 class Run:
@@ -271,11 +271,11 @@ def ship_one(run, name, prev, now=None, replace=False):
     run.target.commit(name)
     journal.remove()
     layout.remove_tree(os.path.join(run.work, name))
-    checked = check_copy(run, name, files)
+    checked = copy_check.check_copy(run, name, files)
     sent = run.target.bytes_sent - sent_before
     run.record(name, ok=not checked["bad"], shipped=True, shipped_at=fs.iso(now or fs.utcnow()),
                encrypted=run.encrypted, files=len(files), linked=len(plan["link"]), sent=len(plan["send"]),
-               resumed=len(plan["done"]), bytes_sent=sent, error=None, damaged=False, **_verified(checked, now))
+               resumed=len(plan["done"]), bytes_sent=sent, error=None, damaged=False, **copy_check.verified(checked, now))
     if checked["bad"]:
         raise RatBackupError(f"off-site copy {run.target.location(name)} failed verification right after shipping: "
                              f"{'; '.join(checked['bad'][:10])}", bad=checked["bad"])
@@ -295,9 +295,9 @@ def _link_source(run, prev, now):
         prev_files = mf.expected_files(mf.read(prev_dir), prev_dir)
     except RatBackupError:
         return None, {}, {}
-    checked = check_copy(run, prev, mode="quick", manifest=False)
+    checked = copy_check.check_copy(run, prev, mode="quick", manifest=False)
     if checked["bad"]:
-        run.record(prev, ok=False, **_verified(checked, now))
+        run.record(prev, ok=False, **copy_check.verified(checked, now))
         return None, {}, {}
     index = checked["index"]
     if not pl.same_keys(index, run.encrypted, run.recipients):
@@ -371,34 +371,6 @@ def _stage(run, staging, backup_dir, task, journal):
     return journal.add(pl.entry(rel, stored, source.stored_size, source.stored_sha256))
 
 
-def _verified(checked, now):
-    return {"verified_at": fs.iso(now or fs.utcnow()), "verify_mode": checked["mode"],
-            "verified": not checked["bad"], "bad": checked["bad"][:MAX_BAD]}
-
-
-def check_copy(run, name, files=None, mode=None, manifest=True):
-    """Verify one complete off-site copy: listing vs index (and manifest when local), the stored manifest
-    vs the index's binding (read back unless ``manifest`` is false: then its size); full also reads every
-    file back. The result carries the parsed ``index`` (None when it was refused)."""
-    mode = mode or run.verify_mode
-    where = run.target.location(name)
-    raw = run.target.read(name, pl.INDEX)
-    try:
-        index = pl.parse_index(raw, where, name)
-    except RatBackupError as exc:
-        return {"name": name, "mode": mode, "bad": [exc.msg], "files": 0, "location": where, "index": None}
-    listing = run.target.listing(name)
-    hashes = None
-    if mode == "full":
-        hashes = run.target.hashes(name, [item["stored"] for item in index["files"].values()])
-    binding = index.get("manifest")
-    manifest_sha256 = None
-    if manifest and binding and binding["stored"] in listing:
-        manifest_sha256 = hashlib.sha256(run.target.read(name, binding["stored"])).hexdigest()
-    bad = pl.bad_lines(pl.compare(index, listing, files, hashes, manifest_sha256))
-    return {"name": name, "mode": mode, "bad": bad, "files": len(index["files"]), "location": where, "index": index}
-
-
 def verify(run, names=None, now=None):
     """Verify the complete off-site copies (all, or ``names``); records each result."""
     run.target.check()
@@ -412,9 +384,9 @@ def verify(run, names=None, now=None):
             continue
         local = os.path.join(run.root, name)
         files = mf.expected_files(mf.read(local), local) if os.path.isfile(os.path.join(local, layout.MANIFEST)) else None
-        checked = check_copy(run, name, files)
+        checked = copy_check.check_copy(run, name, files)
         if os.path.isdir(local):
-            run.record(name, **_verified(checked, now))
+            run.record(name, **copy_check.verified(checked, now))
         results.append({k: v for k, v in checked.items() if k != "index"})
     return {"target": run.label, "location": run.target.location(), "checked": results,
             "bad": [line for r in results for line in (f"{r['name']}/{b}" for b in r["bad"])]}
