@@ -57,11 +57,19 @@ def worker_port(base):
     return base + 4 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 
 
-class Rclone:
-    """`rclone serve s3` over a temporary directory on 127.0.0.1:``port`` (in its own session, so it
-    outlives a short-lived starter); stop() ends it."""
+def free_port():
+    """A loopback port nothing listens on now (a server left behind by a killed run keeps its own)."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
 
-    def __init__(self, port, key=KEY, secret=SECRET):
+
+class Rclone:
+    """`rclone serve s3` over a temporary directory on 127.0.0.1:``port`` (a free one by default);
+    stop() ends it. ``detach``: in its own session, to outlive a short-lived starter (the
+    integration target's); a unit test's server goes with the test run."""
+
+    def __init__(self, port=None, key=KEY, secret=SECRET, detach=False):
+        port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="rat-rclone-s3-")
         self.url = "http://127.0.0.1:%d" % port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "AWS_"))}
@@ -70,14 +78,15 @@ class Rclone:
                                       "--auth-key", "%s,%s" % (key, secret), "--etag-hash", "MD5",
                                       "--config", "/dev/null", self.dir],
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
-                                     start_new_session=True)
+                                     start_new_session=detach)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                # Exited: the port was taken, or rclone refused its arguments (its log says which).
+                break
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", port)) == 0:
                     return
-            if self.proc.poll() is not None:
-                break
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("rclone serve s3 did not listen on %d" % port)

@@ -36,7 +36,7 @@ def sides(request):
     else:
         if not s3_servers.rclone_binary():
             pytest.skip("rclone with serve s3 missing: lab/deps.sh all installs it")
-        server = s3_servers.Rclone(PORT + 1)
+        server = s3_servers.Rclone()
         url, stop = server.url, server.stop
     endpoint = s3.Endpoint(url, s3_servers.KEY, s3_servers.SECRET)
     client = s3.make_client(endpoint, retry_max_attempts=1)
