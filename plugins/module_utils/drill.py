@@ -194,7 +194,13 @@ class S3Scratch:
 
     def mark_of(self, bucket):
         """The bucket's mark: its marker object, else its tags (an older drill's); None when unmarked."""
-        marker = s3.get_object(self.client, self.endpoint, bucket, MARKER_KEY, missing_ok=True)
+        try:
+            marker = s3.get_object(self.client, self.endpoint, bucket, MARKER_KEY, missing_ok=True)
+        except RatBackupError as exc:
+            if exc.details.get("error_code") == "NoSuchBucket":
+                # Removed since the listing (another host's drill on a shared drill server).
+                return None
+            raise
         if marker is not None:
             with s3.translated(self.endpoint, "reading the drill marker of", bucket, MARKER_KEY):
                 found = parse_marker(marker["Body"].read())

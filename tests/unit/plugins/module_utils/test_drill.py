@@ -203,3 +203,7 @@ def test_s3_scratch_when_a_step_fails_half_way_then_created_names_what_to_remove
     with pytest.raises(RatBackupError):
         scratch.create(names, "h1", NOW, created)
     assert created == names[:1] and s3.bucket_exists(scratch.client, scratch.endpoint, names[0])
+
+
+def test_s3_scratch_mark_when_bucket_gone_since_listing_then_none(scratch):
+    assert scratch.mark_of("rat-drill-20260216-100000-3f2a1c-0-gone") is None
