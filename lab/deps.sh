@@ -57,8 +57,8 @@ install_venv() {
 }
 
 # `make bench` serves its 100,000-object lake with `rclone serve s3` (Go; ~0.25 ms of server CPU per
-# GET where moto takes ~4.5 ms and s3rver ~1.1 ms); the S3 unit tests use it as a server that lists
-# keys as AWS and MinIO do. Debian's rclone 1.60 predates `serve s3` (1.65).
+# GET where moto takes ~4.5 ms and s3rver ~1.1 ms); the S3 unit tests and the s3_awkward_keys target
+# use it as a server that lists keys as AWS and MinIO do. Debian's rclone 1.60 predates `serve s3` (1.65).
 bench_rclone_version=1.75.2
 install_bench_tools() {
     local target="$RAT_LAB_REPO/.venv/bench-tools"
