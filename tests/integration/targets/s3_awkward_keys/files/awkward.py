@@ -25,8 +25,21 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 4,
-                                "unit", "plugins", "module_utils"))
+
+def _unit_helpers():
+    """The unit tests' helper directory: ansible-test runs a copy of this target elsewhere, so the
+    collection root is found as the nearest parent directory holding it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    while True:
+        candidate = os.path.join(here, "tests", "unit", "plugins", "module_utils")
+        if os.path.exists(os.path.join(candidate, "s3_servers.py")):
+            return candidate
+        if os.path.dirname(here) == here:
+            raise SystemExit("awkward.py: tests/unit/plugins/module_utils/s3_servers.py not found above " + __file__)
+        here = os.path.dirname(here)
+
+
+sys.path.insert(0, _unit_helpers())
 import s3_servers  # noqa: E402  pylint: disable=wrong-import-position
 
 KEY, SECRET = os.environ["RAT_LAB_S3_ACCESS_KEY"], os.environ["RAT_LAB_S3_SECRET_KEY"]
