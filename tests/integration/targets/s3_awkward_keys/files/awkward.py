@@ -70,7 +70,7 @@ def put(s3, bucket, key, salt=b""):
 
 def main(command, *args):
     if command == "serve":
-        server = s3_servers.Rclone(int(args[0]), KEY, SECRET)
+        server = s3_servers.Rclone(int(args[0]), KEY, SECRET, detach=True)
         print(json.dumps({"pid": server.proc.pid, "dir": server.dir}))
         return
     if command == "stop":
