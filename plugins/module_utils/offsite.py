@@ -154,7 +154,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     keep = {}
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
-        view = _retention_view(run, complete + todo, [])
+        view = _retention_view(run, complete + todo, [], shipping=todo)
         keep = {d.name: d for d in retention.plan(view, policy, now or fs.utcnow())}
         unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
         todo = [n for n in todo if keep[n].keep]
@@ -212,10 +212,17 @@ def _ship_diff(run, before, result):
             "before_header": f"{location} (before)", "after_header": f"{location} (after shipping and retention)"}
 
 
-def _retention_view(run, complete, partial):
-    """The copies on a target as retention.Backup tuples; drilled when this host's drill passed."""
-    return ([retention.Backup(n, layout.time_of(n), True, prune.drilled(run.root, n)) for n in sorted(set(complete))]
-            + [retention.Backup(n, layout.time_of(n), False) for n in sorted(set(partial))])
+def _retention_view(run, complete, partial, shipping=()):
+    """The copies on a target as retention.Backup tuples; drilled when this host's drill passed. A copy
+    whose last verification failed counts toward no rule, so the last good copy is never removed for
+    it; those ``shipping`` count as verified (each is verified after shipping, or the run stops)."""
+    view = []
+    for name in sorted(set(complete)):
+        verified = True if name in shipping else run.status(name).get("verified")
+        view.append(retention.Backup(name, layout.time_of(name), True, prune.drilled(run.root, name),
+                                     damaged="failed its last off-site verification" if verified is False else None,
+                                     verified=verified is True))
+    return view + [retention.Backup(n, layout.time_of(n), False) for n in sorted(set(partial))]
 
 
 def apply_retention(run, policy, now=None):

@@ -386,3 +386,18 @@ def test_ship_when_previous_copy_holds_another_copys_index_then_it_gives_nothing
     shipped = offsite.ship(new_run(tmp_path, client))["shipped"]
     assert [(s["name"], s["previous"], s["linked"]) for s in shipped] == [(B, A, 1)]
     assert offsite.verify(new_run(tmp_path, client, verify_mode="full"))["bad"] == []
+
+
+def test_retention_when_newest_copy_failed_verification_then_the_last_good_copy_stays(tmp_path, client):
+    make_backup(tmp_path, A, {"k1": b"1" * 100})
+    make_backup(tmp_path, B, {"k1": b"2" * 100})
+    offsite.ship(new_run(tmp_path, client))
+    assert offsite.verify(new_run(tmp_path, client, verify_mode="full"))["bad"] == []
+    client.put_object(Bucket=BUCKET, Key="fleet/h/%s/minio/b/k1" % B, Body=b"X" * 100)
+    assert offsite.verify(new_run(tmp_path, client, verify_mode="full"), [B])["bad"]
+    shutil.rmtree(str(tmp_path / B))  # pruned locally: the rotten copy cannot be shipped again
+    removed = offsite.apply_retention(new_run(tmp_path, client), retention.check_policy({"keep_last": 1}))
+    # keep_last 1 kept the rotten B and removed A, the only good copy; now B counts toward no rule.
+    assert removed == []
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "fleet/h/%s/manifest.json" % A in keys
