@@ -194,8 +194,12 @@ class _Processes:
         child = min(self.children, key=lambda c: len(c[2]), default=None)
         if child is None or (child[2] and len(self.children) < self.count):
             child = self._fork()
-        child[1].send(self.pending)
         child[2].update(index for index, dummy in self.pending)
+        try:
+            child[1].send(self.pending)
+        except OSError:
+            # It died since its last answer (a broken pipe): its items, this batch too, fail naming how.
+            self._lost(child)
         self.pending = []
 
     def _fork(self):

@@ -91,6 +91,23 @@ def test_results_when_worker_has_a_bug_then_run_fails_with_its_type_and_message(
         list(pool.results(range(10), work, lambda r: None, 2, processes=2))
 
 
+def test_results_when_a_batch_goes_to_a_worker_already_dead_then_run_fails_naming_it_not_broken_pipe():
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def slow_after_first_batch():
+        for item in range(64):
+            if item == pool._Processes.BATCH + 1:  # pylint: disable=protected-access
+                time.sleep(0.5)  # the worker is dead before the second batch goes out
+            yield item
+
+    before = children_of_this_process()
+    with pytest.raises(RatBackupError, match=r"^worker process \d+ ended with signal 9$"):
+        list(pool.results(slow_after_first_batch(), lambda item: item, lambda r: None, 2, total=64, processes=1,
+                          start=die))
+    assert children_of_this_process() == before
+
+
 def test_results_when_a_worker_is_killed_then_run_fails_naming_it_and_no_worker_is_left():
     def work(item):
         if item == 20:
