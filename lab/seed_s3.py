@@ -195,12 +195,7 @@ def scratch_objects():
 
 def empty_bucket(s3, bucket):
     """Create the bucket, or remove every version, delete marker and pending upload in it."""
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if exc.response['Error']['Code'] not in ('404', 'NoSuchBucket'):
-            raise
-        s3.create_bucket(Bucket=bucket)
+    if ensure_bucket(s3, bucket):
         return
     s3.delete_bucket_tagging(Bucket=bucket)
     # List everything before deleting: deleting while paging can shift the pages (moto does).
@@ -285,7 +280,7 @@ def seed(s3):
 
 
 def ensure_bucket(s3, bucket):
-    """Create ``bucket`` unless it exists; its content is left alone (off-site copies are not seed data)."""
+    """Create ``bucket`` unless it exists (True when it was created); what it holds is left alone."""
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
@@ -293,6 +288,8 @@ def ensure_bucket(s3, bucket):
             raise
         s3.create_bucket(Bucket=bucket)
         print('[lab] created bucket %s' % bucket, file=sys.stderr)
+        return True
+    return False
 
 
 def main():
