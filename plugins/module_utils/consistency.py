@@ -36,7 +36,8 @@ _UTC = datetime.timezone.utc
 # The Date header's precision; sampling stops once the skew is known this closely.
 DATE_PRECISION = 1.0
 TARGET_WIDTH = 0.2
-MAX_SAMPLES = 5
+# Enough readings, one per TARGET_WIDTH / 2, to cover the second in which the Date ticks.
+MAX_SAMPLES = 14
 
 
 def epoch(dt):
@@ -80,21 +81,26 @@ def date_header_epoch(response):
 def measure_date_offset(read_date, clock=time.time, sleep=time.sleep, target=TARGET_WIDTH, samples=MAX_SAMPLES):
     """(lo, hi) of server clock minus ``clock``, from ``read_date()`` (one request's Date, Unix seconds).
 
-    One reading leaves a second of doubt; each further reading is timed for the moment the server's
-    second should tick under the current middle estimate, so the answer halves the doubt.
+    One reading leaves a second of doubt. The server's next second then begins at a local moment
+    the doubt places in a one-second window; readings every ``target / 2`` from its start find it,
+    each one either lowering the upper bound by that step or, once the Date has ticked, closing the
+    interval to the step plus a request's time. Waiting for the tick (half a second on average, at
+    most one) is the whole cost: bisection instead waits up to a second per reading.
     """
+    step = target / 2
     before = clock()
-    interval = offset_interval(before, read_date(), clock(), DATE_PRECISION)
+    date = read_date()
+    interval = offset_interval(before, date, clock(), DATE_PRECISION)
     for _sample in range(samples - 1):
         if interval[1] - interval[0] <= target:
             break
-        middle = (interval[0] + interval[1]) / 2
-        now = clock()
-        wait = math.ceil(now + middle) - middle - now
+        # The earliest local moment at which the server may show date + 1, plus one step.
+        wait = date + DATE_PRECISION - interval[1] + step - clock()
         if wait > 0:
             sleep(wait)
         before = clock()
-        interval = intersect(interval, offset_interval(before, read_date(), clock(), DATE_PRECISION))
+        date = read_date()
+        interval = intersect(interval, offset_interval(before, date, clock(), DATE_PRECISION))
     return interval
 
 

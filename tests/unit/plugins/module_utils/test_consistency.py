@@ -69,6 +69,18 @@ def test_measure_date_offset_when_sampled_contains_true_offset_within_target(off
     assert server.reads <= consistency.MAX_SAMPLES
 
 
+@pytest.mark.parametrize("phase", [0.0, 0.05, 0.3, 0.55, 0.8, 0.97])
+@pytest.mark.parametrize("offset", [0.0, 0.37, -2.81])
+def test_measure_date_offset_when_sampled_waits_at_most_for_one_tick(phase, offset):
+    """The Date ticks once a second: finding one tick is the whole wait (bisection waited a second per reading)."""
+    server = FakeServer(offset, latency=0.01)
+    server.now = 1000.0 + phase
+    started = server.now
+    lo, hi = consistency.measure_date_offset(server.read_date, server.clock, server.sleep)
+    assert lo <= offset <= hi and hi - lo <= consistency.TARGET_WIDTH
+    assert server.now - started <= consistency.DATE_PRECISION + consistency.TARGET_WIDTH
+
+
 def test_measure_date_offset_when_clock_steps_raises():
     dates = iter([100.0, 50.0, 50.0, 50.0, 50.0])
     times = iter([100.0, 100.001, 100.5, 100.5, 100.501, 101.0, 101.001] + [101.5] * 20)
