@@ -19,7 +19,7 @@ count="$(find "$root" -mindepth 1 -maxdepth 1 -name '[0-9]*_[0-9]*' ! -name '*.p
 size="$(PYTHONPATH="$RAT_LAB_REPO/collections" "$RAT_LAB_PYTHON" - "$latest" <<'PY'
 import sys
 
-from ansible_collections.rat.backup.plugins.module_utils import manifest
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest
 
 s = manifest.summary(manifest.read(sys.argv[1]))
 mib = lambda n: "%.1f MiB" % (n / 1048576.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
 
-    # Matches pg_cli.connection_argspec() one to one.
+    # Matches postgres.connection_argspec() one to one.
     DOCUMENTATION = r"""
 options:
   host:

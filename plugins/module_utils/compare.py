@@ -14,7 +14,7 @@ import re
 
 from ansible_collections.rat.backup.plugins.module_utils import drill
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import pg_client
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -39,7 +39,7 @@ def postgres_counts(client, tables):
     """(exact row counts of ``tables`` that exist, every user table) from a live server."""
     session = client.open_session()
     try:
-        counts = pg_client.count_rows(session, tables=tables)
+        counts = postgres.count_rows(session, tables=tables)
         live = session.query(USER_TABLES_SQL)
     finally:
         session.close()

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The consistency point: clock skew between PostgreSQL and S3, and "each key as of T".
 
-T comes from PostgreSQL (pg_cli reads ``statement_timestamp()`` and ``clock_timestamp()`` in the
+T comes from PostgreSQL (postgres.py reads ``statement_timestamp()`` and ``clock_timestamp()`` in the
 statement that exports the dump's snapshot, so the snapshot was taken between the two). S3 stamps
 versions with its own clock, so T is moved onto that clock through the measured skew, which is an
 interval: the S3 ``Date`` header has whole seconds. Every time here is a float of Unix seconds.

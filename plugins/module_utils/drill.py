@@ -19,7 +19,7 @@ import json
 import re
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -116,7 +116,7 @@ def _ident(text):
 
 
 class PostgresScratch:
-    """Scratch databases on one server, through a pg_client session."""
+    """Scratch databases on one server, through a psql session (from ``postgres.client_from_params``)."""
 
     def __init__(self, session):
         self.session = session

@@ -25,7 +25,8 @@ import itertools
 import json
 import os
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, layout, s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, s3
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 RECORD_FORMAT = 1

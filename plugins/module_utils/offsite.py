@@ -18,13 +18,13 @@ import os
 import threading
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
-from ansible_collections.rat.backup.plugins.module_utils import prune
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import prune
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import unlink_quietly
-from ansible_collections.rat.backup.plugins.module_utils.lock import OFFSITE_DIR, hold_offsite, lock_state
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.lock import OFFSITE_DIR, hold_offsite, lock_state
 from ansible_collections.rat.backup.plugins.module_utils._offsite import check as copy_check
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Source

@@ -175,14 +175,14 @@ verified:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import compare
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
 def argument_spec():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec.update(s3.connection_argspec("dest_"))
     spec.update(
         path=dict(type="path", required=True),
@@ -213,7 +213,7 @@ def run(module):
     if "postgres" in p["components"]:
         pg = compare.require(data.get("postgres"), "postgres", p["path"])
         row_counts = pg.get("row_counts") or {}
-        client = pg_cli.client_from_params(p)
+        client = postgres.client_from_params(p)
         counts, live = compare.postgres_counts(client, list(row_counts))
         rows = compare.compare_rows(row_counts, counts, live)
         live_sides.append(f"PostgreSQL database {p['database']}")

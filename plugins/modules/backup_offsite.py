@@ -362,7 +362,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import offsite
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 from ansible_collections.rat.backup.plugins.module_utils._offsite import fetch as fetch_back

@@ -75,7 +75,7 @@ options:
         For what-if questions and tests.
     type: str
 notes:
-  - The same policy engine (module_utils/retention.py) decides for off-site copies.
+  - The same policy engine (module_utils/backup_root/retention.py) decides for off-site copies.
 requirements:
   - nothing but Python 3.9 or newer on the managed host (it works on the backup root only)
 seealso:
@@ -164,9 +164,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import prune
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import prune
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 LEASE_SECONDS = 6 * 3600

@@ -516,10 +516,10 @@ import socket
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import reporting
-from ansible_collections.rat.backup.plugins.module_utils import backup_dir
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 

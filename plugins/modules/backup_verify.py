@@ -184,9 +184,9 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
-from ansible_collections.rat.backup.plugins.module_utils import pg_client
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
@@ -219,7 +219,7 @@ def run(module):
         raise RatBackupError(f"{path} is not a backup directory (missing, or a symlink)", path=path)
     data = mf.read(path)
     server_version = (data.get("postgres") or {}).get("server_version")
-    reader = pg_client.archive_reader(server_version, p["client_bin_dir"]) if data.get("postgres") else None
+    reader = postgres.archive_reader(server_version, p["client_bin_dir"]) if data.get("postgres") else None
     checker = (lambda dump: reader.archive_problem(dump, quick=p["mode"] == "quick")) if reader else None
     result = mf.verify(path, data, p["mode"], checker)
     result["changed_files"] = result.pop("changed")

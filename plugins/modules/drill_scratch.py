@@ -163,14 +163,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import drill
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
 def argument_spec():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec.update(s3.connection_argspec())
     spec.update(
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -191,7 +191,7 @@ def _targets(module, p):
     """(PostgresScratch with its session, S3Scratch) for the components handled (None otherwise)."""
     pg = s3side = None
     if "postgres" in p["components"]:
-        pg = drill.PostgresScratch(pg_cli.client_from_params(p).open_session())
+        pg = drill.PostgresScratch(postgres.client_from_params(p).open_session())
     if "minio" in p["components"]:
         if not s3.HAS_BOTO3:
             module.fail_json(msg=missing_required_lib("boto3"), exception=s3.BOTO3_IMPORT_ERROR)

@@ -241,12 +241,12 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
 def argument_spec():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec.update(
         dest=dict(type="path", required=True),
         format=dict(type="str", choices=["custom", "directory"], default="custom"),
@@ -264,10 +264,10 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    spec = pg_cli.DumpSpec(
+    spec = postgres.DumpSpec(
         p["dest"], p["format"], p["jobs"], p["compress"], p["schemas"], p["exclude_schemas"], p["tables"],
         p["exclude_tables"], p["exclude_table_data"], p["link_dest"])
-    result = pg_cli.dump(pg_cli.client_from_params(p), spec, check_mode=module.check_mode)
+    result = postgres.dump(postgres.client_from_params(p), spec, check_mode=module.check_mode)
     result["changed"] = True
     return result
 

@@ -238,12 +238,12 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
 def argument_spec():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec.update(
         src=dict(type="path", required=True),
         clean=dict(type="bool", default=True),
@@ -262,11 +262,11 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    spec = pg_cli.RestoreSpec(
+    spec = postgres.RestoreSpec(
         p["src"], p["clean"], p["if_exists"], p["no_owner"], p["single_transaction"], p["jobs"],
         p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"],
         p["work_dir"])
-    result = pg_cli.restore(pg_cli.client_from_params(p), spec, check_mode=module.check_mode)
+    result = postgres.restore(postgres.client_from_params(p), spec, check_mode=module.check_mode)
     for error in result["accepted_errors"]:
         module.warn(f"pg_restore error accepted by allowed_warnings: {error}")
     result["changed"] = True

@@ -21,11 +21,11 @@ import posixpath
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils import keys
-from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR, TMP_DIR
+from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
+from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import ESCAPE_DIR, TMP_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
 from ansible_collections.rat.backup.plugins.module_utils._mirror import merge
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
@@ -123,7 +123,7 @@ class Download:
             for bucket in self.buckets:
                 entries = ordered(m.lister.entries(bucket, versioning[bucket]), "listing")
                 base = "" if m.src.single_bucket else bucket
-                for entry, relpath in keys.sorted_relpaths(bucket, base, m.src.prefix, entries, _key_of):
+                for entry, relpath in key_paths.sorted_relpaths(bucket, base, m.src.prefix, entries, _key_of):
                     entry.relpath = relpath
                     yield entry
 

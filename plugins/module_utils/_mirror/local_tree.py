@@ -15,7 +15,7 @@ import uuid
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.keys import TMP_DIR
+from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import TMP_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 
 

@@ -11,7 +11,7 @@ import os
 
 from ansible_collections.rat.backup.plugins.module_utils import integrity, s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.keys import ESCAPE_DIR
+from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import ESCAPE_DIR
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
 from ansible_collections.rat.backup.plugins.module_utils._mirror import merge

@@ -16,8 +16,8 @@ import os
 import tarfile
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite import plan as pl
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import decrypt_chunks

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import AGE_SUFFIX
 

@@ -12,12 +12,12 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
 
 RUNTIME = os.path.join(os.path.dirname(__file__), "..", "..", "..", "meta", "runtime.yml")
 SHARED = {
-    "postgres": set(pg_cli.connection_argspec()),
+    "postgres": set(postgres.connection_argspec()),
     "s3": set(s3.connection_argspec("dest_")),
 }
 

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import reporting
-from ansible_collections.rat.backup.plugins.module_utils import backup_dir
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import compare
-from ansible_collections.rat.backup.plugins.module_utils import pg_client
+from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 DUMP = b"PGDMP" + b"\x00" * 100

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from moto import mock_aws
 
-from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree, merge, pool
@@ -64,16 +64,16 @@ def test_sorted_unique_when_keys_repeat_keeps_the_last_like_a_dict():
 @given(st.sets(KEY_TEXT, max_size=12), st.sampled_from(["", "a/"]))
 def test_sorted_relpaths_when_keys_sorted_maps_like_key_mapper(keyset, prefix):
     ordered = sorted(keyset)
-    mapper = keys.KeyMapper("rat", "rat", prefix, ordered)
-    got = list(keys.sorted_relpaths("rat", "rat", prefix, ordered, str))
+    mapper = key_paths.KeyMapper("rat", "rat", prefix, ordered)
+    got = list(key_paths.sorted_relpaths("rat", "rat", prefix, ordered, str))
     assert [k for k, dummy in got] == ordered
     assert [r for dummy, r in got] == [mapper.relpath(k) for k in ordered]
 
 
 def test_sorted_relpaths_when_many_keys_sort_between_a_key_and_its_children_escapes_it():
     ordered = ["a"] + ["a.%04d" % i for i in range(1000)] + ["a/b"]
-    got = dict(keys.sorted_relpaths("rat", "", "", ordered, str))
-    assert got["a"] == keys.escaped_relpath("rat", "a") and got["a.0999"] == "a.0999" and got["a/b"] == "a/b"
+    got = dict(key_paths.sorted_relpaths("rat", "", "", ordered, str))
+    assert got["a"] == key_paths.escaped_relpath("rat", "a") and got["a.0999"] == "a.0999" and got["a/b"] == "a/b"
 
 
 def test_spool_when_entries_written_reads_them_back_in_order():

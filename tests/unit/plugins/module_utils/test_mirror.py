@@ -17,7 +17,7 @@ import botocore.response
 import pytest
 from moto import mock_aws
 
-from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download
@@ -103,7 +103,7 @@ def test_download_when_tricky_keys_stores_every_one_inside_dest_with_manifest(cl
         assert item["sha256"] == hashlib.sha256(key.encode() * 2).hexdigest()
         assert (item["content_type"], item["cache_control"], item["metadata"]) == ("text/csv", "no-cache", {"m": "v"})
     assert objects[("rat", "a/b")]["path"] == "x/rat/a/b"
-    assert objects[("rat", "a")]["path"] == "x/" + keys.escaped_relpath("rat", "a")
+    assert objects[("rat", "a")]["path"] == "x/" + key_paths.escaped_relpath("rat", "a")
     assert oct(os.stat(tmp_path / "minio" / "rat" / "a" / "b").st_mode & 0o777) == "0o600"
     assert not (tmp_path / "minio" / ".rat-tmp").exists()
 

@@ -14,14 +14,14 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from ansible_collections.rat.backup.plugins.module_utils import layout  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils.keys import TMP_DIR  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import TMP_DIR  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
     across_endpoints, options as mirror_options, rewrite_spool_after_check)

@@ -14,10 +14,10 @@ import tempfile
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils import offsite
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._offsite import crypt

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 import os
 
-from ansible_collections.rat.backup.plugins.module_utils import reporting
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
 LATER = NOW + datetime.timedelta(seconds=12)

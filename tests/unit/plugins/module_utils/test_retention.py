@@ -9,7 +9,7 @@ import datetime
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 UTC = datetime.timezone.utc

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils import offsite
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_retention

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 
-from ansible_collections.rat.backup.plugins.module_utils import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.modules import backup_run
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_backup_dir import begin, fill, prepare_partial
 

@@ -11,7 +11,7 @@ import yaml
 from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
 
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
+from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.modules import pg_dump, pg_restore
 
 SECRET = "do-not-print-me"
@@ -23,7 +23,7 @@ def test_argument_spec_when_compared_to_documentation_matches(module):
     shared = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
     spec = module.argument_spec()
     assert set(spec) == set(documented) | set(shared)
-    assert set(shared) == set(pg_cli.connection_argspec())
+    assert set(shared) == set(postgres.connection_argspec())
     for name, option in {**documented, **shared}.items():
         assert spec[name].get("default") == option.get("default"), name
         assert spec[name]["type"] == option["type"], name

@@ -8,12 +8,12 @@ import hashlib
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import keys
+from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 
 
 @pytest.mark.parametrize("relpath", ["a", "a/b.csv", "space name/ü.txt", "x" * 255, "a/.hidden", "..a/b.."])
 def test_is_plain_relpath_when_ordinary_true(relpath):
-    assert keys.is_plain_relpath(relpath)
+    assert key_paths.is_plain_relpath(relpath)
 
 
 @pytest.mark.parametrize("relpath", [
@@ -21,28 +21,28 @@ def test_is_plain_relpath_when_ordinary_true(relpath):
     "x" * 256, "é" * 128, ".rat-keys/x", ".rat-tmp", "new\nline",
 ])
 def test_is_plain_relpath_when_unsafe_false(relpath):
-    assert not keys.is_plain_relpath(relpath)
+    assert not key_paths.is_plain_relpath(relpath)
 
 
 def test_escaped_relpath_when_called_is_sha256_of_key_under_bucket():
     key = "../../etc/passwd"
-    assert keys.escaped_relpath("rat", key) == ".rat-keys/rat/" + hashlib.sha256(key.encode()).hexdigest()
+    assert key_paths.escaped_relpath("rat", key) == ".rat-keys/rat/" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def test_key_mapper_when_key_is_directory_of_another_escapes_only_the_parent():
-    mapper = keys.KeyMapper("rat", "rat", keys=["a/b", "a", "a/c/d", "a-b", "a-c/x"])
-    assert mapper.relpath("a") == keys.escaped_relpath("rat", "a")
+    mapper = key_paths.KeyMapper("rat", "rat", keys=["a/b", "a", "a/c/d", "a-b", "a-c/x"])
+    assert mapper.relpath("a") == key_paths.escaped_relpath("rat", "a")
     assert mapper.relpath("a/b") == "rat/a/b"
     assert mapper.relpath("a/c/d") == "rat/a/c/d"
     assert mapper.relpath("a-b") == "rat/a-b"
 
 
 def test_key_mapper_when_prefix_given_strips_it_and_escapes_the_prefix_marker():
-    mapper = keys.KeyMapper("rat", "", "data/", ["data/", "data/x.csv"])
+    mapper = key_paths.KeyMapper("rat", "", "data/", ["data/", "data/x.csv"])
     assert mapper.relpath("data/x.csv") == "x.csv"
-    assert mapper.relpath("data/") == keys.escaped_relpath("rat", "data/")
+    assert mapper.relpath("data/") == key_paths.escaped_relpath("rat", "data/")
 
 
 def test_key_mapper_when_single_bucket_root_reserved_names_are_escaped():
-    mapper = keys.KeyMapper("rat", "", keys=[".rat-keys/rat/abc"])
-    assert mapper.relpath(".rat-keys/rat/abc") == keys.escaped_relpath("rat", ".rat-keys/rat/abc")
+    mapper = key_paths.KeyMapper("rat", "", keys=[".rat-keys/rat/abc"])
+    assert mapper.relpath(".rat-keys/rat/abc") == key_paths.escaped_relpath("rat", ".rat-keys/rat/abc")

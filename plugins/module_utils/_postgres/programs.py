@@ -16,7 +16,7 @@ import selectors
 import subprocess
 import threading
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec
+from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 

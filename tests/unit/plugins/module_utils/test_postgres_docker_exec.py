@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec, processes
+from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
+from ansible_collections.rat.backup.plugins.module_utils._postgres import programs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 
@@ -53,7 +54,7 @@ def test_exec_process_when_output_multiplexed_demuxes_and_returns_exit_code():
     api.running = False
     proc = docker_exec.ExecProcess(api, "pg", ["pg_dump", "-Fc"], {"PGPASSWORD": "x"})
     got = bytearray()
-    rc, _out, err = processes.communicate(proc, sink=got.extend)
+    rc, _out, err = programs.communicate(proc, sink=got.extend)
     assert (rc, bytes(got), err) == (1, payload, "warn\n")
     assert api.created == ("pg", ["pg_dump", "-Fc"],
                            {"stdin": False, "stdout": True, "stderr": True, "tty": False,
@@ -76,7 +77,7 @@ def test_exec_process_when_command_stops_reading_input_communicate_returns(tmp_p
     thread.start()
     api.running = False
     try:
-        rc, out, _err = processes.communicate(proc, stdin_path=str(src))
+        rc, out, _err = programs.communicate(proc, stdin_path=str(src))
     finally:
         thread.join()
     assert (rc, out) == (0, b"; TOC\n")
@@ -110,7 +111,7 @@ def test_connect_when_docker_sdk_missing_raises_naming_it(monkeypatch):
 
 
 def test_import_when_host_mode_leaves_docker_sdk_unimported():
-    code = ("import sys; from ansible_collections.rat.backup.plugins.module_utils import pg_cli; "
+    code = ("import sys; from ansible_collections.rat.backup.plugins.module_utils import postgres; "
             "print(sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout

@@ -1,14 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PostgreSQL dump and restore, what the pg_dump, pg_restore and backup_compare modules call.
+"""The PostgreSQL face: what the modules (and ``compare``) call; ``_postgres/`` is private to it.
 
 What lives here: the connection options (declared once, documented by the ``rat.backup.postgres``
 doc fragment), ``client_from_params``, and the dump (at an exported snapshot whose moment is read from
 PostgreSQL in the exporting statement, the consistency point; linked to the
 previous dump when only its creation time differs) and restore procedures. The client itself
-(versions, argv, psql session) is ``pg_client``; processes on the host or in a container are
-``processes``; reading an archive without a server is ``pg_archive``.
+(versions, argv, psql session) is ``_postgres/client.py``; client programs run on the host or in a
+container through ``_postgres/programs.py`` (and ``_postgres/docker_exec.py``); reading an archive
+without a server is ``_postgres/archive.py``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, integrity
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
-from ansible_collections.rat.backup.plugins.module_utils.pg_archive import (
+from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import (
     same_archive_but_creation_time, table_data_oids, toc_summary)
-from ansible_collections.rat.backup.plugins.module_utils.pg_client import (
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import (
     Client, Connection, check_client_new_enough, count_rows, dump_argv, restore_argv)
-from ansible_collections.rat.backup.plugins.module_utils.processes import Runner, communicate, first_lines
+# Faced for backup_verify (an archive read with no server).
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import archive_reader  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import Runner, communicate, first_lines
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 

@@ -12,9 +12,9 @@ import os
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import pg_archive
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli
-from ansible_collections.rat.backup.plugins.module_utils import pg_client
+from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
+from ansible_collections.rat.backup.plugins.module_utils import postgres
+from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 BODY = b"\x00\x03\x00\x00\x00rat" + os.urandom(3 * fs.CHUNK)
@@ -115,7 +115,7 @@ def dump_writes(monkeypatch):
         with open(partial, "wb") as handle:
             handle.write(client.produced)
         return {"size": len(client.produced), "sha256": hashlib.sha256(client.produced).hexdigest()}
-    monkeypatch.setattr(pg_cli, "_dump_to_file", fake)
+    monkeypatch.setattr(postgres, "_dump_to_file", fake)
 
 
 def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_path, dump_writes):
@@ -123,7 +123,7 @@ def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_pat
     old = write(tmp_path / "old.dump", old_data)
     dest = tmp_path / "new" / "rat.dump"
     dest.parent.mkdir()
-    result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(dest), link_dest=old))
+    result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=old))
     assert result["linked"] is True
     assert result["sha256"] == hashlib.sha256(old_data).hexdigest()
     assert os.stat(dest).st_ino == os.stat(old).st_ino
@@ -135,7 +135,7 @@ def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_pat
 def test_dump_when_link_dest_differs_keeps_new_dump(tmp_path, dump_writes):
     old = write(tmp_path / "old.dump", archive(body=BODY[::-1]))
     dest = tmp_path / "rat.dump"
-    result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(dest), link_dest=old))
+    result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=old))
     assert result["linked"] is False
     assert dest.read_bytes() == archive() and result["sha256"] == hashlib.sha256(archive()).hexdigest()
     assert os.stat(dest).st_nlink == 1
@@ -146,7 +146,7 @@ def test_dump_when_link_dest_missing_or_symlink_keeps_new_dump(tmp_path, dump_wr
     os.symlink(real, tmp_path / "link.dump")
     for link_dest in (tmp_path / "missing.dump", tmp_path / "link.dump"):
         dest = tmp_path / "rat.dump"
-        result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(dest), link_dest=str(link_dest)))
+        result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=str(link_dest)))
         assert result["linked"] is False and dest.read_bytes() == archive()
         assert os.stat(real).st_nlink == 1
 
@@ -155,23 +155,23 @@ def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, dump_writes,
     def refuse(_src, _dst):
         raise OSError(18, "Invalid cross-device link")
     old = write(tmp_path / "old.dump", archive(created=(1, 2, 3, 4, 5, 120, 0)))
-    monkeypatch.setattr(pg_cli.os, "link", refuse)
+    monkeypatch.setattr(postgres.os, "link", refuse)
     dest = tmp_path / "rat.dump"
-    result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(dest), link_dest=old))
+    result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=old))
     assert result["linked"] is False and dest.read_bytes() == archive()
     assert sorted(os.listdir(tmp_path)) == ["old.dump", "rat.dump", "rat.dump.json"]
 
 
 def test_dump_without_link_dest_returns_no_linked(tmp_path, dump_writes):
-    result = pg_cli.dump(FakeClient(archive()), pg_cli.DumpSpec(str(tmp_path / "rat.dump")))
+    result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(tmp_path / "rat.dump")))
     assert "linked" not in result
 
 
 def test_dump_spec_when_link_dest_with_directory_format_raises(tmp_path):
     with pytest.raises(RatBackupError, match="link_dest needs format=custom"):
-        pg_cli.DumpSpec(str(tmp_path / "d"), fmt="directory", link_dest=str(tmp_path / "old.dump")).validate(False)
+        postgres.DumpSpec(str(tmp_path / "d"), fmt="directory", link_dest=str(tmp_path / "old.dump")).validate(False)
 
 
 def test_dump_spec_when_link_dest_is_a_directory_raises_naming_it(tmp_path):
     with pytest.raises(RatBackupError, match=f"link_dest {tmp_path} is a directory"):
-        pg_cli.DumpSpec(str(tmp_path / "rat.dump"), link_dest=str(tmp_path)).validate(False)
+        postgres.DumpSpec(str(tmp_path / "rat.dump"), link_dest=str(tmp_path)).validate(False)

@@ -30,7 +30,7 @@ import time
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.fs import FILE_MODE, iso, parse_time, utcnow
-from ansible_collections.rat.backup.plugins.module_utils.layout import DIR_MODE, LOCK_FILE
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DIR_MODE, LOCK_FILE
 HEARTBEAT_SECONDS = 5
 # The off-site runs' work directory and lock, in the backup root; retention takes that lock too.
 OFFSITE_DIR = ".offsite"

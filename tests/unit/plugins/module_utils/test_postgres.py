@@ -9,7 +9,11 @@ import sys
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec, fs, pg_archive, pg_cli, pg_client, processes
+from ansible_collections.rat.backup.plugins.module_utils import fs, postgres
+from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
+from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
+from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
+from ansible_collections.rat.backup.plugins.module_utils._postgres import programs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SECRET = "s3cr3t-pw"
@@ -43,9 +47,9 @@ def conn(password=SECRET):
 
 
 def test_connection_argspec_when_copied_is_independent_and_password_no_log():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec["host"]["default"] = "changed"
-    assert pg_cli.connection_argspec()["host"]["default"] == "127.0.0.1"
+    assert postgres.connection_argspec()["host"]["default"] == "127.0.0.1"
     assert spec["password"]["no_log"] is True
 
 
@@ -62,7 +66,7 @@ def test_connection_env_when_no_password_has_no_pgpassword():
 
 
 def test_connection_argspec_takes_community_postgresql_names():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     assert spec["host"]["aliases"] == ["login_host"] and spec["port"]["aliases"] == ["login_port"]
     assert spec["user"]["aliases"] == ["login_user"] and spec["password"]["aliases"] == ["login_password"]
     assert "db" in spec["database"]["aliases"]
@@ -72,9 +76,9 @@ def test_connection_argspec_takes_community_postgresql_names():
 def test_connection_env_when_tls_verified_names_mode_and_root_cert():
     params = {"host": "db.example", "port": 5433, "user": "rat", "database": "ratdb", "password": SECRET,
               "connect_timeout": 7, "ssl_mode": "verify-full", "ca_cert": "/etc/rat/ca.pem"}
-    env = pg_cli.Connection.from_params(params).env()
+    env = postgres.Connection.from_params(params).env()
     assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-full", "/etc/rat/ca.pem")
-    assert "/etc/rat/ca.pem" not in " ".join(pg_cli.Connection.from_params(params).args())
+    assert "/etc/rat/ca.pem" not in " ".join(postgres.Connection.from_params(params).args())
 
 
 def test_connection_env_when_tls_not_asked_prefers_it_without_root_cert():
@@ -202,11 +206,11 @@ def test_parse_restore_errors_when_stderr_has_two_errors_keeps_context():
         "pg_restore: error: could not execute query: ERROR:  schema \"x\" already exists\n"
         "pg_restore: warning: errors ignored on restore: 2\n"
     )
-    errors = pg_cli.parse_restore_errors(stderr)
+    errors = postgres.parse_restore_errors(stderr)
     assert errors == ['could not execute query: ERROR:  relation "vb" already exists\nCommand was: CREATE VIEW public.vb AS',
                       'could not execute query: ERROR:  schema "x" already exists']
-    assert pg_cli.unexpected_errors(errors, [r'schema "x" already exists']) == errors[:1]
-    assert pg_cli.unexpected_errors(errors, [r"already exists"]) == []
+    assert postgres.unexpected_errors(errors, [r'schema "x" already exists']) == errors[:1]
+    assert postgres.unexpected_errors(errors, [r"already exists"]) == []
 
 
 class FakeProcess:
@@ -250,11 +254,11 @@ class FakeRunner:
 
 def test_communicate_when_sink_given_streams_stdout_and_bounds_stderr(tmp_path):
     got = []
-    proc = FakeProcess([(docker_exec.STDOUT, b"ab"), (docker_exec.STDERR, b"x" * (processes.STDERR_LIMIT + 10)),
+    proc = FakeProcess([(docker_exec.STDOUT, b"ab"), (docker_exec.STDERR, b"x" * (programs.STDERR_LIMIT + 10)),
                         (docker_exec.STDOUT, b"cd")], rc=3)
-    rc, out, err = processes.communicate(proc, sink=got.append)
+    rc, out, err = programs.communicate(proc, sink=got.append)
     assert (rc, out, got) == (3, b"", [b"ab", b"cd"])
-    assert len(err) == processes.STDERR_LIMIT
+    assert len(err) == programs.STDERR_LIMIT
     assert proc.stdin_closed
 
 
@@ -262,7 +266,7 @@ def test_communicate_when_stdin_path_given_feeds_whole_file(tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(3 * fs.CHUNK + 5))
     proc = FakeProcess([(docker_exec.STDOUT, b"ok")])
-    rc, out, _err = processes.communicate(proc, stdin_path=str(src))
+    rc, out, _err = programs.communicate(proc, stdin_path=str(src))
     assert (rc, out) == (0, b"ok")
     assert bytes(proc.written) == src.read_bytes()
 
@@ -270,15 +274,15 @@ def test_communicate_when_stdin_path_given_feeds_whole_file(tmp_path):
 def test_host_process_when_command_reads_stdin_round_trips_bytes(tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(300000))
-    proc = processes.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+    proc = programs.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
                                  {}, stdin=True)
-    rc, out, err = processes.communicate(proc, stdin_path=str(src))
+    rc, out, err = programs.communicate(proc, stdin_path=str(src))
     assert (rc, out, err) == (0, src.read_bytes(), "")
 
 
 def test_host_process_when_program_missing_raises_clear_error():
     with pytest.raises(RatBackupError, match="cannot run /nonexistent/pg_dump"):
-        processes.HostProcess(["/nonexistent/pg_dump"], {})
+        programs.HostProcess(["/nonexistent/pg_dump"], {})
 
 
 def test_psql_session_when_queried_sends_sql_with_marker_and_returns_rows():
@@ -301,7 +305,7 @@ def test_psql_session_when_psql_exits_raises_its_stderr():
 
 
 def _spec(tmp_path, **kw):
-    return pg_cli.DumpSpec(str(tmp_path / "rat.dump"), **kw)
+    return postgres.DumpSpec(str(tmp_path / "rat.dump"), **kw)
 
 
 def test_dump_spec_when_jobs_with_custom_format_raises(tmp_path):
@@ -316,7 +320,7 @@ def test_dump_spec_when_directory_format_in_container_raises(tmp_path):
 
 def test_dump_spec_when_parent_missing_raises_naming_it(tmp_path):
     with pytest.raises(RatBackupError, match="does not exist: .*/missing"):
-        pg_cli.DumpSpec(str(tmp_path / "missing" / "rat.dump")).validate(False)
+        postgres.DumpSpec(str(tmp_path / "missing" / "rat.dump")).validate(False)
 
 
 @pytest.mark.parametrize("level", [-1, 10])
@@ -328,25 +332,25 @@ def test_dump_spec_when_compress_out_of_range_raises(tmp_path, level):
 def test_restore_spec_when_parallel_in_single_transaction_raises(tmp_path):
     (tmp_path / "a.dump").write_bytes(b"PGDMP")
     with pytest.raises(RatBackupError, match="set single_transaction: false"):
-        pg_cli.RestoreSpec(str(tmp_path / "a.dump"), jobs=2).validate(False)
+        postgres.RestoreSpec(str(tmp_path / "a.dump"), jobs=2).validate(False)
 
 
 def test_restore_spec_when_src_missing_raises_naming_it(tmp_path):
     with pytest.raises(RatBackupError, match="src .*nope.dump does not exist"):
-        pg_cli.RestoreSpec(str(tmp_path / "nope.dump")).validate(False)
+        postgres.RestoreSpec(str(tmp_path / "nope.dump")).validate(False)
 
 
 def test_restore_spec_when_bad_regex_or_checksum_raises(tmp_path):
     (tmp_path / "a.dump").write_bytes(b"PGDMP")
     with pytest.raises(RatBackupError, match="invalid regular expression"):
-        pg_cli.RestoreSpec(str(tmp_path / "a.dump"), allowed_warnings=["("]).validate(False)
+        postgres.RestoreSpec(str(tmp_path / "a.dump"), allowed_warnings=["("]).validate(False)
     with pytest.raises(RatBackupError, match="64 hex digits"):
-        pg_cli.RestoreSpec(str(tmp_path / "a.dump"), expected_sha256="abc").validate(False)
+        postgres.RestoreSpec(str(tmp_path / "a.dump"), expected_sha256="abc").validate(False)
 
 
 def test_restore_spec_when_directory_in_container_raises(tmp_path):
     with pytest.raises(RatBackupError, match="cannot be restored in container mode"):
-        pg_cli.RestoreSpec(str(tmp_path)).validate(True)
+        postgres.RestoreSpec(str(tmp_path)).validate(True)
 
 
 class RowSession:
@@ -364,7 +368,7 @@ class RowSession:
 def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
     session = RowSession("00000003-0000001B-1|1795804200.25|1795804200.5")
     times = iter([1795804200.0, 1795804201.0])
-    snapshot, point = pg_cli.export_snapshot(session, clock=lambda: next(times))
+    snapshot, point = postgres.export_snapshot(session, clock=lambda: next(times))
     assert snapshot == "00000003-0000001B-1"
     assert "pg_export_snapshot(), extract(epoch FROM statement_timestamp()), extract(epoch FROM clock_timestamp())" \
         in session.sql[0]
@@ -376,5 +380,5 @@ def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
 
 def test_clock_reading_when_read_gives_server_minus_host_interval():
     times = iter([100.0, 100.002])
-    reading = pg_cli.clock_reading(RowSession("102.001"), clock=lambda: next(times))
+    reading = postgres.clock_reading(RowSession("102.001"), clock=lambda: next(times))
     assert reading["host_offset"] == pytest.approx([1.999, 2.001])

@@ -18,9 +18,9 @@ import os
 import stat
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.layout import MANIFEST
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import MANIFEST
 
 FORMAT = 1
 DUMP_PATH = "postgres/rat.dump"

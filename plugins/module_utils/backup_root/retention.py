@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Retention policy engine: which backups to keep, which to delete, and why. Pure: no file system.
 
-The local root (module_utils/prune.py) and the off-site copies both describe their backups as
+The local root (backup_root/prune.py) and the off-site copies both describe their backups as
 ``Backup`` tuples and act on the ``Decision`` list this returns.
 
 Meaning of the rules (borg / borgmatic ``prune``, periods in UTC because backup names are UTC):

@@ -16,10 +16,10 @@ import os
 import re
 import shutil
 
-from ansible_collections.rat.backup.plugins.module_utils import docker_exec
+from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.pg_archive import parse_toc
-from ansible_collections.rat.backup.plugins.module_utils.processes import STDERR_LIMIT, Runner, communicate, first_lines
+from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import parse_toc
+from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import STDERR_LIMIT, Runner, communicate, first_lines
 
 CLIENT_ROOT = "/usr/lib/postgresql"
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Processes inside a running container through the Docker Engine API, with pipes like subprocess.
 
-pg_cli runs PostgreSQL's client programs either on the host (subprocess) or inside the
+postgres.py runs PostgreSQL's client programs either on the host (subprocess) or inside the
 database container (this module); both expose the same small process interface, so dump and
 restore are written once. Output is read frame by frame from the exec socket, so memory stays
 bounded whatever the size of a dump.
@@ -48,7 +48,7 @@ def _sdk_error(name):
 
 def connect(docker_host=None, timeout=60):
     """Low-level API client for ``docker_host`` (default: DOCKER_HOST or the local socket)."""
-    # Imported here, not with this module: pg_cli imports this module in host mode too, and the
+    # Imported here, not with this module: the PostgreSQL layer imports this module in host mode too, and the
     # SDK (requests, urllib3) costs about 0.1 s to import.
     try:
         import docker  # pylint: disable=import-outside-toplevel

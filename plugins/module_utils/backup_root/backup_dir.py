@@ -17,9 +17,9 @@ import socket
 import sys
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
-from ansible_collections.rat.backup.plugins.module_utils import lock
-from ansible_collections.rat.backup.plugins.module_utils import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 # Recorded in every manifest; keep equal to galaxy.yml's version.
@@ -230,7 +230,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
 
 
 def _read_dump_result(path):
-    """The result pg_dump left beside the dump (pg_cli.dump)."""
+    """The result pg_dump left beside the dump (postgres.dump)."""
     try:
         with open(path, "r", encoding="utf-8") as handle:
             result = json.load(handle)

@@ -15,7 +15,7 @@ import os
 import re
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import layout
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 
 METRICS_FILE = "rat_backup.prom"
 
