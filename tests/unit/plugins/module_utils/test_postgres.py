@@ -275,7 +275,7 @@ def test_host_process_when_command_reads_stdin_round_trips_bytes(tmp_path):
     src = tmp_path / "in.bin"
     src.write_bytes(os.urandom(300000))
     proc = programs.HostProcess([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
-                                 {}, stdin=True)
+                                {}, stdin=True)
     rc, out, err = programs.communicate(proc, stdin_path=str(src))
     assert (rc, out, err) == (0, src.read_bytes(), "")
 
