@@ -21,8 +21,9 @@ description:
     per-host lock (C(<root>/.lock)), remove C(.partial) directories left by runs that died, create
     C(<root>/<YYYYmmdd_HHMMSS>.partial/) (mode 0700) and return the newest complete backup to
     hard-link unchanged objects from. A host that fails a check is left exactly as it was.
-  - O(state=commit) checks that every file the manifest promises is present, merges the pg_dump
-    result and the object manifest into C(manifest.json), writes it last, fsyncs, renames the
+  - O(state=commit) checks that every file the manifest promises is present, merges the result
+    M(rat.backup.pg_dump) left beside the dump (C(postgres/rat.dump.json)) and the object manifest
+    M(rat.backup.bucket_mirror) wrote into C(manifest.json), writes it last, fsyncs, renames the
     C(.partial) directory to its final name and releases the lock.
   - O(state=abort) removes the C(.partial) directory and releases the lock, so a failed run leaves
     nothing that looks complete. O(state=lock) and O(state=unlock) hold the lock around other work
@@ -118,77 +119,13 @@ options:
     elements: str
     choices: [postgres, minio]
     default: [postgres, minio]
-  postgres:
-    description:
-      - The registered result of M(rat.backup.pg_dump) (O(state=commit)), recorded as the manifest's
-        C(postgres) part. Its keys are pg_dump's return values.
-      - Omit it to read the result pg_dump left beside the dump (C(postgres/rat.dump.json) in the
-        backup directory), which commit removes once it is in C(manifest.json).
-      - The archive must be a custom-format file (O(postgres.size) and O(postgres.sha256)).
-    type: dict
-    suboptions:
-      dest:
-        description: Path of the archive (not recorded; the manifest names C(postgres/rat.dump)).
-        type: str
-      format:
-        description: Archive format.
-        type: str
-      size:
-        description: Size of the archive in bytes.
-        type: int
-      sha256:
-        description: SHA-256 of the archive file.
-        type: str
-      files:
-        description: SHA-256 of each file of a directory-format archive.
-        type: dict
-      duration:
-        description: Seconds the dump took.
-        type: float
-      server_version:
-        description: Version of the PostgreSQL server.
-        type: str
-      client_version:
-        description: Version of the pg_dump that ran (also recorded under C(tools.pg_dump)).
-        type: str
-      row_counts:
-        description: Rows of every table at the dump's snapshot, keyed C(schema.table); M(rat.backup.backup_compare) checks a restore against them.
-        type: dict
-      linked:
-        description: Whether the archive is a hard link to the previous backup's.
-        type: bool
-      snapshot:
-        description: Id of the exported snapshot the dump was taken at.
-        type: str
-      consistency_point:
-        description: The moment of the dump's snapshot (C(time), C(earliest), their C(_epoch) forms, C(obtained), C(host_offset)).
-        type: dict
-      clock:
-        description: PostgreSQL's clock against the host's (a check-mode result).
-        type: dict
-      cmd:
-        description: The pg_dump argv, secrets masked (not recorded).
-        type: list
-        elements: str
-      changed:
-        description: Part of a registered result (not recorded).
-        type: bool
-      failed:
-        description: Part of a registered result (not recorded).
-        type: bool
-      warnings:
-        description: Part of a registered result when the module warned (not recorded).
-        type: raw
-      deprecations:
-        description: Part of a registered result when the module warned (not recorded).
-        type: raw
   host:
     description: Name recorded in the manifest, normally C(inventory_hostname).
     type: str
   tools:
     description:
       - Tool versions recorded in the manifest's C(tools), besides those the module adds itself (C(python),
-        C(rat.backup), C(pg_dump) from O(postgres.client_version)).
+        C(rat.backup), C(pg_dump) from the dump's result).
     type: dict
     default: {}
     suboptions:
@@ -286,7 +223,6 @@ EXAMPLES = r"""
     name: "{{ run.name }}"
     lock_token: "{{ run.lock_token }}"
     host: "{{ inventory_hostname }}"
-    postgres: "{{ dump }}"
     metrics_dir: /var/lib/node_exporter/textfile
 
 - name: Give up, leaving nothing that looks complete
@@ -537,13 +473,6 @@ def argument_spec():
         required_bytes=dict(type="int", default=0),
         python_modules=dict(type="list", elements="str", default=[]),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
-        postgres=dict(type="dict", options=dict(
-            dest=dict(type="str"), format=dict(type="str"), size=dict(type="int"), sha256=dict(type="str"),
-            files=dict(type="dict"), duration=dict(type="float"), server_version=dict(type="str"),
-            client_version=dict(type="str"), row_counts=dict(type="dict"), linked=dict(type="bool"),
-            snapshot=dict(type="str"), consistency_point=dict(type="dict"), clock=dict(type="dict"),
-            cmd=dict(type="list", elements="str"), changed=dict(type="bool"), failed=dict(type="bool"),
-            warnings=dict(type="raw"), deprecations=dict(type="raw"))),
         host=dict(type="str"),
         tools=dict(type="dict", default={}, options=dict(ansible_core=dict(type="str"))),
         consistency=dict(type="dict", default={}, options=dict(
@@ -569,15 +498,9 @@ def _report(module, p, ok, now, stats, reason=None):
     return out
 
 
-# Keys Ansible adds to a registered result: accepted in O(postgres), never recorded.
-_REGISTERED = ("changed", "failed", "warnings", "deprecations")
-
-
-def _given(options, drop=()):
+def _given(options):
     """A dict option as the caller gave it: Ansible fills unset suboptions with None, the manifest records none of them."""
-    if options is None:
-        return None
-    return {k: v for k, v in options.items() if v is not None and k not in drop}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def run(module):
@@ -613,7 +536,7 @@ def run(module):
     if state == "commit":
         try:
             result = backup_dir.commit(p["root"], p["kind"], p["name"], p["lock_token"], p["host"],
-                                       _given(p["postgres"], _REGISTERED), p["components"], _given(p["tools"]),
+                                       p["components"], _given(p["tools"]),
                                        _given(p["consistency"]), p["release_lock"], module.check_mode, now)
         except RatBackupError as exc:
             _report(module, p, False, now, None, exc.msg)

@@ -171,8 +171,7 @@ def _own_lock(root, token, now):
         path=root, lock_released_because=record.get("released_because"))
 
 
-def commit(root, kind, name, token, host, postgres, components, tools, consistency, release_lock,
-           check_mode, now):
+def commit(root, kind, name, token, host, components, tools, consistency, release_lock, check_mode, now):
     """Turn <name>.partial into <name>: checks, manifest.json written last, rename, fsync."""
     _base, final, partial = paths(root, kind, name)
     if check_mode:
@@ -188,7 +187,7 @@ def commit(root, kind, name, token, host, postgres, components, tools, consisten
     pg = None
     dump_result = os.path.join(partial, *(mf.DUMP_PATH + ".json").split("/"))
     if "postgres" in components:
-        pg = postgres or _read_dump_result(dump_result)
+        pg = _read_dump_result(dump_result)
     created = layout.time_of(name)
     host = host or socket.gethostname()
     consistency = dict(consistency or {})

@@ -48,7 +48,11 @@ def begin(root, **kw):
 
 
 def commit(root, started, pg, **kw):
-    args = dict(kind="backup", name=started["name"], token=started["lock_token"], host="rat-lab", postgres=pg,
+    """backup_dir.commit, after writing ``pg`` (unless None) where pg_dump leaves its result."""
+    if pg is not None:
+        with open(os.path.join(started["partial"], "postgres", "rat.dump.json"), "w") as handle:
+            json.dump(pg, handle)
+    args = dict(kind="backup", name=started["name"], token=started["lock_token"], host="rat-lab",
                 components=["postgres", "minio"], tools={"rat.backup": "0.1.0"}, consistency={},
                 release_lock=True, check_mode=False, now=LATER)
     args.update(kw)

@@ -34,38 +34,53 @@ def test_argument_spec_when_compared_to_documentation_then_every_dict_option_has
     spec = backup_run.argument_spec()
     documented = yaml.safe_load(backup_run.DOCUMENTATION)["options"]
     assert set(spec) == set(documented)
-    for name in ("postgres", "tools", "consistency"):
+    for name in ("tools", "consistency"):
         assert set(spec[name]["options"]) == set(documented[name]["suboptions"]), name
 
 
-def test_commit_when_registered_pg_dump_result_then_manifest_records_it_without_registration_keys(capsys, tmp_path):
+def test_commit_when_pg_dump_left_its_result_then_manifest_records_it_without_run_details(capsys, tmp_path):
     started = begin(tmp_path)
     try:
         prepare_partial(started)
-        registered = dict(fill(started["partial"]), changed=True, failed=False, warnings=["short password"],
-                          dest=os.path.join(started["partial"], "postgres", "rat.dump"), format="custom")
+        left = dict(fill(started["partial"]), dest=os.path.join(started["partial"], "postgres", "rat.dump"),
+                    format="custom")
+        with open(os.path.join(started["partial"], "postgres", "rat.dump.json"), "w") as handle:
+            json.dump(left, handle)
         consistency = {"level": "best-effort", "use_versions": "false", "changed_during": []}
-        result = run_module(capsys, commit_args(tmp_path, started, postgres=registered, consistency=consistency,
+        result = run_module(capsys, commit_args(tmp_path, started, consistency=consistency,
                                                 tools={"ansible_core": "2.19.4"}))
     finally:
         lock.release(str(tmp_path), started["lock_token"])
     assert result["changed"] and not result.get("failed"), result
     with open(os.path.join(result["backup_dir"], "manifest.json")) as handle:
         manifest = json.load(handle)
-    assert manifest["postgres"] == {"size": registered["size"], "sha256": registered["sha256"], "format": "custom",
+    assert manifest["postgres"] == {"size": left["size"], "sha256": left["sha256"], "format": "custom",
                                     "client_version": "15.18", "row_counts": {"public.runs": 1},
                                     "path": "postgres/rat.dump"}
     assert manifest["consistency"] == {"level": "best-effort", "use_versions": False, "changed_during": [],
                                        "objects_listed_at": "2026-02-16T09:30:03Z"}
     assert manifest["tools"]["ansible_core"] == "2.19.4" and manifest["tools"]["pg_dump"] == "15.18"
+    assert not os.path.exists(os.path.join(result["backup_dir"], "postgres", "rat.dump.json"))
+
+
+def test_commit_when_postgres_option_given_then_refused_as_unsupported(capsys, tmp_path):
+    """The postgres option (a registered pg_dump result) is gone: commit reads the result file pg_dump leaves."""
+    started = begin(tmp_path)
+    try:
+        prepare_partial(started)
+        result = run_module(capsys, commit_args(tmp_path, started, postgres=fill(started["partial"])))
+        assert result["failed"] and "postgres" in result["msg"] and "Unsupported parameters" in result["msg"]
+        assert os.path.isdir(started["partial"])
+    finally:
+        lock.release(str(tmp_path), started["lock_token"])
 
 
 def test_commit_when_consistency_has_an_unknown_key_then_refused_naming_it(capsys, tmp_path):
     started = begin(tmp_path)
     try:
         prepare_partial(started)
-        pg = fill(started["partial"])
-        result = run_module(capsys, commit_args(tmp_path, started, postgres=pg, consistency={"levl": "snapshot"}))
+        fill(started["partial"])
+        result = run_module(capsys, commit_args(tmp_path, started, consistency={"levl": "snapshot"}))
         assert result["failed"] and "consistency.levl" in result["msg"]
         assert os.path.isdir(started["partial"])
     finally:
