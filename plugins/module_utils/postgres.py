@@ -22,6 +22,7 @@ import shutil
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import consistency, fs, integrity
+from ansible_collections.rat.backup.plugins.module_utils._postgres import selective
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
 from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import (
@@ -59,6 +60,17 @@ def client_from_params(params):
     """The Client for a module's connection options (host or container mode)."""
     runner = Runner(params.get("container"), params.get("docker_host"))
     return Client(runner, Connection.from_params(params), params.get("client_bin_dir"))
+
+
+def selection_from_params(params):
+    """A selective restore's Selection from pg_restore's options; None restores the whole archive."""
+    if not params["tables"] and not params["schemas"]:
+        if params["data_only"] or params["with_referenced"] or params["with_dependencies"]:
+            raise RatBackupError("data_only, with_referenced and with_dependencies apply to a selective restore: "
+                                 "set tables or schemas")
+        return None
+    return selective.Selection(params["tables"], params["schemas"], params["data_only"], params["with_referenced"],
+                               params["with_dependencies"])
 
 
 # --- pg_restore's messages -----------------------------------------------------------------------
@@ -304,8 +316,10 @@ class RestoreSpec:
 
     def __init__(self, src, clean=True, if_exists=True, no_owner=True, single_transaction=True, jobs=1,
                  create_database=False, expected_sha256=None, allowed_warnings=(), maintenance_database="postgres",
-                 work_dir=None):
+                 work_dir=None, selection=None):
         self.src = src
+        # selective.Selection (some tables or schemas); None restores the whole archive.
+        self.selection = selection
         self.work_dir = work_dir
         self.clean = clean
         self.if_exists = if_exists
@@ -328,6 +342,8 @@ class RestoreSpec:
                 re.compile(pattern)
             except re.error as exc:
                 raise RatBackupError(f"allowed_warnings: invalid regular expression {pattern!r}: {exc}")
+        if self.selection is not None:
+            self.selection.validate(self.jobs)
         if self.expected_sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.expected_sha256):
             raise RatBackupError(f"expected_sha256 must be 64 hex digits, got {self.expected_sha256!r}")
         if not os.path.exists(self.src):
@@ -391,6 +407,8 @@ def _restore(client, spec, archive, check_mode, started, now):
         client.open_session().close()
     toc = client.read_toc(archive, spec.src)
     client.read_through(archive, spec.src)
+    if spec.selection is not None:
+        return _restore_selected(client, spec, archive, toc, create, check_mode, started, now)
     streamed = client.runner.in_container and spec.jobs == 1
     argv = restore_argv(client.bin_dir, client.conn, None if streamed else archive, spec.clean, spec.if_exists,
                         spec.no_owner, spec.single_transaction, spec.jobs)
@@ -402,11 +420,7 @@ def _restore(client, spec, archive, check_mode, started, now):
     if check_mode:
         return result
     if create:
-        session = client.open_session(spec.maintenance_database)
-        try:
-            session.query(f"CREATE DATABASE \"{database.replace(chr(34), chr(34) * 2)}\";")
-        finally:
-            session.close()
+        _create_database(client, spec)
     if streamed:
         rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env(), stdin=True), stdin_path=archive)
     elif client.runner.in_container:
@@ -431,4 +445,37 @@ def _restore(client, spec, archive, check_mode, started, now):
                 rc=rc, errors=unexpected or [err.strip()], cmd=result["cmd"])
     result["accepted_errors"] = errors
     result["duration"] = round(now() - started, 3)
+    return result
+
+
+def _create_database(client, spec):
+    session = client.open_session(spec.maintenance_database)
+    try:
+        session.query(f"CREATE DATABASE \"{client.conn.database.replace(chr(34), chr(34) * 2)}\";")
+    finally:
+        session.close()
+
+
+def _restore_selected(client, spec, archive, toc, create, check_mode, started, now):
+    """Some tables or schemas of ``archive`` (_postgres/selective.py), with the target's rows for --diff."""
+    session = None if create else client.open_session()
+    try:
+        prepared = selective.Prepared(client, spec, archive, toc, session, new_database=create)
+        found = prepared.found
+        counted = [t for t in found["existing"] if t in found["rows"]]
+        live_rows = count_rows(session, tables=counted) if session is not None else {}
+    finally:
+        if session is not None:
+            session.close()
+    result = {
+        "src": spec.src, "database": client.conn.database, "database_created": create,
+        "sha256_checked": spec.expected_sha256, "server_version": client.server_version,
+        "client_version": client.client_version, "restored": toc_summary(dict(toc, entries=prepared.entries)),
+        "selection": found, "cmd": [], "accepted_errors": [], "diff": selective.diff(found, live_rows),
+    }
+    if not check_mode:
+        if create:
+            _create_database(client, spec)
+        result["cmd"] = prepared.restore()
+        result["duration"] = round(now() - started, 3)
     return result

@@ -27,7 +27,10 @@ attributes:
       - Verifies the archive and connects (read-only), then reports what would be restored in RV(restored)
         with C(changed=true); the database is not touched.
   diff_mode:
-    support: none
+    support: full
+    details:
+      - With O(tables) or O(schemas), the diff shows the selected tables' rows in the target (before) and in the
+        archive (after), the sequences whose position is set and the large objects restored.
   idempotent:
     support: none
     details:
@@ -105,6 +108,54 @@ options:
     type: list
     elements: str
     default: []
+  tables:
+    description:
+      - Restore only these tables (C(pg_restore -t) semantics), each C(schema.table) or a table name found in one
+        schema only. Sequences, views and standalone sequences can be named too.
+      - Each comes with what belongs to it in the archive - its owned sequences (serial, identity) and their
+        positions, defaults, indexes, constraints, triggers, rules, policies, comments, ACLs - and the large
+        objects its oid columns reference. Views that depend on a table whose definition is restored are
+        re-created with it (listed in RV(selection.views)).
+      - Refused, naming each foreign key, when a foreign key would cross the selection's edge (a selected table
+        referencing an unselected one, or an unselected table referencing a selected one), unless
+        O(with_referenced). A name the archive lacks is refused naming it. Nothing is touched on a refusal.
+      - The selection is restored as the script of its entries piped into C(psql) in one transaction
+        (O(single_transaction) and O(jobs) do not apply); the first error rolls it back.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
+  schemas:
+    description:
+      - Restore every relation of these schemas (C(pg_restore -n) semantics), as O(tables) does for one table;
+        combinable with O(tables).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
+  data_only:
+    description:
+      - With O(tables)/O(schemas), restore only the rows (and sequence positions, referenced large objects),
+        keeping the tables' definitions. The selected tables are emptied first (C(TRUNCATE ONLY)) in the same
+        transaction; every one of them must exist in the target.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  with_referenced:
+    description:
+      - With O(tables)/O(schemas), add the tables on the other side of each foreign key that would break, again
+        until none would (RV(selection.added) says which and why), instead of refusing.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  with_dependencies:
+    description:
+      - With O(tables)/O(schemas), also restore the types, functions, schemas, extensions and standalone
+        sequences the selection needs - for an empty database, such as a scratch database. Always on when
+        O(create_database) creates the database.
+    type: bool
+    default: false
+    version_added: 0.2.0
 requirements:
   - the PostgreSQL client programs C(pg_restore) and C(psql) on the managed host, of the server's major
     version or newer and no older than the C(pg_dump) that wrote the archive (Debian/Ubuntu
@@ -147,6 +198,22 @@ EXAMPLES = r"""
     jobs: 4
     allowed_warnings:
       - 'extension "plpgsql" already exists'
+
+- name: Preview restoring one table (run with --check --diff)
+  rat.backup.pg_restore:
+    password: "{{ rat_postgres_password }}"
+    src: /var/backups/rat/20260216_093000/postgres/rat.dump
+    tables: [public.ownership]
+  check_mode: true
+  register: preview
+
+- name: Put back the rows of the run history and the tables its foreign keys need
+  rat.backup.pg_restore:
+    password: "{{ rat_postgres_password }}"
+    src: /var/backups/rat/20260216_093000/postgres/rat.dump
+    tables: [public.runs]
+    data_only: true
+    with_referenced: true
 """
 
 RETURN = r"""
@@ -210,6 +277,73 @@ sha256_checked:
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+selection:
+  description: With O(tables)/O(schemas), what the selective restore brings back (would, in check mode).
+  returned: when O(tables) or O(schemas) is set
+  type: dict
+  contains:
+    tables:
+      description: Relations restored, C(schema.name), with those added by O(with_referenced) and dependent views.
+      type: list
+      elements: str
+      sample: ["public.ownership"]
+    added:
+      description: Tables added by O(with_referenced), each with the foreign key that brought it in.
+      type: list
+      elements: dict
+      sample: [{"table": "public.pipelines", "reason": "runs_pipeline_id_fkey on public.runs references public.pipelines"}]
+    views:
+      description: Views re-created because they depend on a table whose definition is restored.
+      type: list
+      elements: str
+      sample: ["public.pipeline_run_stats"]
+    sequences:
+      description: Sequences whose position is restored.
+      type: list
+      elements: str
+      sample: ["public.runs_id_seq"]
+    large_objects:
+      description: OIDs of the large objects restored (those the selected tables' oid columns reference).
+      type: list
+      elements: int
+      sample: [18351]
+    rows:
+      description: Rows per table, read from the archive (check mode) or restored.
+      type: dict
+      sample: {"public.ownership": 54}
+    data_only:
+      description: Whether only rows were restored.
+      type: bool
+      sample: false
+    supporting:
+      description: Types, functions, schemas restored for a new database (O(with_dependencies)).
+      type: list
+      elements: str
+      sample: ["type public.run_status"]
+    entries:
+      description: Number of TOC entries restored.
+      type: int
+      sample: 3
+    existing:
+      description: Selected relations the target database has.
+      type: list
+      elements: str
+      sample: ["public.ownership"]
+    missing:
+      description: Selected relations the target database lacks (created by the restore).
+      type: list
+      elements: str
+      sample: []
+    dump_patterns:
+      description: C(pg_dump --table) patterns of RV(selection.existing), for a safety dump of what is replaced.
+      type: list
+      elements: str
+      sample: ['"public"."ownership"']
+diff:
+  description: With O(tables)/O(schemas), the selected tables' rows in the target (before) and the archive (after).
+  returned: when O(tables) or O(schemas) is set and in diff mode
+  type: dict
+  sample: {"before": "public.ownership: 0 rows\n", "after": "public.ownership: 54 rows\n"}
 accepted_errors:
   description: pg_restore errors accepted through O(allowed_warnings).
   returned: always
@@ -256,6 +390,11 @@ def argument_spec():
         expected_sha256=dict(type="str"),
         work_dir=dict(type="path"),
         allowed_warnings=dict(type="list", elements="str", default=[]),
+        tables=dict(type="list", elements="str", default=[]),
+        schemas=dict(type="list", elements="str", default=[]),
+        data_only=dict(type="bool", default=False),
+        with_referenced=dict(type="bool", default=False),
+        with_dependencies=dict(type="bool", default=False),
     )
     return spec
 
@@ -265,8 +404,10 @@ def run(module):
     spec = postgres.RestoreSpec(
         p["src"], p["clean"], p["if_exists"], p["no_owner"], p["single_transaction"], p["jobs"],
         p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"],
-        p["work_dir"])
+        p["work_dir"], postgres.selection_from_params(p))
     result = postgres.restore(postgres.client_from_params(p), spec, check_mode=module.check_mode)
+    if not module._diff:
+        result.pop("diff", None)
     for error in result["accepted_errors"]:
         module.warn(f"pg_restore error accepted by allowed_warnings: {error}")
     result["changed"] = True
