@@ -365,11 +365,6 @@ from ansible_collections.rat.backup.plugins.module_utils import offsite
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
-from ansible_collections.rat.backup.plugins.module_utils._offsite import fetch as fetch_back
-from ansible_collections.rat.backup.plugins.module_utils._offsite.crypt import Crypt
-from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import SELECTIONS, Throttle
-from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
-from ansible_collections.rat.backup.plugins.module_utils._offsite.ssh_target import SshTarget
 
 
 def argument_spec():
@@ -405,53 +400,14 @@ def argument_spec():
     return spec
 
 
-def make_target(p, throttle):
-    if p["target"] == "s3":
-        if not p["s3_bucket"]:
-            raise RatBackupError("target s3 needs s3_bucket (rat_offsite_s3_bucket)", variable="rat_offsite_s3_bucket")
-        side = s3.connect(p, "s3_", max_pool_connections=max(10, p["parallel"] * 2))
-        return S3Target(side.client, side.endpoint, p["s3_bucket"], p["s3_prefix"], p["host"], throttle)
-    return SshTarget(p["ssh_host"], p["ssh_path"], p["host"], port=p["ssh_port"], user=p["ssh_user"],
-                     key_file=p["ssh_key_file"], known_hosts_file=p["ssh_known_hosts_file"],
-                     strict_host_key_checking=p["ssh_strict_host_key_checking"],
-                     connect_timeout=p["connect_timeout"], bwlimit_kib=p["bandwidth_limit_kib"])
-
-
-def selection(value):
-    if value in (None, "", []):
-        return "missing"
-    if isinstance(value, str) and value in SELECTIONS:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    if isinstance(value, (str, int)):
-        return [str(value)]
-    raise RatBackupError("backups (rat_offsite_backups) must be 'missing', 'latest' or a list of backup names, not "
-                         f"{value!r}", variable="rat_offsite_backups")
-
-
-def make_crypt(p):
-    if p["state"] == "fetched":
-        if p["identity_file"] or p["identity"]:
-            return Crypt(p["age_bin"], identity_file=p["identity_file"], identity=p["identity"])
-        return None
-    if p["encrypt"]:
-        return Crypt(p["age_bin"], recipients=p["recipients"])
-    if p["recipients"]:
-        raise RatBackupError("recipients are given but encrypt is false: set rat_offsite_encrypt: true "
-                             "(nothing is shipped in clear when keys are configured)", variable="rat_offsite_encrypt")
-    return None
-
-
 def run(module):
     p = module.params
     if p["parallel"] < 1 or p["bandwidth_limit_kib"] < 0:
         raise RatBackupError("parallel must be >= 1 and bandwidth_limit_kib >= 0")
-    wanted = selection(p["backups"])
+    wanted = offsite.selection(p["backups"])
     policy = retention.check_policy(p["retention"], "rat_offsite_retention") if p["retention"] else None
-    throttle = Throttle(p["bandwidth_limit_kib"] * 1024)
-    target = make_target(p, throttle)
-    crypt = make_crypt(p)
+    target = offsite.make_target(p, offsite.Throttle(p["bandwidth_limit_kib"] * 1024))
+    crypt = offsite.make_crypt(p)
     lock = offsite.lock(p["root"]) if not module.check_mode else None
     try:
         job = offsite.Run(p["root"], target, p["label"] or p["target"], p["host"], crypt, p["parallel"], p["verify"],
@@ -469,7 +425,7 @@ def run(module):
                                      f"{target.location()}: {'; '.join(result['bad'][:10])}",
                                      **result)
         else:
-            result = fetch_back.fetch(job, p["name"], module.check_mode)
+            result = offsite.fetch(job, p["name"], module.check_mode)
         result["remote"] = target.backups()
         return result
     finally:

@@ -10,7 +10,7 @@ import os
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 
@@ -19,13 +19,13 @@ MANIFEST_FORMAT = 1
 
 def _reader(path, what):
     # A path the operator gave (bucket_mirror's manifest options): a symlink is followed.
-    return mf.Reader(path, what, follow_symlinks=True)
+    return manifest_format.Reader(path, what, follow_symlinks=True)
 
 
 def _header(reader):
     """The object manifest part of what ``reader`` read (itself, or a backup manifest's "minio"
     section), without its object list."""
-    document = mf.objects_holder(reader.document)
+    document = manifest_format.objects_holder(reader.document)
     if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
         raise RatBackupError(f"{reader.what} {reader.path} is not an object manifest (no \"objects\" list)",
                              path=reader.path)
@@ -69,7 +69,7 @@ def write_manifest(path, header, lines):
     rely on when they read it back); it is consumed while the file is written, never held.
     """
     try:
-        mf.write_lines(path, header, lines)
+        manifest_format.write_lines(path, header, lines)
     except OSError as exc:
         raise RatBackupError(f"cannot write object manifest {path}: {exc.strerror}", path=path)
 

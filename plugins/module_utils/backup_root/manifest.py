@@ -13,7 +13,6 @@ Format 1 (docs/internals.md)::
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -21,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import MANIFEST
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.manifest_format import read_document, write_document
 
 FORMAT = 1
 DUMP_PATH = "postgres/rat.dump"
@@ -47,163 +47,6 @@ def build(name, kind, host, created_at, completed_at, tools, postgres, minio, co
         "postgres": postgres,
         "minio": minio,
     }
-
-
-# --- the one manifest format: an indented JSON document whose object list has one compact
-# object per line, so it streams both ways. manifest.json holds it under "minio"; bucket_mirror's
-# object manifest at the top. Other JSON (hand-written, no objects) is read whole. ------------
-
-def objects_holder(document):
-    """The dict holding the object list: manifest.json's "minio" section (None when the backup has
-    no objects part), else the document itself (bucket_mirror's object manifest)."""
-    if isinstance(document, dict) and "minio" in document:
-        return document["minio"] if isinstance(document["minio"], dict) else None
-    return document
-
-
-def _placed(document, objects):
-    """A copy of ``document`` with ``objects`` where its object list goes."""
-    placed = dict(document)
-    if "minio" in placed:
-        placed["minio"] = dict(placed["minio"], objects=objects)
-    else:
-        placed["objects"] = objects
-    return placed
-
-
-def _object_line(item):
-    return json.dumps(item, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def _chunks(document, lines):
-    """Text of ``document`` with its object list given as ``lines`` (one JSON object each)."""
-    lines = iter(lines)
-    line = next(lines, None)
-    if line is None:
-        if objects_holder(document) is not None:
-            document = _placed(document, [])
-        yield json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-        return
-    # Stands for the object list in the indented text; random, so no key or name can be mistaken for it.
-    marker = "rat-backup-objects-" + os.urandom(16).hex()
-    text = json.dumps(_placed(document, marker), indent=1, sort_keys=True, ensure_ascii=False)
-    head, tail = text.split(json.dumps(marker), 1)
-    key_line = head[head.rindex("\n") + 1:]
-    indent = key_line[:len(key_line) - len(key_line.lstrip(" "))]
-    yield head + "[\n"
-    for following in lines:
-        yield line + ",\n"
-        line = following
-    yield line + "\n" + indent + "]" + tail + "\n"
-
-
-def _own_objects(document, objects):
-    if objects is None:
-        objects = (objects_holder(document) or {}).get("objects") or []
-    return (_object_line(item) for item in objects)
-
-
-def dumps(document, objects=None):
-    """The manifest text of ``document`` (its objects in place, or given apart as ``objects``)."""
-    return "".join(_chunks(document, _own_objects(document, objects)))
-
-
-def write_document(path, document, objects=None):
-    """Write ``document`` atomically (0600), its objects (in place, or any iterable) one per line."""
-    write_lines(path, document, _own_objects(document, objects))
-
-
-def write_lines(path, document, lines):
-    """The one manifest writer: atomic (0600), the object list streamed from ``lines`` (JSON texts
-    of one object each, consumed while written: bucket_mirror hands over the lines it journals)."""
-    fs.write_lines_atomic(path, _chunks(document, lines))
-
-
-class Reader:
-    """The one reader of the manifest format (and of the compact header line bucket_mirror wrote
-    before it): ``objects()`` yields the object list's items one line at a time, in file order;
-    once it is exhausted, ``document`` holds the rest with its object list empty.
-
-    A layout not our own (objects over several lines, no object list) is read whole. Symlinks are
-    not followed unless ``follow_symlinks`` (a path an operator gave, not one inside a backup).
-    """
-
-    def __init__(self, path, what="manifest", follow_symlinks=False):
-        self.path = path
-        self.what = what
-        self.follow_symlinks = follow_symlinks
-        self.document = None
-
-    def objects(self, parse=True):
-        """The objects as dicts; ``parse=False`` skips them unparsed (only ``document`` is wanted)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | (0 if self.follow_symlinks else os.O_NOFOLLOW))
-            with os.fdopen(fd, "r", encoding="utf-8") as handle:
-                yield from self._lines(handle, parse)
-        except ValueError as exc:
-            raise RatBackupError(f"{self.what} {self.path} is not valid JSON: {exc}", path=self.path)
-        except OSError as exc:
-            raise RatBackupError(f"cannot read {self.what} {self.path}: {exc.strerror or exc}", path=self.path)
-
-    def _lines(self, handle, parse):
-        head = []
-        for line in handle:
-            head.append(line)
-            if line.rstrip().endswith('"objects": ['):
-                break
-        else:
-            yield from self._whole(handle, parse)
-            return
-        yielded = False
-        for line in handle:
-            text = line.strip()
-            if text.startswith("]"):
-                try:
-                    self.document = json.loads("".join(head) + line + handle.read())
-                except ValueError:
-                    if yielded:
-                        raise
-                    # Not our layout after all (objects over several lines): read whole.
-                    yield from self._whole(handle, parse)
-                return
-            if not parse:
-                continue
-            try:
-                item = json.loads(text.rstrip(","))
-            except ValueError:
-                if yielded:
-                    raise
-                item = None
-            if not isinstance(item, dict):
-                if yielded:
-                    raise ValueError(f"line {text[:40]!r} is not an object")
-                yield from self._whole(handle, parse)
-                return
-            yielded = True
-            yield item
-        raise RatBackupError(f"{self.what} {self.path} is truncated", path=self.path)
-
-    def _whole(self, handle, parse):
-        handle.seek(0)
-        document = json.load(handle)
-        holder = objects_holder(document)
-        objects = []
-        if isinstance(holder, dict) and isinstance(holder.get("objects"), list):
-            objects, holder["objects"] = holder["objects"], []
-        self.document = document
-        if parse:
-            yield from objects
-
-
-def read_document(path, what="manifest", make=None, with_objects=True):
-    """(document, [make(object) ...]) of a manifest in a backup (no symlink followed); the
-    document's own object list is left empty. Objects are read line by line (``make`` turns each
-    into what the caller keeps), so a 100,000-object manifest never exists as one parsed document;
-    without ``with_objects`` they are skipped unparsed (the list is empty)."""
-    make = make or (lambda item: item)
-    reader = Reader(path, what)
-    objects = [make(item) for item in reader.objects(parse=with_objects)]
-    return reader.document, objects
 
 
 def read(backup_dir, with_objects=True, make=None):

@@ -11,6 +11,7 @@ import os
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 DUMP = b"PGDMP" + b"\x00" * 100
@@ -187,7 +188,7 @@ def test_dumps_when_objects_then_one_compact_line_each_and_same_data():
     data = {"format": 1, "name": "20260216_093000", "consistency": {"changed_during": ["rat/objects"]},
             "minio": {"buckets": {"rat": {"versioned": False}}, "objects": objects, "prefix": ""},
             "postgres": None}
-    text = mf.dumps(data)
+    text = manifest_format.dumps(data)
     assert json.loads(text) == data
     lines = text.splitlines()
     assert [json.loads(line.rstrip(",")) for line in lines if line.startswith('{"bucket"')] == objects
@@ -196,7 +197,7 @@ def test_dumps_when_objects_then_one_compact_line_each_and_same_data():
 
 def test_dumps_when_no_objects_then_plain_indented_json():
     data = {"format": 1, "minio": None, "postgres": {"size": 3}}
-    assert mf.dumps(data) == json.dumps(data, indent=1, sort_keys=True) + "\n"
+    assert manifest_format.dumps(data) == json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def test_summary_when_consistency_recorded_shows_level_time_and_changes():
@@ -220,8 +221,8 @@ def test_read_document_when_backup_manifest_then_objects_streamed_without_json_l
     def refuse(*_args, **_kwargs):
         raise AssertionError("the whole manifest was loaded at once")
 
-    monkeypatch.setattr(mf.json, "load", refuse)
-    document, objects = mf.read_document(str(tmp_path / "manifest.json"), make=lambda item: item["key"])
+    monkeypatch.setattr(manifest_format.json, "load", refuse)
+    document, objects = manifest_format.read_document(str(tmp_path / "manifest.json"), make=lambda item: item["key"])
     assert objects == ["a", "b\u00fc"]
     assert document["minio"] == {"buckets": {"rat": {}}, "objects": []} and document["postgres"] == {"size": 3}
 
@@ -231,13 +232,13 @@ def test_read_document_when_object_manifest_of_older_runs_then_read_line_by_line
     path = tmp_path / "minio.json"
     path.write_text('{"buckets": {"rat": {}}, "format": 1, "objects": [\n'
                     + ",\n".join(json.dumps(o, sort_keys=True) for o in LINE_OBJECTS) + "\n]}\n")
-    document, objects = mf.read_document(str(path))
+    document, objects = manifest_format.read_document(str(path))
     assert objects == LINE_OBJECTS and document == {"buckets": {"rat": {}}, "format": 1, "objects": []}
 
 
 def test_write_document_when_object_manifest_then_same_layout_as_manifest_json(tmp_path):
     path = tmp_path / "minio.json"
-    mf.write_document(str(path), {"format": 1, "buckets": {"rat": {}}}, iter(LINE_OBJECTS))
+    manifest_format.write_document(str(path), {"format": 1, "buckets": {"rat": {}}}, iter(LINE_OBJECTS))
     lines = path.read_text().splitlines()
     assert lines[0] == "{" and ' "objects": [' in lines
     assert [json.loads(line.rstrip(",")) for line in lines if line.startswith("{\"")] == LINE_OBJECTS
@@ -246,19 +247,19 @@ def test_write_document_when_object_manifest_then_same_layout_as_manifest_json(t
 
 def test_read_document_when_cut_short_then_error_names_file(tmp_path):
     path = tmp_path / "minio.json"
-    mf.write_document(str(path), {"format": 1}, iter(LINE_OBJECTS))
+    manifest_format.write_document(str(path), {"format": 1}, iter(LINE_OBJECTS))
     path.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")
     with pytest.raises(RatBackupError, match="truncated"):
-        mf.read_document(str(path))
+        manifest_format.read_document(str(path))
 
 
 def test_reader_when_objects_over_several_lines_then_read_whole(tmp_path):
     # Hand-written: the object list's line ends as ours does, but its objects span lines.
     path = tmp_path / "m.json"
     path.write_text('{"buckets": {}, "objects": [\n {\n  "bucket": "rat", "key": "a"\n }\n]}\n')
-    document, objects = mf.read_document(str(path))
+    document, objects = manifest_format.read_document(str(path))
     assert objects == [{"bucket": "rat", "key": "a"}] and document == {"buckets": {}, "objects": []}
-    reader = mf.Reader(str(path))
+    reader = manifest_format.Reader(str(path))
     assert list(reader.objects(parse=False)) == [] and reader.document == {"buckets": {}, "objects": []}
 
 
@@ -266,15 +267,15 @@ def test_reader_when_header_only_then_objects_not_parsed(tmp_path, monkeypatch):
     path = tmp_path / "manifest.json"
     mf.write(str(tmp_path), {"format": 1, "minio": {"buckets": {"rat": {}}, "objects": LINE_OBJECTS}})
     parsed = []
-    monkeypatch.setattr(mf.json, "loads", lambda text: parsed.append(text) or json.JSONDecoder().decode(text))
-    reader = mf.Reader(str(path))
+    monkeypatch.setattr(manifest_format.json, "loads", lambda text: parsed.append(text) or json.JSONDecoder().decode(text))
+    reader = manifest_format.Reader(str(path))
     assert list(reader.objects(parse=False)) == []
     assert reader.document["minio"] == {"buckets": {"rat": {}}, "objects": []} and len(parsed) == 1
 
 
 def test_reader_when_symlink_then_followed_only_when_asked(tmp_path):
-    mf.write_document(str(tmp_path / "real.json"), {"format": 1}, iter(LINE_OBJECTS))
+    manifest_format.write_document(str(tmp_path / "real.json"), {"format": 1}, iter(LINE_OBJECTS))
     os.symlink(tmp_path / "real.json", tmp_path / "link.json")
     with pytest.raises(RatBackupError, match="cannot read manifest"):
-        mf.read_document(str(tmp_path / "link.json"))
-    assert list(mf.Reader(str(tmp_path / "link.json"), follow_symlinks=True).objects()) == LINE_OBJECTS
+        manifest_format.read_document(str(tmp_path / "link.json"))
+    assert list(manifest_format.Reader(str(tmp_path / "link.json"), follow_symlinks=True).objects()) == LINE_OBJECTS

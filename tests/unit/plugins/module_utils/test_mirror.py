@@ -93,7 +93,7 @@ def test_download_when_tricky_keys_stores_every_one_inside_dest_with_manifest(cl
     assert all(not name.startswith("..") for name in files)
     objects = manifest_objects(tmp_path / "minio.json")
     assert set(objects) == {("rat", k) for k in TRICKY}
-    # The one manifest format (manifest.write_lines): indented header, one object a line.
+    # The one manifest format (manifest_format.write_lines): indented header, one object a line.
     lines = (tmp_path / "minio.json").read_text().splitlines()
     assert lines[0] == "{" and len(lines) == lines.index(' "objects": [') + len(TRICKY) + 3
     for key in TRICKY:

@@ -23,6 +23,7 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils._offsite import crypt
 from ansible_collections.rat.backup.plugins.module_utils._offsite import fetch as fetch_back
 from ansible_collections.rat.backup.plugins.module_utils._offsite.plan import INDEX, Throttle
+from ansible_collections.rat.backup.plugins.module_utils._offsite.run import Journal
 from ansible_collections.rat.backup.plugins.module_utils._offsite.s3_target import S3Target
 
 moto = pytest.importorskip("moto")
@@ -88,7 +89,7 @@ def test_ship_when_interrupted_then_rerun_does_not_send_journaled_files_again(tm
     run = new_run(tmp_path, client)
     entry = run.target.send(A, "minio/b/k1", "minio/b/k1", crypt.Source(os.path.join(str(tmp_path), A, "minio/b/k1")),
                             {"size": 4000, "sha256": hashlib.sha256(b"1" * 4000).hexdigest()})
-    offsite.Journal(os.path.join(run.work, A + ".plain.journal")).add(entry)
+    Journal(os.path.join(run.work, A + ".plain.journal")).add(entry)
     shipped = offsite.ship(new_run(tmp_path, client))["shipped"][0]
     assert (shipped["resumed"], shipped["sent"]) == (1, 1)
     assert shipped["bytes_sent"] < 4000 + 3000

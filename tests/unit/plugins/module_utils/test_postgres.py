@@ -13,7 +13,9 @@ from ansible_collections.rat.backup.plugins.module_utils import fs, postgres
 from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
 from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
+from ansible_collections.rat.backup.plugins.module_utils._postgres import dump as dumping
 from ansible_collections.rat.backup.plugins.module_utils._postgres import programs
+from ansible_collections.rat.backup.plugins.module_utils._postgres import restore as restoring
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SECRET = "s3cr3t-pw"
@@ -206,11 +208,11 @@ def test_parse_restore_errors_when_stderr_has_two_errors_keeps_context():
         "pg_restore: error: could not execute query: ERROR:  schema \"x\" already exists\n"
         "pg_restore: warning: errors ignored on restore: 2\n"
     )
-    errors = postgres.parse_restore_errors(stderr)
+    errors = restoring.parse_restore_errors(stderr)
     assert errors == ['could not execute query: ERROR:  relation "vb" already exists\nCommand was: CREATE VIEW public.vb AS',
                       'could not execute query: ERROR:  schema "x" already exists']
-    assert postgres.unexpected_errors(errors, [r'schema "x" already exists']) == errors[:1]
-    assert postgres.unexpected_errors(errors, [r"already exists"]) == []
+    assert restoring.unexpected_errors(errors, [r'schema "x" already exists']) == errors[:1]
+    assert restoring.unexpected_errors(errors, [r"already exists"]) == []
 
 
 class FakeProcess:
@@ -368,7 +370,7 @@ class RowSession:
 def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
     session = RowSession("00000003-0000001B-1|1795804200.25|1795804200.5")
     times = iter([1795804200.0, 1795804201.0])
-    snapshot, point = postgres.export_snapshot(session, clock=lambda: next(times))
+    snapshot, point = dumping.export_snapshot(session, clock=lambda: next(times))
     assert snapshot == "00000003-0000001B-1"
     assert "pg_export_snapshot(), extract(epoch FROM statement_timestamp()), extract(epoch FROM clock_timestamp())" \
         in session.sql[0]
@@ -380,5 +382,5 @@ def test_export_snapshot_when_read_takes_time_from_the_exporting_statement():
 
 def test_clock_reading_when_read_gives_server_minus_host_interval():
     times = iter([100.0, 100.002])
-    reading = postgres.clock_reading(RowSession("102.001"), clock=lambda: next(times))
+    reading = dumping.clock_reading(RowSession("102.001"), clock=lambda: next(times))
     assert reading["host_offset"] == pytest.approx([1.999, 2.001])

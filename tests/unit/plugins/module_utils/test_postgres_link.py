@@ -15,6 +15,7 @@ from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
 from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
+from ansible_collections.rat.backup.plugins.module_utils._postgres import dump as dumping
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 BODY = b"\x00\x03\x00\x00\x00rat" + os.urandom(3 * fs.CHUNK)
@@ -115,7 +116,7 @@ def dump_writes(monkeypatch):
         with open(partial, "wb") as handle:
             handle.write(client.produced)
         return {"size": len(client.produced), "sha256": hashlib.sha256(client.produced).hexdigest()}
-    monkeypatch.setattr(postgres, "_dump_to_file", fake)
+    monkeypatch.setattr(dumping, "_dump_to_file", fake)
 
 
 def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_path, dump_writes):
@@ -155,7 +156,7 @@ def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, dump_writes,
     def refuse(_src, _dst):
         raise OSError(18, "Invalid cross-device link")
     old = write(tmp_path / "old.dump", archive(created=(1, 2, 3, 4, 5, 120, 0)))
-    monkeypatch.setattr(postgres.os, "link", refuse)
+    monkeypatch.setattr(dumping.os, "link", refuse)
     dest = tmp_path / "rat.dump"
     result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=old))
     assert result["linked"] is False and dest.read_bytes() == archive()

@@ -20,24 +20,24 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
                                            ("latest", "latest"), (["20260101_000000"], ["20260101_000000"]),
                                            (20260101000000, ["20260101000000"])])
 def test_selection_when_value_then_normalised(value, wanted):
-    assert backup_offsite.selection(value) == wanted
+    assert offsite.selection(value) == wanted
 
 
 def test_selection_when_dict_then_error_names_variable():
     with pytest.raises(RatBackupError) as err:
-        backup_offsite.selection({"a": 1})
+        offsite.selection({"a": 1})
     assert "rat_offsite_backups" in err.value.msg
 
 
 def test_make_crypt_when_recipients_without_encrypt_then_refused():
     params = {"state": "shipped", "encrypt": False, "recipients": ["age1x"], "age_bin": None}
     with pytest.raises(RatBackupError) as err:
-        backup_offsite.make_crypt(params)
+        offsite.make_crypt(params)
     assert "rat_offsite_encrypt" in err.value.msg
 
 
 def test_make_crypt_when_plain_shipping_then_none():
-    assert backup_offsite.make_crypt({"state": "shipped", "encrypt": False, "recipients": [], "age_bin": None}) is None
+    assert offsite.make_crypt({"state": "shipped", "encrypt": False, "recipients": [], "age_bin": None}) is None
 
 
 def test_argument_spec_when_built_then_secrets_are_no_log():

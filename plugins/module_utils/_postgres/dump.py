@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_dump at an exported snapshot (private to the ``postgres`` face, which the pg_dump module calls).
+
+The snapshot's moment is read from PostgreSQL in the exporting statement (the consistency point);
+row counts are taken at that snapshot; the dump is written beside ``dest`` and renamed into place,
+or hard-linked to the previous dump when only its creation time differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
+from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import same_archive_but_creation_time, table_data_oids
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import check_client_new_enough, count_rows, dump_argv
+from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import communicate, first_lines
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _link_in_place(link_dest, partial):
+    """Make ``partial`` a hard link to ``link_dest`` (atomically); False when the filesystem refuses."""
+    staged = partial + ".link"
+    _remove(staged)
+    try:
+        os.link(link_dest, staged)
+    except OSError:
+        # Another filesystem, link count limit, no links allowed: the new dump is as good, only bigger.
+        return False
+    try:
+        os.rename(staged, partial)
+    except OSError:
+        _remove(staged)
+        raise
+    return True
+
+
+def _timed(session, sql, clock):
+    before = clock()
+    row = session.query(sql)[0].split("|")
+    return before, row, clock()
+
+
+def clock_reading(session, clock=time.time):
+    """PostgreSQL's clock against this host's: {"time", "host_offset": [lo, hi]} (server minus host, seconds)."""
+    before, row, after = _timed(session, "SELECT extract(epoch FROM clock_timestamp());", clock)
+    server = float(row[0])
+    return {"time": consistency.iso_epoch(server),
+            "host_offset": list(consistency.offset_interval(before, server, after))}
+
+
+def export_snapshot(session, clock=time.time):
+    """Export the open REPEATABLE READ transaction's snapshot; returns (snapshot id, consistency point).
+
+    The snapshot is taken when this statement starts running: after statement_timestamp() (when the
+    statement arrived) and before clock_timestamp() is evaluated in the same row. now() would be
+    the BEGIN's time, before commits that the snapshot still sees. So every commit the dump holds
+    ended before ``time``; ``earliest`` bounds the snapshot from below.
+    """
+    before, row, after = _timed(
+        session, "SELECT pg_export_snapshot(), extract(epoch FROM statement_timestamp()), "
+                 "extract(epoch FROM clock_timestamp());", clock)
+    snapshot, earliest, latest = row[0], float(row[1]), float(row[2])
+    return snapshot, {
+        "time": consistency.iso_epoch(latest), "time_epoch": latest,
+        "earliest": consistency.iso_epoch(earliest), "earliest_epoch": earliest,
+        "obtained": "PostgreSQL clock_timestamp() read in the statement that exported snapshot " + snapshot +
+                    " (REPEATABLE READ); the snapshot lies between earliest and time",
+        "host_offset": list(consistency.offset_interval(before, latest, after)),
+    }
+
+
+class DumpSpec:
+    """What to dump where (module options, validated)."""
+
+    def __init__(self, dest, fmt="custom", jobs=1, compress=None, schemas=(), exclude_schemas=(), tables=(),
+                 exclude_tables=(), exclude_table_data=(), link_dest=None):
+        self.dest = dest
+        self.fmt = fmt
+        self.link_dest = link_dest
+        self.jobs = jobs
+        self.compress = compress
+        self.filters = dict(schemas=list(schemas), exclude_schemas=list(exclude_schemas), tables=list(tables),
+                            exclude_tables=list(exclude_tables), exclude_table_data=list(exclude_table_data))
+
+    def validate(self, in_container):
+        if self.jobs < 1:
+            raise RatBackupError(f"jobs must be 1 or more, got {self.jobs}")
+        if self.jobs > 1 and self.fmt != "directory":
+            raise RatBackupError("jobs > 1 needs format=directory (pg_dump writes custom-format archives with one process)")
+        if self.compress is not None and not 0 <= self.compress <= 9:
+            raise RatBackupError(f"compress must be between 0 and 9, got {self.compress}")
+        if self.fmt == "directory" and in_container:
+            raise RatBackupError("format=directory is not supported in container mode (the dump would be written "
+                                 "inside the container): use format=custom, which is streamed to this host")
+        parent = os.path.dirname(os.path.abspath(self.dest)) or "/"
+        if not os.path.isdir(parent):
+            raise RatBackupError(f"the directory of dest does not exist: {parent}", dest=self.dest)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RatBackupError(f"the directory of dest is not writable: {parent}", dest=self.dest)
+        if self.fmt == "custom" and os.path.isdir(self.dest):
+            raise RatBackupError(f"dest {self.dest} is a directory; format=custom writes a file", dest=self.dest)
+        if self.fmt == "directory" and os.path.lexists(self.dest) and not os.path.isdir(self.dest):
+            raise RatBackupError(f"dest {self.dest} is a file; format=directory writes a directory", dest=self.dest)
+        if self.link_dest:
+            if self.fmt != "custom":
+                raise RatBackupError("link_dest needs format=custom (a directory-format dump is not linked)",
+                                     link_dest=self.link_dest)
+            if os.path.isdir(self.link_dest):
+                raise RatBackupError(f"link_dest {self.link_dest} is a directory; it must be a previous custom-format "
+                                     "dump file", link_dest=self.link_dest)
+
+
+def dump(client, spec, check_mode=False, now=time.monotonic, clock=time.time):
+    """pg_dump at an exported snapshot, row counts at that snapshot, written to dest atomically."""
+    spec.validate(client.runner.in_container)
+    started = now()
+    session = client.open_session()
+    try:
+        check_client_new_enough("pg_dump", client.client_version, client.server_version, client.server,
+                                client.runner.in_container)
+        result = {
+            "dest": spec.dest, "format": spec.fmt, "server_version": client.server_version,
+            "client_version": client.client_version,
+        }
+        partial = spec.dest + ".partial"
+        planned = dump_argv(client.bin_dir, client.conn, spec.fmt, compress=spec.compress, jobs=spec.jobs,
+                            directory=partial if spec.fmt == "directory" else None, **spec.filters)
+        if check_mode:
+            result["cmd"] = mask_argv(planned, [client.conn.password])
+            result["clock"] = clock_reading(session, clock)
+            return result
+        session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;")
+        snapshot, result["consistency_point"] = export_snapshot(session, clock)
+        argv = dump_argv(client.bin_dir, client.conn, spec.fmt, snapshot=snapshot, compress=spec.compress,
+                         jobs=spec.jobs, directory=partial if spec.fmt == "directory" else None, **spec.filters)
+        result["cmd"] = mask_argv(argv, [client.conn.password])
+        result["snapshot"] = snapshot
+        _remove(partial)
+        try:
+            if spec.fmt == "custom":
+                result.update(_dump_to_file(client, argv, partial))
+            else:
+                result.update(_dump_to_directory(client, argv, partial))
+            toc = client.read_toc(partial)
+            result["row_counts"] = count_rows(session, oids=table_data_oids(toc))
+            session.query("COMMIT;")
+            if spec.link_dest:
+                result["linked"] = _link_if_same(spec.link_dest, partial, result)
+            _replace(partial, spec.dest)
+        except BaseException:
+            _remove(partial)
+            raise
+    finally:
+        session.close()
+    result["duration"] = round(now() - started, 3)
+    # The result travels with the dump: backup_run commit reads it from disk, next to the objects'
+    # manifest, instead of getting it back through the controller.
+    fs.write_json_atomic(result_path(spec.dest), result)
+    return result
+
+
+def result_path(dest):
+    """Where dump() leaves its result (JSON) beside the dump ``dest``."""
+    return dest + ".json"
+
+
+def _dump_to_file(client, argv, partial):
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb", buffering=fs.CHUNK) as handle:
+        def sink(data):
+            nonlocal size
+            handle.write(data)
+            digest.update(data)
+            size += len(data)
+        rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env()), sink=sink)
+        if rc != 0:
+            raise RatBackupError(f"pg_dump failed (exit {rc}): {first_lines(err, 10)}", rc=rc)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _link_if_same(link_dest, partial, result):
+    """Replace the new dump by a hard link to ``link_dest`` when only the creation time differs."""
+    if not os.path.isfile(link_dest) or os.path.islink(link_dest):
+        return False
+    old_sha256 = same_archive_but_creation_time(partial, link_dest)
+    if old_sha256 is None or not _link_in_place(link_dest, partial):
+        return False
+    result["sha256"] = old_sha256
+    return True
+
+
+def _dump_to_directory(client, argv, partial):
+    rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env()))
+    if rc != 0:
+        raise RatBackupError(f"pg_dump failed (exit {rc}): {first_lines(err, 10)}", rc=rc)
+    os.chmod(partial, 0o700)
+    files = {}
+    size = 0
+    for name in sorted(os.listdir(partial)):
+        path = os.path.join(partial, name)
+        os.chmod(path, 0o600)
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        files[name] = fs.sha256_file(path)
+        size += os.path.getsize(path)
+    fs.fsync_dir(partial)
+    return {"size": size, "files": files}
+
+
+def _replace(partial, dest):
+    """Put the finished dump in place of dest; a previous dest stays until the new one is complete."""
+    if os.path.isdir(partial) and os.path.isdir(dest):
+        old = f"{dest}.replaced.{os.getpid()}"
+        os.rename(dest, old)
+        os.rename(partial, dest)
+        shutil.rmtree(old)
+    else:
+        os.rename(partial, dest)
+    fs.fsync_dir(os.path.dirname(os.path.abspath(dest)))
