@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import math
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
