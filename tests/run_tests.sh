@@ -18,12 +18,14 @@
 # started are stopped at the end unless KEEP_LAB=1. TARGETS="a b" limits the integration targets.
 # Any failing stage fails the run; so do units or integration that ran no test at all.
 #
-# With integration in the run (make test), the stages that need no lab (sanity, units, their
-# -lowest runs, lint, package) run beside it, at a low CPU priority (nice 10) on a copy of their
-# own: integration waits on S3, PostgreSQL, cron, subprocesses and clocks much of its time, and they
-# use the CPU it leaves idle instead of adding their minutes to the total (where integration needs
-# both cores they get about a tenth, enough not to starve the unit tests that time themselves).
-# Their output is printed after integration's; the summary table has every stage.
+# With integration in the run (make test), the other stages (sanity, units, their -lowest runs,
+# lint, package, ee) run one after another beside it, at a low CPU priority (nice 10) on a copy of
+# their own: integration waits on S3, PostgreSQL, cron, subprocesses and clocks much of its time,
+# and they use the CPU it leaves idle instead of adding their minutes to the total (where
+# integration needs both cores they get about a tenth, enough not to starve the unit tests that
+# time themselves; ee's image build runs in dockerd, unniced, and mostly waits on the package
+# index). None of them touches what integration's targets use: ee has its own database, bucket and
+# images. Their output is printed after integration's; the summary table has every stage.
 # shellcheck disable=SC2317  # the stages run as "run_$stage" and cleanup as a trap, which shellcheck cannot see
 set -euo pipefail
 
@@ -315,7 +317,7 @@ run_stage() {
     seconds[$stage]=$((SECONDS - start))
 }
 
-# The stages that need no lab, run in this subshell beside integration: one line per stage
+# The stages other than integration, run in this subshell beside it: one line per stage
 # (stage, result, seconds, passed, failed, detail; tab-separated) to "$1", output to stdout.
 run_beside() {
     local results="$1" stage passed failed
@@ -335,7 +337,7 @@ run_beside() {
 beside=()
 ahead=()
 for stage in "${stages[@]}"; do
-    if [[ " ${stages[*]} " == *" integration "* && " sanity units sanity-lowest units-lowest lint package " == *" $stage "* ]]; then
+    if [[ " ${stages[*]} " == *" integration "* && "$stage" != integration ]]; then
         beside+=("$stage")
     else
         ahead+=("$stage")
