@@ -56,12 +56,17 @@ def bucket_map(now, owner, buckets):
     return mapped
 
 
-def mark(owner, now):
-    return {"owner": owner, "started_at": fs.iso(now)}
+def mark(owner, now, keep=False):
+    """The mark of a scratch target; ``keep`` (a selective restore's scratch buckets) makes it no
+    drill's leftover: it stays until removed by name."""
+    found = {"owner": owner, "started_at": fs.iso(now)}
+    if keep:
+        found["keep"] = True
+    return found
 
 
-def database_comment(owner, now):
-    return f"{MARK} {json.dumps(mark(owner, now), sort_keys=True)}"
+def database_comment(owner, now, keep=False):
+    return f"{MARK} {json.dumps(mark(owner, now, keep), sort_keys=True)}"
 
 
 def parse_comment(comment):
@@ -99,7 +104,7 @@ def parse_tags(tags):
 def is_leftover(found, owner, now, max_age_hours):
     """A marked scratch target to remove: this host's (its drills run one at a time), or any
     host's once older than ``max_age_hours`` (a drill server shared by a fleet whose host died)."""
-    if not found:
+    if not found or found.get("keep"):
         return False
     if found.get("owner") == owner:
         return True
@@ -143,7 +148,7 @@ class PostgresScratch:
                                  "it needs CREATEDB (ALTER ROLE ... CREATEDB, or a drill user that has it: "
                                  "rat_drill_postgres_user)")
 
-    def create(self, now, owner, attempts=120):
+    def create(self, now, owner, attempts=120, keep=False):
         """Create a fresh marked database, a second later when the name is taken (a shared server).
 
         Two drills racing for the same free name in the same second: the loser fails naming it.
@@ -159,7 +164,8 @@ class PostgresScratch:
                     raise RatBackupError(f"cannot create the drill database {name}: {exc.msg}{hint}",
                                          database=name)
                 try:
-                    self.session.query(f"COMMENT ON DATABASE {_ident(name)} IS {_literal(database_comment(owner, now))};")
+                    self.session.query(
+                        f"COMMENT ON DATABASE {_ident(name)} IS {_literal(database_comment(owner, now, keep))};")
                 except RatBackupError as exc:
                     # Made but not marked: named in the error, so the caller removes it by name.
                     raise RatBackupError(f"cannot mark the drill database {name}: {exc.msg}",

@@ -74,6 +74,14 @@ options:
     description: "With O(state=absent), C({backup bucket: scratch bucket}) as O(state=present) returned it."
     type: dict
     default: {}
+  keep:
+    description:
+      - "With O(state=present), mark the scratch database and buckets to be kept (a selective restore's scratch
+        targets): no drill removes them as leftovers; they stay until O(state=absent) names them in
+        O(scratch_database) and O(bucket_map)."
+    type: bool
+    default: false
+    version_added: 0.2.0
   leftover_hours:
     description: Marked scratch targets of other owners older than this are leftovers too.
     type: float
@@ -150,6 +158,12 @@ leftovers:
   returned: always
   type: dict
   sample: {"databases": ["rat_drill_20260215_100000"], "buckets": []}
+kept_databases:
+  description: Every scratch database on the server marked to be kept (O(keep)), with its owner and creation time.
+  returned: when postgres is handled
+  type: list
+  elements: dict
+  sample: [{"database": "rat_drill_20260216_100000", "owner": "rat-lab", "started_at": "2026-02-16T10:00:00Z", "keep": true}]
 record_path:
   description: The status record written, or null.
   returned: always
@@ -179,6 +193,7 @@ def argument_spec():
         buckets=dict(type="list", elements="str", default=[]),
         scratch_database=dict(type="str"),
         bucket_map=dict(type="dict", default={}),
+        keep=dict(type="bool", default=False),
         leftover_hours=dict(type="float", default=24),
         root=dict(type="path"),
         name=dict(type="str"),
@@ -207,6 +222,8 @@ def _work(module, p, pg, s3side, now, result):
     # This drill's own targets are removed by name, whatever a listing says (a listing may lag).
     if pg:
         marked = pg.marked()
+        result["kept_databases"] = [dict(found, database=name) for name, found in sorted(marked.items())
+                                    if (found or {}).get("keep") and name not in mine_db]
         result["leftovers"]["databases"] = drill.leftovers(marked, owner, now, hours, keep=mine_db)
         for name in result["leftovers"]["databases"] + mine_db:
             if check:
@@ -233,7 +250,7 @@ def _work(module, p, pg, s3side, now, result):
             # Filled as each target is made: a failure half-way returns what to remove.
             result["bucket_map"], result["scratch_database"] = {}, None
             if pg:
-                result["scratch_database"] = pg.create(now, owner)
+                result["scratch_database"] = pg.create(now, owner, keep=p["keep"])
             if s3side:
                 created = []
                 try:

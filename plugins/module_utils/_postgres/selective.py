@@ -58,10 +58,12 @@ class ScriptFilter:
     """A pg_restore script passed on line by line: rows counted per table, oid columns' values
     collected, large-object blocks of unwanted oids left out, ``after_begin`` put after BEGIN."""
 
-    def __init__(self, oid_columns=None, wanted_oids=None, after_begin=""):
+    def __init__(self, oid_columns=None, wanted_oids=None, after_begin="", check_rows=False):
         self.oid_columns = oid_columns or {}     # {schema.table: [column]}
         self.wanted_oids = wanted_oids           # None: every large object block passes
         self.after_begin = after_begin
+        # Before the script's COMMIT: each table must hold the rows sent, else the transaction fails.
+        self.check_rows = check_rows
         self.rows = {}
         self.oids = set()
         self._pending = b""
@@ -110,7 +112,19 @@ class ScriptFilter:
         if line == "BEGIN;" and self.after_begin:
             raw += b"\n" + self.after_begin.encode("utf-8")
             self.after_begin = ""
+        if line == "COMMIT;" and self.check_rows:
+            raw = self.row_checks().encode("utf-8") + raw
         return raw + b"\n"
+
+    def row_checks(self):
+        """SQL failing the transaction when a table does not hold the rows its data block sent."""
+        checks = []
+        for table, rows in sorted(self.rows.items()):
+            count = f"(SELECT count(*) FROM ONLY {quoted(table)})"
+            message = f"rat.backup: {table} holds % rows after the restore, the backup {rows}".replace("'", "''")
+            checks.append(f"DO $rat$ BEGIN IF {count} <> {rows} THEN RAISE EXCEPTION '{message}', {count}; "
+                          "END IF; END $rat$;\n")
+        return "".join(checks)
 
 
 class ArchiveLists:
@@ -200,7 +214,7 @@ def restore(client, lists, toc, chosen, spec, oid_columns):
         tables = [t for t in chosen.tables if t in selection.table_data(toc["entries"], chosen.tables).values()]
         if tables:
             truncate = f"TRUNCATE ONLY {', '.join(quoted(t) for t in tables)};\n"
-    flt = ScriptFilter(oid_columns, set(chosen.large_objects), truncate)
+    flt = ScriptFilter(oid_columns, set(chosen.large_objects), truncate, check_rows=True)
     conn = client.conn
     psql = [program(client.bin_dir, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--output=/dev/null",
             "--file=-"] + conn.args()

@@ -207,3 +207,13 @@ def test_s3_scratch_when_a_step_fails_half_way_then_created_names_what_to_remove
 
 def test_s3_scratch_mark_when_bucket_gone_since_listing_then_none(scratch):
     assert scratch.mark_of("rat-drill-20260216-100000-3f2a1c-0-gone") is None
+
+
+def test_postgres_create_when_keep_then_marked_kept_and_never_a_leftover():
+    session = FakeSession()
+    name = drill.PostgresScratch(session).create(NOW, "h1", keep=True)
+    comment = session.sent[2].split(" IS '", 1)[1].rstrip("';")
+    found = drill.parse_comment(comment)
+    assert found == {"owner": "h1", "started_at": "2026-02-16T10:00:00Z", "keep": True}
+    # A selective restore's scratch database stays until removed by name, whoever's drill runs next.
+    assert drill.leftovers({name: found}, "h1", NOW, 0) == []

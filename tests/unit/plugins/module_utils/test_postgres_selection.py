@@ -171,13 +171,16 @@ def test_filter_counts_rows_collects_oids_and_drops_unwanted_large_objects():
               b"SELECT pg_catalog.lo_close(0);\n"
               b"SELECT pg_catalog.lo_open('18352', 131072);\nSELECT pg_catalog.lowrite(0, '\\x02');\n"
               b"SELECT pg_catalog.lo_close(0);\nCOMMIT;\n")
-    flt = selective.ScriptFilter({"public.namespaces": ["logo"]}, {18351}, "TRUNCATE ONLY x;\n")
+    flt = selective.ScriptFilter({"public.namespaces": ["logo"]}, {18351}, "TRUNCATE ONLY x;\n", check_rows=True)
     # Fed in awkward pieces: lines are split across chunks.
     out = b"".join(flt.feed(script[i:i + 7]) for i in range(0, len(script), 7)) + flt.finish()
     assert flt.rows == {"public.namespaces": 2} and flt.oids == {18351}
     assert out.startswith(b"BEGIN;\nTRUNCATE ONLY x;\n")
     assert b"'18351'" in out and b"18352" not in out and b"\\x02" not in out
-    assert out.endswith(b"COMMIT;\n")
+    # The rows sent are checked inside the transaction, before its COMMIT.
+    assert out.endswith(b'DO $rat$ BEGIN IF (SELECT count(*) FROM ONLY "public"."namespaces") <> 2 THEN RAISE EXCEPTION '
+                        b"'rat.backup: public.namespaces holds % rows after the restore, the backup 2', "
+                        b'(SELECT count(*) FROM ONLY "public"."namespaces"); END IF; END $rat$;\nCOMMIT;\n')
 
 
 def test_quoted_names_for_sql_and_pg_dump_patterns():
