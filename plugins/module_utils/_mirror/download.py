@@ -224,7 +224,7 @@ class Download:
             return self._fetch_ranged(entry, tmp, final)
         if self.sides.src_http is not None:
             response = self.sides.src_http.get_object(entry.bucket, entry.key, entry.version_id,
-                                             missing_ok=not entry.version_id)
+                                                      missing_ok=not entry.version_id)
         else:
             response = s3.get_object(self.sides.src_client, self.sides.src_endpoint, entry.bucket, entry.key, entry.version_id,
                                      missing_ok=not entry.version_id)

@@ -46,7 +46,7 @@ def prove(sides, entry, path):
         return False
     if sides.src_http is not None:
         response = sides.src_http.get_object(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0),
-                                              missing_ok=True)
+                                             missing_ok=True)
     else:
         response = s3.get_object(sides.src_client, sides.src_endpoint, entry.bucket, entry.key,
                                  entry.version_id, missing_ok=True, byte_range=(0, 0))

@@ -241,7 +241,6 @@ def test_measure_skew_when_s3_ahead_of_postgres_measures_difference_and_refuses_
         consistency.measure_skew(DateClient(again).head, point, 2.0, again.clock, again.sleep)
 
 
-
 def _found(node, name):
     """The value of the first ``name`` key anywhere in a loaded YAML tree, or None."""
     if isinstance(node, dict):
