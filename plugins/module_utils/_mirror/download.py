@@ -1,16 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""S3 -> disk: the plan (``download_plan.py``) run: fetch, link, delete, the object manifest written last.
-
-What a no-change rerun relies on: the object manifest of the previous run at the destination
-(plus its journal after an interrupted run), the size/ETag/version id of the listing, and the
-local file still being a regular file with the recorded size and the object's LastModified as
-mtime (this module sets it). ETags are compared only for equality with an ETag recorded
-earlier; they are read as content only where local bytes are hashed to prove it: single-part
-objects when no manifest tells us anything, and link_dest's file of a key whose listing differs
-from link_dest's (a restore wrote the same bytes as a new version, or in other parts), which is
-linked instead of downloaded when its MD5 (or this collection's multipart ETag) is the listed ETag.
+"""S3 -> disk, the run of the plan ``download_plan.py`` makes: fetch (with retries, ranged above
+PART_SIZE), hard links from link_dest, relinks proven in the worker, local deletes, the object
+manifest written last. A fetched file gets the object's LastModified as mtime, which the next
+run's plan relies on (download_plan.py says what else it relies on).
 """
 
 from __future__ import annotations
