@@ -219,7 +219,7 @@ class S3Scratch:
                 return None
             raise
 
-    def create(self, names, owner, now, created):
+    def create(self, names, owner, now, created, keep=False):
         """Create the buckets with the drill's mark; a name already there is an error (never reused).
 
         Each bucket goes into ``created`` as soon as it exists, so a failure later on still leaves
@@ -227,7 +227,7 @@ class S3Scratch:
         clash = sorted(set(names) & set(s3.bucket_names(self.client, self.endpoint)))
         if clash:
             raise RatBackupError(f"scratch bucket {', '.join(clash)} already exists on {self.endpoint.name}")
-        body = json.dumps(mark(owner, now), sort_keys=True).encode("utf-8")
+        body = json.dumps(mark(owner, now, keep), sort_keys=True).encode("utf-8")
         for name in names:
             s3.create_bucket(self.client, self.endpoint, name, versioned=False)
             created.append(name)

@@ -164,6 +164,12 @@ kept_databases:
   type: list
   elements: dict
   sample: [{"database": "rat_drill_20260216_100000", "owner": "rat-lab", "started_at": "2026-02-16T10:00:00Z", "keep": true}]
+kept_buckets:
+  description: Every scratch bucket on the endpoint marked to be kept (O(keep)), with its owner and creation time.
+  returned: when minio is handled
+  type: list
+  elements: dict
+  sample: [{"bucket": "rat-drill-20260216-100000-3f2a1c-0-rat", "owner": "rat-lab", "started_at": "2026-02-16T10:00:00Z", "keep": true}]
 record_path:
   description: The status record written, or null.
   returned: always
@@ -233,6 +239,8 @@ def _work(module, p, pg, s3side, now, result):
                 result["removed"]["databases"].append(name)
     if s3side:
         marked = s3side.marked()
+        result["kept_buckets"] = [dict(found, bucket=name) for name, found in sorted(marked.items())
+                                  if (found or {}).get("keep") and name not in mine_buckets]
         result["leftovers"]["buckets"] = drill.leftovers(marked, owner, now, hours, keep=mine_buckets)
         for name in result["leftovers"]["buckets"] + mine_buckets:
             if (name in marked) if check else s3side.drop(name):
@@ -254,7 +262,7 @@ def _work(module, p, pg, s3side, now, result):
             if s3side:
                 created = []
                 try:
-                    s3side.create(sorted(planned.values()), owner, now, created)
+                    s3side.create(sorted(planned.values()), owner, now, created, p["keep"])
                 finally:
                     result["bucket_map"] = {b: s for b, s in planned.items() if s in created}
     result["changed"] = result["changed"] or bool(result["removed"]["databases"] or result["removed"]["buckets"])

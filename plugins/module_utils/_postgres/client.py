@@ -333,6 +333,15 @@ class Client:
         rc, _out, err = self._archive_command(["--list"] if quick else ["--file=/dev/null"], src)
         return None if rc == 0 else (err.strip().splitlines() or [f"exit code {rc}"])[-1]
 
+    def table_data(self, src, table):
+        """pg_restore's SQL (COPY blocks) for the rows of ``table`` (``name`` or ``schema.name``) in the archive."""
+        schema, dummy, name = table.rpartition(".")
+        rc, out, err = self._archive_command(["--data-only", "--file=-", f"--table={name}"] + ([f"--schema={schema}"] if schema else []),
+                                             src)
+        if rc != 0:
+            raise RatBackupError(f"pg_restore cannot read table {table} of {src}: {first_lines(err)}", src=src)
+        return out.decode("utf-8", "replace")
+
     def _archive_command(self, args, src):
         argv = [program(self.bin_dir, "pg_restore")] + args
         env = {"LC_MESSAGES": "C"}

@@ -45,6 +45,9 @@ def test_parse_comment_when_mark_or_foreign_text_then_mark_or_none():
     ({"owner": "h2", "started_at": "2026-02-16T09:00:00Z"}, False),
     ({"owner": "h2", "started_at": "2026-02-14T09:00:00Z"}, True),
     ({"owner": "h2", "started_at": "garbage"}, True),
+    # A selective restore's scratch buckets stay until removed by name, whoever's and however old.
+    ({"owner": "h1", "started_at": "2026-02-16T09:59:00Z", "keep": True}, False),
+    ({"owner": "h2", "started_at": "2026-02-14T09:00:00Z", "keep": True}, False),
     (None, False),
 ])
 def test_is_leftover_when_owner_and_age_vary_then_own_or_old_only(found, expected):
@@ -217,3 +220,12 @@ def test_postgres_create_when_keep_then_marked_kept_and_never_a_leftover():
     assert found == {"owner": "h1", "started_at": "2026-02-16T10:00:00Z", "keep": True}
     # A selective restore's scratch database stays until removed by name, whoever's drill runs next.
     assert drill.leftovers({name: found}, "h1", NOW, 0) == []
+
+
+def test_s3_scratch_when_created_to_keep_then_marked_kept_and_no_leftover(scratch):
+    names = sorted(drill.bucket_map(NOW, "h1", ["rat"]).values())
+    scratch.create(names, "h1", NOW, [], keep=True)
+    marked = scratch.marked()
+    assert marked == {names[0]: {"owner": "h1", "started_at": "2026-02-16T10:00:00Z", "keep": True}}
+    assert drill.leftovers(marked, "h1", NOW + datetime.timedelta(days=30), 24) == []
+    assert scratch.drop(names[0]) is True

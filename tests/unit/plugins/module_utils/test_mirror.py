@@ -568,6 +568,51 @@ def test_upload_when_bucket_map_restores_into_other_buckets_and_leaves_originals
     assert (only["copied"], only["unchanged"]) == (0, 1)
 
 
+def test_upload_when_prefix_dest_then_exact_under_prefix_and_nothing_else_listed_or_touched(client, tmp_path):
+    bucket(client, "rat", {"ns/a": b"1", "ns/b": b"2", "ns/sub/c": b"3", "nsx/d": b"4", "other/e": b"5"},
+           ContentType="text/csv")
+    bucket(client, "logs", {"ns/l": b"6"})
+    download(client, tmp_path / "minio")
+    client.delete_object(Bucket="rat", Key="ns/a")
+    client.put_object(Bucket="rat", Key="ns/b", Body=b"changed")
+    client.put_object(Bucket="rat", Key="ns/new", Body=b"later")
+    client.put_object(Bucket="rat", Key="nsx/d", Body=b"outside, changed")
+    client.put_object(Bucket="rat", Key="other/new", Body=b"outside, new")
+    listed = []
+    real = mirror_upload.listing.dest_listing
+
+    def spy(cl, endpoint, name, prefix):
+        listed.append((name, prefix))
+        return real(cl, endpoint, name, prefix)
+    mirror_upload.listing.dest_listing = spy
+    try:
+        result = upload(client, tmp_path / "minio", "s3://rat/ns", manifest=str(tmp_path / "minio.json"), delete=True)
+    finally:
+        mirror_upload.listing.dest_listing = real
+    assert listed == [("rat", "ns/")]
+    assert (result["copied"], result["deleted"], result["unchanged"]) == (2, 1, 1)
+    keys = {o["Key"]: client.get_object(Bucket="rat", Key=o["Key"])["Body"].read()
+            for o in client.list_objects_v2(Bucket="rat")["Contents"]}
+    assert keys == {"ns/a": b"1", "ns/b": b"2", "ns/sub/c": b"3", "nsx/d": b"outside, changed", "other/e": b"5",
+                    "other/new": b"outside, new"}
+    assert client.get_object(Bucket="rat", Key="ns/a")["ContentType"] == "text/csv"
+
+
+def test_upload_when_one_bucket_of_manifest_named_then_restored_into_dest_bucket(client, tmp_path):
+    bucket(client, "rat", {"ns/a": b"1", "other/e": b"5"})
+    bucket(client, "logs", {"ns/l": b"6"})
+    download(client, tmp_path / "minio")
+    client.create_bucket(Bucket="scratch")
+    client.put_object(Bucket="scratch", Key=".marker", Body=b"m")
+    result = upload(client, tmp_path / "minio", "s3://scratch/ns/", manifest=str(tmp_path / "minio.json"),
+                    buckets=["rat"], delete=True)
+    assert (result["copied"], result["deleted"]) == (1, 0)
+    assert sorted(o["Key"] for o in client.list_objects_v2(Bucket="scratch")["Contents"]) == [".marker", "ns/a"]
+    with pytest.raises(RatBackupError, match="buckets only applies"):
+        upload(client, tmp_path / "minio", "s3://scratch/ns/", manifest=str(tmp_path / "minio.json"),
+               buckets=["rat", "logs"])
+
+
 def test_s3_copy_when_rerun_skips_and_delete_removes(client):
     bucket(client, "src", {"a": b"1", "b/c": b"2"}, ContentType="text/plain", Metadata={"k": "v"})
     bucket(client, "dst", {"old": b"x"})
