@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared settings and helpers of the lab scripts (sourced, not executed).
-# The ports and names are the lab contract of docs/internals.md: the inventory in inventory/lab
+# The ports and names are the lab contract of docs/mechanisms.md: the inventory in inventory/lab
 # and the integration tests rely on them, so they are fixed rather than configurable.
 
 # shellcheck disable=SC2034  # the settings are used by the scripts that source this file

@@ -25,6 +25,7 @@ The result: every object live at some moment of [lo - 1 s, hi], each at its newe
 
 from __future__ import annotations
 
+import copy
 import datetime
 import email.utils
 import time
@@ -237,3 +238,21 @@ RULE = ("versioned buckets: per key the newest version stamped at or before wind
         "counts as a whole second (AWS, moto), so keys written in the snapshot's own second hold their newest "
         "version of that second and keys deleted in it are kept. Unversioned buckets: as listed during the run "
         "(best-effort), objects that changed meanwhile in changed_during")
+
+
+# The manifest's "consistency" record as backup_run takes it (its ``consistency`` option): what
+# describe() writes, plus what the backup role adds of its own. Declared once, here beside
+# describe(); the rat.backup.consistency doc fragment documents it (validate-modules holds the two
+# equal) and tests/unit/plugins/module_utils/test_consistency.py holds describe() to it.
+_RECORD_OPTIONS = dict(
+    level=dict(type="str"), buckets=dict(type="dict"), time=dict(type="str"), earliest=dict(type="str"),
+    obtained=dict(type="str"), clock_skew=dict(type="list", elements="float"),
+    clock_skew_measured=dict(type="str"), max_clock_skew=dict(type="float"),
+    window=dict(type="list", elements="str"), rule=dict(type="str"),
+    changed_during=dict(type="list", elements="dict"), use_versions=dict(type="bool"),
+    quiesced=dict(type="bool"), dump_snapshot=dict(type="str"))
+
+
+def record_argspec():
+    """The suboptions of a consistency record (fresh copy, safe to extend)."""
+    return copy.deepcopy(_RECORD_OPTIONS)

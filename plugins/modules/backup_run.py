@@ -40,6 +40,7 @@ description:
     it meanwhile; otherwise it refuses to touch the backup.
 extends_documentation_fragment:
   - rat.backup.attributes
+  - rat.backup.consistency
 attributes:
   check_mode:
     support: full
@@ -131,59 +132,6 @@ options:
     suboptions:
       ansible_core:
         description: Version of ansible-core that ran the backup (C(ansible_version.full)).
-        type: str
-  consistency:
-    description:
-      - How the buckets were pinned to the database snapshot, recorded as the manifest's C(consistency), from
-        M(rat.backup.bucket_mirror)'s RV(rat.backup.bucket_mirror#module:consistency) plus the backup
-        role's own facts. Unset suboptions are not recorded.
-    type: dict
-    default: {}
-    suboptions:
-      level:
-        description: V(snapshot) when every bucket was pinned to the snapshot, V(best-effort) otherwise.
-        type: str
-      buckets:
-        description: Level of each bucket, by name.
-        type: dict
-      time:
-        description: The snapshot's moment on PostgreSQL's clock (ISO 8601 UTC).
-        type: str
-      earliest:
-        description: The earliest moment the snapshot may have been taken at.
-        type: str
-      obtained:
-        description: How the moment was read.
-        type: str
-      clock_skew:
-        description: Interval of S3's clock minus PostgreSQL's, in seconds.
-        type: list
-        elements: float
-      clock_skew_measured:
-        description: How the clock skew was measured.
-        type: str
-      max_clock_skew:
-        description: The largest skew the backup accepted, in seconds.
-        type: float
-      window:
-        description: The snapshot as an interval on S3's clock (two ISO 8601 UTC times).
-        type: list
-        elements: str
-      rule:
-        description: The rule that chose each key's version.
-        type: str
-      changed_during:
-        description: Objects of unversioned buckets that changed while they were mirrored.
-        type: list
-        elements: dict
-      use_versions:
-        description: Whether objects were fetched by version id.
-        type: bool
-      quiesced:
-        description: Whether the backup ran a quiesce command before capturing.
-        type: bool
-      dump_snapshot:
-        description: Id of the snapshot pg_dump exported.
         type: str
   metrics_dir:
     description:
@@ -451,7 +399,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import consistency, fs
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
@@ -475,13 +423,7 @@ def argument_spec():
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
         host=dict(type="str"),
         tools=dict(type="dict", default={}, options=dict(ansible_core=dict(type="str"))),
-        consistency=dict(type="dict", default={}, options=dict(
-            level=dict(type="str"), buckets=dict(type="dict"), time=dict(type="str"), earliest=dict(type="str"),
-            obtained=dict(type="str"), clock_skew=dict(type="list", elements="float"),
-            clock_skew_measured=dict(type="str"), max_clock_skew=dict(type="float"),
-            window=dict(type="list", elements="str"), rule=dict(type="str"),
-            changed_during=dict(type="list", elements="dict"), use_versions=dict(type="bool"),
-            quiesced=dict(type="bool"), dump_snapshot=dict(type="str"))),
+        consistency=dict(type="dict", default={}, options=consistency.record_argspec()),
         metrics_dir=dict(type="path"),
         log_file=dict(type="path"),
         reason=dict(type="str"),

@@ -41,6 +41,22 @@ class Lister:
         self.use_versions = use_versions
         self.snapshot_window = None
 
+    def pin(self, buckets, point=None, max_clock_skew=0.0, fail_on_best_effort=False):
+        """({bucket: versioned}, the consistency record or None). With a consistency ``point`` the
+        clock skew is measured (refused over ``max_clock_skew``) and, for a dump's snapshot, every
+        versioned bucket is listed as of it from then on."""
+        versioning = {b: s3.is_versioned(self.client, self.endpoint, b) for b in buckets}
+        if fail_on_best_effort:
+            consistency.refuse_best_effort(versioning)
+        if not point or not buckets:
+            return versioning, None
+        skew = consistency.measure_skew(
+            lambda: s3.server_date(self.client, self.endpoint, buckets[0]), point, max_clock_skew)
+        if "time_epoch" not in point:
+            return versioning, {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": max_clock_skew}
+        self.snapshot_window = consistency.window(point, skew)
+        return versioning, consistency.describe(point, skew, self.snapshot_window, max_clock_skew, versioning)
+
     def entries(self, bucket, versioned):
         """The objects of one bucket to mirror, as Entries without relpath, in key order."""
         for key, size, etag, version, modified in self.listed(bucket, versioned):

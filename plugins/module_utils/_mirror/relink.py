@@ -34,7 +34,7 @@ def _range_total(response):
     return int(total) if total.isdigit() else response.get("ContentLength")
 
 
-def prove(mirror, entry, path):
+def prove(sides, entry, path):
     """True when the file ``path`` holds ``entry``'s bytes (its MD5 or multipart ETag is the listed
     ETag) and the object, read for its first byte, still has that ETag and size; ``entry`` then
     gets the file's sha256 and the object's attributes. False: the file differs, or the object
@@ -44,11 +44,11 @@ def prove(mirror, entry, path):
     digest = local_tree.local_digest(path)
     if digest.size != entry.size or not digest.matches_etag(entry.etag):
         return False
-    if mirror.src_http is not None:
-        response = mirror.src_http.get_object(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0),
-                                              missing_ok=True)
+    if sides.src_http is not None:
+        response = sides.src_http.get_object(entry.bucket, entry.key, entry.version_id, byte_range=(0, 0),
+                                             missing_ok=True)
     else:
-        response = s3.get_object(mirror.src_client, mirror.src_endpoint, entry.bucket, entry.key,
+        response = s3.get_object(sides.src_client, sides.src_endpoint, entry.bucket, entry.key,
                                  entry.version_id, missing_ok=True, byte_range=(0, 0))
     if response is None:
         return False

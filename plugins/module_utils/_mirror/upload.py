@@ -18,6 +18,7 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import merge
 from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest
 from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+from ansible_collections.rat.backup.plugins.module_utils._mirror.settings import transfer
 
 
 def _key_of(entry):
@@ -33,12 +34,13 @@ def _nothing(result):
 
 
 class Upload:
-    """One local directory -> S3 run of ``mirror`` (a Mirror: options, sides, clients, counters)."""
+    """One local directory -> S3 run: ``settings`` (Settings), ``sides`` (Sides), ``counter`` (Counter)."""
 
-    def __init__(self, mirror):
-        self.mirror = mirror
-        self.options = mirror.options
-        self.tree = local_tree.LocalTree(mirror.src.path)
+    def __init__(self, settings, sides, counter):
+        self.settings = settings
+        self.sides = sides
+        self.counter = counter
+        self.tree = local_tree.LocalTree(settings.src.path)
         self._plan = None
         self.skipped_files = []
         self.versioning = {}
@@ -46,7 +48,6 @@ class Upload:
         self._rename = False
 
     def plan(self):
-        m = self.mirror
         targets, self.versioning = self._targets()
         buckets = sorted(targets | set(self.versioning))
         unsorted = set()
@@ -54,12 +55,12 @@ class Upload:
         while True:
             # Files met while walking are skipped again if planning starts over.
             del self.skipped_files[settled:]
-            plan = self._plan = merge.StreamPlan(None if m.check_mode else merge.spool_in(None, "the restore"),
+            plan = self._plan = merge.StreamPlan(None if self.settings.check_mode else merge.spool_in(None, "the restore"),
                                                  spooled=("copy",))
             try:
                 for bucket in buckets:
-                    if not s3.bucket_exists(m.dest_client, m.dest_endpoint, bucket):
-                        m.require_create_buckets(bucket)
+                    if not s3.bucket_exists(self.sides.dest_client, self.sides.dest_endpoint, bucket):
+                        self.settings.require_create_buckets(bucket, self.sides.dest_endpoint)
                         plan.create_buckets.append(bucket)
                 for bucket in buckets:
                     self._plan_bucket(bucket, unsorted)
@@ -78,14 +79,14 @@ class Upload:
         With a manifest every file is checked against it before anything is uploaded; without one
         only files that may already be there (same size) are worth reading.
         """
-        m, plan, tree = self.mirror, self._plan, self.tree
+        plan, tree = self._plan, self.tree
 
         def ordered(items, key, what):
             return merge.sorted_unique(items, key) if what in unsorted else merge.in_order(items, key, what)
 
         sources = ordered(self._sources(bucket), _key_of, "sources")
         present = iter(()) if bucket in plan.create_buckets else ordered(
-            listing.dest_listing(m.dest_client, m.dest_endpoint, bucket, m.dest.prefix), _first, "destination listing")
+            listing.dest_listing(self.sides.dest_client, self.sides.dest_endpoint, bucket, self.settings.dest.prefix), _first, "destination listing")
 
         def check(row):
             dummy, entry, current = row
@@ -95,12 +96,12 @@ class Upload:
             os.close(local_tree.open_regular(tree.source_path(entry.relpath)))
             return row + (None,)
 
-        rows = pool.results(merge.join(sources, present, _key_of, _first), check, _nothing, m.concurrency,
+        rows = pool.results(merge.join(sources, present, _key_of, _first), check, _nothing, self.settings.concurrency,
                             total=0, ready=lambda row: row[1] is None)
         for row in rows:
             key, entry, current = row[:3]
             if entry is None:
-                if self.options.get("delete") and m.filter(key):
+                if self.settings.delete and self.settings.filter(key):
                     plan.add_delete(f"{bucket}/{key}")
                 continue
             digest = row[3]
@@ -118,37 +119,37 @@ class Upload:
                 plan.add("copy", entry)
 
     def apply(self):
-        m, plan = self.mirror, self._plan
+        plan = self._plan
         try:
             for bucket in plan.create_buckets:
-                s3.create_bucket(m.dest_client, m.dest_endpoint, bucket, self.versioning.get(bucket, False))
-            m.transfer((row[1] for row in plan.spool.rows()), self.put, plan.count("copy"), m.dest_http)
+                s3.create_bucket(self.sides.dest_client, self.sides.dest_endpoint, bucket, self.versioning.get(bucket, False))
+            transfer(self.settings, self.counter, (row[1] for row in plan.spool.rows()), self.put, plan.count("copy"),
+                     self.sides.dest_http, start=self.sides.forget_dest_client)
         finally:
             plan.close()
-        m.delete_dest(plan.deletes)
+        self.sides.delete_dest(plan.deletes, self.counter)
 
     def put(self, entry):
         """Upload one file, checked as it is read: bytes that are not the manifest's never complete an object."""
-        m = self.mirror
         path = self.tree.source_path(entry.relpath)
         fd = local_tree.open_regular(path)
         try:
             with os.fdopen(fd, "rb") as handle:
                 reader = integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
                                                  entry.size, entry.sha256)
-                m.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
+                self.sides.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
         except OSError as exc:
             raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
         return entry
 
     def _targets(self):
         """The destination buckets that get files, and {bucket: versioned} from the manifest."""
-        if not self.options.get("manifest"):
+        if not self.settings.manifest:
             self._tops = self._tree_tops()
             # A bucket directory without a file to upload is left alone (its bucket too).
             return set(b for t, b in self._tops if next(self._tree_files(t, b, []), None) is not None), {}
-        m, o = self.mirror, self.options
-        path = o["manifest"]
+        o = self.settings
+        path = o.manifest
         header = object_manifest.read_header(path, "manifest")
         versioning = {b: bool((v or {}).get("versioned")) for b, v in (header.get("buckets") or {}).items()}
         # One pass for what depends on the whole manifest: its buckets, and where each object goes
@@ -160,35 +161,35 @@ class Upload:
                 targets[rename].add(self._target(entry, rename))
         # A one-bucket manifest restores into whichever bucket dest names (migration, drills), and so does
         # the bucket named in buckets (a selective restore into a scratch bucket).
-        picked = o.get("buckets") if m.dest.single_bucket else None
-        self._rename = rename = m.dest.single_bucket and (len(sources) == 1 or bool(picked))
+        picked = o.buckets if self.settings.dest.single_bucket else None
+        self._rename = rename = self.settings.dest.single_bucket and (len(sources) == 1 or bool(picked))
         targets = targets[rename] - {None}
         if rename and versioning:
-            versioning = {m.dest.bucket: any(v for b, v in versioning.items() if not picked or b in picked)}
-        renamed = o.get("bucket_map") or {}
+            versioning = {self.settings.dest.bucket: any(v for b, v in versioning.items() if not picked or b in picked)}
+        renamed = o.bucket_map
         if renamed:
-            wanted = set(o.get("buckets") or versioning)
+            wanted = set(o.buckets or versioning)
             return targets, {renamed.get(b, b): v for b, v in versioning.items() if b in wanted}
         versioning = {b: v for b, v in versioning.items() if b in targets or
-                      (not m.dest.single_bucket and (not o.get("buckets") or b in o["buckets"]))}
+                      (not self.settings.dest.single_bucket and (not o.buckets or b in o.buckets))}
         return targets, versioning
 
     def _target(self, entry, rename):
         """The bucket a manifest entry is restored into, None when this run leaves it out."""
-        m, o = self.mirror, self.options
+        o = self.settings
         bucket = entry.bucket
-        if m.dest.single_bucket:
+        if self.settings.dest.single_bucket:
             if rename:
-                if o.get("buckets") and bucket not in o["buckets"]:
+                if o.buckets and bucket not in o.buckets:
                     return None
-                bucket = m.dest.bucket
-            if bucket != m.dest.bucket or not entry.key.startswith(m.dest.prefix):
+                bucket = self.settings.dest.bucket
+            if bucket != self.settings.dest.bucket or not entry.key.startswith(self.settings.dest.prefix):
                 return None
-        elif o.get("buckets") and bucket not in o["buckets"]:
+        elif o.buckets and bucket not in o.buckets:
             return None
-        if not m.filter(entry.key):
+        if not self.settings.filter(entry.key):
             return None
-        return (o.get("bucket_map") or {}).get(bucket, bucket)
+        return o.bucket_map.get(bucket, bucket)
 
     def _sources(self, bucket):
         """The Entries to restore into ``bucket`` (with ``relpath`` under src), in the order read."""
@@ -197,22 +198,22 @@ class Upload:
                 if name == bucket:
                     yield from self._tree_files(top, name, self.skipped_files)
             return
-        for entry in object_manifest.iter_entries(self.options["manifest"], "manifest"):
+        for entry in object_manifest.iter_entries(self.settings.manifest, "manifest"):
             if self._target(entry, self._rename) == bucket:
                 entry.bucket = bucket
                 yield entry
 
     def _tree_tops(self):
         """(directory relpath, bucket) of the local tree's bucket directories; loose files are skipped."""
-        m, o, skipped = self.mirror, self.options, self.skipped_files
-        root = m.src.path
-        if m.dest.single_bucket:
-            return [("", m.dest.bucket)]
+        o, skipped = self.settings, self.skipped_files
+        root = self.settings.src.path
+        if self.settings.dest.single_bucket:
+            return [("", self.settings.dest.bucket)]
         tops = [(n, n) for n in sorted(os.listdir(root)) if not n.startswith(".") and
                 os.path.isdir(os.path.join(root, n)) and not os.path.islink(os.path.join(root, n))
-                and (not o.get("buckets") or n in o["buckets"])]
+                and (not o.buckets or n in o.buckets)]
         loose = [n for n in os.listdir(root) if n not in dict(tops) and not n.startswith(".")
-                 and (not o.get("buckets"))]
+                 and (not o.buckets)]
         skipped.extend({"path": os.path.join(root, n), "reason": "not inside a bucket directory"}
                        for n in sorted(loose))
         if os.path.isdir(os.path.join(root, ESCAPE_DIR)):
@@ -222,7 +223,7 @@ class Upload:
 
     def _tree_files(self, top, bucket, skipped):
         """Entries of the files under one bucket directory, in key order (LocalTree.walk's order)."""
-        m, tree = self.mirror, self.tree
+        tree = self.tree
         for relpath, kind, size in tree.walk(top):
             inner = relpath if top == "" else relpath[len(top) + 1:]
             if top == "" and relpath.startswith(".rat-"):
@@ -232,6 +233,6 @@ class Upload:
             if kind != "file":
                 skipped.append({"path": tree.path(relpath), "reason": kind})
                 continue
-            key = m.dest.prefix + inner
-            if m.filter(key):
+            key = self.settings.dest.prefix + inner
+            if self.settings.filter(key):
                 yield Entry(bucket, key, size, relpath=relpath, content_type=mimetypes.guess_type(key)[0])

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The backup root on disk: names, listing, selection, status records and whole-tree operations.
 
-Layout (docs/layout.md, docs/internals.md)::
+Layout (docs/layout.md, docs/mechanisms.md)::
 
     <root>/<YYYYmmdd_HHMMSS>/            complete iff the name is a bare timestamp and manifest.json exists
     <root>/<YYYYmmdd_HHMMSS>.partial/    work in progress, or the leftover of a crash

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """manifest.json of one backup: build, write (last, atomically), read, and verify with no server.
 
-Format 1 (docs/internals.md)::
+Format 1 (docs/mechanisms.md)::
 
     {"format": 1, "name", "kind", "created_at", "completed_at", "host", "tools": {...},
      "consistency": {...}, "stored": {"new_bytes", "copied", "linked"},

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import os
 
 import pytest
+import yaml
 
 from ansible_collections.rat.backup.plugins.module_utils import consistency
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
 
 UTC = datetime.timezone.utc
 BASE = 1795804200.0  # a whole second
@@ -235,3 +239,28 @@ def test_measure_skew_when_s3_ahead_of_postgres_measures_difference_and_refuses_
     again = FakeServer(5.3)
     with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
         consistency.measure_skew(DateClient(again).head, point, 2.0, again.clock, again.sleep)
+
+
+def _found(node, name):
+    """The value of the first ``name`` key anywhere in a loaded YAML tree, or None."""
+    if isinstance(node, dict):
+        if name in node:
+            return node[name]
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            got = _found(item, name)
+            if got is not None:
+                return got
+    return None
+
+
+def test_record_argspec_when_describe_and_the_backup_role_fill_a_record_then_backup_run_takes_every_key():
+    # backup_run refuses a key its consistency option does not declare: the record describe() writes
+    # and the facts the backup role adds to it (roles/backup/tasks/work.yml) must all be declared.
+    with open(os.path.join(ROLES, "backup", "tasks", "work.yml"), encoding="utf-8") as handle:
+        facts = _found(yaml.safe_load(handle), "_rat_backup_facts")
+    record = consistency.describe({"time": "t", "earliest": "e", "obtained": "o"}, (0, 0), (0.0, 1.0), 2.0,
+                                  {"lake": True})
+    declared = set(consistency.record_argspec())
+    assert facts and sorted(set(record) - declared) == [] and sorted(set(facts) - declared) == []
