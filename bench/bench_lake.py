@@ -402,7 +402,7 @@ def report(r, lake_bytes):
     print("Where rat.backup's playbook time goes (per-task seconds from Ansible's junit callback; the "
           "Ansible floor is a playbook of %d no-op module tasks in the same run):" % bench_backup.ROLE_MODULE_TASKS)
     print()
-    print("| backup | playbook wall | bucket_mirror task | pg_dump task | Ansible floor | rest (begin, probe, commit) "
+    print("| backup | playbook wall | bucket_mirror task | pg_dump task | Ansible floor | rest (start, commit) "
           "| bucket_mirror task / reference |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for title, run, ref, ref_name in (("first", r["first"]["ours"], r["first"].get("rclone"), "rclone copy"),

@@ -18,7 +18,7 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror.download import Download
-from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Location, Plan
 from ansible_collections.rat.backup.plugins.module_utils._mirror.s3_copy import S3Copy
 from ansible_collections.rat.backup.plugins.module_utils._mirror.settings import Counter, Settings
 from ansible_collections.rat.backup.plugins.module_utils._mirror.sides import Sides
@@ -76,3 +76,18 @@ class Mirror:
             s3.bucket_names(sides.dest_client, sides.dest_endpoint)
             probed["dest"] = {}
         return {"plan": Plan().summary(), "changed": False, "probed": probed, "consistency": point}
+
+
+def check_source(client, endpoint, wanted, point=None, max_clock_skew=0.0, fail_on_best_effort=False):
+    """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
+    to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
+    (refused unversioned with ``fail_on_best_effort``) and, given PostgreSQL's clock reading ``point``,
+    the clock skew (refused over ``max_clock_skew``).
+
+    Returns {"buckets": {bucket: {"versioned": bool}}, "clock_skew": [lo, hi] or None}.
+    """
+    names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted)
+    lister = listing.Lister(client, endpoint, "", None)
+    versioning, record = lister.pin(names, point, max_clock_skew, fail_on_best_effort)
+    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()},
+            "clock_skew": record["clock_skew"] if record else None}

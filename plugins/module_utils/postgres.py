@@ -5,7 +5,7 @@
 
 What lives here: the connection options (declared once, documented by the ``rat.backup.postgres``
 doc fragment), ``client_from_params`` and ``selection_from_params``; the rest is named here and
-defined in ``_postgres/``: the dump (``_postgres/dump.py``: at an exported snapshot whose moment is
+defined in ``_postgres/``: the check a backup starts with and the dump (``_postgres/dump.py``: at an exported snapshot whose moment is
 read from PostgreSQL in the exporting statement, the consistency point; linked to the previous dump
 when only its creation time differs), the restore (``_postgres/restore.py``; some tables or schemas
 through ``_postgres/selective.py`` and ``_postgres/selection.py``), the client itself (versions,
@@ -25,7 +25,7 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 # The face's names for the rest (modules call postgres.dump, postgres.restore, ...); the definitions
 # live in _postgres/.
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import archive_reader, count_rows  # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, dump  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, check, dump  # pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.restore import RestoreSpec, restore  # pylint: disable=unused-import
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

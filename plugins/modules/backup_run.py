@@ -72,7 +72,9 @@ options:
   name:
     description:
       - Name of the backup being committed or aborted, as returned by O(state=begin).
-      - Required for O(state=commit) and O(state=abort).
+      - Required for O(state=commit). O(state=abort) without it records a run that failed before its
+        backup directory existed (a failed check of M(rat.backup.backup_start)), writing only its log line and
+        metrics.
     type: str
   lock_token:
     description:
@@ -409,17 +411,13 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 
 def argument_spec():
     return dict(
+        backup_dir.begin_argspec(),
         state=dict(type="str", required=True, choices=["preflight", "begin", "commit", "abort", "lock", "unlock"]),
-        root=dict(type="path", required=True),
         kind=dict(type="str", default="backup", choices=["backup", "pre_restore"]),
         name=dict(type="str"),
         lock_token=dict(type="str", no_log=False),
         release_lock=dict(type="bool", default=True),
         purpose=dict(type="str", default="backup"),
-        lease_hours=dict(type="float", default=24),
-        idle_minutes=dict(type="float", default=60),
-        required_bytes=dict(type="int", default=0),
-        python_modules=dict(type="list", elements="str", default=[]),
         components=dict(type="list", elements="str", choices=["postgres", "minio"], default=["postgres", "minio"]),
         host=dict(type="str"),
         tools=dict(type="dict", default={}, options=dict(ansible_core=dict(type="str"))),
@@ -449,8 +447,8 @@ def run(module):
     p = module.params
     now = fs.utcnow()
     state = p["state"]
-    if state in ("commit", "abort") and not p["name"]:
-        raise RatBackupError(f"name is required with state={state}")
+    if state == "commit" and not p["name"]:
+        raise RatBackupError("name is required with state=commit")
     if state == "preflight":
         result = backup_dir.preflight(p["root"], p["required_bytes"], p["python_modules"])
         result["changed"] = False
@@ -459,9 +457,8 @@ def run(module):
         result = backup_dir.begin(p["root"], p["kind"], p["purpose"], p["required_bytes"],
                                   int(p["lease_hours"] * 3600), module.check_mode, now, p["lock_token"],
                                   p["python_modules"], int(p["idle_minutes"] * 60))
-        for name, why in result["previous_skipped"].items():
-            module.warn(f"backup {name} is damaged ({why}): this backup links from "
-                        f"{result['previous_name'] or 'nothing'} instead; run backup_verify on it and remove it")
+        for warning in backup_dir.skipped_warnings(result):
+            module.warn(warning)
         return result
     if state == "lock":
         if module.check_mode:
@@ -485,7 +482,11 @@ def run(module):
             raise
         result.update(_report(module, p, True, now, result))
         return result
-    result = backup_dir.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
+    if p["name"]:
+        result = backup_dir.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
+    else:
+        # A run whose start failed (M(rat.backup.backup_start)'s checks): nothing to remove, only its end to record.
+        result = {"changed": False, "removed": None, "lock_released": False}
     result.update(_report(module, p, False, now, None, p["reason"]))
     return result
 

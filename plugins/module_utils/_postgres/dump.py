@@ -82,6 +82,19 @@ def export_snapshot(session, clock=time.time):
     }
 
 
+def check(client, clock=time.time):
+    """What a backup checks of PostgreSQL before it starts: the server answers these credentials,
+    pg_dump is new enough for it, and its clock against this host's (for the S3 clock skew)."""
+    session = client.open_session()
+    try:
+        check_client_new_enough("pg_dump", client.client_version, client.server_version, client.server,
+                                client.runner.in_container)
+        return {"server_version": client.server_version, "client_version": client.client_version,
+                "clock": clock_reading(session, clock)}
+    finally:
+        session.close()
+
+
 class DumpSpec:
     """What to dump where (module options, validated)."""
 

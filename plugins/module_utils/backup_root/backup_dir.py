@@ -101,11 +101,30 @@ def _stale_partials(base):
                   if n.endswith(layout.PARTIAL_SUFFIX) and layout.time_of(n[:-len(layout.PARTIAL_SUFFIX)]))
 
 
+def begin_argspec():
+    """The options of a backup's start that backup_run (state=begin) and backup_start share."""
+    return dict(
+        root=dict(type="path", required=True),
+        lease_hours=dict(type="float", default=24),
+        idle_minutes=dict(type="float", default=60),
+        required_bytes=dict(type="int", default=0),
+        python_modules=dict(type="list", elements="str", default=[]),
+    )
+
+
+def skipped_warnings(result):
+    """What begin tells the operator about damaged newer backups it did not link from."""
+    return [f"backup {name} is damaged ({why}): this backup links from {result['previous_name'] or 'nothing'} "
+            "instead; run backup_verify on it and remove it" for name, why in result["previous_skipped"].items()]
+
+
 def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, lock_token=None, modules=(),
-          idle_seconds=3600):
+          idle_seconds=3600, check=None):
     """Check the host, lock the root (unless the caller holds it already), create <name>.partial.
 
     Every check comes before anything is created, so a host that cannot back up is left as it was.
+    ``check()`` (the services the backup reads, returning what it found as ``checked``) runs once the
+    host's own checks passed and before the lock is taken; only the root itself may exist by then.
     A backup needs ``required_bytes`` plus room for the newest complete backup's dump grown by
     DUMP_GROWTH; the objects are checked by bucket_mirror against its own listing.
     """
@@ -123,12 +142,16 @@ def begin(root, kind, purpose, required_bytes, lease_seconds, check_mode, now, l
     result["required_bytes"] = required
     if check_mode:
         free = _check_space(existing, required)
+        if check:
+            result["checked"] = check()
         name = layout.new_name(root, now, base)
         _base, final, partial = paths(root, kind, name)
         result.update(changed=True, name=name, backup_dir=final, partial=partial, free_bytes=free,
                       existing_dir=existing, would_remove=_stale_partials(base), lock_token=None)
         return result
     layout.ensure_root(root)
+    if check:
+        result["checked"] = check()
     stale = None
     if lock_token:
         if lock.read_lock(root).get("token") != lock_token or not lock.lock_state(root)[0]:

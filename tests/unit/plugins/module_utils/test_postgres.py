@@ -384,3 +384,35 @@ def test_clock_reading_when_read_gives_server_minus_host_interval():
     times = iter([100.0, 100.002])
     reading = dumping.clock_reading(RowSession("102.001"), clock=lambda: next(times))
     assert reading["host_offset"] == pytest.approx([1.999, 2.001])
+
+
+class CheckedClient:
+    """A Client whose server answers ``row`` to the clock query, with ``server``'s major version."""
+
+    class runner:  # pylint: disable=invalid-name
+        in_container = False
+
+    def __init__(self, server=(15,), client_version="15.18"):
+        self.server, self.server_version, self.client_version = server, ".".join(map(str, server)), client_version
+        self.session = RowSession("102.001")
+        self.session.closed = False
+
+    def open_session(self):
+        self.session.close = lambda: setattr(self.session, "closed", True)
+        return self.session
+
+
+def test_check_when_server_answers_returns_versions_and_clock_and_closes_the_session():
+    client = CheckedClient()
+    times = iter([100.0, 100.002])
+    checked = postgres.check(client, clock=lambda: next(times))
+    assert checked["server_version"] == "15" and checked["client_version"] == "15.18"
+    assert checked["clock"]["host_offset"] == pytest.approx([1.999, 2.001])
+    assert client.session.closed
+
+
+def test_check_when_pg_dump_older_than_server_refuses_and_closes_the_session():
+    client = CheckedClient(server=(16,), client_version="15.18")
+    with pytest.raises(RatBackupError, match="pg_dump"):
+        postgres.check(client)
+    assert client.session.closed and client.session.sql == []

@@ -88,3 +88,20 @@ def test_commit_when_consistency_has_an_unknown_key_then_refused_naming_it(capsy
         assert os.path.isdir(started["partial"])
     finally:
         lock.release(str(tmp_path), started["lock_token"])
+
+
+def test_abort_when_no_name_then_only_the_failed_run_is_recorded(capsys, tmp_path):
+    """A run whose start failed (backup_start's checks): no directory to remove, its end still logged."""
+    log = tmp_path / "backup.log"
+    result = run_module(capsys, {"state": "abort", "root": str(tmp_path), "host": "rat-lab", "log_file": str(log),
+                                 "metrics_dir": str(tmp_path / "metrics"), "reason": "Check: S3 unreachable"})
+    assert not result.get("failed") and not result["changed"], result
+    assert result["removed"] is None and result["lock_released"] is False
+    assert "status=failed name=- " in log.read_text() and "reason=Check: S3 unreachable" in log.read_text()
+    assert "rat_backup_last_status{host=\"rat-lab\"} 0" in (tmp_path / "metrics" / "rat_backup.prom").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["backup.log", "metrics"]
+
+
+def test_commit_when_no_name_then_refused(capsys, tmp_path):
+    result = run_module(capsys, {"state": "commit", "root": str(tmp_path)})
+    assert result["failed"] and "name is required with state=commit" in result["msg"]
