@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 backup_packages=(postgresql postgresql-client python3-venv procps util-linux git ca-certificates)
-test_packages=(docker.io cron logrotate openssh-server iproute2 rclone shellcheck age rsync)
+test_packages=(docker.io cron logrotate openssh-server iproute2 rclone shellcheck age rsync barman)
 
 case "${1:-}" in
     backup) packages=("${backup_packages[@]}") ;;

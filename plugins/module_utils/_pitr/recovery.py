@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A database as of a time: WAL made complete up to now, ``barman recover --target-time``, a scratch server.
+
+The order matters. Recovery to a time stops at the first commit after it, so the WAL holding that
+commit must be archived: the current segment is switched (``pg_switch_wal()``, which the replication
+role may execute) and ``barman cron`` is run until the switched segment is in Barman's archive. Only
+then is the base backup that ended last before the time restored, with the WAL, into a scratch data
+directory, and a PostgreSQL started on it on a free loopback port (never the live server's): it
+replays to the time, promotes, and tells the last transaction it replayed, the recovery point reached.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pwd
+import shutil
+import socket
+import time
+
+from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman as barman_cli
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils.processes import first_lines
+
+# The scratch server's own settings over what the recovered postgresql.conf says (the live server's):
+# its port, loopback only, its socket beside it, and no archiving of its own.
+SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "archive_mode=off", "hot_standby=on")
+
+
+def iso_us(moment):
+    """A time in UTC to the microsecond (PostgreSQL's resolution), ending in Z."""
+    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def free_port():
+    """A TCP port free on the loopback interface now (the scratch server binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def psql_argv(bin_dir, conninfo, sql):
+    return [os.path.join(bin_dir, "psql"), "-X", "-A", "-t", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
+            "-d", conninfo, "-c", sql]
+
+
+def segment_archived(wals_directory, segment):
+    return os.path.exists(os.path.join(wals_directory, segment[:16], segment))
+
+
+def switch_and_archive(run, engine, bin_dir, timeout, sleep=time.sleep, clock=time.monotonic):
+    """Close the current WAL segment and wait until Barman has archived it; returns its name."""
+    conninfo = engine.server_setting("conninfo")
+    rc, out, err = run(psql_argv(bin_dir, conninfo, "SELECT pg_walfile_name(pg_switch_wal());"))
+    if rc != 0:
+        raise RatBackupError(f"cannot switch the WAL segment as Barman's user: {first_lines(err)}")
+    segment = out.strip()
+    wals = engine.server_setting("wals_directory")
+    deadline = clock() + timeout
+    while True:
+        # cron starts receive-wal if it stopped and moves complete streamed segments into the archive.
+        engine.cron()
+        if segment_archived(wals, segment):
+            return segment
+        if clock() >= deadline:
+            raise RatBackupError(f"WAL segment {segment} was not archived within {timeout} s: is the WAL stream "
+                                 f"running? ({engine.server}: barman check, barman replication-status)",
+                                 segment=segment)
+        sleep(1)
+
+
+def prepare_dir(path):
+    """The scratch directory: absent or empty (nothing of another recovery is ever mixed in)."""
+    if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise RatBackupError(f"scratch directory {path} exists and is not empty: remove it (state=absent) or "
+                             "name another", path=path)
+
+
+def chown_tree(path, user):
+    """Give the recovered tree to the server's system user (Barman runs as root)."""
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    os.chmod(os.path.join(path, "data"), 0o700)
+
+
+def pg_ctl_argv(bin_dir, os_user, scratch, action, port=None):
+    argv = ["runuser", "-u", os_user, "--", os.path.join(bin_dir, "pg_ctl"), "-D", os.path.join(scratch, "data")]
+    if action == "start":
+        options = [f"-c port={port}", f"-c unix_socket_directories={scratch}"] + [f"-c {s}" for s in SCRATCH_SETTINGS]
+        return argv + ["-l", os.path.join(scratch, "postgresql.log"), "-w", "-t", "300", "-o", " ".join(options),
+                       "start"]
+    return argv + ["-m", "fast", "-w", "stop"]
+
+
+def log_tail(scratch):
+    try:
+        with open(os.path.join(scratch, "postgresql.log"), encoding="utf-8", errors="replace") as handle:
+            return first_lines("".join(handle.readlines()[-6:]), 6)
+    except OSError:
+        return "(no server log)"
+
+
+def plan(engine, moment, scratch, now=fs.utcnow):
+    """The base backup to restore for ``moment``; refuses a future time and a used scratch directory."""
+    if moment > now():
+        raise RatBackupError(f"{moment.isoformat()} is in the future (now {now().isoformat()})", as_of=moment.isoformat())
+    chosen = barman_cli.backup_for(engine.backups(), moment)
+    prepare_dir(scratch)
+    return chosen
+
+
+def recover(run, engine, moment, scratch, bin_dir, os_user, port=0, wal_timeout=120, now=fs.utcnow,
+            clock=time.monotonic):
+    """Restore the cluster as of ``moment`` into ``scratch``/data and start it; returns what was done."""
+    chosen = plan(engine, moment, scratch, now)
+    started = clock()
+    segment = switch_and_archive(run, engine, bin_dir, wal_timeout, clock=clock)
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    engine.recover(chosen["id"], os.path.join(scratch, "data"), moment)
+    chown_tree(scratch, os_user)
+    port = port or free_port()
+    rc, _out, err = run(pg_ctl_argv(bin_dir, os_user, scratch, "start", port))
+    if rc != 0:
+        raise RatBackupError(f"the scratch server on port {port} did not start: {first_lines(err)} (every directory "
+                             f"above {scratch} must be open to {os_user}); "
+                             f"its log: {log_tail(scratch)}", path=scratch)
+    return {"backup_id": chosen["id"], "backup_end": fs.iso(chosen["end"]), "wal_segment": segment,
+            "port": port, "data_dir": os.path.join(scratch, "data"), "seconds": round(clock() - started, 3)}
+
+
+def reached(run, bin_dir, port, user, password, database, scratch, wait=60, sleep=time.sleep, clock=time.monotonic):
+    """The last transaction the scratch server replayed, once it has left recovery (promoted).
+
+    Asked over TCP as the live server's own user: the recovered cluster has the live server's roles and
+    pg_hba.conf, so what logs in there logs in here.
+    """
+    conninfo = f"host=127.0.0.1 port={port} user={user} dbname={database}"
+    argv = psql_argv(bin_dir, conninfo, "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp();")
+    deadline = clock() + wait
+    while True:
+        rc, out, err = run(argv, {"PGPASSWORD": password} if password else None)
+        if rc == 0 and out.strip().startswith("f|"):
+            stamp = out.strip().split("|", 1)[1]
+            return iso_us(barman_cli.parse_time(stamp)) if stamp else None
+        if clock() >= deadline:
+            raise RatBackupError(f"the scratch server on port {port} did not finish recovery within {wait} s: "
+                                 f"{first_lines(err or out)}; its log: {log_tail(scratch)}", path=scratch)
+        sleep(0.5)
+
+
+def remove(run, bin_dir, os_user, scratch):
+    """Stop the scratch server (when it runs) and remove its directory; True when anything was there."""
+    if not os.path.lexists(scratch):
+        return False
+    if os.path.exists(os.path.join(scratch, "data", "postmaster.pid")):
+        rc, _out, err = run(pg_ctl_argv(bin_dir, os_user, scratch, "stop"))
+        if rc != 0:
+            raise RatBackupError(f"cannot stop the scratch server in {scratch}: {first_lines(err)}", path=scratch)
+    shutil.rmtree(scratch)
+    return True
