@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, postgres, recovery, status
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, postgres, recovery, setup, status
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 UTC = datetime.timezone.utc
@@ -217,3 +217,29 @@ def test_barman_call_when_json_then_server_part_and_error_names_command():
     assert [b["id"] for b in engine.backups()] == ["B1", "B2"]
     with pytest.raises(RatBackupError, match="recover .* failed \\(rc 1\\): ERROR: boom"):
         engine.recover("B1", "/d", NOW)
+
+
+def test_file_changes_when_same_then_nothing_and_written_0600(tmp_path):
+    path = str(tmp_path / "etc" / "barman.conf")
+    changed = setup.file_changes([(path, "a\n")])
+    assert changed == [(path, "a\n")]
+    setup.write_files(changed)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert setup.file_changes([(path, "a\n")]) == []
+
+
+def test_wait_streaming_when_never_connected_then_failed_checks_and_hba_named():
+    class Engine:
+        def cron(self):
+            pass
+
+        def replication(self):
+            return False, None
+
+        def checks(self):
+            return {"postgresql_streaming": {"status": "FAILED", "hint": "no pg_hba.conf entry"},
+                    "wal_level": {"status": "OK", "hint": ""}}
+    ticks = iter(range(100))
+    with pytest.raises(RatBackupError, match="did not start within 2 s.*postgresql_streaming.*host replication") as err:
+        setup.wait_streaming(Engine(), 2, sleep=lambda s: None, clock=lambda: next(ticks))
+    assert "wal_level" not in err.value.msg
