@@ -165,7 +165,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, pg_client
+from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, postgres
 from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -190,7 +190,7 @@ def argument_spec():
 def _bin_dir(explicit):
     if explicit:
         return explicit
-    installed = pg_client.installed_clients()
+    installed = postgres.installed_clients()
     if not installed:
         raise RatBackupError("no PostgreSQL server programs under /usr/lib/postgresql: install postgresql (the "
                              "major version of the live server) or set bin_dir")

@@ -133,14 +133,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import pg_cli, pg_client
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, postgres, setup
+from ansible_collections.rat.backup.plugins.module_utils import postgres
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, server, setup
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
-from ansible_collections.rat.backup.plugins.module_utils.processes import Runner
 
 
 def argument_spec():
-    spec = pg_cli.connection_argspec()
+    spec = postgres.connection_argspec()
     spec.update(barman.engine_argspec())
     spec.update(
         state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -164,7 +163,7 @@ def _passfile(config):
 def _bin_dir(p):
     if p["client_bin_dir"]:
         return p["client_bin_dir"]
-    installed = pg_client.installed_clients()
+    installed = postgres.installed_clients()
     if not installed:
         raise RatBackupError("no PostgreSQL client under /usr/lib/postgresql: install postgresql-client")
     return installed[max(installed)]
@@ -180,9 +179,9 @@ def _files(p, bin_dir, policy_text):
 
 def _login(p):
     def login():
-        conn = pg_client.Connection(p["stream_host"] or p["host"], p["stream_port"] or p["port"], p["pitr_user"],
+        conn = postgres.Connection(p["stream_host"] or p["host"], p["stream_port"] or p["port"], p["pitr_user"],
                                     "postgres", p["pitr_password"], p["connect_timeout"], p["ssl_mode"], p["ca_cert"])
-        pg_client.Client(Runner(), conn, p["client_bin_dir"]).open_session().close()
+        postgres.Client(postgres.Runner(), conn, p["client_bin_dir"]).open_session().close()
     return login
 
 
@@ -190,10 +189,10 @@ def present(module, session):
     p = module.params
     if not p["pitr_password"]:
         raise RatBackupError("pitr_password is required with state=present")
-    postgres.require_superuser(session, p["user"])
-    setup.refuse_settings(postgres.settings_problems(session))
+    server.require_superuser(session, p["user"])
+    setup.refuse_settings(server.settings_problems(session))
     version = int(session.query("SELECT current_setting('server_version_num');")[0])
-    changes = postgres.plan(session, p["pitr_user"], p["slot"], version)
+    changes = server.plan(session, p["pitr_user"], p["slot"], version)
     created = any(sql.startswith("CREATE ROLE") for _d, sql in changes)
     password_change = created or not setup.check_password(_login(p))
     bin_dir = _bin_dir(p)
@@ -206,9 +205,9 @@ def present(module, session):
         result["diff"] = setup.config_diff(p["config"], setup.read_text(p["config"]), config_text)
     if module.check_mode:
         return dict(result, changed=bool(words))
-    postgres.apply(session, changes)
+    server.apply(session, changes)
     if password_change:
-        postgres.set_password(session, p["pitr_user"], p["pitr_password"])
+        server.set_password(session, p["pitr_user"], p["pitr_password"])
     setup.write_files(files)
     os.makedirs(p["home"], mode=0o700, exist_ok=True)
     engine = barman.engine_from_params(module)
@@ -220,7 +219,7 @@ def present(module, session):
 
 def absent(module, session):
     p = module.params
-    changes = postgres.removal(session, p["pitr_user"], p["slot"])
+    changes = server.removal(session, p["pitr_user"], p["slot"])
     paths = [path for path in (p["config"], _passfile(p["config"])) if os.path.exists(path)]
     words = [d for d, _sql in changes] + [f"remove {path}" for path in paths]
     if module.check_mode or not words:
@@ -228,8 +227,8 @@ def absent(module, session):
     if os.path.exists(p["config"]):
         # The receiver holds the slot: it must stop before the slot can be dropped.
         barman.engine_from_params(module).call("receive-wal", "--stop", p["server"])
-        postgres.wait_released(session, p["slot"], p["wait"])
-    postgres.apply(session, changes)
+        server.wait_released(session, p["slot"], p["wait"])
+    server.apply(session, changes)
     for path in paths:
         os.unlink(path)
     return {"changed": True, "plan": words, "config": p["config"]}
@@ -237,7 +236,7 @@ def absent(module, session):
 
 def run(module):
     # Rights on functions are per database: granted in the one Barman connects to (its conninfo's).
-    session = pg_cli.client_from_params(module.params).open_session(barman.DATABASE)
+    session = postgres.client_from_params(module.params).open_session(barman.DATABASE)
     try:
         return (present if module.params["state"] == "present" else absent)(module, session)
     finally:

@@ -18,9 +18,9 @@ import json
 import math
 import os
 
-from ansible_collections.rat.backup.plugins.module_utils import retention
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import retention
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.processes import first_lines
+from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines
 
 _UTC = datetime.timezone.utc
 # Barman archives a streamed segment once the next one has begun (it never archives the file being written).

@@ -23,7 +23,7 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils._pitr import barman as barman_cli
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.processes import first_lines
+from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines
 
 # The scratch server's own settings over what the recovered postgresql.conf says (the live server's):
 # its port, loopback only, its socket beside it, and no archiving of its own.

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, postgres, recovery, setup, status
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery, server, setup, status
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 UTC = datetime.timezone.utc
@@ -110,7 +110,7 @@ class FakeSession:
 
 
 def test_plan_when_nothing_exists_then_role_rights_slot_in_order():
-    changes = postgres.plan(FakeSession(), "rat_barman", "s1", 150004)
+    changes = server.plan(FakeSession(), "rat_barman", "s1", 150004)
     sql = [s for _d, s in changes]
     assert sql[0] == 'CREATE ROLE "rat_barman" LOGIN REPLICATION;'
     assert 'GRANT pg_checkpoint TO "rat_barman";' in sql
@@ -120,11 +120,11 @@ def test_plan_when_nothing_exists_then_role_rights_slot_in_order():
 
 def test_plan_when_all_present_then_nothing():
     session = FakeSession(true=("pg_roles WHERE", "pg_has_role", "has_function_privilege", "pg_replication_slots"))
-    assert postgres.plan(session, "rat_barman", "s1", 150004) == []
+    assert server.plan(session, "rat_barman", "s1", 150004) == []
 
 
 def test_plan_when_postgres_14_then_old_function_names_and_no_pg_checkpoint():
-    sql = [s for _d, s in postgres.plan(FakeSession(), "u", "s", 140010)]
+    sql = [s for _d, s in server.plan(FakeSession(), "u", "s", 140010)]
     assert 'GRANT EXECUTE ON FUNCTION pg_start_backup(text, boolean, boolean) TO "u";' in sql
     assert not any("pg_checkpoint" in s for s in sql)
 
@@ -133,12 +133,12 @@ def test_settings_problems_when_minimal_then_each_named():
     class Settings:
         def query(self, sql):
             return ["minimal|0|0"]
-    problems = postgres.settings_problems(Settings())
+    problems = server.settings_problems(Settings())
     assert len(problems) == 3 and "wal_level is minimal" in problems[0]
 
 
 def test_ident_and_literal_when_quotes_then_doubled():
-    assert postgres.ident('a"b') == '"a""b"' and postgres.literal("o'k") == "'o''k'"
+    assert server.ident('a"b') == '"a""b"' and server.literal("o'k") == "'o''k'"
 
 
 class FakeEngine:
