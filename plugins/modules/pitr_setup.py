@@ -180,7 +180,7 @@ def _files(p, bin_dir, policy_text):
 def _login(p):
     def login():
         conn = postgres.Connection(p["stream_host"] or p["host"], p["stream_port"] or p["port"], p["pitr_user"],
-                                    "postgres", p["pitr_password"], p["connect_timeout"], p["ssl_mode"], p["ca_cert"])
+                                   "postgres", p["pitr_password"], p["connect_timeout"], p["ssl_mode"], p["ca_cert"])
         postgres.Client(postgres.Runner(), conn, p["client_bin_dir"]).open_session().close()
     return login
 
