@@ -114,7 +114,7 @@ metrics_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, status
+from ansible_collections.rat.backup.plugins.module_utils.pitr import barman, status
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 

@@ -166,7 +166,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, postgres
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery
+from ansible_collections.rat.backup.plugins.module_utils.pitr import barman, recovery
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 

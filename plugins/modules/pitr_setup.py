@@ -134,7 +134,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import postgres
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, server, setup
+from ansible_collections.rat.backup.plugins.module_utils.pitr import barman, server, setup
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
