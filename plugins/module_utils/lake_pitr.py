@@ -61,8 +61,8 @@ def same_version(client, endpoint, bucket, key, a, b):
     """Same bytes (same_content) and, for two distinct versions, the same metadata and HTTP attributes."""
     if _version_id(a) == _version_id(b):
         return True
-    return same_content(a, b) and (s3.version_attributes(client, endpoint, bucket, key, _version_id(a))
-                                   == s3.version_attributes(client, endpoint, bucket, key, _version_id(b)))
+    return same_content(a, b) and (s3.object_attributes(client, endpoint, bucket, key, _version_id(a))
+                                   == s3.object_attributes(client, endpoint, bucket, key, _version_id(b)))
 
 
 def limits(client, endpoint, bucket, now):

@@ -53,10 +53,11 @@ def bucket_created(client, endpoint, bucket):
     return next((b.get("CreationDate") for b in listed if b["Name"] == bucket), None)
 
 
-def version_attributes(client, endpoint, bucket, key, version_id):
-    """What a HEAD of one version says beyond its bytes: user metadata and the HTTP attributes."""
+def object_attributes(client, endpoint, bucket, key, version_id=None):
+    """What a HEAD of one object (the current version, or ``version_id``) says beyond its bytes: user
+    metadata and the HTTP attributes."""
     with translated(endpoint, "reading", bucket, key):
-        head = client.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+        head = client.head_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
     return {name: head.get(name) for name in ("Metadata", "ContentType", "CacheControl", "ContentDisposition",
                                               "ContentEncoding", "ContentLanguage", "Expires", "WebsiteRedirectLocation")}
 

@@ -225,8 +225,10 @@ notes:
   - Progress is logged (syslog / journal) every 15 seconds on long mirrors.
   - S3 -> S3 compares size and ETag; objects whose ETags differ only because they were uploaded
     with a different part size are copied again.
-  - Object attributes changed without changing the content (same ETag) are not detected when
-    restoring to S3.
+  - When restoring to S3, an object whose bytes equal the backup's (same size and ETag) but which was
+    written again after the backup listed it is read with one HEAD, and put back when its
+    Content-Type, Cache-Control, Content-Encoding, Content-Disposition or user metadata differ
+    from the manifest's. Objects untouched since the backup cost no request.
 requirements:
   - boto3 (with botocore) on the managed host
 seealso:

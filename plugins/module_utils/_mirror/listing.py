@@ -112,10 +112,12 @@ class Lister:
 
 def dest_objects(client, endpoint, bucket, prefix):
     """{key: (size, etag)} of a destination bucket; empty when it does not exist yet."""
-    return {key: (size, etag) for key, size, etag in dest_listing(client, endpoint, bucket, prefix)}
+    return {key: (size, etag) for key, size, etag, dummy in dest_listing(client, endpoint, bucket, prefix)}
 
 
 def dest_listing(client, endpoint, bucket, prefix):
-    """(key, size, etag) of a destination bucket in key order; nothing when it does not exist yet."""
+    """(key, size, etag, LastModified in ms or None) of a destination bucket in key order; nothing when
+    it does not exist yet."""
     for o in s3.list_objects(client, endpoint, bucket, prefix, missing_ok=True):
-        yield o["Key"], o["Size"], o.get("ETag")
+        modified = o.get("LastModified")
+        yield o["Key"], o["Size"], o.get("ETag"), None if modified is None else to_ms(modified)

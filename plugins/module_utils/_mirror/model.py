@@ -121,6 +121,14 @@ class Entry:
             setattr(self, name, response.get(header))
         self.metadata = response.get("Metadata") or None
 
+    def attributes_differ(self, head):
+        """Whether ``head`` (s3.object_attributes of the object in place) shows other attributes than the
+        ones a restore of this entry puts back. An attribute the entry leaves unset is the server's to
+        choose (a PUT without Content-Type gets its default), so only user metadata is compared always."""
+        if (self.metadata or {}) != (head.get("Metadata") or {}):
+            return True
+        return any(getattr(self, name) and getattr(self, name) != head.get(header) for name, header in _ATTRIBUTES)
+
     def extra_args(self):
         """Upload arguments that restore the object's attributes."""
         args = {header: getattr(self, name) for name, header in _ATTRIBUTES if getattr(self, name)}

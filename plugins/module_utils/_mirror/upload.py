@@ -91,10 +91,11 @@ class Upload:
         def check(row):
             dummy, entry, current = row
             if entry.sha256 or (current is not None and current[1] == entry.size):
-                return row + (local_tree.entry_digest(entry, tree),)
+                digest = local_tree.entry_digest(entry, tree)
+                return row + (digest, self._in_place(entry, current, digest))
             # Unreadable files fail the run here, before the first upload.
             os.close(local_tree.open_regular(tree.source_path(entry.relpath)))
-            return row + (None,)
+            return row + (None, False)
 
         rows = pool.results(merge.join(sources, present, _key_of, _first), check, _nothing, self.settings.concurrency,
                             total=0, ready=lambda row: row[1] is None)
@@ -112,11 +113,23 @@ class Upload:
                                      path=path)
             if digest is not None:
                 entry.sha256 = entry.sha256 or digest.sha256
-            if current is not None and digest is not None and current[1] == entry.size and (
-                    (entry.etag is not None and current[2] == entry.etag) or digest.matches_etag(current[2])):
+            if row[4]:
                 plan.add("keep", entry)
             else:
                 plan.add("copy", entry)
+
+    def _in_place(self, entry, current, digest):
+        """Whether the destination already holds this entry's object: its bytes (size and ETag) and, when
+        it was written again after the backup listed it, its attributes (bytes put back with another
+        Content-Type or metadata keep their ETag; only a HEAD shows the difference)."""
+        if current is None or current[1] != entry.size or not (
+                (entry.etag is not None and current[2] == entry.etag) or digest.matches_etag(current[2])):
+            return False
+        # Seconds: a manifest written from GET answers holds whole seconds, a listing milliseconds.
+        if entry.modified_ms is None or current[3] is None or current[3] // 1000 <= entry.modified_ms // 1000:
+            return True
+        head = s3.object_attributes(self.sides.dest_client, self.sides.dest_endpoint, entry.bucket, entry.key)
+        return not entry.attributes_differ(head)
 
     def apply(self):
         plan = self._plan

@@ -469,6 +469,22 @@ def test_upload_when_manifest_restores_exact_keys_and_attributes(client, tmp_pat
     assert (again["copied"], again["unchanged"], again["changed"]) == (0, len(TRICKY), False)
 
 
+def test_upload_when_same_bytes_rewritten_with_other_attributes_then_put_back_and_rerun_keeps(client, tmp_path):
+    bucket(client, "rat", {"a": b"1", "b": b"2"}, ContentType="text/csv", Metadata={"m": "v"})
+    download(client, tmp_path / "minio")
+    time.sleep(1.1)
+    # Same bytes, same ETag: only the attributes say this is not the backup's object.
+    client.put_object(Bucket="rat", Key="a", Body=b"1", ContentType="application/x-other", Metadata={"m": "w"})
+    manifest = str(tmp_path / "minio.json")
+    result = upload(client, tmp_path / "minio", "s3://", manifest=manifest)
+    assert (result["copied"], result["unchanged"]) == (1, 1)
+    got = client.head_object(Bucket="rat", Key="a")
+    assert (got["ContentType"], got["Metadata"]) == ("text/csv", {"m": "v"})
+    time.sleep(1.1)
+    again = upload(client, tmp_path / "minio", "s3://", manifest=manifest)
+    assert (again["copied"], again["unchanged"], again["changed"]) == (0, 2, False)
+
+
 def test_upload_when_delete_makes_bucket_exact_and_check_mode_touches_nothing(client, tmp_path):
     bucket(client, "rat", {"a": b"1", "b": b"2"})
     download(client, tmp_path / "minio")
