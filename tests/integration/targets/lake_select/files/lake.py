@@ -4,7 +4,7 @@
 """A small lake with two namespaces and two Iceberg tables in a JDBC catalog, its damage, and the checks.
 
     lake.py seed BUCKET DB             bucket (versioned) and Iceberg's iceberg_tables in DB
-    lake.py damage BUCKET DB           delete/overwrite/add under ecommerce/landing/; commit orders onward
+    lake.py damage BUCKET DB           delete/overwrite/add/re-attribute under ecommerce/landing/; commit orders onward
     lake.py move BUCKET DB TABLE       another writer commits TABLE onward (a new metadata file and pointer)
     lake.py state BUCKET DB            JSON: every object (size, ETag, type, metadata), every catalog row
     lake.py check BEFORE AFTER BACKUP [--prefix P]... [--table T]...
@@ -72,7 +72,8 @@ def seed(bucket, db):
     s3 = s3_client()
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    for key in ("ecommerce/landing/orders/a.csv", "ecommerce/landing/orders/b.csv", "ecommerce/landing/c.csv",
+    for key in ("ecommerce/landing/orders/a.csv", "ecommerce/landing/orders/b.csv", "ecommerce/landing/orders/d.csv",
+                "ecommerce/landing/c.csv",
                 "ecommerce/landingx/z.csv", "finance/landing/f.csv", "finance/pipelines/p.sql"):
         s3.put_object(Bucket=bucket, Key=key, Body=("%s\n" % key).encode() * 3, ContentType="text/csv",
                       Metadata={"namespace": key.split("/", 1)[0]})
@@ -88,6 +89,11 @@ def damage(bucket, db):
     s3.put_object(Bucket=bucket, Key="ecommerce/landing/orders/b.csv", Body=b"overwritten by a bad run\n",
                   ContentType="application/octet-stream")
     s3.put_object(Bucket=bucket, Key="ecommerce/landing/orders/late.csv", Body=b"written after the backup\n")
+    # Same bytes (same ETag), other attributes: only a HEAD tells them from the backup's objects. d.csv
+    # is inside the selection (put back), c.csv outside (left as it is now).
+    for key in ("ecommerce/landing/orders/d.csv", "ecommerce/landing/c.csv"):
+        s3.put_object(Bucket=bucket, Key=key, Body=("%s\n" % key).encode() * 3, ContentType="application/x-rewritten",
+                      Metadata={"namespace": "rewritten"})
     commit(s3, bucket, db, "orders", 3)
     commit(s3, bucket, db, "orders", 4)
 
