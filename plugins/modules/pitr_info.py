@@ -17,15 +17,8 @@ description:
     beside the backup's own C(rat_backup.prom).
 extends_documentation_fragment:
   - rat.backup.attributes
+  - rat.backup.barman
 options:
-  config:
-    description: Barman configuration file written by the C(rat.backup.pitr) role.
-    type: path
-    default: /etc/rat-backup/barman.conf
-  server:
-    description: Server name in O(config).
-    type: str
-    default: rat
   metrics_dir:
     description: node_exporter textfile collector directory; empty writes no file.
     type: path

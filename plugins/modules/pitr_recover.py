@@ -24,20 +24,13 @@ description:
   - With O(state=absent), stops the scratch server and removes O(scratch).
 extends_documentation_fragment:
   - rat.backup.attributes
+  - rat.backup.barman
 options:
   state:
     description: Whether the scratch server should exist.
     type: str
     choices: [present, absent]
     default: present
-  config:
-    description: Barman configuration file written by the C(rat.backup.pitr) role.
-    type: path
-    default: /etc/rat-backup/barman.conf
-  server:
-    description: Server name in O(config).
-    type: str
-    default: rat
   as_of:
     description:
       - The time to recover to, ISO 8601 (a time without a zone is UTC). Required with O(state=present).

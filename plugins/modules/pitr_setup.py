@@ -25,6 +25,7 @@ description:
     the SQL runs in the container, while Barman connects to O(stream_host):O(stream_port) from this host.
 extends_documentation_fragment:
   - rat.backup.attributes
+  - rat.backup.barman
   - rat.backup.postgres
 options:
   state:
@@ -32,14 +33,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  config:
-    description: Barman configuration file to write.
-    type: path
-    default: /etc/rat-backup/barman.conf
-  server:
-    description: Server name in O(config).
-    type: str
-    default: rat
   home:
     description: Barman's home (base backups, WAL archive, its log).
     type: path
