@@ -123,8 +123,13 @@ def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(t
     env = dict(os.environ, **{lock.RUN_MARKER: record["run_id"]})
     task = subprocess.Popen(["sleep", "2.5"], env=env)
     try:
+        # The kernel lets Popen return once exec is past its point of no return, a moment before
+        # the new image's environment is readable in /proc: look again for up to a second.
+        deadline = time.monotonic() + 1
+        while lock.run_processes(record["run_id"]) != [task.pid] and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert lock.run_processes(record["run_id"]) == [task.pid]
-        time.sleep(2)
+        time.sleep(1.5)
         assert lock.lock_state(root)[0] is True
     finally:
         task.wait()
