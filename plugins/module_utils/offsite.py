@@ -62,6 +62,26 @@ def _failed(run, names):
     return {n for n in names if run.status(n).get("verified") is False}
 
 
+def _known_damaged(run, names):
+    """Local backups an earlier run found damaged while shipping them, with what it found.
+
+    Their bytes will not mend by themselves: shipping them on every run would upload the same
+    broken backup again and again. They stay reported; naming one in the selection tries again.
+    """
+    found = {}
+    for name in names:
+        status = run.status(name)
+        if status.get("damaged") and not status.get("shipped"):
+            found[name] = (f"found damaged on {status.get('attempted_at') or 'an earlier run'}: {status.get('error')}; "
+                           "not shipped again (name it in the selection to try again)")
+    return found
+
+
+def _suspect(names, now):
+    """Copies named beyond this host's clock (layout.in_future): never counted or removed by retention."""
+    return [n for n in names if layout.in_future(n, now)]
+
+
 def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     """Ship what the target lacks, oldest first, each copy verified after shipping; then apply the
     target's retention ``policy`` (normalized by retention.check_policy). Returns a result dict.
@@ -83,20 +103,24 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
     failed = _failed(run, remote["complete"])
     complete = [n for n in remote["complete"] if n not in failed]
     todo = pl.choose(local, complete, _pruned(run, local), selection)
+    skipped = _known_damaged(run, todo) if selection in pl.SELECTIONS else {}
+    todo = [n for n in todo if n not in skipped]
     unwanted = []
     keep = {}
     if policy:
         # A backup the target's policy would remove at once is not shipped at all.
-        view = _retention_view(run, complete + todo, [], shipping=todo)
+        view = _retention_view(run, complete + todo, [], now or fs.utcnow(), shipping=todo)
         keep = {d.name: d for d in retention.plan(view, policy, now or fs.utcnow())}
         unwanted = [{"name": n, "reason": keep[n].reason} for n in todo if not keep[n].keep]
         todo = [n for n in todo if keep[n].keep]
     result = {"target": run.label, "location": run.target.location(), "shipped": [], "to_ship": todo,
               "already": [n for n in local if n in set(complete)], "bytes_sent": 0,
-              "not_shipped": unwanted, "removed": [], "damaged": []}
+              "not_shipped": unwanted, "removed": [], "suspect": [],
+              "damaged": [{"name": n, "error": e} for n, e in sorted(skipped.items())]}
     if check_mode:
         result["removed"] = [{"name": n, "reason": keep[n].reason, "complete": True}
                              for n in remote["complete"] if n in keep and not keep[n].keep]
+        result["suspect"] = _suspect_report(remote, now) if policy else []
         result["diff"] = _ship_diff(run, complete, result)
         return result
     for item in unwanted:
@@ -123,6 +147,7 @@ def ship(run, selection="missing", check_mode=False, now=None, policy=None):
         complete = sorted(set(complete) | {name})
     if policy:
         result["removed"] = apply_retention(run, policy, now)
+        result["suspect"] = _suspect_report(remote, now)
     result["diff"] = _ship_diff(run, [n for n in remote["complete"] if n not in failed], result)
     return result
 
@@ -145,25 +170,32 @@ def _ship_diff(run, before, result):
             "before_header": f"{location} (before)", "after_header": f"{location} (after shipping and retention)"}
 
 
-def _retention_view(run, complete, partial, shipping=()):
+def _retention_view(run, complete, partial, now, shipping=()):
     """The copies on a target as retention.Backup tuples; drilled when this host's drill passed. A copy
     whose last verification failed counts toward no rule, so the last good copy is never removed for
     it; those ``shipping`` count as verified (each is verified after shipping, or the run stops)."""
     view = []
-    for name in sorted(set(complete)):
+    for name in sorted(set(complete) - set(_suspect(complete, now))):
         verified = True if name in shipping else run.status(name).get("verified")
         view.append(retention.Backup(name, layout.time_of(name), True, prune.drilled(run.root, name),
                                      damaged="failed its last off-site verification" if verified is False else None,
                                      verified=verified is True))
-    return view + [retention.Backup(n, layout.time_of(n), False) for n in sorted(set(partial))]
+    partial = sorted(set(partial) - set(_suspect(partial, now)))
+    return view + [retention.Backup(n, layout.time_of(n), False) for n in partial]
+
+
+def _suspect_report(remote, now):
+    names = _suspect(remote["complete"] + remote["partial"], now or fs.utcnow())
+    return [{"name": n, "reason": "named ahead of this host's clock: suspect (a wrong clock where it was made), never "
+                                  "counted or removed by retention; check it and remove it by hand"} for n in sorted(names)]
 
 
 def apply_retention(run, policy, now=None):
     """Remove the copies the policy does not keep; each removal makes the copy incomplete first."""
     remote = run.target.backups()
     removed = []
-    for decision in retention.plan(_retention_view(run, remote["complete"], remote["partial"]), policy,
-                                   now or fs.utcnow()):
+    now = now or fs.utcnow()
+    for decision in retention.plan(_retention_view(run, remote["complete"], remote["partial"], now), policy, now):
         if decision.keep:
             continue
         partial = decision.name not in remote["complete"]

@@ -294,6 +294,15 @@ not_shipped:
   type: list
   elements: dict
   sample: []
+suspect:
+  description:
+    - Copies on the target named more than ten minutes ahead of this host's clock (made where the clock was wrong,
+      or copied in by hand). O(retention) never counts them (one named a year ahead would otherwise be the newest
+      that C(keep_last) keeps, and the real newest would go) and never removes them; each is warned about.
+  returned: when O(state=shipped) and O(retention) is set
+  type: list
+  elements: dict
+  sample: [{"name": "20271231_093000", "reason": "named ahead of this host's clock: suspect ..."}]
 diff:
   description: With C(--diff), the target's complete copies before and after this run (see the C(diff_mode) attribute).
   returned: when O(state=shipped) in diff mode
@@ -302,7 +311,10 @@ diff:
            "before_header": "s3://rat-offsite/fleet/rat-lab/ (before)",
            "after_header": "s3://rat-offsite/fleet/rat-lab/ (after shipping and retention)"}
 damaged:
-  description: Local backups not shipped because they are damaged (a file unlike the manifest), with the error.
+  description:
+    - Local backups not shipped because they are damaged (a file unlike the manifest), with the error.
+    - One found damaged by an earlier run is not read or uploaded again (its bytes do not mend); it stays listed
+      here on every run. Naming it in O(backups) tries it again.
   returned: when O(state=shipped)
   type: list
   elements: dict
@@ -417,6 +429,8 @@ def run(module):
             result["changed"] = bool(result["to_ship"] or result["removed"] or result["not_shipped"])
             for item in result["damaged"]:
                 module.warn(f"local backup {item['name']} not shipped to {target.location()}: {item['error']}")
+            for item in result["suspect"]:
+                module.warn(f"off-site copy {item['name']} at {target.location()}: {item['reason']}")
         elif p["state"] == "verified":
             result = offsite.verify(job, None if wanted == "missing" else wanted)
             result["changed"] = False

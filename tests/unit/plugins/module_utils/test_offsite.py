@@ -112,6 +112,36 @@ def test_ship_when_one_old_backup_is_damaged_then_the_others_are_shipped_and_it_
     assert offsite.verify(new_run(tmp_path, client))["bad"] == []
 
 
+def test_ship_when_a_backup_was_found_damaged_before_then_not_uploaded_again_unless_named(tmp_path, client, monkeypatch):
+    path = make_backup(tmp_path, A, {"k1": b"1" * 100, "k2": b"x" * 100})
+    with open(os.path.join(path, "minio/b/k2"), "wb") as handle:
+        handle.write(b"y" * 100)
+    assert [d["name"] for d in offsite.ship(new_run(tmp_path, client))["damaged"]] == [A]
+    puts = []
+    real_send = S3Target.send
+    monkeypatch.setattr(S3Target, "send", lambda self, *a, **k: puts.append(a) or real_send(self, *a, **k))
+    again = offsite.ship(new_run(tmp_path, client))
+    assert puts == [] and again["to_ship"] == [] and again["shipped"] == []
+    assert [d["name"] for d in again["damaged"]] == [A] and "not shipped again" in again["damaged"][0]["error"]
+    # Named, it is tried again (and still found damaged).
+    named = offsite.ship(new_run(tmp_path, client), selection=[A])
+    assert [d["name"] for d in named["damaged"]] == [A] and "minio/b/k2" in named["damaged"][0]["error"]
+
+
+def test_retention_when_a_copy_is_named_ahead_of_the_clock_then_it_is_not_the_newest_and_not_removed(tmp_path, client):
+    for name in (A, B, C):
+        make_backup(tmp_path, name, {"k1": b"1" * 10})
+    offsite.ship(new_run(tmp_path, client))
+    # Seen from 2026-01-02 12:00, the copy named 2026-01-03 00:00 lies 12 h ahead: a wrong clock where it was made.
+    now = layout.time_of(B) + (layout.time_of(C) - layout.time_of(B)) / 2
+    run = new_run(tmp_path, client)
+    removed = offsite.apply_retention(run, retention.check_policy({"keep_last": 1}), now=now)
+    assert [r["name"] for r in removed] == [A]
+    assert offsite.remote_backups(run)["complete"] == [B, C]
+    result = offsite.ship(new_run(tmp_path, client), policy=retention.check_policy({"keep_last": 1}), now=now)
+    assert result["removed"] == [] and [s["name"] for s in result["suspect"]] == [C]
+
+
 def test_ship_when_endpoint_unreachable_then_clear_error_and_local_backup_untouched(tmp_path):
     path = make_backup(tmp_path, A, {"k1": b"1"})
     endpoint = s3.Endpoint("http://127.0.0.1:9", "k", "s")
