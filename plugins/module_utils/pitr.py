@@ -4,10 +4,11 @@
 """PostgreSQL point-in-time recovery through Barman (docs/pitr.md): the face the pitr_* modules import.
 
 The definitions live in ``_pitr/``: Barman's CLI and configuration (``barman``), what streaming needs in
-the server (``server``), enabling (``setup``), recovery as of a time (``recovery``), the window (``status``).
+the server (``server``) and in its pg_hba.conf (``hba``), enabling (``setup``), recovery as of a time
+(``recovery``), the window (``status``).
 """
 
 from __future__ import annotations
 
 # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery, server, setup, status
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, hba, recovery, server, setup, status

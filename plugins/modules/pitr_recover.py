@@ -19,7 +19,8 @@ description:
     --target-action promote); the tree is given to O(os_user); the server replays the WAL, stops before the
     first commit after O(as_of) and promotes."
   - Refused before anything is written when O(as_of) lies in the future, before the end of the oldest base
-    backup, or when O(scratch) exists and is not empty.
+    backup, when O(scratch) exists and is not empty, or when this host has no server programs of the base
+    backup's major version (the container's, in container mode).
   - The recovery point reached (the last transaction replayed) is read from the scratch server as O(user).
   - With O(state=absent), stops the scratch server and removes O(scratch).
 extends_documentation_fragment:
@@ -49,8 +50,10 @@ options:
     default: postgres
   bin_dir:
     description:
-      - Directory of the PostgreSQL server programs (C(pg_ctl), C(psql)) of the recovered cluster's major
-        version; default the newest under C(/usr/lib/postgresql).
+      - Directory of the PostgreSQL server programs (C(postgres), C(pg_ctl), C(psql)) of the recovered cluster's
+        major version; default C(/usr/lib/postgresql/<major>/bin) for the major version of the base backup.
+      - The scratch server runs on this host with these programs, also when the live server runs in a container:
+        a base backup of another major version than these programs is refused, naming both (check mode too).
     type: path
   user:
     description: Role to ask the scratch server its recovery point with (a role of the recovered cluster).
@@ -115,6 +118,11 @@ backup_id:
   returned: state=present
   type: str
   sample: 20261206T120000
+postgresql_version:
+  description: Major version of the recovered cluster (that of the base backup), which the scratch server runs.
+  returned: state=present
+  type: str
+  sample: "15"
 backup_end:
   description: When that base backup ended.
   returned: state=present
@@ -181,6 +189,7 @@ def argument_spec():
 
 
 def _bin_dir(explicit):
+    """The programs that stop a scratch server: bin_dir, else the newest install (any major stops it)."""
     if explicit:
         return explicit
     installed = postgres.installed_clients()
@@ -203,15 +212,17 @@ def run(module):
     moment = lake_pitr.parse_time(p["as_of"])
     engine = barman.engine_from_params(module)
     result = {"changed": True, "scratch": p["scratch"], "as_of": moment.isoformat()}
+    chosen = recovery.plan(engine, moment, p["scratch"])
+    # Checked in check mode too: a container of another major version than this host's programs is refused first.
+    bin_dir = recovery.server_programs(run_command, chosen["major"], f"base backup {chosen['id']}", p["bin_dir"])
     if module.check_mode:
-        chosen = recovery.plan(engine, moment, p["scratch"])
-        return dict(result, backup_id=chosen["id"], backup_end=chosen["end"].isoformat())
-    bin_dir = _bin_dir(p["bin_dir"])
-    done = recovery.recover(run_command, engine, moment, p["scratch"], bin_dir, p["os_user"], p["port"],
+        return dict(result, backup_id=chosen["id"], backup_end=chosen["end"].isoformat(),
+                    postgresql_version=chosen["major"])
+    done = recovery.recover(run_command, engine, chosen, moment, p["scratch"], bin_dir, p["os_user"], p["port"],
                             p["wal_timeout"])
     done["reached"] = recovery.reached(run_command, bin_dir, done["port"], p["user"], p["password"], p["database"],
                                        p["scratch"])
-    return dict(result, **done)
+    return dict(result, postgresql_version=chosen["major"], **done)
 
 
 def main():

@@ -18,11 +18,23 @@ description:
     C(pg_checkpoint), EXECUTE on the backup functions) and the physical replication slot O(slot); writes
     Barman's configuration O(config) and the password file beside it (0600); starts the WAL receiver
     (C(barman cron)) and waits until it streams; takes a first base backup when Barman has none."
-  - Check mode lists every change (SQL in words, files) and shows the configuration as a diff.
+  - "The replication line of C(pg_hba.conf): which line decides a replication connection of O(pitr_user) from
+    the address the server sees this host connect from (asked over an admin connection from this host to
+    O(stream_host):O(stream_port), which must reach the same cluster) is read from C(pg_hba_file_rules). When
+    none does, the line C(host replication <pitr_user> <address>/32 scram-sha-256) (C(md5) when the server's
+    C(password_encryption) is md5) is appended to the server's own C(pg_hba.conf) (in container mode inside the
+    container, through the Docker Engine API) and C(SELECT pg_reload_conf()) applies it, no restart. With
+    O(pg_hba=false) the run is refused naming that line. A first matching line that rejects, or wants a method
+    other than a password (cert, ident...), is refused naming it and never edited."
+  - "This host's PostgreSQL server programs of the server's major version must be installed (a recovery starts the
+    recovered cluster with them, also when the server runs in a container): refused naming both versions."
+  - Check mode lists every change (SQL in words, the pg_hba.conf line, files) and shows C(pg_hba.conf) and the
+    configuration as diffs.
   - "With O(state=absent): stops the WAL receiver, drops the slot (else the server keeps WAL for it) and the
     role, removes O(config) and the password file. Barman's backups and WAL under O(home) are left."
   - The connection options are the admin login (a superuser, such as RAT's C(POSTGRES_USER)); in container mode
-    the SQL runs in the container, while Barman connects to O(stream_host):O(stream_port) from this host.
+    the SQL runs in the container, while Barman connects to O(stream_host):O(stream_port) from this host (its
+    programs, C(client_bin_dir) and C(ca_cert) name paths in the container and are not used for that).
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.barman
@@ -68,13 +80,19 @@ options:
     description: Seconds to wait for the WAL receiver, a WAL segment, a base backup.
     type: int
     default: 120
+  pg_hba:
+    description:
+      - Add the C(replication) line to the server's C(pg_hba.conf) when none lets Barman in (then reload).
+      - V(false) refuses instead, naming the line to add; nothing is changed.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
     details:
-      - The configuration file as before/after; the SQL changes are listed in RV(plan).
+      - C(pg_hba.conf) and the configuration file as before/after; the SQL changes are listed in RV(plan).
   idempotent:
     support: full
 notes:
@@ -112,6 +130,11 @@ retention_policy:
   returned: state=present
   type: str
   sample: RECOVERY WINDOW OF 5 DAYS
+postgresql_version:
+  description: Major version of the server (this host's server programs of it recover the cluster).
+  returned: state=present
+  type: str
+  sample: "15"
 first_backup:
   description: Whether a first base backup was taken.
   returned: state=present
@@ -127,7 +150,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.rat.backup.plugins.module_utils import postgres
-from ansible_collections.rat.backup.plugins.module_utils.pitr import barman, server, setup
+from ansible_collections.rat.backup.plugins.module_utils.pitr import barman, hba, recovery, server, setup
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
 
@@ -145,21 +168,13 @@ def argument_spec():
         retention=dict(type="dict", default={}),
         first_backup=dict(type="bool", default=True),
         wait=dict(type="int", default=120),
+        pg_hba=dict(type="bool", default=True),
     )
     return spec
 
 
 def _passfile(config):
     return os.path.splitext(config)[0] + ".pgpass"
-
-
-def _bin_dir(p):
-    if p["client_bin_dir"]:
-        return p["client_bin_dir"]
-    installed = postgres.installed_clients()
-    if not installed:
-        raise RatBackupError("no PostgreSQL client under /usr/lib/postgresql: install postgresql-client")
-    return installed[max(installed)]
 
 
 def _files(p, bin_dir, policy_text):
@@ -170,35 +185,81 @@ def _files(p, bin_dir, policy_text):
     return [(p["config"], config), (passfile, barman.pgpass_line(host, port, p["pitr_user"], p["pitr_password"]))]
 
 
+def _host_session(p, user, password):
+    """A session from this host to where Barman connects (stream_host:stream_port), as ``user``.
+
+    In container mode client_bin_dir and ca_cert are paths inside the container: not used here.
+    """
+    conn = postgres.Connection(p["stream_host"] or p["host"], p["stream_port"] or p["port"], user, barman.DATABASE,
+                               password, p["connect_timeout"], p["ssl_mode"], None if p["container"] else p["ca_cert"])
+    return postgres.Client(postgres.Runner(), conn, None if p["container"] else p["client_bin_dir"]).open_session()
+
+
 def _login(p):
     def login():
-        conn = postgres.Connection(p["stream_host"] or p["host"], p["stream_port"] or p["port"], p["pitr_user"],
-                                   "postgres", p["pitr_password"], p["connect_timeout"], p["ssl_mode"], p["ca_cert"])
-        postgres.Client(postgres.Runner(), conn, p["client_bin_dir"]).open_session().close()
+        _host_session(p, p["pitr_user"], p["pitr_password"]).close()
     return login
 
 
-def present(module, session):
+def _stream_address(p, session):
+    """The address the server sees this host's connections to the stream's address come from (None: a socket).
+
+    Asked over an admin connection from this host, which must reach the same cluster as the admin session
+    (in container mode that one runs inside the container).
+    """
+    try:
+        view = _host_session(p, p["user"], p["password"])
+    except RatBackupError as exc:
+        raise RatBackupError(f"cannot connect from this host to where Barman will connect: {exc.msg}")
+    try:
+        address, ident = view.query("SELECT coalesce(host(inet_client_addr()), ''), "
+                                    "(SELECT system_identifier FROM pg_control_system());")[0].split("|")
+    finally:
+        view.close()
+    if ident != server.system_identifier(session):
+        raise RatBackupError(f"{p['stream_host'] or p['host']}:{p['stream_port'] or p['port']} (where Barman connects) "
+                             "reaches another PostgreSQL cluster than the admin connection: set stream_host and "
+                             "stream_port to the address this host reaches that server at")
+    return address or None
+
+
+def present(module, client, session):
     p = module.params
     if not p["pitr_password"]:
         raise RatBackupError("pitr_password is required with state=present")
     server.require_superuser(session, p["user"])
     setup.refuse_settings(server.settings_problems(session))
     version = int(session.query("SELECT current_setting('server_version_num');")[0])
+    run_command = barman.module_runner(module)
+    # Recovery starts the cluster with this host's programs (in container mode too): the same major, else refused.
+    where = f"PostgreSQL in container {p['container']!r}" if p["container"] else f"PostgreSQL at {p['host']}:{p['port']}"
+    bin_dir = recovery.server_programs(run_command, recovery.major_of(version), where,
+                                       None if p["container"] else p["client_bin_dir"])
     changes = server.plan(session, p["pitr_user"], p["slot"], version)
+    address = _stream_address(p, session)
+    hba_change = address and hba.plan(session, p["pitr_user"], server.member_of(session, p["pitr_user"]), address,
+                                       p["pg_hba"])
     created = any(sql.startswith("CREATE ROLE") for _d, sql in changes)
     password_change = created or not setup.check_password(_login(p))
-    bin_dir = _bin_dir(p)
     policy_text = barman.retention_policy(p["retention"])
     files = setup.file_changes(_files(p, bin_dir, policy_text))
-    words = setup.describe_sql(changes, password_change, p["pitr_user"]) + [f"write {path}" for path, _t in files]
-    result = {"plan": words, "retention_policy": policy_text, "config": p["config"], "first_backup": False}
+    words = setup.describe_sql(changes, password_change, p["pitr_user"])
+    if hba_change:
+        words.append(f"add to {hba_change['path']}: {hba_change['line']} (then SELECT pg_reload_conf())")
+    words += [f"write {path}" for path, _t in files]
+    result = {"plan": words, "retention_policy": policy_text, "config": p["config"], "first_backup": False,
+              "postgresql_version": recovery.major_of(version)}
+    diffs = [hba.diff(hba_change)] if hba_change else []
     config_text = dict(files).get(p["config"])
     if config_text is not None:
-        result["diff"] = setup.config_diff(p["config"], setup.read_text(p["config"]), config_text)
+        diffs.append(setup.config_diff(p["config"], setup.read_text(p["config"]), config_text))
+    if diffs:
+        result["diff"] = diffs
     if module.check_mode:
         return dict(result, changed=bool(words))
     server.apply(session, changes)
+    if hba_change:
+        hba.apply(session, client.runner, hba_change)
     if password_change:
         server.set_password(session, p["pitr_user"], p["pitr_password"])
     setup.write_files(files)
@@ -206,7 +267,7 @@ def present(module, session):
     engine = barman.engine_from_params(module)
     setup.wait_streaming(engine, p["wait"])
     if p["first_backup"]:
-        result["first_backup"] = setup.open_window(barman.module_runner(module), engine, bin_dir, p["wait"])
+        result["first_backup"] = setup.open_window(run_command, engine, bin_dir, p["wait"])
     return dict(result, changed=bool(words) or result["first_backup"])
 
 
@@ -229,9 +290,12 @@ def absent(module, session):
 
 def run(module):
     # Rights on functions are per database: granted in the one Barman connects to (its conninfo's).
-    session = postgres.client_from_params(module.params).open_session(barman.DATABASE)
+    client = postgres.client_from_params(module.params)
+    session = client.open_session(barman.DATABASE)
     try:
-        return (present if module.params["state"] == "present" else absent)(module, session)
+        if module.params["state"] == "present":
+            return present(module, client, session)
+        return absent(module, session)
     finally:
         session.close()
 

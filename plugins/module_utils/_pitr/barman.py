@@ -117,6 +117,20 @@ def backup_for(backups, moment):
     return usable[-1]
 
 
+def backup_version(basebackups_directory, backup_id):
+    """server_version_num of the cluster a base backup holds (``version=`` of its ``backup.info``)."""
+    info = os.path.join(basebackups_directory, backup_id, "backup.info")
+    try:
+        with open(info, encoding="utf-8") as handle:
+            for line in handle:
+                key, _sep, value = line.strip().partition("=")
+                if key == "version" and value.isdigit():
+                    return int(value)
+    except OSError as exc:
+        raise RatBackupError(f"cannot read {info}: {exc.strerror}", path=info)
+    raise RatBackupError(f"{info} names no PostgreSQL version", path=info)
+
+
 def last_archived(xlog_db):
     """The newest WAL segment Barman has archived and when, from its catalog (``xlog.db``: name size time comp)."""
     last = None

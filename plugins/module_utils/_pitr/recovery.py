@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import pwd
+import re
 import shutil
 import socket
 import time
@@ -23,7 +24,7 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils._pitr import barman as barman_cli
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines
+from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines, installed_clients
 
 # The scratch server's own settings over what the recovered postgresql.conf says (the live server's):
 # its port, loopback only, its socket beside it, and no archiving of its own.
@@ -72,6 +73,38 @@ def switch_and_archive(run, engine, bin_dir, timeout, sleep=time.sleep, clock=ti
         sleep(1)
 
 
+def major_of(version_num):
+    """server_version_num (150010, 90624) as PostgreSQL names the major version ('15', '9.6')."""
+    num = int(version_num)
+    return str(num // 10000) if num >= 100000 else f"{num // 10000}.{num // 100 % 100}"
+
+
+def server_programs(run, major, what, explicit=None, root="/usr/lib/postgresql"):
+    """This host's server programs of PostgreSQL ``major`` (``what`` has that version); refused naming both.
+
+    A recovered data directory starts only under its own major version, and the scratch server runs on this
+    host (in container mode too: the container's image is not used), so the programs must match; checked
+    by asking ``postgres --version``, not by the directory's name.
+    """
+    bin_dir = explicit or os.path.join(root, major, "bin")
+    program = os.path.join(bin_dir, "postgres")
+    found = None
+    if os.access(program, os.X_OK) and os.access(os.path.join(bin_dir, "pg_ctl"), os.X_OK):
+        _rc, out, _err = run([program, "--version"])
+        match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out)
+        if match:
+            found = match.group(1) if int(match.group(1)) >= 10 else f"{match.group(1)}.{match.group(2)}"
+    if found == major:
+        return bin_dir
+    here = ", ".join(f"PostgreSQL {'.'.join(str(p) for p in key)} ({path})"
+                     for key, path in sorted(installed_clients(root).items())) or "none"
+    have = f"{bin_dir} is PostgreSQL {found}" if found else f"no server programs in {bin_dir}"
+    raise RatBackupError(f"{what} is PostgreSQL {major} but {have} (this host's PostgreSQL installs: {here}): "
+                         f"the recovered cluster starts with this host's server programs of the same major version; "
+                         f"install postgresql-{major} on this host (or name its bin directory)",
+                         major=major, found=found)
+
+
 def prepare_dir(path):
     """The scratch directory: absent or empty (nothing of another recovery is ever mixed in)."""
     if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
@@ -107,18 +140,19 @@ def log_tail(scratch):
 
 
 def plan(engine, moment, scratch, now=fs.utcnow):
-    """The base backup to restore for ``moment``; refuses a future time and a used scratch directory."""
+    """The base backup to restore for ``moment``, with its major version; refuses a future time and a used
+    scratch directory."""
     if moment > now():
         raise RatBackupError(f"{moment.isoformat()} is in the future (now {now().isoformat()})", as_of=moment.isoformat())
     chosen = barman_cli.backup_for(engine.backups(), moment)
     prepare_dir(scratch)
+    chosen["major"] = major_of(barman_cli.backup_version(engine.server_setting("basebackups_directory"), chosen["id"]))
     return chosen
 
 
-def recover(run, engine, moment, scratch, bin_dir, os_user, port=0, wal_timeout=120, now=fs.utcnow,
-            clock=time.monotonic):
-    """Restore the cluster as of ``moment`` into ``scratch``/data and start it; returns what was done."""
-    chosen = plan(engine, moment, scratch, now)
+def recover(run, engine, chosen, moment, scratch, bin_dir, os_user, port=0, wal_timeout=120, clock=time.monotonic):
+    """Restore the cluster as of ``moment`` from base backup ``chosen`` (``plan``'s) into ``scratch``/data and
+    start it with ``bin_dir``'s programs (``server_programs``); returns what was done."""
     started = clock()
     segment = switch_and_archive(run, engine, bin_dir, wal_timeout, clock=clock)
     os.makedirs(scratch, mode=0o700, exist_ok=True)

@@ -82,6 +82,17 @@ def plan(session, user, slot, server_version_num):
     return changes
 
 
+def member_of(session, user):
+    """Roles ``user`` is a member of, or will be once ``plan`` is applied (for pg_hba.conf's ``+group``)."""
+    rows = session.query(f"SELECT r.rolname FROM pg_roles r, pg_roles u WHERE u.rolname = {literal(user)} "
+                         "AND pg_has_role(u.oid, r.oid, 'MEMBER');")
+    return set(rows) | set(GRANTED_ROLES_15) | {user}
+
+
+def system_identifier(session):
+    return _one(session, "SELECT system_identifier FROM pg_control_system();")
+
+
 def set_password(session, user, password):
     """Give ``user`` its password; the statement is kept out of the server log."""
     session.query(f"SET log_statement = 'none'; ALTER ROLE {ident(user)} PASSWORD {literal(password)}; "

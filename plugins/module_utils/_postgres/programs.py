@@ -104,6 +104,10 @@ class Runner:
             return docker_exec.ExecProcess(self._api, self.container, argv, env, stdin=stdin)
         return HostProcess(argv, env, stdin=stdin)
 
+    def run(self, argv, env=None):
+        """Run ``argv`` to the end here or in the container: (exit code, stdout bytes, stderr text)."""
+        return communicate(self.spawn(argv, env or {}))
+
     def copy_in(self, path, name):
         """Copy a local file into a fresh private directory of the container; returns (dir, path)."""
         rc, out, err = communicate(self.spawn(["mktemp", "-d", "/tmp/rat-backup.XXXXXXXX"], {}))

@@ -183,13 +183,19 @@ def test_plan_when_future_or_used_scratch_then_refused(tmp_path):
     class Engine:
         def backups(self):
             return barman.done_backups(LISTING)
+
+        def server_setting(self, name):
+            return {"basebackups_directory": str(tmp_path / "base")}[name]
+    (tmp_path / "base" / "B2").mkdir(parents=True)
+    (tmp_path / "base" / "B2" / "backup.info").write_text("version=150010\n")
     with pytest.raises(RatBackupError, match="is in the future"):
         recovery.plan(Engine(), NOW + datetime.timedelta(seconds=1), str(tmp_path / "s"), now=lambda: NOW)
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "x").write_text("")
     with pytest.raises(RatBackupError, match="exists and is not empty"):
         recovery.plan(Engine(), NOW, str(tmp_path / "s"), now=lambda: NOW)
-    assert recovery.plan(Engine(), NOW, str(tmp_path / "t"), now=lambda: NOW)["id"] == "B2"
+    chosen = recovery.plan(Engine(), NOW, str(tmp_path / "t"), now=lambda: NOW)
+    assert chosen["id"] == "B2" and chosen["major"] == "15"
 
 
 def test_pg_ctl_argv_when_start_then_own_port_socket_and_no_archiving():
