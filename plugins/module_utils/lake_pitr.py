@@ -103,15 +103,10 @@ def _expired_then(versions, markers, at, horizon):
     return oldest.timestamp() > at and oldest < horizon
 
 
-def plan(client, endpoint, bucket, prefix, moment, horizon=None):
-    """The changes that give ``bucket`` (keys under ``prefix``) its state at ``moment``, streamed in key order.
-
-    Each change: {"bucket", "key", "action": "restore"|"delete", "version_id" (to restore), "size",
-    "before" (the current version id, None when absent), "before_size"}. A key whose current version is
-    already a copy of the old one (bytes and metadata) is left alone, so a second rollback to the same
-    time changes nothing. Keys whose version at ``moment`` may have expired (``horizon``, limits) make
-    it raise, naming them, once the bucket is read: before the caller applies anything.
-    """
+def _states(client, endpoint, bucket, prefix, moment, horizon):
+    """(key, version at ``moment``, current version) of every key under ``prefix``, in key order; keys whose
+    version at ``moment`` may have expired (``horizon``, limits) make it raise, naming them, once the bucket
+    is read: before the caller applies anything."""
     at = moment.timestamp()
     unreachable = []
     for key, versions, markers in consistency.group_versions(s3.version_pages(client, endpoint, bucket, prefix)):
@@ -120,14 +115,7 @@ def plan(client, endpoint, bucket, prefix, moment, horizon=None):
         if then is None and now is not None and _expired_then(versions, markers, at, horizon):
             unreachable.append(key)
             continue
-        if then is None and now is None or then is not None and now is not None \
-                and same_version(client, endpoint, bucket, key, then, now):
-            continue
-        yield {"bucket": bucket, "key": key, "action": "delete" if then is None else "restore",
-               "version_id": None if then is None else _version_id(then),
-               "size": None if then is None else then.get("Size", 0),
-               "before": None if now is None else _version_id(now),
-               "before_size": None if now is None else now.get("Size", 0)}
+        yield key, then, now
     if unreachable:
         shown = ", ".join(unreachable[:20]) + (f" and {len(unreachable) - 20} more" if len(unreachable) > 20 else "")
         raise RatBackupError(f"as_of {fs.iso(moment)} cannot be reached in bucket {bucket!r}: the version at that time "
@@ -136,9 +124,56 @@ def plan(client, endpoint, bucket, prefix, moment, horizon=None):
                              bucket=bucket, keys=unreachable[:100])
 
 
+def plan(client, endpoint, bucket, prefix, moment, horizon=None):
+    """The changes that give ``bucket`` (keys under ``prefix``) its state at ``moment``, streamed in key order.
+
+    Each change: {"bucket", "key", "action": "restore"|"delete", "version_id" (to restore), "size",
+    "before" (the current version id, None when absent), "before_size"}. A key whose current version is
+    already a copy of the old one (bytes and metadata) is left alone, so a second rollback to the same
+    time changes nothing. Unreachable keys raise (``_states``) before the caller applies anything.
+    """
+    for key, then, now in _states(client, endpoint, bucket, prefix, moment, horizon):
+        if then is None and now is None or then is not None and now is not None \
+                and same_version(client, endpoint, bucket, key, then, now):
+            continue
+        yield {"bucket": bucket, "key": key, "action": "delete" if then is None else "restore",
+               "version_id": None if then is None else _version_id(then),
+               "size": None if then is None else then.get("Size", 0),
+               "before": None if now is None else _version_id(now),
+               "before_size": None if now is None else now.get("Size", 0)}
+
+
+def copy_targets(buckets, bucket_map):
+    """The copy's target of each bucket ({} rolls back in place); every bucket mapped, none onto a source."""
+    if not bucket_map:
+        return {}
+    targets = {str(k): str(v) for k, v in bucket_map.items()}
+    missing = [b for b in buckets if b not in targets]
+    onto = sorted(set(targets[b] for b in buckets if b in targets) & set(buckets))
+    if missing:
+        raise RatBackupError(f"bucket_map has no target for {', '.join(missing)}: nothing was changed")
+    if onto:
+        raise RatBackupError(f"bucket_map copies onto {', '.join(onto)}, a bucket being read: nothing was changed")
+    return {b: targets[b] for b in buckets}
+
+
+def copy_plan(client, endpoint, bucket, prefix, moment, dest, horizon=None):
+    """The copies that give bucket ``dest`` the state of ``bucket`` (keys under ``prefix``) at ``moment``:
+    {"bucket", "key", "action": "copy", "version_id", "size", "dest"} for every key that existed then.
+    ``bucket`` is only read (a drill's scratch copy; the live bucket stays as it is)."""
+    for key, then, _now in _states(client, endpoint, bucket, prefix, moment, horizon):
+        if then is not None:
+            yield {"bucket": bucket, "key": key, "action": "copy", "version_id": _version_id(then),
+                   "size": then.get("Size", 0), "dest": dest}
+
+
 def undo_plan(client, endpoint, record_path):
     """The changes that put every key of a pre-change record back to its version before that rollback."""
     for change in read_record(record_path):
+        if change["action"] == "copy":
+            # Copies into other buckets left their sources as they were: there is nothing to put back.
+            raise RatBackupError(f"{record_path} records copies into other buckets (bucket_map), not a rollback: "
+                                 "nothing to undo", record=record_path)
         bucket, key, wanted = change["bucket"], change["key"], change["before"]
         current, size = s3.current_version(client, endpoint, bucket, key)
         if wanted == current:
@@ -180,12 +215,14 @@ def read_record(path):
 
 
 def apply(client, endpoint, changes):
-    """Make the planned changes: server-side copies of old versions, delete markers for later keys."""
+    """Make the planned changes: server-side copies of old versions (into the bucket itself, or into
+    ``dest`` for a copy), delete markers for later keys."""
     deletes = []
     for change in changes:
-        if change["action"] == "restore":
+        if change["action"] in ("restore", "copy"):
             source = {"Bucket": change["bucket"], "Key": change["key"], "VersionId": change["version_id"]}
-            s3.copy_object(client, endpoint, source, change["bucket"], change["key"], change.get("size") or 0)
+            s3.copy_object(client, endpoint, source, change.get("dest") or change["bucket"], change["key"],
+                           change.get("size") or 0)
         else:
             deletes.append((change["bucket"], change["key"]))
             if len(deletes) == s3.DELETE_BATCH:
@@ -201,14 +238,14 @@ def _delete(client, endpoint, pairs):
 
 def summarize(changes, limit):
     """Counts by action and the first ``limit`` changes (the record holds them all)."""
-    counts = {"restore": 0, "delete": 0}
+    counts = {"restore": 0, "delete": 0, "copy": 0}
     shown = []
     for change in changes:
         counts[change["action"]] += 1
         if len(shown) < limit:
             shown.append(change)
-    return {"to_restore": counts["restore"], "to_delete": counts["delete"], "changes": shown,
-            "truncated": counts["restore"] + counts["delete"] > len(shown)}
+    return {"to_restore": counts["restore"], "to_delete": counts["delete"], "to_copy": counts["copy"],
+            "changes": shown, "truncated": sum(counts.values()) > len(shown)}
 
 
 def reach(client, endpoint, bucket, now):

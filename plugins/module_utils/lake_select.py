@@ -213,6 +213,16 @@ class Catalog:
             "ORDER BY catalog_name;")
         return [json.loads(row) for row in found]
 
+    def entries(self):
+        """Every entry [{catalog_name, namespace, name, metadata_location}]; [] when the table does not exist."""
+        if self.session.query(f"SELECT to_regclass({_text(self.table)}) IS NOT NULL;") != ["t"]:
+            return []
+        found = self.session.query(
+            "SELECT json_build_object('catalog_name', catalog_name, 'namespace', table_namespace, 'name', table_name, "
+            f"'metadata_location', metadata_location) FROM {_ident(self.table)} "
+            "ORDER BY catalog_name, table_namespace, table_name;")
+        return [json.loads(row) for row in found]
+
     def commit(self, catalog, namespace, name, expected, new):
         """Move the entry from ``expected`` to ``new`` as JdbcTableOperations commits (None
         ``expected``: register the dropped table, as JdbcCatalog.registerTable inserts it).

@@ -29,6 +29,9 @@ description:
     have replaced one that is gone, and would be deleted instead of brought back). The error names the keys."
   - A change of metadata alone (same bytes and ETag, new Content-Type or user metadata) is rolled back too.
     Where two versions have the same ETag and size, their metadata is compared (one HEAD each).
+  - With O(bucket_map), nothing is rolled back in place - each bucket's state at O(as_of) (every key's version
+    at that time, a server-side copy with its metadata) is copied into the bucket it maps to, which must exist
+    (a drill's scratch bucket); the buckets of O(buckets) are only read. The same refusals apply.
 extends_documentation_fragment:
   - rat.backup.attributes
   - rat.backup.s3
@@ -49,6 +52,14 @@ options:
   undo:
     description: A pre-change record written by an earlier run; every key in it is put back to the version it had.
     type: path
+  bucket_map:
+    description:
+      - "Copy the state at O(as_of) of each bucket of O(buckets) into another bucket (C({bucket: target})) instead
+        of rolling it back in place. Every bucket of O(buckets) must be mapped, to a bucket not in O(buckets)."
+      - The record then lists the copies; it cannot be undone (O(undo) refuses it) and is not needed to.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   record:
     description: Where to write the pre-change record of this run (not written in check mode or when nothing changes).
     type: path
@@ -91,6 +102,16 @@ EXAMPLES = r"""
     dest_access_key: "{{ rat_minio_access_key }}"
     dest_secret_key: "{{ rat_minio_secret_key }}"
 
+- name: The state at 09:30 UTC copied into a drill's scratch bucket (bucket rat only read)
+  rat.backup.lake_rollback:
+    buckets: [rat]
+    as_of: "2026-11-27T09:30:00Z"
+    bucket_map: {rat: rat-drill-20261127-101500-rat}
+    record: /var/tmp/rat-pitr-drill/lake-copy.jsonl
+    dest_endpoint: http://127.0.0.1:9000
+    dest_access_key: "{{ rat_minio_access_key }}"
+    dest_secret_key: "{{ rat_minio_secret_key }}"
+
 - name: Undo that rollback
   rat.backup.lake_rollback:
     undo: /var/backups/rat/pre-restore/lake-20261127_101500.jsonl
@@ -112,16 +133,21 @@ plan:
     to_delete:
       description: Keys removed (a delete marker) because they did not exist at that time.
       type: int
+    to_copy:
+      description: With O(bucket_map), keys copied (their version at that time) into the mapped buckets.
+      type: int
+      version_added: 0.2.0
     changes:
       description:
         - The first O(plan_limit) changes, each with C(bucket), C(key), C(action) (C(restore) or C(delete)),
           C(version_id) (restored), C(size), C(before) (version id before; null when absent), C(before_size).
+        - With O(bucket_map), C(action) is C(copy) and C(dest) names the bucket copied into.
       type: list
       elements: dict
     truncated:
       description: Whether RV(plan.changes) lists fewer changes than the counts.
       type: bool
-  sample: {"to_restore": 1, "to_delete": 1, "truncated": false, "changes": [
+  sample: {"to_restore": 1, "to_delete": 1, "to_copy": 0, "truncated": false, "changes": [
            {"bucket": "rat", "key": "t/metadata/v2.json", "action": "restore", "version_id": "3HL4kqtJlcpXroDTDmJ",
             "size": 812, "before": "Q8v2E4y", "before_size": 901}]}
 record:
@@ -149,6 +175,7 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 def argument_spec():
     spec = {
         "buckets": {"type": "list", "elements": "str", "default": []},
+        "bucket_map": {"type": "dict", "default": {}},
         "prefix": {"type": "str", "default": ""},
         "as_of": {"type": "str"},
         "undo": {"type": "path"},
@@ -179,27 +206,36 @@ def _changes(p, client, endpoint):
         lake_pitr.check_reachable(limits[-1], moment)
     # The plan is streamed into the record before anything is applied, so a key found unreachable
     # anywhere stops the run with nothing changed.
-    changes = itertools.chain.from_iterable(
-        lake_pitr.plan(client, endpoint, limit["bucket"], p["prefix"], moment, limit["horizon"]) for limit in limits)
-    return changes, {"as_of": fs.iso(moment), "buckets": p["buckets"], "prefix": p["prefix"]}
+    targets = lake_pitr.copy_targets(p["buckets"], p["bucket_map"])
+    if targets:
+        changes = itertools.chain.from_iterable(
+            lake_pitr.copy_plan(client, endpoint, limit["bucket"], p["prefix"], moment, targets[limit["bucket"]],
+                                limit["horizon"]) for limit in limits)
+    else:
+        changes = itertools.chain.from_iterable(
+            lake_pitr.plan(client, endpoint, limit["bucket"], p["prefix"], moment, limit["horizon"])
+            for limit in limits)
+    return changes, {"as_of": fs.iso(moment), "buckets": p["buckets"], "prefix": p["prefix"], "bucket_map": targets}
 
 
 def run(module):
     p = module.params
     if bool(p["as_of"]) == bool(p["undo"]):
         raise RatBackupError("give exactly one of as_of (a time to roll back to) and undo (a record to undo)")
+    if p["undo"] and p["bucket_map"]:
+        raise RatBackupError("bucket_map copies the state at as_of; it does not go with undo")
     side = s3.connect(p, "dest_")
     client, endpoint = side.client, side.endpoint
     changes, header = _changes(p, client, endpoint)
     result = {"as_of": header.get("as_of"), "record": None}
     if module.check_mode:
         result["plan"] = lake_pitr.summarize(changes, p["plan_limit"])
-        result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"])
+        result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"] or result["plan"]["to_copy"])
         return result
     header["written_at"] = fs.iso(fs.utcnow())
     lake_pitr.write_record(p["record"], header, changes)
     result["plan"] = lake_pitr.summarize(lake_pitr.read_record(p["record"]), p["plan_limit"])
-    result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"])
+    result["changed"] = bool(result["plan"]["to_restore"] or result["plan"]["to_delete"] or result["plan"]["to_copy"])
     if not result["changed"]:
         lake_pitr.remove_record(p["record"])
         return result

@@ -150,6 +150,15 @@ reached:
   returned: state=present, not in check mode
   type: str
   sample: "2026-12-06T14:03:06.912311Z"
+next_commit:
+  description:
+    - Commit time (UTC, microseconds) of the transaction recovery stopped before, the first commit after O(as_of)
+      (from the scratch server's log); null when not known (the WAL ended first, or it stopped before an abort).
+    - With RV(reached), it brackets the time - RV(reached) <= O(as_of) < RV(next_commit).
+  returned: state=present, not in check mode
+  type: str
+  sample: "2026-12-06T14:03:08.104113Z"
+  version_added: 0.2.0
 seconds:
   description: Seconds from the WAL switch to the scratch server's start.
   returned: state=present, not in check mode
@@ -222,6 +231,8 @@ def run(module):
                             p["wal_timeout"])
     done["reached"] = recovery.reached(run_command, bin_dir, done["port"], p["user"], p["password"], p["database"],
                                        p["scratch"])
+    # Read once the server has promoted: the stop is logged before the promotion.
+    done["next_commit"] = recovery.next_commit(recovery.read_log(p["scratch"]))
     return dict(result, postgresql_version=chosen["major"], **done)
 
 

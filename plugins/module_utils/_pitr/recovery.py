@@ -27,8 +27,12 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines, installed_clients
 
 # The scratch server's own settings over what the recovered postgresql.conf says (the live server's):
-# its port, loopback only, its socket beside it, and no archiving of its own.
-SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "archive_mode=off", "hot_standby=on")
+# its port, loopback only, its socket beside it, and no archiving of its own; its log in English on
+# stderr, so pg_ctl's log file holds where recovery stopped (next_commit).
+SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "archive_mode=off", "hot_standby=on", "logging_collector=off",
+                    "log_destination=stderr", "lc_messages=C")
+# PostgreSQL's message when recovery to a time stops before the first transaction that ended after it.
+_STOPPED = re.compile(r"recovery stopping before commit of transaction \d+, time (\d{4}-\d\d-\d\d \S+)")
 
 
 def iso_us(moment):
@@ -131,12 +135,18 @@ def pg_ctl_argv(bin_dir, os_user, scratch, action, port=None):
     return argv + ["-m", "fast", "-w", "stop"]
 
 
-def log_tail(scratch):
+def read_log(scratch):
+    """The scratch server's log ("" when there is none)."""
     try:
         with open(os.path.join(scratch, "postgresql.log"), encoding="utf-8", errors="replace") as handle:
-            return first_lines("".join(handle.readlines()[-6:]), 6)
+            return handle.read()
     except OSError:
-        return "(no server log)"
+        return ""
+
+
+def log_tail(scratch):
+    text = read_log(scratch)
+    return first_lines("".join(text.splitlines(True)[-6:]), 6) if text else "(no server log)"
 
 
 def plan(engine, moment, scratch, now=fs.utcnow):
@@ -186,6 +196,14 @@ def reached(run, bin_dir, port, user, password, database, scratch, wait=60, slee
             raise RatBackupError(f"the scratch server on port {port} did not finish recovery within {wait} s: "
                                  f"{first_lines(err or out)}; its log: {log_tail(scratch)}", path=scratch)
         sleep(0.5)
+
+
+def next_commit(log_text):
+    """Commit time (UTC, microseconds) of the transaction recovery stopped before: the first commit after
+    the target time. None when the log does not say (recovery ran to the end of the WAL, or stopped
+    before an abort)."""
+    found = _STOPPED.findall(log_text)
+    return iso_us(barman_cli.parse_time(found[-1])) if found else None
 
 
 def remove(run, bin_dir, os_user, scratch):

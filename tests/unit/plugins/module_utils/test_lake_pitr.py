@@ -161,3 +161,41 @@ def test_plan_when_version_at_the_time_may_have_expired_then_refused_naming_the_
     # Replaced after the horizon: what it replaced cannot have expired, so "old" did not exist then.
     assert [(c["key"], c["action"]) for c in lake_pitr.plan(client, ENDPOINT, name, "", at, horizon=at)] == [
         ("old", "delete")]
+
+
+def test_copy_plan_when_applied_gives_the_scratch_bucket_the_state_at_the_time_and_leaves_the_source(client, tmp_path):
+    name = bucket(client)
+    scratch = bucket(client, "scratch", versioned=False)
+    client.put_object(Bucket=name, Key="a", Body=b"a1", ContentType="text/x-a", Metadata={"k": "a"})
+    client.put_object(Bucket=name, Key="b", Body=b"b1")
+    then = state(client, name)
+
+    def change():
+        client.put_object(Bucket=name, Key="a", Body=b"a2")
+        client.delete_object(Bucket=name, Key="b")
+        client.put_object(Bucket=name, Key="c", Body=b"c1")
+
+    at = moment_between(change)
+    listed = client.list_object_versions(Bucket=name)
+    changes = list(lake_pitr.copy_plan(client, ENDPOINT, name, "", at, "scratch"))
+    assert [(c["key"], c["action"], c["dest"]) for c in changes] == [("a", "copy", "scratch"), ("b", "copy", "scratch")]
+    record = tmp_path / "copy.jsonl"
+    lake_pitr.write_record(str(record), {"as_of": "x"}, changes)
+    lake_pitr.apply(client, ENDPOINT, lake_pitr.read_record(str(record)))
+    assert state(client, scratch) == then
+    head = client.head_object(Bucket=scratch, Key="a")
+    assert (head["ContentType"], head["Metadata"]) == ("text/x-a", {"k": "a"})
+    after = client.list_object_versions(Bucket=name)
+    assert (after["Versions"], after.get("DeleteMarkers")) == (listed["Versions"], listed.get("DeleteMarkers"))
+    assert lake_pitr.summarize(lake_pitr.read_record(str(record)), 10)["to_copy"] == 2
+    with pytest.raises(RatBackupError, match="records copies into other buckets"):
+        list(lake_pitr.undo_plan(client, ENDPOINT, str(record)))
+
+
+def test_copy_targets_when_a_bucket_is_unmapped_or_mapped_onto_a_source_then_refused():
+    assert lake_pitr.copy_targets(["a", "b"], {}) == {}
+    assert lake_pitr.copy_targets(["a"], {"a": "x", "z": "y"}) == {"a": "x"}
+    with pytest.raises(RatBackupError, match="no target for b"):
+        lake_pitr.copy_targets(["a", "b"], {"a": "x"})
+    with pytest.raises(RatBackupError, match="copies onto b, a bucket being read"):
+        lake_pitr.copy_targets(["a", "b"], {"a": "b", "b": "y"})

@@ -207,3 +207,23 @@ def test_commit_when_row_moves_between_read_and_update_then_refused(backup):
     with pytest.raises(RatBackupError, match=f"expected {META_NEW}, now {racing}"):
         plan.commit({}, check_mode=False)
     assert session.rows[0]["metadata_location"] == racing
+
+
+def test_catalog_entries_when_table_exists_then_every_entry_else_none():
+    entry = {"catalog_name": "rat", "namespace": "ns", "name": "t", "metadata_location": "s3://lake/ns/t/m/v1.json"}
+
+    class Session:
+        def __init__(self, exists):
+            self.exists = exists
+            self.sql = []
+
+        def query(self, sql):
+            self.sql.append(sql)
+            if "to_regclass" in sql:
+                return ["t" if self.exists else "f"]
+            return [json.dumps(entry)]
+    found = Session(True)
+    assert lake_select.Catalog(found, "cat.iceberg_tables").entries() == [entry]
+    assert 'FROM "cat"."iceberg_tables" ORDER BY' in found.sql[1]
+    missing = Session(False)
+    assert lake_select.Catalog(missing).entries() == [] and len(missing.sql) == 1

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery, server, setup, status
+from ansible_collections.rat.backup.plugins.module_utils._pitr import barman, recovery, server, setup, status, verify
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 UTC = datetime.timezone.utc
@@ -249,3 +249,72 @@ def test_wait_streaming_when_never_connected_then_failed_checks_and_hba_named():
     with pytest.raises(RatBackupError, match="did not start within 2 s.*postgresql_streaming.*host replication") as err:
         setup.wait_streaming(Engine(), 2, sleep=lambda s: None, clock=lambda: next(ticks))
     assert "wal_level" not in err.value.msg
+
+
+STOPPED_LOG = """2026-12-06 14:03:09.100 UTC [811] LOG:  starting point-in-time recovery to 2026-12-06 14:03:07+00
+2026-12-06 14:03:09.300 UTC [811] LOG:  recovery stopping before commit of transaction 745, time 2026-12-06 14:03:08.104113+00
+2026-12-06 14:03:09.301 UTC [811] LOG:  pausing at the end of recovery
+"""
+
+
+def test_next_commit_when_recovery_stopped_before_a_commit_then_its_time_in_utc():
+    assert recovery.next_commit(STOPPED_LOG) == "2026-12-06T14:03:08.104113Z"
+    assert recovery.next_commit(STOPPED_LOG.replace("+00", "+01")) == "2026-12-06T13:03:08.104113Z"
+
+
+def test_next_commit_when_stopped_before_an_abort_or_ran_to_the_end_then_none():
+    assert recovery.next_commit(STOPPED_LOG.replace("before commit", "before abort")) is None
+    assert recovery.next_commit("LOG:  redo done at 0/3000148\n") is None
+    assert recovery.next_commit("") is None
+
+
+def test_read_log_and_tail_when_no_log_then_empty_and_said(tmp_path):
+    assert recovery.read_log(str(tmp_path)) == ""
+    assert recovery.log_tail(str(tmp_path)) == "(no server log)"
+    (tmp_path / "postgresql.log").write_text(STOPPED_LOG)
+    assert recovery.next_commit(recovery.read_log(str(tmp_path))) == "2026-12-06T14:03:08.104113Z"
+
+
+def test_scratch_settings_when_started_then_log_in_english_on_stderr():
+    options = recovery.pg_ctl_argv("/pg/bin", "postgres", "/s", "start", 5999)[-2]
+    assert "-c logging_collector=off" in options and "-c log_destination=stderr" in options
+    assert "-c lc_messages=C" in options
+
+
+AS_OF = datetime.datetime(2026, 12, 6, 14, 3, 7, tzinfo=datetime.timezone.utc)
+
+
+def test_recovery_problems_when_reached_before_and_next_after_then_none():
+    second = datetime.timedelta(seconds=1)
+    assert verify.recovery_problems(AS_OF, AS_OF - second, AS_OF + second) == []
+    assert verify.recovery_problems(AS_OF, AS_OF, None) == []
+    assert verify.recovery_problems(AS_OF, None, None) == []
+
+
+def test_recovery_problems_when_past_the_time_or_stopped_too_early_then_both_said():
+    second = datetime.timedelta(seconds=1)
+    found = verify.recovery_problems(AS_OF, AS_OF + second, AS_OF)
+    assert len(found) == 2
+    assert "committed at 2026-12-06T14:03:08Z, after 2026-12-06T14:03:07Z" in found[0]
+    assert "stopped before a commit at 2026-12-06T14:03:07Z, not after" in found[1]
+
+
+def test_catalog_problems_when_metadata_missing_unmapped_or_not_s3_then_each_named():
+    entries = [
+        {"catalog_name": "rat", "namespace": "ns", "name": "ok", "metadata_location": "s3://lake/ns/ok/metadata/v3.json"},
+        {"catalog_name": "rat", "namespace": "ns", "name": "gone", "metadata_location": "s3a://lake/ns/gone/m/v9.json"},
+        {"catalog_name": "rat", "namespace": "ns", "name": "other", "metadata_location": "s3://other/x/m.json"},
+        {"catalog_name": "rat", "namespace": "ns", "name": "local", "metadata_location": "/tmp/m.json"},
+        {"catalog_name": "rat", "namespace": "ns", "name": "none", "metadata_location": None},
+    ]
+    asked = []
+
+    def exists(bucket, key):
+        asked.append((bucket, key))
+        return key == "ns/ok/metadata/v3.json"
+    found = verify.catalog_problems(entries, {"lake": "rat-drill-lake"}, exists)
+    assert asked == [("rat-drill-lake", "ns/ok/metadata/v3.json"), ("rat-drill-lake", "ns/gone/m/v9.json")]
+    assert len(found) == 3
+    assert "ns.gone (rat) points at s3a://lake/ns/gone/m/v9.json, missing from the lake as of the time" in found[0]
+    assert "in bucket other, which the drill did not copy" in found[1]
+    assert "'/tmp/m.json' is not an s3:// location" in found[2]

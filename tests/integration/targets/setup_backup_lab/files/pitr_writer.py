@@ -10,14 +10,16 @@
                                                 the server on PORT holds exactly the rows committed before
                                                 AS_OF and the lake pointer of then; the bucket holds exactly
                                                 the objects (bytes) of then
+    pitr_writer.py buckets                      the endpoint's bucket names, as JSON
     pitr_writer.py fingerprint BUCKET DB [PORT]  the rows, the pointer and every version and delete marker
                                                 of the bucket (- for none), as JSON: equal before and after
                                                 means nothing in them changed
 
 Commit n: a row in pitr_rows (its own transaction, clock_timestamp), data object t/data/<n>.bin, metadata
-t/metadata/v<n>.json naming the live data files with their sha256, the pointer row in PostgreSQL, the
-version-hint object, then expiry of commit n-2's data. The log line holds the bucket's expected state
-after the commit ({key: sha256}). Settings from RAT_LAB_* in the environment.
+t/metadata/v<n>.json naming the live data files with their sha256, the pointer row in PostgreSQL (and the
+JDBC catalog's entry, iceberg_tables, in the same transaction), the version-hint object, then expiry of
+commit n-2's data. The log line holds the bucket's expected state after the commit ({key: sha256}).
+Settings from RAT_LAB_* in the environment.
 """
 
 import datetime
@@ -72,7 +74,8 @@ def run(bucket, db, log_path, count, gap):
             meta = json.dumps({"n": n, "data": {k: v for k, v in state.items() if k.startswith("t/data/")}}).encode()
             s3.put_object(Bucket=bucket, Key=meta_key, Body=meta)
             state[meta_key] = sha(meta)
-            psql(db, f"UPDATE lake_pointer SET n = {n}, metadata = '{meta_key}'")
+            psql(db, f"UPDATE lake_pointer SET n = {n}, metadata = '{meta_key}'; UPDATE iceberg_tables SET "
+                     f"previous_metadata_location = metadata_location, metadata_location = 's3://{bucket}/{meta_key}'")
             s3.put_object(Bucket=bucket, Key=HINT, Body=b"%d" % n)
             state[HINT] = sha(b"%d" % n)
             if n > KEEP:
@@ -123,7 +126,8 @@ def check(bucket, db, log_path, as_of, port):
 
 def fingerprint(bucket, db, port=None):
     out = {"rows": psql(db, "SELECT n || '@' || extract(epoch FROM at) FROM pitr_rows ORDER BY n", port),
-           "pointer": psql(db, "SELECT n || ' ' || coalesce(metadata, '-') FROM lake_pointer", port)}
+           "pointer": psql(db, "SELECT n || ' ' || coalesce(metadata, '-') FROM lake_pointer", port),
+           "catalog": psql(db, "SELECT coalesce(metadata_location, '-') FROM iceberg_tables", port)}
     if bucket != "-":
         versions, markers = [], []
         for page in s3_client().get_paginator("list_object_versions").paginate(Bucket=bucket):
@@ -136,15 +140,21 @@ def fingerprint(bucket, db, port=None):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "reset":
-        psql(args[0], "DROP TABLE IF EXISTS pitr_rows, lake_pointer; CREATE TABLE pitr_rows (n int PRIMARY KEY, "
-                      "at timestamptz); CREATE TABLE lake_pointer (n int, metadata text); "
-                      "INSERT INTO lake_pointer VALUES (0, NULL)")
+        # iceberg_tables: the JDBC catalog's table, whose metadata location a drill checks against the lake.
+        psql(args[0], "DROP TABLE IF EXISTS pitr_rows, lake_pointer, iceberg_tables; CREATE TABLE pitr_rows "
+                      "(n int PRIMARY KEY, at timestamptz); CREATE TABLE lake_pointer (n int, metadata text); "
+                      "INSERT INTO lake_pointer VALUES (0, NULL); CREATE TABLE iceberg_tables (catalog_name text, "
+                      "table_namespace text, table_name text, metadata_location text, previous_metadata_location text, "
+                      "PRIMARY KEY (catalog_name, table_namespace, table_name)); "
+                      "INSERT INTO iceberg_tables VALUES ('rat', 'pitr', 't', NULL, NULL)")
     elif cmd == "run":
         run(args[0], args[1], args[2], int(args[3]), float(args[4]))
     elif cmd == "pick":
         pick(args[0])
     elif cmd == "check":
         check(args[0], args[1], args[2], args[3], int(args[4]))
+    elif cmd == "buckets":
+        print(json.dumps(sorted(b["Name"] for b in s3_client().list_buckets()["Buckets"])))
     elif cmd == "fingerprint":
         fingerprint(args[0], args[1], int(args[2]) if len(args) > 2 else None)
     else:
