@@ -52,8 +52,8 @@ options:
     description:
       - Directory of the PostgreSQL server programs (C(postgres), C(pg_ctl), C(psql)) of the recovered cluster's
         major version; default C(/usr/lib/postgresql/<major>/bin) for the major version of the base backup.
-      - The scratch server runs on this host with these programs, also when the live server runs in a container:
-        a base backup of another major version than these programs is refused, naming both (check mode too).
+      - "The scratch server runs on this host with these programs, also when the live server runs in a container:
+        a base backup of another major version than these programs is refused, naming both (check mode too)."
     type: path
   user:
     description: Role to ask the scratch server its recovery point with (a role of the recovered cluster).
