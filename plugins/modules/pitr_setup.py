@@ -237,8 +237,8 @@ def present(module, client, session):
                                        None if p["container"] else p["client_bin_dir"])
     changes = server.plan(session, p["pitr_user"], p["slot"], version)
     address = _stream_address(p, session)
-    hba_change = address and hba.plan(session, p["pitr_user"], server.member_of(session, p["pitr_user"]), address,
-                                       p["pg_hba"])
+    roles = server.member_of(session, p["pitr_user"])
+    hba_change = address and hba.plan(session, p["pitr_user"], roles, address, p["pg_hba"])
     created = any(sql.startswith("CREATE ROLE") for _d, sql in changes)
     password_change = created or not setup.check_password(_login(p))
     policy_text = barman.retention_policy(p["retention"])

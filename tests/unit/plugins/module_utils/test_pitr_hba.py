@@ -161,13 +161,17 @@ def _programs(tmp_path, major):
 
 def test_server_programs_when_same_major_then_its_bin_dir(tmp_path):
     bin_dir = _programs(tmp_path, "15")
-    run = lambda argv, env=None: (0, "postgres (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)\n", "")
+
+    def run(argv, env=None):
+        return 0, "postgres (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)\n", ""
     assert recovery.server_programs(run, "15", "x", root=str(tmp_path / "pg")) == str(bin_dir)
 
 
 def test_server_programs_when_container_newer_then_refused_naming_both(tmp_path):
     _programs(tmp_path, "15")
-    run = lambda argv, env=None: (0, "postgres (PostgreSQL) 15.10\n", "")
+
+    def run(argv, env=None):
+        return 0, "postgres (PostgreSQL) 15.10\n", ""
     with pytest.raises(RatBackupError, match=r"PostgreSQL in container 'rat-postgres' is PostgreSQL 16 but no server "
                                              r"programs in .*/pg/16/bin \(this host's PostgreSQL installs: "
                                              r"PostgreSQL 15 \(.*/pg/15/bin\)\).*install postgresql-16"):
