@@ -97,6 +97,12 @@ def write_text_atomic(path, text):
     write_lines_atomic(path, (text,))
 
 
+def write_bytes_atomic(path, data):
+    """write_text_atomic for bytes (a file passed on as it was stored, compressed or not)."""
+    with atomic_writer(path, binary=True) as handle:
+        handle.write(data)
+
+
 def write_lines_atomic(path, lines):
     """write_text_atomic for text produced piece by piece (``lines`` may be a generator)."""
     with atomic_writer(path) as handle:
@@ -109,9 +115,10 @@ class atomic_writer:  # pylint: disable=invalid-name
     default) that becomes ``path`` only once all of it is on disk; on any error ``path`` is left
     as it was."""
 
-    def __init__(self, path, mode=FILE_MODE):
+    def __init__(self, path, mode=FILE_MODE, binary=False):
         self.path = path
         self.mode = mode
+        self.binary = binary
         self.tmp = f"{path}.tmp.{os.getpid()}"
         self.handle = None
 
@@ -119,7 +126,7 @@ class atomic_writer:  # pylint: disable=invalid-name
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, self.mode)
         # Exactly ``mode`` whatever the umask: a metrics file must stay readable by its collector.
         os.fchmod(fd, self.mode)
-        self.handle = os.fdopen(fd, "w", encoding="utf-8")
+        self.handle = os.fdopen(fd, "wb") if self.binary else os.fdopen(fd, "w", encoding="utf-8")
         return self.handle
 
     def __exit__(self, exc_type, exc, traceback):

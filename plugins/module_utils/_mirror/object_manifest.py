@@ -59,7 +59,8 @@ def iter_entries(path, what):
 
 def manifest_line(entry, root_name):
     """The line of one object in a manifest (and in a journal)."""
-    return json.dumps(entry.to_manifest(root_name), sort_keys=True)
+    # Compact, as manifest.json holds it: a commit passes these lines on as they are.
+    return json.dumps(entry.to_manifest(root_name), sort_keys=True, separators=(",", ":"))
 
 
 def write_manifest(path, header, lines):

@@ -51,7 +51,7 @@ def fetch(run, name, check_mode=False, now=None):
     layout.remove_tree(partial)
     os.makedirs(partial, mode=layout.DIR_MODE)
     try:
-        fs.write_text_atomic(os.path.join(partial, layout.MANIFEST), raw.decode("utf-8"))
+        fs.write_bytes_atomic(os.path.join(partial, layout.MANIFEST), raw)
         data = mf.read(partial)
         _check_owner(run, name, index, data)
         files = mf.expected_files(data, final)

@@ -20,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 # Recorded in every manifest; keep equal to galaxy.yml's version.
@@ -204,9 +205,13 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
         raise RatBackupError(f"{partial} does not exist: nothing to commit", path=partial)
     if os.path.lexists(final):
         raise RatBackupError(f"{final} already exists; refusing to overwrite a backup", path=final)
-    object_manifest = None
+    object_manifest = reader = None
+    compress = False
     if "minio" in components:
-        object_manifest = mf.read_object_manifest(os.path.join(partial, OBJECT_MANIFEST))
+        reader = manifest_format.Reader(os.path.join(partial, OBJECT_MANIFEST), "object manifest")
+        compress = _size(reader.path) >= mf.COMPRESS_FROM
+        # Its header first (the objects are passed over unparsed): manifest.json is written head first.
+        object_manifest = _object_manifest_header(reader)
     pg = None
     dump_result = os.path.join(partial, *(mf.DUMP_PATH + ".json").split("/"))
     if "postgres" in components:
@@ -222,33 +227,65 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
         tools["pg_dump"] = pg["client_version"]
     data = mf.build(name, kind, host, fs.iso(created), fs.iso(now), tools, pg, object_manifest,
                     consistency)
-    # Everything the manifest promises must be there before the backup may look complete.
-    check = mf.verify(partial, data, mode="quick")
-    own_files = (OBJECT_MANIFEST + ":", mf.DUMP_PATH + ".json:")
-    problems = [b for b in check["bad"] if not b.startswith(own_files)]
-    if problems:
-        raise RatBackupError(f"backup {partial} is inconsistent, not committed: {'; '.join(problems[:20])}",
-                             bad=problems)
+    # One walk of the tree: modes set, what this backup added to the disk (for its manifest,
+    # listings and log line), and every file the manifest promises found with its size before
+    # the backup may look complete.
+    own_files = (OBJECT_MANIFEST, mf.DUMP_PATH + ".json")
+    check = mf.Check(partial, "quick", secure=True)
+    data["stored"] = layout.stored_of(check.present, skip=own_files)
+    if pg is not None:
+        check.file(mf.DUMP_PATH, pg.get("size"), pg.get("sha256"))
+    objects = mf.ObjectStats()
+
+    def checked_lines():
+        where = f"backup {partial}"
+        for item, text in reader.objects_with_text() if reader else ():
+            if not isinstance(item, dict):
+                raise RatBackupError(f"object manifest {reader.path}: an object is not a JSON object", path=reader.path)
+            check.file(fs.safe_relpath(item.get("path"), where), item.get("size"), item.get("sha256"))
+            objects.add(item)
+            yield text
+        problems = check.result(ignore=own_files)["bad"]
+        if problems:
+            # Raised inside the writer: manifest.json is never put in place.
+            raise RatBackupError(f"backup {partial} is inconsistent, not committed: {'; '.join(problems[:20])}",
+                                 bad=problems)
+
+    # Written into <name>.partial: the rename below, after every entry is durable, makes it complete.
+    mf.write_streamed(partial, data, checked_lines(), compress)
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
     fs.unlink_quietly(dump_result)
-    # What this backup added to the disk, for its manifest, listings and log line.
-    data["stored"] = layout.stored(partial)
-    layout.secure_tree(partial)
-    # Every hard link, file and directory entry of the tree must be on disk before manifest.json
-    # and the rename make the backup look complete: a crash must never leave a "complete" backup
-    # with entries missing.
+    # Every hard link, file and directory entry of the tree must be on disk before the rename
+    # makes the backup look complete: a crash must never leave a "complete" backup with entries
+    # missing.
     layout.sync_tree(partial)
-    mf.write(partial, data)
     os.rename(partial, final)
     fs.fsync_dir(os.path.dirname(final))
     if release_lock:
         lock.release(root, token)
-    stats = mf.summary(data)
+    stats = mf.summary(data, objects)
     created_dt = created or now
     stats.update(changed=True, name=name, backup_dir=final, manifest=os.path.join(final, layout.MANIFEST),
                  duration=round((now - created_dt).total_seconds(), 3), lock_released=release_lock)
     return stats
+
+
+def _size(path):
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return 0  # the reader names what is wrong with it
+
+
+def _object_manifest_header(reader):
+    """The object manifest bucket_mirror left in the backup, without its objects (read unparsed)."""
+    for dummy in reader.objects(parse=False):
+        pass
+    header = reader.document
+    if not isinstance(header, dict) or not isinstance(header.get("objects"), list):
+        raise RatBackupError(f"{reader.path} is not an object manifest (no 'objects' list)", path=reader.path)
+    return header
 
 
 def _read_dump_result(path):

@@ -95,16 +95,46 @@ def check_name(name, variable="rat_restore_backup"):
     return name
 
 
-def _regular_files(path):
-    """lstat of every regular file under ``path``, symlinks never followed."""
-    for parent, dirs, files in os.walk(path, followlinks=False):
-        for entry in files + [d for d in dirs if os.path.islink(os.path.join(parent, d))]:
-            try:
-                st = os.lstat(os.path.join(parent, entry))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield st
+def scan(path, secure=False):
+    """Every entry below ``path``, each lstat'ed once and no symlink followed: {relpath: (kind, size,
+    links)}, kind ``file``, ``dir``, ``symlink`` or ``special``. An unreadable directory is skipped
+    (what is below it is missing to the caller). With ``secure`` the modes are set as they are
+    listed (see secure_tree), and an unreadable directory is an error.
+
+    One walk for what a commit needs of 100,000 files: the presence check against the manifest,
+    ``stored_of`` and secure_tree's modes (three walks, 300,000 lstat calls, before).
+    """
+    found = {}
+    if secure:
+        _chmod_if_needed(path, os.lstat(path).st_mode, DIR_MODE)
+    pending = [(path, "")]
+    while pending:
+        directory, rel_dir = pending.pop()
+        try:
+            entries = os.scandir(directory)
+        except OSError:
+            if secure:
+                raise
+            continue
+        with entries:
+            for entry in entries:
+                rel = rel_dir + entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                mode = st.st_mode
+                if stat.S_ISLNK(mode):
+                    kind = "symlink"
+                elif stat.S_ISDIR(mode):
+                    kind = "dir"
+                    pending.append((entry.path, rel + "/"))
+                else:
+                    kind = "file" if stat.S_ISREG(mode) else "special"
+                if secure and kind != "symlink":
+                    _chmod_if_needed(entry.path, mode, DIR_MODE if kind == "dir" else fs.FILE_MODE)
+                found[rel] = (kind, st.st_size, st.st_nlink)
+    return found
 
 
 def _tree_size(path):
@@ -114,24 +144,32 @@ def _tree_size(path):
     the second figure the real price of an incremental backup.
     """
     total = unique = 0
-    for st in _regular_files(path):
-        total += st.st_size
-        if st.st_nlink == 1:
-            unique += st.st_size
+    for kind, size, links in scan(path).values():
+        if kind == "file":
+            total += size
+            if links == 1:
+                unique += size
     return total, unique
 
 
 def stored(path):
-    """What a backup being committed added to the disk: {"new_bytes", "copied", "linked"}.
+    """What a backup being committed added to the disk: {"new_bytes", "copied", "linked"} (stored_of)."""
+    return stored_of(scan(path))
+
+
+def stored_of(entries, skip=()):
+    """stored() from a ``scan`` of the backup, leaving out the relative paths in ``skip``.
 
     Read before anything else can link to it: a file with one link was written by this run
     (``copied``, its bytes are ``new_bytes``), one with more was hard-linked from the previous
     backup (``linked``). Later backups linking to it do not change what it added.
     """
     found = {"new_bytes": 0, "copied": 0, "linked": 0}
-    for st in _regular_files(path):
-        if st.st_nlink == 1:
-            found["new_bytes"] += st.st_size
+    for rel, (kind, size, links) in entries.items():
+        if kind != "file" or rel in skip:
+            continue
+        if links == 1:
+            found["new_bytes"] += size
             found["copied"] += 1
         else:
             found["linked"] += 1
@@ -284,18 +322,7 @@ def secure_tree(path):
     Only entries whose mode differs are changed: most files of an incremental backup are hard links
     shared with older backups, and a needless chmod would still bump their ctime.
     """
-    pending = [path]
-    while pending:
-        directory = pending.pop()
-        _chmod_if_needed(directory, os.lstat(directory).st_mode, DIR_MODE)
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_symlink():
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                else:
-                    _chmod_if_needed(entry.path, entry.stat(follow_symlinks=False).st_mode, fs.FILE_MODE)
+    scan(path, secure=True)
 
 
 def _chmod_if_needed(path, mode, wanted):

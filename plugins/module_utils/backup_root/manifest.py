@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """manifest.json of one backup: build, write (last, atomically), read, and verify with no server.
 
-Format 1 (docs/mechanisms.md)::
+Format 2 (docs/layout.md; format 1 is the same document, never compressed)::
 
-    {"format": 1, "name", "kind", "created_at", "completed_at", "host", "tools": {...},
+    {"format": 2, "name", "kind", "created_at", "completed_at", "host", "tools": {...},
      "consistency": {...}, "stored": {"new_bytes", "copied", "linked"},
      "postgres": <pg_dump result minus cmd, plus "path": "postgres/rat.dump"> | null,
      "minio": <object manifest written by bucket_mirror> | null}
@@ -14,15 +14,19 @@ Format 1 (docs/mechanisms.md)::
 from __future__ import annotations
 
 import os
-import stat
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import MANIFEST
-from ansible_collections.rat.backup.plugins.module_utils.backup_root.manifest_format import read_document, write_document
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.manifest_format import read_document, write_document, write_lines
 
-FORMAT = 1
+# Format 2: manifest.json may be stored gzip-compressed (manifest_format); format 1 never is. Both are read.
+FORMAT = 2
+READ_FORMATS = (1, 2)
+# Object lines from which a backup's manifest.json is compressed (about 9,000 objects): smaller
+# ones stay plain JSON to read by eye; a lake's 100,000 lines (~46 MB) shrink about fivefold.
+COMPRESS_FROM = 4 << 20
 DUMP_PATH = "postgres/rat.dump"
 
 
@@ -55,10 +59,10 @@ def read(backup_dir, with_objects=True, make=None):
     ``make`` turns each object into what is kept (read_document)."""
     path = os.path.join(backup_dir, MANIFEST)
     data, objects = read_document(path, with_objects=with_objects, make=make)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READ_FORMATS:
         raise RatBackupError(f"{path}: unknown manifest format "
                              f"{(data.get('format') if isinstance(data, dict) else None)!r} (this collection reads "
-                             f"format {FORMAT})", path=path)
+                             f"formats {', '.join(str(f) for f in READ_FORMATS)})", path=path)
     for section in ("postgres", "minio"):
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise RatBackupError(f"{path}: section {section!r} is malformed", path=path)
@@ -112,6 +116,13 @@ def write(backup_dir, data):
     write_document(os.path.join(backup_dir, MANIFEST), data)
 
 
+def write_streamed(backup_dir, data, lines, compress=False):
+    """manifest.json of ``data`` with its object list streamed from ``lines`` (one JSON text each,
+    consumed while written), gzip-compressed with ``compress``; an error raised by ``lines``
+    leaves no manifest.json."""
+    write_lines(os.path.join(backup_dir, MANIFEST), data, lines, compress)
+
+
 def expected_files(data, where):
     """{relative path: {"size", "sha256", "what"}} of every file the manifest promises.
 
@@ -132,10 +143,27 @@ def expected_files(data, where):
     return files
 
 
-def summary(data):
-    """Counts and sizes for results and listings."""
-    objects = data["minio"]["objects"] if data.get("minio") else []
-    buckets = sorted({o.get("bucket") for o in objects} | set((data.get("minio") or {}).get("buckets", {})))
+class ObjectStats:
+    """What summary() reports of the objects, counted as they go by (a commit never holds them)."""
+
+    def __init__(self, objects=()):
+        self.count = self.bytes = 0
+        self.buckets = set()
+        for item in objects:
+            self.add(item)
+
+    def add(self, item):
+        self.count += 1
+        self.bytes += item.get("size") or 0
+        self.buckets.add(item.get("bucket"))
+
+
+def summary(data, objects=None):
+    """Counts and sizes for results and listings; ``objects``: ObjectStats counted by the caller
+    (else the manifest's own object list is counted)."""
+    if objects is None:
+        objects = ObjectStats(data["minio"]["objects"] if data.get("minio") else ())
+    buckets = sorted(objects.buckets | set((data.get("minio") or {}).get("buckets", {})))
     pg = data.get("postgres") or {}
     consistency = data.get("consistency") or {}
     stored = data.get("stored") or {}
@@ -153,34 +181,97 @@ def summary(data):
         "dump_sha256": pg.get("sha256"),
         "tables": len(pg.get("row_counts") or {}),
         "rows": sum((pg.get("row_counts") or {}).values()),
-        "objects": len(objects),
-        "object_bytes": sum(o.get("size") or 0 for o in objects),
+        "objects": objects.count,
+        "object_bytes": objects.bytes,
         "buckets": buckets,
-        "bytes": pg.get("size", 0) + sum(o.get("size") or 0 for o in objects),
+        "bytes": pg.get("size", 0) + objects.bytes,
     }
 
 
-def _walk(backup_dir):
-    """Every entry under the backup as {relative path: kind}, symlinks reported, never followed."""
-    found = {}
-    for parent, dirs, files in os.walk(backup_dir, followlinks=False):
-        rel_parent = os.path.relpath(parent, backup_dir)
-        for name in dirs + files:
-            full = os.path.join(parent, name)
-            rel = name if rel_parent == "." else rel_parent + "/" + name
+class Check:
+    """A backup directory compared with the files a manifest promises, given one at a time; no server.
+
+    The tree is walked once (``layout.scan``; with ``secure`` its modes are fixed on the way), each
+    promised ``file()`` is looked up in that walk (and hashed in mode ``full``), and ``result()``
+    adds what is there that nothing promised. verify() feeds it a whole manifest; a commit streams
+    the objects through it while it writes them into manifest.json.
+    """
+
+    def __init__(self, backup_dir, mode="full", secure=False):
+        if mode not in ("full", "quick"):
+            raise RatBackupError(f"verify mode must be full or quick, not {mode!r}")
+        self.backup_dir = backup_dir
+        self.mode = mode
+        self.present = layout.scan(backup_dir, secure)
+        self.promised = set()
+        self.missing, self.changed, self.unreadable = [], [], []
+        self.checked_bytes = 0
+
+    def file(self, rel, size, sha256):
+        """Check one promised file (``rel`` already a safe relative path)."""
+        self.promised.add(rel)
+        found = self.present.get(rel)
+        if found is None:
+            self.missing.append(rel)
+            return
+        kind, actual, _links = found
+        if kind != "file":
+            return  # reported as a symlink or special file by result()
+        if size is not None and actual != size:
+            self.changed.append({"path": rel, "reason": f"size {actual}, manifest says {size}"})
+            return
+        if self.mode == "full":
             try:
-                mode = os.lstat(full).st_mode
-            except OSError:
-                continue
-            if stat.S_ISLNK(mode):
-                found[rel] = "symlink"
-            elif stat.S_ISREG(mode):
-                found[rel] = "file"
-            elif stat.S_ISDIR(mode):
-                found[rel] = "dir"
-            else:
-                found[rel] = "special"
-    return found
+                digest = fs.sha256_file(os.path.join(self.backup_dir, rel))
+            except OSError as exc:
+                self.unreadable.append({"path": rel, "reason": exc.strerror or str(exc)})
+                return
+            self.checked_bytes += actual
+            if sha256 and digest != sha256:
+                self.changed.append({"path": rel, "reason": "sha256 differs from the manifest"})
+
+    def objects(self, data, where):
+        """Check the postgres dump and every object of manifest ``data`` (expected_files' rules)."""
+        for rel, want in expected_files(data, where).items():
+            self.file(rel, want["size"], want["sha256"])
+
+    def result(self, dump=None, dump_check=None, ignore=()):
+        """verify()'s result; ``ignore``: relative paths that are neither promised nor extra."""
+        symlinks, special, extra = [], [], []
+        for rel, (kind, _size, _links) in sorted(self.present.items()):
+            if kind == "symlink":
+                symlinks.append(rel)
+            elif kind == "special":
+                special.append(rel)
+            elif kind == "file" and rel not in self.promised and rel != MANIFEST and rel not in ignore:
+                extra.append(rel)
+        missing, unreadable = sorted(self.missing), list(self.unreadable)
+        changed = sorted(self.changed, key=lambda c: c["path"])
+        if dump and dump_check is not None and (self.present.get(dump) or ("",))[0] == "file" \
+                and not any(c["path"] == dump for c in changed):
+            problem = dump_check(os.path.join(self.backup_dir, dump))
+            if problem:
+                unreadable.append({"path": dump, "reason": f"dump not readable: {problem}"})
+        unreadable.sort(key=lambda u: u["path"])
+        bad = ([f"{p}: missing" for p in missing]
+               + [f"{c['path']}: {c['reason']}" for c in changed]
+               + [f"{u['path']}: {u['reason']}" for u in unreadable]
+               + [f"{p}: symlink (never followed)" for p in symlinks]
+               + [f"{p}: special file" for p in special]
+               + [f"{p}: not in the manifest" for p in extra])
+        return {
+            "ok": not bad,
+            "mode": self.mode,
+            "files": len(self.promised),
+            "checked_bytes": self.checked_bytes,
+            "missing": missing,
+            "changed": changed,
+            "extra": extra,
+            "symlinks": symlinks,
+            "special": special,
+            "unreadable": unreadable,
+            "bad": bad,
+        }
 
 
 def verify(backup_dir, data, mode="full", dump_check=None):
@@ -191,61 +282,6 @@ def verify(backup_dir, data, mode="full", dump_check=None):
     ``ok`` and the lists ``missing``, ``changed``, ``extra``, ``symlinks``, ``unreadable``;
     ``bad`` joins them as "<path>: <reason>" lines for an operator.
     """
-    if mode not in ("full", "quick"):
-        raise RatBackupError(f"verify mode must be full or quick, not {mode!r}")
-    expected = expected_files(data, backup_dir)
-    present = _walk(backup_dir)
-    missing, changed, extra, symlinks, special, unreadable = [], [], [], [], [], []
-    checked_bytes = 0
-    for rel, kind in sorted(present.items()):
-        if kind == "symlink":
-            symlinks.append(rel)
-        elif kind == "special":
-            special.append(rel)
-        elif kind == "file" and rel not in expected and rel != MANIFEST:
-            extra.append(rel)
-    for rel, want in sorted(expected.items()):
-        kind = present.get(rel)
-        if kind is None:
-            missing.append(rel)
-            continue
-        if kind != "file":
-            continue  # already reported as a symlink or special file
-        full = os.path.join(backup_dir, rel)
-        try:
-            size = os.lstat(full).st_size
-            if want["size"] is not None and size != want["size"]:
-                changed.append({"path": rel, "reason": f"size {size}, manifest says {want['size']}"})
-                continue
-            if mode == "full":
-                digest = fs.sha256_file(full)
-                checked_bytes += size
-                if want["sha256"] and digest != want["sha256"]:
-                    changed.append({"path": rel, "reason": "sha256 differs from the manifest"})
-        except OSError as exc:
-            unreadable.append({"path": rel, "reason": exc.strerror or str(exc)})
-    dump = (data.get("postgres") or {}).get("path")
-    if dump and dump_check is not None and present.get(dump) == "file" \
-            and not any(c["path"] == dump for c in changed):
-        problem = dump_check(os.path.join(backup_dir, dump))
-        if problem:
-            unreadable.append({"path": dump, "reason": f"dump not readable: {problem}"})
-    bad = ([f"{p}: missing" for p in missing]
-           + [f"{c['path']}: {c['reason']}" for c in changed]
-           + [f"{u['path']}: {u['reason']}" for u in unreadable]
-           + [f"{p}: symlink (never followed)" for p in symlinks]
-           + [f"{p}: special file" for p in special]
-           + [f"{p}: not in the manifest" for p in extra])
-    return {
-        "ok": not bad,
-        "mode": mode,
-        "files": len(expected),
-        "checked_bytes": checked_bytes,
-        "missing": missing,
-        "changed": changed,
-        "extra": extra,
-        "symlinks": symlinks,
-        "special": special,
-        "unreadable": unreadable,
-        "bad": bad,
-    }
+    check = Check(backup_dir, mode)
+    check.objects(data, backup_dir)
+    return check.result((data.get("postgres") or {}).get("path"), dump_check)

@@ -16,6 +16,7 @@ from ansible_collections.rat.backup.plugins.module_utils.backup_root import layo
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
@@ -345,3 +346,59 @@ def test_commit_when_another_run_took_the_lock_then_refuses_naming_why(tmp_path)
         assert os.path.isdir(started["partial"])
     finally:
         lock.release(str(tmp_path), other["token"])
+
+
+def test_commit_when_object_manifest_large_then_manifest_compressed_and_read_as_the_plain_one(tmp_path, monkeypatch):
+    objects = {"k%d.csv" % i: b"%d\n" % i for i in range(5)}
+    started = begin(tmp_path)
+    prepare_partial(started)
+    small = commit(tmp_path, started, fill(started["partial"], objects))
+    with open(os.path.join(small["backup_dir"], "manifest.json"), "rb") as handle:
+        assert handle.read(1) == b"{"
+    monkeypatch.setattr(mf, "COMPRESS_FROM", 1)
+    started = begin(tmp_path, now=LATER)
+    prepare_partial(started)
+    large = commit(tmp_path, started, fill(started["partial"], objects), now=LATER + datetime.timedelta(seconds=5))
+    with open(os.path.join(large["backup_dir"], "manifest.json"), "rb") as handle:
+        assert handle.read(2) == b"\x1f\x8b"
+    plain, packed = mf.read(small["backup_dir"]), mf.read(large["backup_dir"])
+    assert packed["format"] == 2 and packed["minio"]["objects"] == plain["minio"]["objects"]
+    assert mf.verify(large["backup_dir"], packed, "full")["ok"]
+    assert (large["objects"], large["object_bytes"], large["buckets"]) == (5, plain_bytes(objects), ["rat"])
+
+
+def plain_bytes(objects):
+    return sum(len(v) for v in objects.values())
+
+
+def test_commit_when_many_files_then_the_tree_is_walked_once(tmp_path, monkeypatch):
+    """Modes, stored bytes and the presence check come from one walk (three before, issue 24)."""
+    started = begin(tmp_path)
+    prepare_partial(started)
+    for i in range(3):
+        os.makedirs(os.path.join(started["partial"], "minio", "rat", "d%d" % i))
+    pg = fill(started["partial"], {"d%d/k%d" % (i % 3, i): b"x" * i for i in range(30)})
+    listed = []
+    real = os.scandir
+
+    def counting(path="."):
+        listed.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    done = commit(tmp_path, started, pg)
+    monkeypatch.setattr(os, "scandir", real)
+    assert done["objects"] == 30 and done["copied"] == 31
+    assert listed.count(started["partial"]) == 1
+    assert mf.verify(done["backup_dir"], mf.read(done["backup_dir"]), "full")["ok"]
+
+
+def test_commit_when_a_listed_file_is_missing_then_no_manifest_is_left_in_the_partial(tmp_path):
+    started = begin(tmp_path)
+    prepare_partial(started)
+    pg = fill(started["partial"], {"a.csv": b"1", "b.csv": b"2"})
+    os.unlink(os.path.join(started["partial"], "minio", "rat", "b.csv"))
+    with pytest.raises(RatBackupError) as err:
+        commit(tmp_path, started, pg)
+    assert "minio/rat/b.csv: missing" in err.value.msg
+    assert sorted(os.listdir(started["partial"])) == ["minio", "minio.json", "postgres"]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils._mirror import object_manifest as mirror_manifest
 
 DUMP = b"PGDMP" + b"\x00" * 100
 OBJECTS = {"minio/rat/a b/ü.csv": b"a,b\n1,2\n", "minio/rat/empty": b"",
@@ -64,7 +66,7 @@ def test_build_when_pg_result_registered_then_cmd_and_invocation_dropped(backup)
 def test_write_when_done_then_file_0600_and_valid_json(backup):
     path = backup / "manifest.json"
     assert os.stat(str(path)).st_mode & 0o777 == 0o600
-    assert json.loads(path.read_text())["format"] == 1
+    assert json.loads(path.read_text())["format"] == mf.FORMAT == 2
 
 
 def test_verify_when_intact_then_ok(backup):
@@ -279,3 +281,61 @@ def test_reader_when_symlink_then_followed_only_when_asked(tmp_path):
     with pytest.raises(RatBackupError, match="cannot read manifest"):
         manifest_format.read_document(str(tmp_path / "link.json"))
     assert list(manifest_format.Reader(str(tmp_path / "link.json"), follow_symlinks=True).objects()) == LINE_OBJECTS
+
+
+# --- format 2: a compressed manifest.json (issue 24), and format 1 still read ---------------------
+
+def compressed(backup):
+    """The fixture's backup with its manifest.json written again, compressed."""
+    data = mf.read(str(backup))
+    objects = data["minio"]["objects"]
+    data["minio"]["objects"] = []
+    mf.write_streamed(str(backup), data, (json.dumps(o, sort_keys=True) for o in objects), compress=True)
+    return backup / "manifest.json"
+
+
+def test_read_when_format_1_manifest_of_an_older_collection_then_read_and_verified(backup):
+    path = backup / "manifest.json"
+    old = json.loads(path.read_text())
+    old["format"] = 1
+    objects = old["minio"].pop("objects")
+    # As format 1 was written: indented, one object per line with ", " / ": " inside.
+    text = json.dumps(dict(old, minio=dict(old["minio"], objects="@@")), indent=1, sort_keys=True)
+    path.write_text(text.replace('"@@"', "[\n" + ",\n".join(json.dumps(o, sort_keys=True) for o in objects) + "\n ]"))
+    data = mf.read(str(backup))
+    assert data["format"] == 1 and sorted(o["path"] for o in data["minio"]["objects"]) == sorted(OBJECTS)
+    assert mf.verify(str(backup), data)["ok"] and mf.damage(str(backup.parent), backup.name) is None
+
+
+def test_write_streamed_when_compressed_then_gzip_read_by_every_reader(backup):
+    plain = mf.read(str(backup))
+    path = compressed(backup)
+    raw = path.read_bytes()
+    assert raw[:2] == b"\x1f\x8b" and os.stat(str(path)).st_mode & 0o777 == 0o600
+    # Readable without this collection: gzip, then the same JSON document.
+    assert json.loads(gzip.decompress(raw))["minio"]["objects"] == plain["minio"]["objects"]
+    assert mf.read(str(backup)) == plain
+    assert mf.verify(str(backup), mf.read(str(backup)), "full")["ok"]
+    header, entries = mirror_manifest.read_manifest(str(path), "manifest")
+    assert header["listed_at"] == "2026-02-16T09:30:01Z" and sorted(e.key for e in entries) == sorted(
+        o["key"] for o in plain["minio"]["objects"])
+    assert [o["path"] for o in manifest_format.Reader(str(path)).objects()] == [o["path"] for o in plain["minio"]["objects"]]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "tail"])
+def test_read_when_compressed_manifest_damaged_then_refused_naming_it(backup, damage):
+    path = compressed(backup)
+    raw = bytearray(path.read_bytes())
+    if damage == "truncated":
+        raw = raw[:len(raw) // 2]
+    elif damage == "flipped":
+        raw[len(raw) // 2] ^= 0x40
+    else:
+        raw[-6] ^= 0x01  # the CRC-32 at the end: the text inflates whole, the check fails
+    path.write_bytes(bytes(raw))
+    with pytest.raises(RatBackupError) as err:
+        mf.read(str(backup))
+    assert str(path) in err.value.msg and "damaged" in err.value.msg
+    with pytest.raises(RatBackupError):
+        mf.read(str(backup), with_objects=False)
+    assert "damaged" in mf.damage(str(backup.parent), backup.name)

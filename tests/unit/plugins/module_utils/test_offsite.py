@@ -432,3 +432,22 @@ def test_retention_when_newest_copy_failed_verification_then_the_last_good_copy_
     assert removed == []
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert "fleet/h/%s/manifest.json" % A in keys
+
+
+def test_fetch_when_manifest_compressed_then_its_bytes_come_back_as_shipped(tmp_path, client):
+    """A format-2 manifest.json stored gzip-compressed (issue 24) travels as bytes both ways."""
+    path = make_backup(tmp_path / "src", A, {"k1": b"1" * 100, "dir/k2": os.urandom(2000)})
+    data = mf.read(path)
+    objects = data["minio"].pop("objects")
+    data["minio"]["objects"] = []
+    mf.write_streamed(path, data, (json.dumps(o) for o in objects), compress=True)
+    with open(os.path.join(path, "manifest.json"), "rb") as handle:
+        shipped = handle.read()
+    assert shipped[:2] == b"\x1f\x8b"
+    offsite.ship(new_run(tmp_path / "src", client))
+    assert offsite.verify(new_run(tmp_path / "src", client, verify_mode="full"))["bad"] == []
+    result = fetch_back.fetch(new_run(tmp_path / "dst", client), A)
+    fetched = str(tmp_path / "dst" / A)
+    with open(os.path.join(fetched, "manifest.json"), "rb") as handle:
+        assert handle.read() == shipped
+    assert result["fetched"] == 2 and mf.verify(fetched, mf.read(fetched), "full")["ok"]
