@@ -160,41 +160,75 @@ def plan(engine, moment, scratch, now=fs.utcnow):
     return chosen
 
 
-def recover(run, engine, chosen, moment, scratch, bin_dir, os_user, port=0, wal_timeout=120, clock=time.monotonic):
+class Laps:
+    """Seconds per step, in order ({step: seconds}), so a slow recovery shows which step it spent them in."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.mark = clock()
+        self.seconds = {}
+
+    def lap(self, step):
+        now = self.clock()
+        self.seconds[step] = round(now - self.mark, 3)
+        self.mark = now
+
+
+def recover(run, engine, chosen, moment, scratch, bin_dir, os_user, port=0, wal_timeout=120, clock=time.monotonic,
+            laps=None):
     """Restore the cluster as of ``moment`` from base backup ``chosen`` (``plan``'s) into ``scratch``/data and
-    start it with ``bin_dir``'s programs (``server_programs``); returns what was done."""
+    start it with ``bin_dir``'s programs (``server_programs``); returns what was done.
+
+    ``timings`` splits the time: wal_switch (switch and wait for the archive), barman_recover (base backup and
+    WAL copied), chown, start (``pg_ctl -w``: until it accepts connections); the caller adds its own steps
+    to the same ``laps``.
+    """
+    laps = laps or Laps(clock)
     started = clock()
     segment = switch_and_archive(run, engine, bin_dir, wal_timeout, clock=clock)
+    laps.lap("wal_switch")
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     engine.recover(chosen["id"], os.path.join(scratch, "data"), moment)
+    laps.lap("barman_recover")
     chown_tree(scratch, os_user)
+    laps.lap("chown")
     port = port or free_port()
     rc, _out, err = run(pg_ctl_argv(bin_dir, os_user, scratch, "start", port))
     if rc != 0:
         raise RatBackupError(f"the scratch server on port {port} did not start: {first_lines(err)} (every directory "
                              f"above {scratch} must be open to {os_user}); "
                              f"its log: {log_tail(scratch)}", path=scratch)
+    laps.lap("start")
     return {"backup_id": chosen["id"], "backup_end": fs.iso(chosen["end"]), "wal_segment": segment,
-            "port": port, "data_dir": os.path.join(scratch, "data"), "seconds": round(clock() - started, 3)}
+            "port": port, "data_dir": os.path.join(scratch, "data"), "seconds": round(clock() - started, 3),
+            "timings": laps.seconds}
 
 
 def reached(run, bin_dir, port, user, password, database, scratch, wait=60, sleep=time.sleep, clock=time.monotonic):
     """The last transaction the scratch server replayed, once it has left recovery (promoted).
 
-    Asked over TCP as the live server's own user: the recovered cluster has the live server's roles and
-    pg_hba.conf, so what logs in there logs in here.
+    ``pg_ctl -w`` returns once the server is consistent (the base backup's end); replaying the WAL after it
+    takes as long as the WAL is big (minutes for an hour of a busy server's), so the wait fails only when
+    replay has not moved for ``wait`` seconds. Asked over TCP as the live server's own user: the recovered
+    cluster has the live server's roles and pg_hba.conf, so what logs in there logs in here.
     """
     conninfo = f"host=127.0.0.1 port={port} user={user} dbname={database}"
-    argv = psql_argv(bin_dir, conninfo, "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp();")
+    argv = psql_argv(bin_dir, conninfo, "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp(), "
+                                        "pg_last_wal_replay_lsn();")
     deadline = clock() + wait
+    replayed = None
     while True:
         rc, out, err = run(argv, {"PGPASSWORD": password} if password else None)
-        if rc == 0 and out.strip().startswith("f|"):
-            stamp = out.strip().split("|", 1)[1]
-            return iso_us(barman_cli.parse_time(stamp)) if stamp else None
+        fields = out.strip().split("|") if rc == 0 else []
+        if len(fields) == 3 and fields[0] == "f":
+            return iso_us(barman_cli.parse_time(fields[1])) if fields[1] else None
+        if len(fields) == 3 and fields[2] != replayed:
+            replayed = fields[2]
+            deadline = clock() + wait
         if clock() >= deadline:
-            raise RatBackupError(f"the scratch server on port {port} did not finish recovery within {wait} s: "
-                                 f"{first_lines(err or out)}; its log: {log_tail(scratch)}", path=scratch)
+            raise RatBackupError(f"the scratch server on port {port} did not finish recovery: replay has not moved "
+                                 f"for {wait} s (at WAL {replayed or 'unknown'}): {first_lines(err or out)}; "
+                                 f"its log: {log_tail(scratch)}", path=scratch)
         sleep(0.5)
 
 

@@ -318,3 +318,36 @@ def test_catalog_problems_when_metadata_missing_unmapped_or_not_s3_then_each_nam
     assert "ns.gone (rat) points at s3a://lake/ns/gone/m/v9.json, missing from the lake as of the time" in found[0]
     assert "in bucket other, which the drill did not copy" in found[1]
     assert "'/tmp/m.json' is not an s3:// location" in found[2]
+
+
+def _replaying(lsns, finished="f|2026-12-06 11:59:58.5+00|0/9000000"):
+    """A scratch server's answers: in recovery at each LSN of ``lsns`` in turn, then promoted."""
+    answers = iter([f"t||{lsn}" for lsn in lsns] + [finished])
+
+    def run(argv, env=None):
+        return 0, next(answers), ""
+    return run
+
+
+def test_reached_when_replay_outlasts_wait_but_moves_then_recovery_point():
+    # 200 polls (100 s of clock) of a replay that keeps moving: longer than the 60 s wait, never stalled.
+    ticks = iter(range(1000))
+    run = _replaying([f"0/{n:X}000" for n in range(1, 201)])
+    assert recovery.reached(run, "/bin", 5999, "rat", "pw", "rat", "/s", wait=60, sleep=lambda s: None,
+                            clock=lambda: next(ticks)) == "2026-12-06T11:59:58.500000Z"
+
+
+def test_reached_when_replay_stalls_then_refused_naming_lsn():
+    ticks = iter(range(1000))
+    run = _replaying(["0/5000000"] * 100)
+    with pytest.raises(RatBackupError, match=r"replay has not moved for 60 s \(at WAL 0/5000000\)"):
+        recovery.reached(run, "/bin", 5999, "rat", "pw", "rat", "/s", wait=60, sleep=lambda s: None,
+                         clock=lambda: next(ticks))
+
+
+def test_laps_when_steps_then_seconds_each_in_order():
+    ticks = iter([0.0, 1.5, 4.0, 4.25])
+    laps = recovery.Laps(lambda: next(ticks))
+    for step in ("plan", "copy", "start"):
+        laps.lap(step)
+    assert list(laps.seconds.items()) == [("plan", 1.5), ("copy", 2.5), ("start", 0.25)]
