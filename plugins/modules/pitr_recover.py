@@ -13,9 +13,9 @@ version_added: 0.2.0
 description:
   - With O(state=present), restores the PostgreSQL cluster as it was at O(as_of) into O(scratch)/data and
     starts a PostgreSQL server on it on a free loopback port (or O(port)); the live server is not touched.
-  - "The steps: the current WAL segment is switched as Barman's replication user and C(barman cron) runs until
-    that segment is archived (recovery to a time stops at the first commit after it, which must be in the
-    archive); the base backup that ended last before O(as_of) is restored with C(barman recover --target-time
+  - "The steps: the current WAL segment is switched as Barman's replication user, a restore point begins the next
+    one (Barman archives a streamed segment once the next has begun) and C(barman cron) runs until the switched
+    segment is archived (recovery to a time stops at the first commit after it, which must be in the archive); the base backup that ended last before O(as_of) is restored with C(barman recover --target-time
     --target-action promote); the tree is given to O(os_user); the server replays the WAL, stops before the
     first commit after O(as_of) and promotes."
   - Refused before anything is written when O(as_of) lies in the future, before the end of the oldest base

@@ -35,6 +35,13 @@ SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "archive_mode=off", "hot_stand
 _STOPPED = re.compile(r"recovery stopping before commit of transaction \d+, time (\d{4}-\d\d-\d\d \S+)")
 
 
+# Barman archives a streamed segment only once the next one has begun, and after a switch an idle server writes
+# its next WAL record up to 15 s later (the standby snapshot): the restore point (the replication role may create
+# one) is that record at once, so the switched segment is archivable on the next barman cron.
+SWITCH_SQL = ("SELECT pg_walfile_name(pg_switch_wal()); "
+              "SELECT pg_create_restore_point('rat.backup: WAL switched to recover up to now');")
+
+
 def iso_us(moment):
     """A time in UTC to the microsecond (PostgreSQL's resolution), ending in Z."""
     return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
@@ -59,10 +66,10 @@ def segment_archived(wals_directory, segment):
 def switch_and_archive(run, engine, bin_dir, timeout, sleep=time.sleep, clock=time.monotonic):
     """Close the current WAL segment and wait until Barman has archived it; returns its name."""
     conninfo = engine.server_setting("conninfo")
-    rc, out, err = run(psql_argv(bin_dir, conninfo, "SELECT pg_walfile_name(pg_switch_wal());"))
+    rc, out, err = run(psql_argv(bin_dir, conninfo, SWITCH_SQL))
     if rc != 0:
         raise RatBackupError(f"cannot switch the WAL segment as Barman's user: {first_lines(err)}")
-    segment = out.strip()
+    segment = out.strip().splitlines()[0]
     wals = engine.server_setting("wals_directory")
     deadline = clock() + timeout
     while True:

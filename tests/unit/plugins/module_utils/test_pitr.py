@@ -165,9 +165,14 @@ def test_switch_and_archive_when_archived_on_third_cron_then_segment(tmp_path):
 
     def run(argv, env=None):
         calls.append(argv)
-        return 0, "000000010000000000000013\n", ""
+        return 0, "000000010000000000000013\n0/14000028\n", ""
     assert recovery.switch_and_archive(run, engine, "/bin", 10, sleep=lambda s: None) == "000000010000000000000013"
-    assert engine.crons == 3 and calls[0][-1] == "SELECT pg_walfile_name(pg_switch_wal());"
+    assert engine.crons == 3
+    # The switch, then a restore point: the first record of the next segment, so Barman archives the switched one
+    # on the next cron instead of after an idle server's next WAL record (up to 15 s).
+    switch, restore_point = calls[0][-1].split("; ")
+    assert switch == "SELECT pg_walfile_name(pg_switch_wal())"
+    assert restore_point.startswith("SELECT pg_create_restore_point('rat.backup: ")
     assert calls[0][calls[0].index("-d") + 1] == "host=x"
 
 
