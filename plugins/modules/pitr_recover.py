@@ -15,7 +15,8 @@ description:
     starts a PostgreSQL server on it on a free loopback port (or O(port)); the live server is not touched.
   - "The steps: the current WAL segment is switched as Barman's replication user, a restore point begins the next
     one (Barman archives a streamed segment once the next has begun) and C(barman cron) runs until the switched
-    segment is archived (recovery to a time stops at the first commit after it, which must be in the archive); the base backup that ended last before O(as_of) is restored with C(barman recover --target-time
+    segment is archived (recovery to a time stops at the first commit after it, which must be in the archive);
+    the base backup that ended last before O(as_of) is restored with C(barman recover --target-time
     --target-action promote); the tree is given to O(os_user); the server replays the WAL, stops before the
     first commit after O(as_of) and promotes."
   - Refused before anything is written when O(as_of) lies in the future, before the end of the oldest base
