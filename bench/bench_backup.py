@@ -13,8 +13,15 @@ a new directory), the first backup with playbooks/backup.yml (wall clock, and be
 log line), and a second backup of the unchanged lake: time and extra disk relative to the first.
 Targets (issue 24, small host): first backup <= 0.7x the seed method, unchanged second backup <= 0.4x the
 first. Targets (issue 6): second backup <= 5% of the first's time and <= 1% extra disk.
-BENCH_LAKE_MB=0 runs the seeded lab alone. Prints Markdown tables. Writes nothing outside a temporary
-directory and the bench bucket.
+
+The seeded lab is measured twice, each run with its peer in the same run: against the lab's S3 server
+(moto, ~2.5-4.5 ms of its own CPU per request, on one core: it bounds both the peer and us) and against
+`rclone serve s3` over a copy of the same objects (lab/deps.sh installs it into .venv/bench-tools; Go,
+a fraction of moto's CPU per request, but unversioned: the backup is best-effort there). Every run also
+counts CPU seconds (cpu_meter.py): the client's (every process the bench starts, modules included) and
+the S3 server's, so a wall-time ratio on a shared 2-core machine can be judged against its floor.
+BENCH_LAKE_MB=0 runs the seeded lab alone; BENCH_BACKUP_RCLONE=0 leaves out the rclone server. Prints
+Markdown tables. Writes nothing outside a temporary directory and the bench bucket.
 """
 
 from __future__ import annotations
@@ -23,11 +30,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+
+from cpu_meter import CpuMeter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -37,6 +47,12 @@ LAKE_OBJECTS = 256
 # Module tasks of a backup without quiesce commands: backup_start, pg_dump, bucket_mirror, backup_run commit.
 ROLE_MODULE_TASKS = 4
 LAST_TASKS = {}
+# CPU seconds (CpuMeter.since) of the last timed() run: client (ansible + services) and S3 server.
+LAST_CPU = {}
+RCLONE = os.environ.get("RAT_BENCH_BACKUP_SERVER", os.path.join(REPO, ".venv", "bench-tools", "bin", "rclone"))
+RCLONE_PORT = int(os.environ.get("RAT_BENCH_BACKUP_PORT", "20810"))
+RCLONE_KEY, RCLONE_SECRET = "bench", "bench-secret"
+METER = None
 
 
 def env(name):
@@ -47,9 +63,15 @@ def env(name):
 
 
 def timed(argv, **kwargs):
+    before = METER.sample() if METER else None
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     elapsed = time.monotonic() - started
+    if before is not None:
+        cpu = METER.since(before)
+        LAST_CPU.clear()
+        if cpu["total"] is not None:
+            LAST_CPU.update(client=cpu["ansible"] + cpu["services"], server=cpu["s3"])
     if proc.returncode != 0:
         sys.exit("bench_backup: %s failed (%d):\n%s\n%s" % (argv[0], proc.returncode, proc.stdout[-3000:],
                                                             proc.stderr[-3000:]))
@@ -95,8 +117,18 @@ def write_inventory(work, buckets, s3=None):
     return path
 
 
-def seed_method(work, buckets):
-    """RAT's own `make backup`: pg_dump -Fc, then a full copy of every bucket into a new directory."""
+def add_cpu(total):
+    """``total`` (client, server CPU seconds) plus the last timed() run's; None without a meter."""
+    if not LAST_CPU or total is None:
+        return None
+    return total[0] + LAST_CPU["client"], total[1] + LAST_CPU["server"]
+
+
+def seed_method(work, buckets, s3=None):
+    """RAT's own `make backup`: pg_dump -Fc, then a full copy of every bucket into a new directory.
+    (seconds, bytes, pg_dump seconds, (client, server) CPU seconds); ``s3`` as for write_inventory."""
+    endpoint, access_key, secret_key = s3 or (env("RAT_LAB_S3_ENDPOINT"), env("RAT_LAB_S3_ACCESS_KEY"),
+                                              env("RAT_LAB_S3_SECRET_KEY"))
     target = os.path.join(work, "seed-method")
     os.makedirs(os.path.join(target, "postgres"))
     pg_env = dict(os.environ, PGPASSWORD=env("RAT_LAB_PG_PASSWORD"))
@@ -104,16 +136,20 @@ def seed_method(work, buckets):
             "-p", env("RAT_LAB_PG_PORT"), "-U", env("RAT_LAB_PG_USER"), "-f",
             os.path.join(target, "postgres", "rat.dump"), env("RAT_LAB_PG_DATABASE")]
     pg_seconds, _out = timed(dump, env=pg_env)
+    cpu = add_cpu((0.0, 0.0))
     aws_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    aws_env.update(AWS_ACCESS_KEY_ID=env("RAT_LAB_S3_ACCESS_KEY"), AWS_SECRET_ACCESS_KEY=env("RAT_LAB_S3_SECRET_KEY"),
-                   AWS_DEFAULT_REGION="us-east-1")
+    aws_env.update(AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key, AWS_DEFAULT_REGION="us-east-1")
+    if s3:
+        # rclone serve s3 answers a ranged GET with the whole object's CRC; the CLI would reject it.
+        aws_env.update(AWS_RESPONSE_CHECKSUM_VALIDATION="when_required")
     s3_seconds = 0.0
     for bucket in buckets:
-        seconds, _out = timed([os.path.join(BIN, "aws"), "--endpoint-url", env("RAT_LAB_S3_ENDPOINT"), "s3", "sync",
+        seconds, _out = timed([os.path.join(BIN, "aws"), "--endpoint-url", endpoint, "s3", "sync",
                                "--only-show-errors", "s3://%s" % bucket, os.path.join(target, "minio", bucket)],
                               env=aws_env)
         s3_seconds += seconds
-    return pg_seconds + s3_seconds, tree_bytes(target), pg_seconds
+        cpu = add_cpu(cpu)
+    return pg_seconds + s3_seconds, tree_bytes(target), pg_seconds, cpu
 
 
 # The module tasks of the role, by a part of their names, as the split of a run reports them.
@@ -154,20 +190,23 @@ def ansible_floor(inventory, work, tasks):
     return seconds
 
 
-def listing_seconds(buckets):
+def listing_seconds(buckets, s3=None):
     """What the S3 server takes to list every object version of ``buckets`` (the mirror's first step)."""
-    client = s3_client()
+    client = s3_client(s3)
     started = time.monotonic()
     for bucket in buckets:
-        for _page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        # rclone serve s3 keeps no versions: the mirror lists its buckets' current objects.
+        for _page in client.get_paginator("list_objects_v2" if s3 else "list_object_versions").paginate(Bucket=bucket):
             pass
     return time.monotonic() - started
 
 
-def s3_client():
+def s3_client(s3=None):
     import boto3  # pylint: disable=import-outside-toplevel
-    return boto3.client("s3", endpoint_url=env("RAT_LAB_S3_ENDPOINT"), aws_access_key_id=env("RAT_LAB_S3_ACCESS_KEY"),
-                        aws_secret_access_key=env("RAT_LAB_S3_SECRET_KEY"), region_name="us-east-1", verify=False)
+    endpoint, access_key, secret_key = s3 or (env("RAT_LAB_S3_ENDPOINT"), env("RAT_LAB_S3_ACCESS_KEY"),
+                                              env("RAT_LAB_S3_SECRET_KEY"))
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access_key,
+                        aws_secret_access_key=secret_key, region_name="us-east-1", verify=False)
 
 
 def create_lake(client, total_mib):
@@ -190,28 +229,77 @@ def remove_lake(client):
         pass
 
 
-def scenario(buckets):
-    """Seed method, first and second backup of ``buckets``: the measures, in a fresh directory."""
+def scenario(buckets, s3=None):
+    """Seed method, first and second backup of ``buckets`` (on the lab's S3, or ``s3`` as for
+    write_inventory): the measures, in a fresh directory."""
     work = tempfile.mkdtemp(prefix="rat-bench-backup-")
     try:
-        inventory = write_inventory(work, buckets)
-        seed_seconds, seed_bytes, dump_seconds = seed_method(work, buckets)
+        inventory = write_inventory(work, buckets, s3)
+        seed_seconds, seed_bytes, dump_seconds, seed_cpu = seed_method(work, buckets, s3)
         first_wall, first_work, first_dir, objects, rows = playbook_backup(inventory, work)
-        first_tasks = dict(LAST_TASKS)
+        first_tasks, first_cpu = dict(LAST_TASKS), add_cpu((0.0, 0.0))
         second_wall, second_work, second_dir, _objects, _rows = playbook_backup(inventory, work)
+        second_cpu = add_cpu((0.0, 0.0))
         return {"seed_seconds": seed_seconds, "seed_bytes": seed_bytes, "first_wall": first_wall,
                 "first_work": first_work, "second_wall": second_wall, "second_work": second_work,
                 "first_bytes": tree_bytes(first_dir), "extra": tree_bytes(second_dir, only_unique=True),
                 "floor": ansible_floor(inventory, work, ROLE_MODULE_TASKS), "empty": ansible_floor(inventory, work, 0),
-                "listing": listing_seconds(buckets),
+                "listing": listing_seconds(buckets, s3),
                 "dump": dump_seconds, "objects": objects, "rows": rows,
+                "cpu": {"seed": seed_cpu, "first": first_cpu, "second": second_cpu},
                 "tasks": {"first": first_tasks, "second": dict(LAST_TASKS)}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+class RcloneServer:
+    """`rclone serve s3` over a temporary directory holding the current objects of ``buckets`` of the
+    lab's S3 (written as files: the server's seeding costs no requests); stop() ends it."""
+
+    def __init__(self, buckets):
+        self.dir = tempfile.mkdtemp(prefix="rat-bench-backup-rclone-")
+        client = s3_client()
+        for bucket in buckets:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    path = os.path.join(self.dir, bucket, item["Key"])
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as handle:
+                        handle.write(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+        self.s3 = ("http://127.0.0.1:%d" % RCLONE_PORT, RCLONE_KEY, RCLONE_SECRET)
+        self.log = open(self.dir + ".log", "wb")
+        self.proc = subprocess.Popen([RCLONE, "serve", "s3", "--addr", "127.0.0.1:%d" % RCLONE_PORT,
+                                      "--auth-key", "%s,%s" % (RCLONE_KEY, RCLONE_SECRET), "--etag-hash", "MD5",
+                                      "--config", "/dev/null", self.dir], stdout=self.log, stderr=self.log)
+        self.pid_file = self.dir + ".pid"
+        with open(self.pid_file, "w") as handle:
+            handle.write(str(self.proc.pid))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", RCLONE_PORT)) == 0:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        sys.exit("bench_backup: %s serve s3 did not listen on %d" % (RCLONE, RCLONE_PORT))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.log.close()
+        for path in (self.log.name, self.pid_file):
+            if os.path.exists(path):
+                os.unlink(path)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def pct(a, b):
     return "%.1f%%" % (100.0 * a / b) if b else "-"
+
+
+def cpu_cells(cpu):
+    return ("%.1f | %.1f" % cpu) if cpu else "- | -"
 
 
 def report(title, m):
@@ -219,14 +307,14 @@ def report(title, m):
     second_wall, second_work, first_bytes, extra = m["second_wall"], m["second_work"], m["first_bytes"], m["extra"]
     print("## bench_backup: %s" % title)
     print()
-    print("| run | wall s | begin->commit s | ratio to seed method | disk MiB |")
-    print("|---|---:|---:|---:|---:|")
-    print("| seed method (pg_dump -Fc + aws s3 sync) | %.1f | - | 1.00 | %.1f |"
-          % (seed_seconds, m["seed_bytes"] / 2 ** 20))
-    print("| first backup (playbook) | %.1f | %.1f | %.2f | %.1f |"
-          % (first_wall, first_work, first_wall / seed_seconds, first_bytes / 2 ** 20))
-    print("| second backup, nothing changed (playbook) | %.1f | %.1f | %.2f | %.1f extra |"
-          % (second_wall, second_work, second_wall / seed_seconds, extra / 2 ** 20))
+    print("| run | wall s | begin->commit s | ratio to seed method | client CPU s | S3 server CPU s | disk MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| seed method (pg_dump -Fc + aws s3 sync) | %.1f | - | 1.00 | %s | %.1f |"
+          % (seed_seconds, cpu_cells(m["cpu"]["seed"]), m["seed_bytes"] / 2 ** 20))
+    print("| first backup (playbook) | %.1f | %.1f | %.2f | %s | %.1f |"
+          % (first_wall, first_work, first_wall / seed_seconds, cpu_cells(m["cpu"]["first"]), first_bytes / 2 ** 20))
+    print("| second backup, nothing changed (playbook) | %.1f | %.1f | %.2f | %s | %.1f extra |"
+          % (second_wall, second_work, second_wall / seed_seconds, cpu_cells(m["cpu"]["second"]), extra / 2 ** 20))
     print()
     floor, listing, dump = m["floor"], m["listing"], m["dump"]
     own = second_wall - floor - listing - dump
@@ -236,9 +324,10 @@ def report(title, m):
     print("|---|---:|---:|")
     print("| Ansible: ansible-playbook with %d no-op module tasks | %.1f | %s |"
           % (ROLE_MODULE_TASKS, floor, pct(floor, second_wall)))
-    print("| S3 server: listing every object version (boto3 alone) | %.1f | %s |" % (listing, pct(listing, second_wall)))
+    print("| S3 server: listing every object (version) (boto3 alone) | %.1f | %s |" % (listing, pct(listing, second_wall)))
     print("| PostgreSQL: pg_dump -Fc alone | %.1f | %s |" % (dump, pct(dump, second_wall)))
-    print("| rat.backup itself (hard links, manifest, checks, fsync) | %.1f | %s |" % (own, pct(own, second_wall)))
+    print("| rat.backup itself (checks, clock skew, hard links, manifest, fsync) | %.1f | %s |"
+          % (own, pct(own, second_wall)))
     print()
     print("Each run by task (seconds from Ansible's junit callback; the rest is ansible-playbook itself and the "
           "role's controller-side tasks):")
@@ -252,15 +341,6 @@ def report(title, m):
     print()
     print("For scale: ansible-playbook with no task at all takes %.2f s here, %s of the first backup."
           % (m["empty"], pct(m["empty"], first_wall)))
-    print()
-    print("| issue 24 | measured | peer / floor (same run) | target | ratio |")
-    print("|---|---:|---|---|---|")
-    first_met = "met" if first_wall <= 0.7 * seed_seconds else "missed"
-    first_row = (m["rows"], m["objects"], first_wall, seed_seconds, first_wall / seed_seconds, first_met)
-    print("| whole backup of this host (%d rows, %d objects) | %.1f s | RAT's method, `pg_dump -Fc` + `aws s3 sync`: "
-          "%.1f s | ≤ 0.7× | %.2f× %s |" % first_row)
-    print("| second backup of that host, nothing changed | %.1f s | first backup %.1f s | ≤ 0.4× | %.2f× %s |"
-          % (second_wall, first_wall, second_wall / first_wall, "met" if second_wall <= 0.4 * first_wall else "missed"))
     print()
     print("| target (issue 6) | measured | met |")
     print("|---|---:|---|")
@@ -284,20 +364,68 @@ def report(title, m):
     print()
 
 
+def report_issue24(runs):
+    """The issue's small-host rows, once per S3 server, each against its peer of the same run."""
+    print("## bench_backup: issue 24, the small host (each row against its peer of the same run)")
+    print()
+    print("| issue 24 | S3 server | measured | CPU client / S3 server | peer / floor (same run) "
+          "| peer CPU client / S3 server | target | ratio |")
+    print("|---|---|---:|---:|---|---:|---|---|")
+    for server, m in runs:
+        first, seed, second = m["first_wall"], m["seed_seconds"], m["second_wall"]
+        cpu = m["cpu"]
+        print("| whole backup of this host (%d rows, %d objects) | %s | %.1f s | %s | RAT's method, `pg_dump -Fc` + "
+              "`aws s3 sync`: %.1f s | %s | ≤ 0.7× | %.2f× %s |"
+              % (m["rows"], m["objects"], server, first, cpu_pair(cpu["first"]), seed, cpu_pair(cpu["seed"]),
+                 first / seed, "met" if first <= 0.7 * seed else "missed"))
+        print("| second backup of that host, nothing changed | %s | %.1f s | %s | first backup %.1f s | %s | ≤ 0.4× "
+              "| %.2f× %s |" % (server, second, cpu_pair(cpu["second"]), first, cpu_pair(cpu["first"]), second / first,
+                                "met" if second <= 0.4 * first else "missed"))
+    print()
+
+
+def cpu_pair(cpu):
+    return ("%.1f / %.1f s" % cpu) if cpu else "-"
+
+
 def main():
+    global METER  # pylint: disable=global-statement
     lake_mib = int(os.environ.get("BENCH_LAKE_MB", "1024"))
-    report("backup of the seeded lab (`rat` database, buckets %s)" % ", ".join(BUCKETS), scenario(BUCKETS))
-    if lake_mib <= 0:  # BENCH_LAKE_MB=0: the small host alone
-        return 0
-    client = s3_client()
-    remove_lake(client)
+    with_rclone = os.environ.get("BENCH_BACKUP_RCLONE", "1") != "0"
+    if with_rclone and not os.access(RCLONE, os.X_OK):
+        sys.exit("bench_backup: %s missing (lab/deps.sh all installs it; BENCH_BACKUP_RCLONE=0 runs without it)" % RCLONE)
+    # Started before the meter's group is made, so its CPU is counted once, as the S3 server's.
+    rclone = RcloneServer(BUCKETS) if with_rclone else None
+    lab_pid_file = os.path.join(env("RAT_LAB_STATE"), "s3-primary.pid")
+    METER = CpuMeter(lab_pid_file)
     try:
-        create_lake(client, lake_mib)
-        measures = scenario(BUCKETS + [LAKE_BUCKET])
+        if METER.unavailable:
+            print("CPU seconds not measured: %s" % METER.unavailable, file=sys.stderr)
+        runs = [("moto (the lab's)", scenario(BUCKETS))]
+        report("backup of the seeded lab (`rat` database, buckets %s), S3 server moto" % ", ".join(BUCKETS), runs[0][1])
+        if rclone:
+            METER.s3_pid_file = rclone.pid_file
+            runs.append(("`rclone serve s3`", scenario(BUCKETS, rclone.s3)))
+            METER.s3_pid_file = lab_pid_file
+            report("the same objects served by `rclone serve s3` (unversioned: a best-effort backup)", runs[1][1])
+        report_issue24(runs)
     finally:
+        if rclone:
+            rclone.stop()
+    try:
+        if lake_mib <= 0:  # BENCH_LAKE_MB=0: the small host alone
+            return 0
+        client = s3_client()
         remove_lake(client)
-    report("big lake (lab + bucket %s: %d MiB in %d objects)" % (LAKE_BUCKET, lake_mib, LAKE_OBJECTS), measures)
-    return 0
+        try:
+            create_lake(client, lake_mib)
+            measures = scenario(BUCKETS + [LAKE_BUCKET])
+        finally:
+            remove_lake(client)
+        report("big lake (lab + bucket %s: %d MiB in %d objects)" % (LAKE_BUCKET, lake_mib, LAKE_OBJECTS), measures)
+        return 0
+    finally:
+        METER.close()
 
 
 if __name__ == "__main__":
