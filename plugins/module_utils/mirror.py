@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import consistency, s3
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror.download import Download
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Location, Plan
@@ -78,16 +78,27 @@ class Mirror:
         return {"plan": Plan().summary(), "changed": False, "probed": probed, "consistency": point}
 
 
-def check_source(client, endpoint, wanted, point=None, max_clock_skew=0.0, fail_on_best_effort=False):
+def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=False):
     """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
     to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
-    (refused unversioned with ``fail_on_best_effort``) and, given PostgreSQL's clock reading ``point``,
-    the clock skew (refused over ``max_clock_skew``).
+    (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
+    host's (for source_skew, and for the mirror of the same backup as its ``s3_clock``).
 
-    Returns {"buckets": {bucket: {"versioned": bool}}, "clock_skew": [lo, hi] or None}.
+    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": consistency.carry record or None}.
     """
     names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted)
-    lister = listing.Lister(client, endpoint, "", None)
-    versioning, record = lister.pin(names, point, max_clock_skew, fail_on_best_effort)
-    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()},
-            "clock_skew": record["clock_skew"] if record else None}
+    versioning = {b: s3.is_versioned(client, endpoint, b) for b in names}
+    if fail_on_best_effort:
+        consistency.refuse_best_effort(versioning)
+    measured = None
+    if clock and names:
+        measured = consistency.carry(consistency.measure_date_offset(
+            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0]))))
+    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
+
+
+def source_skew(clock, point, max_clock_skew):
+    """[lo, hi] of S3's clock (check_source's ``clock``) minus PostgreSQL's (its clock reading ``point``),
+    refused over ``max_clock_skew``."""
+    lo, hi = consistency.check_skew(consistency.skew(clock["offset"], point["host_offset"]), max_clock_skew)
+    return [round(lo, 6), round(hi, 6)]

@@ -185,12 +185,15 @@ checked:
   description:
     - What the checks found. C(postgres) has C(server_version), C(client_version) and C(clock) (PostgreSQL's
       clock against this host's); C(s3) has C(buckets) (each with C(versioned)) and C(clock_skew) (S3's clock
-      minus PostgreSQL's as an interval in seconds, or null without O(clock_skew)).
+      minus PostgreSQL's as an interval in seconds, or null without O(clock_skew)) and C(clock) (S3's clock
+      against this host's as measured, for M(rat.backup.bucket_mirror)'s
+      O(rat.backup.bucket_mirror#module:s3_clock); null without O(clock_skew)).
   returned: success
   type: dict
   sample: {"postgres": {"server_version": "15.8", "client_version": "15.8",
                         "clock": {"time": "2026-02-16T09:30:00.120000Z", "host_offset": [-0.002, 0.001]}},
-           "s3": {"buckets": {"rat": {"versioned": true}}, "clock_skew": [-0.08, 0.03]}}
+           "s3": {"buckets": {"rat": {"versioned": true}}, "clock_skew": [-0.08, 0.03],
+                  "clock": {"offset": [-0.081, 0.029], "at": 1771234200.4, "step_ref": 1771210000.1}}}
 failed_check:
   description: The service whose check failed (V(postgres) or V(s3)).
   returned: failure of a check
@@ -199,6 +202,7 @@ failed_check:
 """
 
 import contextlib
+import threading
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -224,18 +228,39 @@ def argument_spec():
 
 
 def check_services(p):
-    """{"postgres": ..., "s3": ...}: what the checks found. A failure names its service (failed_check)."""
-    checked = {}
-    with _checking("postgres"):
-        checked["postgres"] = postgres.check(postgres.client_from_params(p))
-    point = checked["postgres"]["clock"] if p["clock_skew"] else None
+    """{"postgres": ..., "s3": ...}: what the checks found. A failure names its service (failed_check),
+    PostgreSQL's first when both fail.
+
+    The two services are asked at the same time: S3's clock is read at its Date header's tick (half
+    a second on average), which is time enough for PostgreSQL's check.
+    """
+    s3_checked = {}
+
+    def check_s3():
+        try:
+            if not s3.HAS_BOTO3:
+                raise RatBackupError(missing_required_lib("boto3"))
+            side = s3.connect(p, "src_")
+            s3_checked["found"] = mirror.check_source(side.client, side.endpoint, p["buckets"], p["clock_skew"],
+                                                      p["fail_on_best_effort"])
+        except Exception as exc:  # pylint: disable=broad-except
+            # Raised again in the module's thread, below: a thread's exception would only be printed.
+            s3_checked["error"] = exc
+
+    s3_thread = threading.Thread(target=check_s3, name="check-s3", daemon=True)
+    s3_thread.start()
+    try:
+        with _checking("postgres"):
+            pg_checked = postgres.check(postgres.client_from_params(p))
+    finally:
+        s3_thread.join()
     with _checking("s3"):
-        if not s3.HAS_BOTO3:
-            raise RatBackupError(missing_required_lib("boto3"))
-        side = s3.connect(p, "src_")
-        checked["s3"] = mirror.check_source(side.client, side.endpoint, p["buckets"], point, p["max_clock_skew"],
-                                            p["fail_on_best_effort"])
-    return checked
+        if "error" in s3_checked:
+            raise s3_checked["error"]
+        found = s3_checked["found"]
+        clock = found["clock"]
+        skew = mirror.source_skew(clock, pg_checked["clock"], p["max_clock_skew"]) if clock else None
+    return {"postgres": pg_checked, "s3": dict(found, clock_skew=skew)}
 
 
 @contextlib.contextmanager

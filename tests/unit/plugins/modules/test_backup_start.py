@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import pytest
 import yaml
@@ -19,6 +20,8 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.modules import backup_start
 
 CLOCK = {"time": "2026-02-16T09:30:00.000000Z", "host_offset": [0.0, 0.001]}
+# S3's clock 0.2 to 0.3 s ahead of this host's.
+S3_CLOCK = {"offset": [0.2, 0.3], "at": 1771234200.0, "step_ref": 1771200000.0}
 
 
 def run_module(capsys, args):
@@ -37,9 +40,9 @@ def services(monkeypatch):
         calls.append(("postgres", client.conn.host, client.conn.port))
         return {"server_version": "15.8", "client_version": "15.8", "clock": CLOCK}
 
-    def check_source(client, endpoint, wanted, point, bound, fail_on_best_effort):
-        calls.append(("s3", endpoint.name, wanted, point, bound, fail_on_best_effort))
-        return {"buckets": {b: {"versioned": True} for b in wanted}, "clock_skew": [-0.1, 0.1] if point else None}
+    def check_source(client, endpoint, wanted, clock, fail_on_best_effort):
+        calls.append(("s3", endpoint.name, wanted, clock, fail_on_best_effort))
+        return {"buckets": {b: {"versioned": True} for b in wanted}, "clock": S3_CLOCK if clock else None}
 
     monkeypatch.setattr(postgres, "check", pg_check)
     monkeypatch.setattr(mirror, "check_source", check_source)
@@ -64,7 +67,8 @@ def test_argument_spec_when_compared_to_documentation_and_fragments_then_same_op
 def test_start_when_services_answer_then_checked_before_the_lock_and_backup_started(
         capsys, tmp_path, services, monkeypatch):
     held = []
-    monkeypatch.setattr(mirror, "check_source", lambda *a: held.append(lock.lock_state(str(tmp_path))[0]) or {})
+    monkeypatch.setattr(mirror, "check_source",
+                        lambda *a: held.append(lock.lock_state(str(tmp_path))[0]) or {"buckets": {}, "clock": None})
     result = run_module(capsys, args(tmp_path / "root"))
     assert held == [False], "S3 was checked while the lock was held"
     try:
@@ -76,22 +80,56 @@ def test_start_when_services_answer_then_checked_before_the_lock_and_backup_star
         lock.release(str(tmp_path / "root"), result["lock_token"])
 
 
-def test_start_when_clock_skew_asked_then_postgres_clock_goes_to_the_s3_check(capsys, tmp_path, services):
+def test_start_when_clock_skew_asked_then_s3_clock_compared_with_postgres_clock(capsys, tmp_path, services):
     result = run_module(capsys, args(tmp_path, max_clock_skew=1.5, fail_on_best_effort=True))
     lock.release(str(tmp_path), result["lock_token"])
-    assert services[1] == ("s3", "http://127.0.0.1:19000", ["rat"], CLOCK, 1.5, True)
-    assert result["checked"]["s3"] == {"buckets": {"rat": {"versioned": True}}, "clock_skew": [-0.1, 0.1]}
+    asked_s3 = [call for call in services if call[0] == "s3"]
+    assert asked_s3 == [("s3", "http://127.0.0.1:19000", ["rat"], True, True)]
+    # S3 minus PostgreSQL: [0.2 - 0.001, 0.3 - 0.0].
+    assert result["checked"]["s3"] == {"buckets": {"rat": {"versioned": True}}, "clock_skew": [0.199, 0.3],
+                                       "clock": S3_CLOCK}
     result = run_module(capsys, args(tmp_path, clock_skew=False))
     lock.release(str(tmp_path), result["lock_token"])
-    assert services[3][3] is None and result["checked"]["s3"]["clock_skew"] is None
+    assert [call for call in services if call[0] == "s3"][1][3] is False
+    assert result["checked"]["s3"]["clock_skew"] is None
+    result = run_module(capsys, args(tmp_path / "root", max_clock_skew=0.25))
+    assert result["failed"] and result["failed_check"] == "s3" and "more than the allowed 0.25 s" in result["msg"]
+    assert layout.list_backups(str(tmp_path / "root"))["partial"] == []
 
 
-@pytest.mark.parametrize("failing", ["postgres", "s3"])
+def test_start_when_s3_and_postgres_asked_then_at_the_same_time(capsys, tmp_path, services, monkeypatch):
+    """S3's clock waits for its Date header's tick: PostgreSQL's check runs meanwhile, not after it."""
+    s3_started, pg_done = threading.Event(), threading.Event()
+    check_pg, check_s3 = postgres.check, mirror.check_source
+
+    def slow_s3(*a):
+        s3_started.set()
+        assert pg_done.wait(10), "PostgreSQL was not checked while S3 was"
+        return check_s3(*a)
+
+    def pg(client):
+        assert s3_started.wait(10), "S3 was not checked while PostgreSQL was"
+        try:
+            return check_pg(client)
+        finally:
+            pg_done.set()
+    monkeypatch.setattr(mirror, "check_source", slow_s3)
+    monkeypatch.setattr(postgres, "check", pg)
+    result = run_module(capsys, args(tmp_path))
+    lock.release(str(tmp_path), result["lock_token"])
+    assert not result.get("failed"), result
+
+
+@pytest.mark.parametrize("failing", ["postgres", "s3", "both"])
 def test_start_when_a_service_fails_then_named_and_nothing_started(capsys, tmp_path, services, monkeypatch, failing):
     def refuse(*_args, **_kwargs):
         raise RatBackupError(f"{failing} does not answer", endpoint="somewhere")
-    monkeypatch.setattr(postgres if failing == "postgres" else mirror,
-                        "check" if failing == "postgres" else "check_source", refuse)
+    if failing in ("postgres", "both"):
+        monkeypatch.setattr(postgres, "check", refuse)
+    if failing in ("s3", "both"):
+        monkeypatch.setattr(mirror, "check_source", refuse)
+    # Both failing: PostgreSQL's error is the one named (as when it was asked first).
+    failing = "postgres" if failing == "both" else failing
     result = run_module(capsys, args(tmp_path / "root"))
     assert result["failed"] and result["msg"] == f"{failing} does not answer"
     assert result["failed_check"] == failing and result["endpoint"] == "somewhere"
