@@ -27,6 +27,10 @@ GUARDED = re.compile(r"rat_[a-z0-9_]+")
 # A rat_* name a role's task file sets (a set_fact key, a register) is the role's own result.
 _SET_IN_TASKS = re.compile(r"^\s*(?:register:\s*)?(rat_[a-z0-9_]+)(?::\s|:$|\s*$)", re.M)
 _CACHE = {}
+# libyaml's parser where PyYAML has it (as Ansible's own loader does): the argument specs are read on
+# every run, once per host (each host's task runs in its own forked worker), and the pure-Python
+# parser took 0.16 s of the controller's CPU for them, the C one 0.02 s.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def known_variables(root):
@@ -38,7 +42,7 @@ def known_variables(root):
     known = set()
     for path in sorted(glob.glob(os.path.join(root, "roles", "*", "meta", "argument_specs.yml"))):
         with open(path, encoding="utf-8") as handle:
-            specs = (yaml.safe_load(handle) or {}).get("argument_specs") or {}
+            specs = (yaml.load(handle, Loader=_LOADER) or {}).get("argument_specs") or {}
         for entry in specs.values():
             known.update((entry or {}).get("options") or {})
     for path in sorted(glob.glob(os.path.join(root, "playbooks", "*.yml"))):
