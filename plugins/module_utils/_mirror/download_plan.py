@@ -37,6 +37,10 @@ def _first(item):
     return item[0]
 
 
+def _linked_key(item):
+    return merge.entry_key(item[0])
+
+
 def _same(known, listed):
     """The listing describes the object ``known`` describes: same size, ETag and version id."""
     return (known.size, known.etag, known.version_id) == (listed.size, listed.etag, listed.version_id)
@@ -101,10 +105,10 @@ class DownloadPlan:
         spool = None if self.settings.check_mode else merge.spool_in(fs.nearest_existing_dir(tree.root), tree.root)
         plan = self.stream = merge.StreamPlan(spool, line_of=self.line)
 
-        def ordered(items, what):
+        def ordered(items, what, key=merge.entry_key):
             if what in unsorted:
-                return merge.sorted_unique(items, merge.entry_key)
-            return merge.in_order(items, merge.entry_key, what)
+                return merge.sorted_unique(items, key)
+            return merge.in_order(items, key, what)
 
         def listed():
             for bucket in self.buckets:
@@ -117,13 +121,15 @@ class DownloadPlan:
         previous, manifest_complete = self._previous(ordered)
         links = iter(())
         if self.link_tree is not None:
-            links = ordered(object_manifest.iter_entries(self._link_manifest(), "link_dest_manifest"),
-                            "link_dest_manifest")
+            # With each Entry its line in link_dest's manifest, when that line names the same root.
+            links = ordered(object_manifest.iter_entries(self._link_manifest(), "link_dest_manifest",
+                                                         self.root_name), "link_dest_manifest", _linked_key)
         expected = set() if o.delete else None
         by_path = {}
         unknown = []
         with_previous = merge.join(listed(), previous, merge.entry_key, merge.entry_key)
-        for dummy, pair, link in merge.join(with_previous, links, _first, merge.entry_key):
+        for dummy, pair, linked in merge.join(with_previous, links, _first, _linked_key):
+            link, link_line = linked if linked is not None else (None, None)
             listed, before = pair[1:] if pair is not None else (None, None)
             if listed is None:
                 if before is not None and expected is not None and before.relpath.startswith(ESCAPE_DIR + "/"):
@@ -144,7 +150,9 @@ class DownloadPlan:
                 # since (bit rot by a write, a hand edit) is downloaded again, never inherited.
                 if self.link_tree.matches(link):
                     source, link.relpath = link.relpath, relpath
-                    plan.add("link", link, source)
+                    # Unchanged and at the same path: its line is link_dest's, passed on as it is
+                    # (it is what to_manifest would write again from the same Entry).
+                    plan.add("link", link, source, link_line if source == relpath else None)
                     continue
                 entry = link.listed()
             else:
@@ -162,8 +170,12 @@ class DownloadPlan:
                 plan.add_delete(relpath)
         return manifest_complete
 
+    @property
+    def root_name(self):
+        return object_manifest.root_name(self.settings.dest.path)
+
     def line(self, entry):
-        return object_manifest.manifest_line(entry, object_manifest.root_name(self.settings.dest.path))
+        return object_manifest.manifest_line(entry, self.root_name)
 
     def _check_room(self):
         """Fail before the first byte is written when the planned downloads cannot fit."""

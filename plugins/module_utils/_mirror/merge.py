@@ -151,10 +151,12 @@ class StreamPlan:
         self.deletes = []
         self.create_buckets = []
 
-    def add(self, action, entry, source=None):
+    def add(self, action, entry, source=None, line=None):
+        """Plan ``entry``; ``line``: its manifest line when the caller has it already (not a copy)."""
         self.tallies[action].add(f"{entry.bucket}/{entry.key}", entry.size)
         if self.spool is not None and (self.spooled is None or action in self.spooled):
-            line = self.line_of(entry) if self.line_of is not None and action != "copy" else None
+            if line is None and self.line_of is not None and action != "copy":
+                line = self.line_of(entry)
             self.spool.add(action, entry, source, line)
 
     def add_delete(self, label):

@@ -48,12 +48,19 @@ def read_header(path, what):
     return _header(reader)
 
 
-def iter_entries(path, what):
+def iter_entries(path, what, line_root=None):
     """The Entries of a manifest as read_manifest reads them, one line at a time: in the order
-    written, which for the manifests this collection writes is (bucket, key) order."""
+    written, which for the manifests this collection writes is (bucket, key) order. With
+    ``line_root`` each comes as (Entry, its line's text), the text None unless the line's path
+    starts with that root (a mirror root's name: the line then is that Entry's manifest_line)."""
     reader = _reader(path, what)
-    for item in reader.objects():
-        yield Entry.from_manifest(item, path)
+    prefix = None if line_root is None else line_root + "/"
+    for item, text in reader.objects_with_text():
+        entry = Entry.from_manifest(item, path)
+        if prefix is None:
+            yield entry
+        else:
+            yield entry, text if item["path"].startswith(prefix) else None
     _header(reader)
 
 

@@ -222,7 +222,8 @@ class Reader:
         self.document = document
         if parse:
             for item in objects:
-                yield item, _object_line(item)
+                # ASCII-escaped: any text a JSON parser accepted encodes as UTF-8 again.
+                yield item, json.dumps(item, sort_keys=True, separators=(",", ":"))
 
 
 def read_document(path, what="manifest", make=None, with_objects=True):

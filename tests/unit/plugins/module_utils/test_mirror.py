@@ -892,3 +892,30 @@ def test_download_when_s3_clock_far_ahead_raises_before_listing(client, tmp_path
     with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
         download(client, tmp_path / "m", consistency_point=_point_now(), max_clock_skew=2.0)
     assert not (tmp_path / "m").exists()
+
+
+def test_download_when_linked_from_link_dest_then_its_manifest_line_passed_on_as_written(client, tmp_path):
+    """A linked object's line is link_dest's text, not encoded again (issue 24); a line under another
+    root name is encoded for this one."""
+    bucket(client, "rat", {"same": b"old", "also": b"same too"}, versioned=True)
+    first = tmp_path / "b1"
+    download(client, first / "minio", manifest=str(first / "minio.json"), use_versions=True)
+    text = (first / "minio.json").read_text()
+    # As an older collection wrote it: ", " and ": " inside each object line.
+    lines = [line for line in text.splitlines() if line.startswith('{"bucket"')]
+    spaced = [json.dumps(json.loads(line.rstrip(",")), sort_keys=True) for line in lines]
+    for line, new in zip(lines, spaced):
+        text = text.replace(line.rstrip(","), new)
+    (first / "manifest.json").write_text(text)
+    second = tmp_path / "b2"
+    result = download(client, second / "minio", manifest=str(second / "minio.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    assert (result["linked"], result["copied"]) == (2, 0)
+    written = [line.rstrip(",") for line in (second / "minio.json").read_text().splitlines() if line.startswith('{"bucket"')]
+    assert written == spaced
+    third = tmp_path / "b3"
+    result = download(client, third / "other", manifest=str(third / "other.json"), use_versions=True,
+                      link_dest=str(first / "minio"))
+    moved = [json.loads(line.rstrip(",")) for line in (third / "other.json").read_text().splitlines()
+             if line.startswith('{"bucket"')]
+    assert result["linked"] == 2 and sorted(o["path"] for o in moved) == ["other/rat/also", "other/rat/same"]
