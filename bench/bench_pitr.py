@@ -231,6 +231,23 @@ class Bench:
                 proc.wait(60)
         return time.monotonic() - started
 
+    def wait_caught_up(self, timeout=900):
+        """Until the receiver has written all the WAL there is, then a second more.
+
+        Barman 3.4's recover copies WAL up to the first segment whose file time (when pg_receivewal wrote
+        it, not when the server did) is after the target time: a segment of before T received after T
+        (the stream catching up, here after the phase with the receiver stopped) cuts the copy short and
+        recovery ends before the target. T is taken once the stream has caught up, as after any outage.
+        """
+        deadline = time.monotonic() + timeout
+        while float(self.psql("SELECT coalesce(min(pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn)), 1e12) "
+                              "FROM pg_stat_replication WHERE application_name = 'barman_receive_wal'")) > 2**20:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench_pitr: the WAL stream did not catch up within {timeout} s")
+            self.barman("cron")
+            time.sleep(1)
+        time.sleep(1.1)
+
     # Recoveries ------------------------------------------------------------------------------------
     def recover_cli(self, backup_id, moment, scratch):
         """What an operator types with Barman's own tools: recover, chown, start, wait until promoted."""
@@ -467,7 +484,7 @@ def main():
         say(f"writing WAL until {WAL_MB} MB since the base backup")
         gen_seconds = bench.generate_wal(start_lsn, WAL_MB * 2**20)
         wal_bytes, wal_seconds = bench.lsn_diff(start_lsn), time.monotonic() - wal_started
-        time.sleep(0.2)
+        bench.wait_caught_up()
         moment = utc_now(bench)
         # Commits after T: recovery to a time stops at the first commit after it.
         run(bench.pgbench(2), env=bench.env())
