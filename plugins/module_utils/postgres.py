@@ -25,7 +25,8 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 # The face's names for the rest (modules call postgres.dump, postgres.restore, ...); the definitions
 # live in _postgres/.
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import archive_reader, count_rows  # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._postgres.client import installed_clients  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import (  # pylint: disable=unused-import
+    installed_clients, key_text, parse_client_version, server_key, version_key)
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import first_lines  # pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, check, dump  # pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.restore import RestoreSpec, restore  # pylint: disable=unused-import

@@ -93,7 +93,7 @@ problems:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import lake_pitr, lake_select, postgres, s3
+from ansible_collections.rat.backup.plugins.module_utils import compare, lake_pitr, lake_select, postgres, s3
 from ansible_collections.rat.backup.plugins.module_utils.pitr import verify
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -122,7 +122,7 @@ def run(module):
                                         _time(p["next_commit"], "next_commit"))
     session = postgres.client_from_params(p).open_session()
     try:
-        tables = postgres.count_rows(session, session.query(verify.USER_TABLES_SQL))
+        tables = postgres.count_rows(session, session.query(compare.USER_TABLES_SQL))
         entries = lake_select.Catalog(session, p["catalog_table"]).entries()
     finally:
         session.close()

@@ -24,7 +24,8 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils._pitr import barman as barman_cli
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines, installed_clients
+from ansible_collections.rat.backup.plugins.module_utils import postgres
+from ansible_collections.rat.backup.plugins.module_utils.postgres import first_lines
 
 # The scratch server's own settings over what the recovered postgresql.conf says (the live server's):
 # its port, loopback only, its socket beside it, and no archiving of its own; its log in English on
@@ -86,8 +87,7 @@ def switch_and_archive(run, engine, bin_dir, timeout, sleep=time.sleep, clock=ti
 
 def major_of(version_num):
     """server_version_num (150010, 90624) as PostgreSQL names the major version ('15', '9.6')."""
-    num = int(version_num)
-    return str(num // 10000) if num >= 100000 else f"{num // 10000}.{num // 100 % 100}"
+    return postgres.key_text(postgres.server_key(version_num))
 
 
 def server_programs(run, major, what, explicit=None, root="/usr/lib/postgresql"):
@@ -102,13 +102,14 @@ def server_programs(run, major, what, explicit=None, root="/usr/lib/postgresql")
     found = None
     if os.access(program, os.X_OK) and os.access(os.path.join(bin_dir, "pg_ctl"), os.X_OK):
         _rc, out, _err = run([program, "--version"])
-        match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out)
-        if match:
-            found = match.group(1) if int(match.group(1)) >= 10 else f"{match.group(1)}.{match.group(2)}"
+        try:
+            found = postgres.key_text(postgres.version_key(postgres.parse_client_version(out)))
+        except RatBackupError:
+            pass  # an answer without a version: found stays None, refused below as no server programs
     if found == major:
         return bin_dir
-    here = ", ".join(f"PostgreSQL {'.'.join(str(p) for p in key)} ({path})"
-                     for key, path in sorted(installed_clients(root).items())) or "none"
+    here = ", ".join(f"PostgreSQL {postgres.key_text(key)} ({path})"
+                     for key, path in sorted(postgres.installed_clients(root).items())) or "none"
     have = f"{bin_dir} is PostgreSQL {found}" if found else f"no server programs in {bin_dir}"
     raise RatBackupError(f"{what} is PostgreSQL {major} but {have} (this host's PostgreSQL installs: {here}): "
                          f"the recovered cluster starts with this host's server programs of the same major version; "

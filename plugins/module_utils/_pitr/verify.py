@@ -16,11 +16,6 @@ from __future__ import annotations
 from ansible_collections.rat.backup.plugins.module_utils import fs, lake_select
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
-# Tables of the recovered database, schema.table, without PostgreSQL's own.
-USER_TABLES_SQL = ("SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                   "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                   "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1;")
-
 
 def recovery_problems(as_of, reached, next_commit):
     """``reached`` <= ``as_of`` < ``next_commit`` (aware datetimes; None: not known)."""
