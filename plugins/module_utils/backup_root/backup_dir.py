@@ -76,11 +76,11 @@ _NO_PREVIOUS = {"previous": None, "previous_name": None, "previous_dump_bytes": 
 def _previous_backup(root):
     """The newest good complete backup (manifest.newest_good) and its dump size: what an incremental
     run links to and grows from; newer damaged ones are named in ``previous_skipped``."""
-    previous, skipped = mf.newest_good(root, layout.list_backups(root)["complete"])
+    previous, data, skipped = mf.newest_good(root, layout.list_backups(root)["complete"])
     if not previous:
         return dict(_NO_PREVIOUS, previous_skipped=skipped)
-    # The header alone: the dump size is all it takes (newest_good has read the whole file once).
-    dump_bytes = mf.summary(mf.read(previous["path"], with_objects=False))["dump_bytes"]
+    # From the manifest newest_good has just read whole (a 100,000-object one is not read twice).
+    dump_bytes = mf.summary(data)["dump_bytes"]
     return {"previous": previous["path"], "previous_name": previous["name"], "previous_dump_bytes": dump_bytes,
             "previous_skipped": skipped}
 

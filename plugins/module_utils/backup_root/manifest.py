@@ -81,26 +81,34 @@ def damage(root, name):
     retention rule and is never the one a new backup links from: a rotten file linked again would
     be born failing the new manifest, and an unreadable manifest would fail every later backup.
     """
+    return _examine(root, name)[0]
+
+
+def _examine(root, name):
+    """(damage(), the manifest without its objects when it was read whole and found good, else None)."""
     record = layout.read_status(root, name).get("verify") or {}
     if record.get("ok") is False:
         bad = "; ".join(str(b) for b in (record.get("bad") or [])[:3])
-        return f"its last verify ({record.get('verified_at', 'time unknown')}) failed" + (f": {bad}" if bad else "")
+        return f"its last verify ({record.get('verified_at', 'time unknown')}) failed" + (f": {bad}" if bad else ""), None
     try:
-        read(os.path.join(root, name), make=lambda item: None)
+        data = read(os.path.join(root, name), make=lambda item: None)
     except RatBackupError as exc:
-        return exc.msg
-    return None
+        return exc.msg, None
+    if data.get("minio") is not None:
+        data["minio"]["objects"] = []
+    return None, data
 
 
 def newest_good(root, complete):
-    """(the newest of the ``complete`` listing entries with no damage(), or None; {name: damage} of the newer ones)."""
+    """(the newest of the ``complete`` listing entries with no damage(), or None; its manifest without
+    objects, read once for both, or None; {name: damage} of the newer ones)."""
     skipped = {}
     for entry in reversed(complete):
-        why = damage(root, entry["name"])
+        why, data = _examine(root, entry["name"])
         if why is None:
-            return entry, skipped
+            return entry, data, skipped
         skipped[entry["name"]] = why
-    return None, skipped
+    return None, None, skipped
 
 
 def read_object_manifest(path):

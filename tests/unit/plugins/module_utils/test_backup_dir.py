@@ -257,6 +257,25 @@ def test_preflight_when_only_backup_damaged_then_no_previous_and_named(tmp_path)
     assert "is not valid JSON" in result["previous_skipped"][done["name"]]
 
 
+def test_begin_when_previous_backup_then_its_manifest_read_once(tmp_path, monkeypatch):
+    # Issue 24: the previous manifest (100,000 object lines on a lake) was read whole to find it
+    # good, then again for its dump size.
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    opened = []
+    real = mf.read_document
+
+    def counted(path, *args, **kwargs):
+        opened.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(mf, "read_document", counted)
+    second = begin(tmp_path, now=LATER)
+    assert second["previous"] == first["backup_dir"] and second["previous_dump_bytes"] == len(DUMP)
+    assert opened == [os.path.join(first["backup_dir"], layout.MANIFEST)]
+
+
 @pytest.mark.parametrize("damage", ["manifest", "verify"])
 def test_begin_when_newest_backup_damaged_then_links_from_the_newest_good_one(tmp_path, damage):
     # Issue 27 item 11: a corrupt newest manifest.json failed every later backup; a backup whose
