@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 
 import pytest
@@ -17,8 +18,9 @@ from moto import mock_aws
 from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils import s3
-from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree, merge, pool
+from ansible_collections.rat.backup.plugins.module_utils._mirror import listing, local_tree, merge, pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest
 
 # Keys around "/" (0x2f): "-" and "." sort below it, "0" above; "a" is the directory of "a/b".
@@ -89,6 +91,55 @@ def test_spool_when_entries_written_reads_them_back_in_order():
                                                               for e in entries]
     assert [e.to_manifest("m") for dummy, e, dummy, dummy in rows[:-1]] == [e.to_manifest("m") for e in entries]
     assert rows[-1] == ("keep", '{"line": "as written\\t"}', "", entries[0].relpath)
+
+
+def test_read_ahead_when_items_span_batches_yields_every_item_in_order_from_another_thread(monkeypatch):
+    monkeypatch.setattr(merge.ReadAhead, "BATCH", 7)
+    readers = set()
+
+    def items():
+        for i in range(100):
+            readers.add(threading.current_thread().name)
+            yield i
+
+    assert list(merge.ReadAhead(items())) == list(range(100))
+    assert readers == {"read-ahead"}
+
+
+def test_read_ahead_when_items_raise_yields_those_before_then_raises_it(monkeypatch):
+    monkeypatch.setattr(merge.ReadAhead, "BATCH", 3)
+
+    def items():
+        yield from range(5)
+        raise RatBackupError("listing bucket 'rat' failed")
+
+    got = []
+    with pytest.raises(RatBackupError, match="listing bucket 'rat' failed"):
+        for item in merge.ReadAhead(items()):
+            got.append(item)
+    assert got == list(range(5))
+
+
+def test_read_ahead_when_reader_stops_early_source_closed_and_not_read_after_close(monkeypatch):
+    monkeypatch.setattr(merge.ReadAhead, "BATCH", 2)
+    monkeypatch.setattr(merge.ReadAhead, "DEPTH", 1)
+    state = {"read": 0, "closed": False}
+
+    def items():
+        try:
+            for i in range(10000):
+                state["read"] += 1
+                yield i
+        finally:
+            state["closed"] = True
+
+    ahead = merge.ReadAhead(items())
+    assert next(iter(ahead)) == 0
+    ahead.close()
+    read = state["read"]
+    assert state["closed"] and read < 10
+    time.sleep(0.05)
+    assert state["read"] == read and not any(t.name == "read-ahead" for t in threading.enumerate())
 
 
 def test_pool_results_when_work_finishes_out_of_order_yields_in_order_with_ready_items_in_place():
@@ -165,6 +216,28 @@ def test_download_when_link_dest_manifest_unsorted_plans_the_same_sorted_in_memo
     result = run(client, "s3://", str(tmp_path / "b2" / "minio"), manifest=str(tmp_path / "b2" / "minio.json"),
                  link_dest=str(first / "minio"))
     assert (result["copied"], result["linked"]) == (0, len(AWKWARD))
+
+
+def test_download_when_listing_unsorted_plans_again_sorted_and_leaves_no_reading_thread(client, tmp_path, monkeypatch):
+    # The listing is read ahead by a thread of its own: a plan stopped by OutOfOrder must stop it
+    # before the listing is read again (on the same connection).
+    first = tmp_path / "b1"
+    awkward_backup(client, first / "minio", first / "minio.json")
+    listed = listing.Lister.entries
+    readers = []
+
+    def reversed_entries(self, bucket, versioned):
+        readers.append(threading.current_thread().name)
+        yield from reversed(list(listed(self, bucket, versioned)))
+
+    monkeypatch.setattr(listing.Lister, "entries", reversed_entries)
+    result = run(client, "s3://", str(tmp_path / "b2" / "minio"), manifest=str(tmp_path / "b2" / "minio.json"),
+                 link_dest=str(first / "minio"), link_dest_manifest=str(first / "minio.json"))
+    assert (result["copied"], result["linked"]) == (0, len(AWKWARD))
+    assert readers == ["read-ahead", "read-ahead"]
+    assert not any(t.name == "read-ahead" for t in threading.enumerate())
+    header, entries = read_manifest(str(tmp_path / "b2" / "minio.json"), "manifest")
+    assert [e.key for e in entries] == sorted(AWKWARD)
 
 
 def test_upload_when_manifest_unsorted_and_bucket_has_awkward_keys_keeps_equal_and_deletes_extras(client, tmp_path):
