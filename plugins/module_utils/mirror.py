@@ -68,32 +68,33 @@ class Mirror:
         probed = {}
         point = None
         if settings.src.is_s3:
-            buckets = listing.buckets(sides.src_client, sides.src_endpoint, settings.src, settings.buckets)
+            buckets = listing.buckets(sides.src_client, sides.src_endpoint, settings.src, settings.buckets, sides.src_http)
             versioning, point = self.lister.pin(buckets, settings.consistency_point, settings.max_clock_skew,
                                                 settings.fail_on_best_effort)
             probed["src"] = {bucket: {"versioned": versioned} for bucket, versioned in versioning.items()}
         if settings.dest.is_s3:
-            s3.bucket_names(sides.dest_client, sides.dest_endpoint)
+            s3.bucket_names(sides.dest_client, sides.dest_endpoint, sides.dest_http)
             probed["dest"] = {}
         return {"plan": Plan().summary(), "changed": False, "probed": probed, "consistency": point}
 
 
-def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=False):
+def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=False, http=None):
     """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
     to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
     (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
-    host's (for source_skew, and for the mirror of the same backup as its ``s3_clock``).
+    host's (for source_skew, and for the mirror of the same backup as its ``s3_clock``). ``http``:
+    the side's fast transport (s3.connect), which then carries every request.
 
     Returns {"buckets": {bucket: {"versioned": bool}}, "clock": consistency.carry record or None}.
     """
-    names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted)
-    versioning = {b: s3.is_versioned(client, endpoint, b) for b in names}
+    names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted, http)
+    versioning = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
     if fail_on_best_effort:
         consistency.refuse_best_effort(versioning)
     measured = None
     if clock and names:
         measured = consistency.carry(consistency.measure_date_offset(
-            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0]))))
+            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))
     return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
 
 

@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The S3 face: connection options and ``connect`` (a module's boto3 client and fast transport from
 its params; defined in ``_s3/client.py``), SDK errors turned into RatBackupError, and every
-bucket/object call made through boto3.
+bucket/object call made through boto3 (the few a backup starts with take the side's fast transport
+as ``http`` and go through it where the side has one).
 
 The fast path (own signer and HTTP/1.1 connection) lives in the private package ``_s3``; only
 this file and ``_mirror`` (through the transport ``connect`` hands out) use it.
@@ -25,12 +26,6 @@ from ansible_collections.rat.backup.plugins.module_utils._s3.client import (  # 
     make_client, transport_argspec, transport_options)
 from ansible_collections.rat.backup.plugins.module_utils._s3.wire import quoted_etag
 
-try:
-    from boto3.s3.transfer import TransferConfig
-except ImportError:
-    # HAS_BOTO3 tells the module; nothing here runs without boto3.
-    pass
-
 # Objects up to PART_SIZE travel in one request; larger ones in parts of this size. The same size
 # lets a multipart ETag written by this collection be recomputed from the local file.
 PART_SIZE = 16 << 20
@@ -41,7 +36,10 @@ _LARGE = threading.Semaphore(1)
 
 # --- bucket calls: the only place that calls the SDK's bucket and object operations ------------
 
-def bucket_names(client, endpoint):
+def bucket_names(client, endpoint, http=None):
+    """The endpoint's bucket names; through the fast transport ``http`` where the side has one."""
+    if http is not None:
+        return http.bucket_names()
     with translated(endpoint, "listing buckets"):
         return [b["Name"] for b in client.list_buckets().get("Buckets", [])]
 
@@ -62,7 +60,9 @@ def object_attributes(client, endpoint, bucket, key, version_id=None):
                                               "ContentEncoding", "ContentLanguage", "Expires", "WebsiteRedirectLocation")}
 
 
-def is_versioned(client, endpoint, bucket):
+def is_versioned(client, endpoint, bucket, http=None):
+    if http is not None:
+        return http.is_versioned(bucket)
     with translated(endpoint, "reading versioning", bucket):
         status = client.get_bucket_versioning(Bucket=bucket).get("Status")
     return status in ("Enabled", "Suspended")
@@ -172,16 +172,19 @@ def list_objects(client, endpoint, bucket, prefix="", action="listing objects", 
         raise translate(exc, endpoint, action, bucket)
 
 
-def version_pages(client, endpoint, bucket, prefix=""):
+def version_pages(client, endpoint, bucket, prefix="", http=None):
     """The list_object_versions pages of ``bucket`` under ``prefix``, as the server sends them (sorted by key)."""
+    if http is not None:
+        yield from http.version_pages(bucket, prefix)
+        return
     with translated(endpoint, "listing versions", bucket):
         yield from client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix)
 
 
-def server_date(client, endpoint, bucket):
-    """The boto3 response of a HeadBucket, whose Date header is the server's clock."""
+def server_date(client, endpoint, bucket, http=None):
+    """The (boto3) response of a HeadBucket, whose Date header is the server's clock."""
     with translated(endpoint, "reading the server's clock", bucket):
-        return client.head_bucket(Bucket=bucket)
+        return http.head_bucket(bucket) if http is not None else client.head_bucket(Bucket=bucket)
 
 
 def current_version(client, endpoint, bucket, key):
@@ -355,5 +358,7 @@ def put_parts(client, endpoint, bucket, key, blocks, before_commit, body=None):
 
 
 def _transfer_config():
+    # Imported here: boto3 only where a client is made (see _s3/client.py).
+    from boto3.s3.transfer import TransferConfig
     return TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4,
                           use_threads=True)

@@ -67,7 +67,7 @@ class DownloadPlan:
     def plan(self):
         o, sides = self.settings, self.sides
         self.link_tree = self._link_tree()
-        buckets = self.buckets = listing.buckets(sides.src_client, sides.src_endpoint, o.src, o.buckets)
+        buckets = self.buckets = listing.buckets(sides.src_client, sides.src_endpoint, o.src, o.buckets, sides.src_http)
         header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": self.sides.src_endpoint.name,
                                 "listed_at": fs.iso(fs.utcnow(), ms=True), "buckets": {}}
         if self.settings.as_of is not None:

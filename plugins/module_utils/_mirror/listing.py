@@ -10,12 +10,13 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
 
 
-def buckets(client, endpoint, location, wanted):
+def buckets(client, endpoint, location, wanted, http=None):
     """The buckets a location names: its one bucket, ``wanted`` (each must exist), or all but a
-    restore drill's scratch buckets (a drill's copy of a backup is never part of the next one)."""
+    restore drill's scratch buckets (a drill's copy of a backup is never part of the next one).
+    ``http``: the side's fast transport, or None."""
     if location.single_bucket:
         return [location.bucket]
-    names = s3.bucket_names(client, endpoint)
+    names = s3.bucket_names(client, endpoint, http)
     missing = [b for b in wanted if b not in names]
     if missing:
         raise RatBackupError(f"bucket(s) {', '.join(missing)} not found on {endpoint.name}",
@@ -32,7 +33,8 @@ class Lister:
 
     def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False, http=None):
         self.client = client
-        # The fast transport (s3.connect) lists current objects for a fraction of the client's CPU.
+        # The fast transport (s3.connect) lists for a fraction of the client's CPU; with it, no
+        # request of the Lister goes through boto3 (which is then never imported).
         self.http = http
         self.endpoint = endpoint
         self.prefix = prefix
@@ -46,7 +48,7 @@ class Lister:
         clock skew is measured (refused over ``max_clock_skew``) and, for a dump's snapshot, every
         versioned bucket is listed as of it from then on. ``s3_clock`` is an earlier run's measure
         of S3's clock (consistency.carry), used instead of measuring again where it still holds."""
-        versioning = {b: s3.is_versioned(self.client, self.endpoint, b) for b in buckets}
+        versioning = {b: s3.is_versioned(self.client, self.endpoint, b, self.http) for b in buckets}
         if fail_on_best_effort:
             consistency.refuse_best_effort(versioning)
         if not point or not buckets:
@@ -55,7 +57,7 @@ class Lister:
         carried_from = "backup_start" if s3_offset is not None else None
         if s3_offset is None:
             s3_offset = consistency.measure_date_offset(
-                lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0])))
+                lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], self.http)))
         skew = consistency.check_skew(consistency.skew(s3_offset, point["host_offset"]), max_clock_skew)
         if "time_epoch" not in point:
             return versioning, {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": max_clock_skew}
@@ -108,7 +110,7 @@ class Lister:
 
     def _versions(self, bucket, bounds):
         """Each key's version as of ``bounds`` (consistency.choose; None = the latest), streamed in key order."""
-        pages = s3.version_pages(self.client, self.endpoint, bucket, self.prefix)
+        pages = s3.version_pages(self.client, self.endpoint, bucket, self.prefix, self.http)
         for key, item in consistency.as_of(pages, bounds):
             if self.filter(key):
                 version = item.get("VersionId")

@@ -31,12 +31,12 @@ class S3Copy:
 
     def plan(self):
         o, sides, plan = self.settings, self.sides, self._plan
-        buckets = listing.buckets(sides.src_client, sides.src_endpoint, o.src, o.buckets)
+        buckets = listing.buckets(sides.src_client, sides.src_endpoint, o.src, o.buckets, sides.src_http)
         if len(buckets) > 1 and o.dest.single_bucket:
             raise RatBackupError(f"dest {o.dest.text} names one bucket but src has {len(buckets)}")
         for bucket in buckets:
             target = o.dest.bucket if o.dest.single_bucket else bucket
-            versioned = s3.is_versioned(sides.src_client, sides.src_endpoint, bucket)
+            versioned = s3.is_versioned(sides.src_client, sides.src_endpoint, bucket, sides.src_http)
             if not s3.bucket_exists(sides.dest_client, sides.dest_endpoint, target):
                 o.require_create_buckets(target, sides.dest_endpoint)
                 plan.create_buckets.append((target, versioned))

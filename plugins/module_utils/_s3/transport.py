@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""S3 GET, PUT and listing without a boto3 client's per-request machinery.
+"""S3 GET, PUT, listings and the bucket reads a backup starts with, without a boto3 client's
+per-request machinery (nor its import: a module on this path never imports boto3).
 
 A boto3 ``get_object`` costs ~2 ms of client CPU (parameter validation, event hooks, a urllib3
 pool, response parsing); a 100,000-object lake is then bound by the client's one core. Here
@@ -97,6 +98,9 @@ class Transport:
     # --- plumbing -------------------------------------------------------------------------------
 
     def path(self, bucket, key=None):
+        if bucket is None:
+            # The service itself (ListBuckets).
+            return self.base + "/"
         path = self.base + "/" + urllib.parse.quote(bucket, safe="")
         if key is not None:
             # As botocore quotes keys: only "/" and "~" stay as they are.
@@ -271,6 +275,53 @@ class Transport:
             if not token:
                 raise RatBackupError(f"listing bucket {bucket!r} on {self.endpoint.name}: a truncated page without a "
                                      "continuation token", bucket=bucket)
+
+    def bucket_names(self):
+        """The endpoint's bucket names (ListBuckets), as s3.bucket_names."""
+        with errors.translated(self.endpoint, "listing buckets"):
+            return wire.parse_bucket_names(self.request("GET", None, operation="ListBuckets").read())
+
+    def is_versioned(self, bucket):
+        """True when versioning is enabled or suspended on ``bucket`` (GetBucketVersioning), as s3.is_versioned."""
+        with errors.translated(self.endpoint, "reading versioning", bucket):
+            status = wire.parse_versioning(self.request("GET", bucket, query={"versioning": ""},
+                                                        operation="GetBucketVersioning").read())
+        return status in ("Enabled", "Suspended")
+
+    def head_bucket(self, bucket):
+        """A HeadBucket's answer as boto3 returns it for what is read of it: ResponseMetadata with the
+        status and the headers (``Date``: the server's clock, consistency.date_header_epoch)."""
+        response = self.request("HEAD", bucket, operation="HeadBucket")
+        response.read()
+        return {"ResponseMetadata": {"HTTPStatusCode": response.status, "HTTPHeaders": response.headers}}
+
+    def version_pages(self, bucket, prefix="", page_size=None):
+        """The ListObjectVersions pages of ``bucket`` under ``prefix`` as boto3's paginator yields them
+        (wire.parse_version_page), paged on by key-marker and version-id-marker; ``page_size`` items
+        a page at most (the server's default, 1,000, without it). A truncated page that names no
+        next marker, or the same markers again, fails (boto3 would stop there, or fail on the repeat)."""
+        markers = (None, None)
+        with errors.translated(self.endpoint, "listing versions", bucket):
+            while True:
+                query = {"versions": "", "encoding-type": "url"}
+                if prefix:
+                    query["prefix"] = prefix
+                if page_size:
+                    query["max-keys"] = str(page_size)
+                if markers[0] is not None:
+                    query["key-marker"] = markers[0]
+                    if markers[1] is not None:
+                        query["version-id-marker"] = markers[1]
+                page = wire.parse_version_page(self.request("GET", bucket, query=query,
+                                                            operation="ListObjectVersions").read())
+                yield page
+                if not page.get("IsTruncated"):
+                    return
+                following = (page.get("NextKeyMarker"), page.get("NextVersionIdMarker"))
+                if not following[0] or following == markers:
+                    raise RatBackupError(f"listing versions of bucket {bucket!r} on {self.endpoint.name}: a truncated "
+                                         f"page without a new key marker ({following[0]!r})", bucket=bucket)
+                markers = following
 
 
 class _Body:

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What S3 answers, read as botocore reads it: ListObjectsV2 pages, error bodies, ETags."""
+"""What S3 answers, read as botocore reads it: ListObjectsV2 and ListObjectVersions pages, the
+bucket list, a bucket's versioning, error bodies, ETags."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import http.client
 import re
 import urllib.parse
 from xml.etree import ElementTree
+
+from ansible_collections.rat.backup.plugins.module_utils._s3.errors import parse_timestamp
 
 try:
     import botocore.exceptions
@@ -68,6 +71,82 @@ def unquote_key(key):
 
 def _xml_text(value):
     return html.unescape(value) if value and "&" in value else value
+
+
+def _tag(element):
+    """An element's name without its namespace (botocore reads S3's XML without them: some servers
+    send none)."""
+    return element.tag.rpartition("}")[2]
+
+
+def parse_bucket_names(body):
+    """The bucket names of a ListBuckets answer, in its order."""
+    return [child.text or "" for bucket in ElementTree.fromstring(body).iter() if _tag(bucket) == "Bucket"
+            for child in bucket if _tag(child) == "Name"]
+
+
+def parse_versioning(body):
+    """The Status of a GetBucketVersioning answer (Enabled, Suspended), None for a bucket never versioned."""
+    return next((child.text or "" for child in ElementTree.fromstring(body) if _tag(child) == "Status"), None)
+
+
+# ListObjectVersions as botocore's model types it; every other field is text ("" when empty).
+_INTEGERS = frozenset(("Size", "MaxKeys"))
+_BOOLEANS = frozenset(("IsLatest", "IsTruncated", "IsRestoreInProgress"))
+_TIMES = frozenset(("LastModified", "RestoreExpiryDate"))
+_ITEM_LISTS = {"Version": "Versions", "DeleteMarker": "DeleteMarkers", "CommonPrefixes": "CommonPrefixes"}
+# Flattened lists inside an item (ObjectVersion's ChecksumAlgorithm).
+_FIELD_LISTS = frozenset(("ChecksumAlgorithm",))
+# What botocore decodes of an encoding-type=url answer (handlers.decode_list_object_versions).
+_QUOTED_TOP = ("KeyMarker", "NextKeyMarker", "Prefix", "Delimiter")
+_QUOTED_ITEMS = (("Versions", "Key"), ("DeleteMarkers", "Key"), ("CommonPrefixes", "Prefix"))
+
+
+def _value(element):
+    name = _tag(element)
+    if len(element):
+        return {_tag(child): _value(child) for child in element}
+    text = element.text or ""
+    if name in _INTEGERS:
+        return int(text)
+    if name in _BOOLEANS:
+        return text == "true"
+    if name in _TIMES:
+        return parse_timestamp(text)
+    return text
+
+
+def _item(element):
+    item = {}
+    for child in element:
+        name = _tag(child)
+        if name in _FIELD_LISTS:
+            item.setdefault(name, []).append(_value(child))
+        else:
+            item[name] = _value(child)
+    return item
+
+
+def parse_version_page(body):
+    """One ListObjectVersions page as botocore's ``list_object_versions`` returns it (without
+    ResponseMetadata): Versions and DeleteMarkers (each only when the page has some) in the page's
+    order, typed fields (Size, IsLatest, LastModified, ...), keys and markers of an
+    ``encoding-type=url`` answer decoded."""
+    page = {}
+    for child in ElementTree.fromstring(body):
+        name = _tag(child)
+        if name in _ITEM_LISTS:
+            page.setdefault(_ITEM_LISTS[name], []).append(_item(child))
+        else:
+            page[name] = _value(child)
+    if page.get("EncodingType") == "url":
+        for name in _QUOTED_TOP:
+            if name in page:
+                page[name] = unquote_key(page[name])
+        for items, name in _QUOTED_ITEMS:
+            for item in page.get(items, ()):
+                item[name] = unquote_key(item[name])
+    return page
 
 
 def quoted_etag(etag):

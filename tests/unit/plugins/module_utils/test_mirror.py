@@ -817,7 +817,7 @@ def test_plan_when_listing_100000_keys_stays_within_memory_bound(tmp_path):
 
 def _server_clock(monkeypatch, ahead=0.0):
     """moto's in-process mock sends no Date header: answer HeadBucket as a server whose clock runs ``ahead``."""
-    monkeypatch.setattr(s3, "server_date", lambda client, endpoint, bucket: {"ResponseMetadata": {"HTTPHeaders": {
+    monkeypatch.setattr(s3, "server_date", lambda client, endpoint, bucket, http=None: {"ResponseMetadata": {"HTTPHeaders": {
         "date": email.utils.formatdate(time.time() + ahead, usegmt=True)}}})
 
 

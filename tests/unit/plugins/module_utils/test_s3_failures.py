@@ -11,6 +11,7 @@ import base64
 import hashlib
 import socket
 import threading
+import urllib.parse
 
 import pytest
 
@@ -242,3 +243,111 @@ def test_both_paths_when_validate_certs_false_and_ca_bundle_given_do_not_verify(
     endpoint = s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s", validate_certs=False, ca_bundle=other_ca)
     s3.make_client(endpoint, retry_max_attempts=1).head_bucket(Bucket="b")
     assert fast_transport.Transport(endpoint, attempts=1).get("b", "k").read() == b"ok"
+
+
+# --- the reads a backup starts with: ListObjectVersions pages and bucket answers, byte for byte ---
+
+def xml_answer(body, then="keep"):
+    body = b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode("utf-8")
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body), then
+
+
+# As AWS writes an encoding-type=url answer: "+" for a space, %2B for "+", times with and without
+# milliseconds, the "null" version of an object written before versioning, checksums listed twice.
+VERSIONS_PAGE_1 = (
+    '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>lake</Name><Prefix>in+dir%2F</Prefix>'
+    '<KeyMarker></KeyMarker><VersionIdMarker></VersionIdMarker><NextKeyMarker>in+dir%2Fa+b%2Bc</NextKeyMarker>'
+    '<NextVersionIdMarker>null</NextVersionIdMarker><MaxKeys>3</MaxKeys><EncodingType>url</EncodingType>'
+    '<IsTruncated>true</IsTruncated>'
+    '<Version><Key>in+dir%2F%25pct</Key><VersionId>v2</VersionId><IsLatest>true</IsLatest>'
+    '<LastModified>2026-12-07T06:42:36Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>12</Size>'
+    '<Owner><DisplayName></DisplayName><ID>o</ID></Owner><StorageClass>STANDARD</StorageClass>'
+    '<ChecksumAlgorithm>CRC32</ChecksumAlgorithm><ChecksumAlgorithm>SHA256</ChecksumAlgorithm></Version>'
+    '<DeleteMarker><Key>in+dir%2F%25pct</Key><VersionId>m1</VersionId><IsLatest>false</IsLatest>'
+    '<LastModified>2026-12-07T06:42:35.123Z</LastModified><Owner><ID>o</ID></Owner></DeleteMarker>'
+    '<Version><Key>in+dir%2Fa+b%2Bc</Key><VersionId>null</VersionId><IsLatest>false</IsLatest>'
+    '<LastModified>2026-12-07T06:42:34.000Z</LastModified><ETag>"d-2"</ETag><Size>0</Size>'
+    '<StorageClass>STANDARD</StorageClass></Version></ListVersionsResult>')
+VERSIONS_PAGE_2 = (
+    '<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>lake</Name><Prefix>in+dir%2F</Prefix>'
+    '<KeyMarker>in+dir%2Fa+b%2Bc</KeyMarker><VersionIdMarker>null</VersionIdMarker><MaxKeys>3</MaxKeys>'
+    '<EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>'
+    '<DeleteMarker><Key>in+dir%2F%C3%BC%2F..</Key><VersionId>m2</VersionId><IsLatest>true</IsLatest>'
+    '<LastModified>2026-12-07T06:42:37.5Z</LastModified><Owner><ID>o</ID></Owner></DeleteMarker>'
+    '</ListVersionsResult>')
+
+
+def test_version_pages_when_encoded_and_paged_read_and_page_on_as_boto3(scripted):
+    server = scripted(xml_answer(VERSIONS_PAGE_1), xml_answer(VERSIONS_PAGE_2, "close"),
+                      xml_answer(VERSIONS_PAGE_1), xml_answer(VERSIONS_PAGE_2, "close"))
+    fast = transport_for(server, attempts=1)
+    client = s3.make_client(fast.endpoint, retry_max_attempts=1)
+    want = [{k: v for k, v in page.items() if k != "ResponseMetadata"} for page in client.get_paginator(
+        "list_object_versions").paginate(Bucket="lake", Prefix="in dir/", PaginationConfig={"PageSize": 3})]
+    got = list(fast.version_pages("lake", "in dir/", page_size=3))
+    assert got == want
+    assert [v["Key"] for v in got[0]["Versions"]] == ["in dir/%pct", "in dir/a b+c"]
+    assert got[1]["DeleteMarkers"][0]["Key"] == "in dir/ü/.." and got[0]["Versions"][1]["VersionId"] == "null"
+    # The second request names the markers as boto3's does (the key decoded, then quoted again).
+    queries = [dict(urllib.parse.parse_qsl(line.split(" ")[1].partition("?")[2], keep_blank_values=True))
+               for line, _headers, _body in server.requests]
+    assert queries[3] == queries[1] and queries[1]["key-marker"] == "in dir/a b+c"
+    assert queries[1]["version-id-marker"] == "null"
+
+
+@pytest.mark.parametrize("page, error", [
+    # moto lists versions' keys unencoded: a control character makes the answer invalid XML.
+    ('<ListVersionsResult><IsTruncated>false</IsTruncated><Version><Key>ctl\x01char</Key></Version>'
+     '</ListVersionsResult>', "the server's answer is not well-formed XML"),
+    ('<ListVersionsResult><IsTruncated>true</IsTruncated><Version><Key>k</Key></Version></ListVersionsResult>',
+     "a truncated page without a new key marker"),
+])
+def test_version_pages_when_answer_unreadable_or_unending_fails_naming_it(scripted, page, error):
+    server = scripted(xml_answer(page))
+    with pytest.raises(RatBackupError, match=error) as raised:
+        list(s3.version_pages(None, s3.Endpoint(None), "lake", "", transport_for(server, attempts=1)))
+    assert "'lake'" in str(raised.value)
+
+
+@pytest.mark.parametrize("answer, versioned", [
+    ('<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Suspended</Status>'
+     '</VersioningConfiguration>', True),
+    # rclone serve s3, and any bucket never versioned: no Status.
+    ('<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>', False),
+    ('<VersioningConfiguration><Status>Enabled</Status><MfaDelete>Disabled</MfaDelete></VersioningConfiguration>',
+     True),
+])
+def test_is_versioned_when_answered_reads_as_boto3(scripted, answer, versioned):
+    server = scripted(xml_answer(answer, "close"), xml_answer(answer, "close"))
+    fast = transport_for(server, attempts=1)
+    client = s3.make_client(fast.endpoint, retry_max_attempts=1)
+    assert s3.is_versioned(client, fast.endpoint, "lake") is versioned
+    assert s3.is_versioned(None, fast.endpoint, "lake", fast) is versioned
+
+
+def test_bucket_names_when_answered_without_namespace_reads_as_boto3(scripted):
+    answer = ('<ListAllMyBucketsResult><Owner><ID>o</ID></Owner><Buckets><Bucket><Name>a&amp;b</Name>'
+              '<CreationDate>2026-12-07T06:42:36Z</CreationDate></Bucket><Bucket><Name>lake</Name></Bucket>'
+              '</Buckets></ListAllMyBucketsResult>')
+    server = scripted(xml_answer(answer, "close"), xml_answer(answer, "close"))
+    fast = transport_for(server, attempts=1)
+    client = s3.make_client(fast.endpoint, retry_max_attempts=1)
+    assert s3.bucket_names(None, fast.endpoint, fast) == s3.bucket_names(client, fast.endpoint) == ["a&b", "lake"]
+
+
+@pytest.mark.parametrize("status, code, hint", [
+    (403, b"AccessDenied", "access denied for this access key (AccessDenied)"),
+    (404, b"NoSuchBucket", "the bucket does not exist (NoSuchBucket)"),
+    (403, b"InvalidAccessKeyId", "the access key or secret key is not accepted (InvalidAccessKeyId)"),
+])
+def test_bucket_reads_when_refused_fail_as_through_boto3(scripted, status, code, hint):
+    server = scripted(*[(error_answer(status, code), "close")] * 4)
+    fast = transport_for(server, attempts=1)
+    client = s3.make_client(fast.endpoint, retry_max_attempts=1)
+    for call in (lambda c, h: s3.is_versioned(c, fast.endpoint, "lake", h),
+                 lambda c, h: s3.bucket_names(c, fast.endpoint, h)):
+        with pytest.raises(RatBackupError) as by_boto:
+            call(client, None)
+        with pytest.raises(RatBackupError) as by_fast:
+            call(None, fast)
+        assert str(by_fast.value) == str(by_boto.value) and str(by_fast.value).endswith(hint)

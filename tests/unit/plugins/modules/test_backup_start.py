@@ -40,8 +40,9 @@ def services(monkeypatch):
         calls.append(("postgres", client.conn.host, client.conn.port))
         return {"server_version": "15.8", "client_version": "15.8", "clock": CLOCK}
 
-    def check_source(client, endpoint, wanted, clock, fail_on_best_effort):
-        calls.append(("s3", endpoint.name, wanted, clock, fail_on_best_effort))
+    def check_source(client, endpoint, wanted, clock, fail_on_best_effort, http=None):
+        # Which path carries the requests: the fast transport for an endpoint given by URL with keys.
+        calls.append(("s3", endpoint.name, wanted, clock, fail_on_best_effort, type(http).__name__))
         return {"buckets": {b: {"versioned": True} for b in wanted}, "clock": S3_CLOCK if clock else None}
 
     monkeypatch.setattr(postgres, "check", pg_check)
@@ -84,7 +85,7 @@ def test_start_when_clock_skew_asked_then_s3_clock_compared_with_postgres_clock(
     result = run_module(capsys, args(tmp_path, max_clock_skew=1.5, fail_on_best_effort=True))
     lock.release(str(tmp_path), result["lock_token"])
     asked_s3 = [call for call in services if call[0] == "s3"]
-    assert asked_s3 == [("s3", "http://127.0.0.1:19000", ["rat"], True, True)]
+    assert asked_s3 == [("s3", "http://127.0.0.1:19000", ["rat"], True, True, "Transport")]
     # S3 minus PostgreSQL: [0.2 - 0.001, 0.3 - 0.0].
     assert result["checked"]["s3"] == {"buckets": {"rat": {"versioned": True}}, "clock_skew": [0.199, 0.3],
                                        "clock": S3_CLOCK}
