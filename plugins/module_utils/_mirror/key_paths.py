@@ -39,10 +39,11 @@ def is_plain_relpath(relpath):
     if _has_control_character(relpath):
         return False
     segments = relpath.split("/")
+    if "" in segments or "." in segments or ".." in segments:
+        return False
     for segment in segments:
-        if segment in ("", ".", ".."):
-            return False
-        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+        # A character takes at most 4 bytes of UTF-8: only a longer segment is encoded to be measured.
+        if len(segment) * 4 > MAX_SEGMENT_BYTES and len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
             return False
     # The first segment shares the mirror root with our own bookkeeping directories.
     return not segments[0].startswith(RESERVED_PREFIX)

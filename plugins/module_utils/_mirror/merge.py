@@ -230,7 +230,9 @@ class StreamPlan:
 
     def add(self, action, entry, source=None, line=None):
         """Plan ``entry``; ``line``: its manifest line when the caller has it already (not a copy)."""
-        self.tallies[action].add(f"{entry.bucket}/{entry.key}", entry.size)
+        tally = self.tallies[action]
+        # Only the first FIRST_KEYS are named: no label is formatted for the others.
+        tally.add(f"{entry.bucket}/{entry.key}" if len(tally.first) < FIRST_KEYS else None, entry.size)
         if self.spool is not None and (self.spooled is None or action in self.spooled):
             if line is None and self.line_of is not None and action != "copy":
                 line = self.line_of(entry)

@@ -43,7 +43,18 @@ def _iso_second(second):
 
 
 def ms_from_iso(text):
-    return to_ms(datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))) if text else None
+    if not text:
+        return None
+    # iso_ms's shape (every manifest line this collection writes) is read a second at a time, as
+    # it is written; any other ISO text as datetime reads it.
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit() and text[20:23].isascii():
+        return _epoch_second(text[:19]) * 1000 + int(text[20:23])
+    return to_ms(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_second(text):
+    return to_ms(datetime.datetime.fromisoformat(text + "+00:00")) // 1000
 
 
 def parse_as_of(text):
@@ -150,26 +161,27 @@ class Entry:
     @classmethod
     def from_manifest(cls, item, source):
         try:
+            get = item.get
             # A manifest of 100,000 objects names few buckets and content types: one string each
             # instead of one per line (and no dict for the usual empty metadata) keeps it ~20 MB smaller.
-            entry = cls(sys.intern(item["bucket"]), item["key"], int(item["size"]), item.get("etag"),
-                        item.get("version_id"), ms_from_iso(item.get("last_modified")),
-                        below_root(item["path"], source), item.get("sha256"), metadata=item.get("metadata") or None)
+            return cls(sys.intern(item["bucket"]), item["key"], int(item["size"]), get("etag"), get("version_id"),
+                       ms_from_iso(get("last_modified")), below_root(item["path"], source), get("sha256"),
+                       *[_interned(get(name)) for name in _ATTRIBUTE_NAMES], metadata=get("metadata") or None)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RatBackupError(f"{source}: malformed object entry {item!r} ({exc})")
-        for name in _ATTRIBUTE_NAMES:
-            value = item.get(name)
-            setattr(entry, name, sys.intern(value) if isinstance(value, str) else value)
-        return entry
+
+
+def _interned(value):
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def below_root(path, source):
     """The part of a manifest ``path`` below the mirror root (its first segment), by the one
     rule for manifest paths (fs.safe_relpath)."""
-    parts = fs.safe_relpath(path, source).split("/")
-    if len(parts) < 2:
+    below = fs.safe_relpath(path, source).partition("/")[2]
+    if not below:
         raise RatBackupError(f"{source}: unsafe path {path!r} in manifest: no directory above the object", path=path)
-    return "/".join(parts[1:])
+    return below
 
 
 class Filter:

@@ -138,6 +138,18 @@ class _Gunzip(gzip.GzipFile):
             self._raw.close()
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _decode(text):
+    """json.loads of a line with no surrounding whitespace, without json.loads' own whitespace scans
+    (two regular expression matches per call: a third of its time on a manifest line)."""
+    item, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the object at column {end + 1}")
+    return item
+
+
 class Reader:
     """The one reader of the manifest format (and of the compact header line bucket_mirror wrote
     before it): ``objects()`` yields the object list's items one line at a time, in file order;
@@ -198,7 +210,7 @@ class Reader:
                 continue
             text = text.rstrip(",")
             try:
-                item = json.loads(text)
+                item = _decode(text)
             except ValueError:
                 if yielded:
                     raise

@@ -11,14 +11,15 @@ import pytest
 from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 
 
-@pytest.mark.parametrize("relpath", ["a", "a/b.csv", "space name/ü.txt", "x" * 255, "a/.hidden", "..a/b.."])
+@pytest.mark.parametrize("relpath", ["a", "a/b.csv", "space name/ü.txt", "x" * 255, "a/.hidden", "..a/b..",
+                                     "é" * 127, "a/" + "\U0001f600" * 63, "\udc80" * 85])
 def test_is_plain_relpath_when_ordinary_true(relpath):
     assert key_paths.is_plain_relpath(relpath)
 
 
 @pytest.mark.parametrize("relpath", [
     "", "/lead", "trail/", "a//b", "../evil", "a/../../b", "./a", "a/.", "ctl\x01char", "del\x7f",
-    "x" * 256, "é" * 128, ".rat-keys/x", ".rat-tmp", "new\nline",
+    "x" * 256, "é" * 128, ".rat-keys/x", ".rat-tmp", "new\nline", "a/" + "\U0001f600" * 64, "\udc80" * 86,
 ])
 def test_is_plain_relpath_when_unsafe_false(relpath):
     assert not key_paths.is_plain_relpath(relpath)

@@ -270,9 +270,23 @@ def test_reader_when_header_only_then_objects_not_parsed(tmp_path, monkeypatch):
     mf.write(str(tmp_path), {"format": 1, "minio": {"buckets": {"rat": {}}, "objects": LINE_OBJECTS}})
     parsed = []
     monkeypatch.setattr(manifest_format.json, "loads", lambda text: parsed.append(text) or json.JSONDecoder().decode(text))
+    monkeypatch.setattr(manifest_format, "_decode", lambda text: parsed.append(text) or json.JSONDecoder().decode(text))
     reader = manifest_format.Reader(str(path))
     assert list(reader.objects(parse=False)) == []
     assert reader.document["minio"] == {"buckets": {"rat": {}}, "objects": []} and len(parsed) == 1
+
+
+@pytest.mark.parametrize("where", [0, 1])
+@pytest.mark.parametrize("bad", ['{"bucket":"rat"}x', '{"bucket":"rat"} {}', '{"bucket":"rat"'])
+def test_reader_when_object_line_has_extra_or_missing_text_then_not_valid_json(tmp_path, where, bad):
+    path = tmp_path / "minio.json"
+    manifest_format.write_document(str(path), {"format": 1}, iter(LINE_OBJECTS))
+    lines = path.read_text().splitlines()
+    first = lines.index(' "objects": [') + 1
+    lines[first + where] = bad + ","
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RatBackupError, match="is not valid JSON"):
+        manifest_format.read_document(str(path))
 
 
 def test_reader_when_symlink_then_followed_only_when_asked(tmp_path):

@@ -24,7 +24,9 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import download
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
 from ansible_collections.rat.backup.plugins.module_utils._mirror import s3_copy as mirror_s3_copy
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload
+from ansible_collections.rat.backup.plugins.module_utils._mirror import model as mirror_model
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import Journal, manifest_line, read_manifest
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -919,3 +921,36 @@ def test_download_when_linked_from_link_dest_then_its_manifest_line_passed_on_as
     moved = [json.loads(line.rstrip(",")) for line in (third / "other.json").read_text().splitlines()
              if line.startswith('{"bucket"')]
     assert result["linked"] == 2 and sorted(o["path"] for o in moved) == ["other/rat/also", "other/rat/same"]
+
+
+# --- manifest lines read into Entries (every unchanged object of a lake backup, issue 24) ----------
+
+@pytest.mark.parametrize("text", ["2026-12-07T06:38:12.000Z", "2026-12-07T06:38:12.999Z", "1970-01-01T00:00:00.001Z",
+                                  "2024-02-29T23:59:59.500Z", "2026-12-07T06:38:12Z", "2026-12-07T06:38:12.5+00:00",
+                                  "2026-12-07T08:38:12.123+02:00", "2026-12-07 06:38:12.000Z"])
+def test_ms_from_iso_when_any_iso_text_then_what_datetime_reads(text):
+    expected = mirror_model.to_ms(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    assert mirror_model.ms_from_iso(text) == expected
+    assert mirror_model.ms_from_iso(text) == expected  # the second from the cache
+
+
+@pytest.mark.parametrize("text", ["2026-13-07T06:38:12.000Z", "2026-12-07T06:38:12.0a0Z", "2026-12-07T06:38:12.\u0661\u0662\u0663Z",
+                                  "not a time at all, 24 c"])
+def test_ms_from_iso_when_not_a_time_then_value_error(text):
+    with pytest.raises(ValueError):
+        mirror_model.ms_from_iso(text.encode().decode("unicode_escape"))
+
+
+def test_entry_from_manifest_when_line_of_to_manifest_then_same_entry():
+    entry = Entry("rat", "a/b.csv", 12, '"e"', "v1", 1765089492123, "rat/a/b.csv", "ab" * 32, "text/csv",
+                  content_encoding="gzip", metadata={"k": "v"})
+    again = Entry.from_manifest(json.loads(json.dumps(entry.to_manifest("minio"))), "m.json")
+    assert [getattr(again, name) for name in Entry.__slots__] == [getattr(entry, name) for name in Entry.__slots__]
+    assert again.cache_control is None and again.content_disposition is None
+
+
+@pytest.mark.parametrize("path", ["minio", "minio/", "/minio/a", "minio/../a", "minio//a", None])
+def test_entry_from_manifest_when_path_unsafe_or_without_directory_then_refused(path):
+    item = {"bucket": "rat", "key": "a", "path": path, "size": 1}
+    with pytest.raises(RatBackupError, match="unsafe path"):
+        Entry.from_manifest(item, "m.json")
