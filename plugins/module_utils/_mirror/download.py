@@ -227,13 +227,14 @@ class Download:
         digest = hashlib.sha256()
         written = 0
         try:
+            # Written through the descriptor itself (no buffered file object around it: its
+            # fstat, isatty and lseek calls and its copy cost more than a small object's write).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            # Buffered: a raw write may write part of a chunk (ENOSPC) without raising.
-            with os.fdopen(fd, "wb") as handle:
+            try:
                 try:
                     for chunk in response["Body"].iter_chunks(fs.CHUNK):
                         digest.update(chunk)
-                        handle.write(chunk)
+                        _write_all(fd, chunk)
                         written += len(chunk)
                 except (*s3.sdk_errors(), OSError) as exc:
                     if isinstance(exc, OSError) and not _is_network_error(exc):
@@ -241,17 +242,16 @@ class Download:
                     raise _StreamBroken(exc)
                 if written != response.get("ContentLength", written):
                     raise _StreamBroken(OSError(f"body ended after {written} of {response.get('ContentLength')} bytes"))
-                handle.flush()
-                if not self.sync_at_end:
-                    os.fsync(handle.fileno())
-                if os.fstat(handle.fileno()).st_size != written:
-                    raise OSError(5, f"file is {os.fstat(handle.fileno()).st_size} bytes after writing {written}")
+                change = self._finish_file(fd, entry, response, written, digest.hexdigest())
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise RatBackupError(f"cannot write {final} for {entry.bucket}/{entry.key}: {exc.strerror}",
                                  path=final, bucket=entry.bucket, key=entry.key)
         finally:
             response["Body"].close()
-        return self._settle(entry, response, written, digest.hexdigest(), tmp, final)
+        _move_into_place(tmp, final)
+        return entry, change
 
     def _fetch_ranged(self, entry, tmp, final):
         try:
@@ -265,19 +265,25 @@ class Download:
                 fetched = ranged.fetch(self.sides.src_http, entry, fd, reader.fileno(), s3.PART_SIZE)
             if fetched is None:
                 return None, _deleted(entry)
-            if not self.sync_at_end:
-                os.fsync(fd)
+            response, written, sha256 = fetched
+            change = self._finish_file(fd, entry, response, written, sha256)
         except OSError as exc:
             raise RatBackupError(f"cannot write {final} for {entry.bucket}/{entry.key}: {exc.strerror}",
                                  path=final, bucket=entry.bucket, key=entry.key)
         finally:
             os.close(fd)
-        response, written, sha256 = fetched
-        return self._settle(entry, response, written, sha256, tmp, final)
+        _move_into_place(tmp, final)
+        return entry, change
 
-    def _settle(self, entry, response, written, sha256, tmp, final):
-        """Record what the GET said in ``entry``, then give the file its mtime and its name; (entry,
-        the change seen since the listing or None)."""
+    def _finish_file(self, fd, entry, response, written, sha256):
+        """Before the temp file ``fd`` is closed: make it durable (unless one syncfs does that at
+        the end), check its size, record what the GET said in ``entry`` and give the file the
+        object's LastModified as mtime; returns the change seen since the listing or None."""
+        if not self.sync_at_end:
+            os.fsync(fd)
+        size = os.fstat(fd).st_size
+        if size != written:
+            raise OSError(5, f"file is {size} bytes after writing {written}")
         etag = response.get("ETag")
         change = None
         if etag != entry.etag and not entry.version_id:
@@ -289,10 +295,28 @@ class Download:
         if response.get("LastModified"):
             entry.modified_ms = to_ms(response["LastModified"])
         entry.take_response(response)
-        try:
-            stamp = entry.modified_ms / 1000.0
-            os.utime(tmp, (stamp, stamp))
-            os.replace(tmp, final)
-        except OSError as exc:
-            raise RatBackupError(f"cannot move {final} into place: {exc.strerror}", path=final)
-        return entry, change
+        # Through the descriptor (futimens), in whole nanoseconds: no lookup of the path again.
+        stamp = entry.modified_ms * 1000000
+        os.utime(fd, ns=(stamp, stamp))
+        return change
+
+
+def _write_all(fd, data):
+    """Write all of ``data``: a raw write may write part of it (a full disk) without raising;
+    the next one then raises."""
+    done = os.write(fd, data)
+    if done == len(data):
+        return
+    view = memoryview(data)
+    while done < len(data):
+        more = os.write(fd, view[done:])
+        if not more:
+            raise OSError(5, f"write stopped after {done} of {len(data)} bytes")
+        done += more
+
+
+def _move_into_place(tmp, final):
+    try:
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise RatBackupError(f"cannot move {final} into place: {exc.strerror}", path=final)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import posixpath
 import stat
@@ -124,7 +125,8 @@ class LocalTree:
         self._real_root = None
         self._checked = set()
         self._lock = threading.Lock()
-        self._own_tmp = (None, None)
+        self._own_tmp = (None, None, None)
+        self._tmp_count = itertools.count()
 
     def path(self, relpath):
         if os.sep == "/":
@@ -184,16 +186,20 @@ class LocalTree:
 
     def temp_path(self):
         """A new name in this process's own temporary directory: creating, renaming and removing
-        files takes their directory's lock, which worker processes sharing one would queue on."""
-        pid, directory = self._own_tmp
+        files takes their directory's lock, which worker processes sharing one would queue on.
+        Names are a random prefix drawn once per process and a counter (a uuid4 per file cost a
+        getrandom call and ~3 us): a later process reusing a pid never meets an earlier one's leftovers."""
+        pid, directory, prefix = self._own_tmp
         if pid != os.getpid():
             directory = os.path.join(self.tmp, str(os.getpid()))
             try:
                 os.makedirs(directory, mode=0o700, exist_ok=True)
             except OSError as exc:
                 raise RatBackupError(f"cannot create {directory}: {exc.strerror}", path=directory)
-            self._own_tmp = (os.getpid(), directory)
-        return os.path.join(directory, uuid.uuid4().hex)
+            prefix = os.path.join(directory, uuid.uuid4().hex + "-")
+            self._own_tmp = (os.getpid(), directory, prefix)
+            self._tmp_count = itertools.count()
+        return prefix + str(next(self._tmp_count))
 
     def matches(self, entry):
         """True when the local file is the one a previous run wrote for this entry."""

@@ -20,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import TMP_DIR  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
@@ -121,6 +122,61 @@ def test_download_when_syncfs_exists_fsyncs_no_single_file(client, tmp_path, mon
     assert synced == [str(tmp_path / "minio")]
     # Only the manifest, written after the syncfs, is fsynced on its own.
     assert fsynced and all("minio.json" in os.path.basename(p) for p in fsynced if not os.path.isdir(p))
+
+
+def test_download_when_http_transport_sets_each_mtime_through_the_open_file(client, tmp_path, monkeypatch):
+    fill(client, "rat", {"a": b"1", "dir/b": b"22", "big": os.urandom(s3.PART_SIZE + 10)})
+    targets = []
+    real_utime = os.utime
+    monkeypatch.setattr(os, "utime", lambda target, *a, **k: targets.append(target) or real_utime(target, *a, **k))
+    download(client, tmp_path / "minio", processes=0)
+    # A descriptor each (futimens), whole and ranged downloads alike: no second lookup of the path.
+    assert len(targets) == 3 and all(isinstance(t, int) for t in targets)
+    for key in ("a", "dir/b", "big"):
+        modified = client.head_object(Bucket="rat", Key=key)["LastModified"]
+        assert os.stat(tmp_path / "minio" / "rat" / key).st_mtime_ns == int(modified.timestamp()) * 10 ** 9
+
+
+def test_download_when_writes_come_back_short_then_every_byte_is_written(client, tmp_path, monkeypatch):
+    bodies = {"a": os.urandom(1000), "b": b"x", "c": b""}
+    fill(client, "rat", bodies)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    download(client, tmp_path / "minio", processes=0)
+    for key, body in bodies.items():
+        assert (tmp_path / "minio" / "rat" / key).read_bytes() == body
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_download_when_disk_full_then_fails_naming_the_file_and_leaves_no_part(client, tmp_path, monkeypatch,
+                                                                               processes):
+    fill(client, "rat", {"ok": b"fits", "full": b"does not fit"})
+    real_write = os.write
+
+    def write(fd, data):
+        if bytes(data) == b"does not fit":
+            raise OSError(28, os.strerror(28))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(RatBackupError, match=r"cannot write .*minio/rat/full for rat/full: No space left on device"):
+        download(client, tmp_path / "minio", processes=processes)
+    assert not (tmp_path / "minio" / "rat" / "full").exists() and not (tmp_path / "minio.json").exists()
+    left = [n for dummy, dummy_dirs, names in os.walk(tmp_path / "minio" / TMP_DIR) for n in names]
+    assert left == []
+
+
+def test_temp_path_when_a_later_process_reuses_a_pid_then_its_names_are_new(tmp_path):
+    tree = local_tree.LocalTree(str(tmp_path / "minio"))
+    tree.prepare()
+    names = [tree.temp_path() for dummy in range(3)]
+    assert len(set(names)) == 3 and all(os.path.dirname(n) == str(tmp_path / "minio" / TMP_DIR / str(os.getpid()))
+                                        for n in names)
+    for name in names:
+        open(name, "wb").close()
+    # Another process with this pid (an earlier worker's leftovers, not cleared mid-run) starts over.
+    again = local_tree.LocalTree(str(tmp_path / "minio"))
+    assert not set(again.temp_path() for dummy in range(3)) & set(names)
 
 
 def test_download_when_link_dest_links_unchanged_objects_into_a_fresh_directory(client, tmp_path):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import socket
 import threading
+import urllib.parse
 
 import pytest
 
@@ -19,6 +21,7 @@ from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import wire  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import CORPUS  # noqa: E402
 
 # Each pytest-xdist worker (gw0, gw1, ...) runs its own server: two on one port would leave
 # ThreadedMotoServer.start() waiting forever for a server that could not bind.
@@ -203,6 +206,29 @@ def test_list_current_returns_quoted_etags_and_datetimes(bucket):
     client.put_object(Bucket=name, Key="k", Body=b"v")
     want = client.list_objects_v2(Bucket=name)["Contents"][0]
     assert list(transport().list_current(name)) == [("k", 1, want["ETag"], want["LastModified"])]
+
+
+def test_quote_key_when_any_character_writes_what_urllib_quote_writes():
+    rnd = random.Random(24)
+    alphabet = [chr(c) for c in range(0x80)] + ["é", "ключ", "鍵", "😀", "\u2028", "\ufeff"]
+    keys = KEYS + CORPUS + ["".join(rnd.choice(alphabet) for dummy in range(rnd.randint(0, 40))) for dummy in range(2000)]
+    for key in keys:
+        assert fast_transport.quote_key(key) == urllib.parse.quote(key, safe="/~"), key
+    with pytest.raises(UnicodeEncodeError):
+        fast_transport.quote_key("lone\udc80surrogate")
+
+
+def test_get_object_when_objects_share_a_second_returns_each_its_own_last_modified(bucket):
+    client, name = bucket
+    client.put_object(Bucket=name, Key="a", Body=b"1")
+    http = transport()
+    first = http.get_object(name, "a")
+    first["Body"].read()
+    assert first["LastModified"] == client.head_object(Bucket=name, Key="a")["LastModified"]
+    fast_transport._header_time.cache_clear()  # pylint: disable=protected-access
+    for text in ("Mon, 07 Dec 2026 06:38:13 GMT", "Mon, 07 Dec 2026 06:38:14 GMT", "Mon, 07 Dec 2026 06:38:13 GMT"):
+        assert fast_transport._header_time(text) == s3.parse_timestamp(text)  # pylint: disable=protected-access
+    assert fast_transport._header_time.cache_info().hits == 1  # pylint: disable=protected-access
 
 
 def test_quoted_etag_when_bare_adds_quotes_once():
