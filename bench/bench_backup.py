@@ -44,8 +44,9 @@ BIN = os.path.dirname(sys.executable)
 BUCKETS = ["rat", "rat-scratch"]
 LAKE_BUCKET = "bench-backup-lake"
 LAKE_OBJECTS = 256
-# Module tasks of a backup without quiesce commands: backup_start, pg_dump, bucket_mirror, backup_run commit.
-ROLE_MODULE_TASKS = 4
+# Module tasks of a backup without quiesce commands: backup_start, backup_capture (pg_dump and bucket
+# mirror in one run), backup_run commit.
+ROLE_MODULE_TASKS = 3
 LAST_TASKS = {}
 # CPU seconds (CpuMeter.since) of the last timed() run: client (ansible + services) and S3 server.
 LAST_CPU = {}
@@ -154,7 +155,7 @@ def seed_method(work, buckets, s3=None):
 
 # The module tasks of the role, by a part of their names, as the split of a run reports them.
 TASKS = [("start (host, PostgreSQL, S3, clock skew, lock)", "Check PostgreSQL, S3 and the host"),
-         ("pg_dump", "Dump PostgreSQL"), ("bucket_mirror", "Mirror the buckets"),
+         ("capture (pg_dump and bucket mirror, overlapped)", "Dump PostgreSQL and mirror the buckets"),
          ("commit (manifest, rename, log, metrics)", "Write manifest.json last")]
 
 

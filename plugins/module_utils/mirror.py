@@ -29,10 +29,10 @@ class Mirror:
     """One bucket_mirror run. ``options`` is the module's params dict, read once here."""
 
     def __init__(self, options, src_client=None, dest_client=None, log=None, check_mode=False,
-                 src_http=None, dest_http=None):
+                 src_http=None, dest_http=None, checkpoint=None):
         self.settings = Settings.from_params(options, check_mode)
         self.sides = Sides.from_params(options, src_client, dest_client, src_http, dest_http)
-        self.counter = Counter(log)
+        self.counter = Counter(log, checkpoint)
         self.lister = listing.Lister(src_client, self.sides.src_endpoint, self.settings.src.prefix,
                                      self.settings.filter, self.settings.as_of, self.settings.use_versions, src_http)
 
@@ -50,6 +50,7 @@ class Mirror:
                 direction = S3Copy(settings, self.sides, self.counter, self.lister)
             result = direction.plan()
             if not settings.check_mode:
+                self.counter.checkpoint()
                 direction.apply()
         seconds = time.monotonic() - started
         stats = self.counter.stats

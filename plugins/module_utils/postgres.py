@@ -28,7 +28,7 @@ from ansible_collections.rat.backup.plugins.module_utils._postgres.client import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import (  # pylint: disable=unused-import
     installed_clients, key_text, parse_client_version, server_key, version_key)
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import first_lines  # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, check, dump  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, check, dump, start as start_dump  # pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.restore import RestoreSpec, restore  # pylint: disable=unused-import
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

@@ -61,7 +61,9 @@ class Download:
         journal = object_manifest.Journal(planned.manifest_path + ".journal" if planned.manifest_path else None)
 
         def rows_of_plan():
+            checkpoint = self.counter.checkpoint
             for action, item, source, relpath in plan.spool.rows():
+                checkpoint()
                 if action == "link":
                     # In this thread: a link costs less than handing it to a worker.
                     self._link(relpath, planned.link_tree.path(source))

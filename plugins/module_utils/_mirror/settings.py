@@ -118,10 +118,13 @@ class Counter:
     """What a run did, for its result: transfers, links, deletes, bytes, and objects that changed
     between listing and reading (``changed_during``)."""
 
-    def __init__(self, log=None):
+    def __init__(self, log=None, checkpoint=None):
         self.stats = {"copied": 0, "linked": 0, "deleted": 0, "bytes": 0}
         self.changed_during = []
         self.log = log or (lambda message: None)
+        # Called before each object a download links or hands to a worker, and once its plan is
+        # made: raises to stop the run (capture.py stops the mirror so when its pg_dump failed).
+        self.checkpoint = checkpoint or (lambda: None)
 
     def copied(self, size):
         self.stats["copied"] += 1

@@ -155,7 +155,12 @@ class ExecProcess:
 
     def kill(self):
         # The Engine API cannot signal an exec; closing the connection closes its pipes, which
-        # ends pg_dump/pg_restore/psql (they exit on a broken pipe or EOF).
+        # ends pg_dump/pg_restore/psql (they exit on a broken pipe or EOF). Shut down first: that
+        # wakes a read blocked in another thread (the dump's copier), which close alone would wait for.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.close()
 
     def close(self):

@@ -10,7 +10,6 @@ or hard-linked to the previous dump when only its creation time differs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -20,7 +19,7 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
 from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import same_archive_but_creation_time, table_data_oids
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import check_client_new_enough, count_rows, dump_argv
-from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import communicate, first_lines
+from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import first_lines
 
 
 def _remove(path):
@@ -138,51 +137,124 @@ class DumpSpec:
 
 def dump(client, spec, check_mode=False, now=time.monotonic, clock=time.time):
     """pg_dump at an exported snapshot, row counts at that snapshot, written to dest atomically."""
+    if check_mode:
+        return plan(client, spec, clock)
+    return start(client, spec, now, clock).finish()
+
+
+def plan(client, spec, clock=time.time):
+    """Check mode: the server answers, the client is new enough; the planned argv and PostgreSQL's clock."""
+    spec.validate(client.runner.in_container)
+    session = client.open_session()
+    try:
+        result = _opened(client, spec)
+        result["cmd"] = mask_argv(_argv(client, spec), [client.conn.password])
+        result["clock"] = clock_reading(session, clock)
+        return result
+    finally:
+        session.close()
+
+
+def start(client, spec, now=time.monotonic, clock=time.time):
+    """Export a snapshot and start pg_dump at it; returns the RunningDump (its ``point`` is known now,
+    while pg_dump writes; RunningDump.finish() or abort() ends it)."""
     spec.validate(client.runner.in_container)
     started = now()
     session = client.open_session()
     try:
-        check_client_new_enough("pg_dump", client.client_version, client.server_version, client.server,
-                                client.runner.in_container)
-        result = {
-            "dest": spec.dest, "format": spec.fmt, "server_version": client.server_version,
-            "client_version": client.client_version,
-        }
-        partial = spec.dest + ".partial"
-        planned = dump_argv(client.bin_dir, client.conn, spec.fmt, compress=spec.compress, jobs=spec.jobs,
-                            directory=partial if spec.fmt == "directory" else None, **spec.filters)
-        if check_mode:
-            result["cmd"] = mask_argv(planned, [client.conn.password])
-            result["clock"] = clock_reading(session, clock)
-            return result
+        result = _opened(client, spec)
         session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;")
         snapshot, result["consistency_point"] = export_snapshot(session, clock)
-        argv = dump_argv(client.bin_dir, client.conn, spec.fmt, snapshot=snapshot, compress=spec.compress,
-                         jobs=spec.jobs, directory=partial if spec.fmt == "directory" else None, **spec.filters)
+        argv = _argv(client, spec, snapshot)
         result["cmd"] = mask_argv(argv, [client.conn.password])
         result["snapshot"] = snapshot
+        partial = spec.dest + ".partial"
         _remove(partial)
-        try:
-            if spec.fmt == "custom":
-                result.update(_dump_to_file(client, argv, partial))
-            else:
-                result.update(_dump_to_directory(client, argv, partial))
-            toc = client.read_toc(partial)
-            result["row_counts"] = count_rows(session, oids=table_data_oids(toc))
-            session.query("COMMIT;")
-            if spec.link_dest:
-                result["linked"] = _link_if_same(spec.link_dest, partial, result)
-            _replace(partial, spec.dest)
-        except BaseException:
-            _remove(partial)
-            raise
-    finally:
+        # Custom format: stdout is the file itself (no copy through Python on this host); the
+        # directory format writes its directory (--file).
+        proc = client.runner.spawn_to_file(argv, client.conn.env(), partial if spec.fmt == "custom" else None)
+    except BaseException:
         session.close()
-    result["duration"] = round(now() - started, 3)
-    # The result travels with the dump: backup_run commit reads it from disk, next to the objects'
-    # manifest, instead of getting it back through the controller.
-    fs.write_json_atomic(result_path(spec.dest), result)
-    return result
+        raise
+    return RunningDump(client, spec, session, proc, result, partial, now, started)
+
+
+def _opened(client, spec):
+    check_client_new_enough("pg_dump", client.client_version, client.server_version, client.server,
+                            client.runner.in_container)
+    return {"dest": spec.dest, "format": spec.fmt, "server_version": client.server_version,
+            "client_version": client.client_version}
+
+
+def _argv(client, spec, snapshot=None):
+    return dump_argv(client.bin_dir, client.conn, spec.fmt, snapshot=snapshot, compress=spec.compress, jobs=spec.jobs,
+                     directory=spec.dest + ".partial" if spec.fmt == "directory" else None, **spec.filters)
+
+
+class RunningDump:
+    """pg_dump running at an exported snapshot (start()): ``point`` is the consistency point,
+    ``pid`` pg_dump's process on this host (None in a container). The session holding the snapshot
+    stays open until finish() (row counts at the snapshot, dest in place) or abort()."""
+
+    def __init__(self, client, spec, session, proc, result, partial, now, started):
+        self.client = client
+        self.spec = spec
+        self.session = session
+        self.proc = proc
+        self.result = result
+        self.partial = partial
+        self.now = now
+        self.started = started
+        self.pid = proc.pid
+        self.point = result["consistency_point"]
+
+    def failure(self):
+        """pg_dump's error once it has exited unsuccessfully; None while it runs or after success."""
+        rc = self.proc.poll()
+        if rc in (None, 0):
+            return None
+        return _failed(*self.proc.wait())
+
+    def finish(self):
+        """Wait for pg_dump; the archive checked and hashed, rows counted at the snapshot, dest in place
+        (or linked to link_dest), the result written beside it. On failure nothing is left at dest."""
+        spec, result, partial = self.spec, self.result, self.partial
+        try:
+            try:
+                rc, err = self.proc.wait()
+                if rc != 0:
+                    raise _failed(rc, err)
+                result.update(_file_written(partial) if spec.fmt == "custom" else _directory_written(partial))
+                toc = self.client.read_toc(partial)
+                result["row_counts"] = count_rows(self.session, oids=table_data_oids(toc))
+                self.session.query("COMMIT;")
+                if spec.link_dest:
+                    result["linked"] = _link_if_same(spec.link_dest, partial, result)
+                _replace(partial, spec.dest)
+            except BaseException:
+                self.proc.kill()
+                _remove(partial)
+                raise
+        finally:
+            self.session.close()
+        result["duration"] = round(self.now() - self.started, 3)
+        # The result travels with the dump: backup_run commit reads it from disk, next to the objects'
+        # manifest, instead of getting it back through the controller.
+        fs.write_json_atomic(result_path(spec.dest), result)
+        return result
+
+    def abort(self):
+        """Stop pg_dump (terminated and reaped, or its exec's connection closed), remove the partial
+        dump, end the session (the snapshot is released). True when pg_dump was still running."""
+        try:
+            return self.proc.kill()
+        finally:
+            _remove(self.partial)
+            self.session.close()
+
+
+def _failed(rc, err):
+    return RatBackupError(f"pg_dump failed (exit {rc}): {first_lines(err, 10)}", rc=rc)
 
 
 def result_path(dest):
@@ -190,22 +262,12 @@ def result_path(dest):
     return dest + ".json"
 
 
-def _dump_to_file(client, argv, partial):
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb", buffering=fs.CHUNK) as handle:
-        def sink(data):
-            nonlocal size
-            handle.write(data)
-            digest.update(data)
-            size += len(data)
-        rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env()), sink=sink)
-        if rc != 0:
-            raise RatBackupError(f"pg_dump failed (exit {rc}): {first_lines(err, 10)}", rc=rc)
-        handle.flush()
+def _file_written(partial):
+    """Size and SHA-256 of the finished archive, read back once it is on disk (fsynced)."""
+    with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
-    return {"size": size, "sha256": digest.hexdigest()}
+        size = os.fstat(handle.fileno()).st_size
+    return {"size": size, "sha256": fs.sha256_file(partial)}
 
 
 def _link_if_same(link_dest, partial, result):
@@ -219,10 +281,7 @@ def _link_if_same(link_dest, partial, result):
     return True
 
 
-def _dump_to_directory(client, argv, partial):
-    rc, _out, err = communicate(client.runner.spawn(argv, client.conn.env()))
-    if rc != 0:
-        raise RatBackupError(f"pg_dump failed (exit {rc}): {first_lines(err, 10)}", rc=rc)
+def _directory_written(partial):
     os.chmod(partial, 0o700)
     files = {}
     size = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import selectors
 import subprocess
+import tempfile
 import threading
 
 from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
@@ -84,6 +85,122 @@ class HostProcess:
             self._proc.wait()
 
 
+class FileProcess:
+    """A program on this host whose stdout is a new file (``path``, 0600; None: no output) and whose
+    stderr is an unlinked temporary file: the kernel moves the output, no pipe needs reading, so no
+    thread of ours runs beside the caller while the program does (the caller may fork worker
+    processes meanwhile: capture.py). ``poll`` never blocks; ``wait`` gives (exit code, stderr)."""
+
+    def __init__(self, argv, env, path):
+        self.argv = list(argv)
+        full_env = dict(os.environ)
+        full_env.update(env)
+        self._err = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+        out = None
+        try:
+            out = open_exclusive(path) if path else subprocess.DEVNULL
+            self._proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                self.argv, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=self._err, close_fds=True)
+        except OSError as exc:
+            self._err.close()
+            raise RatBackupError(f"cannot run {self.argv[0]}: {exc.strerror}")
+        finally:
+            if path and out is not None:
+                os.close(out)
+        self.pid = self._proc.pid
+        self._waited = None
+
+    def poll(self):
+        return self._proc.poll()
+
+    def wait(self):
+        if self._waited is None:
+            rc = self._proc.wait()
+            self._err.seek(0)
+            self._waited = rc, self._err.read(STDERR_LIMIT).decode("utf-8", "replace")
+            self._err.close()
+        return self._waited
+
+    def kill(self, grace=5.0):
+        """SIGTERM (pg_dump then closes its connection), SIGKILL after ``grace`` seconds; reaped.
+        True when it was still running."""
+        running = self._proc.poll() is None
+        if running:
+            self._proc.terminate()
+            try:
+                self._proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._err.close()
+        return running
+
+
+class StreamedProcess:
+    """A program in the container whose stdout is copied into a new file (``path``, 0600) by one
+    thread, with the interface of FileProcess (an exec's output can only be read from its socket).
+
+    The thread runs while the caller may fork worker processes (capture.py). A fork copies only the
+    forking thread, with every lock as it was: the copier holds only the locks of its own socket
+    reader and nothing else (it writes with os.write, imports nothing, logs nothing), and a worker
+    never touches those objects, so no worker can wait on a lock the copier held at the fork.
+    """
+
+    def __init__(self, proc, path):
+        self._proc = proc
+        self._fd = open_exclusive(path)
+        self._err = bytearray()
+        self._failed = None
+        self._rc = None
+        self.pid = None
+        self._thread = threading.Thread(target=self._copy, name="dump-output", daemon=True)
+        self._thread.start()
+
+    def _copy(self):
+        try:
+            for stream, data in self._proc.frames():
+                if stream == docker_exec.STDOUT:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(self._fd, view):]
+                elif len(self._err) < STDERR_LIMIT:
+                    self._err += data[:STDERR_LIMIT - len(self._err)]
+        except OSError as exc:
+            self._failed = exc
+            self._proc.kill()
+
+    def poll(self):
+        if self._thread.is_alive():
+            return None
+        return self.wait()[0]
+
+    def wait(self):
+        self._thread.join()
+        if self._rc is None:
+            os.close(self._fd)
+            self._rc = self._proc.wait()
+            if self._failed is not None:
+                raise RatBackupError(f"cannot write the output of {self._proc.argv[0]}: {self._failed}")
+        return self._rc, self._err.decode("utf-8", "replace")
+
+    def kill(self, grace=5.0):
+        """Closes the exec's connection (the Engine API cannot signal an exec): the program's next
+        write fails and it exits; then waits (bounded by ``grace``) for the daemon to see it end.
+        True when it was still running."""
+        running = self._thread.is_alive()
+        self._proc.kill()
+        self._thread.join()
+        if self._rc is None:
+            os.close(self._fd)
+            self._rc = self._proc.wait(grace)
+        return running
+
+
+def open_exclusive(path):
+    """A new file for a program's output: 0600, never an existing file (a symlink planted there)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+
 class Runner:
     """Where programs run: this host, or a container (Docker exec)."""
 
@@ -103,6 +220,12 @@ class Runner:
         if self.container:
             return docker_exec.ExecProcess(self._api, self.container, argv, env, stdin=stdin)
         return HostProcess(argv, env, stdin=stdin)
+
+    def spawn_to_file(self, argv, env, path):
+        """Start ``argv`` with its stdout going to the new file ``path`` (None: discarded, host only)."""
+        if self.container:
+            return StreamedProcess(docker_exec.ExecProcess(self._api, self.container, argv, env), path)
+        return FileProcess(argv, env, path)
 
     def run(self, argv, env=None):
         """Run ``argv`` to the end here or in the container: (exit code, stdout bytes, stderr text)."""

@@ -37,7 +37,7 @@ def connection_keys(roles=ROLES):
     restore = _defaults(roles, "restore", "main.yml")
     drill = set(_defaults(roles, "restore_drill", "main.yml")["rat.backup.drill_scratch"])
     return {
-        "backup": (set(backup["group/rat.backup.postgres"]), _unprefixed(backup["rat.backup.bucket_mirror"], "src_")),
+        "backup": (set(backup["group/rat.backup.postgres"]), _unprefixed(backup["rat.backup.backup_capture"], "src_")),
         "restore": (set(restore["group/rat.backup.postgres"]), _unprefixed(restore["group/rat.backup.s3"], "dest_")),
         "restore_drill": (drill & POSTGRES_OPTIONS, drill & S3_OPTIONS),
     }

@@ -90,14 +90,40 @@ class FakeSession:
         self.sent.append("closed")
 
 
-class FakeClient:
-    """pg_dump that "writes" a given archive; everything else the dump needs, answered."""
+class WrittenArchive:
+    """pg_dump's process as the dump sees it: it has written ``produced`` to its file and exited."""
 
-    class runner:  # pylint: disable=invalid-name
-        in_container = False
+    pid = None
+
+    def __init__(self, path, produced):
+        with open(path, "xb") as handle:
+            handle.write(produced)
+
+    def poll(self):
+        return 0
+
+    def wait(self):
+        return 0, ""
+
+    def kill(self):
+        pass
+
+
+class FakeRunner:
+    in_container = False
 
     def __init__(self, produced):
         self.produced = produced
+
+    def spawn_to_file(self, argv, env, path):
+        return WrittenArchive(path, self.produced)
+
+
+class FakeClient:
+    """pg_dump that "writes" a given archive; everything else the dump needs, answered."""
+
+    def __init__(self, produced):
+        self.runner = FakeRunner(produced)
         self.conn = pg_client.Connection("127.0.0.1", 5432, "rat", "rat", "pw")
         self.bin_dir = None
         self.server_version = self.client_version = "15.18"
@@ -110,16 +136,7 @@ class FakeClient:
         return {"header": {}, "entries": []}
 
 
-@pytest.fixture
-def dump_writes(monkeypatch):
-    def fake(client, _argv, partial):
-        with open(partial, "wb") as handle:
-            handle.write(client.produced)
-        return {"size": len(client.produced), "sha256": hashlib.sha256(client.produced).hexdigest()}
-    monkeypatch.setattr(dumping, "_dump_to_file", fake)
-
-
-def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_path, dump_writes):
+def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_path):
     old_data = archive(created=(1, 2, 3, 4, 5, 120, 0))
     old = write(tmp_path / "old.dump", old_data)
     dest = tmp_path / "new" / "rat.dump"
@@ -133,7 +150,7 @@ def test_dump_when_link_dest_equal_but_time_links_and_reports_old_sha256(tmp_pat
     assert json.loads((dest.parent / "rat.dump.json").read_text()) == result
 
 
-def test_dump_when_link_dest_differs_keeps_new_dump(tmp_path, dump_writes):
+def test_dump_when_link_dest_differs_keeps_new_dump(tmp_path):
     old = write(tmp_path / "old.dump", archive(body=BODY[::-1]))
     dest = tmp_path / "rat.dump"
     result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(dest), link_dest=old))
@@ -142,7 +159,7 @@ def test_dump_when_link_dest_differs_keeps_new_dump(tmp_path, dump_writes):
     assert os.stat(dest).st_nlink == 1
 
 
-def test_dump_when_link_dest_missing_or_symlink_keeps_new_dump(tmp_path, dump_writes):
+def test_dump_when_link_dest_missing_or_symlink_keeps_new_dump(tmp_path):
     real = write(tmp_path / "real.dump", archive(created=(1, 2, 3, 4, 5, 120, 0)))
     os.symlink(real, tmp_path / "link.dump")
     for link_dest in (tmp_path / "missing.dump", tmp_path / "link.dump"):
@@ -152,7 +169,7 @@ def test_dump_when_link_dest_missing_or_symlink_keeps_new_dump(tmp_path, dump_wr
         assert os.stat(real).st_nlink == 1
 
 
-def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, dump_writes, monkeypatch):
+def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, monkeypatch):
     def refuse(_src, _dst):
         raise OSError(18, "Invalid cross-device link")
     old = write(tmp_path / "old.dump", archive(created=(1, 2, 3, 4, 5, 120, 0)))
@@ -163,7 +180,7 @@ def test_dump_when_filesystem_refuses_link_keeps_new_dump(tmp_path, dump_writes,
     assert sorted(os.listdir(tmp_path)) == ["old.dump", "rat.dump", "rat.dump.json"]
 
 
-def test_dump_without_link_dest_returns_no_linked(tmp_path, dump_writes):
+def test_dump_without_link_dest_returns_no_linked(tmp_path):
     result = postgres.dump(FakeClient(archive()), postgres.DumpSpec(str(tmp_path / "rat.dump")))
     assert "linked" not in result
 

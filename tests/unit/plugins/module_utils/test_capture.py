@@ -1,0 +1,306 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""capture: the dump and the mirror of one backup at one consistency point, overlapped in one process.
+
+The edges are faked where a server would be needed: PostgreSQL's session (the snapshot, row counts)
+and pg_dump's argv (a shell script standing in for it, run as a real process on this host or as the
+"container's" exec stream). The mirror is the real one on a real moto server with worker processes
+(forked while pg_dump runs), or a stand-in that only calls its checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+import yaml
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PgDoc  # noqa: E402
+from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Doc  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import capture, postgres  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._postgres import programs  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
+from ansible_collections.rat.backup.plugins.modules import backup_capture  # noqa: E402
+# client and server are fixtures (the moto server of test_mirror_http), used by name.
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror_http import (  # noqa: E402,F401 pylint: disable=unused-import
+    URL, client, fill, http, options, server)
+
+ARCHIVE = b"PGDMP" + bytes(range(256)) * 64
+
+
+class FakeSession:
+    """The psql session holding the snapshot: exports it at this host's clock (+ ``ahead`` seconds)."""
+
+    def __init__(self, ahead=0.0):
+        self.ahead = ahead
+        self.sent = []
+
+    def query(self, sql):
+        self.sent.append(sql)
+        if sql.startswith("SELECT pg_export_snapshot"):
+            now = time.time() + self.ahead
+            return [f"00000003-0000001B-1|{now - 0.001}|{now}"]
+        return []
+
+    def close(self):
+        self.sent.append("closed")
+
+
+class ScriptRunner(programs.Runner):
+    """pg_dump replaced by ``script`` (sh), run for real: on this host (FileProcess) or, with
+    ``container``, as an exec whose output arrives on a stream (StreamedProcess over a pipe)."""
+
+    def __init__(self, script, container=False):
+        super().__init__(api=object())
+        self.script = script
+        self.container = "rat-postgres" if container else None
+        self.started = []
+
+    def spawn_to_file(self, argv, env, path):
+        argv = ["sh", "-c", self.script]
+        if self.container:
+            proc = programs.StreamedProcess(programs.HostProcess(argv, env), path)
+        else:
+            proc = programs.FileProcess(argv, env, path)
+        self.started.append(proc)
+        return proc
+
+
+class FakeClient:
+    def __init__(self, runner, ahead=0.0):
+        self.runner = runner
+        self.conn = pg_client.Connection("127.0.0.1", 5432, "rat", "rat", "pw")
+        self.bin_dir = None
+        self.server_version = self.client_version = "15.18"
+        self.server = (15,)
+        self.session = FakeSession(ahead)
+
+    def open_session(self):
+        return self.session
+
+    def read_toc(self, src):
+        with open(src, "rb") as handle:
+            if handle.read(5) != b"PGDMP":
+                raise RatBackupError(f"{src} is not a readable pg_dump archive")
+        return {"header": {"Format": "CUSTOM"}, "entries": []}
+
+
+def backup_dir(tmp_path):
+    (tmp_path / "b.partial" / "postgres").mkdir(parents=True)
+    return tmp_path / "b.partial"
+
+
+def params(dest, **overrides):
+    base = options(dest=str(dest), link_dest=None, buckets=[], use_versions=True, max_clock_skew=2.0,
+                   fail_on_best_effort=False, concurrency=4, processes=2, min_free_bytes=0)
+    base.update(overrides)
+    return base
+
+
+def start_of(client, dest):
+    return lambda: postgres.start_dump(client, postgres.DumpSpec(str(dest / "postgres" / "rat.dump")))
+
+
+def real_mirror(p, s3_client, after=None):
+    """The mirror as capture makes it, over the moto server; ``after()`` runs once it has finished."""
+    def mirror_for(point, checkpoint):
+        mirror = Mirror(capture.mirror_options(p, point), s3_client, None, src_http=http(), checkpoint=checkpoint)
+        if after is None:
+            return mirror
+
+        class Then:
+            def run(self):
+                result = mirror.run()
+                after()
+                return result
+        return Then()
+    return mirror_for
+
+
+def gone(pid):
+    """True when ``pid`` is no process of ours any more, not even a zombie (it was reaped)."""
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def children():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as handle:
+        return set(handle.read().split())
+
+
+def archive_script(tmp_path, wait_for=None):
+    """pg_dump's stand-in: writes ARCHIVE to stdout; with ``wait_for``, only once that file exists
+    (and fails after 20 s without it, so a capture that never overlaps fails instead of hanging)."""
+    (tmp_path / "archive.bin").write_bytes(ARCHIVE)
+    wait = ""
+    if wait_for:
+        wait = (f"i=0; while [ ! -e '{wait_for}' ]; do i=$((i+1)); [ $i -gt 1000 ] && "
+                "{ echo 'pg_dump: never overlapped' >&2; exit 3; }; sleep 0.02; done; ")
+    return wait + f"cat '{tmp_path / 'archive.bin'}'"
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
+def test_capture_when_dump_and_mirror_overlap_then_both_complete_under_worker_processes(client, tmp_path, container):
+    objects = {f"k/{i:03d}": os.urandom(100 + i) for i in range(40)}
+    fill(client, "lake", objects)
+    dest = backup_dir(tmp_path)
+    go = tmp_path / "mirror-done"
+    runner = ScriptRunner(archive_script(tmp_path, wait_for=go), container=container)
+    pg = FakeClient(runner)
+    before = children()
+    dumped, mirrored, timings = capture.capture(start_of(pg, dest),
+                                                real_mirror(params(dest), client, after=go.touch))
+    # pg_dump could only end after the mirror had: they ran at the same time, and the mirror's
+    # worker processes were forked while pg_dump (and in container mode its copier thread) ran.
+    assert mirrored["copied"] == 40 and timings["mirror"] <= timings["dump"]
+    assert (dest / "postgres" / "rat.dump").read_bytes() == ARCHIVE
+    assert dumped["sha256"] == hashlib.sha256(ARCHIVE).hexdigest() and dumped["size"] == len(ARCHIVE)
+    assert os.stat(dest / "postgres" / "rat.dump").st_mode & 0o777 == 0o600
+    assert dumped["snapshot"] == "00000003-0000001B-1" and pg.session.sent[-2:] == ["COMMIT;", "closed"]
+    entries = read_manifest(str(dest / "minio.json"), "manifest")[1]
+    assert {e.key: e.sha256 for e in entries} == {k: hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+    assert children() == before
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
+def test_capture_when_pg_dump_fails_while_mirror_runs_then_mirror_stopped_and_error_names_pg_dump(tmp_path, container):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner("sleep 0.3; echo 'pg_dump: error: query failed: server closed the connection' >&2; exit 1",
+                          container=container)
+    checks = []
+
+    class Endless:
+        """A mirror that would run for 20 s: only the checkpoint can end it early."""
+
+        def __init__(self, checkpoint):
+            self.checkpoint = checkpoint
+
+        def run(self):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                checks.append(1)
+                self.checkpoint()
+                time.sleep(0.01)
+            return {"consistency": None, "changed_during": []}
+
+    started = time.monotonic()
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(FakeClient(runner), dest), lambda point, checkpoint: Endless(checkpoint))
+    assert failed.value.msg == ("pg_dump failed (exit 1): pg_dump: error: query failed: server closed the connection; "
+                                "the bucket mirror was stopped")
+    assert failed.value.details["failed_step"] == "pg_dump" and failed.value.details["rc"] == 1
+    assert time.monotonic() - started < 5 and checks
+    # The partial dump is gone; the backup directory is left for backup_run abort.
+    assert sorted(os.listdir(dest / "postgres")) == [] and dest.is_dir()
+    if not container:
+        assert gone(runner.started[0].pid)
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
+def test_capture_when_mirror_fails_while_pg_dump_runs_then_pg_dump_stopped_and_reaped(tmp_path, container):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner("while :; do printf PGDMP; sleep 0.05; done" if container else "exec sleep 30",
+                          container=container)
+    session = []
+
+    class Failing:
+        def run(self):
+            raise RatBackupError("cannot write /b.partial/minio/lake/x: No space left on device", path="/b.partial/x")
+
+    def start():
+        running = start_of(FakeClient(runner), dest)()
+        session.append(running.session)
+        return running
+
+    started = time.monotonic()
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start, lambda point, checkpoint: Failing())
+    pid = runner.started[0].pid
+    stopped = "pg_dump was stopped" if container else f"pg_dump (pid {pid}) was stopped"
+    assert failed.value.msg == f"bucket mirror: cannot write /b.partial/minio/lake/x: No space left on device ({stopped})"
+    assert failed.value.details == {"failed_step": "mirror", "path": "/b.partial/x"}
+    assert time.monotonic() - started < 10
+    assert os.listdir(dest / "postgres") == [] and session[0].sent[-1] == "closed"
+    if not container:
+        assert gone(pid)
+
+
+def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_nothing(client, tmp_path):
+    # Unversioned (the teardown empties buckets by key): the skew is checked for every bucket all the same.
+    fill(client, "lake", {"a": b"1"})
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner("exec sleep 30")
+    # PostgreSQL's clock 30 s ahead of this host's (and so of moto's, which is this host's).
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(FakeClient(runner, ahead=30.0), dest), real_mirror(params(dest), client))
+    assert failed.value.msg.startswith("bucket mirror: the S3 server's clock differs from PostgreSQL's by between -30.")
+    assert "more than the allowed 2.0 s" in failed.value.msg
+    assert failed.value.details["max_clock_skew"] == 2.0 and failed.value.details["failed_step"] == "mirror"
+    assert not (dest / "minio.json").exists() and os.listdir(dest / "postgres") == []
+    assert gone(runner.started[0].pid)
+
+
+def test_capture_when_checkpoint_raises_then_real_mirror_stops_and_its_workers_are_reaped(client, tmp_path):
+    fill(client, "lake", {f"k/{i:03d}": b"x" * i for i in range(200)})
+    dest = backup_dir(tmp_path)
+    calls = []
+
+    def checkpoint():
+        calls.append(1)
+        if len(calls) == 20:
+            raise RatBackupError("pg_dump failed (exit 1): stand-in")
+
+    before = children()
+    mirror = Mirror(capture.mirror_options(params(dest, use_versions=False)), client, None, src_http=http(),
+                    checkpoint=checkpoint)
+    with pytest.raises(RatBackupError, match=r"^pg_dump failed \(exit 1\): stand-in$"):
+        mirror.run()
+    assert len(calls) == 20 and children() == before
+    assert not (dest / "minio.json").exists()
+
+
+def test_mirror_options_when_built_for_a_backup_dir_name_its_parts():
+    p = params("/r/b.partial", link_dest="/r/a", buckets=["rat"])
+    opts = capture.mirror_options(p, {"time_epoch": 1.0})
+    assert (opts["src"], opts["dest"], opts["manifest"], opts["link_dest"]) == (
+        "s3://", "/r/b.partial/minio", "/r/b.partial/minio.json", "/r/a/minio")
+    assert opts["consistency_point"] == {"time_epoch": 1.0} and opts["buckets"] == ["rat"]
+    assert opts["retry_max_attempts"] == 2 and opts["src_endpoint"] == URL
+    plain = capture.mirror_options(dict(p, use_versions=False), {"time_epoch": 1.0}, check_mode=True)
+    assert plain["consistency_point"] is None and plain["manifest"] is None
+
+
+def test_argument_spec_when_compared_to_documentation_matches():
+    documented = yaml.safe_load(backup_capture.DOCUMENTATION)["options"]
+    shared = yaml.safe_load(PgDoc.DOCUMENTATION)["options"]
+    shared.update(yaml.safe_load(S3Doc.SRC)["options"])
+    spec = backup_capture.argument_spec()
+    assert set(spec) == set(documented) | set(shared)
+    for name, option in {**documented, **shared}.items():
+        assert spec[name].get("default") == option.get("default"), name
+        assert spec[name]["type"] == option["type"], name
+
+
+def test_capture_when_mirror_fails_after_pg_dump_finished_then_the_dump_is_discarded_and_said_so(tmp_path):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path))
+
+    class Failing:
+        def run(self):
+            runner.started[0].wait()
+            raise RatBackupError("bucket(s) lake not found on http://127.0.0.1:1")
+
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(FakeClient(runner), dest), lambda point, checkpoint: Failing())
+    assert failed.value.msg == ("bucket mirror: bucket(s) lake not found on http://127.0.0.1:1 "
+                                "(the dump pg_dump had finished was discarded)")
+    assert os.listdir(dest / "postgres") == [] and gone(runner.started[0].pid)
