@@ -190,44 +190,6 @@ def as_of(pages, bounds):
             yield key, chosen
 
 
-# An S3 clock offset measured by one module run (backup_start) serves a later one on the same host
-# (bucket_mirror) when the snapshot it is matched to came at most this long after (or before) it;
-# otherwise the later run measures again.
-CARRY_SECONDS = 120.0
-# NTP slews a clock by at most 500 ppm: the S3 server's and this host's together move the offset by
-# at most this much per second between the measurement and the snapshot.
-DRIFT_RATE = 1e-3
-# realtime minus monotonic moves only when the host's clock is stepped (NTP slews both alike); more
-# than this (plus the drift) means a step, and the carried offset is measured again.
-STEP_TOLERANCE = 0.005
-
-
-def carry(offset, clock=time.time, monotonic=time.monotonic):
-    """The S3 clock offset (lo, hi) to this host's clock as a later run takes it (``carried``):
-    {"offset", "at" (this host's clock), "step_ref" (its clock minus its monotonic clock)}."""
-    now = clock()
-    return {"offset": [offset[0], offset[1]], "at": now, "step_ref": now - monotonic()}
-
-
-def carried(record, point, clock=time.time, monotonic=time.monotonic):
-    """The offset ``record`` (carry()) holds at the moment of ``point`` (pg_dump's consistency point),
-    widened by the drift both clocks may have had in between; None when it cannot stand in for a new
-    measurement (none given, this host's clock stepped since, or the snapshot is over CARRY_SECONDS away).
-    """
-    if not record or "time_epoch" not in point:
-        return None
-    now = clock()
-    # The snapshot on this host's clock, within the interval PostgreSQL's offset leaves: the far end.
-    snapshot_lo = point["time_epoch"] - point["host_offset"][1]
-    snapshot_hi = point["time_epoch"] - point["host_offset"][0]
-    gap = max(abs(snapshot_lo - record["at"]), abs(snapshot_hi - record["at"]))
-    stepped = abs((now - monotonic()) - record["step_ref"]) > STEP_TOLERANCE + DRIFT_RATE * abs(now - record["at"])
-    if stepped or gap > CARRY_SECONDS:
-        return None
-    drift = DRIFT_RATE * gap
-    return record["offset"][0] - drift, record["offset"][1] + drift
-
-
 def refuse_best_effort(versioning):
     """The error for fail_on_best_effort when a bucket cannot be pinned, or None."""
     plain = sorted(b for b, versioned in versioning.items() if not versioned)
@@ -238,12 +200,11 @@ def refuse_best_effort(versioning):
             "backups (fail_on_best_effort / rat_backup_fail_on_best_effort)", buckets=plain)
 
 
-def describe(point, skew_interval, bounds, bound, versioning, carried_from=None):
+def describe(point, skew_interval, bounds, bound, versioning):
     """The manifest's record of how the lake was pinned to the database snapshot.
 
     ``versioning`` is {bucket: versioned}: an unversioned bucket is captured as listed while the run
-    went on (best-effort), and so is the whole backup then. ``carried_from`` names the earlier run
-    whose measurement of S3's clock was used (carried()), None when it was measured for this one.
+    went on (best-effort), and so is the whole backup then.
     """
     levels = {b: "snapshot" if versioned else "best-effort" for b, versioned in sorted(versioning.items())}
     return {
@@ -254,9 +215,7 @@ def describe(point, skew_interval, bounds, bound, versioning, carried_from=None)
         "obtained": point["obtained"],
         "clock_skew": [round(skew_interval[0], 6), round(skew_interval[1], 6)],
         "clock_skew_measured": "S3 Date header (whole seconds, sampled at its ticks) and PostgreSQL "
-                               "clock_timestamp(), each against this host's clock" + (
-                                   "; S3's by %s, widened by %g s per second until the snapshot (NTP slew)"
-                                   % (carried_from, DRIFT_RATE) if carried_from else ""),
+                               "clock_timestamp(), each against this host's clock",
         "max_clock_skew": bound,
         "window": [iso_epoch(bounds[0]), iso_epoch(bounds[1])],
         "rule": RULE,

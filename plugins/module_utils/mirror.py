@@ -83,10 +83,10 @@ def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=Fals
     """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
     to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
     (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
-    host's (for source_skew, and for the mirror of the same backup as its ``s3_clock``). ``http``:
-    the side's fast transport (s3.connect), which then carries every request.
+    host's (for source_skew). ``http``: the side's fast transport (s3.connect), which then carries
+    every request.
 
-    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": consistency.carry record or None}.
+    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": {"offset": [lo, hi]} or None}.
     """
     names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted, http)
     versioning = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
@@ -94,8 +94,8 @@ def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=Fals
         consistency.refuse_best_effort(versioning)
     measured = None
     if clock and names:
-        measured = consistency.carry(consistency.measure_date_offset(
-            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))
+        measured = {"offset": list(consistency.measure_date_offset(
+            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))}
     return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
 
 

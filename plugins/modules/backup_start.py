@@ -185,15 +185,14 @@ checked:
   description:
     - What the checks found. C(postgres) has C(server_version), C(client_version) and C(clock) (PostgreSQL's
       clock against this host's); C(s3) has C(buckets) (each with C(versioned)) and C(clock_skew) (S3's clock
-      minus PostgreSQL's as an interval in seconds, or null without O(clock_skew)) and C(clock) (S3's clock
-      against this host's as measured, for M(rat.backup.bucket_mirror)'s
-      O(rat.backup.bucket_mirror#module:s3_clock); null without O(clock_skew)).
+      minus PostgreSQL's as an interval in seconds, or null without O(clock_skew)) and C(clock) (C(offset), S3's
+      clock minus this host's as an interval in seconds; null without O(clock_skew)).
   returned: success
   type: dict
   sample: {"postgres": {"server_version": "15.8", "client_version": "15.8",
                         "clock": {"time": "2026-02-16T09:30:00.120000Z", "host_offset": [-0.002, 0.001]}},
            "s3": {"buckets": {"rat": {"versioned": true}}, "clock_skew": [-0.08, 0.03],
-                  "clock": {"offset": [-0.081, 0.029], "at": 1771234200.4, "step_ref": 1771210000.1}}}
+                  "clock": {"offset": [-0.081, 0.029]}}}
 failed_check:
   description: The service whose check failed (V(postgres) or V(s3)).
   returned: failure of a check

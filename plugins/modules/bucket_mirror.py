@@ -136,17 +136,6 @@ options:
         expiry right after the snapshot must not remove files the dumped catalog names). Unversioned
         buckets are captured as listed (best-effort). RV(consistency) records all of it."
     type: dict
-  s3_clock:
-    description:
-      - With O(consistency_point), M(rat.backup.backup_start)'s measure of the S3 source's clock
-        (RV(rat.backup.backup_start#module:checked)C(.s3.clock)), taken on this host shortly before the
-        dump, so this run compares the clocks without measuring again (the measure waits for a tick
-        of the C(Date) header, half a second on average).
-      - It is used when the snapshot came within 120 seconds of it and this host's clock has not been
-        stepped since (its distance to the monotonic clock is unchanged); its interval is widened by
-        the drift NTP may cause meanwhile (0.001 s per second). Otherwise the clock is measured again.
-    type: dict
-    version_added: 0.2.0
   max_clock_skew:
     description: Seconds the S3 and PostgreSQL clocks may differ, with O(consistency_point).
     type: float
@@ -399,7 +388,6 @@ def argument_spec():
         "link_dest_manifest": {"type": "path"},
         "versions_as_of": {"type": "str"},
         "consistency_point": {"type": "dict"},
-        "s3_clock": {"type": "dict"},
         "max_clock_skew": {"type": "float", "default": 2.0},
         "fail_on_best_effort": {"type": "bool", "default": False},
         "use_versions": {"type": "bool", "default": False},

@@ -74,8 +74,7 @@ class DownloadPlan:
             header["versions_as_of"] = fs.iso(self.settings.as_of, ms=True)
         if self.settings.src.single_bucket:
             header["prefix"] = self.settings.src.prefix
-        versioning, pinned = self.lister.pin(buckets, o.consistency_point, o.max_clock_skew, o.fail_on_best_effort,
-                                             o.s3_clock)
+        versioning, pinned = self.lister.pin(buckets, o.consistency_point, o.max_clock_skew, o.fail_on_best_effort)
         if pinned is not None:
             header["consistency"] = pinned
         for bucket in buckets:

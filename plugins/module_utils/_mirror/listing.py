@@ -43,27 +43,22 @@ class Lister:
         self.use_versions = use_versions
         self.snapshot_window = None
 
-    def pin(self, buckets, point=None, max_clock_skew=0.0, fail_on_best_effort=False, s3_clock=None):
+    def pin(self, buckets, point=None, max_clock_skew=0.0, fail_on_best_effort=False):
         """({bucket: versioned}, the consistency record or None). With a consistency ``point`` the
         clock skew is measured (refused over ``max_clock_skew``) and, for a dump's snapshot, every
-        versioned bucket is listed as of it from then on. ``s3_clock`` is an earlier run's measure
-        of S3's clock (consistency.carry), used instead of measuring again where it still holds."""
+        versioned bucket is listed as of it from then on."""
         versioning = {b: s3.is_versioned(self.client, self.endpoint, b, self.http) for b in buckets}
         if fail_on_best_effort:
             consistency.refuse_best_effort(versioning)
         if not point or not buckets:
             return versioning, None
-        s3_offset = consistency.carried(s3_clock, point)
-        carried_from = "backup_start" if s3_offset is not None else None
-        if s3_offset is None:
-            s3_offset = consistency.measure_date_offset(
-                lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], self.http)))
+        s3_offset = consistency.measure_date_offset(
+            lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], self.http)))
         skew = consistency.check_skew(consistency.skew(s3_offset, point["host_offset"]), max_clock_skew)
         if "time_epoch" not in point:
             return versioning, {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": max_clock_skew}
         self.snapshot_window = consistency.window(point, skew)
-        return versioning, consistency.describe(point, skew, self.snapshot_window, max_clock_skew, versioning,
-                                                carried_from)
+        return versioning, consistency.describe(point, skew, self.snapshot_window, max_clock_skew, versioning)
 
     def entries(self, bucket, versioned):
         """The objects of one bucket to mirror, as Entries without relpath, in key order."""

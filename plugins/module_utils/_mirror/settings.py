@@ -34,7 +34,6 @@ class Settings:
     as_of: typing.Optional[datetime.datetime] = None
     use_versions: bool = False
     consistency_point: typing.Optional[dict] = None
-    s3_clock: typing.Optional[dict] = None
     max_clock_skew: float = 0.0
     fail_on_best_effort: bool = False
     create_buckets: bool = False
@@ -89,7 +88,6 @@ class Settings:
             link_dest=o.get("link_dest"), link_dest_manifest=o.get("link_dest_manifest"),
             as_of=parse_as_of(o["versions_as_of"]) if o.get("versions_as_of") else None,
             use_versions=bool(o.get("use_versions")), consistency_point=o.get("consistency_point"),
-            s3_clock=o.get("s3_clock"),
             max_clock_skew=float(o.get("max_clock_skew") or 0), fail_on_best_effort=bool(o.get("fail_on_best_effort")),
             create_buckets=bool(o.get("create_buckets")), concurrency=concurrency, processes=o.get("processes"),
             attempts=max(1, int(o.get("retry_max_attempts") or 1)), min_free_bytes=max(0, o.get("min_free_bytes") or 0),

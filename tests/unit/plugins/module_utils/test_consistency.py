@@ -238,62 +238,6 @@ def test_skew_when_s3_ahead_of_postgres_measures_difference_and_refuses_over_bou
         consistency.check_skew(consistency.skew(offset, point["host_offset"]), 2.0)
 
 
-class Clocks:
-    """This host's realtime and monotonic clocks; ``step`` moves the realtime one alone (settimeofday)."""
-
-    def __init__(self):
-        self.real, self.mono = 1000.0, 50.0
-
-    def pass_time(self, seconds):
-        self.real += seconds
-        self.mono += seconds
-
-    def step(self, seconds):
-        self.real += seconds
-
-
-def snapshot_at(host_time, pg_offset=(0.999, 1.001)):
-    """pg_dump's consistency point taken at ``host_time`` on a PostgreSQL one second ahead."""
-    return {"time_epoch": host_time + 1.0, "earliest_epoch": host_time + 0.99, "host_offset": list(pg_offset)}
-
-
-def test_carried_when_snapshot_seconds_later_and_clock_not_stepped_returns_offset_widened_by_drift():
-    clocks = Clocks()
-    record = consistency.carry((0.3, 0.45), lambda: clocks.real, lambda: clocks.mono)
-    clocks.pass_time(2.0)
-    point = snapshot_at(clocks.real)
-    clocks.pass_time(5.0)  # the dump, then the mirror starts
-    lo, hi = consistency.carried(record, point, lambda: clocks.real, lambda: clocks.mono)
-    # The snapshot came ~2 s after the measure: 2 ms of possible NTP slew on each side, not the 7 s until now.
-    assert (0.3 - 0.0025) < lo < 0.3 - 0.0015 and 0.45 + 0.0015 < hi < 0.45 + 0.0025
-
-
-@pytest.mark.parametrize("case", ["stepped", "stepped back", "too long before the snapshot", "no record",
-                                  "check-mode clock"])
-def test_carried_when_it_cannot_stand_in_returns_none(case):
-    clocks = Clocks()
-    record = consistency.carry((0.3, 0.45), lambda: clocks.real, lambda: clocks.mono)
-    clocks.pass_time(1.0)
-    point = snapshot_at(clocks.real)
-    if case.startswith("stepped"):
-        clocks.step(-0.5 if case.endswith("back") else 0.5)
-    elif case == "too long before the snapshot":
-        point = snapshot_at(clocks.real + consistency.CARRY_SECONDS + 1)
-    elif case == "no record":
-        record = None
-    else:
-        point = {"host_offset": [0.0, 0.0], "time": "2026-11-27T18:30:00Z"}
-    assert consistency.carried(record, point, lambda: clocks.real, lambda: clocks.mono) is None
-
-
-def test_carried_when_slewed_for_minutes_is_not_taken_for_a_step():
-    clocks = Clocks()
-    record = consistency.carry((0.3, 0.45), lambda: clocks.real, lambda: clocks.mono)
-    point = snapshot_at(clocks.real + 1.0)
-    clocks.pass_time(600.0)  # a long dump: realtime and monotonic are slewed alike
-    assert consistency.carried(record, point, lambda: clocks.real, lambda: clocks.mono) is not None
-
-
 def _found(node, name):
     """The value of the first ``name`` key anywhere in a loaded YAML tree, or None."""
     if isinstance(node, dict):
