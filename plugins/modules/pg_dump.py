@@ -10,8 +10,9 @@ module: pg_dump
 short_description: Dump a PostgreSQL database with row counts taken at the dump's snapshot
 version_added: 0.1.0
 description:
-  - Runs C(pg_dump) on this host or inside the database's Docker container and streams the archive
-    to O(dest) with bounded memory, computing its SHA-256 on the way.
+  - Runs C(pg_dump) on this host, writing the archive itself into O(dest) (its output is the file, opened
+    0600), or inside the database's Docker container, its output streamed into O(dest) with bounded memory.
+    The archive's SHA-256 is computed once it is on disk.
   - Holds a C(REPEATABLE READ) transaction open in a C(psql) session, exports its snapshot, dumps at that
     snapshot and counts the rows of every table the dump holds in the same transaction, so the counts
     describe exactly the data in the archive.
@@ -171,7 +172,7 @@ size:
   type: int
   sample: 1048576
 sha256:
-  description: SHA-256 of the archive file, computed while it was written (of O(link_dest) when RV(linked)).
+  description: SHA-256 of the archive file as written to disk (of O(link_dest) when RV(linked)).
   returned: success, not check mode, format=custom
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08

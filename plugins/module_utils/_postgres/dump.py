@@ -160,6 +160,7 @@ def start(client, spec, now=time.monotonic, clock=time.time):
     while pg_dump writes; RunningDump.finish() or abort() ends it)."""
     spec.validate(client.runner.in_container)
     started = now()
+    partial = spec.dest + ".partial"
     session = client.open_session()
     try:
         result = _opened(client, spec)
@@ -168,12 +169,13 @@ def start(client, spec, now=time.monotonic, clock=time.time):
         argv = _argv(client, spec, snapshot)
         result["cmd"] = mask_argv(argv, [client.conn.password])
         result["snapshot"] = snapshot
-        partial = spec.dest + ".partial"
         _remove(partial)
         # Custom format: stdout is the file itself (no copy through Python on this host); the
         # directory format writes its directory (--file).
         proc = client.runner.spawn_to_file(argv, client.conn.env(), partial if spec.fmt == "custom" else None)
     except BaseException:
+        # A pg_dump that could not start may leave the empty file opened for it.
+        _remove(partial)
         session.close()
         raise
     return RunningDump(client, spec, session, proc, result, partial, now, started)

@@ -304,3 +304,16 @@ def test_capture_when_mirror_fails_after_pg_dump_finished_then_the_dump_is_disca
     assert failed.value.msg == ("bucket mirror: bucket(s) lake not found on http://127.0.0.1:1 "
                                 "(the dump pg_dump had finished was discarded)")
     assert os.listdir(dest / "postgres") == [] and gone(runner.started[0].pid)
+
+
+def test_start_dump_when_pg_dump_cannot_run_then_no_file_left_and_session_closed(tmp_path):
+    dest = backup_dir(tmp_path)
+
+    class Missing(ScriptRunner):
+        def spawn_to_file(self, argv, env, path):
+            return programs.FileProcess([str(tmp_path / "no-such-pg_dump")], env, path)
+
+    pg = FakeClient(Missing(""))
+    with pytest.raises(RatBackupError, match=r"^cannot run .*no-such-pg_dump: No such file or directory$"):
+        start_of(pg, dest)()
+    assert os.listdir(dest / "postgres") == [] and pg.session.sent[-1] == "closed"
