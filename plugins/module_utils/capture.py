@@ -116,8 +116,7 @@ def mirror_options(params, point=None, check_mode=False):
 
 
 def _mirror(params, point, log, check_mode, checkpoint=None):
-    # Connected once the snapshot is exported: importing boto3 and making its client (~0.3 s of CPU)
-    # then runs beside pg_dump too.
+    # Connected once the snapshot is exported, so what connecting costs runs beside pg_dump too.
     side = s3.connect(params, "src_", fast=True, max_pool_connections=max(10, 2 * params["concurrency"] + 4))
     return Mirror(mirror_options(params, point, check_mode), side.client, None, log=log, check_mode=check_mode,
                   src_http=side.fast, checkpoint=checkpoint)
