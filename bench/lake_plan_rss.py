@@ -37,10 +37,19 @@ def listed(index):
 
 
 class Listing:
-    """Stands in for the fast transport (_s3.transport.Transport): the bucket's keys in order, as list_current yields them."""
+    """Stands in for the fast transport (_s3.transport.Transport): the bucket's keys in order, as list_current yields
+    them, and the bucket calls planning makes through it (an unversioned bucket)."""
 
     def __init__(self, count):
         self.count = count
+
+    @staticmethod
+    def bucket_names():
+        return [bench_lake.LAKE]
+
+    @staticmethod
+    def is_versioned(bucket):
+        return False
 
     def list_current(self, bucket, prefix=""):
         modified = s3.parse_timestamp(MODIFIED)
