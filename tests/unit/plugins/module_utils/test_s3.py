@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import datetime
+import sys
 
 import botocore.exceptions
 import pytest
 from moto import mock_aws
 
 from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils._s3 import client as s3_client
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.minimal_s3 import NO_OPTIONAL_APIS, serve
 
@@ -133,3 +136,28 @@ def test_delete_bucket_when_server_lists_no_versions_removes_by_the_plain_listin
             client.list_object_versions(Bucket="plain-no-versions")
         assert s3.delete_bucket(client, endpoint, "plain-no-versions") is True
         assert not s3.bucket_exists(client, endpoint, "plain-no-versions")
+
+
+# --- boto3 imported at a client's first use (issue 24) ---------------------------------------------
+
+PARAMS = {"endpoint": "http://127.0.0.1:1", "access_key": "k", "secret_key": SECRET}
+
+
+def test_connect_when_called_makes_no_client_until_one_is_used():
+    side = s3.connect(PARAMS, fast=True)
+    assert side.fast is not None and not side.client.made
+    assert side.client.meta.region_name == "us-east-1" and side.client.made
+
+
+def test_client_when_boto3_missing_fails_naming_it_at_first_use(monkeypatch):
+    monkeypatch.setattr(s3_client, "HAS_BOTO3", False)
+    side = s3.connect(PARAMS)
+    with pytest.raises(RatBackupError, match="boto3 is required"):
+        side.client.list_buckets()
+
+
+def test_client_when_boto3_installed_but_broken_fails_naming_it(monkeypatch):
+    # None in sys.modules makes `import boto3` raise ImportError, as a broken installation does.
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(RatBackupError, match="boto3 is installed but cannot be imported"):
+        s3.make_client(ENDPOINT)
