@@ -67,9 +67,13 @@ class ScriptRunner(programs.Runner):
     def spawn_to_file(self, argv, env, path):
         argv = ["sh", "-c", self.script]
         if self.container:
-            proc = programs.StreamedProcess(programs.HostProcess(argv, env), path)
+            inner = programs.HostProcess(argv, env)
+            proc = programs.StreamedProcess(inner, path)
+            # The "container's" process, for the tests' check that none is left.
+            proc.stand_in_pid = inner._proc.pid  # pylint: disable=protected-access
         else:
             proc = programs.FileProcess(argv, env, path)
+            proc.stand_in_pid = proc.pid
         self.started.append(proc)
         return proc
 
@@ -201,8 +205,7 @@ def test_capture_when_pg_dump_fails_while_mirror_runs_then_mirror_stopped_and_er
     assert time.monotonic() - started < 5 and checks
     # The partial dump is gone; the backup directory is left for backup_run abort.
     assert sorted(os.listdir(dest / "postgres")) == [] and dest.is_dir()
-    if not container:
-        assert gone(runner.started[0].pid)
+    assert gone(runner.started[0].stand_in_pid)
 
 
 @pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
@@ -230,8 +233,7 @@ def test_capture_when_mirror_fails_while_pg_dump_runs_then_pg_dump_stopped_and_r
     assert failed.value.details == {"failed_step": "mirror", "path": "/b.partial/x"}
     assert time.monotonic() - started < 10
     assert os.listdir(dest / "postgres") == [] and session[0].sent[-1] == "closed"
-    if not container:
-        assert gone(pid)
+    assert gone(runner.started[0].stand_in_pid)
 
 
 def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_nothing(client, tmp_path):
@@ -317,3 +319,19 @@ def test_start_dump_when_pg_dump_cannot_run_then_no_file_left_and_session_closed
     with pytest.raises(RatBackupError, match=r"^cannot run .*no-such-pg_dump: No such file or directory$"):
         start_of(pg, dest)()
     assert os.listdir(dest / "postgres") == [] and pg.session.sent[-1] == "closed"
+
+
+def test_run_when_check_mode_then_clocks_compared_plan_returned_and_nothing_written(client, tmp_path, monkeypatch):
+    fill(client, "lake", {"a": b"1", "b": b"22"})
+    dest = tmp_path / "root"
+    dest.mkdir()
+    pg = FakeClient(ScriptRunner("exit 9"))
+    monkeypatch.setattr(capture.postgres, "client_from_params", lambda p: pg)
+    clock = {"time": "2026-12-07T07:00:00Z", "host_offset": [-0.001, 0.001]}
+    monkeypatch.setattr(capture.postgres, "check", lambda c: {"server_version": "15.18", "clock": clock})
+    result = capture.run(params(dest, src_endpoint=URL), check_mode=True)
+    assert result["changed"] and result["dump"]["clock"] == clock
+    assert result["mirror"]["plan"]["to_copy"]["count"] == 2
+    # PostgreSQL's clock stands for the snapshot: the skew is measured, no window made.
+    assert set(result["consistency"]) == {"clock_skew", "max_clock_skew"}
+    assert list(dest.iterdir()) == [] and pg.runner.started == []
