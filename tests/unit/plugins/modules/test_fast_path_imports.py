@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""backup_start's S3 check and bucket_mirror's S3 -> disk run on an endpoint given by URL never import
-boto3 (0.3-0.45 s of every module start): each runs in a fresh interpreter against moto, which then
-names the modules it loaded. The work is real: buckets checked, the clock measured, versions listed
+"""backup_start's S3 check, bucket_mirror's S3 -> disk run and backup_capture's mirror on an endpoint
+given by URL never import boto3 (0.3-0.45 s of every module start): each runs in a fresh interpreter
+against moto, which then names the modules it loaded. The work is real: buckets checked, the clock measured, versions listed
 as of a consistency point and the objects written to disk."""
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import capture, s3  # noqa: E402
 
 # Run in the child: the two modules' work, then what of boto3 (and botocore beyond its exceptions) loaded.
 CHILD = r"""
 import json, sys
 from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
+from ansible_collections.rat.backup.plugins.module_utils import capture
 from ansible_collections.rat.backup.plugins.modules import backup_start, bucket_mirror
 args = json.loads(sys.argv[1])
 found = backup_start.check_source(args["start"])
@@ -34,6 +35,8 @@ with patch_module_args(args["mirror"]):
         bucket_mirror.main()
     except SystemExit:
         pass
+captured = capture._mirror(args["capture"], args["mirror"]["consistency_point"], None, False).run()
+print(json.dumps({"level": captured["consistency"]["level"]}))
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "s3transfer")
                or (m.startswith("botocore.") and not m.startswith(("botocore.exceptions", "botocore.vendored"))))
 print(json.dumps({"found": found, "heavy": heavy}))
@@ -71,14 +74,16 @@ def test_start_check_and_mirror_when_endpoint_given_by_url_never_import_boto3(mo
     client.delete_object(Bucket="lake", Key="gone")
     args = {"start": dict(keys, buckets=["lake"], clock_skew=True, fail_on_best_effort=False),
             "mirror": dict(keys, src="s3://", dest=str(tmp_path / "m"), manifest=str(tmp_path / "m.json"),
-                           consistency_point=point, max_clock_skew=2.0)}
+                           consistency_point=point, max_clock_skew=2.0),
+            "capture": dict(keys, dest=str(tmp_path / "c"), buckets=["lake"], use_versions=True, max_clock_skew=2.0,
+                            fail_on_best_effort=True, concurrency=2, min_free_bytes=0)}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     for name in ("HTTP_PROXY", "http_proxy", "AWS_CA_BUNDLE"):
         env.pop(name, None)
     done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    mirrored, child = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    mirrored, captured, child = (json.loads(line) for line in done.stdout.strip().splitlines()[-3:])
     assert child["heavy"] == []
     assert child["found"]["buckets"] == {"lake": {"versioned": True}}
     low, high = child["found"]["clock"]["offset"]
@@ -87,3 +92,5 @@ def test_start_check_and_mirror_when_endpoint_given_by_url_never_import_boto3(mo
     assert mirrored["consistency"]["level"] == "snapshot"
     assert (tmp_path / "m" / "lake" / "a b+c").read_bytes() == b"old"
     assert (tmp_path / "m" / "lake" / "gone").read_bytes() == b"g"
+    assert captured["level"] == "snapshot"
+    assert (tmp_path / "c" / capture.MIRROR_DIR / "lake" / "a b+c").read_bytes() == b"old"
