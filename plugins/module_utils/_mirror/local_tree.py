@@ -123,7 +123,8 @@ class LocalTree:
         self._prefix = os.path.join(root, "")
         self.tmp = os.path.join(root, TMP_DIR)
         self._real_root = None
-        self._checked = set()
+        # Directories proven to resolve inside the root -> their real paths.
+        self._checked = {}
         self._lock = threading.Lock()
         self._own_tmp = (None, None, None)
         self._tmp_count = itertools.count()
@@ -172,17 +173,53 @@ class LocalTree:
             os.makedirs(parent, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise RatBackupError(f"cannot create directory {parent}: {exc.strerror}", path=parent)
-        self.ensure_inside(parent)
+        real = self._real_below_checked(parent)
+        if real is None:
+            real = self.ensure_inside(parent)
         with self._lock:
-            self._checked.add(parent)
+            self._checked[parent] = real
 
     def ensure_inside(self, parent):
+        """The real path of directory ``parent``, refused when it resolves outside the root."""
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
         real = os.path.realpath(parent)
         if real != self._real_root and not real.startswith(self._real_root + os.sep):
             raise RatBackupError(f"{parent} resolves outside {self.root} (symlink in the tree); refusing to use it",
                                  path=parent)
+        return real
+
+    def _real_below_checked(self, directory):
+        """The real path of ``directory`` when it is a chain of plain directories (no symlink) below
+        one already proven inside the root: one lstat per new level instead of os.path.realpath's
+        one per level from /, for each new directory of a lake (~12 a directory). None otherwise."""
+        names = []
+        above = directory
+        while above not in self._checked:
+            if above == self.root:
+                if self._real_root is None:
+                    self._real_root = os.path.realpath(self.root)
+                self._checked[above] = self._real_root
+                break
+            above, name = os.path.split(above)
+            if not name or name in (".", ".."):
+                return None
+            names.append(name)
+        real = self._checked.get(above)
+        if real is None:
+            return None
+        for name in reversed(names):
+            above = os.path.join(above, name)
+            try:
+                mode = os.lstat(above).st_mode
+            except OSError:
+                return None
+            if not stat.S_ISDIR(mode):
+                return None
+            real = os.path.join(real, name)
+            with self._lock:
+                self._checked[above] = real
+        return real
 
     def temp_path(self):
         """A new name in this process's own temporary directory: creating, renaming and removing
@@ -232,7 +269,7 @@ class LocalTree:
                 os.rmdir(self.path(parent))
             except OSError:
                 return
-            self._checked.discard(self.path(parent))
+            self._checked.pop(self.path(parent), None)
             parent = posixpath.dirname(parent)
 
 

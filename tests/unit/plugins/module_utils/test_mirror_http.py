@@ -166,6 +166,28 @@ def test_download_when_disk_full_then_fails_naming_the_file_and_leaves_no_part(c
     assert left == []
 
 
+def test_download_when_new_directories_are_plain_then_proven_inside_without_realpath_each(client, tmp_path, monkeypatch):
+    bodies = {f"warehouse/t{t}/data/dt=2026-11-{d:02d}/part-{i}.parquet": b"%d" % i
+              for t in range(3) for d in range(1, 4) for i in range(3)}
+    fill(client, "rat", bodies)
+    resolved = []
+    real_realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, **k: resolved.append(str(p)) or real_realpath(p, **k))
+    download(client, tmp_path / "minio", processes=0)
+    for key, body in bodies.items():
+        assert (tmp_path / "minio" / "rat" / key).read_bytes() == body
+    # The root once; its 9 + 4 new directories by one lstat each (os.path.realpath: ~12 each).
+    assert [p for p in resolved if p.startswith(str(tmp_path / "minio" / "rat"))] == []
+    # A symlink met among the new levels is still resolved and refused when it leads out.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, tmp_path / "minio" / "rat" / "warehouse" / "t9")
+    client.put_object(Bucket="rat", Key="warehouse/t9/x/y", Body=b"out")
+    with pytest.raises(RatBackupError, match="resolves outside"):
+        download(client, tmp_path / "minio", processes=0)
+    assert [n for dummy, dummy_dirs, names in os.walk(outside) for n in names] == []
+
+
 def test_temp_path_when_a_later_process_reuses_a_pid_then_its_names_are_new(tmp_path):
     tree = local_tree.LocalTree(str(tmp_path / "minio"))
     tree.prepare()
