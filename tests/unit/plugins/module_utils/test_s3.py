@@ -161,3 +161,27 @@ def test_client_when_boto3_installed_but_broken_fails_naming_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "boto3", None)
     with pytest.raises(RatBackupError, match="boto3 is installed but cannot be imported"):
         s3.make_client(ENDPOINT)
+
+
+@pytest.mark.parametrize("refused, call, expected", [
+    # s3rver: no ListObjectVersions. The proxy's error body holds the query's "&" unescaped (not
+    # XML), so both paths fall back on the status, as botocore does.
+    (NO_OPTIONAL_APIS, lambda c, e, h: list(s3.version_pages(c, e, "lake", "", h)),
+     "listing versions on {url} bucket 'lake' failed: Method Not Allowed (405)"),
+    # A server (or a policy) that does not answer GetBucketVersioning: the backup cannot know, and stops.
+    ({("GET", "versioning"): (501, "NotImplemented")}, lambda c, e, h: s3.is_versioned(c, e, "lake", h),
+     "reading versioning on {url} bucket 'lake' failed: NotImplemented (NotImplemented)"),
+])
+def test_bucket_reads_when_server_lacks_the_api_fail_alike_on_both_paths(monkeypatch, refused, call, expected):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with serve(refused) as url:
+        endpoint = s3.Endpoint(url, "key", "secret")
+        client = s3.make_client(endpoint, retry_max_attempts=1)
+        _fill(client, "lake", 2, versioned=False)
+        fast = s3.connect({"endpoint": url, "access_key": "key", "secret_key": "secret", "retry_max_attempts": 1},
+                          fast=True).fast
+        with pytest.raises(RatBackupError) as by_boto:
+            call(client, endpoint, None)
+        with pytest.raises(RatBackupError) as by_fast:
+            call(None, endpoint, fast)
+        assert str(by_fast.value) == str(by_boto.value) == expected.format(url=url)
