@@ -66,7 +66,8 @@ def free_port():
 class Rclone:
     """`rclone serve s3` over a temporary directory on 127.0.0.1:``port`` (a free one by default);
     stop() ends it. ``detach``: in its own session, to outlive a short-lived starter (the
-    integration target's); a unit test's server goes with the test run."""
+    integration target's); a unit test's server ends with the process that started it, also when
+    that process ends without stopping it (setpriv's parent-death signal, where setpriv exists)."""
 
     def __init__(self, port=None, key=KEY, secret=SECRET, detach=False):
         port = port or free_port()
@@ -74,9 +75,13 @@ class Rclone:
         self.url = "http://127.0.0.1:%d" % port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RCLONE_", "AWS_"))}
         self.log = open(self.dir + ".log", "wb")
-        self.proc = subprocess.Popen([rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:%d" % port,
-                                      "--auth-key", "%s,%s" % (key, secret), "--etag-hash", "MD5",
-                                      "--config", "/dev/null", self.dir],
+        argv = [rclone_binary(), "serve", "s3", "--addr", "127.0.0.1:%d" % port, "--auth-key",
+                "%s,%s" % (key, secret), "--etag-hash", "MD5", "--config", "/dev/null", self.dir]
+        if not detach and shutil.which("setpriv"):
+            # ansible-test runs each unit test in a fork that ends with os._exit, so a module-scoped
+            # fixture's stop() never runs there: the server must end with the process that started it.
+            argv = ["setpriv", "--pdeathsig", "TERM", "--"] + argv
+        self.proc = subprocess.Popen(argv,
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
                                      start_new_session=detach)
         deadline = time.monotonic() + 20
