@@ -206,6 +206,21 @@ INV
     chmod 0600 "$DIR/fleet.yml"
 }
 
+# Ends what still runs in namespace $1 (all of it started by `up` or by the tests through it): an
+# sshd session outlives its listener, and once the namespace's link is gone its client's FIN never
+# arrives, so it would wait forever.
+ns_empty() {
+    local pids tries=50
+    pids="$(ip netns pids "$1" 2>/dev/null)" || return 0
+    [[ -n "$pids" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    while ((tries-- > 0)) && [[ -n "$(ip netns pids "$1" 2>/dev/null)" ]]; do sleep 0.1; done
+    pids="$(ip netns pids "$1" 2>/dev/null)" || return 0
+    # shellcheck disable=SC2086
+    [[ -z "$pids" ]] || kill -KILL $pids 2>/dev/null || true
+}
+
 down() {
     [[ -f "$STATE" ]] || return 0
     local kind a b pgroot=""
@@ -221,7 +236,7 @@ down() {
             pg) if [[ -n "$b" ]]; then (cd / && in_ns "$b" runuser -u postgres -- "$PGBIN/pg_ctl" -D "$pgroot/$a/data" -m immediate -w stop) >/dev/null 2>&1 || true
                 else as_postgres "$PGBIN/pg_ctl" -D "$pgroot/$a/data" -m immediate -w stop >/dev/null 2>&1 || true; fi ;;
             link) ip link del "$a" 2>/dev/null || true ;;
-            netns) ip netns del "$a" 2>/dev/null || true ;;
+            netns) ns_empty "$a"; ip netns del "$a" 2>/dev/null || true ;;
             pgroot) rm -rf "$a" ;;
         esac
     done
