@@ -54,6 +54,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNQUOTED = re.compile(r"[^A-Za-z0-9_.~/-]+")
 
 
+def _listing_query(query, prefix, page_size):
+    """``query`` with what every listing here asks: keys URL-encoded, under ``prefix``, at most
+    ``page_size`` a page (the server's default without it)."""
+    query["encoding-type"] = "url"
+    if prefix:
+        query["prefix"] = prefix
+    if page_size:
+        query["max-keys"] = str(page_size)
+    return query
+
+
 class Response:
     """Status, the headers S3 sends in lower case, and the body still to read from ``raw``."""
 
@@ -264,11 +275,7 @@ class Transport:
         ``page_size`` keys a page at most (the server's default, 1,000, without it)."""
         token = None
         while True:
-            query = {"list-type": "2", "encoding-type": "url"}
-            if prefix:
-                query["prefix"] = prefix
-            if page_size:
-                query["max-keys"] = str(page_size)
+            query = _listing_query({"list-type": "2"}, prefix, page_size)
             if token:
                 query["continuation-token"] = token
             response = self.request("GET", bucket, query=query, operation="ListObjectsV2")
@@ -307,11 +314,7 @@ class Transport:
         markers = (None, None)
         with errors.translated(self.endpoint, "listing versions", bucket):
             while True:
-                query = {"versions": "", "encoding-type": "url"}
-                if prefix:
-                    query["prefix"] = prefix
-                if page_size:
-                    query["max-keys"] = str(page_size)
+                query = _listing_query({"versions": ""}, prefix, page_size)
                 if markers[0] is not None:
                     query["key-marker"] = markers[0]
                     if markers[1] is not None:
