@@ -169,13 +169,7 @@ class LocalTree:
         parent = os.path.dirname(self.path(relpath))
         if parent in self._checked:
             return
-        try:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise RatBackupError(f"cannot create directory {parent}: {exc.strerror}", path=parent)
-        real = self._real_below_checked(parent)
-        if real is None:
-            real = self.ensure_inside(parent)
+        real = self._make_inside(parent)
         with self._lock:
             self._checked[parent] = real
 
@@ -189,37 +183,46 @@ class LocalTree:
                                  path=parent)
         return real
 
-    def _real_below_checked(self, directory):
-        """The real path of ``directory`` when it is a chain of plain directories (no symlink) below
-        one already proven inside the root: one lstat per new level instead of os.path.realpath's
-        one per level from /, for each new directory of a lake (~12 a directory). None otherwise."""
+    def _make_inside(self, directory):
+        """Create ``directory`` one level at a time below the nearest level already proven inside
+        the root, proving each level before creating the next: os.makedirs would follow a symlink
+        that leads out of the tree and create directories there before any check could refuse.
+        A level this call created is a plain directory by construction; one that was there is
+        lstat'ed, and only a symlink costs a realpath (about 12 lstats), not every new directory."""
+        root = os.path.dirname(self._prefix)  # the root as os.path.split spells it: no trailing "/"
         names = []
         above = directory
         while above not in self._checked:
-            if above == self.root:
-                if self._real_root is None:
-                    self._real_root = os.path.realpath(self.root)
-                self._checked[above] = self._real_root
+            if above == root:
+                self._checked[above] = self.ensure_inside(above)
                 break
             above, name = os.path.split(above)
             if not name or name in (".", ".."):
-                return None
+                raise RatBackupError(f"{directory} is not below {self.root}", path=directory)
             names.append(name)
-        real = self._checked.get(above)
-        if real is None:
-            return None
+        real = self._checked[above]
         for name in reversed(names):
             above = os.path.join(above, name)
             try:
-                mode = os.lstat(above).st_mode
-            except OSError:
-                return None
-            if not stat.S_ISDIR(mode):
-                return None
-            real = os.path.join(real, name)
+                os.mkdir(above, 0o700)
+                real = os.path.join(real, name)
+            except FileExistsError:
+                real = self._existing_level(above, os.path.join(real, name))
+            except OSError as exc:
+                raise RatBackupError(f"cannot create directory {above}: {exc.strerror}", path=above)
             with self._lock:
                 self._checked[above] = real
         return real
+
+    def _existing_level(self, path, real_if_plain):
+        """The real path of an existing level of a new directory: a directory, or a symlink that
+        resolves to one inside the root; anything else is in the way."""
+        mode = os.lstat(path).st_mode
+        if stat.S_ISDIR(mode):
+            return real_if_plain
+        if stat.S_ISLNK(mode) and os.path.isdir(path):
+            return self.ensure_inside(path)
+        raise RatBackupError(f"cannot create directory {path}: a file that is not a directory is in the way", path=path)
 
     def temp_path(self):
         """A new name in this process's own temporary directory: creating, renaming and removing

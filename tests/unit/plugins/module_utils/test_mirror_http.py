@@ -185,7 +185,21 @@ def test_download_when_new_directories_are_plain_then_proven_inside_without_real
     client.put_object(Bucket="rat", Key="warehouse/t9/x/y", Body=b"out")
     with pytest.raises(RatBackupError, match="resolves outside"):
         download(client, tmp_path / "minio", processes=0)
-    assert [n for dummy, dummy_dirs, names in os.walk(outside) for n in names] == []
+    # Not even an empty directory is made out there (os.makedirs made outside/x before the check).
+    assert os.listdir(outside) == []
+
+
+def test_parent_for_when_a_level_is_a_symlink_inside_or_a_file_then_followed_or_refused_by_name(tmp_path):
+    tree = local_tree.LocalTree(str(tmp_path / "minio") + "/")
+    tree.prepare()
+    (tmp_path / "minio" / "real").mkdir()
+    os.symlink(tmp_path / "minio" / "real", tmp_path / "minio" / "alias")
+    tree.parent_for("alias/a/b/key")
+    assert (tmp_path / "minio" / "real" / "a" / "b").is_dir()
+    (tmp_path / "minio" / "file").write_bytes(b"x")
+    with pytest.raises(RatBackupError, match=r"cannot create directory .*/minio/file: a file that is not a directory"):
+        tree.parent_for("file/a/key")
+    assert (tmp_path / "minio" / "file").read_bytes() == b"x"
 
 
 def test_temp_path_when_a_later_process_reuses_a_pid_then_its_names_are_new(tmp_path):
