@@ -8,6 +8,7 @@ integration target use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -63,6 +64,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
+# $1: the server's directory; the rest: its command line. TERM (stop(), or the parent's death)
+# ends the server, then its directory and log go; a server that exits by itself leaves its log
+# for the error that says why.
+_END_WITH_PARENT = '''dir=$1; shift
+"$@" & server=$!
+trap 'kill $server; wait $server; rm -rf "$dir" "$dir.log"; exit 143' TERM
+wait $server
+'''
+
+
 class Rclone:
     """`rclone serve s3` over a temporary directory on 127.0.0.1:``port`` (a free one by default);
     stop() ends it. ``detach``: in its own session, to outlive a short-lived starter (the
@@ -79,8 +90,9 @@ class Rclone:
                 "%s,%s" % (key, secret), "--etag-hash", "MD5", "--config", "/dev/null", self.dir]
         if not detach and shutil.which("setpriv"):
             # ansible-test runs each unit test in a fork that ends with os._exit, so a module-scoped
-            # fixture's stop() never runs there: the server must end with the process that started it.
-            argv = ["setpriv", "--pdeathsig", "TERM", "--"] + argv
+            # fixture's stop() never runs there: the server must end with the process that started
+            # it, and take its directory and log along (a shell between them, since rclone cannot).
+            argv = ["setpriv", "--pdeathsig", "TERM", "--", "sh", "-c", _END_WITH_PARENT, "sh", self.dir] + argv
         self.proc = subprocess.Popen(argv,
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log, env=env,
                                      start_new_session=detach)
@@ -101,5 +113,6 @@ class Rclone:
             self.proc.terminate()
             self.proc.wait(timeout=20)
         self.log.close()
-        os.unlink(self.log.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.log.name)
         shutil.rmtree(self.dir, ignore_errors=True)
