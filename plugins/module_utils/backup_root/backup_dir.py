@@ -76,11 +76,9 @@ _NO_PREVIOUS = {"previous": None, "previous_name": None, "previous_dump_bytes": 
 def _previous_backup(root):
     """The newest good complete backup (manifest.newest_good) and its dump size: what an incremental
     run links to and grows from; newer damaged ones are named in ``previous_skipped``."""
-    previous, data, skipped = mf.newest_good(root, layout.list_backups(root)["complete"])
+    previous, dump_bytes, skipped = mf.newest_good(root, layout.list_backups(root)["complete"])
     if not previous:
         return dict(_NO_PREVIOUS, previous_skipped=skipped)
-    # From the manifest newest_good has just read whole (a 100,000-object one is not read twice).
-    dump_bytes = mf.summary(data)["dump_bytes"]
     return {"previous": previous["path"], "previous_name": previous["name"], "previous_dump_bytes": dump_bytes,
             "previous_skipped": skipped}
 
@@ -253,6 +251,8 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
 
     # Written into <name>.partial: the rename below, after every entry is durable, makes it complete.
     mf.write_streamed(partial, data, checked_lines(), compress)
+    if kind == "backup":
+        _record_commit(root, name, mf.commit_record(partial, name, (pg or {}).get("size", 0)))
     if object_manifest is not None:
         os.unlink(os.path.join(partial, OBJECT_MANIFEST))
     fs.unlink_quietly(dump_result)
@@ -269,6 +269,14 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
     stats.update(changed=True, name=name, backup_dir=final, manifest=os.path.join(final, layout.MANIFEST),
                  duration=round((now - created_dt).total_seconds(), 3), lock_released=release_lock)
     return stats
+
+
+def _record_commit(root, name, record):
+    """Keep the commit record a later backup's start proves this manifest.json by, before the rename:
+    a backup that looks complete has its record (or none from an older version), never another's."""
+    _path, why = layout.write_status(root, name, mf.COMMIT_RECORD, record)
+    if why:
+        raise RatBackupError(f"backup {name} not committed: {why}", path=os.path.join(root, layout.STATUS_DIR))
 
 
 def _size(path):

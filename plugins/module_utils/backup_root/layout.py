@@ -9,7 +9,7 @@ Layout (docs/layout.md, docs/mechanisms.md)::
     <root>/<YYYYmmdd_HHMMSS>.partial/    work in progress, or the leftover of a crash
     <root>/pre-restore/<YYYYmmdd_HHMMSS>/  safety dumps taken by the restore role
     <root>/.lock                         one backup or restore per host at a time (lock.py)
-    <root>/.status/<name>.<kind>.json    verify / drill results shown by backup_info
+    <root>/.status/<name>.<kind>.json    verify / drill results shown by backup_info, commit records
 """
 
 from __future__ import annotations
@@ -176,10 +176,11 @@ def stored_of(entries, skip=()):
     return found
 
 
-def read_status(root, name):
-    """Verify/drill/offsite records of one backup: {"verify": {...}, ...} (absent keys omitted)."""
+def read_status(root, name, kinds=("verify", "drill", "offsite")):
+    """Verify/drill/offsite (or other ``kinds`` of) records of one backup: {"verify": {...}, ...}
+    (absent or unreadable ones omitted)."""
     found = {}
-    for kind in ("verify", "drill", "offsite"):
+    for kind in kinds:
         path = os.path.join(root, STATUS_DIR, f"{name}.{kind}.json")
         try:
             with open(path, "rb") as handle:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import gzip
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from ansible_collections.rat.backup.plugins.module_utils.backup_root import lock
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import reporting
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
@@ -246,34 +248,142 @@ def test_preflight_when_complete_backup_then_previous_and_its_dump_size(tmp_path
     assert result["previous_dump_bytes"] == len(DUMP)
 
 
-def test_preflight_when_only_backup_damaged_then_no_previous_and_named(tmp_path):
+@pytest.mark.parametrize("record", [True, False], ids=["commit-record", "older-version"])
+def test_preflight_when_only_backup_damaged_then_no_previous_and_named(tmp_path, record):
     first = begin(tmp_path)
     prepare_partial(first)
     done = commit(tmp_path, first, fill(first["partial"]))
+    if not record:
+        drop_commit_record(tmp_path, done["name"])
     with open(done["manifest"], "w") as handle:
         handle.write("{not json")
     result = backup_dir.preflight(str(tmp_path), 0, [])
     assert (result["previous"], result["previous_dump_bytes"]) == (None, 0)
-    assert "is not valid JSON" in result["previous_skipped"][done["name"]]
+    why = result["previous_skipped"][done["name"]]
+    if record:
+        assert why.startswith("its manifest.json is not the one its commit wrote (9 bytes; the commit recorded ")
+        assert ".status/%s.commit.json): truncated or changed since" % done["name"] in why
+    else:
+        assert "is not valid JSON" in why
 
 
-def test_begin_when_previous_backup_then_its_manifest_read_once(tmp_path, monkeypatch):
-    # Issue 24: the previous manifest (100,000 object lines on a lake) was read whole to find it
-    # good, then again for its dump size.
+def drop_commit_record(root, name):
+    """What a backup committed by a version that kept no commit record looks like."""
+    os.unlink(os.path.join(str(root), layout.STATUS_DIR, name + ".commit.json"))
+
+
+def spy_manifest_reads(monkeypatch):
+    """The manifest.json paths whose object lines get read (Reader.objects_with_text calls)."""
+    opened = []
+    real = manifest_format.Reader.objects_with_text
+
+    def counted(reader, *args, **kwargs):
+        opened.append(reader.path)
+        return real(reader, *args, **kwargs)
+
+    monkeypatch.setattr(manifest_format.Reader, "objects_with_text", counted)
+    return opened
+
+
+def test_commit_when_backup_then_commit_record_holds_the_manifest_size_sha256_and_dump_size(tmp_path):
+    started = begin(tmp_path)
+    prepare_partial(started)
+    done = commit(tmp_path, started, fill(started["partial"]))
+    with open(done["manifest"], "rb") as handle:
+        written = handle.read()
+    with open(os.path.join(str(tmp_path), layout.STATUS_DIR, done["name"] + ".commit.json")) as handle:
+        record = json.load(handle)
+    assert record == {"format": 1, "name": done["name"], "dump_bytes": len(DUMP),
+                      "manifest": {"size": len(written), "sha256": hashlib.sha256(written).hexdigest()}}
+
+
+def test_begin_when_previous_backup_has_commit_record_then_no_manifest_line_parsed(tmp_path, monkeypatch):
+    # Issue 24: the previous manifest (100,000 object lines, 10 MB compressed, on a lake) was
+    # decompressed and every line parsed to find it good; its commit record proves the same bytes
+    # by one sha256 of the file.
     first = begin(tmp_path)
     prepare_partial(first)
     commit(tmp_path, first, fill(first["partial"]))
-    opened = []
-    real = mf.read_document
+    opened = spy_manifest_reads(monkeypatch)
+    second = begin(tmp_path, now=LATER)
+    assert second["previous"] == first["backup_dir"] and second["previous_dump_bytes"] == len(DUMP)
+    assert second["previous_skipped"] == {}
+    assert opened == []
 
-    def counted(path, *args, **kwargs):
-        opened.append(path)
-        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(mf, "read_document", counted)
+def test_begin_when_previous_backup_has_no_commit_record_then_its_manifest_read_whole_once(tmp_path, monkeypatch):
+    # A backup committed by an older version: proven as before, every line parsed, read once.
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    drop_commit_record(tmp_path, first["name"])
+    opened = spy_manifest_reads(monkeypatch)
     second = begin(tmp_path, now=LATER)
     assert second["previous"] == first["backup_dir"] and second["previous_dump_bytes"] == len(DUMP)
     assert opened == [os.path.join(first["backup_dir"], layout.MANIFEST)]
+
+
+@pytest.mark.parametrize("record", ["other backup's", "unreadable", "wrong shape"])
+def test_begin_when_commit_record_not_this_backups_then_manifest_read_whole(tmp_path, monkeypatch, record):
+    first = begin(tmp_path)
+    prepare_partial(first)
+    commit(tmp_path, first, fill(first["partial"]))
+    path = os.path.join(str(tmp_path), layout.STATUS_DIR, first["name"] + ".commit.json")
+    with open(path) as handle:
+        kept = json.load(handle)
+    text = {"other backup's": json.dumps(dict(kept, name="20250101_000000")), "unreadable": '{"format": 1, "na',
+            "wrong shape": json.dumps(dict(kept, manifest={"size": "12", "sha256": "00"}))}[record]
+    with open(path, "w") as handle:
+        handle.write(text)
+    opened = spy_manifest_reads(monkeypatch)
+    second = begin(tmp_path, now=LATER)
+    assert second["previous"] == first["backup_dir"] and second["previous_dump_bytes"] == len(DUMP)
+    assert opened == [os.path.join(first["backup_dir"], layout.MANIFEST)]
+
+
+@pytest.mark.parametrize("damage", ["plain, same size", "compressed, altered", "compressed, truncated"])
+def test_begin_when_manifest_changed_since_commit_then_not_linked_and_named(tmp_path, monkeypatch, damage):
+    # A manifest altered into other valid JSON passed the old check (every line still parsed); the
+    # commit record refuses it, and a truncated one, naming what it found and what was committed.
+    if damage.startswith("compressed"):
+        monkeypatch.setattr(mf, "COMPRESS_FROM", 1)
+    good = begin(tmp_path)
+    prepare_partial(good)
+    commit(tmp_path, good, fill(good["partial"]))
+    newer = begin(tmp_path, now=LATER)
+    prepare_partial(newer)
+    newer = commit(tmp_path, newer, fill(newer["partial"], {"a.csv": b"1,2\n", "b.csv": b"3,4\n"}), now=LATER)
+    with open(newer["manifest"], "rb") as handle:
+        stored = handle.read()
+    if damage == "compressed, truncated":
+        changed = stored[:len(stored) // 2]
+    elif damage == "compressed, altered":
+        changed = gzip.compress(gzip.decompress(stored).replace(b'"key":"b.csv"', b'"key":"c.csv"'), mtime=0)
+    else:
+        changed = stored.replace(b'"key":"b.csv"', b'"key":"c.csv"')
+    with open(newer["manifest"], "wb") as handle:
+        handle.write(changed)
+    if damage != "compressed, truncated":
+        assert [o["key"] for o in mf.read(newer["backup_dir"])["minio"]["objects"]] == ["a.csv", "c.csv"]
+    third = begin(tmp_path, now=LATER + datetime.timedelta(seconds=5))
+    assert third["previous"] == good["backup_dir"] and third["previous_dump_bytes"] == len(DUMP)
+    why = third["previous_skipped"][newer["name"]]
+    found = "%d bytes" % len(changed)
+    if len(changed) == len(stored):
+        found += ", sha256 %s..." % hashlib.sha256(changed).hexdigest()[:16]
+    assert why == ("its manifest.json is not the one its commit wrote (%s; the commit recorded %d bytes, sha256 "
+                   "%s... in .status/%s.commit.json): truncated or changed since"
+                   % (found, len(stored), hashlib.sha256(stored).hexdigest()[:16], newer["name"]))
+    assert backup_dir.skipped_warnings(third) == [
+        "backup %s is damaged (%s): this backup links from %s instead; run backup_verify on it and remove it"
+        % (newer["name"], why, good["name"])]
+
+
+def test_commit_when_pre_restore_then_no_commit_record(tmp_path):
+    started = begin(tmp_path, kind="pre_restore", purpose="restore")
+    prepare_partial(started)
+    commit(tmp_path, started, fill(started["partial"]), kind="pre_restore")
+    assert not os.path.exists(os.path.join(str(tmp_path), layout.STATUS_DIR))
 
 
 @pytest.mark.parametrize("damage", ["manifest", "verify"])
