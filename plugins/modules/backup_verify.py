@@ -14,6 +14,9 @@ description:
   - Compares a backup directory with its C(manifest.json) and reports missing files, files whose
     size or sha256 differ (C(changed)), files the manifest does not know (C(extra)), symlinks and
     special files (never followed), and a database dump that C(pg_restore) cannot read.
+  - A backup whose commit recorded C(manifest.json) (C(<root>/.status/<name>.commit.json)) also has
+    C(manifest.json) itself checked against that record's size and sha256: one truncated or changed
+    since the commit is reported in RV(changed_files), as a backup's start refuses to link from it.
   - O(mode=full) hashes every file and reads the whole dump (C(pg_restore --file=/dev/null));
     O(mode=quick) compares sizes and reads the dump's table of contents (C(pg_restore --list)).
   - No PostgreSQL or S3 server is contacted. The restore role runs it before touching anything.
@@ -221,7 +224,10 @@ def run(module):
     server_version = (data.get("postgres") or {}).get("server_version")
     reader = postgres.archive_reader(server_version, p["client_bin_dir"]) if data.get("postgres") else None
     checker = (lambda dump: reader.archive_problem(dump, quick=p["mode"] == "quick")) if reader else None
-    result = mf.verify(path, data, p["mode"], checker)
+    # A backup's commit record sits in its root's .status/ (none for a copy elsewhere or an older backup).
+    committed = mf.read_commit_record(root or os.path.dirname(os.path.normpath(path)), name) \
+        if layout.time_of(name) else None
+    result = mf.verify(path, data, p["mode"], checker, committed)
     result["changed_files"] = result.pop("changed")
     result.update(changed=False, name=name, backup_dir=path, dump_checked=bool(checker),
                   summary=mf.summary(data))

@@ -97,7 +97,7 @@ def _examine(root, name):
         # The bytes the commit wrote (after parsing and checking every object line) are still
         # there: 10 MB hashed instead of 100,000 lines decompressed and parsed.
         why = commit_problem(os.path.join(root, name), committed)
-        return why, None if why else committed["dump_bytes"]
+        return (f"its {MANIFEST} {why}", None) if why else (None, committed["dump_bytes"])
     try:
         data = read(os.path.join(root, name), make=lambda item: None)
     except RatBackupError as exc:
@@ -149,20 +149,21 @@ def _count(value):
 
 
 def commit_problem(backup_dir, record):
-    """Why ``backup_dir``'s manifest.json is not the one its commit ``record`` describes, or None."""
+    """Why ``backup_dir``'s manifest.json is not the one its commit ``record`` describes (a reason
+    that follows the file's name), or None."""
     path = os.path.join(backup_dir, MANIFEST)
     kept = record["manifest"]
     try:
         size = os.lstat(path).st_size
         digest = fs.sha256_file(path) if size == kept["size"] else None
     except OSError as exc:
-        return f"cannot read its {MANIFEST}: {exc.strerror or exc}"
+        return f"cannot be read: {exc.strerror or exc}"
     if size == kept["size"] and digest == kept["sha256"]:
         return None
     found = f"{size} bytes" + (f", sha256 {digest[:16]}..." if digest else "")
-    return (f"its {MANIFEST} is not the one its commit wrote ({found}; the commit recorded {kept['size']} bytes, "
-            f"sha256 {kept['sha256'][:16]}... in {layout.STATUS_DIR}/{record['name']}.{COMMIT_RECORD}.json): "
-            "truncated or changed since")
+    return (f"is not the one its commit wrote ({found}; the commit recorded {kept['size']} bytes, sha256 "
+            f"{kept['sha256'][:16]}... in {layout.STATUS_DIR}/{record['name']}.{COMMIT_RECORD}.json): truncated or "
+            "changed since")
 
 
 def read_object_manifest(path):
@@ -336,14 +337,19 @@ class Check:
         }
 
 
-def verify(backup_dir, data, mode="full", dump_check=None):
+def verify(backup_dir, data, mode="full", dump_check=None, committed=None):
     """Compare a backup directory with its manifest; no server involved.
 
     mode ``full`` hashes every file; ``quick`` compares sizes. ``dump_check(path)`` returns None
-    when the dump is readable (pg_restore --list) or an error text. Returns a result dict with
-    ``ok`` and the lists ``missing``, ``changed``, ``extra``, ``symlinks``, ``unreadable``;
-    ``bad`` joins them as "<path>: <reason>" lines for an operator.
+    when the dump is readable (pg_restore --list) or an error text. ``committed``: the backup's
+    commit record (read_commit_record), which manifest.json itself must still match. Returns a
+    result dict with ``ok`` and the lists ``missing``, ``changed``, ``extra``, ``symlinks``,
+    ``unreadable``; ``bad`` joins them as "<path>: <reason>" lines for an operator.
     """
     check = Check(backup_dir, mode)
     check.objects(data, backup_dir)
+    problem = commit_problem(backup_dir, committed) if committed is not None else None
+    if problem:
+        # What a backup's start refuses to link from: verify names it too, and records it as failed.
+        check.changed.append({"path": MANIFEST, "reason": problem})
     return check.result((data.get("postgres") or {}).get("path"), dump_check)

@@ -379,6 +379,26 @@ def test_begin_when_manifest_changed_since_commit_then_not_linked_and_named(tmp_
         % (newer["name"], why, good["name"])]
 
 
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_verify_when_manifest_changed_since_commit_then_reported_as_changed(tmp_path, mode):
+    started = begin(tmp_path)
+    prepare_partial(started)
+    done = commit(tmp_path, started, fill(started["partial"], {"a.csv": b"1,2\n", "b.csv": b"3,4\n"}))
+    committed = mf.read_commit_record(str(tmp_path), done["name"])
+    assert mf.verify(done["backup_dir"], mf.read(done["backup_dir"]), mode, committed=committed)["ok"]
+    # An object dropped from the manifest with its file: every file still matches the edited manifest.
+    os.unlink(os.path.join(done["backup_dir"], "minio", "rat", "b.csv"))
+    data = mf.read(done["backup_dir"])
+    data["minio"]["objects"] = [o for o in data["minio"]["objects"] if o["key"] != "b.csv"]
+    mf.write(done["backup_dir"], data)
+    assert mf.verify(done["backup_dir"], mf.read(done["backup_dir"]), mode)["ok"]
+    result = mf.verify(done["backup_dir"], mf.read(done["backup_dir"]), mode, committed=committed)
+    assert not result["ok"] and [c["path"] for c in result["changed"]] == ["manifest.json"]
+    assert result["bad"] == ["manifest.json: " + result["changed"][0]["reason"]]
+    assert result["changed"][0]["reason"].startswith("is not the one its commit wrote (")
+    assert backup_dir.mf.damage(str(tmp_path), done["name"]) == "its manifest.json " + result["changed"][0]["reason"]
+
+
 def test_commit_when_pre_restore_then_no_commit_record(tmp_path):
     started = begin(tmp_path, kind="pre_restore", purpose="restore")
     prepare_partial(started)
