@@ -118,8 +118,9 @@ def newest_good(root, complete):
 
 
 # What a commit records of the manifest.json it wrote, in <root>/.status/<name>.commit.json: its
-# size and sha256 (and the dump's size, which a later backup's start needs from it). Backups
-# committed before it was kept have none, and are proven the old way (their manifest read whole).
+# format, size and sha256 (and the dump's size, which a later backup's start needs from it).
+# Backups committed before it was kept have none, and are proven the old way (their manifest read
+# whole), as is one whose record names a manifest format this version does not read.
 COMMIT_RECORD = "commit"
 COMMIT_RECORD_FORMAT = 1
 
@@ -128,17 +129,19 @@ def commit_record(backup_dir, name, dump_bytes):
     """The commit record of the manifest.json just written into ``backup_dir`` (named ``name``)."""
     path = os.path.join(backup_dir, MANIFEST)
     return {"format": COMMIT_RECORD_FORMAT, "name": name, "dump_bytes": dump_bytes,
-            "manifest": {"size": os.lstat(path).st_size, "sha256": fs.sha256_file(path)}}
+            "manifest": {"format": FORMAT, "size": os.lstat(path).st_size, "sha256": fs.sha256_file(path)}}
 
 
 def read_commit_record(root, name):
     """The commit record of backup ``name``, or None when there is none to rely on (not kept by the
-    version that committed it, unreadable, or not of this backup): its manifest is then read whole."""
+    version that committed it, unreadable, not of this backup, or of a manifest format this version
+    does not read): its manifest is then read whole, and refused if it must be."""
     record = layout.read_status(root, name, (COMMIT_RECORD,)).get(COMMIT_RECORD)
     if not isinstance(record, dict) or record.get("format") != COMMIT_RECORD_FORMAT or record.get("name") != name:
         return None
     kept = record.get("manifest")
-    if not (isinstance(kept, dict) and _count(kept.get("size")) and _count(record.get("dump_bytes"))
+    if not (isinstance(kept, dict) and kept.get("format") in READ_FORMATS and _count(kept.get("size"))
+            and _count(record.get("dump_bytes"))
             and isinstance(kept.get("sha256"), str) and len(kept["sha256"]) == 64):
         return None
     return record

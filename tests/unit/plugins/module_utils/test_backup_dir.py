@@ -294,7 +294,7 @@ def test_commit_when_backup_then_commit_record_holds_the_manifest_size_sha256_an
     with open(os.path.join(str(tmp_path), layout.STATUS_DIR, done["name"] + ".commit.json")) as handle:
         record = json.load(handle)
     assert record == {"format": 1, "name": done["name"], "dump_bytes": len(DUMP),
-                      "manifest": {"size": len(written), "sha256": hashlib.sha256(written).hexdigest()}}
+                      "manifest": {"format": 2, "size": len(written), "sha256": hashlib.sha256(written).hexdigest()}}
 
 
 def test_begin_when_previous_backup_has_commit_record_then_no_manifest_line_parsed(tmp_path, monkeypatch):
@@ -323,7 +323,7 @@ def test_begin_when_previous_backup_has_no_commit_record_then_its_manifest_read_
     assert opened == [os.path.join(first["backup_dir"], layout.MANIFEST)]
 
 
-@pytest.mark.parametrize("record", ["other backup's", "unreadable", "wrong shape"])
+@pytest.mark.parametrize("record", ["other backup's", "unreadable", "wrong shape", "unknown manifest format"])
 def test_begin_when_commit_record_not_this_backups_then_manifest_read_whole(tmp_path, monkeypatch, record):
     first = begin(tmp_path)
     prepare_partial(first)
@@ -332,7 +332,8 @@ def test_begin_when_commit_record_not_this_backups_then_manifest_read_whole(tmp_
     with open(path) as handle:
         kept = json.load(handle)
     text = {"other backup's": json.dumps(dict(kept, name="20250101_000000")), "unreadable": '{"format": 1, "na',
-            "wrong shape": json.dumps(dict(kept, manifest={"size": "12", "sha256": "00"}))}[record]
+            "wrong shape": json.dumps(dict(kept, manifest={"size": "12", "sha256": "00"})),
+            "unknown manifest format": json.dumps(dict(kept, manifest=dict(kept["manifest"], format=3)))}[record]
     with open(path, "w") as handle:
         handle.write(text)
     opened = spy_manifest_reads(monkeypatch)
