@@ -15,7 +15,7 @@ description:
     size or sha256 differ (C(changed)), files the manifest does not know (C(extra)), symlinks and
     special files (never followed), and a database dump that C(pg_restore) cannot read.
   - A backup whose commit recorded C(manifest.json) (C(<root>/.status/<name>.commit.json)) also has
-    C(manifest.json) itself checked against that record's size and sha256: one truncated or changed
+    C(manifest.json) itself checked against that record's size and sha256. One truncated or changed
     since the commit is reported in RV(changed_files), as a backup's start refuses to link from it.
   - O(mode=full) hashes every file and reads the whole dump (C(pg_restore --file=/dev/null));
     O(mode=quick) compares sizes and reads the dump's table of contents (C(pg_restore --list)).
