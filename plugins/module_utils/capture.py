@@ -32,8 +32,7 @@ import os
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import postgres, s3
-from ansible_collections.rat.backup.plugins.module_utils.backup_root.backup_dir import OBJECT_MANIFEST
-from ansible_collections.rat.backup.plugins.module_utils.backup_root.manifest import DUMP_PATH
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, OBJECT_MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
 

@@ -20,9 +20,8 @@ import os
 import re
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
-from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import MANIFEST
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 # Iceberg's JdbcCatalog keeps its tables here (JdbcUtil.CATALOG_TABLE_VIEW_NAME).
@@ -306,10 +305,10 @@ class Plan:
             + (f"; already moved back: {', '.join(done)}" if done else ""), table=table["name"])
 
     def _backup_rows(self, client):
-        if not os.path.isfile(os.path.join(self.backup.backup_dir, *mf.DUMP_PATH.split("/"))):
+        if not os.path.isfile(os.path.join(self.backup.backup_dir, *DUMP_PATH.split("/"))):
             raise RatBackupError(f"backup {self.name} holds no database dump, so no Iceberg catalog entry: "
                                  f"tables {', '.join('.'.join(t) for t in self.table_names)} cannot be restored")
-        dump = os.path.join(self.backup.backup_dir, *mf.DUMP_PATH.split("/"))
+        dump = os.path.join(self.backup.backup_dir, *DUMP_PATH.split("/"))
         return copy_rows(client.table_data(dump, self.catalog_table), self.catalog_table)
 
     def _find_table(self, rows, namespace, name):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, s3
+from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
 from ansible_collections.rat.backup.plugins.module_utils._mirror.download import Download
-from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Location, Plan
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Plan
 from ansible_collections.rat.backup.plugins.module_utils._mirror.s3_copy import S3Copy
 from ansible_collections.rat.backup.plugins.module_utils._mirror.settings import Counter, Settings
 from ansible_collections.rat.backup.plugins.module_utils._mirror.sides import Sides
@@ -77,30 +77,3 @@ class Mirror:
             s3.bucket_names(sides.dest_client, sides.dest_endpoint, sides.dest_http)
             probed["dest"] = {}
         return {"plan": Plan().summary(), "changed": False, "probed": probed, "consistency": point}
-
-
-def check_source(client, endpoint, wanted, clock=False, fail_on_best_effort=False, http=None):
-    """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
-    to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
-    (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
-    host's (for source_skew). ``http``: the side's fast transport (s3.connect), which then carries
-    every request.
-
-    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": {"offset": [lo, hi]} or None}.
-    """
-    names = listing.buckets(client, endpoint, Location("s3://", "src"), wanted, http)
-    versioning = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
-    if fail_on_best_effort:
-        consistency.refuse_best_effort(versioning)
-    measured = None
-    if clock and names:
-        measured = {"offset": list(consistency.measure_date_offset(
-            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))}
-    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
-
-
-def source_skew(clock, point, max_clock_skew):
-    """[lo, hi] of S3's clock (check_source's ``clock``) minus PostgreSQL's (its clock reading ``point``),
-    refused over ``max_clock_skew``."""
-    lo, hi = consistency.check_skew(consistency.skew(clock["offset"], point["host_offset"]), max_clock_skew)
-    return [round(lo, 6), round(hi, 6)]

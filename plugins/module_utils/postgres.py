@@ -1,35 +1,38 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The PostgreSQL face: what the modules (and ``compare``) call; ``_postgres/`` is private to it.
+"""The PostgreSQL face: what the modules (and ``compare``, ``pitr``, ``postgres_restore``) call;
+``_postgres/`` is private to it.
 
 What lives here: the connection options (declared once, documented by the ``rat.backup.postgres``
-doc fragment), ``client_from_params`` and ``selection_from_params``; the rest is named here and
-defined in ``_postgres/``: the check a backup starts with and the dump (``_postgres/dump.py``: at an exported snapshot whose moment is
-read from PostgreSQL in the exporting statement, the consistency point; linked to the previous dump
-when only its creation time differs), the restore (``_postgres/restore.py``; some tables or schemas
-through ``_postgres/selective.py`` and ``_postgres/selection.py``), the client itself (versions,
-argv, psql session: ``_postgres/client.py``), client programs run on the host or in a container
-(``_postgres/programs.py``, ``_postgres/docker_exec.py``), and reading an archive without a server
-(``_postgres/archive.py``).
+doc fragment) and ``client_from_params``; the rest is named here and defined in ``_postgres/``: the
+check a backup starts with and the dump (``_postgres/dump.py``: at an exported snapshot whose moment
+is read from PostgreSQL in the exporting statement, the consistency point; linked to the previous
+dump when only its creation time differs), the client itself (argv, psql session:
+``_postgres/client.py``; which client for which server: ``_postgres/versions.py``), client programs
+run on the host or in a container (``_postgres/programs.py``, ``_postgres/docker_exec.py``), and
+reading an archive without a server (``_postgres/archive.py``). The restore is a face of its own
+(``postgres_restore``, built on the names here), so a backup's modules never ship it.
 """
 
 from __future__ import annotations
 
 import copy
 
-from ansible_collections.rat.backup.plugins.module_utils._postgres import selective
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import Client, Connection
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import Runner
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-# The face's names for the rest (modules call postgres.dump, postgres.restore, ...); the definitions
+# The face's names for the rest (modules call postgres.dump, postgres.check, ...); the definitions
 # live in _postgres/.
 from ansible_collections.rat.backup.plugins.module_utils._postgres.client import archive_reader, count_rows  # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._postgres.client import (  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.versions import (  # pylint: disable=unused-import
     installed_clients, key_text, parse_client_version, server_key, version_key)
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import first_lines  # pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils._postgres.dump import DumpSpec, check, dump, start as start_dump  # pylint: disable=unused-import
-from ansible_collections.rat.backup.plugins.module_utils._postgres.restore import RestoreSpec, restore  # pylint: disable=unused-import
+# What the restore (postgres_restore, _postgres_restore/) runs its programs with.
+from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import toc_summary  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import program  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.docker_exec import STDERR  # pylint: disable=unused-import
+from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import STDERR_LIMIT, communicate  # pylint: disable=unused-import
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -58,14 +61,3 @@ def client_from_params(params):
     """The Client for a module's connection options (host or container mode)."""
     runner = Runner(params.get("container"), params.get("docker_host"))
     return Client(runner, Connection.from_params(params), params.get("client_bin_dir"))
-
-
-def selection_from_params(params):
-    """A selective restore's Selection from pg_restore's options; None restores the whole archive."""
-    if not params["tables"] and not params["schemas"]:
-        if params["data_only"] or params["with_referenced"] or params["with_dependencies"]:
-            raise RatBackupError("data_only, with_referenced and with_dependencies apply to a selective restore: "
-                                 "set tables or schemas")
-        return None
-    return selective.Selection(params["tables"], params["schemas"], params["data_only"], params["with_referenced"],
-                               params["with_dependencies"])

@@ -206,9 +206,9 @@ import threading
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils import mirror
 from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.plugins.module_utils import s3_source
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError, exit_with
 
@@ -254,19 +254,19 @@ def check_services(p):
             raise s3_checked["error"]
         found = s3_checked["found"]
         clock = found["clock"]
-        skew = mirror.source_skew(clock, pg_checked["clock"], p["max_clock_skew"]) if clock else None
+        skew = s3_source.skew(clock, pg_checked["clock"], p["max_clock_skew"]) if clock else None
     return {"postgres": pg_checked, "s3": dict(found, clock_skew=skew)}
 
 
 def check_source(p):
-    """mirror.check_source of the S3 source ``p`` names. On an endpoint given by URL with keys every
+    """s3_source.check of the S3 source ``p`` names. On an endpoint given by URL with keys every
     request goes through the fast transport, and boto3 (0.3-0.45 s to import and make a client,
     contending with PostgreSQL's check for the one interpreter) is never imported."""
     if not s3.HAS_BOTO3:
         raise RatBackupError(missing_required_lib("boto3"))
     side = s3.connect(p, "src_", fast=True)
-    return mirror.check_source(side.client, side.endpoint, p["buckets"], p["clock_skew"], p["fail_on_best_effort"],
-                               side.fast)
+    return s3_source.check(side.client, side.endpoint, p["buckets"], p["clock_skew"], p["fail_on_best_effort"],
+                           side.fast)
 
 
 @contextlib.contextmanager

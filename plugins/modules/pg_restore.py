@@ -372,7 +372,7 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rat.backup.plugins.module_utils import postgres
+from ansible_collections.rat.backup.plugins.module_utils import postgres, postgres_restore
 from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
@@ -401,11 +401,11 @@ def argument_spec():
 
 def run(module):
     p = module.params
-    spec = postgres.RestoreSpec(
+    spec = postgres_restore.RestoreSpec(
         p["src"], p["clean"], p["if_exists"], p["no_owner"], p["single_transaction"], p["jobs"],
         p["create_database"], p["expected_sha256"], p["allowed_warnings"], p["maintenance_database"],
-        p["work_dir"], postgres.selection_from_params(p))
-    result = postgres.restore(postgres.client_from_params(p), spec, check_mode=module.check_mode)
+        p["work_dir"], postgres_restore.selection_from_params(p))
+    result = postgres_restore.restore(postgres.client_from_params(p), spec, check_mode=module.check_mode)
     if not module._diff:
         result.pop("diff", None)
     for error in result["accepted_errors"]:

@@ -5,23 +5,16 @@
 
 from __future__ import annotations
 
-from ansible_collections.rat.backup.plugins.module_utils import consistency, drill, s3
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.module_utils import consistency, s3, s3_source
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
 
 
 def buckets(client, endpoint, location, wanted, http=None):
-    """The buckets a location names: its one bucket, ``wanted`` (each must exist), or all but a
-    restore drill's scratch buckets (a drill's copy of a backup is never part of the next one).
-    ``http``: the side's fast transport, or None."""
+    """The buckets a location names: its one bucket, or those of all of S3 (s3_source.buckets:
+    ``wanted``, or all but a restore drill's scratch buckets). ``http``: the side's fast transport, or None."""
     if location.single_bucket:
         return [location.bucket]
-    names = s3.bucket_names(client, endpoint, http)
-    missing = [b for b in wanted if b not in names]
-    if missing:
-        raise RatBackupError(f"bucket(s) {', '.join(missing)} not found on {endpoint.name}",
-                             endpoint=endpoint.name, bucket=missing[0])
-    return sorted(wanted) if wanted else sorted(n for n in names if not drill.is_scratch_bucket(n))
+    return s3_source.buckets(client, endpoint, wanted, http)
 
 
 class Lister:

@@ -3,98 +3,24 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """PostgreSQL's own client programs (psql, pg_dump, pg_restore) matched to one server.
 
-The choice of client version, argv/environment building (the password only ever travels in
-the environment, with --no-password), a psql session driven over pipes (used to hold the dump's
-snapshot), the exact row counts of tables, and the pg_restore commands that read an archive.
+The client chosen by the server's version (the rules are ``_postgres/versions.py``), argv/environment
+building (the password only ever travels in the environment, with --no-password), a psql session
+driven over pipes (used to hold the dump's snapshot), the exact row counts of tables, and the
+pg_restore commands that read an archive.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import re
 import shutil
 
 from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import parse_toc
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import STDERR_LIMIT, Runner, communicate, first_lines
-
-CLIENT_ROOT = "/usr/lib/postgresql"
-
-
-# --- versions ---------------------------------------------------------------------------------
-
-def version_key(text):
-    """'15.18' -> (15,), '9.6.24' -> (9, 6): the major version as PostgreSQL numbers it."""
-    parts = [int(p) for p in re.findall(r"\d+", text)[:2]]
-    if not parts:
-        raise ValueError(text)
-    return tuple(parts[:2]) if parts[0] < 10 else (parts[0],)
-
-
-def server_key(version_num):
-    """server_version_num (150018, 90624) -> major version key."""
-    num = int(version_num)
-    return (num // 10000,) if num >= 100000 else (num // 10000, num // 100 % 100)
-
-
-def key_text(key):
-    return ".".join(str(p) for p in key)
-
-
-def parse_client_version(output):
-    """'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)' -> '15.18'."""
-    match = re.search(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)", output)
-    if not match:
-        raise RatBackupError(f"cannot read the client version from {output.strip()!r}")
-    return match.group(1)
-
-
-def installed_clients(root=CLIENT_ROOT):
-    """{major key: bin dir} of the Debian/Ubuntu client installs under ``root``."""
-    found = {}
-    for bin_dir in glob.glob(os.path.join(root, "*", "bin")):
-        if os.access(os.path.join(bin_dir, "pg_dump"), os.X_OK):
-            try:
-                found[version_key(os.path.basename(os.path.dirname(bin_dir)))] = bin_dir
-            except ValueError:
-                continue
-    return found
-
-
-def choose_bin_dir(server, installed, explicit=None):
-    """Client directory for a server of major ``server``: explicit, else the same major, else the newest.
-
-    ``None`` means "whatever is on PATH". Whether the choice is new enough is checked separately,
-    against the version the chosen pg_dump reports.
-    """
-    if explicit:
-        return explicit
-    if server in installed:
-        return installed[server]
-    if installed:
-        return installed[max(installed)]
-    return None
-
-
-def check_client_new_enough(program, client_version, server_version, server, in_container):
-    """pg_dump refuses (or worse, silently mis-dumps) servers newer than itself: fail before starting."""
-    if version_key(client_version) >= server:
-        return
-    major = key_text(server)
-    if in_container:
-        fixes = (f"use a container whose {program} is PostgreSQL {major} or newer, or set client_bin_dir "
-                 "to such a client inside the container")
-    else:
-        fixes = (f"install the PostgreSQL {major} client (Debian/Ubuntu: postgresql-client-{major}, which provides "
-                 f"{CLIENT_ROOT}/{major}/bin), set client_bin_dir to a client >= {major}, or use container mode "
-                 "(container) so the server's own client runs")
-    raise RatBackupError(
-        f"{program} {client_version} is older than the server (PostgreSQL {server_version}): {fixes}",
-        client_version=client_version, server_version=server_version,
-    )
+from ansible_collections.rat.backup.plugins.module_utils._postgres.versions import (
+    CLIENT_ROOT, choose_bin_dir, installed_clients, parse_client_version, server_key, version_key)
 
 
 # --- argv and environment ---------------------------------------------------------------------
@@ -163,25 +89,6 @@ def dump_argv(bin_dir, conn, fmt, snapshot=None, compress=None, jobs=1, schemas=
         argv.extend(f"{option}={value}" for value in values)
     if directory:
         argv.append(f"--file={directory}")
-    return argv
-
-
-def restore_argv(bin_dir, conn, src=None, clean=True, if_exists=True, no_owner=True, single_transaction=True,
-                 jobs=1, database=None):
-    """pg_restore into ``database``; without ``src`` the archive is read from stdin."""
-    argv = [program(bin_dir, "pg_restore")] + conn.args(database)
-    if clean:
-        argv.append("--clean")
-        if if_exists:
-            argv.append("--if-exists")
-    if no_owner:
-        argv.append("--no-owner")
-    if single_transaction:
-        argv.append("--single-transaction")
-    if jobs > 1:
-        argv.append(f"--jobs={jobs}")
-    if src:
-        argv.append(src)
     return argv
 
 

@@ -18,8 +18,9 @@ from ansible_collections.rat.backup.plugins.module_utils import consistency, fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
 from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import same_archive_but_creation_time, table_data_oids
-from ansible_collections.rat.backup.plugins.module_utils._postgres.client import check_client_new_enough, count_rows, dump_argv
+from ansible_collections.rat.backup.plugins.module_utils._postgres.client import count_rows, dump_argv
 from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import first_lines
+from ansible_collections.rat.backup.plugins.module_utils._postgres.versions import check_client_new_enough
 
 
 def _remove(path):

@@ -25,7 +25,6 @@ from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackup
 
 # Recorded in every manifest; keep equal to galaxy.yml's version.
 COLLECTION_VERSION = "0.1.0"
-OBJECT_MANIFEST = "minio.json"
 
 
 def base_dir(root, kind):
@@ -206,12 +205,12 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
     object_manifest = reader = None
     compress = False
     if "minio" in components:
-        reader = manifest_format.Reader(os.path.join(partial, OBJECT_MANIFEST), "object manifest")
+        reader = manifest_format.Reader(os.path.join(partial, layout.OBJECT_MANIFEST), "object manifest")
         compress = _size(reader.path) >= mf.COMPRESS_FROM
         # Its header first (the objects are passed over unparsed): manifest.json is written head first.
         object_manifest = _object_manifest_header(reader)
     pg = None
-    dump_result = os.path.join(partial, *(mf.DUMP_PATH + ".json").split("/"))
+    dump_result = os.path.join(partial, *(layout.DUMP_PATH + ".json").split("/"))
     if "postgres" in components:
         pg = _read_dump_result(dump_result)
     created = layout.time_of(name)
@@ -228,11 +227,11 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
     # One walk of the tree: modes set, what this backup added to the disk (for its manifest,
     # listings and log line), and every file the manifest promises found with its size before
     # the backup may look complete.
-    own_files = (OBJECT_MANIFEST, mf.DUMP_PATH + ".json")
+    own_files = (layout.OBJECT_MANIFEST, layout.DUMP_PATH + ".json")
     check = mf.Check(partial, "quick", secure=True)
     data["stored"] = layout.stored_of(check.present, skip=own_files)
     if pg is not None:
-        check.file(mf.DUMP_PATH, pg.get("size"), pg.get("sha256"))
+        check.file(layout.DUMP_PATH, pg.get("size"), pg.get("sha256"))
     objects = mf.ObjectStats()
 
     def checked_lines():
@@ -254,7 +253,7 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
     if kind == "backup":
         _record_commit(root, name, mf.commit_record(partial, name, (pg or {}).get("size", 0)))
     if object_manifest is not None:
-        os.unlink(os.path.join(partial, OBJECT_MANIFEST))
+        os.unlink(os.path.join(partial, layout.OBJECT_MANIFEST))
     fs.unlink_quietly(dump_result)
     # Every hard link, file and directory entry of the tree must be on disk before the rename
     # makes the backup look complete: a crash must never leave a "complete" backup with entries

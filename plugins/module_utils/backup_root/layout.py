@@ -35,6 +35,10 @@ PRE_RESTORE = "pre-restore"
 LOCK_FILE = ".lock"
 STATUS_DIR = ".status"
 MANIFEST = "manifest.json"
+# Inside a backup directory: the dump (with the pg_dump result beside it as .json) and the object
+# manifest of the mirrored buckets, which backup_capture writes and backup_run commit reads.
+DUMP_PATH = "postgres/rat.dump"
+OBJECT_MANIFEST = "minio.json"
 DIR_MODE = 0o700
 # How far ahead of this host's clock a backup name may be and still count: a few minutes of clock
 # difference between hosts (off-site copies, fetched backups) and the seconds new_name may add.

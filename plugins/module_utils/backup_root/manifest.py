@@ -18,7 +18,7 @@ import os
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
-from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import MANIFEST
+from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.manifest_format import read_document, write_document, write_lines
 
 # Format 2: manifest.json may be stored gzip-compressed (manifest_format); format 1 never is. Both are read.
@@ -27,7 +27,6 @@ READ_FORMATS = (1, 2)
 # Object lines from which a backup's manifest.json is compressed (about 9,000 objects): smaller
 # ones stay plain JSON to read by eye; a lake's 100,000 lines (~46 MB) shrink about fivefold.
 COMPRESS_FROM = 4 << 20
-DUMP_PATH = "postgres/rat.dump"
 
 
 def build(name, kind, host, created_at, completed_at, tools, postgres, minio, consistency=None):

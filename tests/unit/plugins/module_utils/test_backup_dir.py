@@ -37,7 +37,7 @@ def fill(partial, objects=None):
         entries.append({"bucket": "rat", "key": key, "path": rel, "size": len(data),
                         "sha256": hashlib.sha256(data).hexdigest()})
     os.makedirs(os.path.join(partial, "minio", "rat"), exist_ok=True)
-    with open(os.path.join(partial, backup_dir.OBJECT_MANIFEST), "w") as handle:
+    with open(os.path.join(partial, layout.OBJECT_MANIFEST), "w") as handle:
         json.dump({"format": 1, "listed_at": "2026-02-16T09:30:03Z", "buckets": {"rat": {}}, "objects": entries},
                   handle)
     return {"size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest(), "client_version": "15.18",
@@ -85,7 +85,7 @@ def test_begin_commit_when_filled_then_complete_backup_and_lock_free(tmp_path):
         lock.release(str(tmp_path), started["lock_token"])
     assert done["backup_dir"] == str(tmp_path / "20260216_093000")
     assert not os.path.exists(started["partial"])
-    assert not os.path.exists(os.path.join(done["backup_dir"], backup_dir.OBJECT_MANIFEST))
+    assert not os.path.exists(os.path.join(done["backup_dir"], layout.OBJECT_MANIFEST))
     data = json.loads(open(done["manifest"]).read())
     assert data["minio"]["objects"][0]["key"] == "a.csv"
     assert data["tools"]["pg_dump"] == "15.18"

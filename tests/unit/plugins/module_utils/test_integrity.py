@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import integrity, postgres
+from ansible_collections.rat.backup.plugins.module_utils import integrity, postgres, postgres_restore
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 DATA = b"PGDMP" + bytes(range(256)) * 40
@@ -103,9 +103,9 @@ def test_restore_when_src_changes_after_check_then_every_step_reads_the_checked_
     src.write_bytes(DATA)
     client = FakeClient(str(src), b"Y" * len(DATA))
     client.runner.spawn = _no_pg_restore
-    spec = postgres.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
+    spec = postgres_restore.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
     with pytest.raises(StopIteration):
-        postgres.restore(client, spec)
+        postgres_restore.restore(client, spec)
     assert [(name, data) for _archive, name, data in client.read] == [(str(src), DATA), (str(src), DATA)]
     assert all(archive != str(src) for archive, _name, _data in client.read)
     assert os.listdir(str(tmp_path)) == ["rat.dump"]
@@ -115,8 +115,8 @@ def test_restore_when_check_mode_then_src_hashed_in_place_and_no_copy(tmp_path):
     src = tmp_path / "rat.dump"
     src.write_bytes(DATA)
     client = FakeClient(str(src), DATA)
-    spec = postgres.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
-    result = postgres.restore(client, spec, check_mode=True)
+    spec = postgres_restore.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
+    result = postgres_restore.restore(client, spec, check_mode=True)
     assert result["sha256_checked"] == sha(DATA)
     assert [archive for archive, _name, _data in client.read] == [str(src), str(src)]
 
@@ -125,9 +125,9 @@ def test_restore_when_src_changed_before_copy_then_refused_naming_expected_sha25
     src = tmp_path / "rat.dump"
     src.write_bytes(b"Y" * len(DATA))
     client = FakeClient(str(src), DATA)
-    spec = postgres.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
+    spec = postgres_restore.RestoreSpec(str(src), expected_sha256=sha(DATA), work_dir=str(tmp_path))
     with pytest.raises(RatBackupError) as err:
-        postgres.restore(client, spec)
+        postgres_restore.restore(client, spec)
     assert err.value.msg == "%s does not match expected_sha256 (expected %s, file has %s): refusing to restore it" % (
         src, sha(DATA), sha(b"Y" * len(DATA)))
     assert client.read == [] and os.listdir(str(tmp_path)) == ["rat.dump"]

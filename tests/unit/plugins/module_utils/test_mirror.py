@@ -183,38 +183,6 @@ def test_probe_when_dest_is_s3_checks_that_it_answers(client, tmp_path):
     assert result["probed"] == {"dest": {}}
 
 
-def test_check_source_when_buckets_exist_reads_versioning_and_skew_and_lists_no_object(client, monkeypatch):
-    bucket(client, "rat", {"a": b"1"}, versioned=True)
-    bucket(client, "rat-scratch", {"b": b"2"})
-    monkeypatch.setattr(client, "get_paginator", lambda name: pytest.fail("a check must not list objects"))
-    _server_clock(monkeypatch)
-    # PostgreSQL's clock is this host's, as is the server's.
-    checked = mr.check_source(client, s3.Endpoint(None, "key", "secret"), [], True)
-    assert checked["buckets"] == {"rat": {"versioned": True}, "rat-scratch": {"versioned": False}}
-    skew = mr.source_skew(checked["clock"], {"host_offset": [0.0, 0.0]}, 2.0)
-    assert skew[0] <= 0.0 <= skew[1] and skew[1] - skew[0] <= 1.2
-    # S3's clock against this host's, as measured.
-    assert checked["clock"] == {"offset": pytest.approx(skew, abs=1e-5)}
-
-
-def test_check_source_when_bucket_missing_or_unversioned_refused_naming_it(client):
-    bucket(client, "rat", {"a": b"1"})
-    endpoint = s3.Endpoint(None, "key", "secret")
-    with pytest.raises(RatBackupError, match="bucket.* rat-lake not found"):
-        mr.check_source(client, endpoint, ["rat", "rat-lake"])
-    with pytest.raises(RatBackupError, match="rat are not versioned"):
-        mr.check_source(client, endpoint, ["rat"], fail_on_best_effort=True)
-    assert mr.check_source(client, endpoint, ["rat"]) == {"buckets": {"rat": {"versioned": False}}, "clock": None}
-
-
-def test_check_source_when_clocks_differ_over_the_bound_refused(client, monkeypatch):
-    _server_clock(monkeypatch, ahead=30)
-    bucket(client, "rat", {"a": b"1"}, versioned=True)
-    checked = mr.check_source(client, s3.Endpoint(None, "key", "secret"), ["rat"], True)
-    with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
-        mr.source_skew(checked["clock"], {"host_offset": [0.0, 0.0]}, 2.0)
-
-
 def test_download_when_objects_do_not_fit_fails_before_writing_anything(client, tmp_path, monkeypatch):
     bucket(client, "rat", {"a": b"x" * 3000, "b": b"y" * 2000})
     monkeypatch.setattr(fs, "free_bytes", lambda path: 4999)

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 
-from ansible_collections.rat.backup.plugins.module_utils import fs, postgres
+from ansible_collections.rat.backup.plugins.module_utils import fs, postgres, postgres_restore
 from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
 from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
 from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client
 from ansible_collections.rat.backup.plugins.module_utils._postgres import dump as dumping
 from ansible_collections.rat.backup.plugins.module_utils._postgres import programs
-from ansible_collections.rat.backup.plugins.module_utils._postgres import restore as restoring
+from ansible_collections.rat.backup.plugins.module_utils._postgres import versions as pg_versions
+from ansible_collections.rat.backup.plugins.module_utils._postgres_restore import restore as restoring
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SECRET = "s3cr3t-pw"
@@ -106,14 +107,14 @@ def test_dump_argv_when_in_container_without_bin_dir_uses_path():
 
 
 def test_restore_argv_when_defaults_matches_rat_and_is_single_transaction():
-    argv = pg_client.restore_argv("/bin15", conn(), "/b/rat.dump")
+    argv = restoring.restore_argv("/bin15", conn(), "/b/rat.dump")
     assert argv == ["/bin15/pg_restore", "--host", "db.example", "--port", "5433", "--username", "rat",
                     "--dbname", "ratdb", "--no-password", "--clean", "--if-exists", "--no-owner",
                     "--single-transaction", "/b/rat.dump"]
 
 
 def test_restore_argv_when_parallel_without_clean_from_stdin():
-    argv = pg_client.restore_argv(None, conn(), None, clean=False, if_exists=True, no_owner=False,
+    argv = restoring.restore_argv(None, conn(), None, clean=False, if_exists=True, no_owner=False,
                                   single_transaction=False, jobs=4, database="other")
     assert argv == ["pg_restore", "--host", "db.example", "--port", "5433", "--username", "rat", "--dbname", "other",
                     "--no-password", "--jobs=4"]
@@ -121,35 +122,35 @@ def test_restore_argv_when_parallel_without_clean_from_stdin():
 
 @pytest.mark.parametrize("text,key", [("15.18", (15,)), ("9.6.24", (9, 6)), ("16", (16,)), ("17beta1", (17,))])
 def test_version_key_when_parsed_gives_major(text, key):
-    assert pg_client.version_key(text) == key
+    assert pg_versions.version_key(text) == key
 
 
 @pytest.mark.parametrize("num,key", [(150018, (15,)), (90624, (9, 6)), (170000, (17,))])
 def test_server_key_when_version_num_gives_major(num, key):
-    assert pg_client.server_key(num) == key
+    assert pg_versions.server_key(num) == key
 
 
 def test_parse_client_version_when_debian_banner_gives_version():
-    assert pg_client.parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n") == "15.18"
+    assert pg_versions.parse_client_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n") == "15.18"
 
 
 def test_parse_client_version_when_garbage_raises():
     with pytest.raises(RatBackupError, match="cannot read the client version"):
-        pg_client.parse_client_version("bash: pg_dump: not found")
+        pg_versions.parse_client_version("bash: pg_dump: not found")
 
 
 def test_choose_bin_dir_when_matching_major_installed_uses_it():
     installed = {(13,): "/pg/13/bin", (15,): "/pg/15/bin", (16,): "/pg/16/bin"}
-    assert pg_client.choose_bin_dir((15,), installed) == "/pg/15/bin"
+    assert pg_versions.choose_bin_dir((15,), installed) == "/pg/15/bin"
 
 
 def test_choose_bin_dir_when_no_match_uses_newest():
-    assert pg_client.choose_bin_dir((14,), {(13,): "/pg/13/bin", (16,): "/pg/16/bin"}) == "/pg/16/bin"
+    assert pg_versions.choose_bin_dir((14,), {(13,): "/pg/13/bin", (16,): "/pg/16/bin"}) == "/pg/16/bin"
 
 
 def test_choose_bin_dir_when_explicit_wins_and_none_installed_means_path():
-    assert pg_client.choose_bin_dir((15,), {(15,): "/pg/15/bin"}, "/opt/pg/bin") == "/opt/pg/bin"
-    assert pg_client.choose_bin_dir((15,), {}) is None
+    assert pg_versions.choose_bin_dir((15,), {(15,): "/pg/15/bin"}, "/opt/pg/bin") == "/opt/pg/bin"
+    assert pg_versions.choose_bin_dir((15,), {}) is None
 
 
 def test_installed_clients_when_debian_layout_finds_majors(tmp_path):
@@ -159,22 +160,22 @@ def test_installed_clients_when_debian_layout_finds_majors(tmp_path):
         (bin_dir / "pg_dump").write_text("#!/bin/sh\n")
         (bin_dir / "pg_dump").chmod(0o755)
     (tmp_path / "nodump" / "bin").mkdir(parents=True)
-    found = pg_client.installed_clients(str(tmp_path))
+    found = pg_versions.installed_clients(str(tmp_path))
     assert found == {(13,): str(tmp_path / "13" / "bin"), (15,): str(tmp_path / "15" / "bin"),
                      (9, 6): str(tmp_path / "9.6" / "bin")}
 
 
 def test_check_client_new_enough_when_older_names_both_versions_and_fixes():
     with pytest.raises(RatBackupError) as err:
-        pg_client.check_client_new_enough("pg_dump", "13.4", "16.2", (16,), in_container=False)
+        pg_versions.check_client_new_enough("pg_dump", "13.4", "16.2", (16,), in_container=False)
     assert "pg_dump 13.4 is older than the server (PostgreSQL 16.2)" in err.value.msg
     assert "postgresql-client-16" in err.value.msg and "container" in err.value.msg
     assert err.value.details == {"client_version": "13.4", "server_version": "16.2"}
 
 
 def test_check_client_new_enough_when_same_or_newer_passes():
-    pg_client.check_client_new_enough("pg_dump", "15.18", "15.2", (15,), in_container=False)
-    pg_client.check_client_new_enough("pg_dump", "16.1", "15.2", (15,), in_container=True)
+    pg_versions.check_client_new_enough("pg_dump", "15.18", "15.2", (15,), in_container=False)
+    pg_versions.check_client_new_enough("pg_dump", "16.1", "15.2", (15,), in_container=True)
 
 
 def test_parse_toc_when_pg_restore_list_gives_header_and_entries():
@@ -334,25 +335,25 @@ def test_dump_spec_when_compress_out_of_range_raises(tmp_path, level):
 def test_restore_spec_when_parallel_in_single_transaction_raises(tmp_path):
     (tmp_path / "a.dump").write_bytes(b"PGDMP")
     with pytest.raises(RatBackupError, match="set single_transaction: false"):
-        postgres.RestoreSpec(str(tmp_path / "a.dump"), jobs=2).validate(False)
+        postgres_restore.RestoreSpec(str(tmp_path / "a.dump"), jobs=2).validate(False)
 
 
 def test_restore_spec_when_src_missing_raises_naming_it(tmp_path):
     with pytest.raises(RatBackupError, match="src .*nope.dump does not exist"):
-        postgres.RestoreSpec(str(tmp_path / "nope.dump")).validate(False)
+        postgres_restore.RestoreSpec(str(tmp_path / "nope.dump")).validate(False)
 
 
 def test_restore_spec_when_bad_regex_or_checksum_raises(tmp_path):
     (tmp_path / "a.dump").write_bytes(b"PGDMP")
     with pytest.raises(RatBackupError, match="invalid regular expression"):
-        postgres.RestoreSpec(str(tmp_path / "a.dump"), allowed_warnings=["("]).validate(False)
+        postgres_restore.RestoreSpec(str(tmp_path / "a.dump"), allowed_warnings=["("]).validate(False)
     with pytest.raises(RatBackupError, match="64 hex digits"):
-        postgres.RestoreSpec(str(tmp_path / "a.dump"), expected_sha256="abc").validate(False)
+        postgres_restore.RestoreSpec(str(tmp_path / "a.dump"), expected_sha256="abc").validate(False)
 
 
 def test_restore_spec_when_directory_in_container_raises(tmp_path):
     with pytest.raises(RatBackupError, match="cannot be restored in container mode"):
-        postgres.RestoreSpec(str(tmp_path)).validate(True)
+        postgres_restore.RestoreSpec(str(tmp_path)).validate(True)
 
 
 class RowSession:

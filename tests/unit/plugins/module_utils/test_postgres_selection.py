@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils._postgres import archive as pg_archive
-from ansible_collections.rat.backup.plugins.module_utils._postgres import selection, selective
+from ansible_collections.rat.backup.plugins.module_utils._postgres_restore import selection, selective
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 TOC = """;

@@ -14,7 +14,7 @@ from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args impor
 
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PostgresDocs
 from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Docs
-from ansible_collections.rat.backup.plugins.module_utils import mirror, postgres
+from ansible_collections.rat.backup.plugins.module_utils import postgres, s3_source
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout, lock
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_start
@@ -46,7 +46,7 @@ def services(monkeypatch):
         return {"buckets": {b: {"versioned": True} for b in wanted}, "clock": S3_CLOCK if clock else None}
 
     monkeypatch.setattr(postgres, "check", pg_check)
-    monkeypatch.setattr(mirror, "check_source", check_source)
+    monkeypatch.setattr(s3_source, "check", check_source)
     return calls
 
 
@@ -68,7 +68,7 @@ def test_argument_spec_when_compared_to_documentation_and_fragments_then_same_op
 def test_start_when_services_answer_then_checked_before_the_lock_and_backup_started(
         capsys, tmp_path, services, monkeypatch):
     held = []
-    monkeypatch.setattr(mirror, "check_source",
+    monkeypatch.setattr(s3_source, "check",
                         lambda *a: held.append(lock.lock_state(str(tmp_path))[0]) or {"buckets": {}, "clock": None})
     result = run_module(capsys, args(tmp_path / "root"))
     assert held == [False], "S3 was checked while the lock was held"
@@ -101,7 +101,7 @@ def test_start_when_clock_skew_asked_then_s3_clock_compared_with_postgres_clock(
 def test_start_when_s3_and_postgres_asked_then_at_the_same_time(capsys, tmp_path, services, monkeypatch):
     """S3's clock waits for its Date header's tick: PostgreSQL's check runs meanwhile, not after it."""
     s3_started, pg_done = threading.Event(), threading.Event()
-    check_pg, check_s3 = postgres.check, mirror.check_source
+    check_pg, check_s3 = postgres.check, s3_source.check
 
     def slow_s3(*a):
         s3_started.set()
@@ -114,7 +114,7 @@ def test_start_when_s3_and_postgres_asked_then_at_the_same_time(capsys, tmp_path
             return check_pg(client)
         finally:
             pg_done.set()
-    monkeypatch.setattr(mirror, "check_source", slow_s3)
+    monkeypatch.setattr(s3_source, "check", slow_s3)
     monkeypatch.setattr(postgres, "check", pg)
     result = run_module(capsys, args(tmp_path))
     lock.release(str(tmp_path), result["lock_token"])
@@ -128,7 +128,7 @@ def test_start_when_a_service_fails_then_named_and_nothing_started(capsys, tmp_p
     if failing in ("postgres", "both"):
         monkeypatch.setattr(postgres, "check", refuse)
     if failing in ("s3", "both"):
-        monkeypatch.setattr(mirror, "check_source", refuse)
+        monkeypatch.setattr(s3_source, "check", refuse)
     # Both failing: PostgreSQL's error is the one named (as when it was asked first).
     failing = "postgres" if failing == "both" else failing
     result = run_module(capsys, args(tmp_path / "root"))

@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pg_restore of an archive the manifest vouches for (private to the ``postgres`` face, which the
-pg_restore module calls): the archive's sha256 checked, a private copy read, the database made when
-asked, pg_restore's error messages told apart from the ones allowed; some tables or schemas only
-through ``_postgres/selective.py``.
+"""pg_restore of an archive the manifest vouches for (private to the ``postgres_restore`` face, which
+the pg_restore module calls): the archive's sha256 checked, a private copy read, the database made
+when asked, pg_restore's error messages told apart from the ones allowed; some tables or schemas
+only through ``_postgres_restore/selective.py``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,27 @@ import time
 from ansible_collections.rat.backup.plugins.module_utils import fs, integrity
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
-from ansible_collections.rat.backup.plugins.module_utils._postgres.archive import toc_summary
-from ansible_collections.rat.backup.plugins.module_utils._postgres import selective
-from ansible_collections.rat.backup.plugins.module_utils._postgres.client import count_rows, restore_argv
-from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import communicate, first_lines
+from ansible_collections.rat.backup.plugins.module_utils.postgres import communicate, count_rows, first_lines, program, toc_summary
+from ansible_collections.rat.backup.plugins.module_utils._postgres_restore import selective
+
+
+def restore_argv(bin_dir, conn, src=None, clean=True, if_exists=True, no_owner=True, single_transaction=True,
+                 jobs=1, database=None):
+    """pg_restore into ``database``; without ``src`` the archive is read from stdin."""
+    argv = [program(bin_dir, "pg_restore")] + conn.args(database)
+    if clean:
+        argv.append("--clean")
+        if if_exists:
+            argv.append("--if-exists")
+    if no_owner:
+        argv.append("--no-owner")
+    if single_transaction:
+        argv.append("--single-transaction")
+    if jobs > 1:
+        argv.append(f"--jobs={jobs}")
+    if src:
+        argv.append(src)
+    return argv
 
 
 def parse_restore_errors(stderr):
@@ -188,7 +205,7 @@ def _create_database(client, spec):
 
 
 def _restore_selected(client, spec, archive, toc, create, check_mode, started, now):
-    """Some tables or schemas of ``archive`` (_postgres/selective.py), with the target's rows for --diff."""
+    """Some tables or schemas of ``archive`` (_postgres_restore/selective.py), with the target's rows for --diff."""
     session = None if create else client.open_session()
     try:
         prepared = selective.Prepared(client, spec, archive, toc, session, new_database=create)

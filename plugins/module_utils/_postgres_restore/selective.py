@@ -24,12 +24,10 @@ import shutil
 import tempfile
 import threading
 
-from ansible_collections.rat.backup.plugins.module_utils._postgres import docker_exec
-from ansible_collections.rat.backup.plugins.module_utils._postgres import selection
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.masking import mask_argv
-from ansible_collections.rat.backup.plugins.module_utils._postgres.client import program
-from ansible_collections.rat.backup.plugins.module_utils._postgres.programs import STDERR_LIMIT, communicate, first_lines
+from ansible_collections.rat.backup.plugins.module_utils.postgres import STDERR, STDERR_LIMIT, communicate, first_lines, program
+from ansible_collections.rat.backup.plugins.module_utils._postgres_restore import selection
 
 _DATA_FOR = re.compile(r"^-- Data for Name: (.*); Type: (?:TABLE DATA|MATERIALIZED VIEW DATA); Schema: (.*); Owner: ")
 _COPY = re.compile(r"^COPY (.+?) (?:\((.*)\) )?FROM stdin;$")
@@ -228,7 +226,7 @@ def restore(client, lists, toc, chosen, spec, oid_columns):
 
     def drain():
         for stream, data in consumer.frames():
-            if stream == docker_exec.STDERR and len(errors) < STDERR_LIMIT:
+            if stream == STDERR and len(errors) < STDERR_LIMIT:
                 errors.extend(data[:STDERR_LIMIT - len(errors)])
 
     reader = threading.Thread(target=drain, daemon=True)

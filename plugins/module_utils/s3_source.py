@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A backup's S3 source: which buckets it takes, and what backup_start checks of them before the
+backup begins, listing no object.
+
+Its own file, below the mirror: backup_start runs these checks and nothing of the mirror, and every
+module file it imports is shipped to the host and compiled there at each run (bucket_mirror's engine
+is most of a backup module's code).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.rat.backup.plugins.module_utils import consistency, drill, s3
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+
+def buckets(client, endpoint, wanted, http=None):
+    """The buckets a backup of all of S3 takes: ``wanted`` (each must exist) or, when empty, every
+    bucket but a restore drill's scratch buckets (a drill's copy of a backup is never part of the
+    next one). ``http``: the side's fast transport, or None."""
+    names = s3.bucket_names(client, endpoint, http)
+    missing = [b for b in wanted if b not in names]
+    if missing:
+        raise RatBackupError(f"bucket(s) {', '.join(missing)} not found on {endpoint.name}",
+                             endpoint=endpoint.name, bucket=missing[0])
+    return sorted(wanted) if wanted else sorted(n for n in names if not drill.is_scratch_bucket(n))
+
+
+def check(client, endpoint, wanted, clock=False, fail_on_best_effort=False, http=None):
+    """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
+    to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
+    (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
+    host's (for ``skew``). ``http``: the side's fast transport (s3.connect), which then carries
+    every request.
+
+    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": {"offset": [lo, hi]} or None}.
+    """
+    names = buckets(client, endpoint, wanted, http)
+    versioning = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
+    if fail_on_best_effort:
+        consistency.refuse_best_effort(versioning)
+    measured = None
+    if clock and names:
+        measured = {"offset": list(consistency.measure_date_offset(
+            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))}
+    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
+
+
+def skew(clock, point, max_clock_skew):
+    """[lo, hi] of S3's clock (``check``'s ``clock``) minus PostgreSQL's (its clock reading ``point``),
+    refused over ``max_clock_skew``."""
+    lo, hi = consistency.check_skew(consistency.skew(clock["offset"], point["host_offset"]), max_clock_skew)
+    return [round(lo, 6), round(hi, 6)]

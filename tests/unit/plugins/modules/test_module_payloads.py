@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What each module of a backup ships: the module_utils files ansible's own AnsiballZ builder
+(module_common.recursive_finder) puts into its payload. Every file shipped is parsed on the controller
+to build the payload (once per module and playbook run) and compiled again on the host at every
+module run (the payload is imported from a zip, without .pyc), so a backup's module carries only the
+code it runs: backup_start none of the bucket mirror, no backup module PostgreSQL's restore,
+backup_capture not the backup directory's begin and commit, backup_run neither PostgreSQL nor S3.
+
+The finder runs in a fresh interpreter: it needs ansible's plugin loader set up over the collection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+MODULE_UTILS = "ansible_collections/rat/backup/plugins/module_utils/"
+
+CHILD = r"""
+import datetime, inspect, io, json, os, sys, zipfile
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([sys.argv[1]])
+from ansible.executor import module_common
+
+found = {}
+for name in sys.argv[2:]:
+    fqn = "ansible_collections.rat.backup.plugins.modules." + name
+    with open(os.path.join(sys.argv[1], *fqn.split(".")) + ".py", "rb") as handle:
+        data = handle.read()
+    zf = zipfile.ZipFile(io.BytesIO(), "w")
+    args = [name, fqn, data, zf]
+    wanted = inspect.signature(module_common.recursive_finder).parameters
+    if wanted["date_time"].default is inspect.Parameter.empty:  # ansible-core 2.19: given by the caller
+        args.append(datetime.datetime.now(datetime.timezone.utc))
+    if "extension_manager" in wanted:  # ansible-core 2.19
+        from ansible._internal._ansiballz import _builder
+        args.append(_builder.ExtensionManager.create(task_vars={}))
+    module_common.recursive_finder(*args)
+    found[name] = {info.filename: info.file_size for info in zf.infolist()}
+print(json.dumps(found))
+"""
+
+
+def collections_path():
+    """The entry of sys.path whose ansible_collections/rat/backup is this collection (pytest names this
+    file by its real path, the import path may go through a symlink)."""
+    here = os.path.realpath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 4))
+    for entry in sys.path:
+        if os.path.realpath(os.path.join(entry or os.curdir, "ansible_collections", "rat", "backup")) == here:
+            return os.path.abspath(entry)
+    raise AssertionError(f"no entry of sys.path holds ansible_collections/rat/backup as {here}")
+
+
+def shipped(*modules):
+    """{module: {path under plugins/module_utils/: bytes}} of each module's AnsiballZ payload."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", CHILD, collections_path()] + list(modules), capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {module: {path[len(MODULE_UTILS):]: size for path, size in files.items() if path.startswith(MODULE_UTILS)}
+            for module, files in found.items()}
+
+
+def restore_code(files):
+    """PostgreSQL's restore (pg_restore of an archive, the selective restore and what it selects)."""
+    return sorted(f for f in files if os.path.basename(f) in ("restore.py", "selective.py", "selection.py"))
+
+
+@pytest.fixture(scope="module")
+def payloads():
+    return shipped("backup_start", "backup_capture", "backup_run", "pg_restore")
+
+
+def test_backup_start_when_built_by_ansible_ships_its_checks_and_no_mirror_or_restore(payloads):
+    start = payloads["backup_start"]
+    # It checks S3 (its buckets, their versioning, its clock) and mirrors nothing.
+    assert sorted(f for f in start if f in ("mirror.py", "capture.py") or f.startswith("_mirror/")) == []
+    assert restore_code(start) == []
+    assert {"s3.py", "s3_source.py", "postgres.py", "backup_root/backup_dir.py"} <= set(start)
+
+
+def test_backup_capture_when_built_by_ansible_ships_dump_and_mirror_but_no_restore_or_commit(payloads):
+    capture = payloads["backup_capture"]
+    assert restore_code(capture) == []
+    # It writes into the directory backup_start began, which backup_run commits.
+    assert sorted(f for f in capture if f in ("backup_root/backup_dir.py", "backup_root/lock.py")) == []
+    assert {"capture.py", "mirror.py", "postgres.py", "_postgres/dump.py", "backup_root/manifest_format.py"} <= set(capture)
+
+
+def test_backup_run_when_built_by_ansible_ships_neither_postgres_nor_s3(payloads):
+    commit = payloads["backup_run"]
+    assert sorted(f for f in commit if f.startswith(("postgres", "_postgres", "s3", "_s3", "mirror", "_mirror"))) == []
+    assert {"backup_root/backup_dir.py", "backup_root/lock.py"} <= set(commit)
+
+
+def test_pg_restore_when_built_by_ansible_ships_the_restore(payloads):
+    assert len(restore_code(payloads["pg_restore"])) == 3
