@@ -6,19 +6,21 @@ process (the backup_capture module), overlapped.
 
 pg_dump's session exports its snapshot first, so the consistency point T is known (within the few
 milliseconds of that statement) before anything is written. From then on pg_dump writes the dump
-while this process connects to S3, measures S3's clock against PostgreSQL's (the wait for its Date
-header to tick, half a second on average, now spent beside pg_dump instead of before it), checks
-the skew, and lists, plans and downloads the buckets as of T. Then the dump is finished: rows
-counted at the snapshot, linked to the previous backup's when unchanged, its result written beside
-it. Each part leaves the files and results it leaves alone (postgres/rat.dump with its .json, minio/
-and minio.json), which backup_run commit reads.
+while this process connects to S3 and plans the mirror, and meanwhile measures S3's clock against
+PostgreSQL's (the wait for its Date header to tick, half a second on average, spent beside pg_dump
+and what of the plan does not depend on it: listing.Lister.pin). Versioned buckets are listed as of
+T once the clock is known, the skew is checked before anything is written; then the plan is downloaded.
+Then the dump is finished: rows counted at the snapshot, linked to the previous backup's when
+unchanged, its result written beside it. Each part leaves the files and results it leaves alone
+(postgres/rat.dump with its .json, minio/ and minio.json), which backup_run commit reads.
 
 Threads and fork: the mirror's pool forks worker processes. A fork copies only the forking thread,
 with every lock as the other threads held it, so nothing may run beside it that a worker could
 wait on. Here nothing does on this host: pg_dump's stdout is the dump file itself and its stderr an
 unlinked file (programs.FileProcess), so its output never passes through Python; it is polled
-(a waitpid) from the mirror's own thread. Only in container mode, where the output arrives on the
-exec's socket, one thread copies it, holding no lock a worker uses (programs.StreamedProcess).
+(a waitpid) from the mirror's own thread. The plan's threads (the listing read ahead, S3's clock)
+have ended when it returns, before the first fork. Only in container mode, where the output arrives
+on the exec's socket, one thread copies it, holding no lock a worker uses (programs.StreamedProcess).
 
 Failures: pg_dump failing while the mirror runs stops the mirror at its next object (the run fails
 naming pg_dump's error); the mirror failing terminates pg_dump and reaps it (the run fails naming

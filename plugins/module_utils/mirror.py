@@ -70,8 +70,12 @@ class Mirror:
         point = None
         if settings.src.is_s3:
             buckets = listing.buckets(sides.src_client, sides.src_endpoint, settings.src, settings.buckets, sides.src_http)
-            versioning, point = self.lister.pin(buckets, settings.consistency_point, settings.max_clock_skew,
-                                                settings.fail_on_best_effort)
+            versioning = self.lister.pin(buckets, settings.consistency_point, settings.max_clock_skew,
+                                         settings.fail_on_best_effort)
+            try:
+                point = self.lister.pinned()
+            finally:
+                self.lister.close()
             probed["src"] = {bucket: {"versioned": versioned} for bucket, versioned in versioning.items()}
         if settings.dest.is_s3:
             s3.bucket_names(sides.dest_client, sides.dest_endpoint, sides.dest_http)

@@ -74,16 +74,34 @@ class DownloadPlan:
             header["versions_as_of"] = fs.iso(self.settings.as_of, ms=True)
         if self.settings.src.single_bucket:
             header["prefix"] = self.settings.src.prefix
-        versioning, pinned = self.lister.pin(buckets, o.consistency_point, o.max_clock_skew, o.fail_on_best_effort)
+        # With a consistency point S3's clock is measured meanwhile (the Date-tick wait, Lister.pin):
+        # unversioned buckets are listed and planned beside it, versioned ones listed once the
+        # snapshot's window is known. Its skew is refused before this returns, so before anything is written.
+        versioning = self.lister.pin(buckets, o.consistency_point, o.max_clock_skew, o.fail_on_best_effort)
+        try:
+            for bucket in buckets:
+                header["buckets"][bucket] = {"versioned": versioning[bucket]}
+            manifest_complete = self._merged(versioning)
+            pinned = self.lister.pinned()
+        finally:
+            # Nothing of the clock's measurement runs once this returns (apply() forks workers).
+            self.lister.close()
         if pinned is not None:
             header["consistency"] = pinned
-        for bucket in buckets:
-            header["buckets"][bucket] = {"versioned": versioning[bucket]}
+        plan = self.stream
+        result = {"plan": plan.summary(), "manifest": self.manifest_path, "consistency": pinned}
+        self._check_room()
+        self.changed = bool(plan.count("copy") or plan.count("link") or plan.deletes) or (
+            self.manifest_path is not None and not manifest_complete)
+        result["changed"] = self.changed
+        return result
+
+    def _merged(self, versioning):
+        """_merge until it has read every stream in order; returns whether the previous manifest was complete."""
         unsorted = set()
         while True:
             try:
-                manifest_complete = self._merge(versioning, unsorted)
-                break
+                return self._merge(versioning, unsorted)
             except merge.OutOfOrder as exc:
                 # Not sorted after all (a hand-written manifest, a server that does not sort):
                 # planned again with that stream sorted in memory.
@@ -93,13 +111,6 @@ class DownloadPlan:
                 # A plan stopped early (OutOfOrder, an error) leaves no thread reading a listing.
                 while self.read_ahead:
                     self.read_ahead.pop().close()
-        plan = self.stream
-        result = {"plan": plan.summary(), "manifest": self.manifest_path, "consistency": pinned}
-        self._check_room()
-        self.changed = bool(plan.count("copy") or plan.count("link") or plan.deletes) or (
-            self.manifest_path is not None and not manifest_complete)
-        result["changed"] = self.changed
-        return result
 
     def _merge(self, versioning, unsorted):
         """One pass over the listing, the previous manifest (+ journal) and link_dest's manifest,

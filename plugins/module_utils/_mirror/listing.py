@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from ansible_collections.rat.backup.plugins.module_utils import consistency, s3, s3_source
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry, to_ms
 
@@ -20,8 +22,14 @@ def buckets(client, endpoint, location, wanted, http=None):
 class Lister:
     """Lists the source side: current objects, or the versions chosen by ``as_of``/``use_versions``.
 
-    ``snapshot_window`` ((lo, hi) S3 time of the database snapshot, set once the clocks are compared)
-    lists every versioned bucket as of that snapshot.
+    ``pin`` with a dump's consistency point lists every versioned bucket as of that snapshot, once
+    S3's clock is known; meanwhile the rest goes on (the versioning reads, unversioned buckets).
+    A versioned bucket's pages are asked for only then, as before this overlap: the measurement
+    starts after the snapshot and ends at a tick of S3's Date header, so the snapshot's own second
+    on S3's clock is over by then (unless the clock was narrowed without a tick) and a page asked
+    then holds every version written in it (AWS and moto stamp whole seconds, and the rule counts
+    each of them). A page asked during the measurement could lack versions written later in that
+    second; a measurement begun before the snapshot would no longer wait out that second.
     """
 
     def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False, http=None):
@@ -34,24 +42,42 @@ class Lister:
         self.filter = key_filter
         self.as_of = as_of
         self.use_versions = use_versions
-        self.snapshot_window = None
+        self.clock = None
+        self.versioning = None
 
     def pin(self, buckets, point=None, max_clock_skew=0.0, fail_on_best_effort=False):
-        """({bucket: versioned}, the consistency record or None). With a consistency ``point`` the
-        clock skew is measured (refused over ``max_clock_skew``) and, for a dump's snapshot, every
-        versioned bucket is listed as of it from then on."""
-        versioning = {b: s3.is_versioned(self.client, self.endpoint, b, self.http) for b in buckets}
-        if fail_on_best_effort:
-            consistency.refuse_best_effort(versioning)
-        if not point or not buckets:
-            return versioning, None
-        s3_offset = consistency.measure_date_offset(
-            lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], self.http)))
-        skew = consistency.check_skew(consistency.skew(s3_offset, point["host_offset"]), max_clock_skew)
-        if "time_epoch" not in point:
-            return versioning, {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": max_clock_skew}
-        self.snapshot_window = consistency.window(point, skew)
-        return versioning, consistency.describe(point, skew, self.snapshot_window, max_clock_skew, versioning)
+        """{bucket: versioned}. With a consistency ``point``, S3's clock starts being measured against
+        it, by a thread of its own (``clock``), while this one reads the versioning and the caller
+        lists; ``pinned()`` waits for it. ``close()`` ends it: call it before anything forks."""
+        if point and buckets:
+            http = self.http
+            self.clock = SnapshotClock(
+                lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], http)),
+                point, max_clock_skew, hang_up=http.close if http is not None else None)
+        try:
+            versioning = {b: s3.is_versioned(self.client, self.endpoint, b, self.http) for b in buckets}
+            if fail_on_best_effort:
+                consistency.refuse_best_effort(versioning)
+        except BaseException:
+            self.close()
+            raise
+        self.versioning = versioning
+        return versioning
+
+    def pinned(self):
+        """The consistency record (None without a point) once S3's clock is measured; raises the
+        skew over the bound."""
+        if self.clock is None:
+            return None
+        skew = self.clock.skew()
+        if not self.clock.snapshot:
+            return {"clock_skew": [round(skew[0], 6), round(skew[1], 6)], "max_clock_skew": self.clock.max_clock_skew}
+        return consistency.describe(self.clock.point, skew, self.clock.window, self.clock.max_clock_skew,
+                                    self.versioning)
+
+    def close(self):
+        if self.clock is not None:
+            self.clock.close()
 
     def entries(self, bucket, versioned):
         """The objects of one bucket to mirror, as Entries without relpath, in key order."""
@@ -60,8 +86,8 @@ class Lister:
 
     def listed(self, bucket, versioned):
         """(key, size, ETag, version id, LastModified) of the objects of one bucket to mirror, in key order."""
-        if versioned and self.snapshot_window is not None:
-            return self._versions(bucket, self.snapshot_window)
+        if versioned and self.clock is not None and self.clock.snapshot:
+            return self._versions(bucket, None, self.clock)
         if self.as_of is not None:
             return self._versions(bucket, (self.as_of.timestamp(),) * 2)
         if versioned and self.use_versions:
@@ -96,14 +122,79 @@ class Lister:
                 return False
         return False
 
-    def _versions(self, bucket, bounds):
-        """Each key's version as of ``bounds`` (consistency.choose; None = the latest), streamed in key order."""
+    def _versions(self, bucket, bounds, clock=None):
+        """Each key's version as of ``bounds`` (consistency.choose; None = the latest), streamed in key
+        order; with a SnapshotClock, as of its window: no page is asked for before it is known."""
+        if clock is not None:
+            clock.skew()
+            bounds = clock.window
         pages = s3.version_pages(self.client, self.endpoint, bucket, self.prefix, self.http)
         for key, item in consistency.as_of(pages, bounds):
             if self.filter(key):
                 version = item.get("VersionId")
                 yield key, item["Size"], item.get("ETag"), None if version in (None, "null") else version, \
                     item["LastModified"]
+
+
+class _Stopped(Exception):
+    """The measurement was stopped (close()) before it ended."""
+
+
+class SnapshotClock:
+    """S3's clock against the consistency ``point``'s (consistency.measure_date_offset over
+    ``read_date()``), measured by a thread of its own: the Date-tick wait (half a second on average)
+    no longer comes before what does not depend on it (Lister). ``done`` is set once ``skew()``
+    answers without waiting; ``window`` is then the snapshot's (lo, hi) S3 time when ``snapshot``
+    (a dump's exported snapshot, not only a clock reading).
+
+    Threads and fork: the thread sends its HeadBuckets on a connection of its own (the transport
+    keeps one per thread, dropped by ``hang_up`` when it ends) and takes no lock a forked worker
+    could need; ``close()`` ends and joins it all the same, so none of it runs when a mirror forks.
+    """
+
+    def __init__(self, read_date, point, max_clock_skew, hang_up=None):
+        self.point = point
+        self.snapshot = "time_epoch" in point
+        self.max_clock_skew = max_clock_skew
+        self.window = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._skew = self._error = None
+        self._thread = threading.Thread(target=self._measure, args=(read_date, hang_up), name="s3-clock",
+                                        daemon=True)
+        self._thread.start()
+
+    def _measure(self, read_date, hang_up):
+        try:
+            offset = consistency.measure_date_offset(read_date, sleep=self._sleep)
+            self._skew = consistency.check_skew(consistency.skew(offset, self.point["host_offset"]),
+                                                self.max_clock_skew)
+            if self.snapshot:
+                self.window = consistency.window(self.point, self._skew)
+        except BaseException as exc:  # pylint: disable=broad-except
+            # Raised where the skew or the window is asked for.
+            self._error = exc
+        finally:
+            if hang_up is not None:
+                hang_up()
+            self.done.set()
+
+    def _sleep(self, seconds):
+        if self._stop.wait(seconds):
+            raise _Stopped()
+
+    def skew(self):
+        """(lo, hi) of S3's clock minus PostgreSQL's, once measured; raises the measurement's error
+        (the skew over the bound)."""
+        self.done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._skew
+
+    def close(self):
+        """Stop the measurement (when still running) and wait for its thread to end."""
+        self._stop.set()
+        self._thread.join()
 
 
 def dest_objects(client, endpoint, bucket, prefix):
