@@ -8,7 +8,8 @@ module run (the payload is imported from a zip, without .pyc), so a backup's mod
 code it runs: backup_start none of the bucket mirror, no backup module PostgreSQL's restore,
 backup_capture not the backup directory's begin and commit, backup_run neither PostgreSQL nor S3.
 
-The finder runs in a fresh interpreter: it needs ansible's plugin loader set up over the collection."""
+The finder runs in a fresh interpreter: it needs ansible's plugin loader set up over the collection, and
+the whole of ansible (ansible-test gives tests under plugins/modules/ only its module_utils)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ print(json.dumps(found))
 def collections_path():
     """The entry of sys.path whose ansible_collections/rat/backup is this collection (pytest names this
     file by its real path, the import path may go through a symlink)."""
-    here = os.path.realpath(os.path.join(os.path.dirname(__file__), *[os.pardir] * 4))
+    here = os.path.realpath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
     for entry in sys.path:
         if os.path.realpath(os.path.join(entry or os.curdir, "ansible_collections", "rat", "backup")) == here:
             return os.path.abspath(entry)
