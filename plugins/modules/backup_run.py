@@ -23,8 +23,10 @@ description:
     hard-link unchanged objects from. A host that fails a check is left exactly as it was.
   - O(state=commit) checks that every file the manifest promises is present, merges the result
     M(rat.backup.pg_dump) left beside the dump (C(postgres/rat.dump.json)) and the object manifest
-    M(rat.backup.bucket_mirror) wrote into C(manifest.json), writes it last, fsyncs, renames the
-    C(.partial) directory to its final name and releases the lock.
+    M(rat.backup.bucket_mirror) wrote into C(manifest.json), writes it last, records its size and
+    sha256 in C(<root>/.status/<name>.commit.json) (for a V(backup)), fsyncs, renames the C(.partial)
+    directory to its final name and releases the lock. The next backup proves the one it links from
+    by that record instead of reading its whole manifest.
   - O(state=abort) removes the C(.partial) directory and releases the lock, so a failed run leaves
     nothing that looks complete. O(state=lock) and O(state=unlock) hold the lock around other work
     (the restore role).
