@@ -303,13 +303,18 @@ class Check:
     def result(self, dump=None, dump_check=None, ignore=()):
         """verify()'s result; ``ignore``: relative paths that are neither promised nor extra."""
         symlinks, special, extra = [], [], []
-        for rel, (kind, _size, _links) in sorted(self.present.items()):
+        # The walk in its own order, the (usually empty) findings sorted: sorting every entry of a
+        # 100,000-file backup cost a commit ~0.06 s.
+        for rel, (kind, _size, _links) in self.present.items():
             if kind == "symlink":
                 symlinks.append(rel)
             elif kind == "special":
                 special.append(rel)
             elif kind == "file" and rel not in self.promised and rel != MANIFEST and rel not in ignore:
                 extra.append(rel)
+        symlinks.sort()
+        special.sort()
+        extra.sort()
         missing, unreadable = sorted(self.missing), list(self.unreadable)
         changed = sorted(self.changed, key=lambda c: c["path"])
         if dump and dump_check is not None and (self.present.get(dump) or ("",))[0] == "file" \

@@ -112,6 +112,21 @@ def test_verify_when_missing_extra_and_symlink_then_each_reported(backup, tmp_pa
     assert len(result["bad"]) == 3
 
 
+def test_verify_when_several_extras_and_symlinks_then_each_list_sorted_by_path(backup, tmp_path):
+    # The walk's order is the file system's (depth first, directory order); the findings are sorted.
+    for rel in ("minio/rat/z/9", "minio/rat/a b/y", "minio/b", "minio/rat/a b/x", "minio/.rat-keys/rat/q"):
+        (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+        (backup / rel).write_bytes(b"planted")
+    for rel in ("minio/rat/z/l", "minio/l", "minio/rat/a b/l"):
+        os.symlink(str(tmp_path), str(backup / rel))
+    result = mf.verify(str(backup), mf.read(str(backup)), "quick")
+    assert result["extra"] == sorted(["minio/rat/z/9", "minio/rat/a b/y", "minio/b", "minio/rat/a b/x",
+                                      "minio/.rat-keys/rat/q"])
+    assert result["symlinks"] == ["minio/l", "minio/rat/a b/l", "minio/rat/z/l"]
+    assert result["bad"][:3] == ["minio/l: symlink (never followed)", "minio/rat/a b/l: symlink (never followed)",
+                                 "minio/rat/z/l: symlink (never followed)"]
+
+
 def test_verify_when_object_replaced_by_symlink_then_not_followed(backup, tmp_path):
     target = backup / "minio/rat/a b/ü.csv"
     outside = tmp_path / "outside.csv"
