@@ -45,7 +45,7 @@ def run_all(items, work, record, concurrency, progress=None, total=None, process
 
 
 def results(items, work, record, concurrency, progress=None, total=None, ordered=True, ready=None, processes=0,
-            start=None):
+            start=None, ahead=None):
     """Like run_all, and a generator of the results: in the items' order when ``ordered``.
 
     An item for which ``ready(item)`` is true needs no work: it is its own result, in its place,
@@ -54,10 +54,11 @@ def results(items, work, record, concurrency, progress=None, total=None, ordered
     processes run ``work`` instead of threads; items and results must pickle, ``work`` must
     return everything the caller needs (a change it makes to this process's objects stays in
     the worker), and ``start()`` runs in each worker before its first item (to replace what
-    cannot be shared with a fork, such as a boto3 client's connection pool).
+    cannot be shared with a fork, such as a boto3 client's connection pool); ``ahead(items)`` runs
+    in a worker before it runs ``work`` on each of ``items`` in turn (to send their requests ahead).
     """
     total = len(items) if total is None else total
-    workers = _Processes(work, processes, start) if processes else _Threads(work, concurrency)
+    workers = _Processes(work, processes, start, ahead) if processes else _Threads(work, concurrency)
     failures = []
     done = {}
     state = {"finished": 0, "in_flight": 0, "next": 0, "logged": time.monotonic()}
@@ -176,9 +177,10 @@ class _Processes:
 
     BATCH = 16
 
-    def __init__(self, work, count, start):
+    def __init__(self, work, count, start, ahead=None):
         self.work = work
         self.start = start
+        self.ahead = ahead
         self.count = count
         self.capacity = 2 * count * self.BATCH
         self.children = []  # [pid, pipe, set of the indexes of the items it holds]
@@ -232,6 +234,8 @@ class _Processes:
                 return
             if batch is None:
                 return
+            if self.ahead is not None:
+                self.ahead([item for dummy, item in batch])
             answers = []
             for index, item in batch:
                 try:

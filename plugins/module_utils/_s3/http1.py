@@ -47,6 +47,8 @@ class Connection:
 
     One request at a time: ``request`` returns a Body that must be read to its end (or the
     connection closed) before the next request; a request while a body is unread drops it.
+    Bodiless requests may also go out several at once (``send``), each answer then read in turn
+    (``answer``) under the same rule.
     """
 
     def __init__(self, host, port, host_header, context=None, connect_timeout=10, read_timeout=60):
@@ -101,19 +103,9 @@ class Connection:
             self.close()
         if self.sock is None:
             self.connect()
-        lines = [f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\nAccept-Encoding: identity\r\n"]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
-                # Never the value in the message: it may be the Authorization header.
-                raise ValueError(f"HTTP header {name.splitlines()[0][:40]!r}: a CR, LF or colon where HTTP allows none")
-            lines.append(f"{name}: {value}\r\n")
-        if body or method in _BODY_METHODS:
-            lines.append(f"Content-Length: {len(body)}\r\n")
         expect = len(body) > _EXPECT_BODY
-        if expect:
-            lines.append("Expect: 100-continue\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        head = request_head(method, target, self.host_header, headers, len(body) if body or method in _BODY_METHODS
+                            else None, expect)
         answer = None
         if len(body) <= _JOIN_BODY:
             self.sock.sendall(head + body if body else head)
@@ -123,6 +115,18 @@ class Connection:
                 answer = self._await_continue()
             if answer is None:
                 answer = self._send_body(body)
+        return self.answer(method, answer)
+
+    def send(self, heads):
+        """Send the heads of bodiless requests at once (HTTP/1.1 pipelining); ``answer`` reads their
+        answers, in the order sent."""
+        if self.sock is None:
+            self.connect()
+        self.sock.sendall(heads)
+
+    def answer(self, method, answer=None):
+        """The next answer on the connection (after any 1xx), to a ``method`` request already sent:
+        (status, headers with lower-case names, Body). ``answer``: its head, when already read."""
         while True:
             status, version, fields = answer or self._read_head()
             answer = None
@@ -263,6 +267,23 @@ class Connection:
             self.close()
 
 
+def request_head(method, target, host_header, headers, length=None, expect=False):
+    """The bytes of a request's head: ``headers`` (name -> str value), Content-Length ``length``
+    unless None, "Expect: 100-continue" when ``expect``."""
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {host_header}\r\nAccept-Encoding: identity\r\n"]
+    for name, value in headers.items():
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+            # Never the value in the message: it may be the Authorization header.
+            raise ValueError(f"HTTP header {name.splitlines()[0][:40]!r}: a CR, LF or colon where HTTP allows none")
+        lines.append(f"{name}: {value}\r\n")
+    if length is not None:
+        lines.append(f"Content-Length: {length}\r\n")
+    if expect:
+        lines.append("Expect: 100-continue\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
 class Body:
     """An answer's body of ``length`` bytes (None: up to the close), read as a file is."""
 
@@ -276,6 +297,11 @@ class Body:
     def isclosed(self):
         """True once the whole body is read (then the connection serves the next request)."""
         return self.connection is None
+
+    def close(self):
+        """Done with it: unless read to its end, its connection is dropped (the unread bytes would
+        be taken for the next answer)."""
+        self._fail()
 
     def read(self, amount=None):
         if self.connection is None or amount == 0:

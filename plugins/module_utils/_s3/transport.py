@@ -30,6 +30,7 @@ import weakref
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._s3 import errors
 from ansible_collections.rat.backup.plugins.module_utils._s3 import http1
+from ansible_collections.rat.backup.plugins.module_utils._s3 import pipeline
 from ansible_collections.rat.backup.plugins.module_utils._s3 import retry
 from ansible_collections.rat.backup.plugins.module_utils._s3 import sigv4
 from ansible_collections.rat.backup.plugins.module_utils._s3 import wire
@@ -134,9 +135,7 @@ class Transport:
             conn.close()
             conn = None
         if conn is None:
-            conn = http1.Connection(self.host, self.port, self.host_header, self.context, self.connect_timeout,
-                                    self.read_timeout)
-            self.local.conn = conn
+            conn = self.local.conn = self._new_connection()
         return conn
 
     def close(self):
@@ -152,15 +151,19 @@ class Transport:
 
         ``body`` is bytes (sent again on a retry). A connection the server closed while idle is
         replaced at once; what botocore's standard mode retries (``retry``) is tried ``attempts``
-        times in all, with its backoff; a TLS handshake that fails is not tried again.
+        times in all, with its backoff; a TLS handshake that fails is not tried again. A GET this
+        thread ``expect``-ed is answered on its pipeline when it can be, else made alone.
         """
         path, query = self.target(bucket, key, query)
         target = path + "?" + query if query else path
         payload_sha256 = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
+        pipe = getattr(self.local, "pipeline", None)
+        slot = pipe.take(target) if pipe is not None and method == "GET" and not headers else None
         for attempt in range(self.attempts):
-            signed = self.signer.sign(method, path, query, headers, payload_sha256)
+            answer = pipe.answer(slot) if slot is not None and not attempt else None
             try:
-                response = self._send(method, target, signed, body)
+                response = Response(*answer) if answer else self._send(
+                    method, target, self.signer.sign(method, path, query, headers, payload_sha256), body)
             except botocore.exceptions.SSLError:
                 raise
             except botocore.exceptions.BotoCoreError:
@@ -201,6 +204,28 @@ class Transport:
             return Response(status, fields, raw)
         raise AssertionError("unreachable")
 
+    def expect(self, gets):
+        """The GETs this thread is about to make, in order, as (bucket, key, version id or None,
+        listed quoted ETag, listed size): sent ahead on a pipeline connection of their own
+        (pipeline.py), each answer read when ``get`` asks for it."""
+        pipe = getattr(self.local, "pipeline", None)
+        if pipe is None:
+            pipe = self.local.pipeline = pipeline.Pipeline(self._new_connection, self._get_head, _answer_etag,
+                                                           self.read_timeout)
+        slots = []
+        for bucket, key, version_id, etag, size in gets:
+            path, query = self.target(bucket, key, {"versionId": version_id} if version_id else None)
+            slots.append(pipeline.Slot(path + "?" + query if query else path, path, query, etag, size))
+        pipe.expect(slots)
+
+    def _get_head(self, slot):
+        return http1.request_head("GET", slot.target, self.host_header,
+                                  self.signer.sign("GET", slot.path, slot.query, {}, EMPTY_SHA256))
+
+    def _new_connection(self):
+        return http1.Connection(self.host, self.port, self.host_header, self.context, self.connect_timeout,
+                                self.read_timeout)
+
     # --- S3 operations ------------------------------------------------------------------------
 
     def get(self, bucket, key, version_id=None, byte_range=None, if_match=None):
@@ -231,7 +256,7 @@ class Transport:
                 return None
             raise errors.translate(exc, self.endpoint, "reading", bucket, key)
         headers = response.headers
-        result = {"Body": _Body(self, response.raw), "ETag": wire.quoted_etag(headers.get("etag")),
+        result = {"Body": _Body(response.raw), "ETag": wire.quoted_etag(headers.get("etag")),
                   "Metadata": {k[len(_META):]: v for k, v in headers.items() if k.startswith(_META)}}
         if "content-length" in headers and "chunked" not in headers.get("transfer-encoding", ""):
             # A chunked answer has no length up front (boto3 leaves ContentLength out then too).
@@ -340,6 +365,10 @@ def _percent_utf8(match):
     return "".join([f"%{byte:02X}" for byte in match.group().encode("utf-8")])
 
 
+def _answer_etag(fields):
+    return wire.quoted_etag(fields.get("etag"))
+
+
 @functools.lru_cache(maxsize=1024)
 def _header_time(text):
     # Objects written together share their Last-Modified second: parsed once each (~5 us).
@@ -349,8 +378,7 @@ def _header_time(text):
 class _Body:
     """A GET's body as botocore's StreamingBody is used here: chunks, then close."""
 
-    def __init__(self, transport, raw):
-        self.transport = transport
+    def __init__(self, raw):
         self.raw = raw
 
     def iter_chunks(self, size):
@@ -364,6 +392,5 @@ class _Body:
         return self.raw.read(amount)
 
     def close(self):
-        if not self.raw.isclosed():
-            # Unread bytes would be taken for the next answer on this connection: drop it.
-            self.transport.close()
+        # Unread bytes would be taken for the next answer on its connection: dropped unless read.
+        self.raw.close()
