@@ -116,7 +116,9 @@ class Pipeline:
             self._failed(stop=stall)
             return None
         except (OSError, http.client.HTTPException):
-            # Ended with this request in flight behind an answer: the server does not keep pipelines.
+            # Ended after an answer while this request was in flight behind it: the server does not
+            # keep pipelines. Failing first (a connection closed while idle, or this request's own
+            # failure) only sends it alone.
             self._failed(stop=self.answered > 0)
             return None
         self.slots.popleft()
@@ -134,10 +136,6 @@ class Pipeline:
             self._stop()
         return status, fields, body
 
-    def close(self):
-        self.slots.clear()
-        self._drop_connection()
-
     def _failed(self, stop):
         self.slots.popleft()
         self._drop_connection()
@@ -147,10 +145,11 @@ class Pipeline:
     def _stop(self):
         """No more pipelining in this process: what is still expected is asked for alone."""
         self.enabled = False
-        self.close()
+        self.slots.clear()
+        self._drop_connection()
 
     def _fill(self):
-        """Send slots while fewer than half of DEPTH are in flight, up to DEPTH."""
+        """With at most half of DEPTH in flight, send what is expected up to DEPTH in flight, at once."""
         if self.sent > DEPTH // 2 or self.sent == len(self.slots):
             return
         if self.conn is None:
