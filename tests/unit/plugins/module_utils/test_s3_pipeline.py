@@ -51,20 +51,20 @@ def moto():
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def lake(moto):
-    """A bucket with KEYS on moto, read by every test: (URL, bucket, {key: body})."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("AWS_CA_BUNDLE", raising=False)
-        client = s3.make_client(s3.Endpoint(moto, KEY, SECRET), retry_max_attempts=1)
-        client.create_bucket(Bucket="pipelined")
-        objects = bodies()
-        for key, body in objects.items():
-            client.put_object(Bucket="pipelined", Key=key, Body=body)
-        yield moto, "pipelined", objects
-        for key in objects:
-            client.delete_object(Bucket="pipelined", Key=key)
-        client.delete_bucket(Bucket="pipelined")
+@pytest.fixture
+def lake(moto, monkeypatch):
+    """A bucket with KEYS on moto: (URL, bucket, {key: body}). One per test: other test files' moto
+    servers in the same process share its buckets, and some empty them all."""
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    client = s3.make_client(s3.Endpoint(moto, KEY, SECRET), retry_max_attempts=1)
+    client.create_bucket(Bucket="pipelined")
+    objects = bodies()
+    for key, body in objects.items():
+        client.put_object(Bucket="pipelined", Key=key, Body=body)
+    yield moto, "pipelined", objects
+    for key in objects:
+        client.delete_object(Bucket="pipelined", Key=key)
+    client.delete_bucket(Bucket="pipelined")
 
 
 class Proxy:
@@ -147,9 +147,10 @@ class Proxy:
                     return
                 if fault == "close":
                     kept.append(("Connection", "close"))
-                sock.sendall(self.answer(got.status, kept, data))
                 if got.status < 300 and method == "GET" and "?" not in path:
+                    # Before the send: once sent, the client may read it before this thread goes on.
                     self.delivered.append(path)
+                sock.sendall(self.answer(got.status, kept, data))
                 if fault in ("close", "fin"):
                     # "fin": as a server ends a connection it finds idle, with no word in the answer.
                     return
