@@ -300,6 +300,20 @@ def test_transport_when_https_verifies_the_server_with_the_ca_bundle(scripted, t
     assert server.connections == 1
 
 
+def test_transport_when_https_gets_are_pipelined_answers_each_in_order_on_one_connection(scripted, tmp_path):
+    fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
+    ca_file, server_context = self_signed(tmp_path)
+    bodies = [b"one", b"two!", b"three"]
+    server = scripted(*[(OK % (len(body), body), "keep") for body in bodies], context=server_context)
+    transport = fast_transport.Transport(s3.Endpoint(f"https://127.0.0.1:{server.port}", "k", "s", ca_bundle=ca_file))
+    transport.expect([("b", "k%d" % index, None, '"e"', len(body)) for index, body in enumerate(bodies)])
+    # All three sent before the first answer is read, over TLS as over plain TCP.
+    assert transport.local.pipeline.sent == 3
+    assert [transport.get("b", "k%d" % index).read() for index in range(3)] == bodies
+    assert server.connections == 1 and transport.local.pipeline.enabled
+    assert [request[0] for request in server.requests] == ["GET /b/k%d HTTP/1.1" % index for index in range(3)]
+
+
 def test_transport_when_https_certificate_unknown_names_tls_and_does_not_retry(scripted, tmp_path):
     fast_transport = pytest.importorskip("ansible_collections.rat.backup.plugins.module_utils._s3.transport")
     _ca_file, server_context = self_signed(tmp_path)
