@@ -37,14 +37,26 @@ def check(client, endpoint, wanted, clock=False, fail_on_best_effort=False, http
     Returns {"buckets": {bucket: {"versioned": bool}}, "clock": {"offset": [lo, hi]} or None}.
     """
     names = buckets(client, endpoint, wanted, http)
-    versioning = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
-    if fail_on_best_effort:
-        consistency.refuse_best_effort(versioning)
+    found = versioning(client, endpoint, names, fail_on_best_effort, http)
     measured = None
     if clock and names:
-        measured = {"offset": list(consistency.measure_date_offset(
-            lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, names[0], http))))}
-    return {"buckets": {b: {"versioned": v} for b, v in versioning.items()}, "clock": measured}
+        measured = {"offset": list(consistency.measure_date_offset(date_reader(client, endpoint, names[0], http)))}
+    return {"buckets": {b: {"versioned": v} for b, v in found.items()}, "clock": measured}
+
+
+def versioning(client, endpoint, names, fail_on_best_effort=False, http=None):
+    """{bucket: versioned} of the buckets ``names``; refused when one is unversioned and
+    ``fail_on_best_effort`` (consistency.refuse_best_effort)."""
+    found = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
+    if fail_on_best_effort:
+        consistency.refuse_best_effort(found)
+    return found
+
+
+def date_reader(client, endpoint, bucket, http=None):
+    """S3's clock as consistency.measure_date_offset samples it: a function returning the epoch of
+    the Date header of a HeadBucket of ``bucket``."""
+    return lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, bucket, http))
 
 
 def skew(clock, point, max_clock_skew):

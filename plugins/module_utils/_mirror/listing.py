@@ -51,13 +51,10 @@ class Lister:
         lists; ``pinned()`` waits for it. ``close()`` ends it: call it before anything forks."""
         if point and buckets:
             http = self.http
-            self.clock = SnapshotClock(
-                lambda: consistency.date_header_epoch(s3.server_date(self.client, self.endpoint, buckets[0], http)),
-                point, max_clock_skew, hang_up=http.close if http is not None else None)
+            self.clock = SnapshotClock(s3_source.date_reader(self.client, self.endpoint, buckets[0], http),
+                                       point, max_clock_skew, hang_up=http.close if http is not None else None)
         try:
-            versioning = {b: s3.is_versioned(self.client, self.endpoint, b, self.http) for b in buckets}
-            if fail_on_best_effort:
-                consistency.refuse_best_effort(versioning)
+            versioning = s3_source.versioning(self.client, self.endpoint, buckets, fail_on_best_effort, self.http)
         except BaseException:
             self.close()
             raise

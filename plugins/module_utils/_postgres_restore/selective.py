@@ -233,8 +233,7 @@ def restore(client, lists, toc, chosen, spec, oid_columns):
     reader.start()
     gone = []
 
-    def sink(data):
-        out = flt.feed(data)
+    def send(out):
         if out and not gone:
             try:
                 consumer.write(out)
@@ -243,13 +242,8 @@ def restore(client, lists, toc, chosen, spec, oid_columns):
                 gone.append(exc)
 
     try:
-        lists.run(entries, args, sink)
-        tail = flt.finish()
-        if tail and not gone:
-            try:
-                consumer.write(tail)
-            except (OSError, ValueError) as exc:
-                gone.append(exc)
+        lists.run(entries, args, lambda data: send(flt.feed(data)))
+        send(flt.finish())
     finally:
         consumer.close_stdin()
         reader.join()
