@@ -42,6 +42,38 @@ _LONG = "/".join("long-%d-" % i + "x" * 192 for i in range(5)) + "/"
 CORPUS.append(_LONG + "y" * (1024 - len(_LONG)))
 
 
+def moto_in_process():
+    """For a module-scoped fixture (``yield from``): moto's ThreadedMotoServer on a free loopback port,
+    its URL, then the server stopped."""
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield "http://%s:%d" % (host, port)
+    server.stop()
+
+
+def read_request(sock, buffer=b""):
+    """The next request a scripted HTTP/1.1 server receives on ``sock``, ``buffer`` being what it has
+    read beyond the last one: (request line, {header: value}, body, what was read beyond it), or
+    None once the client has closed."""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buffer += data
+    head, buffer = buffer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    length = int(headers.get("Content-Length", 0))
+    while len(buffer) < length:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        buffer += data
+    return lines[0], headers, buffer[:length], buffer[length:]
+
+
 def rclone_binary():
     """The `rclone` with `serve s3` that lab/deps.sh all installs (.venv/bench-tools), or None."""
     here = os.path.realpath(__file__)

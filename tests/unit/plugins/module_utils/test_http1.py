@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.rat.backup.plugins.module_utils._s3 import http1
 from ansible_collections.rat.backup.plugins.module_utils import s3
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import read_request
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nETag: \"e\"\r\n\r\n%s"
 
@@ -56,19 +57,11 @@ class Scripted:
     def converse(self, sock):
         buffer = b""
         while self.answers:
-            while b"\r\n\r\n" not in buffer:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buffer += data
-            head, buffer = buffer.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")
-            headers = dict(line.split(": ", 1) for line in lines[1:])
-            length = int(headers.get("Content-Length", 0))
-            while len(buffer) < length:
-                buffer += sock.recv(65536)
-            self.requests.append((lines[0], headers, buffer[:length]))
-            buffer = buffer[length:]
+            received = read_request(sock, buffer)
+            if received is None:
+                return
+            line, headers, body, buffer = received
+            self.requests.append((line, headers, body))
             answer, then = self.answers.pop(0)
             sock.sendall(answer)
             if then == "close":

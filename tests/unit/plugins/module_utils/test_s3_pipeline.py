@@ -19,7 +19,7 @@ import threading
 import pytest
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
@@ -29,7 +29,7 @@ from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as
 from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import TMP_DIR  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import (  # noqa: E402
-    KEY, SECRET, Rclone, rclone_binary)
+    KEY, SECRET, Rclone, moto_in_process, rclone_binary, read_request)
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: E402
     options as mirror_options, tree)
 
@@ -44,11 +44,7 @@ def bodies():
 
 @pytest.fixture(scope="module")
 def moto():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield "http://%s:%d" % (host, port)
-    server.stop()
+    yield from moto_in_process()
 
 
 @pytest.fixture
@@ -107,19 +103,11 @@ class Proxy:
         buffer = b""
         with sock:
             while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, buffer = buffer.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                method, path = lines[0].split(" ")[:2]
-                headers = dict(line.split(": ", 1) for line in lines[1:])
-                length = int(headers.get("Content-Length", 0))
-                while len(buffer) < length:
-                    buffer += sock.recv(65536)
-                body, buffer = buffer[:length], buffer[length:]
+                received = read_request(sock, buffer)
+                if received is None:
+                    return
+                line, headers, body, buffer = received
+                method, path = line.split(" ")[:2]
                 if self.one_at_a_time:
                     buffer = b""
                 plays = self.faults.get(path)

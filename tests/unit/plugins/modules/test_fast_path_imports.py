@@ -18,9 +18,10 @@ import time
 import pytest
 
 boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 from ansible_collections.rat.backup.plugins.module_utils import capture, s3  # noqa: E402
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import moto_in_process  # noqa: E402
 
 # Run in the child: the two modules' work, then what of boto3 (and botocore beyond its exceptions) loaded.
 CHILD = r"""
@@ -45,11 +46,7 @@ print(json.dumps({"found": found, "heavy": heavy}))
 
 @pytest.fixture(scope="module")
 def moto():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield "http://%s:%d" % (host, port)
-    server.stop()
+    yield from moto_in_process()
 
 
 def point_now():
