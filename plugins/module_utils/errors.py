@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+# First: from here on a module's payload files are compiled once, not twice (see payload_import.py); nearly
+# every module_utils file imports errors before its other files.
+from ansible_collections.rat.backup.plugins.module_utils import payload_import  # noqa: F401  pylint: disable=unused-import
 from ansible_collections.rat.backup.plugins.module_utils import masking
 
 # Ansible adds the owner, group, mode and size of the file named by a result's "path" or "dest"

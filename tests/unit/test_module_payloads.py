@@ -43,7 +43,32 @@ for name in sys.argv[2:]:
         args.append(_builder.ExtensionManager.create(task_vars={}))
     module_common.recursive_finder(*args)
     found[name] = {info.filename: info.file_size for info in zf.infolist()}
+    if os.environ.get("PAYLOAD_DIR"):  # the payload as a file, with the module beside its module_utils
+        with zipfile.ZipFile(os.path.join(os.environ["PAYLOAD_DIR"], name + ".zip"), "w") as out:
+            for info in zf.infolist():
+                out.writestr(info.filename, zf.read(info.filename))
+            out.writestr("ansible_collections/rat/backup/plugins/modules/__init__.py", "")
+            out.writestr(fqn.replace(".", "/") + ".py", data)
 print(json.dumps(found))
+"""
+
+# Run in a fresh interpreter with a payload first on sys.path, as AnsiballZ runs a module: import the
+# module (its main() does not run) and print the file of each compile(), in order.
+COMPILES = r"""
+import builtins, importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+compiled = []
+real_compile = builtins.compile
+
+
+def counting(source, filename, *args, **kwargs):
+    compiled.append(filename)
+    return real_compile(source, filename, *args, **kwargs)
+
+
+builtins.compile = counting
+importlib.import_module(sys.argv[2])
+print(json.dumps(compiled))
 """
 
 
@@ -57,9 +82,10 @@ def collections_path():
     raise AssertionError(f"no entry of sys.path holds ansible_collections/rat/backup as {here}")
 
 
-def shipped(*modules):
-    """{module: {path under plugins/module_utils/: bytes}} of each module's AnsiballZ payload."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+def shipped(*modules, payload_dir=None):
+    """{module: {path under plugins/module_utils/: bytes}} of each module's AnsiballZ payload; with
+    ``payload_dir``, each payload is also written there as <module>.zip."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PAYLOAD_DIR=payload_dir or "")
     done = subprocess.run([sys.executable, "-c", CHILD, collections_path()] + list(modules), capture_output=True,
                           text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -102,3 +128,29 @@ def test_backup_run_when_built_by_ansible_ships_neither_postgres_nor_s3(payloads
 
 def test_pg_restore_when_built_by_ansible_ships_the_restore(payloads):
     assert len(restore_code(payloads["pg_restore"])) == 3
+
+
+def compiled_files(payload, module):
+    """The collection's files compiled when ``module`` is imported from its ``payload`` zip, in order
+    (paths inside the zip; a file compiled twice is listed twice)."""
+    done = subprocess.run([sys.executable, "-I", "-c", COMPILES, payload, "ansible_collections.rat.backup.plugins.modules." + module],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    prefix = payload + os.sep
+    return [name[len(prefix):] for name in json.loads(done.stdout.strip().splitlines()[-1])
+            if name.startswith(prefix + "ansible_collections/")]
+
+
+@pytest.mark.parametrize("module", ["backup_capture", "backup_run"])
+def test_module_when_imported_from_its_payload_compiles_each_file_after_errors_once(module, tmp_path):
+    # zipimport compiles a source twice (get_filename, then get_code: CPython gh-141276); from errors.py
+    # on, which nearly every module_utils file imports first, payload_import keeps the first compile.
+    shipped(module, payload_dir=str(tmp_path))
+    order = compiled_files(str(tmp_path / (module + ".zip")), module)
+    files = list(dict.fromkeys(order))
+    errors = MODULE_UTILS + "errors.py"
+    assert errors in files, files
+    after = [f for f in files[files.index(errors) + 1:] if f != MODULE_UTILS + "payload_import.py"]
+    assert [f for f in after if order.count(f) != 1] == []
+    # The bulk of the module's files come after errors.py, not a handful.
+    assert len(after) >= len(files) // 2, files
