@@ -44,9 +44,9 @@ BIN = os.path.dirname(sys.executable)
 BUCKETS = ["rat", "rat-scratch"]
 LAKE_BUCKET = "bench-backup-lake"
 LAKE_OBJECTS = 256
-# Module tasks of a backup without quiesce commands: backup_start, backup_capture (pg_dump and bucket
-# mirror in one run), backup_run commit.
-ROLE_MODULE_TASKS = 3
+# Module tasks of a backup: backup_capture (checks, lock, pg_dump and bucket mirror in one run) and
+# backup_run commit.
+ROLE_MODULE_TASKS = 2
 LAST_TASKS = {}
 # CPU seconds (CpuMeter.since) of the last timed() run: client (ansible + services) and S3 server.
 LAST_CPU = {}
@@ -154,8 +154,7 @@ def seed_method(work, buckets, s3=None):
 
 
 # The module tasks of the role, by a part of their names, as the split of a run reports them.
-TASKS = [("start (host, PostgreSQL, S3, clock skew, lock)", "Check PostgreSQL, S3 and the host"),
-         ("capture (pg_dump and bucket mirror, overlapped)", "Dump PostgreSQL and mirror the buckets"),
+TASKS = [("capture (checks, lock, pg_dump and bucket mirror overlapped)", "then dump and mirror at one consistency"),
          ("commit (manifest, rename, log, metrics)", "Write manifest.json last")]
 
 

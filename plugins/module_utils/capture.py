@@ -1,8 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One backup's capture: the database dump and the buckets' mirror at one consistency point, in one
-process (the backup_capture module), overlapped.
+"""One backup's capture, in one process (the backup_capture module): its checks and lock, then the
+database dump and the buckets' mirror at one consistency point, overlapped, into <name>.partial.
+
+First what can stop a backup before it starts, so a host that fails leaves everything as it was
+(backup_dir.begin): the Python packages, the root and its free space, PostgreSQL answering (pg_dump
+new enough, its clock) and S3 answering with every bucket present (check_services, both asked at
+once); then the lock and the .partial directory. The quiesce command runs once the lock is held,
+and the command after it always runs once the capture has ended, also after a failure.
 
 pg_dump's session exports its snapshot first, so the consistency point T is known (within the few
 milliseconds of that statement) before anything is written. From then on pg_dump writes the dump
@@ -16,24 +22,33 @@ unchanged, its result written beside it. Each part leaves the files and results 
 
 Threads and fork: the mirror's pool forks worker processes. A fork copies only the forking thread,
 with every lock as the other threads held it, so nothing may run beside it that a worker could
-wait on. Here nothing does on this host: pg_dump's stdout is the dump file itself and its stderr an
-unlinked file (programs.FileProcess), so its output never passes through Python; it is polled
-(a waitpid) from the mirror's own thread. The plan's threads (the listing read ahead, S3's clock)
-have ended when it returns, before the first fork. Only in container mode, where the output arrives
-on the exec's socket, one thread copies it, holding no lock a worker uses (programs.StreamedProcess).
+wait on. Here nothing does on this host: the checks' S3 thread has ended before the lock is taken;
+pg_dump's stdout is the dump file itself and its stderr an unlinked file (programs.FileProcess), so
+its output never passes through Python; it is polled (a waitpid) from the mirror's own thread. The
+plan's threads (the listing read ahead, S3's clock) have ended when it returns, before the first
+fork. Only in container mode, where the output arrives on the exec's socket, one thread copies it,
+holding no lock a worker uses (programs.StreamedProcess).
 
 Failures: pg_dump failing while the mirror runs stops the mirror at its next object (the run fails
 naming pg_dump's error); the mirror failing terminates pg_dump and reaps it (the run fails naming
 the mirror's error). Either way the partial dump is removed and the rest of the .partial directory
-is left for backup_run abort.
+is left for backup_run abort: every failure after the start carries the backup's name, .partial and
+lock token for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import threading
 import time
+import traceback
 
-from ansible_collections.rat.backup.plugins.module_utils import postgres, s3
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.rat.backup.plugins.module_utils import fs, postgres, s3, s3_source
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir, lock
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, OBJECT_MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
@@ -123,16 +138,151 @@ def _mirror(params, point, log, check_mode, checkpoint=None):
                   src_http=side.fast, checkpoint=checkpoint)
 
 
+def check_services(p):
+    """{"postgres": ..., "s3": ...}: what the checks found. A failure names its service (failed_check),
+    PostgreSQL's first when both fail.
+
+    The two services are asked at the same time, each waiting on its own network round trips.
+    """
+    s3_checked = {}
+
+    def check_s3():
+        try:
+            s3_checked["found"] = check_source(p)
+        except Exception as exc:  # pylint: disable=broad-except
+            s3_checked["error"] = exc
+
+    s3_thread = threading.Thread(target=check_s3, name="check-s3", daemon=True)
+    s3_thread.start()
+    try:
+        with _checking("postgres"):
+            pg_checked = postgres.check(postgres.client_from_params(p))
+    finally:
+        s3_thread.join()
+    with _checking("s3"):
+        if "error" in s3_checked:
+            raise s3_checked["error"]
+    return {"postgres": pg_checked, "s3": s3_checked["found"]}
+
+
+def check_source(p):
+    """s3_source.check of the S3 source ``p`` names. On an endpoint given by URL with keys every
+    request goes through the fast transport, and boto3 (0.3-0.45 s to import and make a client,
+    contending with PostgreSQL's check for the one interpreter) is never imported."""
+    if not s3.HAS_BOTO3:
+        raise RatBackupError(missing_required_lib("boto3"))
+    side = s3.connect(p, "src_", fast=True)
+    return s3_source.check(side.client, side.endpoint, p["buckets"], p["fail_on_best_effort"], side.fast)
+
+
+@contextlib.contextmanager
+def _checking(service):
+    """Names the service in a RatBackupError raised while checking it (failed_check)."""
+    try:
+        yield
+    except RatBackupError as exc:
+        exc.details.setdefault("failed_check", service)
+        raise
+
+
+def run_command(argv, what):
+    """Run a quiesce command (an argv, no shell) to its end; its rc, output tails and seconds."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    except OSError as exc:
+        raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
+    said = {"cmd": argv, "rc": done.returncode, "seconds": round(time.monotonic() - started, 3),
+            "stdout": _tail(done.stdout), "stderr": _tail(done.stderr)}
+    if done.returncode != 0:
+        raise RatBackupError(f"{what} command {' '.join(argv)} failed (rc {done.returncode})"
+                             + (f": {said['stderr']}" if said["stderr"] else ""), **{what: said})
+    return said
+
+
+def _tail(data, limit=2000):
+    text = data.decode("utf-8", "replace").strip()
+    return text[-limit:]
+
+
+def begin(params, check_mode):
+    """backup_dir.begin for this backup: checks, lock, <name>.partial (or, in check mode, what would be)."""
+    return backup_dir.begin(params["root"], "backup", "backup", params["min_free_bytes"],
+                            int(params["lease_hours"] * 3600), check_mode, fs.utcnow(),
+                            modules=params["python_modules"], idle_seconds=int(params["idle_minutes"] * 60),
+                            check=lambda: check_services(params))
+
+
 def run(params, check_mode=False, log=None):
-    """The backup_capture module's run: its result (module params in ``params``)."""
-    client = postgres.client_from_params(params)
+    """The backup_capture module's run: its result (module params in ``params``).
+
+    Once the lock is held everything that fails is raised with the backup's name, .partial and lock
+    token (and what the quiesce commands did), for backup_run abort."""
+    try:
+        begun = begin(params, check_mode)
+    except RatBackupError as exc:
+        # Said with every failure: no quiesce command ran (the role then runs none either).
+        exc.details["quiesce"] = {}
+        raise
+    link_dest = begun["previous"] if params["incremental"] else None
     if check_mode:
         # No snapshot is exported: PostgreSQL's clock stands for it, so the skew and the plan are
         # what the real run would meet.
-        checked = postgres.check(client)
-        mirrored = _mirror(params, checked["clock"], log, True).run()
-        return {"changed": True, "dump": checked, "mirror": mirrored, "consistency": mirrored["consistency"],
-                "changed_during": []}
+        checked = begun["checked"]["postgres"]
+        mirror_params = dict(params, dest=begun["existing_dir"], link_dest=link_dest)
+        mirrored = _mirror(mirror_params, checked["clock"], log, True).run()
+        return dict(begun, dump=checked, mirror=mirrored, consistency=mirrored["consistency"], changed_during=[],
+                    quiesce={})
+    # Every program this run starts from now on (the quiesce commands, pg_dump) carries the run's
+    # lock marker, so the lock keeper sees the run alive while one of them runs, also after the
+    # controller is gone (lock.py); this process itself is the lock's taker, watched by pid.
+    os.environ[lock.RUN_MARKER] = begun["lock"]["run_id"]
+    quiesce = {}
+    try:
+        captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
+    except Exception as exc:
+        started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
+        if isinstance(exc, RatBackupError):
+            exc.details.update(started, quiesce=quiesce)
+            raise
+        # A bug's traceback still reaches the operator (Ansible shows "exception" at -vvv).
+        raise RatBackupError(f"capture failed: {type(exc).__name__}: {exc}", quiesce=quiesce,
+                             exception=traceback.format_exc(), **started) from exc
+    return dict(begun, quiesce=quiesce, **captured)
+
+
+def _quiesced_capture(params, quiesce, log):
+    """The capture between the quiesce commands; ``quiesce`` gets what each did."""
+    failure = None
+    try:
+        if params["quiesce_before"]:
+            quiesce["before"] = run_command(params["quiesce_before"], "quiesce_before")
+        return capture_into(params, log)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        if params["quiesce_after"]:
+            _after(params["quiesce_after"], quiesce, failure)
+
+
+def _after(argv, quiesce, failure):
+    """The command after the capture, also after a failure; its own failure fails the run, and is
+    added to the capture's error when that failed first."""
+    try:
+        quiesce["after"] = run_command(argv, "quiesce_after")
+    except RatBackupError as exc:
+        quiesce["after"] = exc.details.get("quiesce_after", {"cmd": argv, "error": exc.msg})
+        if failure is None:
+            raise
+        if isinstance(failure, RatBackupError):
+            failure.msg = f"{failure.msg}; then {exc.msg}"
+
+
+def capture_into(params, log=None):
+    """Dump and mirror into the backup directory ``params["dest"]``: the result's dump, mirror,
+    consistency, changed_during and timings."""
+    client = postgres.client_from_params(params)
     link_dest = params.get("link_dest")
     spec = postgres.DumpSpec(os.path.join(params["dest"], DUMP_PATH),
                              link_dest=os.path.join(link_dest, DUMP_PATH) if link_dest else None)

@@ -1,12 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A backup's S3 source: which buckets it takes, and what backup_start checks of them before the
-backup begins, listing no object.
+"""A backup's S3 source: which buckets it takes, and what a backup checks of them before it takes
+the lock, listing no object.
 
-Its own file, below the mirror: backup_start runs these checks and nothing of the mirror, and every
-module file it imports is shipped to the host and compiled there at each run (bucket_mirror's engine
-is most of a backup module's code).
+Its own file, below the mirror: the checks (capture.check_services) and the mirror's pin both use it.
 """
 
 from __future__ import annotations
@@ -27,21 +25,18 @@ def buckets(client, endpoint, wanted, http=None):
     return sorted(wanted) if wanted else sorted(n for n in names if not drill.is_scratch_bucket(n))
 
 
-def check(client, endpoint, wanted, clock=False, fail_on_best_effort=False, http=None):
+def check(client, endpoint, wanted, fail_on_best_effort=False, http=None):
     """What a backup checks of its S3 source before it starts, listing no object: the endpoint answers
-    to these credentials, every bucket of ``wanted`` exists (empty: every bucket), their versioning
-    (refused unversioned with ``fail_on_best_effort``) and, with ``clock``, S3's clock against this
-    host's (for ``skew``). ``http``: the side's fast transport (s3.connect), which then carries
+    to these credentials, every bucket of ``wanted`` exists (empty: every bucket) and their versioning
+    (refused unversioned with ``fail_on_best_effort``). S3's clock is measured later, beside pg_dump
+    (listing.SnapshotClock). ``http``: the side's fast transport (s3.connect), which then carries
     every request.
 
-    Returns {"buckets": {bucket: {"versioned": bool}}, "clock": {"offset": [lo, hi]} or None}.
+    Returns {"buckets": {bucket: {"versioned": bool}}}.
     """
     names = buckets(client, endpoint, wanted, http)
     found = versioning(client, endpoint, names, fail_on_best_effort, http)
-    measured = None
-    if clock and names:
-        measured = {"offset": list(consistency.measure_date_offset(date_reader(client, endpoint, names[0], http)))}
-    return {"buckets": {b: {"versioned": v} for b, v in found.items()}, "clock": measured}
+    return {"buckets": {b: {"versioned": v} for b, v in found.items()}}
 
 
 def versioning(client, endpoint, names, fail_on_best_effort=False, http=None):
@@ -57,10 +52,3 @@ def date_reader(client, endpoint, bucket, http=None):
     """S3's clock as consistency.measure_date_offset samples it: a function returning the epoch of
     the Date header of a HeadBucket of ``bucket``."""
     return lambda: consistency.date_header_epoch(s3.server_date(client, endpoint, bucket, http))
-
-
-def skew(clock, point, max_clock_skew):
-    """[lo, hi] of S3's clock (``check``'s ``clock``) minus PostgreSQL's (its clock reading ``point``),
-    refused over ``max_clock_skew``."""
-    lo, hi = consistency.check_skew(consistency.skew(clock["offset"], point["host_offset"]), max_clock_skew)
-    return [round(lo, 6), round(hi, 6)]

@@ -75,7 +75,7 @@ options:
     description:
       - Name of the backup being committed or aborted, as returned by O(state=begin).
       - Required for O(state=commit). O(state=abort) without it records a run that failed before its
-        backup directory existed (a failed check of M(rat.backup.backup_start)), writing only its log line and
+        backup directory existed (a failed check of M(rat.backup.backup_capture)), writing only its log line and
         metrics.
     type: str
   lock_token:
@@ -487,7 +487,7 @@ def run(module):
     if p["name"]:
         result = backup_dir.abort(p["root"], p["kind"], p["name"], p["lock_token"], p["release_lock"], module.check_mode)
     else:
-        # A run whose start failed (M(rat.backup.backup_start)'s checks): nothing to remove, only its end to record.
+        # A run whose start failed (M(rat.backup.backup_capture)'s checks): nothing to remove, only its end to record.
         result = {"changed": False, "removed": None, "lock_released": False}
     result.update(_report(module, p, False, now, None, p["reason"]))
     return result

@@ -5,8 +5,7 @@
 (module_common.recursive_finder) puts into its payload. Every file shipped is parsed on the controller
 to build the payload (once per module and playbook run) and compiled again on the host at every
 module run (the payload is imported from a zip, without .pyc), so a backup's module carries only the
-code it runs: backup_start none of the bucket mirror, no backup module PostgreSQL's restore,
-backup_capture not the backup directory's begin and commit, backup_run neither PostgreSQL nor S3.
+code it runs: no backup module PostgreSQL's restore, backup_run neither PostgreSQL nor S3.
 
 The finder runs in a fresh interpreter: it needs ansible's plugin loader set up over the collection, and
 the whole of ansible (ansible-test gives tests under plugins/modules/ only its module_utils)."""
@@ -101,23 +100,15 @@ def restore_code(files):
 
 @pytest.fixture(scope="module")
 def payloads():
-    return shipped("backup_start", "backup_capture", "backup_run", "pg_restore")
+    return shipped("backup_capture", "backup_run", "pg_restore")
 
 
-def test_backup_start_when_built_by_ansible_ships_its_checks_and_no_mirror_or_restore(payloads):
-    start = payloads["backup_start"]
-    # It checks S3 (its buckets, their versioning, its clock) and mirrors nothing.
-    assert sorted(f for f in start if f in ("mirror.py", "capture.py") or f.startswith("_mirror/")) == []
-    assert restore_code(start) == []
-    assert {"s3.py", "s3_source.py", "postgres.py", "backup_root/backup_dir.py"} <= set(start)
-
-
-def test_backup_capture_when_built_by_ansible_ships_dump_and_mirror_but_no_restore_or_commit(payloads):
+def test_backup_capture_when_built_by_ansible_ships_start_dump_and_mirror_but_no_restore(payloads):
     capture = payloads["backup_capture"]
     assert restore_code(capture) == []
-    # It writes into the directory backup_start began, which backup_run commits.
-    assert sorted(f for f in capture if f in ("backup_root/backup_dir.py", "backup_root/lock.py")) == []
-    assert {"capture.py", "mirror.py", "postgres.py", "_postgres/dump.py", "backup_root/manifest_format.py"} <= set(capture)
+    # It begins the backup directory (checks, lock) and fills it; backup_run commits it.
+    assert {"capture.py", "mirror.py", "postgres.py", "_postgres/dump.py", "s3_source.py",
+            "backup_root/backup_dir.py", "backup_root/lock.py"} <= set(capture)
 
 
 def test_backup_run_when_built_by_ansible_ships_neither_postgres_nor_s3(payloads):

@@ -9,7 +9,7 @@ doc fragment; modules that talk to two endpoints take them with a ``src_``/``des
 
 boto3 is imported only when a client is made, and ``connect`` makes a Side's client at its first
 use: importing boto3 and making a client cost 0.3-0.45 s of a module's start, and a module whose
-every request the fast transport carries (backup_start, bucket_mirror S3 -> disk on an endpoint
+every request the fast transport carries (backup_capture, bucket_mirror S3 -> disk on an endpoint
 given by URL) never pays it. ``HAS_BOTO3`` says whether boto3 is installed (found, not imported);
 the fast transport raises botocore's exception types, so without boto3 (and its botocore) no S3
 call works, on either path.

@@ -100,7 +100,7 @@ def _stale_partials(base):
 
 
 def begin_argspec():
-    """The options of a backup's start that backup_run (state=begin) and backup_start share."""
+    """The options of a backup's start that backup_run (state=begin) and backup_capture share."""
     return dict(
         root=dict(type="path", required=True),
         lease_hours=dict(type="float", default=24),

@@ -12,8 +12,9 @@ when the run that took it is gone:
 - run by ansible-playbook on this host (local connection, cron): when that process ends;
 - run from another machine (SSH): no process here lives as long as the run. Each task may come
   over its own connection, and a shared one closes when the host waits idle for the others of a
-  play. So the tasks of a run carry RUN_MARKER=<run id> in their environment (the roles set it)
-  and the run counts as gone once no process here has carried it for idle_seconds.
+  play. So the tasks of a run carry RUN_MARKER=<run id> in their environment (the roles set it,
+  and backup_capture gives it to the programs it starts), and the run counts as gone once neither
+  the process that took the lock nor any process carrying the marker was seen for idle_seconds.
 A run whose lock was given up for idleness takes it back at commit if no other run took it.
 """
 
@@ -225,7 +226,8 @@ def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=Non
               "run_id": stale.get("run_id") if token else os.urandom(12).hex(),
               "started_at": iso(now), "heartbeat_at": iso(now),
               "lease_until": iso(now + datetime.timedelta(seconds=lease_seconds)),
-              "anchor_pid": anchor_pid, "anchor": anchor_kind, "idle_seconds": idle_seconds}
+              "anchor_pid": anchor_pid, "anchor": anchor_kind, "idle_seconds": idle_seconds,
+              "taker_pid": os.getpid()}
     keeper = _spawn_keeper(fd, record, lease_seconds)
     os.close(fd)
     record["pid"] = keeper
@@ -307,10 +309,13 @@ def _run_watch(record):
     if not idle:
         return lambda: None
     me = os.getpid()
+    # backup_capture holds the lock for the whole capture in the process that took it, whose own
+    # environment cannot carry the marker it only learns then.
+    taker = record.get("taker_pid")
     last_seen = [time.monotonic()]
 
     def gone():
-        if run_processes(record["run_id"], exclude=(me,)):
+        if (taker and _proc_alive(taker)) or run_processes(record["run_id"], exclude=(me,)):
             last_seen[0] = time.monotonic()
         elif time.monotonic() - last_seen[0] > idle:
             return f"{IDLE_REASON}: no process of the run for {idle} s"

@@ -30,7 +30,7 @@ def groups():
 def test_action_groups_when_declared_then_postgres_and_s3_list_existing_modules():
     declared = groups()
     assert set(declared) == {"postgres", "s3"}
-    assert declared["postgres"] == ["pg_dump", "backup_start", "backup_capture", "pg_restore", "backup_compare", "lake_select", "pitr_setup"]
+    assert declared["postgres"] == ["pg_dump", "backup_capture", "pg_restore", "backup_compare", "lake_select", "pitr_setup"]
     assert declared["s3"] == ["bucket_mirror", "backup_compare", "lake_rollback", "lake_versions_info"]
 
 

@@ -20,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils.backup_root import back
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest as mf
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest_format
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_lock import in_child
 
 NOW = datetime.datetime(2026, 2, 16, 9, 30, 0, tzinfo=datetime.timezone.utc)
 LATER = NOW + datetime.timedelta(seconds=12)
@@ -473,7 +474,8 @@ def test_begin_when_dead_run_left_partial_counts_its_space_as_free(tmp_path, mon
 def test_commit_when_lock_given_up_while_run_was_idle_then_taken_back_and_committed(tmp_path, monkeypatch):
     monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.1)
     monkeypatch.setattr(lock, "_anchor", lambda pid: (1, "ssh"))
-    started = begin(tmp_path, idle_seconds=1)
+    # Begun by a task's process that has ended since, as over SSH.
+    started = in_child(lambda: begin(tmp_path, idle_seconds=1))
     prepare_partial(started)
     pg = fill(started["partial"])
     deadline = time.monotonic() + 10

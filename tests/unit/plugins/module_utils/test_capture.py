@@ -329,9 +329,13 @@ def test_run_when_check_mode_then_clocks_compared_plan_returned_and_nothing_writ
     monkeypatch.setattr(capture.postgres, "client_from_params", lambda p: pg)
     clock = {"time": "2026-12-07T07:00:00Z", "host_offset": [-0.001, 0.001]}
     monkeypatch.setattr(capture.postgres, "check", lambda c: {"server_version": "15.18", "clock": clock})
-    result = capture.run(params(dest, src_endpoint=URL), check_mode=True)
-    assert result["changed"] and result["dump"]["clock"] == clock
+    run_params = dict(params(dest, src_endpoint=URL, buckets=["lake"]), root=str(dest), incremental=True,
+                      lease_hours=1.0, idle_minutes=1.0, python_modules=[], quiesce_before=["false"],
+                      quiesce_after=["false"])
+    result = capture.run(run_params, check_mode=True)
+    assert result["changed"] and result["dump"]["clock"] == clock and result["lock_token"] is None
+    assert result["checked"]["s3"] == {"buckets": {"lake": {"versioned": False}}}
     assert result["mirror"]["plan"]["to_copy"]["count"] == 2
     # PostgreSQL's clock stands for the snapshot: the skew is measured, no window made.
     assert set(result["consistency"]) == {"clock_skew", "max_clock_skew"}
-    assert list(dest.iterdir()) == [] and pg.runner.started == []
+    assert list(dest.iterdir()) == [] and pg.runner.started == [] and result["quiesce"] == {}

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,6 +103,32 @@ def _wait_until_free(root, seconds=10):
     return not lock.lock_state(root)[0]
 
 
+def in_child(take):
+    """``take()`` (which takes a lock) run in a child process that then ends, as a module process
+    does; returns what it returned (JSON)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(take()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read()
+    os.waitpid(pid, 0)
+    assert said, "the child taking the lock failed"
+    return json.loads(said)
+
+
+def acquired_by_a_task(root, idle_seconds):
+    """The lock as a task over SSH leaves it: taken by a process that has ended since."""
+    record = in_child(lambda: lock.acquire(root, "backup", 60, idle_seconds=idle_seconds)[0])
+    assert not lock._proc_alive(record["taker_pid"])  # pylint: disable=protected-access
+    return record
+
+
 @pytest.fixture
 def remote_run(monkeypatch):
     """Locks taken as by a run over SSH: no ansible-playbook on this host to follow."""
@@ -111,15 +138,26 @@ def remote_run(monkeypatch):
 
 def test_keeper_when_remote_run_has_no_process_left_then_gives_up_after_idle(tmp_path, remote_run):
     root = str(tmp_path)
-    record, _stale = lock.acquire(root, "backup", 60, idle_seconds=1)
+    record = acquired_by_a_task(root, idle_seconds=1)
     assert record["anchor"] == "ssh" and record["run_id"]
     assert _wait_until_free(root)
     assert lock.read_lock(root)["released_because"] == "idle: no process of the run for 1 s"
 
 
-def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(tmp_path, remote_run):
+def test_keeper_when_the_process_that_took_the_lock_lives_then_holds_until_it_ends(tmp_path, remote_run):
+    """backup_capture holds the lock for its whole capture in the process that took it, which does
+    not carry the run's marker itself."""
     root = str(tmp_path)
     record, _stale = lock.acquire(root, "backup", 60, idle_seconds=1)
+    assert record["taker_pid"] == os.getpid() and lock.run_processes(record["run_id"]) == []
+    time.sleep(2.5)
+    assert lock.lock_state(root)[0] is True
+    assert lock.release(root, record["token"]) is True
+
+
+def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(tmp_path, remote_run):
+    root = str(tmp_path)
+    record = acquired_by_a_task(root, idle_seconds=1)
     env = dict(os.environ, **{lock.RUN_MARKER: record["run_id"]})
     task = subprocess.Popen(["sleep", "2.5"], env=env)
     try:
@@ -139,7 +177,7 @@ def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(t
 
 def test_reclaim_when_given_up_for_idleness_then_same_token_and_run_again(tmp_path, remote_run):
     root = str(tmp_path)
-    record, _stale = lock.acquire(root, "backup", 60, idle_seconds=1)
+    record = acquired_by_a_task(root, idle_seconds=1)
     assert _wait_until_free(root)
     again = lock.reclaim(root, record["token"])
     try:
@@ -152,7 +190,7 @@ def test_reclaim_when_given_up_for_idleness_then_same_token_and_run_again(tmp_pa
 
 def test_reclaim_when_another_run_took_the_lock_since_then_refused(tmp_path, remote_run):
     root = str(tmp_path)
-    record, _stale = lock.acquire(root, "backup", 60, idle_seconds=1)
+    record = acquired_by_a_task(root, idle_seconds=1)
     assert _wait_until_free(root)
     other, _stale = lock.acquire(root, "backup", 60, idle_seconds=0)
     lock.release(root, other["token"])

@@ -9,21 +9,15 @@ import pytest
 from ansible_collections.rat.backup.plugins.module_utils import s3, s3_source
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: F401 pylint: disable=unused-import
-    _server_clock, bucket, client)
+    bucket, client)
 
 
-def test_check_when_buckets_exist_reads_versioning_and_skew_and_lists_no_object(client, monkeypatch):
+def test_check_when_buckets_exist_reads_versioning_and_lists_no_object(client, monkeypatch):
     bucket(client, "rat", {"a": b"1"}, versioned=True)
     bucket(client, "rat-scratch", {"b": b"2"})
     monkeypatch.setattr(client, "get_paginator", lambda name: pytest.fail("a check must not list objects"))
-    _server_clock(monkeypatch)
-    # PostgreSQL's clock is this host's, as is the server's.
-    checked = s3_source.check(client, s3.Endpoint(None, "key", "secret"), [], True)
-    assert checked["buckets"] == {"rat": {"versioned": True}, "rat-scratch": {"versioned": False}}
-    skew = s3_source.skew(checked["clock"], {"host_offset": [0.0, 0.0]}, 2.0)
-    assert skew[0] <= 0.0 <= skew[1] and skew[1] - skew[0] <= 1.2
-    # S3's clock against this host's, as measured.
-    assert checked["clock"] == {"offset": pytest.approx(skew, abs=1e-5)}
+    checked = s3_source.check(client, s3.Endpoint(None, "key", "secret"), [])
+    assert checked == {"buckets": {"rat": {"versioned": True}, "rat-scratch": {"versioned": False}}}
 
 
 def test_check_when_bucket_missing_or_unversioned_refused_naming_it(client):
@@ -33,12 +27,4 @@ def test_check_when_bucket_missing_or_unversioned_refused_naming_it(client):
         s3_source.check(client, endpoint, ["rat", "rat-lake"])
     with pytest.raises(RatBackupError, match="rat are not versioned"):
         s3_source.check(client, endpoint, ["rat"], fail_on_best_effort=True)
-    assert s3_source.check(client, endpoint, ["rat"]) == {"buckets": {"rat": {"versioned": False}}, "clock": None}
-
-
-def test_check_when_clocks_differ_over_the_bound_refused(client, monkeypatch):
-    _server_clock(monkeypatch, ahead=30)
-    bucket(client, "rat", {"a": b"1"}, versioned=True)
-    checked = s3_source.check(client, s3.Endpoint(None, "key", "secret"), ["rat"], True)
-    with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
-        s3_source.skew(checked["clock"], {"host_offset": [0.0, 0.0]}, 2.0)
+    assert s3_source.check(client, endpoint, ["rat"]) == {"buckets": {"rat": {"versioned": False}}}

@@ -91,7 +91,7 @@ def test_commit_when_consistency_has_an_unknown_key_then_refused_naming_it(capsy
 
 
 def test_abort_when_no_name_then_only_the_failed_run_is_recorded(capsys, tmp_path):
-    """A run whose start failed (backup_start's checks): no directory to remove, its end still logged."""
+    """A run whose start failed (backup_capture's checks): no directory to remove, its end still logged."""
     log = tmp_path / "backup.log"
     result = run_module(capsys, {"state": "abort", "root": str(tmp_path), "host": "rat-lab", "log_file": str(log),
                                  "metrics_dir": str(tmp_path / "metrics"), "reason": "Check: S3 unreachable"})

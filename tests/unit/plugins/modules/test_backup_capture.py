@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import pytest
+import yaml
+from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args import patch_module_args
+
+from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PostgresDocs
+from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Docs
+from ansible_collections.rat.backup.plugins.module_utils import capture, postgres, s3_source
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout, lock
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+from ansible_collections.rat.backup.plugins.modules import backup_capture
+
+CLOCK = {"time": "2026-02-16T09:30:00.000000Z", "host_offset": [0.0, 0.001]}
+
+
+def run_module(capsys, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            backup_capture.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def services(monkeypatch):
+    """PostgreSQL and S3 as the checks see them, and the capture itself (capture.capture_into, tested
+    in test_capture) as a stand-in that records what it was given; ``calls`` records what was asked,
+    in order."""
+    calls = []
+
+    def pg_check(client):
+        calls.append(("postgres", client.conn.host, client.conn.port))
+        return {"server_version": "15.8", "client_version": "15.8", "clock": CLOCK}
+
+    def check_source(client, endpoint, wanted, fail_on_best_effort, http=None):
+        # Which path carries the requests: the fast transport for an endpoint given by URL with keys.
+        calls.append(("s3", endpoint.name, wanted, fail_on_best_effort, type(http).__name__))
+        return {"buckets": {b: {"versioned": True} for b in wanted}}
+
+    def capture_into(params, log=None):
+        held = lock.lock_state(params["root"])[0]
+        calls.append(("capture", params["dest"], params["link_dest"], held, os.environ.get(lock.RUN_MARKER)))
+        if "fail_capture" in params["buckets"]:
+            raise RatBackupError("bucket mirror: disk full", failed_step="mirror")
+        return {"changed": True, "dump": {}, "mirror": {}, "consistency": None, "changed_during": [], "timings": {}}
+
+    class PlanOnly:
+        def run(self):
+            return {"consistency": None, "plan": {"to_copy": {"count": 0}}}
+
+    def mirror(params, point, log, check_mode, checkpoint=None):
+        calls.append(("plan", params["dest"], params["link_dest"], point, check_mode))
+        return PlanOnly()
+
+    monkeypatch.setattr(postgres, "check", pg_check)
+    monkeypatch.setattr(s3_source, "check", check_source)
+    monkeypatch.setattr(capture, "capture_into", capture_into)
+    monkeypatch.setattr(capture, "_mirror", mirror)
+    monkeypatch.delenv(lock.RUN_MARKER, raising=False)
+    return calls
+
+
+def args(root, **overrides):
+    base = {"root": str(root), "host": "127.0.0.1", "port": 15432, "password": "a-long-enough-password",
+            "src_endpoint": "http://127.0.0.1:19000", "src_access_key": "key",
+            "src_secret_key": "a-long-enough-secret", "buckets": ["rat"]}
+    base.update(overrides)
+    return base
+
+
+def test_argument_spec_when_compared_to_documentation_and_fragments_then_same_options():
+    documented = yaml.safe_load(backup_capture.DOCUMENTATION)["options"]
+    documented.update(yaml.safe_load(PostgresDocs.DOCUMENTATION)["options"])
+    documented.update(yaml.safe_load(S3Docs.SRC)["options"])
+    spec = backup_capture.argument_spec()
+    assert set(spec) == set(documented)
+    for name, option in documented.items():
+        assert spec[name].get("default") == option.get("default"), name
+        assert spec[name]["type"] == option["type"], name
+
+
+def test_capture_start_when_services_answer_then_checked_before_the_lock_and_backup_started(
+        capsys, tmp_path, services, monkeypatch):
+    held = []
+    monkeypatch.setattr(s3_source, "check",
+                        lambda *a: held.append(lock.lock_state(str(tmp_path))[0]) or {"buckets": {}})
+    result = run_module(capsys, args(tmp_path / "root"))
+    assert held == [False], "S3 was checked while the lock was held"
+    try:
+        assert not result.get("failed"), result
+        assert result["checked"]["postgres"]["clock"] == CLOCK
+        assert os.path.isdir(result["partial"]) and lock.lock_state(str(tmp_path / "root"))[0]
+        # Captured into the .partial holding the lock, every program it starts marked as the run's.
+        assert services == [("postgres", "127.0.0.1", 15432),
+                            ("capture", result["partial"], None, True, result["lock"]["run_id"])]
+        assert result["quiesce"] == {} and result["lock"]["taker_pid"] == os.getpid()
+    finally:
+        lock.release(str(tmp_path / "root"), result["lock_token"])
+
+
+def test_capture_start_when_checked_then_s3_asked_over_the_fast_transport_with_its_options(capsys, tmp_path, services):
+    result = run_module(capsys, args(tmp_path, fail_on_best_effort=True))
+    lock.release(str(tmp_path), result["lock_token"])
+    assert [call for call in services if call[0] == "s3"] == [("s3", "http://127.0.0.1:19000", ["rat"], True,
+                                                              "Transport")]
+    assert result["checked"]["s3"] == {"buckets": {"rat": {"versioned": True}}}
+
+
+def test_capture_start_when_s3_and_postgres_asked_then_at_the_same_time(capsys, tmp_path, services, monkeypatch):
+    """S3's clock waits for its Date header's tick: PostgreSQL's check runs meanwhile, not after it."""
+    s3_started, pg_done = threading.Event(), threading.Event()
+    check_pg, check_s3 = postgres.check, s3_source.check
+
+    def slow_s3(*a):
+        s3_started.set()
+        assert pg_done.wait(10), "PostgreSQL was not checked while S3 was"
+        return check_s3(*a)
+
+    def pg(client):
+        assert s3_started.wait(10), "S3 was not checked while PostgreSQL was"
+        try:
+            return check_pg(client)
+        finally:
+            pg_done.set()
+    monkeypatch.setattr(s3_source, "check", slow_s3)
+    monkeypatch.setattr(postgres, "check", pg)
+    result = run_module(capsys, args(tmp_path))
+    lock.release(str(tmp_path), result["lock_token"])
+    assert not result.get("failed"), result
+
+
+@pytest.mark.parametrize("failing", ["postgres", "s3", "both"])
+def test_capture_start_when_a_service_fails_then_named_and_nothing_started(capsys, tmp_path, services, monkeypatch, failing):
+    def refuse(*_args, **_kwargs):
+        raise RatBackupError(f"{failing} does not answer", endpoint="somewhere")
+    if failing in ("postgres", "both"):
+        monkeypatch.setattr(postgres, "check", refuse)
+    if failing in ("s3", "both"):
+        monkeypatch.setattr(s3_source, "check", refuse)
+    # Both failing: PostgreSQL's error is the one named (as when it was asked first).
+    failing = "postgres" if failing == "both" else failing
+    result = run_module(capsys, args(tmp_path / "root"))
+    assert result["failed"] and result["msg"] == f"{failing} does not answer"
+    assert result["failed_check"] == failing and result["endpoint"] == "somewhere"
+    assert layout.list_backups(str(tmp_path / "root"))["partial"] == []
+    assert not lock.lock_state(str(tmp_path / "root"))[0]
+    assert "a-long-enough-password" not in json.dumps(result) and "a-long-enough-secret" not in json.dumps(result)
+
+
+def test_capture_start_when_python_package_missing_then_refused_before_any_service_is_asked(capsys, tmp_path, services):
+    result = run_module(capsys, args(tmp_path, python_modules=["no_such_module_4711"]))
+    assert result["failed"] and "no_such_module_4711" in result["msg"] and "failed_check" not in result
+    assert services == []
+
+
+def test_capture_start_when_check_mode_then_checks_run_and_nothing_is_created(capsys, tmp_path, services):
+    marker = tmp_path / "quiesced"
+    result = run_module(capsys, dict(args(tmp_path / "root"), _ansible_check_mode=True,
+                                     quiesce_before=["touch", str(marker)], quiesce_after=["touch", str(marker)]))
+    assert not result.get("failed"), result
+    assert result["checked"]["s3"]["buckets"] == {"rat": {"versioned": True}}
+    assert result["lock_token"] is None and not (tmp_path / "root").exists()
+    # The plan is made in the nearest existing directory at PostgreSQL's clock; no command ran.
+    assert services[-1] == ("plan", str(tmp_path), None, CLOCK, True)
+    assert result["quiesce"] == {} and not marker.exists()
+
+
+def sh(log, line, rc=0):
+    """A quiesce command appending ``line`` and the run's marker to ``log``, exiting ``rc``."""
+    return ["sh", "-c", f'echo "{line} $RAT_BACKUP_RUN" >> {log}; echo said-{line} >&2; exit {rc}']
+
+
+@pytest.mark.parametrize("fails", [None, "capture", "before", "after", "capture+after"])
+def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always_runs(
+        capsys, tmp_path, services, fails):
+    log = tmp_path / "order"
+    root = tmp_path / "root"
+    buckets = ["rat", "fail_capture"] if fails and "capture" in fails else ["rat"]
+    result = run_module(capsys, args(root, buckets=buckets,
+                                     quiesce_before=sh(log, "before", 3 if fails == "before" else 0),
+                                     quiesce_after=sh(log, "after", 4 if fails and "after" in fails else 0)))
+    try:
+        run_id = result["lock"]["run_id"]
+        # Both commands carry the run's lock marker; after runs whatever failed.
+        expected = ["before", "after"] if fails == "before" else ["before", "after"]
+        assert log.read_text().split("\n")[:-1] == [f"{step} {run_id}" for step in expected]
+        captured = [c for c in services if c[0] == "capture"]
+        assert len(captured) == (0 if fails == "before" else 1)
+        assert result["quiesce"]["after"]["rc"] == (4 if fails and "after" in fails else 0)
+        assert result["quiesce"]["before"]["stderr"] == "said-before" if fails != "before" else True
+        if fails is None:
+            assert not result.get("failed"), result
+            return
+        # A failure holding the lock names what abort needs; the .partial is left for it.
+        assert result["failed"] and os.path.isdir(result["partial"]) and result["lock_token"]
+        assert lock.lock_state(str(root))[0] and result["name"] in result["partial"]
+        messages = {"capture": "bucket mirror: disk full",
+                    "before": f"quiesce_before command {' '.join(sh(log, 'before', 3))} failed (rc 3): said-before",
+                    "after": f"quiesce_after command {' '.join(sh(log, 'after', 4))} failed (rc 4): said-after"}
+        assert result["msg"] == "; then ".join(messages[part] for part in fails.split("+"))
+    finally:
+        lock.release(str(root), result.get("lock_token"))
+
+
+def test_capture_when_lock_is_held_by_another_run_then_no_command_runs_and_none_is_said(capsys, tmp_path, services):
+    root = tmp_path / "root"
+    root.mkdir()
+    other, _stale = lock.acquire(str(root), "backup", 60)
+    log = tmp_path / "order"
+    try:
+        result = run_module(capsys, args(root, quiesce_before=sh(log, "before"), quiesce_after=sh(log, "after")))
+    finally:
+        lock.release(str(root), other["token"])
+    assert result["failed"] and "another backup is running" in result["msg"]
+    # Said: no quiesce command ran, so the role must not run the one after either.
+    assert result["quiesce"] == {} and not log.exists() and "partial" not in result
+
+
+def test_capture_when_quiesce_command_missing_then_named_and_after_still_runs(capsys, tmp_path, services):
+    log = tmp_path / "order"
+    result = run_module(capsys, args(tmp_path / "root", quiesce_before=[str(tmp_path / "no-such-command")],
+                                     quiesce_after=sh(log, "after")))
+    lock.release(str(tmp_path / "root"), result["lock_token"])
+    assert result["failed"] and result["msg"] == (f"quiesce_before command {str(tmp_path / 'no-such-command')!r} "
+                                                  "could not run: No such file or directory")
+    assert log.read_text().startswith("after ") and not [c for c in services if c[0] == "capture"]
+
+
+def test_capture_when_it_fails_unexpectedly_then_said_with_what_abort_needs(
+        capsys, tmp_path, services, monkeypatch):
+    def broken(params, log=None):
+        raise KeyError("consistency")
+    monkeypatch.setattr(capture, "capture_into", broken)
+    result = run_module(capsys, args(tmp_path / "root"))
+    lock.release(str(tmp_path / "root"), result["lock_token"])
+    assert result["failed"] and result["msg"] == "capture failed: KeyError: 'consistency'"
+    assert os.path.isdir(result["partial"]) and result["quiesce"] == {} and result["name"] in result["partial"]
