@@ -8,8 +8,9 @@ Ansible runs a module from its AnsiballZ payload: a zip of sources, imported by 
 ``zipimporter.get_filename`` compiles the whole source only to learn the file's name, and the import
 machinery calls it to build each module's spec before ``get_code`` compiles the same source again
 (CPython gh-141276; zipimport is Python code since 3.8): each file of a payload was compiled twice.
-Measured in the backup role, compiling once saved backup_capture (~50 files) 0.08 s of CPU per run,
-the start's checks 0.06 s (their own module then), backup_run (~15 files) 0.025 s (docs/mechanisms.md).
+Importing each module from its payload, compiling once saved backup_capture (~50 files) 0.05 s of
+CPU per run, the start's checks 0.035 s (their own module then), backup_run (~15 files) 0.02 s
+(docs/mechanisms.md).
 
 ``errors`` imports this module first, and nearly every module_utils file imports ``errors``
 before the rest, so from then on the payload's files are imported by ``CompiledOnce``: its
