@@ -15,8 +15,8 @@ CPU per run, the start's checks 0.035 s (their own module then), backup_run (~15
 ``errors`` imports this module first, and nearly every module_utils file imports ``errors``
 before the rest, so from then on the payload's files are imported by ``CompiledOnce``: its
 ``get_filename`` keeps the code it compiled and ``get_code`` hands it back. What was imported
-before (Ansible's own module_utils, the module and the first few files of its chain) is not
-compiled again. Outside a zip (the controller, unit tests) nothing changes.
+before (Ansible's own module_utils, the module and the first few files of its chain) was still
+compiled twice. Outside a zip (the controller, unit tests) nothing changes.
 """
 
 from __future__ import annotations
