@@ -16,24 +16,35 @@ while this process connects to S3 and plans the mirror, and meanwhile measures S
 PostgreSQL's (the wait for its Date header to tick, half a second on average, spent beside pg_dump
 and what of the plan does not depend on it: listing.Lister.pin). Versioned buckets are listed as of
 T once the clock is known, the skew is checked before anything is written; then the plan is downloaded.
-Then the dump is finished: rows counted at the snapshot, linked to the previous backup's when
-unchanged, its result written beside it. Each part leaves the files and results it leaves alone
+The dump is finished as soon as pg_dump has exited (_Watch): the archive's TOC read, rows counted at
+the snapshot, linked to the previous backup's when unchanged, its result written beside it. While
+the mirror plans, a thread does it (pg_dump, ~0.3 s on a small host, exits during the plan, which
+mostly waits for S3); later the mirror's checkpoint does it, between two objects; else it is done
+once the mirror has ended. Each part leaves the files and results it leaves alone
 (postgres/rat.dump with its .json, minio/ and minio.json), which backup_run commit reads.
 
 Threads and fork: the mirror's pool forks worker processes. A fork copies only the forking thread,
 with every lock as the other threads held it, so nothing may run beside it that a worker could
 wait on. Here nothing does on this host: the checks' S3 thread has ended before the lock is taken;
 pg_dump's stdout is the dump file itself and its stderr an unlinked file (programs.FileProcess), so
-its output never passes through Python; it is polled (a waitpid) from the mirror's own thread. The
-plan's threads (the listing read ahead, S3's clock) have ended when it returns, before the first
-fork. Only in container mode, where the output arrives on the exec's socket, one thread copies it,
-holding no lock a worker uses (programs.StreamedProcess).
+its output never passes through Python; it is polled (a waitpid). The plan forks nothing and has
+threads of its own (the listing read ahead, S3's clock), ended when it returns, before the first
+fork; the watch's thread is one of them: the checkpoint's first call, once the plan is made, stops
+and joins it. From then on the dump is finished in the mirror's own thread and returns before the
+next object: pg_restore --list is a subprocess run to its end (in container mode fed by a thread
+joined before the TOC is parsed; on an error the mirror forks nothing more). The session holding
+the snapshot is psql driven over its pipes (or the exec's socket) by one thread at a time: the
+watch's, then after the join the mirror's; workers forked before its end hold copies of its pipes,
+which psql's exit at the session's \\q does not need. Only in container mode, where pg_dump's
+output arrives on the exec's socket, one thread copies it, holding no lock a worker uses
+(programs.StreamedProcess).
 
-Failures: pg_dump failing while the mirror runs stops the mirror at its next object (the run fails
-naming pg_dump's error); the mirror failing terminates pg_dump and reaps it (the run fails naming
-the mirror's error). Either way the partial dump is removed and the rest of the .partial directory
-is left for backup_run abort: every failure after the start carries the backup's name, .partial and
-lock token for it.
+Failures: pg_dump failing, or finishing its dump failing, while the mirror runs stops the mirror at
+its next object (the run fails naming pg_dump's error or the dump); the mirror failing terminates
+pg_dump and reaps it (the run fails naming the mirror's error). Either way the partial dump, or the
+finished one with its result, is removed and the rest of the .partial directory is left for
+backup_run abort: every failure after the start carries the backup's name, .partial and lock token
+for it.
 """
 
 from __future__ import annotations
@@ -61,30 +72,39 @@ POLL_EVERY = 0.05
 def capture(start_dump, mirror_for, monotonic=time.monotonic):
     """(dump result, mirror result, timings). ``start_dump()`` exports the snapshot and starts pg_dump
     (a RunningDump); ``mirror_for(point, checkpoint)`` is the Mirror of the buckets as of its
-    consistency point, which calls ``checkpoint()`` before each object."""
+    consistency point, which calls ``checkpoint()`` once its plan is made, before anything forks,
+    and before each object."""
     started = monotonic()
     running = start_dump()
     timings = {"snapshot": monotonic() - started}
+    watch = _Watch(running, monotonic)
     try:
-        mirrored = mirror_for(running.point, _Watch(running, monotonic)).run()
+        try:
+            mirrored = mirror_for(running.point, watch).run()
+        finally:
+            # Nothing of it may run beside what follows (a mirror that never called its checkpoint).
+            watch.join()
     except BaseException as exc:
         # pg_dump's failure first: the mirror may have been stopped because of it.
         failure = running.failure()
         stopped = _abort(running)
-        if failure is not None:
+        if isinstance(failure, RatBackupError):
             raise RatBackupError(f"{failure.msg}; the bucket mirror was stopped", failed_step="pg_dump",
                                  **failure.details)
+        if failure is not None:
+            raise failure
         if isinstance(exc, RatBackupError):
             raise RatBackupError(f"bucket mirror: {exc.msg} ({stopped})", failed_step="mirror", **exc.details)
         raise
     timings["mirror"] = monotonic() - started
+    # Finished already when pg_dump exited while the mirror ran (the same result then).
     dumped = running.finish()
-    timings["dump"] = monotonic() - started
+    timings["dump"] = (monotonic() if watch.finished is None else watch.finished) - started
     return dumped, mirrored, {name: round(seconds, 3) for name, seconds in timings.items()}
 
 
 def _abort(running):
-    """Stop pg_dump and remove the partial dump; says how, for the error that caused it."""
+    """Stop pg_dump and remove the partial or finished dump; says how, for the error that caused it."""
     try:
         stopped = running.abort()
     except RatBackupError as exc:
@@ -95,21 +115,59 @@ def _abort(running):
 
 
 class _Watch:
-    """The mirror's checkpoint: raises pg_dump's error once it has failed."""
+    """Finishes the dump as soon as pg_dump has exited, beside the mirror, and is the mirror's
+    checkpoint (raises pg_dump's error, or finishing's, once it has failed).
+
+    While the mirror plans (its own threads running, nothing forked yet) a thread of this watch
+    polls pg_dump and finishes the dump in the plan's waits for S3. The checkpoint's first call, once
+    the plan is made and before the first fork, stops that thread and joins it (waiting, at most, for
+    a finishing under way); from then on the checkpoint polls and finishes in the mirror's thread,
+    between two objects, and once the dump is finished only returns.
+    """
 
     def __init__(self, running, monotonic):
         self.running = running
         self.monotonic = monotonic
         self.due = 0.0
+        self.finished = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beside_plan, name="dump-finish", daemon=True)
+        self._thread.start()
+
+    def _beside_plan(self):
+        try:
+            while not self._stop.wait(POLL_EVERY):
+                if self._finished():
+                    return
+        except BaseException:  # pylint: disable=broad-except
+            # Kept by RunningDump (failure()): the checkpoint raises it in the mirror's thread.
+            return
+
+    def _finished(self):
+        if self.running.exited():
+            self.running.finish()
+            self.finished = self.monotonic()
+        return self.finished is not None
 
     def __call__(self):
+        if self.finished is not None:
+            return
+        if self._thread is not None:
+            self.join()
+            if self.finished is not None:
+                return
         now = self.monotonic()
         if now < self.due:
             return
         self.due = now + POLL_EVERY
-        failure = self.running.failure()
-        if failure is not None:
-            raise failure
+        self._finished()
+
+    def join(self):
+        """Stop the thread beside the plan and wait for it to end."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
 
 
 def mirror_options(params, point=None, check_mode=False):

@@ -305,7 +305,8 @@ quiesce:
                       "stderr": ""}}
 timings:
   description: Seconds from the start of the capture until the snapshot was exported, the mirror ended and the
-    dump was complete (the last two overlap).
+    dump was complete (the dump is completed as soon as pg_dump exits, while the mirror runs: either may end
+    first).
   returned: success and not check mode
   type: dict
   sample: {"snapshot": 0.09, "mirror": 1.2, "dump": 1.25}

@@ -121,7 +121,8 @@ class Counter:
         self.changed_during = []
         self.log = log or (lambda message: None)
         # Called before each object a download links or hands to a worker, and once its plan is
-        # made: raises to stop the run (capture.py stops the mirror so when its pg_dump failed).
+        # made, before anything forks (capture.py ends a thread of its own there): raises to stop
+        # the run (capture.py stops the mirror so when its pg_dump failed).
         self.checkpoint = checkpoint or (lambda: None)
 
     def copied(self, size):

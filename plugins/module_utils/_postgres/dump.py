@@ -197,7 +197,9 @@ def _argv(client, spec, snapshot=None):
 class RunningDump:
     """pg_dump running at an exported snapshot (start()): ``point`` is the consistency point,
     ``pid`` pg_dump's process on this host (None in a container). The session holding the snapshot
-    stays open until finish() (row counts at the snapshot, dest in place) or abort()."""
+    stays open until finish() (row counts at the snapshot, dest in place) or abort(). capture.py
+    finishes it as soon as pg_dump has exited, while the bucket mirror runs, and asks again (the same
+    result) once the mirror has ended; one thread at a time uses it."""
 
     def __init__(self, client, spec, session, proc, result, partial, now, started):
         self.client = client
@@ -210,9 +212,25 @@ class RunningDump:
         self.started = started
         self.pid = proc.pid
         self.point = result["consistency_point"]
+        # finish()'s result once it succeeded, or what ended it; placed: dest (and then its result)
+        # was put in place, so abort() removes them.
+        self.dumped = None
+        self.error = None
+        self.placed = False
+
+    def exited(self):
+        """True once pg_dump has exited successfully (its dump can be finished), False while it runs;
+        raises failure() once it has failed. Never blocks."""
+        failure = self.failure()
+        if failure is not None:
+            raise failure
+        return self.proc.poll() == 0
 
     def failure(self):
-        """pg_dump's error once it has exited unsuccessfully; None while it runs or after success."""
+        """pg_dump's error once it has exited unsuccessfully, or the error that ended finish(); None
+        while pg_dump runs or after success."""
+        if self.error is not None:
+            return self.error
         rc = self.proc.poll()
         if rc in (None, 0):
             return None
@@ -220,40 +238,71 @@ class RunningDump:
 
     def finish(self):
         """Wait for pg_dump; the archive checked and hashed, rows counted at the snapshot, dest in place
-        (or linked to link_dest), the result written beside it. On failure nothing is left at dest."""
+        (or linked to link_dest), the result written beside it. On failure nothing is left at dest and
+        the error names the dump. Once finished, the same result again."""
+        if self.dumped is None:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.dumped = self._finish()
+            except BaseException as exc:
+                self.error = exc
+                raise
+        return self.dumped
+
+    def _finish(self):
         spec, result, partial = self.spec, self.result, self.partial
         try:
             try:
                 rc, err = self.proc.wait()
                 if rc != 0:
                     raise _failed(rc, err)
-                result.update(_file_written(partial) if spec.fmt == "custom" else _directory_written(partial))
-                toc = self.client.read_toc(partial)
-                result["row_counts"] = count_rows(self.session, oids=table_data_oids(toc))
-                self.session.query("COMMIT;")
-                if spec.link_dest:
-                    result["linked"] = _link_if_same(spec.link_dest, partial, result)
-                _replace(partial, spec.dest)
+                try:
+                    result.update(_file_written(partial) if spec.fmt == "custom" else _directory_written(partial))
+                    toc = self.client.read_toc(partial)
+                    result["row_counts"] = count_rows(self.session, oids=table_data_oids(toc))
+                    self.session.query("COMMIT;")
+                    if spec.link_dest:
+                        result["linked"] = _link_if_same(spec.link_dest, partial, result)
+                    _replace(partial, spec.dest)
+                    self.placed = True
+                    result["duration"] = round(self.now() - self.started, 3)
+                    # The result travels with the dump: backup_run commit reads it from disk, next to
+                    # the objects' manifest, instead of getting it back through the controller.
+                    fs.write_json_atomic(result_path(spec.dest), result)
+                except RatBackupError as exc:
+                    raise RatBackupError(f"cannot finish the dump {spec.dest}: {exc.msg}", **exc.details)
+                except OSError as exc:
+                    raise RatBackupError(f"cannot finish the dump {spec.dest}: {exc}")
             except BaseException:
                 self.proc.kill()
-                _remove(partial)
+                self._remove_dump()
                 raise
         finally:
-            self.session.close()
-        result["duration"] = round(self.now() - self.started, 3)
-        # The result travels with the dump: backup_run commit reads it from disk, next to the objects'
-        # manifest, instead of getting it back through the controller.
-        fs.write_json_atomic(result_path(spec.dest), result)
+            self._close_session()
         return result
 
     def abort(self):
         """Stop pg_dump (terminated and reaped, or its exec's connection closed), remove the partial
-        dump, end the session (the snapshot is released). True when pg_dump was still running."""
+        dump or the finished one with its result, end the session (the snapshot is released). True
+        when pg_dump was still running."""
         try:
             return self.proc.kill()
         finally:
-            _remove(self.partial)
-            self.session.close()
+            self._remove_dump()
+            self._close_session()
+
+    def _remove_dump(self):
+        _remove(self.partial)
+        if self.placed:
+            _remove(result_path(self.spec.dest))
+            _remove(self.spec.dest)
+            self.placed = False
+
+    def _close_session(self):
+        if self.session is not None:
+            self.session, session = None, self.session
+            session.close()
 
 
 def _failed(rc, err):

@@ -11,7 +11,9 @@ and pg_dump's argv (a shell script standing in for it, run as a real process on 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 import time
 
 import pytest
@@ -175,6 +177,317 @@ def test_capture_when_dump_and_mirror_overlap_then_both_complete_under_worker_pr
     assert children() == before
 
 
+def exited(proc, seconds=10):
+    """Wait until the stand-in ``proc`` has exited (polled as capture polls it)."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None:
+        assert time.monotonic() < deadline, "pg_dump's stand-in never exited"
+        time.sleep(0.01)
+
+
+def watched(mirror_for, before_first=None, seen=None):
+    """``mirror_for`` whose mirror's checkpoint first runs ``before_first(calls)`` (until it returns
+    True) and records what ``seen()`` says right after each call of capture's checkpoint."""
+    calls = []
+    records = []
+
+    def make(point, checkpoint):
+        def wrapped():
+            calls.append(1)
+            if before_first is not None and not records:
+                if not before_first(len(calls)):
+                    return
+            checkpoint()
+            records.append(seen())
+        return mirror_for(point, wrapped)
+    return make, records
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
+def test_capture_when_pg_dump_exits_during_the_plan_then_dump_finished_before_any_worker_forks(client, tmp_path, container):
+    objects = {f"k/{i:03d}": os.urandom(100 + i) for i in range(40)}
+    fill(client, "lake", objects)
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path), container=container)
+    pg = FakeClient(runner)
+    json_path = dest / "postgres" / "rat.dump.json"
+    before = children()
+
+    def plan_made(calls):
+        # The first call is the mirror's, once its plan is made: pg_dump has exited by then.
+        exited(runner.started[0])
+        return True
+
+    mirror_for, records = watched(real_mirror(params(dest), client), plan_made,
+                                  lambda: (json_path.exists(), pg.session.sent[-1], children() == before,
+                                           finishing_threads()))
+    dumped, mirrored, timings = capture.capture(start_of(pg, dest), mirror_for)
+    # Finished by the plan's end: written, its session ended, the watch's thread ended, and no worker
+    # process forked yet.
+    assert records[0] == (True, "closed", True, []) and len(records) > 40
+    assert (dest / "postgres" / "rat.dump").read_bytes() == ARCHIVE
+    assert json.loads(json_path.read_text()) == dumped and dumped["sha256"] == hashlib.sha256(ARCHIVE).hexdigest()
+    assert pg.session.sent[-2:] == ["COMMIT;", "closed"] and pg.session.sent.count("closed") == 1
+    assert timings["snapshot"] <= timings["dump"] <= timings["mirror"]
+    assert mirrored["copied"] == 40 and children() == before
+    entries = read_manifest(str(dest / "minio.json"), "manifest")[1]
+    assert {e.key: e.sha256 for e in entries} == {k: hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+
+
+PSQL = r"""#!/bin/sh
+# psql's stand-in: the lines PsqlSession sends, answered; every line kept in LOG.
+while IFS= read -r line; do
+  printf '%s\n' "$line" >> "$LOG"
+  case "$line" in
+    "SELECT pg_export_snapshot"*) t=$(date +%s.%N); echo "00000003-0000001B-1|$t|$t" ;;
+    '\echo '*) printf '%s\n' "${line#?echo }" ;;
+    '\q') exit 0 ;;
+  esac
+done
+"""
+
+
+class PipedClient(FakeClient):
+    """FakeClient whose session is PsqlSession itself, over a real process's pipes (PSQL)."""
+
+    def __init__(self, runner, tmp_path):
+        super().__init__(runner)
+        self.psql = tmp_path / "psql"
+        self.psql.write_text(PSQL.replace("$LOG", str(tmp_path / "psql.log")))
+        self.psql.chmod(0o755)
+        self.log = tmp_path / "psql.log"
+        self.session = None
+
+    def open_session(self):
+        self.session = pg_client.PsqlSession(programs.Runner(), str(self.psql), self.conn)
+        return self.session
+
+
+def test_capture_when_pg_dump_exits_after_workers_forked_then_dump_finished_before_the_mirror_ends(
+        client, tmp_path, monkeypatch):
+    # Every call of the checkpoint polls pg_dump: the dump is finished at the first one after it exited.
+    monkeypatch.setattr(capture, "POLL_EVERY", 0.0)
+    objects = {f"k/{i:03d}": os.urandom(100 + i) for i in range(200)}
+    fill(client, "lake", objects)
+    dest = backup_dir(tmp_path)
+    go = tmp_path / "go"
+    runner = ScriptRunner(archive_script(tmp_path, wait_for=go))
+    pg = PipedClient(runner, tmp_path)
+    json_path = dest / "postgres" / "rat.dump.json"
+    before = children()
+
+    at_plan = set()
+
+    def workers_forked(calls):
+        # At the plan's end pg_dump and psql are this process's children; then the workers too.
+        if calls == 1:
+            at_plan.update(children())
+        if children() <= at_plan:
+            return False
+        go.touch()
+        exited(runner.started[0])
+        return True
+
+    mirror_for, records = watched(real_mirror(params(dest), client), workers_forked,
+                                  lambda: (json_path.exists(), len(children() - at_plan)))
+    dumped, mirrored, timings = capture.capture(start_of(pg, dest), mirror_for)
+    # Finished between two objects while the worker processes ran (they hold copies of the psql
+    # session's pipes: its end does not wait for them), well before the mirror's last object.
+    assert records[0][0] is True and records[0][1] >= 1 and len(records) > 100
+    sent = pg.log.read_text().splitlines()
+    assert sent[-3] == "COMMIT;" and sent[-2].startswith("\\echo __rat.backup.") and sent[-1] == "\\q"
+    assert json.loads(json_path.read_text()) == dumped and (dest / "postgres" / "rat.dump").read_bytes() == ARCHIVE
+    assert timings["dump"] <= timings["mirror"] and mirrored["copied"] == 200 and children() == before
+    entries = read_manifest(str(dest / "minio.json"), "manifest")[1]
+    assert {e.key: e.sha256 for e in entries} == {k: hashlib.sha256(v).hexdigest() for k, v in objects.items()}
+
+
+def test_watch_when_dump_finished_then_pg_dump_is_polled_no_more():
+    clock = [0.0]
+
+    class Running:
+        polls = finishes = 0
+
+        def exited(self):
+            if threading.current_thread() is threading.main_thread():
+                self.polls += 1
+            return clock[0] >= 0.1
+
+        def finish(self):
+            self.finishes += 1
+
+    running = Running()
+    watch = capture._Watch(running, lambda: clock[0])  # pylint: disable=protected-access
+    for dummy in range(1000):
+        clock[0] += 0.001
+        watch()
+    # Every POLL_EVERY (50 ms) until pg_dump had exited, then the dump finished once, never polled again.
+    assert (running.polls, running.finishes) == (3, 1) and watch.finished == pytest.approx(0.101, abs=0.002)
+    assert not finishing_threads()
+
+
+def finishing_threads():
+    return [t for t in threading.enumerate() if t.name == "dump-finish"]
+
+
+class Planning:
+    """A mirror whose plan lasts until ``ready()`` (at most 10 s), calling no checkpoint; then, as the
+    real one, it calls it once (``fail``: it fails instead)."""
+
+    def __init__(self, checkpoint, ready, fail=False):
+        self.checkpoint = checkpoint
+        self.ready = ready
+        self.fail = fail
+        self.seen = {}
+
+    def run(self):
+        deadline = time.monotonic() + 10
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.seen["ready"] = self.ready()
+        if self.fail:
+            raise RatBackupError("cannot write /b.partial/minio/lake/x: No space left on device")
+        self.checkpoint()
+        self.seen["threads after"] = len(finishing_threads())
+        return {"consistency": None, "changed_during": []}
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
+def test_capture_when_pg_dump_exits_while_the_mirror_plans_then_dump_finished_beside_the_plan(tmp_path, container):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path), container=container)
+    pg = FakeClient(runner)
+    json_path = dest / "postgres" / "rat.dump.json"
+    mirrors = []
+
+    def mirror_for(point, checkpoint):
+        mirrors.append(Planning(checkpoint, json_path.exists))
+        return mirrors[0]
+
+    dumped, dummy, timings = capture.capture(start_of(pg, dest), mirror_for)
+    # Finished while the plan ran (no checkpoint called yet), by the watch's thread, ended by the plan's end.
+    assert mirrors[0].seen == {"ready": True, "threads after": 0}
+    assert json.loads(json_path.read_text()) == dumped and (dest / "postgres" / "rat.dump").read_bytes() == ARCHIVE
+    assert pg.session.sent[-2:] == ["COMMIT;", "closed"] and pg.session.sent.count("closed") == 1
+    assert timings["dump"] <= timings["mirror"] and gone(runner.started[0].stand_in_pid)
+
+
+def test_capture_when_finishing_beside_the_plan_fails_then_mirror_stopped_at_the_plan_end_naming_the_dump(tmp_path):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path))
+    pg = FakeClient(runner)
+    pg.read_toc = lambda src: (_ for _ in ()).throw(RatBackupError(f"{src} is not a readable pg_dump archive"))
+    mirrors = []
+
+    def mirror_for(point, checkpoint):
+        mirrors.append(Planning(checkpoint, lambda: "closed" in pg.session.sent))
+        return mirrors[0]
+
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(pg, dest), mirror_for)
+    dump = f"{dest}/postgres/rat.dump"
+    assert failed.value.msg == (f"cannot finish the dump {dump}: {dump}.partial is not a readable pg_dump archive; "
+                                "the bucket mirror was stopped")
+    assert mirrors[0].seen == {"ready": True}
+    assert os.listdir(dest / "postgres") == [] and pg.session.sent.count("closed") == 1
+    assert "COMMIT;" not in pg.session.sent and not finishing_threads()
+
+
+def test_capture_when_mirror_fails_in_its_plan_after_the_dump_was_finished_then_dump_and_its_result_removed(tmp_path):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path))
+    json_path = dest / "postgres" / "rat.dump.json"
+    mirrors = []
+
+    def mirror_for(point, checkpoint):
+        mirrors.append(Planning(checkpoint, json_path.exists, fail=True))
+        return mirrors[0]
+
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(FakeClient(runner), dest), mirror_for)
+    assert failed.value.msg == ("bucket mirror: cannot write /b.partial/minio/lake/x: No space left on device "
+                                "(the dump pg_dump had finished was discarded)")
+    assert mirrors[0].seen == {"ready": True}
+    assert os.listdir(dest / "postgres") == [] and not finishing_threads()
+
+
+class Endless:
+    """A mirror that would run for 20 s: only the checkpoint can end it early (or ``until()`` true
+    after a call, then it fails as a mirror)."""
+
+    def __init__(self, checkpoint, until=None):
+        self.checkpoint = checkpoint
+        self.until = until
+        self.checks = 0
+
+    def run(self):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            self.checks += 1
+            self.checkpoint()
+            if self.until is not None and self.until():
+                raise RatBackupError("cannot write /b.partial/minio/lake/x: No space left on device")
+            time.sleep(0.01)
+        return {"consistency": None, "changed_during": []}
+
+
+def test_capture_when_counting_rows_fails_while_mirror_runs_then_mirror_stopped_naming_the_dump_and_nothing_left(tmp_path):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path))
+
+    class BrokenSession(FakeSession):
+        def query(self, sql):
+            if "pg_class" in sql:
+                self.sent.append(sql)
+                raise RatBackupError("server closed the connection unexpectedly")
+            return super().query(sql)
+
+    class OneTable(FakeClient):
+        def read_toc(self, src):
+            toc = super().read_toc(src)
+            toc["entries"] = [{"kind": "TABLE DATA", "oid": 16390, "schema": "public", "name": "runs"}]
+            return toc
+
+    pg = OneTable(runner)
+    pg.session = BrokenSession()
+    mirrors = []
+
+    def mirror_for(point, checkpoint):
+        mirrors.append(Endless(checkpoint))
+        return mirrors[0]
+
+    started = time.monotonic()
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(pg, dest), mirror_for)
+    assert failed.value.msg == (f"cannot finish the dump {dest}/postgres/rat.dump: server closed the connection "
+                                "unexpectedly; the bucket mirror was stopped")
+    assert failed.value.details == {"failed_step": "pg_dump"}
+    assert time.monotonic() - started < 5 and mirrors[0].checks
+    # Neither the partial dump nor a finished one or its result; the session ended once, without COMMIT.
+    assert os.listdir(dest / "postgres") == [] and "COMMIT;" not in pg.session.sent
+    assert pg.session.sent.count("closed") == 1 and pg.session.sent[-1] == "closed"
+    assert gone(runner.started[0].pid)
+
+
+def test_capture_when_mirror_fails_after_the_dump_was_finished_then_dump_and_its_result_removed(tmp_path):
+    dest = backup_dir(tmp_path)
+    runner = ScriptRunner(archive_script(tmp_path))
+    pg = FakeClient(runner)
+    finished = []
+
+    def until():
+        finished.append((dest / "postgres" / "rat.dump.json").exists())
+        return finished[-1] or len(finished) > 300
+
+    with pytest.raises(RatBackupError) as failed:
+        capture.capture(start_of(pg, dest), lambda point, checkpoint: Endless(checkpoint, until))
+    assert finished[-1] is True
+    assert failed.value.msg == ("bucket mirror: cannot write /b.partial/minio/lake/x: No space left on device "
+                                "(the dump pg_dump had finished was discarded)")
+    assert os.listdir(dest / "postgres") == [] and pg.session.sent.count("closed") == 1
+    assert gone(runner.started[0].pid)
+
+
 @pytest.mark.parametrize("container", [False, True], ids=["host", "container"])
 def test_capture_when_pg_dump_fails_while_mirror_runs_then_mirror_stopped_and_error_names_pg_dump(tmp_path, container):
     dest = backup_dir(tmp_path)
@@ -233,7 +546,7 @@ def test_capture_when_mirror_fails_while_pg_dump_runs_then_pg_dump_stopped_and_r
     assert failed.value.details == {"failed_step": "mirror", "path": "/b.partial/x"}
     assert time.monotonic() - started < 10
     assert os.listdir(dest / "postgres") == [] and session[0].sent[-1] == "closed"
-    assert gone(runner.started[0].stand_in_pid)
+    assert gone(runner.started[0].stand_in_pid) and not finishing_threads()
 
 
 def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_nothing(client, tmp_path):
