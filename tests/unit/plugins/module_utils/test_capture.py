@@ -375,8 +375,12 @@ def test_capture_when_pg_dump_exits_while_the_mirror_plans_then_dump_finished_be
 def test_capture_when_finishing_beside_the_plan_fails_then_mirror_stopped_at_the_plan_end_naming_the_dump(tmp_path):
     dest = backup_dir(tmp_path)
     runner = ScriptRunner(archive_script(tmp_path))
-    pg = FakeClient(runner)
-    pg.read_toc = lambda src: (_ for _ in ()).throw(RatBackupError(f"{src} is not a readable pg_dump archive"))
+
+    class Unreadable(FakeClient):
+        def read_toc(self, src):
+            raise RatBackupError(f"{src} is not a readable pg_dump archive")
+
+    pg = Unreadable(runner)
     mirrors = []
 
     def mirror_for(point, checkpoint):
