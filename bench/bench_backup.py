@@ -44,9 +44,8 @@ BIN = os.path.dirname(sys.executable)
 BUCKETS = ["rat", "rat-scratch"]
 LAKE_BUCKET = "bench-backup-lake"
 LAKE_OBJECTS = 256
-# Module tasks of a backup: backup_capture (checks, lock, pg_dump and bucket mirror in one run) and
-# backup_run commit.
-ROLE_MODULE_TASKS = 2
+# Module tasks of a backup: backup_capture (checks, lock, pg_dump and bucket mirror in one run, commit).
+ROLE_MODULE_TASKS = 1
 LAST_TASKS = {}
 # CPU seconds (CpuMeter.since) of the last timed() run: client (ansible + services) and S3 server.
 LAST_CPU = {}
@@ -154,8 +153,8 @@ def seed_method(work, buckets, s3=None):
 
 
 # The module tasks of the role, by a part of their names, as the split of a run reports them.
-TASKS = [("capture (checks, lock, pg_dump and bucket mirror overlapped)", "then dump and mirror at one consistency"),
-         ("commit (manifest, rename, log, metrics)", "Write manifest.json last")]
+TASKS = [("backup_capture (checks, lock, pg_dump and bucket mirror overlapped, commit)",
+          "then dump and mirror at one consistency")]
 
 
 def playbook_backup(inventory, work):
@@ -322,7 +321,7 @@ def report(title, m):
     print()
     print("| part | s | share |")
     print("|---|---:|---:|")
-    print("| Ansible: ansible-playbook with %d no-op module tasks | %.1f | %s |"
+    print("| Ansible: ansible-playbook with %d no-op module task(s) | %.1f | %s |"
           % (ROLE_MODULE_TASKS, floor, pct(floor, second_wall)))
     print("| S3 server: listing every object (version) (boto3 alone) | %.1f | %s |" % (listing, pct(listing, second_wall)))
     print("| PostgreSQL: pg_dump -Fc alone | %.1f | %s |" % (dump, pct(dump, second_wall)))
@@ -382,7 +381,7 @@ def report_issue24(runs):
               "| %.2f× %s |" % (server, second, cpu_pair(cpu["second"]), first, cpu_pair(cpu["first"]), second / first,
                                 "met" if second <= 0.4 * first else "missed"))
     print()
-    print("The floor of each row, from parts measured alone in the same run: Ansible running %d no-op module tasks, "
+    print("The floor of each row, from parts measured alone in the same run: Ansible running %d no-op module task(s), "
           "pg_dump -Fc alone, and for the first backup the S3 server's own CPU while it served our run (moto "
           "answers on one core), for the second the listing alone. A target under its floor cannot be met by "
           "the backup's own code." % ROLE_MODULE_TASKS)

@@ -348,9 +348,8 @@ def playbook_run(server, work, inventory, tag):
     for name in os.listdir(junit):
         for case in ET.parse(os.path.join(junit, name)).iter("testcase"):
             tasks[case.get("name")] = tasks.get(case.get("name"), 0.0) + float(case.get("time") or 0)
-    # backup_capture: the checks, the lock, the dump and the mirror in one module run.
+    # backup_capture: the checks, the lock, the dump, the mirror and the commit in one module run.
     result["capture"] = sum(t for n, t in tasks.items() if "then dump and mirror at one consistency" in n)
-    result["commit"] = sum(t for n, t in tasks.items() if "Write manifest.json last" in n)
     result["dir"] = backup_dir(result["out"], work)
     return result
 
@@ -401,17 +400,17 @@ def report(r, lake_bytes):
                                          ratio) + " %s |" % target)
     print()
     print("Where rat.backup's playbook time goes (per-task seconds from Ansible's junit callback; the "
-          "Ansible floor is a playbook of %d no-op module tasks in the same run):" % bench_backup.ROLE_MODULE_TASKS)
+          "Ansible floor is a playbook of %d no-op module task(s) in the same run):" % bench_backup.ROLE_MODULE_TASKS)
     print()
-    print("| backup | playbook wall | capture task (checks, lock, pg_dump + mirror) | commit task "
+    print("| backup | playbook wall | backup_capture task (checks, lock, pg_dump + mirror, commit) "
           "| rest (other tasks, playbook start) | Ansible floor | capture task / reference |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---|")
     for title, run, ref, ref_name in (("first", r["first"]["ours"], r["first"].get("rclone"), "rclone copy"),
                                       ("second", r["second"]["ours"], floor, "listing floor")):
         # A task's junit time holds its module's start too: the Ansible floor overlaps the task columns.
-        rest = run["wall"] - run["capture"] - run["commit"]
-        print("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %s |" % (
-            title, run["wall"], run["capture"], run["commit"], rest, r["ansible"],
+        rest = run["wall"] - run["capture"]
+        print("| %s | %.1f | %.1f | %.1f | %.1f | %s |" % (
+            title, run["wall"], run["capture"], rest, r["ansible"],
             ("%.2f× %s" % (run["capture"] / ref["wall"], ref_name)) if ref else "-"))
     print()
     rss_first, rss_restore = r["first"]["ours"]["rss"], r["restore"]["ours"]["rss"]

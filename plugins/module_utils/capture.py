@@ -1,8 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One backup's capture, in one process (the backup_capture module): its checks and lock, then the
-database dump and the buckets' mirror at one consistency point, overlapped, into <name>.partial.
+"""One backup in one process (the backup_capture module): its checks and lock, then the database
+dump and the buckets' mirror at one consistency point, overlapped, into <name>.partial, then its
+commit (backup_dir.commit: manifest.json last, the rename, the lock released) with its log line and
+metrics.
 
 First what can stop a backup before it starts, so a host that fails leaves everything as it was
 (backup_dir.begin): the Python packages, the root and its free space, PostgreSQL answering (pg_dump
@@ -21,7 +23,7 @@ the snapshot, linked to the previous backup's when unchanged, its result written
 the mirror plans, a thread does it (pg_dump, ~0.3 s on a small host, exits during the plan, which
 mostly waits for S3); later the mirror's checkpoint does it, between two objects; else it is done
 once the mirror has ended. Each part leaves the files and results it leaves alone
-(postgres/rat.dump with its .json, minio/ and minio.json), which backup_run commit reads.
+(postgres/rat.dump with its .json, minio/ and minio.json), which the commit reads.
 
 Threads and fork: the mirror's pool forks worker processes. A fork copies only the forking thread,
 with every lock as the other threads held it, so nothing may run beside it that a worker could
@@ -43,23 +45,25 @@ Failures: pg_dump failing, or finishing its dump failing, while the mirror runs 
 its next object (the run fails naming pg_dump's error or the dump); the mirror failing terminates
 pg_dump and reaps it (the run fails naming the mirror's error). Either way the partial dump, or the
 finished one with its result, is removed and the rest of the .partial directory is left for
-backup_run abort: every failure after the start carries the backup's name, .partial and lock token
-for it.
+backup_run abort, which also records the failed run: every failure after the start (the commit's
+too) carries the backup's name, .partial and lock token for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import threading
 import time
 import traceback
 
+from ansible.module_utils.ansible_release import __version__ as ANSIBLE_CORE_VERSION
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.rat.backup.plugins.module_utils import fs, postgres, s3, s3_source
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir, lock
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir, lock, reporting
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, OBJECT_MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror
@@ -298,6 +302,7 @@ def run(params, check_mode=False, log=None):
     quiesce = {}
     try:
         captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
+        captured["committed"] = commit(params, begun, captured, log)
     except Exception as exc:
         started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
         if isinstance(exc, RatBackupError):
@@ -335,6 +340,26 @@ def _after(argv, quiesce, failure):
             raise
         if isinstance(failure, RatBackupError):
             failure.msg = f"{failure.msg}; then {exc.msg}"
+
+
+def commit(params, begun, captured, log=None):
+    """backup_dir.commit of the captured backup (manifest.json last, rename, lock released), then its
+    log line (also to ``log``, the module's syslog) and metrics: the commit's result. A failure is left
+    to the caller's abort, which records it."""
+    consistency = dict(captured["consistency"] or {"level": "best-effort"})
+    consistency.update(use_versions=params["use_versions"], quiesced=bool(params["quiesce_before"]),
+                       changed_during=captured["changed_during"], dump_snapshot=captured["dump"].get("snapshot"))
+    # As backup_run's consistency option takes it: unset entries are not recorded.
+    consistency = {k: v for k, v in consistency.items() if v is not None}
+    now = fs.utcnow()
+    stats = backup_dir.commit(params["root"], "backup", begun["name"], begun["lock_token"], params["host_name"],
+                              ["postgres", "minio"], {"ansible_core": ANSIBLE_CORE_VERSION}, consistency,
+                              True, False, now)
+    stats.update(reporting.report(params["host_name"] or socket.gethostname(), True, begun["name"], now, stats, None,
+                                  params["log_file"], params["metrics_dir"]))
+    if log:
+        log(stats["log_line"])
+    return stats
 
 
 def capture_into(params, log=None):

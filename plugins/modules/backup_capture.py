@@ -8,13 +8,13 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: backup_capture
-short_description: Check a RAT host, lock it, dump PostgreSQL and mirror its S3 buckets at one consistency point
+short_description: Back up a RAT host in one run, its PostgreSQL dump and S3 buckets at one consistency point
 version_added: 0.2.0
 description:
-  - The backup of one RAT host up to its commit, in one module run. The M(rat.backup.backup) role runs it,
-    then M(rat.backup.backup_run) with O(rat.backup.backup_run#module:state=commit) (or
-    O(rat.backup.backup_run#module:state=abort) after a failure). Every task is a process start on the
-    host and a round trip; a fleet backed up at the same hour pays it per host.
+  - The backup of one RAT host, from its checks to its commit, in one module run. The M(rat.backup.backup)
+    role runs it, and M(rat.backup.backup_run) with O(rat.backup.backup_run#module:state=abort) after a
+    failure. Every task is a process start on the host and a round trip; a fleet backed up at the same
+    hour pays it per host.
   - First the checks, before anything is created. The host as M(rat.backup.backup_run) with
     O(rat.backup.backup_run#module:state=begin) checks it (O(python_modules), a writable O(root), room
     for O(min_free_bytes) plus the newest complete backup's dump grown by a quarter); then PostgreSQL
@@ -31,6 +31,10 @@ description:
     of the snapshot (O(use_versions)). Then the rows of every dumped table are counted at the snapshot
     and the dump's result is written beside it (C(postgres/rat.dump.json)). O(quiesce_after) runs when
     the capture has ended, also after a failure.
+  - Then the commit, as O(rat.backup.backup_run#module:state=commit) does it. Every file the object manifest
+    promises must be present with its size; C(manifest.json) is written last, the directory is renamed to
+    C(<root>/<name>), the lock is released, and the run's log line (O(log_file), syslog) and metrics
+    (O(metrics_dir)) are written. Its result is RV(committed).
   - Everything else as M(rat.backup.pg_dump) and M(rat.backup.bucket_mirror) do it. With O(incremental)
     the dump becomes a hard link to the previous backup's when only its creation time differs, and
     unchanged objects are hard-linked from it; every object is hashed; objects of unversioned buckets
@@ -38,8 +42,9 @@ description:
   - When pg_dump fails while the buckets are mirrored, the mirror stops at its next object and the run
     fails with pg_dump's error; when the mirror fails, pg_dump is stopped (terminated and reaped, or
     in container mode its exec connection closed) and the run fails with the mirror's error. The partial
-    dump is removed. A failure once the lock is held returns RV(name), RV(partial) and RV(lock_token)
-    with the error, for O(rat.backup.backup_run#module:state=abort) to remove the rest and release the lock.
+    dump is removed. A failure once the lock is held (the commit's too) returns RV(name), RV(partial) and
+    RV(lock_token) with the error, for O(rat.backup.backup_run#module:state=abort) to remove the rest,
+    release the lock and record the failed run.
   - The PostgreSQL options come from the C(rat.backup.postgres) action group, the S3 source's from the
     O(src_endpoint) options.
 extends_documentation_fragment:
@@ -52,7 +57,7 @@ attributes:
     details:
       - Makes every check, compares S3's clock with PostgreSQL's when O(use_versions), lists the buckets
         and returns the name the backup would get and the mirror's plan in RV(mirror); takes no lock, runs
-        no quiesce command, dumps and writes nothing.
+        no quiesce command, dumps, writes and commits nothing.
   diff_mode:
     support: none
   idempotent:
@@ -64,6 +69,17 @@ options:
     description: The backup root of this host (C(rat_backup_root)).
     type: path
     required: true
+  host_name:
+    description:
+      - The host's name in the manifest, the log line and the metrics (the role passes C(inventory_hostname)).
+        Without it, this host's hostname. (O(host) is PostgreSQL's.)
+    type: str
+  metrics_dir:
+    description: As O(rat.backup.backup_run#module:metrics_dir).
+    type: path
+  log_file:
+    description: As O(rat.backup.backup_run#module:log_file).
+    type: path
   incremental:
     description:
       - Hard-link the dump and every unchanged object from the newest good complete backup (RV(previous)).
@@ -153,9 +169,10 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Check the host, PostgreSQL and S3, then dump and mirror at one consistency point
+- name: Back up the host
   rat.backup.backup_capture:
     root: /var/backups/rat
+    log_file: /var/backups/rat/backup.log
     host: 127.0.0.1
     password: "{{ vault_rat_postgres_password }}"
     src_endpoint: http://127.0.0.1:9000
@@ -168,13 +185,15 @@ EXAMPLES = r"""
     quiesce_after: [docker, compose, -f, /opt/rat/docker-compose.yml, start, runner]
   register: captured
 
-- name: Commit it
+- name: After a failure, remove its .partial directory, release the lock and record the failed run
   rat.backup.backup_run:
-    state: commit
+    state: abort
     root: /var/backups/rat
-    name: "{{ captured.name }}"
-    lock_token: "{{ captured.lock_token }}"
-    consistency: "{{ captured.consistency }}"
+    log_file: /var/backups/rat/backup.log
+    name: "{{ captured.name | default(omit) }}"
+    lock_token: "{{ captured.lock_token | default(omit) }}"
+    reason: "{{ captured.msg }}"
+  when: captured is failed and (captured.partial is defined or captured.failed_check is defined)
 """
 
 RETURN = r"""
@@ -303,6 +322,16 @@ quiesce:
   type: dict
   sample: {"before": {"cmd": ["systemctl", "stop", "rat-runner"], "rc": 0, "seconds": 0.4, "stdout": "",
                       "stderr": ""}}
+committed:
+  description:
+    - What O(rat.backup.backup_run#module:state=commit) returns for the backup (C(name), C(backup_dir),
+      C(manifest), C(bytes), C(new_bytes), C(objects), C(tables), C(rows), C(duration),
+      C(best_effort_buckets), C(log_line), C(metrics_file), ...).
+  returned: success and not check mode
+  type: dict
+  sample: {"name": "20260216_093000", "backup_dir": "/var/backups/rat/20260216_093000", "bytes": 75829200,
+           "new_bytes": 73400, "objects": 1295, "tables": 12, "rows": 40348, "duration": 2.9,
+           "log_line": "2026-02-16T09:30:03Z rat-backup host=rat-lab status=ok name=20260216_093000 ..."}
 timings:
   description: Seconds from the start of the capture until the snapshot was exported, the mirror ended and the
     dump was complete (the dump is completed as soon as pg_dump exits, while the mirror runs, so either may
@@ -333,6 +362,9 @@ def argument_spec():
     # One free-space bound for the whole capture, as min_free_bytes (begin's required_bytes).
     del spec["required_bytes"]
     spec.update(
+        host_name=dict(type="str"),
+        metrics_dir=dict(type="path"),
+        log_file=dict(type="path"),
         incremental=dict(type="bool", default=True),
         buckets=dict(type="list", elements="str", default=[]),
         use_versions=dict(type="bool", default=False),

@@ -554,3 +554,40 @@ def test_commit_when_a_listed_file_is_missing_then_no_manifest_is_left_in_the_pa
         commit(tmp_path, started, pg)
     assert "minio/rat/b.csv: missing" in err.value.msg
     assert sorted(os.listdir(started["partial"])) == ["minio", "minio.json", "postgres"]
+
+
+def test_capture_commit_when_captured_then_manifest_records_the_run_and_its_log_line_and_metrics(tmp_path):
+    """capture.commit: the role's facts of the run in the manifest's consistency record, Ansible's
+    version in its tools, the lock released, the log line and the metrics written."""
+    from ansible.module_utils.ansible_release import __version__ as ansible_core
+    from ansible_collections.rat.backup.plugins.module_utils import capture
+    root = tmp_path / "root"
+    started = begin(root)
+    prepare_partial(started)
+    pg = fill(started["partial"])
+    with open(os.path.join(started["partial"], "postgres", "rat.dump.json"), "w") as handle:
+        json.dump(pg, handle)
+    params = {"root": str(root), "host_name": "rat-lab", "use_versions": True, "quiesce_before": ["true"],
+              "log_file": str(tmp_path / "backup.log"), "metrics_dir": str(tmp_path)}
+    captured = {"consistency": {"level": "snapshot", "time": "2026-02-16T09:30:01Z"}, "changed_during": [],
+                "dump": {"snapshot": "00000003-0000001B-1"}}
+    logged = []
+    done = capture.commit(params, started, captured, logged.append)
+    data = json.loads(open(done["manifest"]).read())
+    assert data["consistency"]["level"] == "snapshot" and data["consistency"]["dump_snapshot"] == "00000003-0000001B-1"
+    assert data["consistency"]["use_versions"] is True and data["consistency"]["quiesced"] is True
+    assert data["tools"]["ansible_core"] == ansible_core and data["host"] == "rat-lab"
+    assert not lock.lock_state(str(root))[0] and not os.path.exists(started["partial"])
+    assert logged == [done["log_line"]] and "host=rat-lab status=ok" in done["log_line"]
+    assert (tmp_path / "backup.log").read_text().strip() == done["log_line"]
+    assert 'rat_backup_last_status{host="rat-lab"} 1' in (tmp_path / "rat_backup.prom").read_text()
+    # Without a consistency record of its own (no versioned bucket captured): best-effort, as the role said.
+    second = begin(root, now=LATER)
+    prepare_partial(second)
+    with open(os.path.join(second["partial"], "postgres", "rat.dump.json"), "w") as handle:
+        json.dump(fill(second["partial"]), handle)
+    done = capture.commit(dict(params, quiesce_before=[], log_file=None, metrics_dir=None), second,
+                          {"consistency": None, "changed_during": [], "dump": {}})
+    data = json.loads(open(done["manifest"]).read())
+    assert data["consistency"]["level"] == "best-effort" and "dump_snapshot" not in data["consistency"]
+    assert data["consistency"]["quiesced"] is False

@@ -32,8 +32,9 @@ def run_module(capsys, args):
 @pytest.fixture
 def services(monkeypatch):
     """PostgreSQL and S3 as the checks see them, and the capture itself (capture.capture_into, tested
-    in test_capture) as a stand-in that records what it was given; ``calls`` records what was asked,
-    in order."""
+    in test_capture) and its commit (backup_dir.commit, tested in test_backup_dir; the whole in the
+    integration targets) as stand-ins that record what they were given; ``calls`` records what was
+    asked, in order."""
     calls = []
 
     def pg_check(client):
@@ -60,9 +61,16 @@ def services(monkeypatch):
         calls.append(("plan", params["dest"], params["link_dest"], point, check_mode))
         return PlanOnly()
 
+    def commit(params, begun, captured, log=None):
+        calls.append(("commit", begun["name"], lock.lock_state(params["root"])[0]))
+        if "fail_commit" in params["buckets"]:
+            raise RatBackupError(f"backup {begun['partial']} is inconsistent, not committed: minio/x missing")
+        return {"name": begun["name"], "backup_dir": begun["backup_dir"], "log_line": "status=ok"}
+
     monkeypatch.setattr(postgres, "check", pg_check)
     monkeypatch.setattr(s3_source, "check", check_source)
     monkeypatch.setattr(capture, "capture_into", capture_into)
+    monkeypatch.setattr(capture, "commit", commit)
     monkeypatch.setattr(capture, "_mirror", mirror)
     monkeypatch.delenv(lock.RUN_MARKER, raising=False)
     return calls
@@ -100,7 +108,9 @@ def test_capture_start_when_services_answer_then_checked_before_the_lock_and_bac
         assert os.path.isdir(result["partial"]) and lock.lock_state(str(tmp_path / "root"))[0]
         # Captured into the .partial holding the lock, every program it starts marked as the run's.
         assert services == [("postgres", "127.0.0.1", 15432),
-                            ("capture", result["partial"], None, True, result["lock"]["run_id"])]
+                            ("capture", result["partial"], None, True, result["lock"]["run_id"]),
+                            ("commit", result["name"], True)]
+        assert result["committed"]["backup_dir"] == result["backup_dir"]
         assert result["quiesce"] == {} and result["lock"]["taker_pid"] == os.getpid()
     finally:
         lock.release(str(tmp_path / "root"), result["lock_token"])
@@ -178,12 +188,12 @@ def sh(log, line, rc=0):
     return ["sh", "-c", f'echo "{line} $RAT_BACKUP_RUN" >> {log}; echo said-{line} >&2; exit {rc}']
 
 
-@pytest.mark.parametrize("fails", [None, "capture", "before", "after", "capture+after"])
+@pytest.mark.parametrize("fails", [None, "capture", "before", "after", "capture+after", "commit"])
 def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always_runs(
         capsys, tmp_path, services, fails):
     log = tmp_path / "order"
     root = tmp_path / "root"
-    buckets = ["rat", "fail_capture"] if fails and "capture" in fails else ["rat"]
+    buckets = ["rat", "fail_" + fails.split("+")[0]] if fails in ("capture", "capture+after", "commit") else ["rat"]
     result = run_module(capsys, args(root, buckets=buckets,
                                      quiesce_before=sh(log, "before", 3 if fails == "before" else 0),
                                      quiesce_after=sh(log, "after", 4 if fails and "after" in fails else 0)))
@@ -194,6 +204,8 @@ def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always
         assert log.read_text().split("\n")[:-1] == [f"{step} {run_id}" for step in expected]
         captured = [c for c in services if c[0] == "capture"]
         assert len(captured) == (0 if fails == "before" else 1)
+        # Committed only after a capture and the command after it both succeeded.
+        assert [c[0] for c in services if c[0] == "commit"] == (["commit"] if fails in (None, "commit") else [])
         assert result["quiesce"]["after"]["rc"] == (4 if fails and "after" in fails else 0)
         assert result["quiesce"]["before"]["stderr"] == "said-before" if fails != "before" else True
         if fails is None:
@@ -203,6 +215,7 @@ def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always
         assert result["failed"] and os.path.isdir(result["partial"]) and result["lock_token"]
         assert lock.lock_state(str(root))[0] and result["name"] in result["partial"]
         messages = {"capture": "bucket mirror: disk full",
+                    "commit": f"backup {result['partial']} is inconsistent, not committed: minio/x missing",
                     "before": f"quiesce_before command {' '.join(sh(log, 'before', 3))} failed (rc 3): said-before",
                     "after": f"quiesce_after command {' '.join(sh(log, 'after', 4))} failed (rc 4): said-after"}
         assert result["msg"] == "; then ".join(messages[part] for part in fails.split("+"))
