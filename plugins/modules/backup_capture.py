@@ -348,11 +348,12 @@ failed_check:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# errors first: it brings payload_import, so every file after it is compiled once, not twice.
+from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 from ansible_collections.rat.backup.plugins.module_utils import capture
 from ansible_collections.rat.backup.plugins.module_utils import postgres
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir
-from ansible_collections.rat.backup.plugins.module_utils.errors import exit_with
 
 
 def argument_spec():
