@@ -305,6 +305,10 @@ def run(params, check_mode=False, log=None):
         captured["committed"] = commit(params, begun, captured, log)
     except Exception as exc:
         started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
+        if isinstance(exc, RatBackupError) and "committed" in exc.details:
+            # Complete and in place: nothing for abort to remove, and no failed run to record.
+            exc.details.update(quiesce=quiesce)
+            raise
         if isinstance(exc, RatBackupError):
             exc.details.update(started, quiesce=quiesce)
             raise
@@ -344,19 +348,29 @@ def _after(argv, quiesce, failure):
 
 def commit(params, begun, captured, log=None):
     """backup_dir.commit of the captured backup (manifest.json last, rename, lock released), then its
-    log line (also to ``log``, the module's syslog) and metrics: the commit's result. A failure is left
-    to the caller's abort, which records it."""
+    log line (also to ``log``, the module's syslog) and metrics: the commit's result. A failure before
+    the rename is left to the caller's abort, which records it; one after it (the lock's release, the
+    log line, the metrics) says the backup is complete and carries ``committed`` instead."""
     consistency = dict(captured["consistency"] or {"level": "best-effort"})
     consistency.update(use_versions=params["use_versions"], quiesced=bool(params["quiesce_before"]),
                        changed_during=captured["changed_during"], dump_snapshot=captured["dump"].get("snapshot"))
     # As backup_run's consistency option takes it: unset entries are not recorded.
     consistency = {k: v for k, v in consistency.items() if v is not None}
     now = fs.utcnow()
-    stats = backup_dir.commit(params["root"], "backup", begun["name"], begun["lock_token"], params["host_name"],
-                              ["postgres", "minio"], {"ansible_core": ANSIBLE_CORE_VERSION}, consistency,
-                              True, False, now)
-    stats.update(reporting.report(params["host_name"] or socket.gethostname(), True, begun["name"], now, stats, None,
-                                  params["log_file"], params["metrics_dir"]))
+    stats = {"name": begun["name"], "backup_dir": begun["backup_dir"]}
+    try:
+        stats = backup_dir.commit(params["root"], "backup", begun["name"], begun["lock_token"], params["host_name"],
+                                  ["postgres", "minio"], {"ansible_core": ANSIBLE_CORE_VERSION}, consistency,
+                                  True, False, now)
+        stats.update(reporting.report(params["host_name"] or socket.gethostname(), True, begun["name"], now, stats,
+                                      None, params["log_file"], params["metrics_dir"]))
+    except Exception as exc:
+        if os.path.lexists(begun["partial"]) or not os.path.isdir(begun["backup_dir"]):
+            raise
+        # Renamed into place: the backup is complete, whatever failed after it.
+        said = exc.msg if isinstance(exc, RatBackupError) else f"{type(exc).__name__}: {exc}"
+        raise RatBackupError(f"backup {begun['name']} is complete in {begun['backup_dir']}, but after its commit: "
+                             f"{said}", committed=stats, exception=traceback.format_exc()) from exc
     if log:
         log(stats["log_line"])
     return stats

@@ -42,8 +42,8 @@ description:
   - When pg_dump fails while the buckets are mirrored, the mirror stops at its next object and the run
     fails with pg_dump's error; when the mirror fails, pg_dump is stopped (terminated and reaped, or
     in container mode its exec connection closed) and the run fails with the mirror's error. The partial
-    dump is removed. A failure once the lock is held (the commit's too) returns RV(name), RV(partial) and
-    RV(lock_token) with the error, for O(rat.backup.backup_run#module:state=abort) to remove the rest,
+    dump is removed. A failure once the lock is held (the commit's too, until its rename) returns RV(name),
+    RV(partial) and RV(lock_token) with the error, for O(rat.backup.backup_run#module:state=abort) to remove the rest,
     release the lock and record the failed run.
   - The PostgreSQL options come from the C(rat.backup.postgres) action group, the S3 source's from the
     O(src_endpoint) options.
@@ -327,7 +327,9 @@ committed:
     - What O(rat.backup.backup_run#module:state=commit) returns for the backup (C(name), C(backup_dir),
       C(manifest), C(bytes), C(new_bytes), C(objects), C(tables), C(rows), C(duration),
       C(best_effort_buckets), C(log_line), C(metrics_file), ...).
-  returned: success and not check mode
+    - With a failure after the rename (the backup is complete; its log line, metrics or the lock's release
+      failed), at least C(name) and C(backup_dir), and RV(name), RV(partial) and RV(lock_token) are not returned.
+  returned: success and not check mode, failure after the commit's rename
   type: dict
   sample: {"name": "20260216_093000", "backup_dir": "/var/backups/rat/20260216_093000", "bytes": 75829200,
            "new_bytes": 73400, "objects": 1295, "tables": 12, "rows": 40348, "duration": 2.9,

@@ -591,3 +591,45 @@ def test_capture_commit_when_captured_then_manifest_records_the_run_and_its_log_
     data = json.loads(open(done["manifest"]).read())
     assert data["consistency"]["level"] == "best-effort" and "dump_snapshot" not in data["consistency"]
     assert data["consistency"]["quiesced"] is False
+
+
+@pytest.mark.parametrize("broken", ["metrics_dir", "log_file"])
+def test_capture_commit_when_reporting_fails_after_the_rename_then_said_complete_not_left_to_abort(tmp_path, broken):
+    """A log line or metrics that cannot be written after the rename: the backup is complete, the
+    error says so and carries ``committed`` (no .partial or token for an abort to act on)."""
+    from ansible_collections.rat.backup.plugins.module_utils import capture
+    root = tmp_path / "root"
+    started = begin(root)
+    prepare_partial(started)
+    with open(os.path.join(started["partial"], "postgres", "rat.dump.json"), "w") as handle:
+        json.dump(fill(started["partial"]), handle)
+    # A file where a directory must be (root may write anywhere): neither can be written.
+    (tmp_path / "file").write_text("")
+    where = {"metrics_dir": str(tmp_path / "file"), "log_file": str(tmp_path / "file" / "backup.log")}
+    params = dict({"root": str(root), "host_name": "rat-lab", "use_versions": False, "quiesce_before": [],
+                   "log_file": None, "metrics_dir": None}, **{broken: where[broken]})
+    with pytest.raises(RatBackupError) as caught:
+        capture.commit(params, started, {"consistency": None, "changed_during": [], "dump": {}})
+    assert caught.value.msg.startswith(f"backup {started['name']} is complete in {started['backup_dir']}, "
+                                       "but after its commit: ")
+    assert caught.value.details["committed"]["backup_dir"] == started["backup_dir"]
+    assert not {"partial", "lock_token", "name"} & set(caught.value.details)
+    assert os.path.isfile(os.path.join(started["backup_dir"], "manifest.json")) and not os.path.exists(started["partial"])
+    assert not lock.lock_state(str(root))[0]
+
+
+def test_capture_commit_when_it_fails_before_the_rename_then_left_to_abort(tmp_path):
+    from ansible_collections.rat.backup.plugins.module_utils import capture
+    root = tmp_path / "root"
+    started = begin(root)
+    prepare_partial(started)
+    fill(started["partial"])  # no rat.dump.json: not committed
+    try:
+        with pytest.raises(RatBackupError) as caught:
+            capture.commit({"root": str(root), "host_name": "rat-lab", "use_versions": False, "quiesce_before": [],
+                            "log_file": None, "metrics_dir": None}, started,
+                           {"consistency": None, "changed_during": [], "dump": {}})
+        assert "no pg_dump result" in caught.value.msg and "committed" not in caught.value.details
+        assert os.path.isdir(started["partial"]) and lock.lock_state(str(root))[0]
+    finally:
+        lock.release(str(root), started["lock_token"])

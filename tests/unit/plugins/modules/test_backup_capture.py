@@ -256,3 +256,20 @@ def test_capture_when_it_fails_unexpectedly_then_said_with_what_abort_needs(
     lock.release(str(tmp_path / "root"), result["lock_token"])
     assert result["failed"] and result["msg"] == "capture failed: KeyError: 'consistency'"
     assert os.path.isdir(result["partial"]) and result["quiesce"] == {} and result["name"] in result["partial"]
+
+
+def test_capture_when_it_fails_after_the_commit_then_said_complete_with_nothing_for_abort(
+        capsys, tmp_path, services, monkeypatch):
+    """The role aborts when a failure names a .partial (or a failed check, or an rc): a failure after
+    the rename names the complete backup instead, with what the quiesce commands did."""
+    def committed_then_fails(params, begun, captured, log=None):
+        lock.release(params["root"], begun["lock_token"])
+        raise RatBackupError(f"backup {begun['name']} is complete in {begun['backup_dir']}, but after its commit: "
+                             "metrics", committed={"name": begun["name"], "backup_dir": begun["backup_dir"]})
+    monkeypatch.setattr(capture, "commit", committed_then_fails)
+    log = tmp_path / "order"
+    result = run_module(capsys, args(tmp_path / "root", quiesce_after=sh(log, "after")))
+    assert result["failed"] and result["msg"].endswith("but after its commit: metrics")
+    assert not {"partial", "lock_token", "failed_check", "rc"} & set(result)
+    assert result["committed"]["name"] == result["committed"]["backup_dir"].rsplit("/", 1)[1]
+    assert result["quiesce"]["after"]["rc"] == 0
