@@ -279,13 +279,14 @@ def run(params, check_mode=False, log=None):
     """The backup_capture module's run: its result (module params in ``params``).
 
     Once the lock is held everything that fails is raised with the backup's name, .partial and lock
-    token (and what the quiesce commands did), for backup_run abort."""
+    token (and what the quiesce commands did), for backup_run abort. Whatever ends the run, a bug or
+    a KeyboardInterrupt too, comes back as a result saying so: a process ending without one is taken
+    by the role for one that died before it could run the command after the quiesce."""
     try:
         begun = begin(params, check_mode)
-    except RatBackupError as exc:
+    except BaseException as exc:  # pylint: disable=broad-except
         # Said with every failure: no quiesce command ran (the role then runs none either).
-        exc.details["quiesce"] = {}
-        raise
+        raise _failure(exc, "the backup's start", quiesce={}) from None
     link_dest = begun["previous"] if params["incremental"] else None
     if check_mode:
         # No snapshot is exported: PostgreSQL's clock stands for it, so the skew and the plan are
@@ -303,19 +304,24 @@ def run(params, check_mode=False, log=None):
     try:
         captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
         captured["committed"] = commit(params, begun, captured, log)
-    except Exception as exc:
-        started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
+    except BaseException as exc:  # pylint: disable=broad-except
         if isinstance(exc, RatBackupError) and "committed" in exc.details:
             # Complete and in place: nothing for abort to remove, and no failed run to record.
             exc.details.update(quiesce=quiesce)
             raise
-        if isinstance(exc, RatBackupError):
-            exc.details.update(started, quiesce=quiesce)
-            raise
-        # A bug's traceback still reaches the operator (Ansible shows "exception" at -vvv).
-        raise RatBackupError(f"capture failed: {type(exc).__name__}: {exc}", quiesce=quiesce,
-                             exception=traceback.format_exc(), **started) from exc
+        started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
+        raise _failure(exc, "capture", quiesce=quiesce, **started) from None
     return dict(begun, quiesce=quiesce, **captured)
+
+
+def _failure(exc, what, **details):
+    """``exc`` as the RatBackupError the module fails with, with ``details``; an unexpected one named
+    (its traceback reaches the operator: Ansible shows "exception" at -vvv)."""
+    if isinstance(exc, RatBackupError):
+        exc.details.update(details)
+        return exc
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return RatBackupError(f"{what} failed: {said}", exception=traceback.format_exc(), **details)
 
 
 def _quiesced_capture(params, quiesce, log):
@@ -364,7 +370,7 @@ def commit(params, begun, captured, log=None):
                                   True, False, now)
         stats.update(reporting.report(params["host_name"] or socket.gethostname(), True, begun["name"], now, stats,
                                       None, params["log_file"], params["metrics_dir"]))
-    except Exception as exc:
+    except BaseException as exc:  # pylint: disable=broad-except
         if os.path.lexists(begun["partial"]) or not os.path.isdir(begun["backup_dir"]):
             raise
         # Renamed into place: the backup is complete, whatever failed after it.

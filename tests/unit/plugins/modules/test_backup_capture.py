@@ -273,3 +273,32 @@ def test_capture_when_it_fails_after_the_commit_then_said_complete_with_nothing_
     assert not {"partial", "lock_token", "failed_check", "rc"} & set(result)
     assert result["committed"]["name"] == result["committed"]["backup_dir"].rsplit("/", 1)[1]
     assert result["quiesce"]["after"]["rc"] == 0
+
+
+@pytest.mark.parametrize("ending", [KeyboardInterrupt, SystemExit])
+def test_capture_when_interrupted_then_a_result_with_what_abort_needs_and_the_command_after_said(
+        capsys, tmp_path, services, monkeypatch, ending):
+    """An interrupt is no process death: the command after the quiesce ran, and the result says so
+    (the role would run it again for a result without ``quiesce``) with the .partial for abort."""
+    def interrupted(params, log=None):
+        raise ending()
+    monkeypatch.setattr(capture, "capture_into", interrupted)
+    log = tmp_path / "order"
+    result = run_module(capsys, args(tmp_path / "root", quiesce_after=sh(log, "after")))
+    lock.release(str(tmp_path / "root"), result["lock_token"])
+    assert result["failed"] and result["msg"] == f"capture failed: {ending.__name__}"
+    assert os.path.isdir(result["partial"]) and result["quiesce"]["after"]["rc"] == 0
+    assert len(log.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("ending", [ValueError("no such field"), KeyboardInterrupt()])
+def test_capture_start_when_a_check_fails_unexpectedly_then_said_with_no_quiesce_and_nothing_started(
+        capsys, tmp_path, services, monkeypatch, ending):
+    """Not a process death either: the role must not run the command after a quiesce that never ran."""
+    def broken(*_args, **_kwargs):
+        raise ending
+    monkeypatch.setattr(postgres, "check", broken)
+    result = run_module(capsys, args(tmp_path / "root"))
+    assert result["failed"] and result["msg"].startswith(f"the backup's start failed: {type(ending).__name__}")
+    assert result["quiesce"] == {} and "partial" not in result
+    assert not lock.lock_state(str(tmp_path / "root"))[0]
