@@ -48,6 +48,16 @@ def _proc_alive(pid):
         return False
 
 
+def _started(pid):
+    """When process ``pid`` started (clock ticks after boot), or None: with its pid, which process it is,
+    as a pid is given again to a new process once its own has ended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _parent_of(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
@@ -227,7 +237,7 @@ def acquire(root, purpose, lease_seconds, now=None, idle_seconds=3600, token=Non
               "started_at": iso(now), "heartbeat_at": iso(now),
               "lease_until": iso(now + datetime.timedelta(seconds=lease_seconds)),
               "anchor_pid": anchor_pid, "anchor": anchor_kind, "idle_seconds": idle_seconds,
-              "taker_pid": os.getpid()}
+              "taker_pid": os.getpid(), "taker_started": _started(os.getpid())}
     keeper = _spawn_keeper(fd, record, lease_seconds)
     os.close(fd)
     record["pid"] = keeper
@@ -310,12 +320,17 @@ def _run_watch(record):
         return lambda: None
     me = os.getpid()
     # backup_capture holds the lock for the whole capture in the process that took it, whose own
-    # environment cannot carry the marker it only learns then.
-    taker = record.get("taker_pid")
+    # environment cannot carry the marker it only learns then; by its start time too, so that another
+    # process given its pid later does not hold the lock to the end of the lease.
+    taker, taker_started = record.get("taker_pid"), record.get("taker_started")
+
+    def taker_alive():
+        return bool(taker) and _proc_alive(taker) and _started(taker) == taker_started
+
     last_seen = [time.monotonic()]
 
     def gone():
-        if (taker and _proc_alive(taker)) or run_processes(record["run_id"], exclude=(me,)):
+        if taker_alive() or run_processes(record["run_id"], exclude=(me,)):
             last_seen[0] = time.monotonic()
         elif time.monotonic() - last_seen[0] > idle:
             return f"{IDLE_REASON}: no process of the run for {idle} s"

@@ -155,6 +155,31 @@ def test_keeper_when_the_process_that_took_the_lock_lives_then_holds_until_it_en
     assert lock.release(root, record["token"]) is True
 
 
+def test_keeper_when_the_taker_pid_is_another_process_now_then_gives_up_after_idle(tmp_path, remote_run):
+    """A pid is given again once its process has ended: a living process under the taker's pid that
+    started at another time is not the run (it would hold the lock to the end of the lease)."""
+    root = str(tmp_path)
+    record = acquired_by_a_task(root, idle_seconds=1)
+    time.sleep(0.05)  # a later start, in clock ticks
+    reused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        # The keeper's record as if the taker's pid now named this other, living process.
+        gone = lock._run_watch(dict(record, taker_pid=reused.pid))  # pylint: disable=protected-access
+        deadline = time.monotonic() + 5
+        while gone() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gone() == "idle: no process of the run for 1 s"
+        # The very process that took it keeps it.
+        started = lock._started(reused.pid)  # pylint: disable=protected-access
+        alive = lock._run_watch(dict(record, taker_pid=reused.pid, taker_started=started))  # pylint: disable=protected-access
+        time.sleep(1.5)
+        assert alive() is None
+    finally:
+        reused.kill()
+        reused.wait()
+        _wait_until_free(root)
+
+
 def test_keeper_when_a_process_carries_the_run_marker_then_holds_until_it_ends(tmp_path, remote_run):
     root = str(tmp_path)
     record = acquired_by_a_task(root, idle_seconds=1)
