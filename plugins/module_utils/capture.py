@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -302,8 +303,9 @@ def run(params, check_mode=False, log=None):
     os.environ[lock.RUN_MARKER] = begun["lock"]["run_id"]
     quiesce = {}
     try:
-        captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
-        captured["committed"] = commit(params, begun, captured, log)
+        with _terminable():
+            captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
+            captured["committed"] = commit(params, begun, captured, log)
     except BaseException as exc:  # pylint: disable=broad-except
         if isinstance(exc, RatBackupError) and "committed" in exc.details:
             # Complete and in place: nothing for abort to remove, and no failed run to record.
@@ -312,6 +314,35 @@ def run(params, check_mode=False, log=None):
         started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
         raise _failure(exc, "capture", quiesce=quiesce, **started) from None
     return dict(begun, quiesce=quiesce, **captured)
+
+
+class Terminated(BaseException):
+    """SIGTERM while the lock is held: raised in the main thread as KeyboardInterrupt is."""
+
+
+@contextlib.contextmanager
+def _terminable():
+    """SIGTERM raises Terminated here, once: the schedule's timeout sends it to the whole process group,
+    and by default this process ended at once, without the command after the quiesce (no rescue runs
+    it: the controller ends too). Forked workers end by it as before; exec resets the handler."""
+    owner = os.getpid()
+    raised = []
+
+    def terminated(signum, _frame):
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        # A second one would cut short what the first one made run (the command after the quiesce).
+        if not raised:
+            raised.append(signum)
+            raise Terminated(f"{signal.Signals(signum).name} received; the run was stopped")
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _failure(exc, what, **details):

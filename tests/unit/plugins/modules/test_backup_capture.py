@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
+import time
 
 import pytest
 import yaml
@@ -18,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import capture, postgre
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout, lock
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_capture
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_lock import in_child
 
 CLOCK = {"time": "2026-02-16T09:30:00.000000Z", "host_offset": [0.0, 0.001]}
 
@@ -302,3 +305,43 @@ def test_capture_start_when_a_check_fails_unexpectedly_then_said_with_no_quiesce
     assert result["failed"] and result["msg"].startswith(f"the backup's start failed: {type(ending).__name__}")
     assert result["quiesce"] == {} and "partial" not in result
     assert not lock.lock_state(str(tmp_path / "root"))[0]
+
+
+def test_capture_when_sigterm_arrives_then_the_command_after_runs_and_a_result_says_so(tmp_path, services, monkeypatch):
+    """The schedule's timeout sends SIGTERM to the whole process group: the capture's process runs the
+    command after the quiesce and fails with a result; a process it forked (a mirror worker) still
+    ends by the signal. Run in a child process, which SIGTERM would end before the fix."""
+    log, root = tmp_path / "order", tmp_path / "root"
+    ended = tmp_path / "worker"
+
+    def terminated(params, log=None):
+        ready, up = os.pipe()
+        worker = os.fork()
+        if worker == 0:
+            os.write(up, b"up")
+            time.sleep(30)
+            os._exit(0)
+        os.read(ready, 2)
+        os.kill(worker, signal.SIGTERM)
+        ended.write_text(str(os.waitpid(worker, 0)[1]))
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        raise AssertionError("SIGTERM did not stop the capture")
+    monkeypatch.setattr(capture, "capture_into", terminated)
+    params = {name: spec.get("default") for name, spec in backup_capture.argument_spec().items()}
+    params.update(args(root, quiesce_after=sh(log, "after")))
+
+    def run():
+        before = signal.getsignal(signal.SIGTERM)
+        try:
+            return capture.run(params)
+        except RatBackupError as exc:
+            return dict(exc.details, failed=True, msg=exc.msg, handler_restored=signal.getsignal(signal.SIGTERM) == before)
+    result = in_child(run)
+    lock.release(str(root), result["lock_token"])
+    assert result["failed"] and result["msg"] == "capture failed: Terminated: SIGTERM received; the run was stopped"
+    assert result["quiesce"]["after"]["rc"] == 0 and log.read_text().startswith("after ")
+    assert os.path.isdir(result["partial"])
+    status = int(ended.read_text())
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert result["handler_restored"]
