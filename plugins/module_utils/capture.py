@@ -383,16 +383,21 @@ def _after(argv, quiesce, failure):
             failure.msg = f"{failure.msg}; then {exc.msg}"
 
 
+def consistency_record(params, captured):
+    """The manifest's consistency record: the mirror's (best-effort without one) and the run's own
+    facts, as backup_run's consistency option takes them (unset entries are not recorded)."""
+    record = dict(captured["consistency"] or {"level": "best-effort"})
+    record.update(use_versions=params["use_versions"], quiesced=bool(params["quiesce_before"]),
+                  changed_during=captured["changed_during"], dump_snapshot=captured["dump"].get("snapshot"))
+    return {k: v for k, v in record.items() if v is not None}
+
+
 def commit(params, begun, captured, log=None):
     """backup_dir.commit of the captured backup (manifest.json last, rename, lock released), then its
     log line (also to ``log``, the module's syslog) and metrics: the commit's result. A failure before
     the rename is left to the caller's abort, which records it; one after it (the lock's release, the
     log line, the metrics) says the backup is complete and carries ``committed`` instead."""
-    consistency = dict(captured["consistency"] or {"level": "best-effort"})
-    consistency.update(use_versions=params["use_versions"], quiesced=bool(params["quiesce_before"]),
-                       changed_during=captured["changed_during"], dump_snapshot=captured["dump"].get("snapshot"))
-    # As backup_run's consistency option takes it: unset entries are not recorded.
-    consistency = {k: v for k, v in consistency.items() if v is not None}
+    consistency = consistency_record(params, captured)
     now = fs.utcnow()
     stats = {"name": begun["name"], "backup_dir": begun["backup_dir"]}
     try:

@@ -21,10 +21,24 @@ POSTGRES_OPTIONS = set(postgres.connection_argspec()) - {"client_bin_dir"}
 S3_OPTIONS = set(s3.connection_argspec())
 
 
-def _defaults(roles, role, tasks_file):
+def _tasks(roles, role, tasks_file):
     with open(os.path.join(roles, role, "tasks", tasks_file), encoding="utf-8") as handle:
-        tasks = yaml.safe_load(handle)
-    return next(task["module_defaults"] for task in tasks if "module_defaults" in task)
+        return yaml.safe_load(handle)
+
+
+def _defaults(roles, role, tasks_file):
+    return next(task["module_defaults"] for task in _tasks(roles, role, tasks_file) if "module_defaults" in task)
+
+
+def _task_args(roles, role, tasks_file, module):
+    """The arguments of the first task running ``module``, looked for in blocks too."""
+    pending = list(_tasks(roles, role, tasks_file))
+    while pending:
+        task = pending.pop(0)
+        if module in task:
+            return task[module]
+        pending.extend(task.get("block", []))
+    raise AssertionError(f"no {module} task in roles/{role}/tasks/{tasks_file}")
 
 
 def _unprefixed(options, prefix):
@@ -34,10 +48,12 @@ def _unprefixed(options, prefix):
 def connection_keys(roles=ROLES):
     """{role: (PostgreSQL options, S3 options without side prefix)} of the three roles' module_defaults."""
     backup = _defaults(roles, "backup", "work.yml")
+    # MinIO is the capture's source, given in its task (src_*).
+    capture = _task_args(roles, "backup", "work.yml", "rat.backup.backup_capture")
     restore = _defaults(roles, "restore", "main.yml")
     drill = set(_defaults(roles, "restore_drill", "main.yml")["rat.backup.drill_scratch"])
     return {
-        "backup": (set(backup["group/rat.backup.postgres"]), _unprefixed(backup["rat.backup.backup_capture"], "src_")),
+        "backup": (set(backup["group/rat.backup.postgres"]), _unprefixed(capture, "src_")),
         "restore": (set(restore["group/rat.backup.postgres"]), _unprefixed(restore["group/rat.backup.s3"], "dest_")),
         "restore_drill": (drill & POSTGRES_OPTIONS, drill & S3_OPTIONS),
     }

@@ -252,12 +252,16 @@ def _found(node, name):
     return None
 
 
-def test_record_argspec_when_describe_and_the_backup_role_fill_a_record_then_backup_run_takes_every_key():
-    # backup_run refuses a key its consistency option does not declare: the record describe() writes
-    # and the facts the backup role adds to it (roles/backup/tasks/work.yml) must all be declared.
-    with open(os.path.join(ROLES, "backup", "tasks", "work.yml"), encoding="utf-8") as handle:
-        facts = _found(yaml.safe_load(handle), "_rat_backup_facts")
-    record = consistency.describe({"time": "t", "earliest": "e", "obtained": "o"}, (0, 0), (0.0, 1.0), 2.0,
-                                  {"lake": True})
+def test_record_argspec_when_describe_and_the_capture_fill_a_record_then_backup_run_takes_every_key():
+    # backup_run refuses a key its consistency option does not declare, and the doc fragment documents
+    # the same: the record describe() writes and the run's facts backup_capture adds to it
+    # (capture.consistency_record) must all be declared.
+    from ansible_collections.rat.backup.plugins.module_utils import capture
+    described = consistency.describe({"time": "t", "earliest": "e", "obtained": "o"}, (0, 0), (0.0, 1.0), 2.0,
+                                     {"lake": True})
+    record = capture.consistency_record({"use_versions": True, "quiesce_before": ["true"]},
+                                        {"consistency": described, "changed_during": [{"key": "a"}],
+                                         "dump": {"snapshot": "00000003-0000001B-1"}})
     declared = set(consistency.record_argspec())
-    assert facts and sorted(set(record) - declared) == [] and sorted(set(facts) - declared) == []
+    assert {"use_versions", "quiesced", "changed_during", "dump_snapshot"} <= set(record)
+    assert sorted(set(record) - declared) == []
