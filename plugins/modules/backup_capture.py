@@ -155,8 +155,9 @@ notes:
   - On this host pg_dump's output goes straight into the dump file (no copy through Python), so the
     mirror's worker processes are forked with no other thread running; in container mode one thread
     copies the exec's output meanwhile.
-  - SIGTERM (the schedule role's timeout, C(rat_schedule_timeout_minutes), sends it to the whole process group) while the lock is
-    held stops the capture as a failure does: O(quiesce_after) runs and the run fails with its result.
+  - SIGTERM while the lock is held (the schedule role's timeout, C(rat_schedule_timeout_minutes), sends it to
+    the whole process group) stops the capture as a failure does, O(quiesce_after) runs and the run fails with
+    its result.
   - The quiesce commands and pg_dump carry the run's lock marker (C(RAT_BACKUP_RUN)) in their environment,
     and this process took the lock, so the lock is held while any of them runs (see M(rat.backup.backup_run)).
 requirements:
