@@ -240,12 +240,15 @@ def check_source(p):
 
 @contextlib.contextmanager
 def _checking(service):
-    """Names the service in a RatBackupError raised while checking it (failed_check)."""
+    """Names the service in the error raised while checking it (failed_check), a bug's too: the role
+    records a failed check as a failed run."""
     try:
         yield
     except RatBackupError as exc:
         exc.details.setdefault("failed_check", service)
         raise
+    except Exception as exc:  # pylint: disable=broad-except
+        raise _failure(exc, f"the {service} check", failed_check=service) from None
 
 
 def run_command(argv, what):
