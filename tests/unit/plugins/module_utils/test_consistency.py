@@ -9,7 +9,6 @@ import email.utils
 import os
 
 import pytest
-import yaml
 
 from ansible_collections.rat.backup.plugins.module_utils import consistency
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
