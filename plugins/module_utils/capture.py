@@ -365,9 +365,10 @@ def _quiesced_capture(params, quiesce, log):
         if params["quiesce_before"]:
             quiesce["before"] = run_command(params["quiesce_before"], "quiesce_before")
         return capture_into(params, log)
-    except BaseException as exc:
-        failure = exc
-        raise
+    except BaseException as exc:  # pylint: disable=broad-except
+        # A RatBackupError already, so a failing command after it is said in the same message.
+        failure = _failure(exc, "capture")
+        raise failure from None
     finally:
         if params["quiesce_after"]:
             _after(params["quiesce_after"], quiesce, failure)
@@ -382,8 +383,7 @@ def _after(argv, quiesce, failure):
         quiesce["after"] = exc.details.get("quiesce_after", {"cmd": argv, "error": exc.msg})
         if failure is None:
             raise
-        if isinstance(failure, RatBackupError):
-            failure.msg = f"{failure.msg}; then {exc.msg}"
+        failure.msg = f"{failure.msg}; then {exc.msg}"
 
 
 def consistency_record(params, captured):

@@ -350,3 +350,16 @@ def test_capture_when_sigterm_arrives_then_the_command_after_runs_and_a_result_s
     status = int(ended.read_text())
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
     assert result["handler_restored"]
+
+
+def test_capture_when_interrupted_and_the_command_after_fails_then_both_said(capsys, tmp_path, services, monkeypatch):
+    """The platform may still be quiesced: the message must say so, not only the interrupt."""
+    def interrupted(params, log=None):
+        raise KeyboardInterrupt()
+    monkeypatch.setattr(capture, "capture_into", interrupted)
+    log = tmp_path / "order"
+    result = run_module(capsys, args(tmp_path / "root", quiesce_after=sh(log, "after", 4)))
+    lock.release(str(tmp_path / "root"), result["lock_token"])
+    assert result["msg"] == (f"capture failed: KeyboardInterrupt; then quiesce_after command {' '.join(sh(log, 'after', 4))}"
+                             " failed (rc 4): said-after")
+    assert result["quiesce"]["after"]["rc"] == 4 and os.path.isdir(result["partial"])
