@@ -56,6 +56,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import traceback
@@ -252,23 +253,29 @@ def _checking(service):
 
 
 def run_command(argv, what):
-    """Run a quiesce command (an argv, no shell) to its end; its rc, output tails and seconds."""
+    """Run a quiesce command (an argv, no shell) to its end; its rc, output tails and seconds.
+
+    Its output goes to files, not pipes: a program it leaves running (a service started in the
+    background without redirecting its output) keeps them open, and a pipe read to its end would wait
+    for that program, the lock held meanwhile. A file is read once the command has exited, its tail only."""
     started = time.monotonic()
-    try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    except OSError as exc:
-        raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
-    said = {"cmd": argv, "rc": done.returncode, "seconds": round(time.monotonic() - started, 3),
-            "stdout": _tail(done.stdout), "stderr": _tail(done.stderr)}
-    if done.returncode != 0:
-        raise RatBackupError(f"{what} command {' '.join(argv)} failed (rc {done.returncode})"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=False).returncode
+        except OSError as exc:
+            raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
+        said = {"cmd": argv, "rc": rc, "seconds": round(time.monotonic() - started, 3),
+                "stdout": _tail(out), "stderr": _tail(err)}
+    if rc != 0:
+        raise RatBackupError(f"{what} command {' '.join(argv)} failed (rc {rc})"
                              + (f": {said['stderr']}" if said["stderr"] else ""), **{what: said})
     return said
 
 
-def _tail(data, limit=2000):
-    text = data.decode("utf-8", "replace").strip()
-    return text[-limit:]
+def _tail(handle, limit=2000):
+    # Enough bytes for ``limit`` characters of UTF-8, however long the output.
+    handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4 * limit))
+    return handle.read().decode("utf-8", "replace").strip()[-limit:]
 
 
 def begin(params, check_mode):

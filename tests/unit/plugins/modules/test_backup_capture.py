@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -363,3 +364,17 @@ def test_capture_when_interrupted_and_the_command_after_fails_then_both_said(cap
     assert result["msg"] == (f"capture failed: KeyboardInterrupt; then quiesce_after command {' '.join(sh(log, 'after', 4))}"
                              " failed (rc 4): said-after")
     assert result["quiesce"]["after"]["rc"] == 4 and os.path.isdir(result["partial"])
+
+
+def test_quiesce_command_when_it_leaves_a_program_running_with_its_output_then_returns_when_it_exits():
+    """A command starting a service in the background that keeps the command's stdout and stderr: the
+    quiesce returns once the command has exited (Ansible's command module did), not when the service ends."""
+    started = time.monotonic()
+    said = capture.run_command(["sh", "-c", "sleep 8 & echo started; echo warned >&2"], "quiesce_after")
+    assert time.monotonic() - started < 4, "waited for the program left running"
+    assert said["rc"] == 0 and said["stdout"] == "started" and said["stderr"] == "warned"
+
+
+def test_quiesce_command_when_it_says_much_then_the_tail_of_it_is_kept():
+    said = capture.run_command([sys.executable, "-c", "print('é' * 3_000_000 + 'end')"], "quiesce_before")
+    assert said["stdout"] == "é" * 1997 + "end"
