@@ -55,8 +55,8 @@ import contextlib
 import os
 import signal
 import socket
+import selectors
 import subprocess
-import tempfile
 import threading
 import time
 import traceback
@@ -255,27 +255,52 @@ def _checking(service):
 def run_command(argv, what):
     """Run a quiesce command (an argv, no shell) to its end; its rc, output tails and seconds.
 
-    Its output goes to files, not pipes: a program it leaves running (a service started in the
-    background without redirecting its output) keeps them open, and a pipe read to its end would wait
-    for that program, the lock held meanwhile. A file is read once the command has exited, its tail only."""
+    Read as Ansible's command module reads it: until the command has exited, not until its pipes
+    close. A program it leaves running in the background (a service started without redirecting its
+    output) keeps them open; waiting for that one would hold the lock to the end of its lease. Only
+    the tails are kept, however much it prints."""
     started = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, check=False).returncode
-        except OSError as exc:
-            raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
-        said = {"cmd": argv, "rc": rc, "seconds": round(time.monotonic() - started, 3),
-                "stdout": _tail(out), "stderr": _tail(err)}
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
+    tails = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    try:
+        with selectors.DefaultSelector() as selector:
+            for pipe in tails:
+                selector.register(pipe, selectors.EVENT_READ)
+            while selector.get_map():
+                events = selector.select(0.1)
+                for key, dummy in events:
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                    tails[key.fileobj] += data
+                    # Enough bytes for the tail's characters in UTF-8.
+                    del tails[key.fileobj][:-4 * TAIL_CHARS]
+                if not events and proc.poll() is not None:
+                    break
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    said = {"cmd": argv, "rc": rc, "seconds": round(time.monotonic() - started, 3),
+            "stdout": _tail(tails[proc.stdout]), "stderr": _tail(tails[proc.stderr])}
     if rc != 0:
         raise RatBackupError(f"{what} command {' '.join(argv)} failed (rc {rc})"
                              + (f": {said['stderr']}" if said["stderr"] else ""), **{what: said})
     return said
 
 
-def _tail(handle, limit=2000):
-    # Enough bytes for ``limit`` characters of UTF-8, however long the output.
-    handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4 * limit))
-    return handle.read().decode("utf-8", "replace").strip()[-limit:]
+TAIL_CHARS = 2000
+
+
+def _tail(data):
+    return bytes(data).decode("utf-8", "replace").strip()[-TAIL_CHARS:]
 
 
 def begin(params, check_mode):

@@ -378,3 +378,26 @@ def test_quiesce_command_when_it_leaves_a_program_running_with_its_output_then_r
 def test_quiesce_command_when_it_says_much_then_the_tail_of_it_is_kept():
     said = capture.run_command([sys.executable, "-c", "print('é' * 3_000_000 + 'end')"], "quiesce_before")
     assert said["stdout"] == "é" * 1997 + "end"
+
+
+def test_quiesce_command_when_the_program_it_left_running_writes_on_then_not_into_a_hidden_file(tmp_path):
+    """As with Ansible's command module, the output is not read once the command has exited: a program
+    left writing to it ends at its next write (SIGPIPE) instead of filling an unlinked file for ever."""
+    pid_file = tmp_path / "pid"
+    script = f'sh -c "echo \\$\\$ > {pid_file}; while :; do echo x; sleep 0.05; done" & echo started'
+    said = capture.run_command(["sh", "-c", script], "quiesce_after")
+    assert said["stdout"].startswith("started")
+    deadline = time.monotonic() + 5
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    try:
+        while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the program left running still writes"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
