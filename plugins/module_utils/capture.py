@@ -53,10 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
-import selectors
-import subprocess
 import threading
 import time
 import traceback
@@ -64,7 +61,7 @@ import traceback
 from ansible.module_utils.ansible_release import __version__ as ANSIBLE_CORE_VERSION
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.rat.backup.plugins.module_utils import fs, postgres, s3, s3_source
+from ansible_collections.rat.backup.plugins.module_utils import fs, postgres, quiesce_commands, s3, s3_source
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import backup_dir, lock, reporting
 from ansible_collections.rat.backup.plugins.module_utils.backup_root.layout import DUMP_PATH, OBJECT_MANIFEST
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -252,57 +249,6 @@ def _checking(service):
         raise _failure(exc, f"the {service} check", failed_check=service) from None
 
 
-def run_command(argv, what):
-    """Run a quiesce command (an argv, no shell) to its end; its rc, output tails and seconds.
-
-    Read as Ansible's command module reads it: until the command has exited, not until its pipes
-    close. A program it leaves running in the background (a service started without redirecting its
-    output) keeps them open; waiting for that one would hold the lock to the end of its lease. Only
-    the tails are kept, however much it prints."""
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise RatBackupError(f"{what} command {argv[0]!r} could not run: {exc.strerror or exc}", cmd=argv)
-    tails = {proc.stdout: bytearray(), proc.stderr: bytearray()}
-    try:
-        with selectors.DefaultSelector() as selector:
-            for pipe in tails:
-                selector.register(pipe, selectors.EVENT_READ)
-            while selector.get_map():
-                events = selector.select(0.1)
-                for key, dummy in events:
-                    data = os.read(key.fd, 65536)
-                    if not data:
-                        selector.unregister(key.fileobj)
-                    tails[key.fileobj] += data
-                    # Enough bytes for the tail's characters in UTF-8.
-                    del tails[key.fileobj][:-4 * TAIL_CHARS]
-                if not events and proc.poll() is not None:
-                    break
-        rc = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        proc.stdout.close()
-        proc.stderr.close()
-    said = {"cmd": argv, "rc": rc, "seconds": round(time.monotonic() - started, 3),
-            "stdout": _tail(tails[proc.stdout]), "stderr": _tail(tails[proc.stderr])}
-    if rc != 0:
-        raise RatBackupError(f"{what} command {' '.join(argv)} failed (rc {rc})"
-                             + (f": {said['stderr']}" if said["stderr"] else ""), **{what: said})
-    return said
-
-
-TAIL_CHARS = 2000
-
-
-def _tail(data):
-    return bytes(data).decode("utf-8", "replace").strip()[-TAIL_CHARS:]
-
-
 def begin(params, check_mode):
     """backup_dir.begin for this backup: checks, lock, <name>.partial (or, in check mode, what would be)."""
     return backup_dir.begin(params["root"], "backup", "backup", params["min_free_bytes"],
@@ -338,7 +284,7 @@ def run(params, check_mode=False, log=None):
     os.environ[lock.RUN_MARKER] = begun["lock"]["run_id"]
     quiesce = {}
     try:
-        with _terminable():
+        with quiesce_commands.terminable():
             captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
             captured["committed"] = commit(params, begun, captured, log)
     except BaseException as exc:  # pylint: disable=broad-except
@@ -349,35 +295,6 @@ def run(params, check_mode=False, log=None):
         started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
         raise _failure(exc, "capture", quiesce=quiesce, **started) from None
     return dict(begun, quiesce=quiesce, **captured)
-
-
-class Terminated(BaseException):
-    """SIGTERM while the lock is held: raised in the main thread as KeyboardInterrupt is."""
-
-
-@contextlib.contextmanager
-def _terminable():
-    """SIGTERM raises Terminated here, once: the schedule's timeout sends it to the whole process group,
-    and by default this process ended at once, without the command after the quiesce (no rescue runs
-    it: the controller ends too). Forked workers end by it as before; exec resets the handler."""
-    owner = os.getpid()
-    raised = []
-
-    def terminated(signum, _frame):
-        if os.getpid() != owner:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        # A second one would cut short what the first one made run (the command after the quiesce).
-        if not raised:
-            raised.append(signum)
-            raise Terminated(f"{signal.Signals(signum).name} received; the run was stopped")
-
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _failure(exc, what, **details):
@@ -395,7 +312,7 @@ def _quiesced_capture(params, quiesce, log):
     failure = None
     try:
         if params["quiesce_before"]:
-            quiesce["before"] = run_command(params["quiesce_before"], "quiesce_before")
+            quiesce["before"] = quiesce_commands.run(params["quiesce_before"], "quiesce_before")
         return capture_into(params, log)
     except BaseException as exc:  # pylint: disable=broad-except
         # A RatBackupError already, so a failing command after it is said in the same message.
@@ -410,7 +327,7 @@ def _after(argv, quiesce, failure):
     """The command after the capture, also after a failure; its own failure fails the run, and is
     added to the capture's error when that failed first."""
     try:
-        quiesce["after"] = run_command(argv, "quiesce_after")
+        quiesce["after"] = quiesce_commands.run(argv, "quiesce_after")
     except RatBackupError as exc:
         quiesce["after"] = exc.details.get("quiesce_after", {"cmd": argv, "error": exc.msg})
         if failure is None:

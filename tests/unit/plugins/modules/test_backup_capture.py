@@ -17,7 +17,7 @@ from ansible_collections.rat.backup.tests.unit.plugins.modules.module_args impor
 
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PostgresDocs
 from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Docs
-from ansible_collections.rat.backup.plugins.module_utils import capture, postgres, s3_source
+from ansible_collections.rat.backup.plugins.module_utils import capture, postgres, quiesce_commands, s3_source
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout, lock
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_capture
@@ -370,13 +370,13 @@ def test_quiesce_command_when_it_leaves_a_program_running_with_its_output_then_r
     """A command starting a service in the background that keeps the command's stdout and stderr: the
     quiesce returns once the command has exited (Ansible's command module did), not when the service ends."""
     started = time.monotonic()
-    said = capture.run_command(["sh", "-c", "sleep 8 & echo started; echo warned >&2"], "quiesce_after")
+    said = quiesce_commands.run(["sh", "-c", "sleep 8 & echo started; echo warned >&2"], "quiesce_after")
     assert time.monotonic() - started < 4, "waited for the program left running"
     assert said["rc"] == 0 and said["stdout"] == "started" and said["stderr"] == "warned"
 
 
 def test_quiesce_command_when_it_says_much_then_the_tail_of_it_is_kept():
-    said = capture.run_command([sys.executable, "-c", "print('é' * 3_000_000 + 'end')"], "quiesce_before")
+    said = quiesce_commands.run([sys.executable, "-c", "print('é' * 3_000_000 + 'end')"], "quiesce_before")
     assert said["stdout"] == "é" * 1997 + "end"
 
 
@@ -385,7 +385,7 @@ def test_quiesce_command_when_the_program_it_left_running_writes_on_then_not_int
     left writing to it ends at its next write (SIGPIPE) instead of filling an unlinked file for ever."""
     pid_file = tmp_path / "pid"
     script = f'sh -c "echo \\$\\$ > {pid_file}; while :; do echo x; sleep 0.05; done" & echo started'
-    said = capture.run_command(["sh", "-c", script], "quiesce_after")
+    said = quiesce_commands.run(["sh", "-c", script], "quiesce_after")
     assert said["stdout"].startswith("started")
     deadline = time.monotonic() + 5
     while not pid_file.exists() or not pid_file.read_text().strip():
