@@ -33,8 +33,12 @@ def run(argv, what):
         with selectors.DefaultSelector() as selector:
             for pipe in tails:
                 selector.register(pipe, selectors.EVENT_READ)
-            while selector.get_map():
-                events = selector.select(0.1)
+            # Once it has exited, what is ready is read (at most a few pipe buffers: a program left
+            # writing must not keep this loop going), and no more.
+            drains = 16
+            while selector.get_map() and drains:
+                exited = proc.poll() is not None
+                events = selector.select(0 if exited else 0.1)
                 for key, dummy in events:
                     data = os.read(key.fd, 65536)
                     if not data:
@@ -42,8 +46,8 @@ def run(argv, what):
                     tails[key.fileobj] += data
                     # Enough bytes for the tail's characters in UTF-8.
                     del tails[key.fileobj][:-4 * TAIL_CHARS]
-                if not events and proc.poll() is not None:
-                    break
+                if exited:
+                    drains = drains - 1 if events else 0
         rc = proc.wait()
     except BaseException:
         proc.kill()

@@ -384,9 +384,19 @@ def test_quiesce_command_when_the_program_it_left_running_writes_on_then_not_int
     """As with Ansible's command module, the output is not read once the command has exited: a program
     left writing to it ends at its next write (SIGPIPE) instead of filling an unlinked file for ever."""
     pid_file = tmp_path / "pid"
-    script = f'sh -c "echo \\$\\$ > {pid_file}; while :; do echo x; sleep 0.05; done" & echo started'
-    said = quiesce_commands.run(["sh", "-c", script], "quiesce_after")
-    assert said["stdout"].startswith("started")
+    # It writes without a pause: there is always output ready to read.
+    script = f'sh -c "echo \\$\\$ > {pid_file}; while :; do echo x; done" & echo started'
+
+    def hung(*_args):
+        raise AssertionError("still reading the output of the program left running")
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        said = quiesce_commands.run(["sh", "-c", script], "quiesce_after")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert said["rc"] == 0
     deadline = time.monotonic() + 5
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline
