@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+from ansible_collections.rat.backup.tests.unit.compile_counting import COUNT_COMPILES
+
 MODULE_UTILS = "ansible_collections/rat/backup/plugins/module_utils/"
 
 CHILD = r"""
@@ -53,19 +55,9 @@ print(json.dumps(found))
 
 # Run in a fresh interpreter with a payload first on sys.path, as AnsiballZ runs a module: import the
 # module (its main() does not run) and print the file of each compile(), in order.
-COMPILES = r"""
-import builtins, importlib, json, sys
+COMPILES = COUNT_COMPILES + r"""
+import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
-compiled = []
-real_compile = builtins.compile
-
-
-def counting(source, filename, *args, **kwargs):
-    compiled.append(filename)
-    return real_compile(source, filename, *args, **kwargs)
-
-
-builtins.compile = counting
 importlib.import_module(sys.argv[2])
 print(json.dumps(compiled))
 """

@@ -16,6 +16,7 @@ import sys
 import zipfile
 
 from ansible_collections.rat.backup.plugins.module_utils import payload_import
+from ansible_collections.rat.backup.tests.unit.compile_counting import COUNT_COMPILES
 
 SOURCES = {
     "pkg/__init__.py": "from pkg import a\n",
@@ -25,20 +26,10 @@ SOURCES = {
     "pkg/broken.py": "raise RuntimeError('broken on import')\n",
 }
 
-CHILD = r"""
-import builtins, importlib, json, sys
+CHILD = COUNT_COMPILES + r"""
+import importlib, json, sys
 hooked, plain = sys.argv[1], sys.argv[2]
 sys.path[:0] = [hooked]
-compiled = []
-real_compile = builtins.compile
-
-
-def counting(source, filename, *args, **kwargs):
-    compiled.append(filename)
-    return real_compile(source, filename, *args, **kwargs)
-
-
-builtins.compile = counting
 import payload_import  # installs itself for the archive it came from: hooked
 seen = {}
 for name in ("pkg", "pkg.a", "pkg.sub", "pkg.sub.b"):
