@@ -195,8 +195,12 @@ def mirror_options(params, point=None, check_mode=False):
 def _mirror(params, point, log, check_mode, checkpoint=None):
     # Connected once the snapshot is exported, so what connecting costs runs beside pg_dump too.
     side = s3.connect(params, "src_", fast=True, max_pool_connections=max(10, 2 * params["concurrency"] + 4))
+    # The buckets' versioning as the checks read it (run() passes begin's "checked"): one request
+    # a bucket less (s3_source.versioning says why the earlier reading is safe).
+    checked = params.get("checked")
+    versioning = {b: v["versioned"] for b, v in checked["s3"]["buckets"].items()} if checked else None
     return Mirror(mirror_options(params, point, check_mode), side.client, None, log=log, check_mode=check_mode,
-                  src_http=side.fast, checkpoint=checkpoint)
+                  src_http=side.fast, checkpoint=checkpoint, src_versioning=versioning)
 
 
 def check_services(p):
@@ -274,7 +278,7 @@ def run(params, check_mode=False, log=None):
         # No snapshot is exported: PostgreSQL's clock stands for it, so the skew and the plan are
         # what the real run would meet.
         checked = begun["checked"]["postgres"]
-        mirror_params = dict(params, dest=begun["existing_dir"], link_dest=link_dest)
+        mirror_params = dict(params, dest=begun["existing_dir"], link_dest=link_dest, checked=begun["checked"])
         mirrored = _mirror(mirror_params, checked["clock"], log, True).run()
         return dict(begun, dump=checked, mirror=mirrored, consistency=mirrored["consistency"], changed_during=[],
                     quiesce={})
@@ -285,7 +289,8 @@ def run(params, check_mode=False, log=None):
     quiesce = {}
     try:
         with quiesce_commands.terminable():
-            captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest), quiesce, log)
+            captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest,
+                                              checked=begun["checked"]), quiesce, log)
             captured["committed"] = commit(params, begun, captured, log)
     except BaseException as exc:  # pylint: disable=broad-except
         if isinstance(exc, RatBackupError) and "committed" in exc.details:

@@ -26,15 +26,18 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror.upload import U
 
 
 class Mirror:
-    """One bucket_mirror run. ``options`` is the module's params dict, read once here."""
+    """One bucket_mirror run. ``options`` is the module's params dict, read once here;
+    ``src_versioning``: {bucket: versioned} of the source read already in this run (a backup's
+    checks), not asked again."""
 
     def __init__(self, options, src_client=None, dest_client=None, log=None, check_mode=False,
-                 src_http=None, dest_http=None, checkpoint=None):
+                 src_http=None, dest_http=None, checkpoint=None, src_versioning=None):
         self.settings = Settings.from_params(options, check_mode)
         self.sides = Sides.from_params(options, src_client, dest_client, src_http, dest_http)
         self.counter = Counter(log, checkpoint)
         self.lister = listing.Lister(src_client, self.sides.src_endpoint, self.settings.src.prefix,
-                                     self.settings.filter, self.settings.as_of, self.settings.use_versions, src_http)
+                                     self.settings.filter, self.settings.as_of, self.settings.use_versions, src_http,
+                                     src_versioning)
 
     def run(self):
         started = time.monotonic()

@@ -39,10 +39,15 @@ def check(client, endpoint, wanted, fail_on_best_effort=False, http=None):
     return {"buckets": {b: {"versioned": v} for b, v in found.items()}}
 
 
-def versioning(client, endpoint, names, fail_on_best_effort=False, http=None):
+def versioning(client, endpoint, names, fail_on_best_effort=False, http=None, known=None):
     """{bucket: versioned} of the buckets ``names``; refused when one is unversioned and
-    ``fail_on_best_effort`` (consistency.refuse_best_effort)."""
-    found = {b: s3.is_versioned(client, endpoint, b, http) for b in names}
+    ``fail_on_best_effort`` (consistency.refuse_best_effort). ``known``: {bucket: versioned} read
+    earlier in the same run (check's), taken as is; only the other buckets are asked. Safe because
+    a bucket once versioned stays so (Suspended counts as versioned, s3.is_versioned): a fact read
+    earlier can only miss versioning turned on since, which captures that bucket best-effort, as
+    recorded, never the other way round."""
+    known = known or {}
+    found = {b: known[b] if b in known else s3.is_versioned(client, endpoint, b, http) for b in names}
     if fail_on_best_effort:
         consistency.refuse_best_effort(found)
     return found

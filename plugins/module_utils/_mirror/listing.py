@@ -32,7 +32,8 @@ class Lister:
     second; a measurement begun before the snapshot would no longer wait out that second.
     """
 
-    def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False, http=None):
+    def __init__(self, client, endpoint, prefix, key_filter, as_of=None, use_versions=False, http=None,
+                 checked=None):
         self.client = client
         # The fast transport (s3.connect) lists for a fraction of the client's CPU; with it, no
         # request of the Lister goes through boto3 (which is then never imported).
@@ -42,6 +43,8 @@ class Lister:
         self.filter = key_filter
         self.as_of = as_of
         self.use_versions = use_versions
+        # {bucket: versioned} the run's checks read (s3_source.check): pin() does not ask again.
+        self.checked = checked
         self.clock = None
         self.versioning = None
 
@@ -54,7 +57,8 @@ class Lister:
             self.clock = SnapshotClock(s3_source.date_reader(self.client, self.endpoint, buckets[0], http),
                                        point, max_clock_skew, hang_up=http.close if http is not None else None)
         try:
-            versioning = s3_source.versioning(self.client, self.endpoint, buckets, fail_on_best_effort, self.http)
+            versioning = s3_source.versioning(self.client, self.endpoint, buckets, fail_on_best_effort, self.http,
+                                              self.checked)
         except BaseException:
             self.close()
             raise

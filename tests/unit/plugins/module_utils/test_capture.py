@@ -656,3 +656,49 @@ def test_run_when_check_mode_then_clocks_compared_plan_returned_and_nothing_writ
     # PostgreSQL's clock stands for the snapshot: the skew is measured, no window made.
     assert set(result["consistency"]) == {"clock_skew", "max_clock_skew"}
     assert list(dest.iterdir()) == [] and pg.runner.started == [] and result["quiesce"] == {}
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check_mode"])
+def test_run_when_the_checks_read_versioning_then_the_mirror_asks_no_bucket_again(
+        versioned_lake, tmp_path, monkeypatch, check_mode):
+    client = versioned_lake
+    client.put_object(Bucket="lake", Key="b", Body=b"22")
+    fill(client, "plain", {"c": b"333"})
+    asked = []
+    real_is_versioned = capture.s3.is_versioned
+
+    def is_versioned(s3_client, endpoint, bucket, http_=None):
+        asked.append(bucket)
+        return real_is_versioned(s3_client, endpoint, bucket, http_)
+
+    monkeypatch.setattr(capture.s3, "is_versioned", is_versioned)
+    root = tmp_path / "root"
+    root.mkdir()
+    pg = FakeClient(ScriptRunner(archive_script(tmp_path)))
+    monkeypatch.setattr(capture.postgres, "client_from_params", lambda p: pg)
+    clock = {"time": "2026-12-07T07:00:00Z", "host_offset": [-0.001, 0.001]}
+    monkeypatch.setattr(capture.postgres, "check", lambda c: {"server_version": "15.18", "clock": clock})
+    run_params = dict(params(root, src_endpoint=URL, buckets=[]), root=str(root), incremental=True, lease_hours=1.0,
+                      idle_minutes=1.0, python_modules=[], quiesce_before=[], quiesce_after=[], host_name="h",
+                      log_file=None, metrics_dir=None)
+    result = capture.run(run_params, check_mode=check_mode)
+    # Each bucket's versioning read once, by the checks; the mirror's pin took it from them.
+    assert sorted(asked) == ["lake", "plain"]
+    assert result["checked"]["s3"] == {"buckets": {"lake": {"versioned": True}, "plain": {"versioned": False}}}
+    if not check_mode:
+        header, entries = read_manifest(result["committed"]["backup_dir"] + "/manifest.json", "manifest")
+        assert header["buckets"] == {"lake": {"versioned": True}, "plain": {"versioned": False}}
+        assert sorted((e.bucket, e.key) for e in entries) == [("lake", "a"), ("lake", "b"), ("plain", "c")]
+        assert result["consistency"]["buckets"] == {"lake": "snapshot", "plain": "best-effort"}
+
+
+@pytest.fixture
+def versioned_lake(client):
+    """The versioned bucket "lake" with the object "a" (the fixture ``client`` removes only current
+    objects: its versions are removed here)."""
+    fill(client, "lake", {"a": b"1"})
+    client.put_bucket_versioning(Bucket="lake", VersioningConfiguration={"Status": "Enabled"})
+    yield client
+    for page in client.get_paginator("list_object_versions").paginate(Bucket="lake"):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            client.delete_object(Bucket="lake", Key=item["Key"], VersionId=item["VersionId"])

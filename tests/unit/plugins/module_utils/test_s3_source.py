@@ -28,3 +28,17 @@ def test_check_when_bucket_missing_or_unversioned_refused_naming_it(client):
     with pytest.raises(RatBackupError, match="rat are not versioned"):
         s3_source.check(client, endpoint, ["rat"], fail_on_best_effort=True)
     assert s3_source.check(client, endpoint, ["rat"]) == {"buckets": {"rat": {"versioned": False}}}
+
+
+def test_versioning_when_known_for_some_buckets_asks_only_the_others_and_still_refuses(client, monkeypatch):
+    bucket(client, "rat", {"a": b"1"}, versioned=True)
+    bucket(client, "late", {"b": b"2"})
+    endpoint = s3.Endpoint(None, "key", "secret")
+    asked = []
+    real = s3.is_versioned
+    monkeypatch.setattr(s3, "is_versioned", lambda c, e, name, http=None: asked.append(name) or real(c, e, name, http))
+    # "late": a bucket the checks did not see (created since, every bucket wanted).
+    assert s3_source.versioning(client, endpoint, ["late", "rat"], known={"rat": True}) == {"late": False, "rat": True}
+    assert asked == ["late"]
+    with pytest.raises(RatBackupError, match="late are not versioned"):
+        s3_source.versioning(client, endpoint, ["late", "rat"], fail_on_best_effort=True, known={"rat": True})
