@@ -29,7 +29,7 @@ WINDOW = 10000
 _END = object()
 
 
-def run_all(items, work, record, concurrency, progress=None, total=None, processes=0, start=None):
+def run_all(items, work, record, concurrency, progress=None, total=None, processes=0, start=None, ahead=None):
     """Run ``work`` on every item with ``concurrency`` threads; ``record`` runs in this thread.
 
     Workers take items from one queue and hand results back on another: per item two queue
@@ -37,10 +37,11 @@ def run_all(items, work, record, concurrency, progress=None, total=None, process
     transfer). The first failure stops new work; the ones already running finish first.
     ``progress(finished, total)`` marks the items as transfers: it is called at most every
     PROGRESS_EVERY seconds, and a failure says how many transfers were done before it.
-    ``items`` may be any iterable (then ``total`` says how many for the messages).
+    ``items`` may be any iterable (then ``total`` says how many for the messages). ``processes``,
+    ``start`` and ``ahead``: as ``results`` takes them.
     """
     for dummy in results(items, work, record, concurrency, progress, total, ordered=False, processes=processes,
-                         start=start):
+                         start=start, ahead=ahead):
         pass
 
 

@@ -142,12 +142,13 @@ class Counter:
         self.log(f"bucket_mirror: {finished}/{total} objects, {self.stats['bytes']} bytes copied")
 
 
-def transfer(settings, counter, items, work, total=None, transport=None, start=None):
-    """Run ``work`` on every item in the pool (in worker processes for an HTTP ``transport``),
-    counting each finished transfer (``work`` returns the Entry sent, or None)."""
+def transfer(settings, counter, items, work, total=None, transport=None, start=None, ahead=None):
+    """Run ``work`` on every item in the pool (in worker processes for an HTTP ``transport``, with
+    ``start`` and ``ahead`` as pool.results runs them), counting each finished transfer (``work``
+    returns the Entry sent, or None)."""
     def record(entry):
         if entry is not None:
             counter.copied(entry.size)
 
     pool.run_all(items, work, record, settings.concurrency, counter.progress, total,
-                 processes=settings.worker_processes(transport), start=start)
+                 processes=settings.worker_processes(transport), start=start, ahead=ahead)

@@ -20,6 +20,10 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror import pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
 from ansible_collections.rat.backup.plugins.module_utils._mirror.settings import transfer
 
+# Files up to this size are read and checked ahead of their upload and their PUTs pipelined (held
+# in memory a batch at a time): above it, a request's own cost is little of the object's.
+PIPELINED_SIZE = 64 << 10
+
 
 def _key_of(entry):
     return entry.key
@@ -46,6 +50,10 @@ class Upload:
         self.versioning = {}
         self._tops = None
         self._rename = False
+        # Destination buckets a PUT may be sent twice into (pipelined), and in a worker the
+        # (body, sha256) of files read and checked ahead of their upload, by (bucket, key).
+        self.resendable = set()
+        self._checked = {}
 
     def plan(self):
         targets, self.versioning = self._targets()
@@ -70,6 +78,8 @@ class Upload:
                 # with that stream sorted in memory.
                 plan.close()
                 unsorted.add(exc.what)
+        if self.sides.dest_http is not None and not self.settings.check_mode:
+            self.resendable = self._unversioned(buckets, plan.create_buckets)
         return {"plan": plan.summary(), "skipped_files": self.skipped_files,
                 "changed": bool(plan.count("copy") or plan.deletes or plan.create_buckets)}
 
@@ -131,19 +141,71 @@ class Upload:
         head = s3.object_attributes(self.sides.dest_client, self.sides.dest_endpoint, entry.bucket, entry.key)
         return not entry.attributes_differ(head)
 
+    def _unversioned(self, buckets, created):
+        """The destination buckets without versioning: a PUT sent twice into one (a pipelined PUT sent
+        again after its connection ended) writes the same bytes again, where a versioned bucket would
+        keep one version more. A bucket whose versioning cannot be read counts as versioned."""
+        found = set()
+        for bucket in buckets:
+            if bucket in created:
+                versioned = self.versioning.get(bucket, False)
+            else:
+                try:
+                    versioned = s3.is_versioned(self.sides.dest_client, self.sides.dest_endpoint, bucket,
+                                                http=self.sides.dest_http)
+                except RatBackupError:
+                    versioned = True
+            if not versioned:
+                found.add(bucket)
+        return found
+
     def apply(self):
         plan = self._plan
         try:
             for bucket in plan.create_buckets:
                 s3.create_bucket(self.sides.dest_client, self.sides.dest_endpoint, bucket, self.versioning.get(bucket, False))
             transfer(self.settings, self.counter, (row[1] for row in plan.spool.rows()), self.put, plan.count("copy"),
-                     self.sides.dest_http, start=self.sides.forget_dest_client)
+                     self.sides.dest_http, start=self.sides.forget_dest_client, ahead=self.ahead)
         finally:
             plan.close()
         self.sides.delete_dest(plan.deletes, self.counter)
 
+    def ahead(self, entries):
+        """In a worker, before it uploads ``entries``: the files up to PIPELINED_SIZE going into a bucket
+        without versioning are read and checked now, and their PUTs sent ahead (several in flight on
+        one connection: the server takes them without waking in between). A file that cannot be read
+        or is not the manifest's is left to ``put``, which fails on it; nothing of it is sent."""
+        puts = []
+        for entry in entries:
+            if entry.size <= PIPELINED_SIZE and entry.bucket in self.resendable:
+                try:
+                    body, sha256 = self._read_checked(entry)
+                except RatBackupError:
+                    continue
+                self._checked[entry.bucket, entry.key] = body, sha256
+                puts.append((entry.bucket, entry.key, body, sha256, entry.extra_args()))
+        if puts:
+            self.sides.dest_http.expect(puts=puts)
+
+    def _read_checked(self, entry):
+        """(bytes, sha256) of a small entry's file, read whole; integrity.Mismatch unless they are the manifest's."""
+        path = self.tree.source_path(entry.relpath)
+        fd = local_tree.open_regular(path)
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                reader = integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
+                                                 entry.size, entry.sha256)
+                body = reader.read(entry.size)
+                return body, reader.finish()
+        except OSError as exc:
+            raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
+
     def put(self, entry):
         """Upload one file, checked as it is read: bytes that are not the manifest's never complete an object."""
+        checked = self._checked.pop((entry.bucket, entry.key), None)
+        if checked is not None:
+            self.sides.dest_http.put_object(entry.bucket, entry.key, checked[0], checked[1], entry.extra_args())
+            return entry
         path = self.tree.source_path(entry.relpath)
         fd = local_tree.open_regular(path)
         try:

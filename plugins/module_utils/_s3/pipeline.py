@@ -1,25 +1,29 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Several GETs in flight on one kept-alive connection (HTTP/1.1 pipelining), for small objects.
+"""Several requests in flight on one kept-alive connection (HTTP/1.1 pipelining), for small objects.
 
-A worker that sends one GET and waits for its answer leaves the server idle between two of its
-requests: every request wakes the server, then the worker. On `rclone serve s3` that cost the
-server 0.28-0.31 ms of CPU per object against 0.22 ms serving rclone's 16 requests in flight.
-Here the GETs a worker is about to make (``Transport.expect``) go out DEPTH at a time in one
-write, on a connection of their own, and each answer is read when its request is made, in the
-order sent, as HTTP/1.1 answers come.
+A worker that sends one request and waits for its answer leaves the server idle between two of
+its requests: every request wakes the server, then the worker. On `rclone serve s3` that cost the
+server 0.28-0.31 ms of CPU per GET against 0.22 ms serving rclone's 16 requests in flight. Here
+the requests a worker is about to make (``Transport.expect``: GETs of listed objects; PUTs whose
+bytes are read and checked already) go out DEPTH at a time in one write, on a connection of
+their own, and each answer is read when its request is made, in the order sent, as HTTP/1.1
+answers come.
 
-A pipelined answer is taken only when its head was read whole and, for a 2xx, its ETag and length
-are the listed ones; anything else (the connection ended, timed out or sent garbage before it, or
-a head not the listed object's) leaves the request to be made alone with the transport's usual
-retries, as if it had never been pipelined. The requests behind it are sent again on a new
-connection (GETs: asking twice changes nothing). Pipelining stops for good in this process when
-the server shows it does not keep a pipeline: it ends the connection after an answer while
-requests are in flight behind it (Connection: close or not), an answer behind another one does
-not come within STALL seconds (a server that reads only the first request of a pipeline never
-answers the rest), or an answer is not the listed object's (a server that mixes up answers; an
-object changed since the listing also stops it, which costs only speed).
+A pipelined answer is taken only when its head was read whole and, for a 2xx, its ETag (and for
+a GET its length) are the expected ones: a GET's the listed object's, a PUT's the MD5 of its body;
+anything else (the connection ended, timed out or sent garbage before it, or a head not the
+request's) leaves the request to be made alone with the transport's usual retries, as if it had
+never been pipelined. The requests behind it are sent again on a new connection: so only requests
+that may be sent twice are pipelined (GETs: asking twice changes nothing; a PUT into a bucket
+without versioning writes the same bytes again, where a versioned one would keep a version more).
+Pipelining stops for good in this process when the server shows it does not keep a pipeline: it
+ends the connection after an answer while requests are in flight behind it (Connection: close or
+not), an answer behind another one does not come within STALL seconds (a server that reads only
+the first request of a pipeline never answers the rest), or an answer is not the expected one (a
+server that mixes up answers; an object changed since the listing, or a server whose PUT ETag is
+not the body's MD5, also stops it, which costs only speed).
 """
 
 from __future__ import annotations
@@ -37,23 +41,26 @@ STALL = 10.0
 
 
 class Slot:
-    """One expected GET: its request target (path and query as sent), path and query as signed,
-    and the listed ETag (quoted) and size its answer must carry."""
+    """One expected request: its method, request target (path and query as sent), path and query
+    as signed, the ETag (quoted) a 2xx answer must carry, the length of the body a 2xx answer must
+    have (None: any), and what the transport needs to send it (``extra``: a PUT's headers and body)."""
 
-    __slots__ = ("target", "path", "query", "etag", "size")
+    __slots__ = ("method", "target", "path", "query", "etag", "size", "extra")
 
-    def __init__(self, target, path, query, etag, size):
+    def __init__(self, method, target, path, query, etag, size, extra=None):
+        self.method = method
         self.target = target
         self.path = path
         self.query = query
         self.etag = etag
         self.size = size
+        self.extra = extra
 
 
 class Pipeline:
-    """The pipelined GETs of one thread: ``connect()`` makes a new (unconnected) http1.Connection,
-    ``head_of(slot)`` the signed head of a slot's request, ``etag_of(fields)`` the quoted ETag of an
-    answer's headers."""
+    """The pipelined requests of one thread: ``connect()`` makes a new (unconnected) http1.Connection,
+    ``head_of(slot)`` the bytes of a slot's signed request (its body too), ``etag_of(fields)`` the
+    quoted ETag of an answer's headers."""
 
     def __init__(self, connect, head_of, etag_of, read_timeout):
         self.connect = connect
@@ -79,13 +86,13 @@ class Pipeline:
             # Found again (and sent again on a new connection) when the first answer is asked for.
             self._drop_connection()
 
-    def take(self, target):
-        """The Slot of a request to ``target`` when it is expected, else None. Slots expected before it
-        (asked for no more: their objects were not fetched after all) are forgotten."""
+    def take(self, method, target):
+        """The Slot of a ``method`` request to ``target`` when it is expected, else None. Slots
+        expected before it (asked for no more: their objects were not sent after all) are forgotten."""
         if not self.enabled:
             return None
         for index, slot in enumerate(self.slots):
-            if slot.target == target:
+            if slot.target == target and slot.method == method:
                 break
         else:
             return None
@@ -109,7 +116,7 @@ class Pipeline:
             stall = self.answered > 0
             if stall:
                 self.conn.sock.settimeout(min(STALL, self.read_timeout))
-            status, fields, body = self.conn.answer("GET")
+            status, fields, body = self.conn.answer(slot.method)
             if stall and self.conn.sock is not None:
                 self.conn.sock.settimeout(self.read_timeout)
         except socket.timeout:
@@ -125,7 +132,7 @@ class Pipeline:
         self.sent -= 1
         self.answered = self.answered + 1 if self.sent else 0
         if 200 <= status < 300 and (self.etag_of(fields) != slot.etag or (
-                "content-length" in fields and fields["content-length"] != str(slot.size))):
+                slot.size is not None and "content-length" in fields and fields["content-length"] != str(slot.size))):
             body.close()
             self._stop()
             return None

@@ -15,7 +15,6 @@ alike. Used for endpoints given by URL (MinIO, any S3-compatible server, AWS by 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import os
 import http.client
@@ -152,13 +151,14 @@ class Transport:
         ``body`` is bytes (sent again on a retry). A connection the server closed while idle is
         replaced at once; what botocore's standard mode retries (``retry``) is tried ``attempts``
         times in all, with its backoff; a TLS handshake that fails is not tried again. A GET this
-        thread ``expect``-ed is answered on its pipeline when it can be, else made alone.
+        thread ``expect``-ed (a GET, or a PUT of the same body) is answered on its pipeline when it can
+        be, else made alone.
         """
         path, query = self.target(bucket, key, query)
         target = path + "?" + query if query else path
         payload_sha256 = payload_sha256 or (UNSIGNED if body else EMPTY_SHA256)
         pipe = getattr(self.local, "pipeline", None)
-        slot = pipe.take(target) if pipe is not None and method == "GET" and not headers else None
+        slot = pipe.take(method, target) if pipe is not None and (method == "PUT" or not headers) else None
         for attempt in range(self.attempts):
             answer = pipe.answer(slot) if slot is not None and not attempt else None
             try:
@@ -204,23 +204,34 @@ class Transport:
             return Response(status, fields, raw)
         raise AssertionError("unreachable")
 
-    def expect(self, gets):
-        """The GETs this thread is about to make, in order, as (bucket, key, version id or None,
-        listed quoted ETag, listed size): sent ahead on a pipeline connection of their own
-        (pipeline.py), each answer read when ``get`` asks for it."""
+    def expect(self, gets=(), puts=()):
+        """The requests this thread is about to make, in order: sent ahead on a pipeline connection
+        of their own (pipeline.py), each answer read when ``get`` or ``put_object`` asks for it.
+        ``gets``: (bucket, key, version id or None, listed quoted ETag, listed size); ``puts``:
+        put_object's (bucket, key, body, sha256, extra), only where a PUT sent twice is harmless."""
         pipe = getattr(self.local, "pipeline", None)
         if pipe is None:
-            pipe = self.local.pipeline = pipeline.Pipeline(self._new_connection, self._get_head, _answer_etag,
+            pipe = self.local.pipeline = pipeline.Pipeline(self._new_connection, self._head, _answer_etag,
                                                            self.read_timeout)
         slots = []
         for bucket, key, version_id, etag, size in gets:
             path, query = self.target(bucket, key, {"versionId": version_id} if version_id else None)
-            slots.append(pipeline.Slot(path + "?" + query if query else path, path, query, etag, size))
+            slots.append(pipeline.Slot("GET", path + "?" + query if query else path, path, query, etag, size))
+        for bucket, key, body, sha256, extra in puts:
+            path = self.path(bucket, key)
+            headers = self._put_headers(bucket, key, body, extra)
+            # The ETag of a single PUT's answer is its body's MD5 (sent as Content-MD5 already).
+            etag = '"' + base64.b64decode(headers["Content-MD5"]).hex() + '"'
+            slots.append(pipeline.Slot("PUT", path, path, "", etag, None, (headers, body, sha256 or UNSIGNED)))
         pipe.expect(slots)
 
-    def _get_head(self, slot):
-        return http1.request_head("GET", slot.target, self.host_header,
-                                  self.signer.sign("GET", slot.path, slot.query, {}, EMPTY_SHA256))
+    def _head(self, slot):
+        if slot.extra is None:
+            return http1.request_head("GET", slot.target, self.host_header,
+                                      self.signer.sign("GET", slot.path, slot.query, {}, EMPTY_SHA256))
+        headers, body, sha256 = slot.extra
+        return http1.request_head("PUT", slot.target, self.host_header,
+                                  self.signer.sign("PUT", slot.path, slot.query, headers, sha256), len(body)) + body
 
     def _new_connection(self):
         return http1.Connection(self.host, self.port, self.host_header, self.context, self.connect_timeout,
@@ -256,13 +267,13 @@ class Transport:
                 return None
             raise errors.translate(exc, self.endpoint, "reading", bucket, key)
         headers = response.headers
-        result = {"Body": _Body(response.raw), "ETag": wire.quoted_etag(headers.get("etag")),
+        result = {"Body": wire.StreamingBody(response.raw), "ETag": wire.quoted_etag(headers.get("etag")),
                   "Metadata": {k[len(_META):]: v for k, v in headers.items() if k.startswith(_META)}}
         if "content-length" in headers and "chunked" not in headers.get("transfer-encoding", ""):
             # A chunked answer has no length up front (boto3 leaves ContentLength out then too).
             result["ContentLength"] = int(headers["content-length"])
         if headers.get("last-modified"):
-            result["LastModified"] = _header_time(headers["last-modified"])
+            result["LastModified"] = wire.header_time(headers["last-modified"])
         if headers.get("x-amz-version-id"):
             result["VersionId"] = headers["x-amz-version-id"]
         if headers.get("content-range"):
@@ -276,6 +287,11 @@ class Transport:
         """PUT with boto3's ExtraArgs names (ContentType, ..., Metadata) and the body's Content-MD5
         (as boto3 sends it: a server that checks it refuses a body damaged on the way); returns the
         quoted ETag."""
+        headers = self._put_headers(bucket, key, body, extra)
+        with errors.translated(self.endpoint, "writing", bucket, key):
+            return wire.quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
+
+    def _put_headers(self, bucket, key, body, extra):
         headers = {header: extra[name] for name, header in _ATTRIBUTES if extra.get(name)}
         headers.update((_META + k, v) for k, v in (extra.get("Metadata") or {}).items())
         for name, value in headers.items():
@@ -286,8 +302,7 @@ class Transport:
                                      f"{name!r} has a character HTTP does not allow in its name or value",
                                      endpoint=self.endpoint.name, bucket=bucket, key=key)
         headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode("ascii")
-        with errors.translated(self.endpoint, "writing", bucket, key):
-            return wire.quoted_etag(self.put(bucket, key, body, sha256, headers).get("etag"))
+        return headers
 
     def list_current(self, bucket, prefix="", page_size=None):
         """(key, size, quoted ETag, LastModified datetime) of a bucket's current objects, in key order."""
@@ -367,30 +382,3 @@ def _percent_utf8(match):
 
 def _answer_etag(fields):
     return wire.quoted_etag(fields.get("etag"))
-
-
-@functools.lru_cache(maxsize=1024)
-def _header_time(text):
-    # Objects written together share their Last-Modified second: parsed once each (~5 us).
-    return errors.parse_timestamp(text)
-
-
-class _Body:
-    """A GET's body as botocore's StreamingBody is used here: chunks, then close."""
-
-    def __init__(self, raw):
-        self.raw = raw
-
-    def iter_chunks(self, size):
-        while True:
-            chunk = self.raw.read(size)
-            if not chunk:
-                return
-            yield chunk
-
-    def read(self, amount=None):
-        return self.raw.read(amount)
-
-    def close(self):
-        # Unread bytes would be taken for the next answer on its connection: dropped unless read.
-        self.raw.close()

@@ -225,10 +225,10 @@ def test_get_object_when_objects_share_a_second_returns_each_its_own_last_modifi
     first = http.get_object(name, "a")
     first["Body"].read()
     assert first["LastModified"] == client.head_object(Bucket=name, Key="a")["LastModified"]
-    fast_transport._header_time.cache_clear()  # pylint: disable=protected-access
+    wire.header_time.cache_clear()
     for text in ("Mon, 07 Dec 2026 06:38:13 GMT", "Mon, 07 Dec 2026 06:38:14 GMT", "Mon, 07 Dec 2026 06:38:13 GMT"):
-        assert fast_transport._header_time(text) == s3.parse_timestamp(text)  # pylint: disable=protected-access
-    assert fast_transport._header_time.cache_info().hits == 1  # pylint: disable=protected-access
+        assert wire.header_time(text) == s3.parse_timestamp(text)
+    assert wire.header_time.cache_info().hits == 1
 
 
 def test_quoted_etag_when_bare_adds_quotes_once():
