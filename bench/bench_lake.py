@@ -17,6 +17,13 @@ the 1 GiB object; restore of the lake into empty buckets. Time is wall clock; cl
 process tree's user+sys; server CPU is read from /proc; peak RSS of bucket_mirror is sampled from
 /proc while the playbook runs (VmHWM of its process). Prints Markdown tables.
 
+Every measured run (each peer's and ours, every scenario) gets a freshly started server over the
+same data directory: `rclone serve s3` spends more CPU per request the longer it runs and the
+more it has cached (20,000-object restores on one server process: 12.3 s of server CPU for the
+first, 25.7 s for the same restore two runs later), so whichever tool ran later on a shared
+server process was measured against a slower server (the restore ran rclone first, ours
+second; the first backup rclone's two runs, then ours). The page cache is the machine's and stays.
+
 Planning memory at RAT_BENCH_LAKE_PLAN_KEYS (1,000,000) keys is measured by lake_plan_rss.py against a
 synthetic listing. Environment: RAT_BENCH_LAKE_OBJECTS, RAT_BENCH_LAKE_HUGE_MB (1024; 0 skips), RAT_BENCH_LAKE_PORT
 (20800), RAT_BENCH_LAKE_PEERS (default "rclone,aws"), RAT_BENCH_LAKE_SERVER (the rclone binary).
@@ -114,10 +121,15 @@ def seed(data):
 
 class Server:
     def __init__(self, data, log):
+        self.data = data
+        self.log = log
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen([SERVER, "serve", "s3", "--addr", "127.0.0.1:%d" % PORT,
                                       "--auth-key", "%s,%s" % (KEY, SECRET), "--etag-hash", "MD5",
-                                      "--config", "/dev/null", data],
-                                     stdout=log, stderr=log)
+                                      "--config", "/dev/null", self.data],
+                                     stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -135,6 +147,11 @@ class Server:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+    def restart(self):
+        """A fresh server process over the same directory (see the module's docstring)."""
+        self.stop()
+        self.start()
 
 
 class RssWatch(threading.Thread):
@@ -208,12 +225,14 @@ def descends_from(pid, root):
 
 
 def measure(server, argv, env=None, cwd=None, watch=None):
-    """Run ``argv``: wall s, client CPU s (the process tree), server CPU s, peak RSS MB, stdout."""
+    """Run ``argv`` against a freshly started server: wall s, client CPU s (the process tree), server
+    CPU s, peak RSS MB, stdout."""
     helper = ("import json,subprocess,sys,time,resource\n"
               "t=time.monotonic();p=subprocess.run(sys.argv[1:],capture_output=True)\n"
               "s=time.monotonic()-t;u=resource.getrusage(resource.RUSAGE_CHILDREN)\n"
               "print(json.dumps({'rc':p.returncode,'s':s,'cpu':u.ru_utime+u.ru_stime,'rss':u.ru_maxrss/1024.0,"
               "'lines':p.stdout.count(b'\\n'),'out':p.stdout[-20000:].decode('utf-8','replace'),'err':p.stderr[-4000:].decode('utf-8','replace')}))\n")
+    server.restart()
     watcher = RssWatch() if watch else None
     if watcher:
         watcher.start()
@@ -382,7 +401,8 @@ def report(r, lake_bytes):
           % (OBJECTS, lake_bytes / 1e6))
     print()
     print("Same run, 2 shared cores: absolute times move with the machine's load, the ratios less.")
-    print("Each cell: wall clock (client CPU + server CPU, user+sys seconds).")
+    print("Each cell: wall clock (client CPU + server CPU, user+sys seconds). Every run, each peer's and ours, "
+          "against a freshly started server over the same data (rclone serve s3 slows the longer it runs).")
     print()
     print("| scenario | " + " | ".join(label for _n, label in NAMES) + " | floor | rat.backup / reference | target |")
     print("|---|---|---|---|---|---|---|")
