@@ -287,19 +287,43 @@ def run(params, check_mode=False, log=None):
     # controller is gone (lock.py); this process itself is the lock's taker, watched by pid.
     os.environ[lock.RUN_MARKER] = begun["lock"]["run_id"]
     quiesce = {}
+    after_failed = None
     try:
         with quiesce_commands.terminable():
-            captured = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest,
-                                              checked=begun["checked"]), quiesce, log)
+            captured, after_failed = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest,
+                                                            checked=begun["checked"]), quiesce, log)
             captured["committed"] = commit(params, begun, captured, log)
+        if after_failed is not None:
+            raise _complete_but(params, begun, captured["committed"], after_failed, log)
     except BaseException as exc:  # pylint: disable=broad-except
-        if isinstance(exc, RatBackupError) and "committed" in exc.details:
+        failure = _failure(exc, "capture", quiesce=quiesce)
+        if after_failed is not None and after_failed.msg not in failure.msg:
+            # The commit failed too: the platform not resumed is said first.
+            failure.msg = f"{after_failed.msg}; then {failure.msg}"
+        if "committed" in failure.details:
             # Complete and in place: nothing for abort to remove, and no failed run to record.
-            exc.details.update(quiesce=quiesce)
-            raise
-        started = {k: begun[k] for k in ("name", "backup_dir", "partial", "lock_token", "lock")}
-        raise _failure(exc, "capture", quiesce=quiesce, **started) from None
+            raise failure from None
+        failure.details.update((k, begun[k]) for k in ("name", "backup_dir", "partial", "lock_token", "lock"))
+        raise failure from None
     return dict(begun, quiesce=quiesce, **captured)
+
+
+def _complete_but(params, begun, committed, after_failed, log):
+    """The error of a run whose command after the quiesce failed after a good capture. The backup was
+    taken between the two commands, so it is committed as any other: thrown away it would leave the
+    host with neither a resumed platform nor this backup. A second log line and the metrics say the
+    run failed (rat_backup_last_status 0 pages), while the last success stays this backup."""
+    msg = (f"backup {begun['name']} is complete in {begun['backup_dir']}, but {after_failed.msg}; "
+           "the platform may still be quiesced")
+    try:
+        said = reporting.report(params["host_name"] or socket.gethostname(), False, begun["name"], fs.utcnow(),
+                                committed, msg, params["log_file"], params["metrics_dir"])
+    except Exception as exc:  # pylint: disable=broad-except
+        msg = f"{msg}; the failure could not be logged: {_described(exc)}"
+    else:
+        if log:
+            log(said["log_line"])
+    return RatBackupError(msg, committed=committed, **after_failed.details)
 
 
 def _failure(exc, what, **details):
@@ -308,36 +332,45 @@ def _failure(exc, what, **details):
     if isinstance(exc, RatBackupError):
         exc.details.update(details)
         return exc
-    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return RatBackupError(f"{what} failed: {said}", exception=traceback.format_exc(), **details)
+    return RatBackupError(f"{what} failed: {_described(exc)}", exception=traceback.format_exc(), **details)
+
+
+def _described(exc):
+    """What went wrong, in words: a RatBackupError's message, another exception's type and message."""
+    if isinstance(exc, RatBackupError):
+        return exc.msg
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _quiesced_capture(params, quiesce, log):
-    """The capture between the quiesce commands; ``quiesce`` gets what each did."""
-    failure = None
+    """The capture between the quiesce commands: (its result, the command after's error or None);
+    ``quiesce`` gets what each did."""
+    captured = failure = after_failed = None
     try:
         if params["quiesce_before"]:
             quiesce["before"] = quiesce_commands.run(params["quiesce_before"], "quiesce_before")
-        return capture_into(params, log)
+        captured = capture_into(params, log)
     except BaseException as exc:  # pylint: disable=broad-except
         # A RatBackupError already, so a failing command after it is said in the same message.
         failure = _failure(exc, "capture")
         raise failure from None
     finally:
         if params["quiesce_after"]:
-            _after(params["quiesce_after"], quiesce, failure)
+            after_failed = _after(params["quiesce_after"], quiesce, failure)
+    return captured, after_failed
 
 
 def _after(argv, quiesce, failure):
-    """The command after the capture, also after a failure; its own failure fails the run, and is
-    added to the capture's error when that failed first."""
+    """The command after the capture, also after a failure: its error (None when it succeeded), added
+    to the capture's own when that failed first."""
     try:
         quiesce["after"] = quiesce_commands.run(argv, "quiesce_after")
     except RatBackupError as exc:
         quiesce["after"] = exc.details.get("quiesce_after", {"cmd": argv, "error": exc.msg})
-        if failure is None:
-            raise
-        failure.msg = f"{failure.msg}; then {exc.msg}"
+        if failure is not None:
+            failure.msg = f"{failure.msg}; then {exc.msg}"
+        return exc
+    return None
 
 
 def consistency_record(params, captured):
@@ -367,9 +400,8 @@ def commit(params, begun, captured, log=None):
         if os.path.lexists(begun["partial"]) or not os.path.isdir(begun["backup_dir"]):
             raise
         # Renamed into place: the backup is complete, whatever failed after it.
-        said = exc.msg if isinstance(exc, RatBackupError) else f"{type(exc).__name__}: {exc}"
         raise RatBackupError(f"backup {begun['name']} is complete in {begun['backup_dir']}, but after its commit: "
-                             f"{said}", committed=stats, exception=traceback.format_exc()) from exc
+                             f"{_described(exc)}", committed=stats, exception=traceback.format_exc()) from exc
     if log:
         log(stats["log_line"])
     return stats

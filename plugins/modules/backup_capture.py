@@ -146,6 +146,10 @@ options:
     description:
       - A command (argv, no shell) run when the capture has ended, also after a failure (and after a failed
         O(quiesce_before)). It fails the run when it exits non-zero; what it did is in RV(quiesce).
+      - Failing after a good capture, it does not cost the backup, which was taken between the two commands.
+        The backup is committed, then the run fails saying it is complete (RV(committed)) and that the platform
+        may still be quiesced, and a second log line and the metrics record the run as failed (with this
+        backup as the last success).
     type: list
     elements: str
     default: []

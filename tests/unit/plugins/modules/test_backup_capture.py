@@ -21,8 +21,10 @@ from ansible_collections.rat.backup.plugins.module_utils import capture, postgre
 from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout, lock
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.modules import backup_capture
+from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_backup_dir import fill, prepare_partial
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_lock import in_child
 
+REAL_COMMIT = capture.commit
 CLOCK = {"time": "2026-02-16T09:30:00.000000Z", "host_offset": [0.0, 0.001]}
 
 
@@ -69,6 +71,8 @@ def services(monkeypatch):
         calls.append(("commit", begun["name"], lock.lock_state(params["root"])[0]))
         if "fail_commit" in params["buckets"]:
             raise RatBackupError(f"backup {begun['partial']} is inconsistent, not committed: minio/x missing")
+        # As the real one does, for the runs whose result carries no token to release it with.
+        lock.release(params["root"], begun["lock_token"])
         return {"name": begun["name"], "backup_dir": begun["backup_dir"], "log_line": "status=ok"}
 
     monkeypatch.setattr(postgres, "check", pg_check)
@@ -109,7 +113,8 @@ def test_capture_start_when_services_answer_then_checked_before_the_lock_and_bac
     try:
         assert not result.get("failed"), result
         assert result["checked"]["postgres"]["clock"] == CLOCK
-        assert os.path.isdir(result["partial"]) and lock.lock_state(str(tmp_path / "root"))[0]
+        # The lock held until the commit (below), which releases it.
+        assert os.path.isdir(result["partial"]) and not lock.lock_state(str(tmp_path / "root"))[0]
         # Captured into the .partial holding the lock, every program it starts marked as the run's.
         assert services == [("postgres", "127.0.0.1", 15432),
                             ("capture", result["partial"], None, True, result["lock"]["run_id"]),
@@ -202,18 +207,27 @@ def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always
                                      quiesce_before=sh(log, "before", 3 if fails == "before" else 0),
                                      quiesce_after=sh(log, "after", 4 if fails and "after" in fails else 0)))
     try:
-        run_id = result["lock"]["run_id"]
+        run_id = result["lock"]["run_id"] if "lock" in result else next(c[4] for c in services if c[0] == "capture")
         # Both commands carry the run's lock marker; after runs whatever failed.
         expected = ["before", "after"] if fails == "before" else ["before", "after"]
         assert log.read_text().split("\n")[:-1] == [f"{step} {run_id}" for step in expected]
         captured = [c for c in services if c[0] == "capture"]
         assert len(captured) == (0 if fails == "before" else 1)
-        # Committed only after a capture and the command after it both succeeded.
-        assert [c[0] for c in services if c[0] == "commit"] == (["commit"] if fails in (None, "commit") else [])
+        # Committed after every capture that succeeded, also when the command after it failed.
+        committed = ["commit"] if fails in (None, "commit", "after") else []
+        assert [c[0] for c in services if c[0] == "commit"] == committed
         assert result["quiesce"]["after"]["rc"] == (4 if fails and "after" in fails else 0)
         assert result["quiesce"]["before"]["stderr"] == "said-before" if fails != "before" else True
         if fails is None:
             assert not result.get("failed"), result
+            return
+        if fails == "after":
+            # Complete: nothing for abort to remove, the failure said with the backup it kept.
+            assert result["failed"] and not {"partial", "lock_token"} & set(result)
+            assert result["msg"] == (f"backup {result['committed']['name']} is complete in "
+                                     f"{result['committed']['backup_dir']}, but quiesce_after command "
+                                     f"{' '.join(sh(log, 'after', 4))} failed (rc 4): said-after; "
+                                     "the platform may still be quiesced")
             return
         # A failure holding the lock names what abort needs; the .partial is left for it.
         assert result["failed"] and os.path.isdir(result["partial"]) and result["lock_token"]
@@ -223,6 +237,49 @@ def test_capture_when_quiesce_commands_given_then_before_holds_lock_after_always
                     "before": f"quiesce_before command {' '.join(sh(log, 'before', 3))} failed (rc 3): said-before",
                     "after": f"quiesce_after command {' '.join(sh(log, 'after', 4))} failed (rc 4): said-after"}
         assert result["msg"] == "; then ".join(messages[part] for part in fails.split("+"))
+    finally:
+        lock.release(str(root), result.get("lock_token"))
+
+
+def test_capture_when_the_command_after_fails_after_a_good_capture_then_committed_and_the_run_logged_failed(
+        capsys, tmp_path, services, monkeypatch):
+    """A backup taken between the two commands is good whatever the command after did: kept (the real
+    commit), then the run is failed in the log and the metrics, with this backup as the last success."""
+    def capture_into(params, log=None):
+        started = {"partial": params["dest"]}
+        prepare_partial(started)
+        with open(os.path.join(params["dest"], "postgres", "rat.dump.json"), "w") as handle:
+            json.dump(fill(params["dest"]), handle)
+        return {"changed": True, "dump": {}, "mirror": {}, "consistency": None, "changed_during": [], "timings": {}}
+    monkeypatch.setattr(capture, "capture_into", capture_into)
+    monkeypatch.setattr(capture, "commit", REAL_COMMIT)
+    root, log = tmp_path / "root", tmp_path / "order"
+    began = time.time()
+    result = run_module(capsys, args(root, host_name="rat-lab", quiesce_after=sh(log, "after", 4),
+                                     log_file=str(tmp_path / "backup.log"), metrics_dir=str(tmp_path)))
+    name = result["committed"]["name"]
+    assert result["failed"] and result["msg"].startswith(f"backup {name} is complete in ")
+    assert result["msg"].endswith("failed (rc 4): said-after; the platform may still be quiesced")
+    assert not {"partial", "lock_token"} & set(result) and result["quiesce"]["after"]["rc"] == 4
+    assert [b["name"] for b in layout.list_backups(str(root))["complete"]] == [name]
+    assert not lock.lock_state(str(root))[0]
+    ok, failed = (tmp_path / "backup.log").read_text().splitlines()
+    assert f"status=ok name={name}" in ok and f"status=failed name={name}" in failed
+    assert "reason=backup " in failed and "said-after" in failed
+    metrics = (tmp_path / "rat_backup.prom").read_text()
+    assert 'rat_backup_last_status{host="rat-lab"} 0' in metrics
+    last_success = [line for line in metrics.splitlines() if line.startswith("rat_backup_last_success_timestamp")]
+    assert float(last_success[0].split()[1]) >= began - 1
+
+
+def test_capture_when_the_command_after_and_the_commit_fail_then_both_said_and_left_to_abort(
+        capsys, tmp_path, services):
+    log, root = tmp_path / "order", tmp_path / "root"
+    result = run_module(capsys, args(root, buckets=["rat", "fail_commit"], quiesce_after=sh(log, "after", 4)))
+    try:
+        assert result["failed"] and os.path.isdir(result["partial"]) and "committed" not in result
+        assert result["msg"] == (f"quiesce_after command {' '.join(sh(log, 'after', 4))} failed (rc 4): said-after; "
+                                 f"then backup {result['partial']} is inconsistent, not committed: minio/x missing")
     finally:
         lock.release(str(root), result.get("lock_token"))
 
