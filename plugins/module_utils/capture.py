@@ -203,9 +203,10 @@ def _mirror(params, point, log, check_mode, checkpoint=None):
                   src_http=side.fast, checkpoint=checkpoint, src_versioning=versioning)
 
 
-def check_services(p):
+def check_services(p, kept=None):
     """{"postgres": ..., "s3": ...}: what the checks found. A failure names its service (failed_check),
-    PostgreSQL's first when both fail.
+    PostgreSQL's first when both fail. ``kept``: a dict that gets the PostgreSQL Client checked with
+    as "postgres", its session kept for the dump's snapshot (postgres.check's ``keep``).
 
     The two services are asked at the same time, each waiting on its own network round trips.
     """
@@ -221,7 +222,10 @@ def check_services(p):
     s3_thread.start()
     try:
         with _checking("postgres"):
-            pg_checked = postgres.check(postgres.client_from_params(p))
+            client = postgres.client_from_params(p)
+            if kept is not None:
+                kept["postgres"] = client
+            pg_checked = postgres.check(client, keep=kept is not None)
     finally:
         s3_thread.join()
     with _checking("s3"):
@@ -253,12 +257,12 @@ def _checking(service):
         raise _failure(exc, f"the {service} check", failed_check=service) from None
 
 
-def begin(params, check_mode):
+def begin(params, check_mode, kept=None):
     """backup_dir.begin for this backup: checks, lock, <name>.partial (or, in check mode, what would be)."""
     return backup_dir.begin(params["root"], "backup", "backup", params["min_free_bytes"],
                             int(params["lease_hours"] * 3600), check_mode, fs.utcnow(),
                             modules=params["python_modules"], idle_seconds=int(params["idle_minutes"] * 60),
-                            check=lambda: check_services(params))
+                            check=lambda: check_services(params, kept))
 
 
 def run(params, check_mode=False, log=None):
@@ -268,9 +272,14 @@ def run(params, check_mode=False, log=None):
     token (and what the quiesce commands did), for backup_run abort. Whatever ends the run, a bug or
     a KeyboardInterrupt too, comes back as a result saying so: a process ending without one is taken
     by the role for one that died before it could run the command after the quiesce."""
+    # The check's PostgreSQL session becomes the dump's (one connection less) when no quiesce command
+    # runs between them: one could end the session, or wait for every session to go.
+    kept = None if check_mode or params["quiesce_before"] else {}
     try:
-        begun = begin(params, check_mode)
+        begun = begin(params, check_mode, kept)
     except BaseException as exc:  # pylint: disable=broad-except
+        if kept:
+            kept["postgres"].release()
         # Said with every failure: no quiesce command ran (the role then runs none either).
         raise _failure(exc, "the backup's start", quiesce={}) from None
     link_dest = begun["previous"] if params["incremental"] else None
@@ -290,8 +299,9 @@ def run(params, check_mode=False, log=None):
     after_failed = None
     try:
         with quiesce_commands.terminable():
-            captured, after_failed = _quiesced_capture(dict(params, dest=begun["partial"], link_dest=link_dest,
-                                                            checked=begun["checked"]), quiesce, log)
+            captured, after_failed = _quiesced_capture(
+                dict(params, dest=begun["partial"], link_dest=link_dest, checked=begun["checked"],
+                     postgres_client=(kept or {}).get("postgres")), quiesce, log)
             captured["committed"] = commit(params, begun, captured, log)
         if after_failed is not None:
             raise _complete_but(params, begun, captured["committed"], after_failed, log)
@@ -410,7 +420,7 @@ def commit(params, begun, captured, log=None):
 def capture_into(params, log=None):
     """Dump and mirror into the backup directory ``params["dest"]``: the result's dump, mirror,
     consistency, changed_during and timings."""
-    client = postgres.client_from_params(params)
+    client = params.get("postgres_client") or postgres.client_from_params(params)
     link_dest = params.get("link_dest")
     spec = postgres.DumpSpec(os.path.join(params["dest"], DUMP_PATH),
                              link_dest=os.path.join(link_dest, DUMP_PATH) if link_dest else None)

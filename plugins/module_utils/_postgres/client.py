@@ -160,6 +160,9 @@ class PsqlSession:
 
 # --- the client programs of one server ----------------------------------------------------------
 
+_VERSION_SQL = "SELECT current_setting('server_version_num'), current_setting('server_version');"
+
+
 class Client:
     """PostgreSQL's client programs matched to one server, on the host or in a container."""
 
@@ -172,6 +175,8 @@ class Client:
         self.server_version = None
         self.server = None
         self.client_version = None
+        # An open session keep() holds for the next open_session(): one connection less.
+        self._kept = None
 
     def _first_psql(self):
         """Any psql can ask the server its version; prefer the explicit dir, then the newest install."""
@@ -187,11 +192,15 @@ class Client:
         return found
 
     def open_session(self, database=None):
-        """Connect, learn the server version, pick the client binaries; returns the open session."""
+        """Connect, learn the server version, pick the client binaries; returns the open session
+        (the one keep() holds, when it still answers the same server)."""
         database = database or self.conn.database
+        kept = self._take_kept(database)
+        if kept is not None:
+            return kept
         session = PsqlSession(self.runner, self._first_psql(), self.conn, database)
         try:
-            rows = session.query("SELECT current_setting('server_version_num'), current_setting('server_version');")
+            rows = session.query(_VERSION_SQL)
         except RatBackupError as exc:
             where = "in container " + repr(self.runner.container) + " " if self.runner.in_container else ""
             raise RatBackupError(f"cannot connect to PostgreSQL {where}at {self.conn.describe(database)}: {exc.msg}",
@@ -204,6 +213,36 @@ class Client:
             self.bin_dir = choose_bin_dir(self.server, installed_clients(self.client_root), self.explicit_bin_dir)
         self.client_version = self.version_of("pg_dump")
         return session
+
+    def keep(self, session):
+        """Hold ``session`` (open_session's, idle: no transaction open, nothing SET) for the next
+        open_session() of its database instead of closing it: a backup's check hands its session to
+        the dump's snapshot. ``release()`` closes it when nothing takes it."""
+        self.release()
+        self._kept = session
+
+    def release(self):
+        """Close the session keep() holds, if any."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
+
+    def _take_kept(self, database):
+        """The kept session for ``database`` once it has answered the question a new session is asked
+        first (its connection lives, the same server); else None, the kept session closed."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        if kept.database == database:
+            try:
+                version = kept.query(_VERSION_SQL)[0].split("|", 1)[1]
+            except (RatBackupError, IndexError):
+                # Ended meanwhile (a restart, idle_session_timeout): connected again below.
+                version = None
+            if version is not None and version == self.server_version:
+                return kept
+        kept.close()
+        return None
 
     def version_of(self, name):
         rc, out, err = communicate(self.runner.spawn([program(self.bin_dir, name), "--version"], {}))

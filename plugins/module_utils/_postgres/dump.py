@@ -82,17 +82,25 @@ def export_snapshot(session, clock=time.time):
     }
 
 
-def check(client, clock=time.time):
+def check(client, clock=time.time, keep=False):
     """What a backup checks of PostgreSQL before it starts: the server answers these credentials,
-    pg_dump is new enough for it, and its clock against this host's (for the S3 clock skew)."""
+    pg_dump is new enough for it, and its clock against this host's (for the S3 clock skew). With
+    ``keep``, a check that passed leaves its session to ``client`` (Client.keep) for start(): it ran
+    autocommit SELECTs only, so it holds no transaction, lock or setting."""
     session = client.open_session()
     try:
         check_client_new_enough("pg_dump", client.client_version, client.server_version, client.server,
                                 client.runner.in_container)
-        return {"server_version": client.server_version, "client_version": client.client_version,
-                "clock": clock_reading(session, clock)}
-    finally:
+        checked = {"server_version": client.server_version, "client_version": client.client_version,
+                   "clock": clock_reading(session, clock)}
+    except BaseException:
         session.close()
+        raise
+    if keep:
+        client.keep(session)
+    else:
+        session.close()
+    return checked
 
 
 class DumpSpec:
@@ -158,8 +166,13 @@ def plan(client, spec, clock=time.time):
 
 def start(client, spec, now=time.monotonic, clock=time.time):
     """Export a snapshot and start pg_dump at it; returns the RunningDump (its ``point`` is known now,
-    while pg_dump writes; RunningDump.finish() or abort() ends it)."""
-    spec.validate(client.runner.in_container)
+    while pg_dump writes; RunningDump.finish() or abort() ends it). The snapshot's session is the one
+    the check kept (check's ``keep``) when it still answers, else a new one."""
+    try:
+        spec.validate(client.runner.in_container)
+    except BaseException:
+        client.release()
+        raise
     started = now()
     partial = spec.dest + ".partial"
     session = client.open_session()

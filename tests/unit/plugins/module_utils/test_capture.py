@@ -645,7 +645,7 @@ def test_run_when_check_mode_then_clocks_compared_plan_returned_and_nothing_writ
     pg = FakeClient(ScriptRunner("exit 9"))
     monkeypatch.setattr(capture.postgres, "client_from_params", lambda p: pg)
     clock = {"time": "2026-12-07T07:00:00Z", "host_offset": [-0.001, 0.001]}
-    monkeypatch.setattr(capture.postgres, "check", lambda c: {"server_version": "15.18", "clock": clock})
+    monkeypatch.setattr(capture.postgres, "check", lambda c, keep: {"server_version": "15.18", "clock": clock})
     run_params = dict(params(dest, src_endpoint=URL, buckets=["lake"]), root=str(dest), incremental=True,
                       lease_hours=1.0, idle_minutes=1.0, python_modules=[], quiesce_before=["false"],
                       quiesce_after=["false"])
@@ -677,7 +677,7 @@ def test_run_when_the_checks_read_versioning_then_the_mirror_asks_no_bucket_agai
     pg = FakeClient(ScriptRunner(archive_script(tmp_path)))
     monkeypatch.setattr(capture.postgres, "client_from_params", lambda p: pg)
     clock = {"time": "2026-12-07T07:00:00Z", "host_offset": [-0.001, 0.001]}
-    monkeypatch.setattr(capture.postgres, "check", lambda c: {"server_version": "15.18", "clock": clock})
+    monkeypatch.setattr(capture.postgres, "check", lambda c, keep: {"server_version": "15.18", "clock": clock})
     run_params = dict(params(root, src_endpoint=URL, buckets=[]), root=str(root), incremental=True, lease_hours=1.0,
                       idle_minutes=1.0, python_modules=[], quiesce_before=[], quiesce_after=[], host_name="h",
                       log_file=None, metrics_dir=None)
@@ -702,3 +702,95 @@ def versioned_lake(client):
     for page in client.get_paginator("list_object_versions").paginate(Bucket="lake"):
         for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
             client.delete_object(Bucket="lake", Key=item["Key"], VersionId=item["VersionId"])
+
+
+# PostgreSQL's client programs as stand-ins in one directory (client_bin_dir), run for real: psql
+# answers what a backup asks and logs each line with its pid, pg_dump writes the archive, pg_restore
+# lists a custom-format TOC.
+STAND_INS = {
+    "psql": r"""#!/bin/sh
+echo "$$ connected" >> "$LOG"
+while IFS= read -r line; do
+  printf '%s %s\n' "$$" "$line" >> "$LOG"
+  case "$line" in
+    "SELECT current_setting('server_version_num')"*) echo "150018|15.18" ;;
+    "SELECT extract(epoch FROM clock_timestamp())"*) date +%s.%N ;;
+    "SELECT pg_export_snapshot"*) t=$(date +%s.%N); echo "00000003-0000001B-1|$t|$t" ;;
+    '\echo '*) printf '%s\n' "${line#?echo }" ;;
+    '\q') exit 0 ;;
+  esac
+done
+""",
+    "pg_dump": """#!/bin/sh
+case "$1" in --version) echo "pg_dump (PostgreSQL) 15.18"; exit 0 ;; esac
+cat "$ARCHIVE"
+""",
+    "pg_restore": """#!/bin/sh
+printf ';\\n; Archive created at 2026-12-07 16:00:00 UTC\\n;     Format: CUSTOM\\n;\\n'
+""",
+}
+
+
+def stand_in_bin(tmp_path):
+    (tmp_path / "archive.bin").write_bytes(ARCHIVE)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in STAND_INS.items():
+        path = bin_dir / name
+        path.write_text(text.replace("$LOG", str(tmp_path / "psql.log")).replace("$ARCHIVE", str(tmp_path / "archive.bin")))
+        path.chmod(0o755)
+    return bin_dir
+
+
+def psql_lines(tmp_path):
+    """[(psql's pid, line)] in the order psql processes logged them."""
+    return [tuple(line.split(" ", 1)) for line in (tmp_path / "psql.log").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("quiesce", [False, True], ids=["no_quiesce", "quiesce_before"])
+def test_run_when_checked_then_the_check_session_holds_the_snapshot_unless_a_quiesce_runs_between(
+        client, tmp_path, quiesce):
+    fill(client, "lake", {"a": b"1"})
+    root = tmp_path / "root"
+    root.mkdir()
+    # Logged where psql logs, so the order tells whether the check's session ended before it ran.
+    quiesce_before = ["sh", "-c", f"echo 'quiesce ran' >> {tmp_path / 'psql.log'}"]
+    run_params = dict(params(root, src_endpoint=URL, buckets=["lake"]), root=str(root), incremental=True,
+                      lease_hours=1.0, idle_minutes=1.0, python_modules=[], host_name="h", log_file=None,
+                      metrics_dir=None, quiesce_before=quiesce_before if quiesce else [], quiesce_after=[],
+                      host="127.0.0.1", port=5432, user="rat", database="rat", password=None, connect_timeout=10,
+                      ssl_mode="prefer", ca_cert=None, container=None, docker_host=None,
+                      client_bin_dir=str(stand_in_bin(tmp_path)))
+    result = capture.run(run_params)
+    backup = result["committed"]["backup_dir"]
+    with open(os.path.join(backup, "postgres", "rat.dump"), "rb") as handle:
+        assert handle.read() == ARCHIVE
+    lines = psql_lines(tmp_path)
+    sessions = list(dict.fromkeys(pid for pid, dummy in lines if pid != "quiesce"))
+    asked = [line for dummy, line in lines if not line.startswith("\\echo")]
+    version = "SELECT current_setting('server_version_num'), current_setting('server_version');"
+    clock = "SELECT extract(epoch FROM clock_timestamp());"
+    snapshot = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;", asked[-3], "COMMIT;", "\\q"]
+    assert asked[-3].startswith("SELECT pg_export_snapshot()")
+    if not quiesce:
+        # One connection: the check's session, asked again whether it still answers, exports the snapshot.
+        assert len(sessions) == 1
+        assert asked == ["connected", version, clock, version] + snapshot
+    else:
+        # The check's session ended before the quiesce command ran; the dump connected again.
+        assert len(sessions) == 2
+        assert asked == ["connected", version, clock, "\\q", "ran", "connected", version] + snapshot
+
+
+def test_run_when_a_check_fails_after_postgres_answered_then_the_kept_session_is_closed(client, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    run_params = dict(params(root, src_endpoint=URL, buckets=["missing"]), root=str(root), incremental=True,
+                      lease_hours=1.0, idle_minutes=1.0, python_modules=[], host_name="h", log_file=None,
+                      metrics_dir=None, quiesce_before=[], quiesce_after=[], host="127.0.0.1", port=5432, user="rat",
+                      database="rat", password=None, connect_timeout=10, ssl_mode="prefer", ca_cert=None,
+                      container=None, docker_host=None, client_bin_dir=str(stand_in_bin(tmp_path)))
+    with pytest.raises(RatBackupError, match="missing not found") as failed:
+        capture.run(run_params)
+    assert failed.value.details["failed_check"] == "s3"
+    assert [line for dummy, line in psql_lines(tmp_path) if not line.startswith("\\echo")][-1] == "\\q"

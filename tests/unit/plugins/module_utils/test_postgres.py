@@ -417,3 +417,46 @@ def test_check_when_pg_dump_older_than_server_refuses_and_closes_the_session():
     with pytest.raises(RatBackupError, match="pg_dump"):
         postgres.check(client)
     assert client.session.closed and client.session.sql == []
+
+
+class KeptSession:
+    """A psql session open_session() may hand out again: answers the version query, or fails as a
+    session whose connection ended."""
+
+    def __init__(self, database="ratdb", alive=True):
+        self.database, self.alive = database, alive
+        self.sent, self.closed = [], False
+
+    def query(self, sql):
+        self.sent.append(sql)
+        if not self.alive:
+            raise RatBackupError("server closed the connection unexpectedly")
+        return ["150018|15.18"]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("kept, reused", [(KeptSession(), True), (KeptSession(alive=False), False),
+                                          (KeptSession(database="other"), False)],
+                         ids=["alive", "ended", "other_database"])
+def test_open_session_when_a_session_is_kept_then_it_is_reused_only_while_it_answers(kept, reused, monkeypatch):
+    opened = []
+    monkeypatch.setattr(pg_client, "PsqlSession", lambda *a: opened.append(KeptSession()) or opened[-1])
+    monkeypatch.setattr(pg_client.Client, "version_of", lambda self, name: "15.18")
+    client = pg_client.Client(FakeRunner(None), conn(), explicit_bin_dir="/opt/pg/bin")
+    client.server_version = "15.18"
+    client.keep(kept)
+    session = client.open_session()
+    assert (session is kept) == reused and len(opened) == (0 if reused else 1)
+    assert kept.closed != reused and client.server_version == "15.18"
+    # Handed out once: the next session is a new one.
+    assert client.open_session() is not kept
+
+
+def test_check_when_kept_then_the_session_is_left_open_to_the_client():
+    client = CheckedClient()
+    kept = []
+    client.keep = kept.append
+    postgres.check(client, clock=iter([100.0, 100.002]).__next__, keep=True)
+    assert kept == [client.session] and not client.session.closed

@@ -43,7 +43,7 @@ def services(monkeypatch):
     asked, in order."""
     calls = []
 
-    def pg_check(client):
+    def pg_check(client, keep=False):
         calls.append(("postgres", client.conn.host, client.conn.port))
         return {"server_version": "15.8", "client_version": "15.8", "clock": CLOCK}
 
@@ -143,10 +143,10 @@ def test_capture_start_when_s3_and_postgres_asked_then_at_the_same_time(capsys, 
         assert pg_done.wait(10), "PostgreSQL was not checked while S3 was"
         return check_s3(*a)
 
-    def pg(client):
+    def pg(client, keep=False):
         assert s3_started.wait(10), "S3 was not checked while PostgreSQL was"
         try:
-            return check_pg(client)
+            return check_pg(client, keep)
         finally:
             pg_done.set()
     monkeypatch.setattr(s3_source, "check", slow_s3)
