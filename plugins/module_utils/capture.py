@@ -188,7 +188,7 @@ def mirror_options(params, point=None, check_mode=False):
         consistency_point=point if params["use_versions"] else None,
         max_clock_skew=params["max_clock_skew"], fail_on_best_effort=params["fail_on_best_effort"],
         concurrency=params["concurrency"], processes=params.get("processes"),
-        min_free_bytes=params["min_free_bytes"])
+        min_free_bytes=params["min_free_bytes"], synced_by_commit=True)
     return options
 
 

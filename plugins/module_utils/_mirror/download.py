@@ -108,8 +108,10 @@ class Download:
                     yield item
                 elif item[0] is not None:
                     yield item[0]
-            # Before the manifest is renamed into place: it names only files on disk.
-            if self.sync_at_end and (plan.count("copy") or plan.count("link")):
+            # Before the manifest is renamed into place: it names only files on disk. Left to the
+            # commit in a backup's .partial, which is never used before that syncfs (a crash's is
+            # removed by the next begin or backup_run abort, never resumed or linked from).
+            if self.sync_at_end and not self.settings.synced_by_commit and (plan.count("copy") or plan.count("link")):
                 layout.sync_tree(tree.root)
 
         written = False

@@ -43,6 +43,9 @@ class Settings:
     min_free_bytes: int = 0
     probe: bool = False
     check_mode: bool = False
+    # backup_capture's: the backup's commit makes the whole tree durable (one syncfs) before the
+    # rename that makes it a backup, so the mirror's own syncfs would be a second one.
+    synced_by_commit: bool = False
 
     @classmethod
     def from_params(cls, params, check_mode=False):
@@ -91,7 +94,7 @@ class Settings:
             max_clock_skew=float(o.get("max_clock_skew") or 0), fail_on_best_effort=bool(o.get("fail_on_best_effort")),
             create_buckets=bool(o.get("create_buckets")), concurrency=concurrency, processes=o.get("processes"),
             attempts=max(1, int(o.get("retry_max_attempts") or 1)), min_free_bytes=max(0, o.get("min_free_bytes") or 0),
-            probe=bool(o.get("probe")), check_mode=check_mode)
+            probe=bool(o.get("probe")), check_mode=check_mode, synced_by_commit=bool(o.get("synced_by_commit")))
 
     def worker_processes(self, transport):
         """How many worker processes run the transfers over ``transport`` (0: threads of this process).

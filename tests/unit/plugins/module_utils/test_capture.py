@@ -25,6 +25,7 @@ moto_server = pytest.importorskip("moto.server")
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PgDoc  # noqa: E402
 from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Doc  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import capture, postgres  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client  # noqa: E402
@@ -742,6 +743,20 @@ def stand_in_bin(tmp_path):
     return bin_dir
 
 
+def stand_in_params(tmp_path, **overrides):
+    """backup_capture's params for a backup into tmp_path/root of the moto server's buckets, with
+    PostgreSQL's programs as stand-ins (stand_in_bin)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    run_params = dict(params(root, src_endpoint=URL), root=str(root), incremental=True, lease_hours=1.0,
+                      idle_minutes=1.0, python_modules=[], host_name="h", log_file=None, metrics_dir=None,
+                      quiesce_before=[], quiesce_after=[], host="127.0.0.1", port=5432, user="rat", database="rat",
+                      password=None, connect_timeout=10, ssl_mode="prefer", ca_cert=None, container=None,
+                      docker_host=None, client_bin_dir=str(stand_in_bin(tmp_path)))
+    run_params.update(overrides)
+    return run_params
+
+
 def psql_lines(tmp_path):
     """[(psql's pid, line)] in the order psql processes logged them."""
     return [tuple(line.split(" ", 1)) for line in (tmp_path / "psql.log").read_text().splitlines()]
@@ -751,17 +766,9 @@ def psql_lines(tmp_path):
 def test_run_when_checked_then_the_check_session_holds_the_snapshot_unless_a_quiesce_runs_between(
         client, tmp_path, quiesce):
     fill(client, "lake", {"a": b"1"})
-    root = tmp_path / "root"
-    root.mkdir()
     # Logged where psql logs, so the order tells whether the check's session ended before it ran.
     quiesce_before = ["sh", "-c", f"echo 'quiesce ran' >> {tmp_path / 'psql.log'}"]
-    run_params = dict(params(root, src_endpoint=URL, buckets=["lake"]), root=str(root), incremental=True,
-                      lease_hours=1.0, idle_minutes=1.0, python_modules=[], host_name="h", log_file=None,
-                      metrics_dir=None, quiesce_before=quiesce_before if quiesce else [], quiesce_after=[],
-                      host="127.0.0.1", port=5432, user="rat", database="rat", password=None, connect_timeout=10,
-                      ssl_mode="prefer", ca_cert=None, container=None, docker_host=None,
-                      client_bin_dir=str(stand_in_bin(tmp_path)))
-    result = capture.run(run_params)
+    result = capture.run(stand_in_params(tmp_path, buckets=["lake"], quiesce_before=quiesce_before if quiesce else []))
     backup = result["committed"]["backup_dir"]
     with open(os.path.join(backup, "postgres", "rat.dump"), "rb") as handle:
         assert handle.read() == ARCHIVE
@@ -783,14 +790,24 @@ def test_run_when_checked_then_the_check_session_holds_the_snapshot_unless_a_qui
 
 
 def test_run_when_a_check_fails_after_postgres_answered_then_the_kept_session_is_closed(client, tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
-    run_params = dict(params(root, src_endpoint=URL, buckets=["missing"]), root=str(root), incremental=True,
-                      lease_hours=1.0, idle_minutes=1.0, python_modules=[], host_name="h", log_file=None,
-                      metrics_dir=None, quiesce_before=[], quiesce_after=[], host="127.0.0.1", port=5432, user="rat",
-                      database="rat", password=None, connect_timeout=10, ssl_mode="prefer", ca_cert=None,
-                      container=None, docker_host=None, client_bin_dir=str(stand_in_bin(tmp_path)))
     with pytest.raises(RatBackupError, match="missing not found") as failed:
-        capture.run(run_params)
+        capture.run(stand_in_params(tmp_path, buckets=["missing"]))
     assert failed.value.details["failed_check"] == "s3"
     assert [line for dummy, line in psql_lines(tmp_path) if not line.startswith("\\echo")][-1] == "\\q"
+
+
+def test_run_when_objects_mirrored_then_the_tree_is_made_durable_once_by_the_commit(client, tmp_path, monkeypatch):
+    fill(client, "lake", {"a": b"1", "d/b": b"22"})
+    synced = []
+    real_sync_tree = layout.sync_tree
+    monkeypatch.setattr(layout, "sync_tree", lambda path: synced.append(path) or real_sync_tree(path))
+    run_params = stand_in_params(tmp_path, buckets=["lake"])
+    first = capture.run(run_params)
+    second = capture.run(run_params)
+    assert first["mirror"]["copied"] == 2 and second["mirror"]["linked"] == 2
+    # One syncfs a backup: the commit's, of the whole .partial (the mirror's tree and its manifest
+    # included) before its rename; the mirror in it syncs nothing of its own.
+    assert synced == [first["partial"], second["partial"]]
+    for result in (first, second):
+        header, entries = read_manifest(os.path.join(result["backup_dir"], "manifest.json"), "manifest")
+        assert sorted(e.key for e in entries) == ["a", "d/b"] and header["buckets"] == {"lake": {"versioned": False}}
