@@ -219,7 +219,11 @@ class Transport:
             slots.append(pipeline.Slot("GET", path + "?" + query if query else path, path, query, etag, size))
         for bucket, key, body, sha256, extra in puts:
             path = self.path(bucket, key)
-            headers = self._put_headers(bucket, key, body, extra)
+            try:
+                headers = self._put_headers(bucket, key, body, extra)
+            except RatBackupError:
+                # Not sent: put_object fails on it with the same message, naming the object.
+                continue
             # The ETag of a single PUT's answer is its body's MD5 (sent as Content-MD5 already).
             etag = '"' + base64.b64decode(headers["Content-MD5"]).hex() + '"'
             slots.append(pipeline.Slot("PUT", path, path, "", etag, None, (headers, body, sha256 or UNSIGNED)))

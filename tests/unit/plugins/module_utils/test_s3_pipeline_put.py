@@ -20,6 +20,7 @@ from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # 
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import pipeline  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import (  # noqa: E402
@@ -214,4 +215,23 @@ def test_restore_when_file_changes_before_its_put_is_sent_ahead_sends_nothing_of
         restore(server.url, client, src, manifest)
     assert puts(server, faulty) == [] and faulty not in stored(client)
     # The others in flight beside it are whole.
+    assert all(body == objects[key] for key, body in stored(client).items())
+
+
+def test_restore_when_one_objects_metadata_cannot_be_sent_fails_naming_it_and_sends_nothing_of_it(
+        backup, proxy, monkeypatch):
+    url, src, manifest, objects, client = backup
+    faulty = KEYS[3]
+    real = Entry.extra_args
+
+    def extra_args(self):
+        # A value with a line break (a hand-edited manifest): it would end the header early.
+        return dict(real(self), Metadata={"note": "a\nb"}) if self.key == faulty else real(self)
+
+    monkeypatch.setattr(Entry, "extra_args", extra_args)
+    server = proxy(url)
+    with pytest.raises(RatBackupError, match=r"key '%s' failed: header 'x-amz-meta-note' has a character HTTP does not "
+                                             r"allow in its name or value" % faulty):
+        restore(server.url, client, src, manifest)
+    assert puts(server, faulty) == [] and faulty not in stored(client)
     assert all(body == objects[key] for key, body in stored(client).items())
