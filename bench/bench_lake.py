@@ -132,6 +132,10 @@ class Server:
                                      stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                # Not another server's port: one left on it would be measured, over another directory.
+                raise SystemExit("bench_lake: %s serve s3 exited (%d) before it listened on %d; is the port taken?"
+                                 % (SERVER, self.proc.returncode, PORT))
             with socket.socket() as sock:
                 if sock.connect_ex(("127.0.0.1", PORT)) == 0:
                     return
