@@ -34,7 +34,8 @@ options:
         description: How the moment was read.
         type: str
       clock_skew:
-        description: Interval of S3's clock minus PostgreSQL's, in seconds.
+        description: Interval of S3's clock minus PostgreSQL's, in seconds (only with a versioned bucket, as are the
+          clock_skew_measured, max_clock_skew and window).
         type: list
         elements: float
       clock_skew_measured:

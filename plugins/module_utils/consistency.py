@@ -204,22 +204,27 @@ def describe(point, skew_interval, bounds, bound, versioning):
     """The manifest's record of how the lake was pinned to the database snapshot.
 
     ``versioning`` is {bucket: versioned}: an unversioned bucket is captured as listed while the run
-    went on (best-effort), and so is the whole backup then.
+    went on (best-effort), and so is the whole backup then. Without a versioned bucket S3's clock is
+    not measured (``skew_interval`` None): the record has no skew and no window.
     """
     levels = {b: "snapshot" if versioned else "best-effort" for b, versioned in sorted(versioning.items())}
-    return {
+    record = {
         "level": "best-effort" if "best-effort" in levels.values() else "snapshot",
         "buckets": levels,
         "time": point["time"],
         "earliest": point["earliest"],
         "obtained": point["obtained"],
-        "clock_skew": [round(skew_interval[0], 6), round(skew_interval[1], 6)],
-        "clock_skew_measured": "S3 Date header (whole seconds, sampled at its ticks) and PostgreSQL "
-                               "clock_timestamp(), each against this host's clock",
-        "max_clock_skew": bound,
-        "window": [iso_epoch(bounds[0]), iso_epoch(bounds[1])],
-        "rule": RULE,
     }
+    if skew_interval is not None:
+        record.update({
+            "clock_skew": [round(skew_interval[0], 6), round(skew_interval[1], 6)],
+            "clock_skew_measured": "S3 Date header (whole seconds, sampled at its ticks) and PostgreSQL "
+                                   "clock_timestamp(), each against this host's clock",
+            "max_clock_skew": bound,
+            "window": [iso_epoch(bounds[0]), iso_epoch(bounds[1])],
+        })
+    record["rule"] = RULE
+    return record
 
 
 RULE = ("versioned buckets: per key the newest version stamped at or before window[1], fetched by version id; "

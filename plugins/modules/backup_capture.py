@@ -115,13 +115,14 @@ options:
     default: []
   use_versions:
     description:
-      - Capture versioned buckets as of the dump's snapshot (the clock skew is measured and checked);
+      - Capture versioned buckets as of the dump's snapshot (the clock skew is measured and checked when a
+        bucket is versioned);
         as O(rat.backup.bucket_mirror#module:use_versions) with the dump's
         RV(rat.backup.pg_dump#module:consistency_point).
     type: bool
     default: false
   max_clock_skew:
-    description: Seconds the S3 and PostgreSQL clocks may differ with O(use_versions).
+    description: Seconds the S3 and PostgreSQL clocks may differ with O(use_versions) and a versioned bucket.
     type: float
     default: 2.0
   fail_on_best_effort:

@@ -127,9 +127,10 @@ options:
     description:
       - S3 source only. M(rat.backup.pg_dump)'s RV(rat.backup.pg_dump#module:consistency_point) (or, for
         O(probe), its check-mode RV(rat.backup.pg_dump#module:clock)).
-      - The S3 server's clock is measured against PostgreSQL's through the C(Date) header of a few
-        C(HeadBucket) requests (about a second), and the mirror fails before listing anything when the
-        difference may exceed O(max_clock_skew).
+      - When a bucket to mirror is versioned, the S3 server's clock is measured against PostgreSQL's through
+        the C(Date) header of a few C(HeadBucket) requests (about a second), and the mirror fails before
+        listing a versioned bucket when the difference may exceed O(max_clock_skew). Without a versioned
+        bucket nothing is captured as of the snapshot, so the clock is not measured.
       - "Versioned buckets are then captured as of the dump's snapshot: per key the newest version
         stamped at or before the window in which the snapshot happened on the S3 clock, fetched by
         version id; a delete marker that may be later than the window's start is not applied (an
@@ -137,7 +138,7 @@ options:
         buckets are captured as listed (best-effort). RV(consistency) records all of it."
     type: dict
   max_clock_skew:
-    description: Seconds the S3 and PostgreSQL clocks may differ, with O(consistency_point).
+    description: Seconds the S3 and PostgreSQL clocks may differ, with O(consistency_point) and a versioned bucket.
     type: float
     default: 2.0
   fail_on_best_effort:
@@ -346,8 +347,9 @@ consistency:
     - With O(consistency_point) how the buckets were pinned to the database snapshot, for manifest.json.
       C(level) is C(snapshot) or C(best-effort) (some bucket unversioned, C(buckets) says which), C(time)
       and C(earliest) the snapshot's moment on PostgreSQL's clock, C(obtained) how it was read,
-      C(clock_skew) the interval of S3's clock minus PostgreSQL's, C(window) the snapshot on S3's clock,
-      C(rule) the version rule. With O(probe) only C(clock_skew) and C(max_clock_skew). Null otherwise.
+      C(clock_skew) the interval of S3's clock minus PostgreSQL's, C(window) the snapshot on S3's clock
+      (both only with a versioned bucket), C(rule) the version rule. With O(probe) only C(clock_skew)
+      and C(max_clock_skew) (null without a versioned bucket). Null otherwise.
   returned: always
   type: dict
   sample: {"level": "snapshot", "buckets": {"rat": "snapshot"}, "time": "2026-11-27T18:30:00.123456Z",

@@ -554,9 +554,8 @@ def test_capture_when_mirror_fails_while_pg_dump_runs_then_pg_dump_stopped_and_r
     assert gone(runner.started[0].stand_in_pid) and not finishing_threads()
 
 
-def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_nothing(client, tmp_path):
-    # Unversioned (the teardown empties buckets by key): the skew is checked for every bucket all the same.
-    fill(client, "lake", {"a": b"1"})
+def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_nothing(versioned_lake, tmp_path):
+    client = versioned_lake
     dest = backup_dir(tmp_path)
     runner = ScriptRunner("exec sleep 30")
     # PostgreSQL's clock 30 s ahead of this host's (and so of moto's, which is this host's).
@@ -567,6 +566,25 @@ def test_capture_when_clock_skew_over_bound_then_fails_naming_it_and_writes_noth
     assert failed.value.details["max_clock_skew"] == 2.0 and failed.value.details["failed_step"] == "mirror"
     assert not (dest / "minio.json").exists() and os.listdir(dest / "postgres") == []
     assert gone(runner.started[0].pid)
+
+
+def test_capture_when_no_bucket_is_versioned_then_s3_clock_not_asked_and_a_skew_fails_nothing(
+        client, tmp_path, monkeypatch):
+    """Only versioned buckets are captured as of the snapshot: with none, S3's clock is not measured
+    (the Date tick's wait, half a second on average) and a skew of 30 s does not fail the backup."""
+    fill(client, "lake", {"a": b"1"})
+    dest = backup_dir(tmp_path)
+    asked = []
+    date_reader = capture.s3_source.date_reader
+    monkeypatch.setattr(capture.s3_source, "date_reader", lambda *a: asked.append(a[2]) or date_reader(*a))
+    runner = ScriptRunner(archive_script(tmp_path))
+    dumped, mirrored, dummy = capture.capture(start_of(FakeClient(runner, ahead=30.0), dest),
+                                              real_mirror(params(dest), client))
+    assert asked == [] and mirrored["copied"] == 1
+    # Best-effort at the dump's snapshot, with no skew to record.
+    point = mirrored["consistency"]
+    assert point["level"] == "best-effort" and point["time"] and not {"clock_skew", "window"} & set(point)
+    assert (dest / "minio" / "lake" / "a").read_bytes() == b"1" and dumped["size"] > 0
 
 
 def test_capture_when_checkpoint_raises_then_real_mirror_stops_and_its_workers_are_reaped(client, tmp_path):
@@ -654,8 +672,8 @@ def test_run_when_check_mode_then_clocks_compared_plan_returned_and_nothing_writ
     assert result["changed"] and result["dump"]["clock"] == clock and result["lock_token"] is None
     assert result["checked"]["s3"] == {"buckets": {"lake": {"versioned": False}}}
     assert result["mirror"]["plan"]["to_copy"]["count"] == 2
-    # PostgreSQL's clock stands for the snapshot: the skew is measured, no window made.
-    assert set(result["consistency"]) == {"clock_skew", "max_clock_skew"}
+    # No versioned bucket: S3's clock is not compared (with one: the test below), nothing to record.
+    assert result["consistency"] is None
     assert list(dest.iterdir()) == [] and pg.runner.started == [] and result["quiesce"] == {}
 
 
@@ -691,6 +709,9 @@ def test_run_when_the_checks_read_versioning_then_the_mirror_asks_no_bucket_agai
         assert header["buckets"] == {"lake": {"versioned": True}, "plain": {"versioned": False}}
         assert sorted((e.bucket, e.key) for e in entries) == [("lake", "a"), ("lake", "b"), ("plain", "c")]
         assert result["consistency"]["buckets"] == {"lake": "snapshot", "plain": "best-effort"}
+    else:
+        # PostgreSQL's clock stands for the snapshot: the skew is measured, no window made.
+        assert set(result["consistency"]) == {"clock_skew", "max_clock_skew"}
 
 
 @pytest.fixture
