@@ -137,9 +137,17 @@ class LocalTree:
         return os.path.join(self.root, *relpath.split("/"))
 
     def source_path(self, relpath):
-        """The path of a file to read, proven to resolve inside the root."""
+        """The path of a file to read, proven to resolve inside the root: its directory once a run,
+        as ``parent_for`` proves the directories it writes in (a realpath is ~10 lstats: a restore
+        read each file's twice, planning and sending, ~7 s of CPU per 100,000 files). The file
+        itself is opened with O_NOFOLLOW (``open_regular``), and with a manifest its bytes are
+        checked against their sha256 whatever path they came by."""
         path = self.path(relpath)
-        self.ensure_inside(os.path.dirname(path))
+        parent = os.path.dirname(path)
+        if parent not in self._checked:
+            real = self.ensure_inside(parent)
+            with self._lock:
+                self._checked[parent] = real
         return path
 
     def prepare(self):

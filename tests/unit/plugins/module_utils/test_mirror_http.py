@@ -486,3 +486,33 @@ def test_upload_when_worker_processes_then_small_and_multipart_objects_equal_the
     stored = objects_of(client, "rat")
     assert {k: v["Body"].read() for k, v in stored.items()} == {r[len("rat/"):]: b for r, b in files.items()}
     assert stored["big/table.parquet"]["ETag"].endswith('-2"')
+
+
+def test_upload_when_many_files_share_directories_resolves_each_directory_once_and_refuses_one_leading_out(
+        client, tmp_path, monkeypatch):
+    bodies = {f"warehouse/t{t}/data/part-{i}.parquet": b"%d" % i for t in range(3) for i in range(6)}
+    fill(client, "rat", bodies)
+    download(client, tmp_path / "minio")
+    resolved = []
+    real_realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, **k: resolved.append(str(p)) or real_realpath(p, **k))
+    result = upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "minio.json"),
+                    bucket_map={"rat": "restored"}, create_buckets=True, processes=2)
+    assert result["copied"] == len(bodies)
+    assert {k: v["Body"].read() for k, v in objects_of(client, "restored").items()} == bodies
+    # The plan proves each file's directory (not each file's: 18, then again in the upload), once
+    # but for its threads racing to the same directory; the worker processes are its forks and
+    # inherit the proof.
+    inside = [p for p in resolved if p.startswith(str(tmp_path / "minio" / "rat"))]
+    assert set(inside) == {str(tmp_path / "minio" / "rat" / "warehouse" / f"t{t}" / "data") for t in range(3)}
+    assert len(inside) <= 3 * 4 < len(bodies)
+    # A directory that became a symlink leading out is still refused, naming it; nothing is sent.
+    empty(client)
+    fill(client, "restored", {})
+    outside = tmp_path / "outside"
+    os.rename(tmp_path / "minio" / "rat" / "warehouse" / "t1", outside)
+    os.symlink(outside, tmp_path / "minio" / "rat" / "warehouse" / "t1")
+    with pytest.raises(RatBackupError, match=r"warehouse/t1/data resolves outside"):
+        upload(client, tmp_path / "minio", "s3://", manifest=str(tmp_path / "minio.json"),
+               bucket_map={"rat": "restored"}, processes=2)
+    assert objects_of(client, "restored") == {}
