@@ -15,7 +15,6 @@ import posixpath
 import time
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.key_paths import ESCAPE_DIR
@@ -52,7 +51,7 @@ class Download:
         self.planned = DownloadPlan(settings, sides, lister)
         self.tree = self.planned.tree
         # One syncfs after the last file instead of an fsync per file, where the system has it.
-        self.sync_at_end = layout.has_syncfs()
+        self.sync_at_end = fs.has_syncfs()
 
     def plan(self):
         return self.planned.plan()
@@ -112,7 +111,7 @@ class Download:
             # commit in a backup's .partial, which is never used before that syncfs (a crash's is
             # removed by the next begin or backup_run abort, never resumed or linked from).
             if self.sync_at_end and not self.settings.synced_by_commit and (plan.count("copy") or plan.count("link")):
-                layout.sync_tree(tree.root)
+                fs.sync_tree(tree.root)
 
         written = False
         try:

@@ -67,7 +67,7 @@ def fetch(run, name, check_mode=False, now=None):
         else:
             _fetch_tar(run, name, partial, files, index, todo)
         layout.secure_tree(partial)
-        layout.sync_tree(partial)
+        fs.sync_tree(partial)
         os.rename(partial, final)
         fs.fsync_dir(run.root)
     except BaseException:

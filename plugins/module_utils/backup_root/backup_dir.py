@@ -258,7 +258,7 @@ def commit(root, kind, name, token, host, components, tools, consistency, releas
     # Every hard link, file and directory entry of the tree must be on disk before the rename
     # makes the backup look complete: a crash must never leave a "complete" backup with entries
     # missing.
-    layout.sync_tree(partial)
+    fs.sync_tree(partial)
     os.rename(partial, final)
     fs.fsync_dir(os.path.dirname(final))
     if release_lock:

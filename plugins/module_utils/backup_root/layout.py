@@ -15,15 +15,12 @@ Layout (docs/layout.md, docs/mechanisms.md)::
 from __future__ import annotations
 
 import datetime
-import errno
-import functools
 import json
 import os
 import re
 import shutil
 import socket
 import stat
-import sys
 
 from ansible_collections.rat.backup.plugins.module_utils import fs
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
@@ -333,60 +330,6 @@ def secure_tree(path):
 def _chmod_if_needed(path, mode, wanted):
     if stat.S_IMODE(mode) != wanted:
         os.chmod(path, wanted)
-
-
-def sync_tree(path):
-    """Make every file and directory entry under ``path`` durable.
-
-    One syncfs(2) flushes the whole filesystem holding ``path``: far cheaper than an fsync per
-    directory of a tree with hundreds of them. Where syncfs is missing (not Linux, no such symbol)
-    or refused (ENOSYS under a seccomp filter, ...), each directory is fsynced instead. A write
-    error is raised, not worked around: it means data may not have reached the disk.
-    """
-    syncfs = _syncfs()
-    if syncfs is not None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            code = syncfs(fd)
-        finally:
-            os.close(fd)
-        if code == 0:
-            return
-        if code in (errno.EIO, errno.ENOSPC, errno.EDQUOT):
-            raise RatBackupError(f"cannot make {path} durable on {socket.gethostname()}: syncfs: "
-                                 f"{os.strerror(code)}", path=path)
-    fs.fsync_dir(path)
-    for parent, dirs, _files in os.walk(path, followlinks=False):
-        for name in dirs:
-            full = os.path.join(parent, name)
-            if not os.path.islink(full):
-                fs.fsync_dir(full)
-
-
-def has_syncfs():
-    """True where sync_tree flushes file data too (one syncfs), not only directory entries."""
-    return _syncfs() is not None
-
-
-@functools.lru_cache(maxsize=None)
-def _syncfs():
-    """fd -> 0, or the errno of a failed syncfs(2); None where the C library has no syncfs."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Imported here: 3 ms that every module importing layout would pay otherwise.
-    import ctypes  # pylint: disable=import-outside-toplevel
-
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-
-    def call(fd):
-        return 0 if function(fd) == 0 else ctypes.get_errno()
-
-    return call
 
 
 def ensure_root(root):

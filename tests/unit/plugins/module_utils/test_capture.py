@@ -25,7 +25,7 @@ moto_server = pytest.importorskip("moto.server")
 from ansible_collections.rat.backup.plugins.doc_fragments.postgres import ModuleDocFragment as PgDoc  # noqa: E402
 from ansible_collections.rat.backup.plugins.doc_fragments.s3 import ModuleDocFragment as S3Doc  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import capture, postgres  # noqa: E402
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import fs  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.mirror import Mirror  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._postgres import client as pg_client  # noqa: E402
@@ -820,8 +820,8 @@ def test_run_when_a_check_fails_after_postgres_answered_then_the_kept_session_is
 def test_run_when_objects_mirrored_then_the_tree_is_made_durable_once_by_the_commit(client, tmp_path, monkeypatch):
     fill(client, "lake", {"a": b"1", "d/b": b"22"})
     synced = []
-    real_sync_tree = layout.sync_tree
-    monkeypatch.setattr(layout, "sync_tree", lambda path: synced.append(path) or real_sync_tree(path))
+    real_sync_tree = fs.sync_tree
+    monkeypatch.setattr(fs, "sync_tree", lambda path: synced.append(path) or real_sync_tree(path))
     run_params = stand_in_params(tmp_path, buckets=["lake"])
     first = capture.run(run_params)
     second = capture.run(run_params)

@@ -189,9 +189,9 @@ def test_secure_tree_when_modes_already_right_then_hard_linked_inode_ctime_kept(
 def test_sync_tree_when_syncfs_works_then_no_directory_fsynced(tmp_path, monkeypatch):
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
     calls, fsynced = [], []
-    monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: calls.append(os.fstat(fd).st_ino) or 0)
+    monkeypatch.setattr(fs, "_syncfs", lambda: lambda fd: calls.append(os.fstat(fd).st_ino) or 0)
     monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
-    layout.sync_tree(path)
+    fs.sync_tree(path)
     assert calls == [os.stat(path).st_ino]
     assert fsynced == []
 
@@ -205,20 +205,43 @@ def test_sync_tree_when_syncfs_unavailable_then_every_directory_fsynced(tmp_path
     outside.mkdir()
     os.symlink(str(outside), os.path.join(path, "minio", "link"))
     fsynced = []
-    monkeypatch.setattr(layout, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(fs, "_syncfs", lambda: syncfs)
     monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
-    layout.sync_tree(path)
+    fs.sync_tree(path)
     assert sorted(fsynced) == sorted([path] + [os.path.join(path, d) for d in
                                                ("postgres", "minio", "minio/rat", "minio/rat/a")])
+
+
+@pytest.mark.parametrize("syncfs", [None, lambda fd: errno.ENOSYS], ids=["no-syncfs", "enosys"])
+def test_sync_tree_when_syncfs_refused_then_file_data_fsynced_too(tmp_path, monkeypatch, syncfs):
+    """Writers skip their own fsync where has_syncfs() says a syncfs will come: when it is then
+    refused (seccomp), the fallback must flush file data too, not only directory entries. Where
+    there is no syncfs at all the files were fsynced as written: only directories are."""
+    path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the tree's")
+    os.makedirs(os.path.join(path, "minio", "rat"), exist_ok=True)
+    with open(os.path.join(path, "minio", "rat", "a.csv"), "w") as handle:
+        handle.write("1,2\n")
+    os.symlink(str(outside), os.path.join(path, "minio", "link.txt"))
+    monkeypatch.setattr(fs, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(fs, "fsync_dir", lambda p: None)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    fs.sync_tree(path)
+    files = sorted(os.path.join(parent, name) for parent, dummy, names in os.walk(path) for name in names
+                   if not os.path.islink(os.path.join(parent, name)))
+    assert files and sorted(synced) == (files if syncfs is not None else [])
 
 
 def test_sync_tree_when_syncfs_reports_write_error_then_raises_without_fallback(tmp_path, monkeypatch):
     path = make_backup(tmp_path, "20260216_093000.partial", complete=False)
     fsynced = []
-    monkeypatch.setattr(layout, "_syncfs", lambda: lambda fd: errno.EIO)
+    monkeypatch.setattr(fs, "_syncfs", lambda: lambda fd: errno.EIO)
     monkeypatch.setattr(fs, "fsync_dir", fsynced.append)
     with pytest.raises(RatBackupError, match="cannot make .* durable .*syncfs") as err:
-        layout.sync_tree(path)
+        fs.sync_tree(path)
     assert err.value.details["path"] == path
     assert fsynced == []
 
@@ -226,7 +249,7 @@ def test_sync_tree_when_syncfs_reports_write_error_then_raises_without_fallback(
 def test_syncfs_when_linux_then_real_call_succeeds(tmp_path):
     if not os.uname().sysname == "Linux":
         pytest.skip("syncfs is Linux only")
-    syncfs = layout._syncfs()
+    syncfs = fs._syncfs()
     fd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert syncfs(fd) == 0

@@ -14,7 +14,7 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from ansible_collections.rat.backup.plugins.module_utils.backup_root import layout  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils import fs  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import mirror as mr  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
@@ -116,8 +116,8 @@ def test_download_when_syncfs_exists_fsyncs_no_single_file(client, tmp_path, mon
     synced, fsynced = [], []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(os.readlink("/proc/self/fd/%d" % fd)) or real_fsync(fd))
-    monkeypatch.setattr(layout, "sync_tree", synced.append)
-    assert layout.has_syncfs()
+    monkeypatch.setattr(fs, "sync_tree", synced.append)
+    assert fs.has_syncfs()
     download(client, tmp_path / "minio")
     assert synced == [str(tmp_path / "minio")]
     # Only the manifest, written after the syncfs, is fsynced on its own.
