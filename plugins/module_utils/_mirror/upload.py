@@ -6,6 +6,7 @@ destination already holds with equal content, then uploads and deletes."""
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import os
 
@@ -189,16 +190,8 @@ class Upload:
 
     def _read_checked(self, entry):
         """(bytes, sha256) of a small entry's file, read whole; integrity.Mismatch unless they are the manifest's."""
-        path = self.tree.source_path(entry.relpath)
-        fd = local_tree.open_regular(path)
-        try:
-            with os.fdopen(fd, "rb") as handle:
-                reader = integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
-                                                 entry.size, entry.sha256)
-                body = reader.read(entry.size)
-                return body, reader.finish()
-        except OSError as exc:
-            raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
+        with self._reader(entry) as reader:
+            return reader.read(entry.size), reader.finish()
 
     def put(self, entry):
         """Upload one file, checked as it is read: bytes that are not the manifest's never complete an object."""
@@ -206,16 +199,22 @@ class Upload:
         if checked is not None:
             self.sides.dest_http.put_object(entry.bucket, entry.key, checked[0], checked[1], entry.extra_args())
             return entry
+        with self._reader(entry) as reader:
+            self.sides.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
+        return entry
+
+    @contextlib.contextmanager
+    def _reader(self, entry):
+        """A HashingReader of the entry's file, opened without following a symlink: what it reads is
+        checked against the manifest's size and sha256; a failed read names the file."""
         path = self.tree.source_path(entry.relpath)
         fd = local_tree.open_regular(path)
         try:
             with os.fdopen(fd, "rb") as handle:
-                reader = integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
-                                                 entry.size, entry.sha256)
-                self.sides.put_checked(reader, entry.bucket, entry.key, entry.size, entry.sha256, entry.extra_args())
+                yield integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
+                                              entry.size, entry.sha256)
         except OSError as exc:
             raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
-        return entry
 
     def _targets(self):
         """The destination buckets that get files, and {bucket: versioned} from the manifest."""
