@@ -303,22 +303,22 @@ def run(params, check_mode=False, log=None):
                 dict(params, dest=begun["partial"], link_dest=link_dest, checked=begun["checked"],
                      postgres_client=(kept or {}).get("postgres")), quiesce, log)
             captured["committed"] = commit(params, begun, captured, log)
-        if after_failed is not None:
-            raise _complete_but(params, begun, captured["committed"], after_failed, log)
     except BaseException as exc:  # pylint: disable=broad-except
         failure = _failure(exc, "capture", quiesce=quiesce)
-        if after_failed is not None and after_failed.msg not in failure.msg:
-            # The commit failed too: the platform not resumed is said first.
+        if after_failed is not None:
+            # The commit failed after the command after the quiesce had: the platform not resumed is said first.
             failure.msg = f"{after_failed.msg}; then {failure.msg}"
         if "committed" in failure.details:
             # Complete and in place: nothing for abort to remove, and no failed run to record.
             raise failure from None
         failure.details.update((k, begun[k]) for k in ("name", "backup_dir", "partial", "lock_token", "lock"))
         raise failure from None
+    if after_failed is not None:
+        raise _complete_but(params, begun, captured["committed"], after_failed, log, quiesce)
     return dict(begun, quiesce=quiesce, **captured)
 
 
-def _complete_but(params, begun, committed, after_failed, log):
+def _complete_but(params, begun, committed, after_failed, log, quiesce):
     """The error of a run whose command after the quiesce failed after a good capture. The backup was
     taken between the two commands, so it is committed as any other: thrown away it would leave the
     host with neither a resumed platform nor this backup. A second log line and the metrics say the
@@ -333,7 +333,7 @@ def _complete_but(params, begun, committed, after_failed, log):
     else:
         if log:
             log(said["log_line"])
-    return RatBackupError(msg, committed=committed, **after_failed.details)
+    return RatBackupError(msg, committed=committed, quiesce=quiesce, **after_failed.details)
 
 
 def _failure(exc, what, **details):
