@@ -48,7 +48,8 @@ class Download:
         self.sides = sides
         self.counter = counter
         self.lister = lister
-        self.planned = DownloadPlan(settings, sides, lister)
+        self.planned = DownloadPlan(settings, sides, lister, self._link_now)
+        self._prepared = False
         self.tree = self.planned.tree
         # One syncfs after the last file instead of an fsync per file, where the system has it.
         self.sync_at_end = fs.has_syncfs()
@@ -70,6 +71,9 @@ class Download:
                 if action == "link":
                     # In this thread: a link costs less than handing it to a worker.
                     self._link(relpath, planned.link_tree.path(source))
+                if action in ("link", "linked"):
+                    # "linked": made by the plan while it listed, counted here, so once even when a
+                    # plan read again in order (merge.OutOfOrder) made it twice.
                     self.counter.linked()
                 yield action, ((item, source) if action == "copy" else item)
 
@@ -141,6 +145,13 @@ class Download:
                                      path=tree.path(relpath))
             self.counter.deleted()
             tree.prune_empty(relpath, keep)
+
+    def _link_now(self, relpath, source):
+        """One link the plan makes while it still lists (DownloadPlan's ``link_now``)."""
+        if not self._prepared:
+            self.tree.prepare()
+            self._prepared = True
+        self._link(relpath, self.planned.link_tree.path(source))
 
     def _link(self, relpath, source):
         tree = self.tree

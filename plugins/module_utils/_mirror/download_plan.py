@@ -49,12 +49,21 @@ def _same(known, listed):
 class DownloadPlan:
     """The plan of one S3 -> local directory run (``Download`` runs it): ``settings`` (Settings),
     ``sides`` (Sides), ``lister`` (listing.Lister of the source). After ``plan()``: ``stream`` (the
-    merge.StreamPlan), ``header`` of the object manifest, ``buckets``, ``link_tree``, ``changed``."""
+    merge.StreamPlan), ``header`` of the object manifest, ``buckets``, ``link_tree``, ``changed``.
 
-    def __init__(self, settings, sides, lister):
+    ``link_now(relpath, source)`` makes one link from link_dest at once. Into a destination that
+    held nothing when the plan began (a new backup's), and once S3's clock can no longer refuse the
+    run, the plan makes its links as it decides them, while the listing still streams, instead of
+    leaving them to ``apply``: an unchanged lake's links then cost no time after its listing. There
+    nothing can be in the way of a link and nothing is deleted before it; links take no room for
+    data (the room check counts downloads only), and a run that fails after some leaves them as
+    apply would (a backup's .partial is removed by its abort; a rerun links again over them)."""
+
+    def __init__(self, settings, sides, lister, link_now=None):
         self.settings = settings
         self.sides = sides
         self.lister = lister
+        self.link_now = link_now
         self.tree = local_tree.LocalTree(settings.dest.path)
         self.manifest_path = settings.manifest
         self.stream = None
@@ -63,10 +72,12 @@ class DownloadPlan:
         self.link_tree = None
         self.changed = False
         self.read_ahead = []
+        self.fresh = False
 
     def plan(self):
         o, sides = self.settings, self.sides
         self.link_tree = self._link_tree()
+        self.fresh = local_tree.is_empty(self.tree.root)
         buckets = self.buckets = listing.buckets(sides.src_client, sides.src_endpoint, o.src, o.buckets, sides.src_http)
         header = self.header = {"format": object_manifest.MANIFEST_FORMAT, "endpoint": self.sides.src_endpoint.name,
                                 "listed_at": fs.iso(fs.utcnow(), ms=True), "buckets": {}}
@@ -137,6 +148,7 @@ class DownloadPlan:
                     yield entry
 
         previous, manifest_complete = self._previous(ordered)
+        eager = self.fresh and plan.spool is not None and self.link_now is not None
         links = iter(())
         if self.link_tree is not None:
             # With each Entry its line in link_dest's manifest, when that line names the same root.
@@ -168,9 +180,12 @@ class DownloadPlan:
                 # since (bit rot by a write, a hand edit) is downloaded again, never inherited.
                 if self.link_tree.matches(link):
                     source, link.relpath = link.relpath, relpath
+                    done = eager and self.lister.settled()
+                    if done:
+                        self.link_now(relpath, source)
                     # Unchanged and at the same path: its line is link_dest's, passed on as it is
                     # (it is what to_manifest would write again from the same Entry).
-                    plan.add("link", link, source, link_line if source == relpath else None)
+                    plan.add("link", link, source, link_line if source == relpath else None, done)
                     continue
                 entry = link.listed()
             else:
@@ -183,7 +198,7 @@ class DownloadPlan:
             # A copy with a source: the worker links link_dest's file if its bytes prove equal (relink).
             plan.add("copy", entry, link.relpath if relink.candidate(listed, link) else None)
         self._settle_unknown(unknown)
-        if o.delete and os.path.isdir(tree.root):
+        if o.delete and not self.fresh and os.path.isdir(tree.root):
             for relpath in self._local_extras(expected, by_path):
                 plan.add_delete(relpath)
         return manifest_complete

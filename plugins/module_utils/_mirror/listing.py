@@ -81,6 +81,11 @@ class Lister:
         return consistency.describe(self.clock.point, skew, self.clock.window, self.clock.max_clock_skew,
                                     self.versioning)
 
+    def settled(self):
+        """True once S3's clock can no longer refuse the run (measured within the bound, or nothing to
+        measure): from then on a mirror may write while it still lists."""
+        return self.clock is None or self.clock.settled()
+
     def close(self):
         if self.clock is not None:
             self.clock.close()
@@ -196,6 +201,10 @@ class SnapshotClock:
         if self._error is not None:
             raise self._error
         return self._skew
+
+    def settled(self):
+        """Measured, with no error (the skew within the bound); never waits."""
+        return self.done.is_set() and self._error is None
 
     def close(self):
         """Stop the measurement (when still running) and wait for its thread to end."""

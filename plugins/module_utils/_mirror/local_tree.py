@@ -107,6 +107,17 @@ def entry_digest(entry, tree):
     return value
 
 
+def is_empty(path):
+    """True when ``path`` does not exist or is a directory with no entries (not a symlink)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 def is_same_size_file(path, size):
     try:
         st = os.lstat(path)

@@ -228,15 +228,16 @@ class StreamPlan:
         self.deletes = []
         self.create_buckets = []
 
-    def add(self, action, entry, source=None, line=None):
-        """Plan ``entry``; ``line``: its manifest line when the caller has it already (not a copy)."""
+    def add(self, action, entry, source=None, line=None, done=False):
+        """Plan ``entry``; ``line``: its manifest line when the caller has it already (not a copy).
+        ``done``: a link already made (DownloadPlan's links while it lists), spooled as "linked"."""
         tally = self.tallies[action]
         # Only the first FIRST_KEYS are named: no label is formatted for the others.
         tally.add(f"{entry.bucket}/{entry.key}" if len(tally.first) < FIRST_KEYS else None, entry.size)
         if self.spool is not None and (self.spooled is None or action in self.spooled):
             if line is None and self.line_of is not None and action != "copy":
                 line = self.line_of(entry)
-            self.spool.add(action, entry, source, line)
+            self.spool.add("linked" if done else action, entry, source, line)
 
     def add_delete(self, label):
         self.tallies["delete"].add(label)
