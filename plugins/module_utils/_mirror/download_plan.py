@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ansible_collections.rat.backup.plugins.module_utils import fs
+from ansible_collections.rat.backup.plugins.module_utils import fs, read_ahead
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror import key_paths
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing
@@ -71,7 +71,7 @@ class DownloadPlan:
         self.buckets = None
         self.link_tree = None
         self.changed = False
-        self.read_ahead = []
+        self.readers = []
         self.fresh = False
 
     def plan(self):
@@ -120,8 +120,8 @@ class DownloadPlan:
                 unsorted.add(exc.what)
             finally:
                 # A plan stopped early (OutOfOrder, an error) leaves no thread reading a listing.
-                while self.read_ahead:
-                    self.read_ahead.pop().close()
+                while self.readers:
+                    self.readers.pop().close()
 
     def _merge(self, versioning, unsorted):
         """One pass over the listing, the previous manifest (+ journal) and link_dest's manifest,
@@ -140,8 +140,8 @@ class DownloadPlan:
             for bucket in self.buckets:
                 # Listed by a thread of its own while this one plans: the server's time per page is
                 # hidden behind the plan's instead of added to it.
-                self.read_ahead.append(merge.ReadAhead(self.lister.entries(bucket, versioning[bucket])))
-                entries = ordered(self.read_ahead[-1], "listing")
+                self.readers.append(read_ahead.ReadAhead(self.lister.entries(bucket, versioning[bucket])))
+                entries = ordered(self.readers[-1], "listing")
                 base = "" if self.settings.src.single_bucket else bucket
                 for entry, relpath in key_paths.sorted_relpaths(bucket, base, self.settings.src.prefix, entries, _key_of):
                     entry.relpath = relpath

@@ -13,9 +13,7 @@ plans again with that stream sorted in memory, which is what every plan did befo
 from __future__ import annotations
 
 import json
-import queue
 import tempfile
-import threading
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import FIRST_KEYS, Entry
@@ -66,81 +64,6 @@ def join(left, right, left_key, right_key):
         else:
             yield ka, a, b
             a, b = next(left, None), next(right, None)
-
-
-class ReadAhead:
-    """``items`` read by a thread of its own, up to DEPTH batches of BATCH ahead of the reader.
-
-    A listing is a chain of requests, each waiting on the server (``continuation-token``); read
-    ahead, that wait passes while this thread plans the keys already listed, instead of adding
-    to the plan's time. The items come in their order; an exception of ``items`` is raised in the
-    reader where the item would have come. ``close()`` (also when the reader stops early) waits
-    for the thread to end, so nothing reads ``items`` (nor its connection) once it returns.
-    """
-
-    BATCH = 1000
-    DEPTH = 4
-    _END = object()
-
-    def __init__(self, items):
-        self._items = items
-        self._queue = queue.Queue(self.DEPTH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="read-ahead", daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        batch = []
-        try:
-            for item in self._items:
-                batch.append(item)
-                if len(batch) >= self.BATCH:
-                    if not self._put(batch):
-                        return
-                    batch = []
-            ending = self._END
-        except BaseException as exc:  # pylint: disable=broad-except
-            # Handed to the reader, which raises it after the items that came before it.
-            ending = _Raised(exc)
-        finally:
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                close()
-        if self._put(batch):
-            self._put(ending)
-
-    def _put(self, value):
-        """Queue ``value``; False once the reader has stopped."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self):
-        try:
-            while True:
-                got = self._queue.get()
-                if got is self._END:
-                    return
-                if isinstance(got, _Raised):
-                    raise got.exc
-                yield from got
-        finally:
-            self.close()
-
-    def close(self):
-        self._stop.set()
-        self._thread.join()
-
-
-class _Raised:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc):
-        self.exc = exc
 
 
 def entry_key(entry):

@@ -30,8 +30,8 @@ _TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _ENCODING_URL = re.compile(r"<EncodingType>url</EncodingType>")
 
 
-def parse_listing(text):
-    """([(key, size, etag, last_modified)], is_truncated, continuation token) of one ListObjectsV2 page.
+def listing_items(text):
+    """[(key, size, etag, last_modified)] of one ListObjectsV2 page.
 
     Regular expressions over the page: an element tree of a 1,000-key page costs four times more,
     a quarter of an unchanged backup's CPU. A page they do not account for whole (fewer objects
@@ -41,19 +41,18 @@ def parse_listing(text):
     for block in _CONTENTS.findall(text):
         fields = dict(_FIELDS.findall(block))
         if "Key" not in fields or "Size" not in fields:
-            return _parse_listing_tree(text)
+            return _listing_items_tree(text)
         items.append((_xml_text(fields["Key"]), int(fields["Size"]), _xml_text(fields.get("ETag")),
                       fields.get("LastModified")))
     count = _KEY_COUNT.search(text)
     if count is not None and int(count.group(1)) != len(items):
-        return _parse_listing_tree(text)
+        return _listing_items_tree(text)
     if _ENCODING_URL.search(text):
         items = [(unquote_key(key), size, etag, modified) for key, size, etag, modified in items]
-    token = _TOKEN.search(text)
-    return items, _TRUNCATED.search(text) is not None, _xml_text(token.group(1)) if token else None
+    return items
 
 
-def _parse_listing_tree(text):
+def _listing_items_tree(text):
     root = ElementTree.fromstring(text)
     quoted = root.findtext(_NS + "EncodingType") == "url"
     items = []
@@ -61,7 +60,18 @@ def _parse_listing_tree(text):
         key = item.findtext(_NS + "Key")
         items.append((unquote_key(key) if quoted else key, int(item.findtext(_NS + "Size")),
                       item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified")))
-    return items, root.findtext(_NS + "IsTruncated") == "true", root.findtext(_NS + "NextContinuationToken")
+    return items
+
+
+def listing_continuation(text):
+    """(is_truncated, continuation token) of one ListObjectsV2 page, read apart from its objects:
+    the next page is asked for with it while this one's objects are parsed (Transport.list_objects).
+    A page without a plain IsTruncated element is read with the element tree."""
+    if "<IsTruncated>" not in text:
+        root = ElementTree.fromstring(text)
+        return root.findtext(_NS + "IsTruncated") == "true", root.findtext(_NS + "NextContinuationToken")
+    token = _TOKEN.search(text)
+    return _TRUNCATED.search(text) is not None, _xml_text(token.group(1)) if token else None
 
 
 def unquote_key(key):

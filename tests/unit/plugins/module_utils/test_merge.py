@@ -93,55 +93,6 @@ def test_spool_when_entries_written_reads_them_back_in_order():
     assert rows[-1] == ("keep", '{"line": "as written\\t"}', "", entries[0].relpath)
 
 
-def test_read_ahead_when_items_span_batches_yields_every_item_in_order_from_another_thread(monkeypatch):
-    monkeypatch.setattr(merge.ReadAhead, "BATCH", 7)
-    readers = set()
-
-    def items():
-        for i in range(100):
-            readers.add(threading.current_thread().name)
-            yield i
-
-    assert list(merge.ReadAhead(items())) == list(range(100))
-    assert readers == {"read-ahead"}
-
-
-def test_read_ahead_when_items_raise_yields_those_before_then_raises_it(monkeypatch):
-    monkeypatch.setattr(merge.ReadAhead, "BATCH", 3)
-
-    def items():
-        yield from range(5)
-        raise RatBackupError("listing bucket 'rat' failed")
-
-    got = []
-    with pytest.raises(RatBackupError, match="listing bucket 'rat' failed"):
-        for item in merge.ReadAhead(items()):
-            got.append(item)
-    assert got == list(range(5))
-
-
-def test_read_ahead_when_reader_stops_early_source_closed_and_not_read_after_close(monkeypatch):
-    monkeypatch.setattr(merge.ReadAhead, "BATCH", 2)
-    monkeypatch.setattr(merge.ReadAhead, "DEPTH", 1)
-    state = {"read": 0, "closed": False}
-
-    def items():
-        try:
-            for i in range(10000):
-                state["read"] += 1
-                yield i
-        finally:
-            state["closed"] = True
-
-    ahead = merge.ReadAhead(items())
-    assert next(iter(ahead)) == 0
-    ahead.close()
-    read = state["read"]
-    assert state["closed"] and read < 10
-    time.sleep(0.05)
-    assert state["read"] == read and not any(t.name == "read-ahead" for t in threading.enumerate())
-
-
 def test_pool_results_when_work_finishes_out_of_order_yields_in_order_with_ready_items_in_place():
     recorded = []
 

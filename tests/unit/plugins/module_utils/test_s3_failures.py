@@ -47,13 +47,12 @@ def sleeps(monkeypatch):
 
 # --- issue 21, the keys: a "+" in an encoding-type=url listing is a space -------------------------
 
-def test_parse_listing_when_server_writes_space_as_plus_decodes_as_botocore():
+def test_listing_items_when_server_writes_space_as_plus_decodes_as_botocore():
     page = ("<ListBucketResult><EncodingType>url</EncodingType><KeyCount>2</KeyCount>"
             "<Contents><Key>landing/a+b%2Bc%3Dd%26e.csv</Key><Size>1</Size></Contents>"
             "<Contents><Key>sp%20ace</Key><Size>2</Size></Contents><IsTruncated>false</IsTruncated>"
             "</ListBucketResult>")
-    items, _truncated, _token = wire.parse_listing(page)
-    assert [item[0] for item in items] == ["landing/a b+c=d&e.csv", "sp ace"]
+    assert [item[0] for item in wire.listing_items(page)] == ["landing/a b+c=d&e.csv", "sp ace"]
 
 
 # --- 1. a chunked GET -----------------------------------------------------------------------------

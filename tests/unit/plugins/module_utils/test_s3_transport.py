@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -68,6 +69,68 @@ def test_list_objects_when_more_than_one_page_follows_the_continuation_token(buc
         client.put_object(Bucket=name, Key=key, Body=b"")
     client.put_object(Bucket=name, Key="other", Body=b"")
     assert [item[0] for item in transport().list_objects(name, prefix="k/")] == keys
+
+
+def recorded_requests(monkeypatch):
+    """(operation, thread name) of each request a Transport makes from now on."""
+    made = []
+    request = fast_transport.Transport.request
+
+    def recording(self, method, bucket, *args, **kwargs):
+        made.append((kwargs.get("operation"), threading.current_thread().name))
+        return request(self, method, bucket, *args, **kwargs)
+
+    monkeypatch.setattr(fast_transport.Transport, "request", recording)
+    return made
+
+
+def pages_bucket(bucket, count=6):
+    client, name = bucket
+    for index in range(count):
+        client.put_object(Bucket=name, Key="k/%02d" % index, Body=b"")
+    return name
+
+
+def test_list_objects_when_a_page_is_being_read_the_next_one_is_asked_for_already(bucket, monkeypatch):
+    name = pages_bucket(bucket)
+    made = recorded_requests(monkeypatch)
+    listed = transport().list_objects(name, page_size=2)
+    assert next(listed)[0] == "k/00"
+    deadline = time.monotonic() + 5
+    while len(made) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The second page was asked for while the first one's keys were still being read here.
+    assert made[:2] == [("ListObjectsV2", "listing-pages")] * 2
+    assert [item[0] for item in listed] == ["k/%02d" % i for i in range(1, 6)]
+    assert len(made) == 3 and not any(t.name == "listing-pages" for t in threading.enumerate())
+
+
+def test_list_objects_when_reader_stops_early_no_page_thread_is_left(bucket, monkeypatch):
+    name = pages_bucket(bucket)
+    made = recorded_requests(monkeypatch)
+    listed = transport().list_objects(name, page_size=2)
+    next(listed)
+    listed.close()
+    asked = len(made)
+    time.sleep(0.2)
+    assert len(made) == asked <= 3 and not any(t.name == "listing-pages" for t in threading.enumerate())
+
+
+def test_list_objects_when_a_later_page_fails_yields_the_keys_before_then_raises_it(bucket, monkeypatch):
+    name = pages_bucket(bucket)
+    request = fast_transport.Transport.request
+
+    def failing_second_page(self, method, bucket_name, *args, **kwargs):
+        if "continuation-token" in (kwargs.get("query") or {}):
+            raise RatBackupError("the second page failed")
+        return request(self, method, bucket_name, *args, **kwargs)
+
+    monkeypatch.setattr(fast_transport.Transport, "request", failing_second_page)
+    got = []
+    with pytest.raises(RatBackupError, match="the second page failed"):
+        for item in transport().list_objects(name, page_size=2):
+            got.append(item[0])
+    assert got == ["k/00", "k/01"] and not any(t.name == "listing-pages" for t in threading.enumerate())
 
 
 def test_get_when_key_needs_quoting_returns_the_bytes_and_headers(bucket):
@@ -246,22 +309,27 @@ PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http:/
         '<NextContinuationToken>tok&amp;en</NextContinuationToken></ListBucketResult>')
 
 
-def test_parse_listing_when_url_encoded_unquotes_keys_and_unescapes_etags():
+def test_listing_items_when_url_encoded_unquotes_keys_and_unescapes_etags():
     text = PAGE.format(truncated="true", encoding="<EncodingType>url</EncodingType>", key1="a%26b%3Cc")
-    items, truncated, token = wire.parse_listing(text)
-    assert items == [("a&b<c", 12, '"abc"', "2026-11-27T18:12:41.357Z"),
-                     ("b/c", 0, '"def-2"', "2026-11-27T18:12:42.000Z")]
-    assert (truncated, token) == (True, "tok&en")
+    assert wire.listing_items(text) == [("a&b<c", 12, '"abc"', "2026-11-27T18:12:41.357Z"),
+                                        ("b/c", 0, '"def-2"', "2026-11-27T18:12:42.000Z")]
+    assert wire.listing_continuation(text) == (True, "tok&en")
 
 
-def test_parse_listing_when_not_url_encoded_keeps_percent_and_unescapes_entities():
-    items, truncated, dummy = wire.parse_listing(PAGE.format(truncated="false", encoding="", key1="a&amp;b"))
-    assert [item[0] for item in items] == ["a&b", "b%2Fc"] and not truncated
+def test_listing_items_when_not_url_encoded_keeps_percent_and_unescapes_entities():
+    text = PAGE.format(truncated="false", encoding="", key1="a&amp;b")
+    assert [item[0] for item in wire.listing_items(text)] == ["a&b", "b%2Fc"]
+    assert wire.listing_continuation(text) == (False, "tok&en")
 
 
-def test_parse_listing_when_layout_unexpected_falls_back_to_the_element_tree():
+def test_listing_items_when_layout_unexpected_falls_back_to_the_element_tree():
     text = PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2", "<KeyCount>3")
     prefixed = text.replace("<Contents><Key>k</Key>", "<Contents><Key><![CDATA[k]]></Key>")
     for page in (text, prefixed):
-        items, dummy, dummy = wire.parse_listing(page)
-        assert [item[0] for item in items] == ["k", "b%2Fc"]
+        assert [item[0] for item in wire.listing_items(page)] == ["k", "b%2Fc"]
+
+
+def test_listing_continuation_when_elements_not_plain_reads_the_element_tree():
+    text = PAGE.format(truncated="true", encoding="", key1="k")
+    spaced = text.replace("<IsTruncated>true</IsTruncated>", "<IsTruncated >true</IsTruncated >")
+    assert wire.listing_continuation(spaced) == (True, "tok&en")
