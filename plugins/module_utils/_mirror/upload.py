@@ -209,12 +209,10 @@ class Upload:
         checked against the manifest's size and sha256; a failed read names the file."""
         path = self.tree.source_path(entry.relpath)
         fd = local_tree.open_regular(path)
-        try:
-            with os.fdopen(fd, "rb") as handle:
-                yield integrity.HashingReader(handle, f"s3://{entry.bucket}/{entry.key} ({path})",
-                                              entry.size, entry.sha256)
-        except OSError as exc:
-            raise RatBackupError(f"cannot read local file {path}: {exc.strerror}", path=path)
+        with os.fdopen(fd, "rb") as handle:
+            yield integrity.HashingReader(_LocalReads(handle, path), f"s3://{entry.bucket}/{entry.key} ({path})",
+                                          entry.size, entry.sha256)
+
 
     def _targets(self):
         """The destination buckets that get files, and {bucket: versioned} from the manifest."""
@@ -310,3 +308,20 @@ class Upload:
             key = self.settings.dest.prefix + inner
             if self.settings.filter(key):
                 yield Entry(bucket, key, size, relpath=relpath, content_type=mimetypes.guess_type(key)[0])
+
+
+class _LocalReads:
+    """A local file's reads, a failed one named as that file's: only there, since what fails while
+    the bytes are sent (the network) is not the file's and must not be reported as a read error."""
+
+    __slots__ = ("handle", "path")
+
+    def __init__(self, handle, path):
+        self.handle = handle
+        self.path = path
+
+    def read(self, size=-1):
+        try:
+            return self.handle.read(size)
+        except OSError as exc:
+            raise RatBackupError(f"cannot read local file {self.path}: {exc.strerror or exc}", path=self.path)

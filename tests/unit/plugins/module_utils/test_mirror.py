@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
+import errno
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils._mirror import download as mirror_download
 from ansible_collections.rat.backup.plugins.module_utils._mirror import local_tree
 from ansible_collections.rat.backup.plugins.module_utils._mirror import s3_copy as mirror_s3_copy
+from ansible_collections.rat.backup.plugins.module_utils._mirror import sides as sides_module
 from ansible_collections.rat.backup.plugins.module_utils._mirror import upload as mirror_upload
 from ansible_collections.rat.backup.plugins.module_utils._mirror import model as mirror_model
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
@@ -551,6 +553,49 @@ def test_upload_when_local_file_unreadable_fails_naming_it_before_uploading(clie
         upload(client, root, "s3://")
     assert "locked" in caught.value.msg and "Permission denied" in caught.value.msg
     assert [o["Key"] for o in client.list_objects_v2(Bucket="rat")["Contents"]] == ["locked"]
+
+
+def test_upload_when_local_file_read_fails_midway_names_the_file_and_uploads_nothing(client, tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    (root / "rat").mkdir(parents=True)
+    (root / "rat" / "bad").write_bytes(b"x" * 100)
+    client.create_bucket(Bucket="rat")
+    real_fdopen = os.fdopen
+
+    class FailingRead:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, size=-1):
+            raise OSError(errno.EIO, "Input/output error")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: FailingRead(real_fdopen(fd, *args, **kwargs)))
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, root, "s3://")
+    assert caught.value.msg.startswith("cannot read local file ") and str(root / "rat" / "bad") in caught.value.msg
+    assert "Input/output error" in caught.value.msg
+    assert "Contents" not in client.list_objects_v2(Bucket="rat")
+
+
+def test_upload_when_sending_fails_with_an_os_error_is_not_named_a_read_error(client, tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    (root / "rat").mkdir(parents=True)
+    (root / "rat" / "ok").write_bytes(b"fine bytes")
+    client.create_bucket(Bucket="rat")
+
+    def reset(*args, **kwargs):
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    monkeypatch.setattr(sides_module.Sides, "put_checked", reset)
+    with pytest.raises(RatBackupError) as caught:
+        upload(client, root, "s3://")
+    assert "Connection reset by peer" in caught.value.msg and "cannot read local file" not in caught.value.msg
 
 
 def test_upload_when_bucket_missing_fails_or_creates_versioned(client, tmp_path):
