@@ -235,16 +235,20 @@ class _Processes:
                 return
             if batch is None:
                 return
-            if self.ahead is not None:
-                self.ahead([item for dummy, item in batch])
+            try:
+                if self.ahead is not None:
+                    self.ahead([item for dummy, item in batch])
+            except Exception as exc:  # pylint: disable=broad-except
+                # A bug there would end this process with only its exit status to tell: the batch's
+                # items fail with its words instead, none of them worked on.
+                pipe.send([(index, False, _failure_of(exc)) for index, dummy in batch])
+                continue
             answers = []
             for index, item in batch:
                 try:
                     answers.append((index, True, self.work(item)))
-                except RatBackupError as exc:
-                    answers.append((index, False, (exc.msg, exc.details)))
                 except Exception as exc:  # pylint: disable=broad-except
-                    answers.append((index, False, (f"{type(exc).__name__}: {exc}", {})))
+                    answers.append((index, False, _failure_of(exc)))
             pipe.send(answers)
 
     def finished(self):
@@ -292,3 +296,10 @@ class _Processes:
             os.waitpid(pid, 0)
             pipe.close()
         self.children = []
+
+
+def _failure_of(exc):
+    """(message, details) a worker process sends back for an item that failed with ``exc``."""
+    if isinstance(exc, RatBackupError):
+        return exc.msg, exc.details
+    return f"{type(exc).__name__}: {exc}", {}

@@ -91,6 +91,16 @@ def test_results_when_worker_has_a_bug_then_run_fails_with_its_type_and_message(
         list(pool.results(range(10), work, lambda r: None, 2, processes=2))
 
 
+def test_results_when_ahead_has_a_bug_then_run_fails_with_its_type_and_message_and_no_item_done():
+    def ahead(items):
+        raise KeyError("no such slot")
+
+    recorded = []
+    with pytest.raises(RatBackupError, match=r"^KeyError: 'no such slot'$") as caught:
+        list(pool.results(range(10), lambda item: item, recorded.append, 2, processes=1, ahead=ahead))
+    assert caught.value.details["completed"] == 0 and not recorded
+
+
 def test_results_when_a_batch_goes_to_a_worker_already_dead_then_run_fails_naming_it_not_broken_pipe():
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
