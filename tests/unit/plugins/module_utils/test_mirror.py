@@ -232,6 +232,81 @@ def test_download_when_link_dest_links_unchanged_and_copies_changed(client, tmp_
     assert objects[("rat", "changes")]["version_id"]
 
 
+def first_backup(client, first, objects):
+    """Bucket "rat" (versioned) holding ``objects``, mirrored to ``first``/minio with its manifest where
+    link_dest's is looked for (``first``/manifest.json)."""
+    bucket(client, "rat", objects, versioned=True)
+    download(client, first / "minio", manifest=str(first / "manifest.json"), use_versions=True)
+    return first / "minio"
+
+
+def inodes(root):
+    """{relpath: inode} of the files under ``root`` ({} when it does not exist)."""
+    return {os.path.relpath(os.path.join(d, name), root): os.stat(os.path.join(d, name)).st_ino
+            for d, dummy, files in os.walk(root) for name in files}
+
+
+def at_apply(monkeypatch, dest):
+    """The inodes() of ``dest`` as each Download.apply begins, once its plan() has returned."""
+    seen = []
+    apply = mirror_download.Download.apply
+
+    def observed(self):
+        if self.tree.root == str(dest):
+            seen.append(inodes(dest))
+        return apply(self)
+
+    monkeypatch.setattr(mirror_download.Download, "apply", observed)
+    return seen
+
+
+def object_lines(manifest):
+    return [line.rstrip(",") for line in manifest.read_text().splitlines() if line.startswith('{"bucket"')]
+
+
+def test_download_when_dest_fresh_and_link_dest_then_plan_made_the_links_before_apply(client, tmp_path, monkeypatch):
+    link_dest = first_backup(client, tmp_path / "b1", {"same": b"old", "deep/same": b"too", "changes": b"v1"})
+    client.put_object(Bucket="rat", Key="changes", Body=b"v2")
+    dest = tmp_path / "b2" / "minio"
+    seen = at_apply(monkeypatch, dest)
+    result = download(client, dest, manifest=str(tmp_path / "b2" / "minio.json"), use_versions=True,
+                      link_dest=str(link_dest))
+    links = {relpath: ino for relpath, ino in inodes(link_dest).items() if relpath != "rat/changes"}
+    # Made while the listing streamed: all there when apply begins, the download not yet.
+    assert seen == [links]
+    assert (result["linked"], result["copied"]) == (2, 1)
+    assert inodes(dest).items() >= links.items() and (dest / "rat/changes").read_bytes() == b"v2"
+
+
+def test_download_when_dest_holds_a_file_then_links_made_by_apply_and_result_as_into_a_fresh_dest(
+        client, tmp_path, monkeypatch):
+    link_dest = first_backup(client, tmp_path / "b1", {"same": b"old", "deep/same": b"too", "changes": b"v1"})
+    client.put_object(Bucket="rat", Key="changes", Body=b"v2")
+    fresh, held = tmp_path / "b2" / "minio", tmp_path / "b3" / "minio"
+    held.mkdir(parents=True)
+    (held / "notes").write_bytes(b"kept")
+    before = inodes(held)
+    seen = at_apply(monkeypatch, held)
+    results = [download(client, dest, manifest=str(dest) + ".json", use_versions=True, link_dest=str(link_dest))
+               for dest in (fresh, held)]
+    # The plan left the destination as it was; apply linked.
+    assert seen == [before]
+    assert inodes(held) == {**before, **inodes(fresh), "rat/changes": inodes(held)["rat/changes"]}
+    assert [(r["linked"], r["copied"], r["plan"]) for r in results] == [(2, 1, results[0]["plan"])] * 2
+    assert object_lines(tmp_path / "b3" / "minio.json") == object_lines(tmp_path / "b2" / "minio.json")
+    assert [json.loads(line)["key"] for line in object_lines(tmp_path / "b2" / "minio.json")] == [
+        "changes", "deep/same", "same"]
+
+
+def test_download_when_check_mode_and_link_dest_then_nothing_linked(client, tmp_path):
+    link_dest = first_backup(client, tmp_path / "b1", {"same": b"old", "deep/same": b"too"})
+    dest = tmp_path / "b2" / "minio"
+    result = download(client, dest, check_mode=True, use_versions=True, link_dest=str(link_dest))
+    assert (result["plan"]["to_link"]["count"], result["linked"]) == (2, 0)
+    assert not dest.exists()
+    assert [os.stat(link_dest / "rat" / name).st_nlink for name in ("same", "deep/same")] == [1, 1]
+
+
 def test_download_when_link_dest_file_changed_in_place_then_downloaded_not_linked(client, tmp_path):
     # Issue 27 item 12: a rotten file of the previous backup (same size) was hard-linked into the
     # new one, which was born failing its own manifest.

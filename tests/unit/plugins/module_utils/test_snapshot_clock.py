@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import os
 import threading
 import time
 
@@ -24,7 +25,7 @@ from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Fi
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 # client is a fixture (moto in process), used by name.
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.test_mirror import (  # noqa: F401 pylint: disable=unused-import
-    bucket, client, download, tree)
+    at_apply, bucket, client, download, inodes, tree)
 
 UTC = datetime.timezone.utc
 # How long a gated Date reading waits for its condition before answering anyway (the old order, clock
@@ -189,6 +190,44 @@ def test_pin_when_skew_over_bound_then_listing_raises_it_and_asks_for_no_version
     assert chosen == [] and "versions page" not in server.events and not clock_threads()
 
 
+def test_settled_when_clock_measuring_then_false_until_measured_within_the_bound():
+    released = threading.Event()
+    server = FakeServer(gate=lambda s: released.is_set())
+    lister = lister_of(server)
+    try:
+        lister.pin(["lake"], point_at(time.time()), 2.0)
+        # The second Date reading is held: the measurement cannot have ended.
+        assert not lister.clock.done.is_set() and not lister.clock.settled() and not lister.settled()
+        with server.changed:
+            released.set()
+            server.changed.notify_all()
+        lister.clock.skew()
+        assert lister.clock.settled() and lister.settled()
+    finally:
+        lister.close()
+
+
+def test_settled_when_skew_over_bound_then_false_once_measured():
+    server = FakeServer(ahead=30.0)
+    lister = lister_of(server)
+    try:
+        lister.pin(["lake"], point_at(time.time()), 2.0)
+        lister.clock.done.wait()
+        assert not lister.clock.settled() and not lister.settled()
+        with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
+            lister.clock.skew()
+    finally:
+        lister.close()
+
+
+def test_settled_when_nothing_to_measure_then_true():
+    server = FakeServer(versioned=False, ahead=30.0)
+    pinned, unpinned = lister_of(server), lister_of(server)
+    pinned.pin(["lake"], point_at(time.time()), 2.0)
+    assert pinned.clock is None and pinned.settled() and unpinned.settled()
+    assert "date" not in server.events
+
+
 def test_pin_when_fail_on_best_effort_refuses_then_the_clock_is_stopped():
     server = FakeServer(versioned=False, gate=lambda s: False)
     lister = lister_of(server)
@@ -246,3 +285,76 @@ def test_download_when_snapshot_pinned_then_unversioned_listed_during_clock_wait
     assert result["consistency"]["buckets"] == {"a-plain": "best-effort", "lake": "snapshot"}
     # Nothing of the clock's measurement nor of the listing runs when the workers are forked.
     assert "s3-clock" not in at_apply and "read-ahead" not in at_apply
+
+
+def two_buckets_backup(client, first):
+    """"a-plain" (unversioned, sorts first: planned while S3's clock is measured) and "lake" (versioned),
+    mirrored to ``first``/minio, its manifest where link_dest's is looked for."""
+    bucket(client, "a-plain", {"p": b"1", "q/r": b"2"})
+    bucket(client, "lake", {f"k/{i:02d}": b"v1-%d" % i for i in range(3)}, versioned=True)
+    download(client, first / "minio", manifest=str(first / "manifest.json"), use_versions=True)
+    # The objects' LastModified seconds are over before the point (moto stamps whole seconds).
+    time.sleep(1.1)
+    return first / "minio"
+
+
+def server_date_after(monkeypatch, ready=None, ahead=0.0):
+    """moto's in-process mock sends no Date header: this host's clock (+ ``ahead`` s), its second
+    reading answered once ``ready`` is set (or after GATE_TIMEOUT) when given."""
+    readings = []
+
+    def server_date(client, endpoint, bucket, http=None):
+        if ready is not None and len(readings) == 1:
+            ready.wait(GATE_TIMEOUT)
+        readings.append(time.time())
+        return {"ResponseMetadata": {"HTTPHeaders": {"date": email.utils.formatdate(time.time() + ahead, usegmt=True)}}}
+
+    monkeypatch.setattr(s3, "server_date", server_date)
+
+
+def test_download_when_s3_clock_still_measured_then_links_left_to_apply_until_it_is_known(client, tmp_path, monkeypatch):
+    link_dest = two_buckets_backup(client, tmp_path / "b1")
+    point = point_at(time.time())
+    # The clock's second Date reading waits until the plan has asked whether it may link (a-plain's objects).
+    asked_unsettled = threading.Event()
+    settled = listing.Lister.settled
+
+    def recorded_settled(self):
+        answer = settled(self)
+        if not answer:
+            asked_unsettled.set()
+        return answer
+
+    monkeypatch.setattr(listing.Lister, "settled", recorded_settled)
+    server_date_after(monkeypatch, asked_unsettled)
+    dest = tmp_path / "b2" / "minio"
+    seen = at_apply(monkeypatch, dest)
+    result = download(client, dest, manifest=str(tmp_path / "b2" / "minio.json"), consistency_point=point,
+                      max_clock_skew=2.0, link_dest=str(link_dest))
+    assert asked_unsettled.is_set()
+    links = inodes(link_dest)
+    # The versioned bucket is listed once the clock is known: its links made by the plan; a-plain's
+    # were decided before and left to apply.
+    assert seen == [{relpath: ino for relpath, ino in links.items() if relpath.startswith("lake/")}]
+    assert inodes(dest) == links and result["linked"] == len(links) == 5
+    assert result["consistency"]["buckets"] == {"a-plain": "best-effort", "lake": "snapshot"}
+
+
+def test_download_when_s3_clock_over_the_bound_then_fails_with_nothing_linked(client, tmp_path, monkeypatch):
+    link_dest = two_buckets_backup(client, tmp_path / "b1")
+    point = point_at(time.time())
+    server_date_after(monkeypatch, ahead=30.0)
+    current = listing.Lister._current
+
+    def after_the_clock(self, bucket):
+        # a-plain planned once the measurement has ended in its error: a link made then would show.
+        self.clock.done.wait()
+        yield from current(self, bucket)
+
+    monkeypatch.setattr(listing.Lister, "_current", after_the_clock)
+    dest = tmp_path / "b2" / "minio"
+    with pytest.raises(RatBackupError, match="more than the allowed 2.0 s"):
+        download(client, dest, manifest=str(tmp_path / "b2" / "minio.json"), consistency_point=point,
+                 max_clock_skew=2.0, link_dest=str(link_dest))
+    assert not dest.exists() and not clock_threads()
+    assert {os.stat(link_dest / relpath).st_nlink for relpath in inodes(link_dest)} == {1}
