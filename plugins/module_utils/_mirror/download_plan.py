@@ -116,6 +116,7 @@ class DownloadPlan:
             except merge.OutOfOrder as exc:
                 # Not sorted after all (a hand-written manifest, a server that does not sort):
                 # planned again with that stream sorted in memory.
+                self._unlink_made()
                 self.stream.close()
                 unsorted.add(exc.what)
             finally:
@@ -202,6 +203,17 @@ class DownloadPlan:
             for relpath in self._local_extras(expected, by_path):
                 plan.add_delete(relpath)
         return manifest_complete
+
+    def _unlink_made(self):
+        """Remove the links the stopped plan made while it listed. Read in order again, a key can get
+        another path (``a`` is escaped once ``a/b`` is listed): its link left at the first would stand
+        where a directory must be, or outside the manifest (the delete walk skips a fresh destination)."""
+        spool = self.stream.spool
+        if spool is None:
+            return
+        for action, dummy, dummy, relpath in spool.rows():
+            if action == "linked":
+                fs.unlink_quietly(self.tree.path(relpath))
 
     @property
     def root_name(self):

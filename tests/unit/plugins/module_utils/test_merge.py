@@ -7,6 +7,7 @@ ordered pool, and bucket_mirror planning over keys whose order is easy to get wr
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -189,6 +190,34 @@ def test_download_when_listing_unsorted_plans_again_sorted_and_leaves_no_reading
     assert not any(t.name == "read-ahead" for t in threading.enumerate())
     header, entries = read_manifest(str(tmp_path / "b2" / "minio.json"), "manifest")
     assert [e.key for e in entries] == sorted(AWKWARD)
+
+
+def test_download_when_listing_gives_a_directory_key_late_plans_again_with_no_link_left_at_its_first_path(
+        client, tmp_path, monkeypatch):
+    # "a" is listed before "a0" and its children "a/..." only at the end: the first pass takes "a" for
+    # a plain file and links it at rat/a before the disorder shows; read again in order, "a" is escaped
+    # and rat/a must be a directory.
+    first = tmp_path / "b1"
+    awkward_backup(client, first / "minio", first / "manifest.json")
+    listed = listing.Lister.entries
+
+    def children_last(self, bucket, versioned):
+        entries = list(listed(self, bucket, versioned))
+        yield from sorted(entries, key=lambda e: e.key.startswith("a/"))
+
+    monkeypatch.setattr(listing.Lister, "entries", children_last)
+    second = tmp_path / "b2"
+    result = run(client, "s3://", str(second / "minio"), manifest=str(second / "minio.json"),
+                 link_dest=str(first / "minio"))
+    assert (result["copied"], result["linked"]) == (0, len(AWKWARD))
+    header, entries = read_manifest(str(second / "minio.json"), "manifest")
+    assert [e.key for e in entries] == sorted(AWKWARD)
+    files = sorted(str(p.relative_to(second / "minio")) for p in (second / "minio").rglob("*") if p.is_file())
+    assert files == sorted(e.relpath for e in entries)
+    for entry in entries:
+        assert os.stat(second / "minio" / entry.relpath).st_ino == os.stat(first / "minio" / entry.relpath).st_ino
+    objects = [line for line in (second / "minio.json").read_text().splitlines() if line.startswith('{"bucket"')]
+    assert objects == [line for line in (first / "manifest.json").read_text().splitlines() if line.startswith('{"bucket"')]
 
 
 def test_upload_when_manifest_unsorted_and_bucket_has_awkward_keys_keeps_equal_and_deletes_extras(client, tmp_path):
