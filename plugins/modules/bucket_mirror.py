@@ -103,6 +103,9 @@ options:
       - S3 -> disk only. A previous mirror directory (for example C(<previous backup>/minio)).
         Objects unchanged since then (same bucket, key, size, ETag and version id) are hard-linked
         from it instead of downloaded; O(dest) is still a complete copy.
+      - Into an O(dest) that is missing or empty (a new backup's), the links are made while the source is
+        still listed, once the S3 clock (O(consistency_point)) is known to be within O(max_clock_skew);
+        into one that holds anything, after the listing, as before.
       - So are objects written again with the same bytes (after a restore into empty buckets, with a
         new version id or another multipart ETag) when their ETag is the MD5 of the previous file or
         the multipart ETag this collection's uploads give it; a one-byte GET reads their attributes.
@@ -182,7 +185,7 @@ options:
     default: false
   min_free_bytes:
     description:
-      - S3 -> disk only. After listing, and before anything is written, fail unless the file system
+      - S3 -> disk only. After listing, and before anything is downloaded, fail unless the file system
         of O(dest) has room for the objects to download (hard links need none) plus this many
         bytes, so a full disk is found before the transfer rather than in the middle of it.
       - V(0) still checks that the objects fit.
