@@ -213,7 +213,6 @@ class Upload:
             yield integrity.HashingReader(_LocalReads(handle, path), f"s3://{entry.bucket}/{entry.key} ({path})",
                                           entry.size, entry.sha256)
 
-
     def _targets(self):
         """The destination buckets that get files, and {bucket: versioned} from the manifest."""
         if not self.settings.manifest:

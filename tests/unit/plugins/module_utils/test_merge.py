@@ -21,7 +21,6 @@ from ansible_collections.rat.backup.plugins.module_utils import mirror as mr
 from ansible_collections.rat.backup.plugins.module_utils import s3
 from ansible_collections.rat.backup.plugins.module_utils._mirror import listing, local_tree, merge, pool
 from ansible_collections.rat.backup.plugins.module_utils._mirror.model import Entry
-from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 from ansible_collections.rat.backup.plugins.module_utils._mirror.object_manifest import read_manifest
 
 # Keys around "/" (0x2f): "-" and "." sort below it, "0" above; "a" is the directory of "a/b".
