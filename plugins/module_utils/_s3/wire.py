@@ -21,7 +21,6 @@ except ImportError:
     # s3.HAS_BOTO3 tells the module; nothing here runs without botocore.
     pass
 
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _CONTENTS = re.compile(r"<Contents>(.*?)</Contents>", re.S)
 _FIELDS = re.compile(r"<(Key|Size|ETag|LastModified)>([^<]*)</\1>")
 _KEY_COUNT = re.compile(r"<KeyCount>(\d+)</KeyCount>")
@@ -35,7 +34,9 @@ def listing_items(text):
 
     Regular expressions over the page: an element tree of a 1,000-key page costs four times more,
     a quarter of an unchanged backup's CPU. A page they do not account for whole (fewer objects
-    than its KeyCount, an object without Key or Size) is read with the element tree instead.
+    than its KeyCount, an object without Key or Size, a Contents element they did not read: one
+    written otherwise, as ``<Contents >`` or ``<s3:Contents>``, on a page without KeyCount) is read
+    with the element tree instead: never taken for a page with fewer objects.
     """
     items = []
     for block in _CONTENTS.findall(text):
@@ -45,7 +46,9 @@ def listing_items(text):
         items.append((_xml_text(fields["Key"]), int(fields["Size"]), _xml_text(fields.get("ETag")),
                       fields.get("LastModified")))
     count = _KEY_COUNT.search(text)
-    if count is not None and int(count.group(1)) != len(items):
+    if count is not None and int(count.group(1)) != len(items) or text.count("Contents>") != 2 * len(items):
+        # "Contents>" ends each Contents tag however it is written (a key holding it, sent unescaped
+        # by a server that ignores encoding-type, only costs that page the element tree).
         return _listing_items_tree(text)
     if _ENCODING_URL.search(text):
         items = [(unquote_key(key), size, etag, modified) for key, size, etag, modified in items]
@@ -53,25 +56,37 @@ def listing_items(text):
 
 
 def _listing_items_tree(text):
+    # Elements by name without their namespace, as botocore reads them: a server that sends none
+    # must not have its page read as one without objects.
     root = ElementTree.fromstring(text)
-    quoted = root.findtext(_NS + "EncodingType") == "url"
+    quoted = _fields(root).get("EncodingType") == "url"
     items = []
-    for item in root.iter(_NS + "Contents"):
-        key = item.findtext(_NS + "Key")
-        items.append((unquote_key(key) if quoted else key, int(item.findtext(_NS + "Size")),
-                      item.findtext(_NS + "ETag"), item.findtext(_NS + "LastModified")))
+    for item in root.iter():
+        if _tag(item) == "Contents":
+            fields = _fields(item)
+            key = fields.get("Key")
+            items.append((unquote_key(key) if quoted else key, int(fields.get("Size")), fields.get("ETag"),
+                          fields.get("LastModified")))
     return items
+
+
+def _fields(element):
+    """{name without namespace: text ("" when empty)} of ``element``'s children."""
+    return {_tag(child): child.text or "" for child in element}
 
 
 def listing_continuation(text):
     """(is_truncated, continuation token) of one ListObjectsV2 page, read apart from its objects:
     the next page is asked for with it while this one's objects are parsed (Transport.list_objects).
-    A page without a plain IsTruncated element is read with the element tree."""
-    if "<IsTruncated>" not in text:
-        root = ElementTree.fromstring(text)
-        return root.findtext(_NS + "IsTruncated") == "true", root.findtext(_NS + "NextContinuationToken")
-    token = _TOKEN.search(text)
-    return _TRUNCATED.search(text) is not None, _xml_text(token.group(1)) if token else None
+    A page without a plain IsTruncated element, or truncated without a plain token (in CDATA, an
+    element written otherwise), is read with the element tree, its elements without namespace."""
+    if "<IsTruncated>" in text:
+        token = _TOKEN.search(text)
+        truncated = _TRUNCATED.search(text) is not None
+        if token or not truncated:
+            return truncated, _xml_text(token.group(1)) if token else None
+    fields = _fields(ElementTree.fromstring(text))
+    return fields.get("IsTruncated") == "true", fields.get("NextContinuationToken") or None
 
 
 def unquote_key(key):

@@ -333,3 +333,37 @@ def test_listing_continuation_when_elements_not_plain_reads_the_element_tree():
     text = PAGE.format(truncated="true", encoding="", key1="k")
     spaced = text.replace("<IsTruncated>true</IsTruncated>", "<IsTruncated >true</IsTruncated >")
     assert wire.listing_continuation(spaced) == (True, "tok&en")
+
+
+def without_namespace(page):
+    """``page`` as a server that sends S3's XML without its namespace writes it (botocore reads both)."""
+    return page.replace(' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', "")
+
+
+def test_listing_items_when_no_namespace_and_layout_unexpected_reads_the_objects_not_an_empty_page():
+    text = without_namespace(PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2", "<KeyCount>3"))
+    assert [item[0] for item in wire.listing_items(text)] == ["k", "b%2Fc"]
+
+
+def test_listing_continuation_when_no_namespace_and_elements_not_plain_still_follows_the_token():
+    text = without_namespace(PAGE.format(truncated="true", encoding="", key1="k"))
+    spaced = text.replace("<IsTruncated>true</IsTruncated>", "<IsTruncated >true</IsTruncated >")
+    assert wire.listing_continuation(spaced) == (True, "tok&en")
+
+
+def test_listing_continuation_when_token_not_plain_reads_it_with_the_element_tree():
+    # The regular expression sees the page truncated but no token it can read: the element tree
+    # reads it, as the whole-page fallback did before the continuation was read apart.
+    text = PAGE.format(truncated="true", encoding="", key1="k")
+    for odd in ("<NextContinuationToken><![CDATA[tok&en]]></NextContinuationToken>",
+                "<NextContinuationToken >tok&amp;en</NextContinuationToken>"):
+        page = text.replace("<NextContinuationToken>tok&amp;en</NextContinuationToken>", odd)
+        assert wire.listing_continuation(page) == (True, "tok&en"), odd
+
+
+def test_listing_items_when_contents_elements_not_plain_and_no_key_count_reads_the_element_tree():
+    text = PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2</KeyCount>", "")
+    for page in (text.replace("<Contents>", "<Contents >"),
+                 text.replace(' xmlns="', ' xmlns:s3="').replace("<", "<s3:").replace("<s3:/", "</s3:")
+                 .replace("<s3:?xml", "<?xml")):
+        assert [item[0] for item in wire.listing_items(page)] == ["k", "b%2Fc"], page
