@@ -340,13 +340,17 @@ class Transport:
                 if token:
                     query["continuation-token"] = token
                 text = self.request("GET", bucket, query=query, operation="ListObjectsV2").read().decode("utf-8")
-                truncated, token = wire.listing_continuation(text)
+                asked, (truncated, token) = token, wire.listing_continuation(text)
                 yield text
                 if not truncated:
                     return
                 if not token:
                     raise RatBackupError(f"listing bucket {bucket!r} on {self.endpoint.name}: a truncated page without a "
                                          "continuation token", bucket=bucket)
+                if token == asked:
+                    # The same page again, for ever (botocore's paginator refuses it too).
+                    raise RatBackupError(f"listing bucket {bucket!r} on {self.endpoint.name}: the server answered a page "
+                                         "with the continuation token it was asked with", bucket=bucket)
         finally:
             self.close()
 

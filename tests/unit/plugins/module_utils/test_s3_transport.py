@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
 import socket
@@ -131,6 +132,22 @@ def test_list_objects_when_a_later_page_fails_yields_the_keys_before_then_raises
         for item in transport().list_objects(name, page_size=2):
             got.append(item[0])
     assert got == ["k/00", "k/01"] and not any(t.name == "listing-pages" for t in threading.enumerate())
+
+
+def test_list_objects_when_the_server_answers_the_token_asked_with_fails_instead_of_listing_for_ever(monkeypatch):
+    asked = []
+
+    def same_page(self, method, bucket_name, key=None, query=None, **kwargs):
+        asked.append(query.get("continuation-token"))
+        if len(asked) > 5:
+            raise AssertionError("the same page asked for again and again")
+        page = PAGE.format(truncated="true", encoding="", key1="k").encode("utf-8")
+        return fast_transport.Response(200, {}, io.BytesIO(page))
+
+    monkeypatch.setattr(fast_transport.Transport, "request", same_page)
+    with pytest.raises(RatBackupError, match="with the continuation token it was asked with"):
+        list(transport().list_objects("b"))
+    assert asked == [None, "tok&en"] and not any(t.name == "listing-pages" for t in threading.enumerate())
 
 
 def test_get_when_key_needs_quoting_returns_the_bytes_and_headers(bucket):
