@@ -108,7 +108,8 @@ def entry_digest(entry, tree):
 
 
 def is_empty(path):
-    """True when ``path`` does not exist or is a directory with no entries (not a symlink)."""
+    """True when ``path`` does not exist or is a directory with no entries (a symlink to one is followed:
+    what matters is that nothing can be in the way of what is linked into it)."""
     try:
         with os.scandir(path) as entries:
             return next(entries, None) is None
