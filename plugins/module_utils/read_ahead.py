@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: rat.backup contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Items read by a thread of its own ahead of their reader: a listing's pages and its keys.
+"""Items read by threads of their own ahead of their reader: a listing's pages and its keys.
 
 A listing is a chain of requests, each waiting on the server (``continuation-token``). Read
 ahead, that wait passes while the reader works on what came before, instead of adding to it:
 the transport fetches each page while the page before it is parsed, and a mirror's plan reads
-the keys while the keys before them are planned.
+the keys while the keys before them are planned. Parts of a listing that do not depend on each
+other (the keys of different prefixes) are read by several threads at once (``InOrder``).
 """
 
 from __future__ import annotations
@@ -57,13 +58,7 @@ class ReadAhead:
 
     def _put(self, value):
         """Queue ``value``; False once the reader has stopped."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put(self._queue, value, self._stop)
 
     def __iter__(self):
         try:
@@ -80,6 +75,110 @@ class ReadAhead:
     def close(self):
         self._stop.set()
         self._thread.join()
+
+
+class InOrder:
+    """The items of each of ``parts`` (``read(part)``, an iterable), read by up to ``threads``
+    threads at once and handed on in the parts' order.
+
+    A thread takes the next part nobody has taken, once it is fewer than ``window`` parts ahead of
+    the one being handed on, and reads at most ``depth`` of its items ahead of the reader: memory
+    holds at most ``window`` x ``depth`` items whatever the parts hold. An exception of ``read`` is
+    raised in the reader where its part's next item would have come. ``on_exit`` runs on each
+    thread as it ends (a transport's per-thread connection is dropped there). ``close()`` (also
+    when the reader stops early) stops the threads and waits for them: none is left once it returns.
+    """
+
+    _END = object()
+
+    def __init__(self, parts, read, threads=4, window=16, depth=4, name="in-order", on_exit=None):
+        self._parts = list(parts)
+        self._read = read
+        self._window = window
+        self._queues = [queue.Queue(depth) for dummy in self._parts]
+        self._taken = 0
+        self._reading = 0
+        self._turn = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._work, args=(on_exit,), name="%s-%d" % (name, number),
+                                          daemon=True)
+                         for number in range(min(threads, len(self._parts)))]
+        for thread in self._threads:
+            thread.start()
+
+    def _take(self):
+        """The index of the next part to read, or None when there is none left or the reader stopped."""
+        with self._turn:
+            while not self._stop.is_set() and self._taken < len(self._parts):
+                if self._taken < self._reading + self._window:
+                    self._taken += 1
+                    return self._taken - 1
+                self._turn.wait()
+        return None
+
+    def _work(self, on_exit):
+        try:
+            while True:
+                index = self._take()
+                if index is None or not self._read_part(index):
+                    return
+        finally:
+            if on_exit is not None:
+                on_exit()
+
+    def _read_part(self, index):
+        """Queue part ``index``'s items, then its end (or its error); False once the reader has stopped."""
+        out = self._queues[index]
+        items = None
+        try:
+            items = self._read(self._parts[index])
+            for item in items:
+                if not _put(out, item, self._stop):
+                    return False
+            ending = self._END
+        except BaseException as exc:  # pylint: disable=broad-except
+            ending = _Raised(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        return _put(out, ending, self._stop)
+
+    def __iter__(self):
+        try:
+            for index, out in enumerate(self._queues):
+                with self._turn:
+                    self._reading = index
+                    self._turn.notify_all()
+                while True:
+                    got = out.get()
+                    if got is self._END:
+                        break
+                    if isinstance(got, _Raised):
+                        raise got.exc
+                    yield got
+                # What was read of it is handed on: not kept until the end.
+                self._queues[index] = None
+        finally:
+            self.close()
+
+    def close(self):
+        self._stop.set()
+        with self._turn:
+            self._turn.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+
+def _put(out, value, stop):
+    """Queue ``value`` on ``out``; False once ``stop`` is set (the reader is gone)."""
+    while not stop.is_set():
+        try:
+            out.put(value, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class _Raised:

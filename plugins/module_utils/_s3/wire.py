@@ -89,6 +89,18 @@ def listing_continuation(text):
     return fields.get("IsTruncated") == "true", fields.get("NextContinuationToken") or None
 
 
+def listing_prefixes(text):
+    """The CommonPrefixes of one ListObjectsV2 page asked for with a delimiter, decoded as its keys are."""
+    root = ElementTree.fromstring(text)
+    quoted = _fields(root).get("EncodingType") == "url"
+    found = []
+    for element in root.iter():
+        if _tag(element) == "CommonPrefixes":
+            prefix = _fields(element).get("Prefix", "")
+            found.append(unquote_key(prefix) if quoted else prefix)
+    return found
+
+
 def unquote_key(key):
     """A key of an ``encoding-type=url`` listing, decoded as botocore decodes it: AWS, MinIO and
     rclone write a space as "+" (and a "+" as %2B), so "+" is a space (moto writes %20 for it)."""

@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -123,6 +124,41 @@ def test_listing_when_keys_awkward_and_pages_small_decodes_as_boto3(sides):
     # The key of issue 21: listed by both servers, under its own name.
     assert "landing/a b+c=d&e.csv" in [item[0] for item in listed], server
     for prefix in ("landing/", "sp ace", "plus+", "ünïcødé/", "dir/", "q?x=1&"):
+        assert fast_listing(fast, name, prefix) == boto_listing(client, name, prefix), prefix
+
+
+# Keys around the places where a listing is cut into parts: keys sorting just before and after "/"
+# ("a-", "a.b", "a0/q"), a directory's own marker key ("b/"), a key and a prefix of the same name
+# ("zz", "zz/q": only moto holds both, a server on a filesystem refuses the second), the awkward
+# corpus below prefixes of its own, keys at the top between prefixes. The second page (PAGE keys
+# each) ends at "a/m/07", inside "a/m/", which is then read on from there (start-after).
+SPLIT_TREE = sorted({"a-", "a.b", "a/x", "a/y/z", "a0/q", "b/", "b/c", "zz", "zz/q", "zz top"}
+                    | {"a/m/%02d" % index for index in range(12)}
+                    | {"t/%02d/k%d" % (table, index) for table in range(12) for index in range(3)}
+                    | {"t/%02d/deep/%s" % (table, key) for table in (3, 7) for key in s3_servers.CORPUS[:6]}
+                    | {"t/%02d.note" % table for table in (4, 9)}
+                    | {"%s/%s" % (top, key) for top in ("sp ace", "plus+", "ünï") for key in s3_servers.CORPUS})
+
+
+def test_listing_when_split_into_parts_lists_what_boto3_lists_in_its_order(sides, monkeypatch):
+    _server, _endpoint, client, fast = sides
+    name = bucket(client, "split")
+    for key in SPLIT_TREE:
+        boto_put(client, name, key)
+    made = []
+    request = fast_transport.Transport.request
+
+    def recording(self, method, bucket_name, key=None, query=None, **kwargs):
+        made.append((threading.current_thread().name, dict(query or {})))
+        return request(self, method, bucket_name, key, query, **kwargs)
+
+    monkeypatch.setattr(fast_transport.Transport, "request", recording)
+    assert fast_listing(fast, name) == boto_listing(client, name)
+    # The listing was split: delimiter listings found the parts, read by threads of their own, one
+    # of them from where page 2 ended.
+    assert any("delimiter" in query for dummy, query in made)
+    assert {query.get("start-after") for thread, query in made if thread.startswith("listing-parts")} >= {None, "a/m/07"}
+    for prefix in ("t/", "t/03/", "sp ace/", "a"):
         assert fast_listing(fast, name, prefix) == boto_listing(client, name, prefix), prefix
 
 

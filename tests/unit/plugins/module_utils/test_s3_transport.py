@@ -21,6 +21,7 @@ moto_server = pytest.importorskip("moto.server")
 
 from ansible_collections.rat.backup.plugins.module_utils import s3  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import transport as fast_transport  # noqa: E402
+from ansible_collections.rat.backup.plugins.module_utils._s3 import split_listing  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils._s3 import wire  # noqa: E402
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError  # noqa: E402
 from ansible_collections.rat.backup.tests.unit.plugins.module_utils.s3_servers import CORPUS  # noqa: E402
@@ -94,6 +95,8 @@ def pages_bucket(bucket, count=6):
 
 def test_list_objects_when_a_page_is_being_read_the_next_one_is_asked_for_already(bucket, monkeypatch):
     name = pages_bucket(bucket)
+    # One chain of pages: splitting a listing has tests of its own (test_split_listing.py).
+    monkeypatch.setattr(split_listing, "SPLIT_AFTER", 100)
     made = recorded_requests(monkeypatch)
     listed = transport().list_objects(name, page_size=2)
     assert next(listed)[0] == "k/00"
@@ -145,9 +148,64 @@ def test_list_objects_when_the_server_answers_the_token_asked_with_fails_instead
         return fast_transport.Response(200, {}, io.BytesIO(page))
 
     monkeypatch.setattr(fast_transport.Transport, "request", same_page)
+    monkeypatch.setattr(split_listing, "SPLIT_AFTER", 100)
     with pytest.raises(RatBackupError, match="with the continuation token it was asked with"):
         list(transport().list_objects("b"))
     assert asked == [None, "tok&en"] and not any(t.name == "listing-pages" for t in threading.enumerate())
+
+
+def split_bucket(bucket, monkeypatch):
+    """6 prefixes of 4 keys, listed a key a page: the rest after page 2 ("p0/k1") is split by prefix."""
+    client, name = bucket
+    for prefix in range(6):
+        for index in range(4):
+            client.put_object(Bucket=name, Key="p%d/k%d" % (prefix, index), Body=b"")
+    monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
+    return name, ["p%d/k%d" % (prefix, index) for prefix in range(6) for index in range(4)]
+
+
+def listing_threads():
+    return [t for t in threading.enumerate() if t.name.startswith(("listing-pages", "listing-parts"))]
+
+
+def test_list_objects_when_the_server_ignores_start_after_hands_no_key_on_twice(bucket, monkeypatch):
+    name, keys = split_bucket(bucket, monkeypatch)
+    request = fast_transport.Transport.request
+    ignored = []
+
+    def ignoring(self, method, bucket_name, key=None, query=None, **kwargs):
+        if query and query.pop("start-after", None):
+            ignored.append(query.get("prefix"))
+        return request(self, method, bucket_name, key, query, **kwargs)
+
+    monkeypatch.setattr(fast_transport.Transport, "request", ignoring)
+    assert [item[0] for item in transport().list_objects(name, page_size=1)] == keys
+    assert ignored == ["p0/"] and not listing_threads()
+
+
+def test_list_objects_when_a_part_fails_hands_on_the_keys_before_it_then_raises_it(bucket, monkeypatch):
+    name, keys = split_bucket(bucket, monkeypatch)
+    request = fast_transport.Transport.request
+
+    def failing(self, method, bucket_name, key=None, query=None, **kwargs):
+        if query and query.get("prefix") == "p3/":
+            raise RatBackupError("listing the prefix p3/ failed")
+        return request(self, method, bucket_name, key, query, **kwargs)
+
+    monkeypatch.setattr(fast_transport.Transport, "request", failing)
+    got = []
+    with pytest.raises(RatBackupError, match="listing the prefix p3/ failed"):
+        for item in transport().list_objects(name, page_size=1):
+            got.append(item[0])
+    assert got == keys[:12] and not listing_threads()
+
+
+def test_list_objects_when_split_and_the_reader_stops_early_leaves_no_thread(bucket, monkeypatch):
+    name, keys = split_bucket(bucket, monkeypatch)
+    listed = transport().list_objects(name, page_size=1)
+    assert [next(listed)[0] for dummy in range(6)] == keys[:6]
+    listed.close()
+    assert not listing_threads()
 
 
 def test_get_when_key_needs_quoting_returns_the_bytes_and_headers(bucket):

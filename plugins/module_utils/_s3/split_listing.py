@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: rat.backup contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rest of a long ListObjectsV2 listing, asked for in parts at once and handed on in key order.
+
+One listing is a chain of pages, each asked for with the token of the one before: 100,000 keys
+are 100 of the server's turns one after the other, and the server works on one of them at a time.
+The keys under different prefixes ("directories") are listings of their own, which can be asked
+for at once: all the keys below "a/" start so, so they come next to each other in S3's order
+(UTF-8 bytes, which is Python's order of str), and the parts handed on one after the other are the
+whole listing in its order. Measured on `rclone serve s3`, 100,000 keys in 10 x 20 directories
+(Transport.list_objects): 4.7-4.8 s in one chain, 3.5-3.6 s in parts, for about the same CPU of
+client (0.9 s) and server (5.7 s).
+
+A listing is split only once it has gone on for SPLIT_AFTER pages (a small one never pays for
+finding its prefixes). Its rest, after the last key handed on, is found by delimiter listings
+from the listing's own prefix down, a level at a time while fewer than MIN_PARTS prefixes are
+known (at most MAX_DEPTH levels; a prefix whose level takes more than one page stays whole, and
+the keys a level gives are kept as they came). Each part's keys are checked to be below its
+prefix, and only those after that last key are kept: a server that ignores start-after does not
+hand a key on twice.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
+
+SPLIT_AFTER = 2
+MIN_PARTS = 16
+MAX_DEPTH = 4
+# Parts listed at once, and how far ahead of the reader (read_ahead.InOrder).
+THREADS = 4
+WINDOW = 16
+
+
+class Part:
+    """A run of keys already listed (``items``), or the keys below ``prefix`` after ``after``."""
+
+    __slots__ = ("prefix", "items", "after")
+
+    def __init__(self, prefix=None, items=None, after=None):
+        self.prefix = prefix
+        self.items = items
+        self.after = after
+
+    def __repr__(self):
+        return "Part(%r, %d items)" % (self.prefix, len(self.items or ()))
+
+
+def parts(list_level, prefix, after):
+    """The keys of the listing under ``prefix`` that come after key ``after``, as Parts in key
+    order, or None when splitting would not pay (one prefix left to list). Keys a delimiter page
+    gave are kept as they came: a rest that the levels gave whole needs no further request.
+
+    ``list_level(prefix)`` is one delimiter ("/") page under ``prefix``: (items, prefixes, truncated),
+    items as wire.listing_items gives them."""
+    level = [Part(prefix=prefix)]
+    for dummy in range(MAX_DEPTH):
+        if sum(1 for part in level if part.prefix is not None) >= MIN_PARTS:
+            break
+        deeper, descended = [], False
+        for part in level:
+            if part.prefix is None or not _may_hold_after(part.prefix, after):
+                deeper.append(part)
+                continue
+            items, prefixes, truncated = list_level(part.prefix)
+            if truncated:
+                deeper.append(part)
+                continue
+            deeper.extend(_level_parts(items, prefixes, part.prefix))
+            descended = True
+        level = deeper
+        if not descended:
+            break
+    kept = []
+    for part in level:
+        if part.prefix is None:
+            items = [item for item in part.items if item[0] > after]
+            if not items:
+                continue
+            if kept and kept[-1].prefix is None:
+                kept[-1].items.extend(items)
+            else:
+                kept.append(Part(items=items))
+        elif _may_hold_after(part.prefix, after):
+            kept.append(Part(prefix=part.prefix, after=after if after.startswith(part.prefix) else None))
+    if sum(1 for part in kept if part.prefix is not None) == 1:
+        # One listing left to ask for: as the chain of pages would, only later.
+        return None
+    return kept
+
+
+def _may_hold_after(prefix, after):
+    """False when every key below ``prefix`` is at or before ``after``: the prefix sorts before it
+    and ``after`` is not below it."""
+    return prefix > after or after.startswith(prefix)
+
+
+def _level_parts(items, prefixes, under):
+    """One delimiter page's keys and prefixes as Parts, merged in key order (S3 sends them apart)."""
+    for prefix in prefixes:
+        if not prefix.startswith(under) or prefix == under:
+            # Descending into it again would loop; the plain listing holds it whole.
+            raise RatBackupError(f"the server answered a delimiter listing under {under!r} with the prefix {prefix!r}",
+                                 prefix=under)
+    merged = sorted([(item[0], Part(items=[item])) for item in items] + [(prefix, Part(prefix=prefix))
+                                                                          for prefix in prefixes],
+                    key=lambda pair: pair[0])
+    return [part for dummy, part in merged]
+
+
+def checked(items, part):
+    """``items`` of one page of ``part``: those after its ``after``; a key outside its prefix fails."""
+    if part.after is not None:
+        items = [item for item in items if item[0] > part.after]
+    for item in items:
+        if not item[0].startswith(part.prefix):
+            raise RatBackupError(f"the server answered a listing under the prefix {part.prefix!r} with the key "
+                                 f"{item[0]!r}", prefix=part.prefix, key=item[0])
+    return items
