@@ -103,9 +103,9 @@ def _level_parts(items, prefixes, under):
             # Descending into it again would loop; the plain listing holds it whole.
             raise RatBackupError(f"the server answered a delimiter listing under {under!r} with the prefix {prefix!r}",
                                  prefix=under)
-    merged = sorted([(item[0], Part(items=[item])) for item in items] + [(prefix, Part(prefix=prefix))
-                                                                          for prefix in prefixes],
-                    key=lambda pair: pair[0])
+    merged = [(item[0], Part(items=[item])) for item in items]
+    merged.extend((prefix, Part(prefix=prefix)) for prefix in prefixes)
+    merged.sort(key=lambda pair: pair[0])
     return [part for dummy, part in merged]
 
 

@@ -114,8 +114,8 @@ def test_parts_when_a_level_is_longer_than_a_page_keeps_that_prefix_whole(monkey
         return items, prefixes, truncated and under == "a/"
 
     parts = split_listing.parts(level, "", "a/02")
-    assert [(part.prefix, part.after) for part in parts] == [("a/", "a/02"), ("b/x/", None), ("b/y/", None),
-                                                            ("b/z/", None), (None, None)]
+    assert [(part.prefix, part.after) for part in parts] == [
+        ("a/", "a/02"), ("b/x/", None), ("b/y/", None), ("b/z/", None), (None, None)]
     assert read_back(bucket, parts) == keys[3:]
 
 
