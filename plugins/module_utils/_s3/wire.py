@@ -56,18 +56,22 @@ def listing_items(text):
 
 
 def _listing_items_tree(text):
-    # Elements by name without their namespace, as botocore reads them: a server that sends none
-    # must not have its page read as one without objects.
+    decode, contents = _tree_elements(text, "Contents")
+    return [(decode(fields.get("Key")), int(fields.get("Size")), fields.get("ETag"), fields.get("LastModified"))
+            for fields in contents]
+
+
+def _tree_elements(text, tag):
+    """(how its keys are decoded, the _fields of each ``tag`` element) of a listing page read with the
+    element tree. Elements by name without their namespace, as botocore reads them: a server that
+    sends none must not have its page read as one without objects."""
     root = ElementTree.fromstring(text)
-    quoted = _fields(root).get("EncodingType") == "url"
-    items = []
-    for item in root.iter():
-        if _tag(item) == "Contents":
-            fields = _fields(item)
-            key = fields.get("Key")
-            items.append((unquote_key(key) if quoted else key, int(fields.get("Size")), fields.get("ETag"),
-                          fields.get("LastModified")))
-    return items
+    decode = unquote_key if _fields(root).get("EncodingType") == "url" else _as_sent
+    return decode, [_fields(element) for element in root.iter() if _tag(element) == tag]
+
+
+def _as_sent(value):
+    return value
 
 
 def _fields(element):
@@ -91,14 +95,8 @@ def listing_continuation(text):
 
 def listing_prefixes(text):
     """The CommonPrefixes of one ListObjectsV2 page asked for with a delimiter, decoded as its keys are."""
-    root = ElementTree.fromstring(text)
-    quoted = _fields(root).get("EncodingType") == "url"
-    found = []
-    for element in root.iter():
-        if _tag(element) == "CommonPrefixes":
-            prefix = _fields(element).get("Prefix", "")
-            found.append(unquote_key(prefix) if quoted else prefix)
-    return found
+    decode, prefixes = _tree_elements(text, "CommonPrefixes")
+    return [decode(fields.get("Prefix", "")) for fields in prefixes]
 
 
 def unquote_key(key):

@@ -397,6 +397,18 @@ def test_listing_items_when_not_url_encoded_keeps_percent_and_unescapes_entities
     assert wire.listing_continuation(text) == (False, "tok&en")
 
 
+@pytest.mark.parametrize("namespace", ['xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', ""])
+def test_listing_prefixes_when_url_encoded_or_not_gives_each_common_prefix_decoded_as_keys_are(namespace):
+    page = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult %s><Name>b</Name>{encoding}'
+            '<Contents><Key>top</Key><Size>1</Size></Contents>'
+            '<CommonPrefixes><Prefix>{first}</Prefix></CommonPrefixes>'
+            '<CommonPrefixes><Prefix>%%C3%%BCn%%C3%%AF/</Prefix></CommonPrefixes></ListBucketResult>' % namespace)
+    quoted = page.format(encoding="<EncodingType>url</EncodingType>", first="sp+ace/")
+    assert wire.listing_prefixes(quoted) == ["sp ace/", "ünï/"]
+    assert [item[0] for item in wire.listing_items(quoted)] == ["top"]
+    assert wire.listing_prefixes(page.format(encoding="", first="sp+ace/")) == ["sp+ace/", "%C3%BCn%C3%AF/"]
+
+
 def test_listing_items_when_layout_unexpected_falls_back_to_the_element_tree():
     text = PAGE.format(truncated="false", encoding="", key1="k").replace("<KeyCount>2", "<KeyCount>3")
     prefixed = text.replace("<Contents><Key>k</Key>", "<Contents><Key><![CDATA[k]]></Key>")
