@@ -36,24 +36,47 @@ WINDOW = 16
 class Part:
     """A run of keys already listed (``items``), or the keys below ``prefix`` after ``after``."""
 
-    __slots__ = ("prefix", "items", "after")
+    __slots__ = ("prefix", "items", "after", "last")
 
     def __init__(self, prefix=None, items=None, after=None):
         self.prefix = prefix
         self.items = items
         self.after = after
+        # The last key of it handed on: each next one must sort after it.
+        self.last = None
 
     def __repr__(self):
         return "Part(%r, %d items)" % (self.prefix, len(self.items or ()))
 
 
+class _NotInOrder(Exception):
+    """A delimiter page's keys or prefixes came out of S3's order."""
+
+
+def in_order(keys):
+    """True when ``keys`` are in S3's order, each after the one before."""
+    return all(earlier < later for earlier, later in zip(keys, keys[1:]))
+
+
 def parts(list_level, prefix, after):
     """The keys of the listing under ``prefix`` that come after key ``after``, as Parts in key
-    order, or None when splitting would not pay (one prefix left to list). Keys a delimiter page
-    gave are kept as they came: a rest that the levels gave whole needs no further request.
+    order, or None when splitting would not pay (one prefix left to list) or the server's answers
+    are not in S3's order (a part skipped as sorting before ``after`` could hold keys the pages
+    before did not). Keys a delimiter page gave are kept as they came: a rest that the levels gave
+    whole needs no further request.
 
     ``list_level(prefix)`` is one delimiter ("/") page under ``prefix``: (items, prefixes, truncated),
     items as wire.listing_items gives them."""
+    try:
+        level = _levels(list_level, prefix, after)
+    except _NotInOrder:
+        return None
+    return _kept_after(level, after)
+
+
+def _levels(list_level, prefix, after):
+    """The listing under ``prefix`` as Parts in key order, descended a level at a time while fewer
+    than MIN_PARTS prefixes are known (at most MAX_DEPTH levels)."""
     level = [Part(prefix=prefix)]
     for dummy in range(MAX_DEPTH):
         if sum(1 for part in level if part.prefix is not None) >= MIN_PARTS:
@@ -72,6 +95,11 @@ def parts(list_level, prefix, after):
         level = deeper
         if not descended:
             break
+    return level
+
+
+def _kept_after(level, after):
+    """The Parts of ``level`` holding keys after ``after`` (None when only one listing is left)."""
     kept = []
     for part in level:
         if part.prefix is None:
@@ -103,6 +131,8 @@ def _level_parts(items, prefixes, under):
             # Descending into it again would loop; the plain listing holds it whole.
             raise RatBackupError(f"the server answered a delimiter listing under {under!r} with the prefix {prefix!r}",
                                  prefix=under)
+    if not in_order([item[0] for item in items]) or not in_order(prefixes):
+        raise _NotInOrder()
     merged = [(item[0], Part(items=[item])) for item in items]
     merged.extend((prefix, Part(prefix=prefix)) for prefix in prefixes)
     merged.sort(key=lambda pair: pair[0])
@@ -110,11 +140,21 @@ def _level_parts(items, prefixes, under):
 
 
 def checked(items, part):
-    """``items`` of one page of ``part``: those after its ``after``; a key outside its prefix fails."""
-    if part.after is not None:
-        items = [item for item in items if item[0] > part.after]
+    """``items`` of one page of ``part``, in order: those after its ``after`` (a server that ignores
+    start-after sends the part from its first key). A key outside its prefix, or out of S3's order,
+    fails: the parts are handed on one after the other on the strength of that order."""
+    kept = []
     for item in items:
-        if not item[0].startswith(part.prefix):
+        key = item[0]
+        if part.last is None and part.after is not None and key <= part.after:
+            continue
+        if not key.startswith(part.prefix):
             raise RatBackupError(f"the server answered a listing under the prefix {part.prefix!r} with the key "
-                                 f"{item[0]!r}", prefix=part.prefix, key=item[0])
-    return items
+                                 f"{key!r}", prefix=part.prefix, key=key)
+        if part.last is not None and key <= part.last:
+            raise RatBackupError(f"the server listed the key {key!r} after {part.last!r}, out of S3's order (UTF-8 "
+                                 f"bytes), under the prefix {part.prefix!r}: a listing read in parts relies on that "
+                                 "order", prefix=part.prefix, key=key)
+        part.last = key
+        kept.append(item)
+    return kept

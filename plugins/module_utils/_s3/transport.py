@@ -337,27 +337,31 @@ class Transport:
         """Each page's text in order; once split_listing.SPLIT_AFTER pages came and the listing goes
         on, its rest as lists of items, from its parts listed at once."""
         pages = self._listing_pages(bucket, prefix, page_size)
+        first = []
         try:
-            for number, text in enumerate(pages, 1):
+            for text in pages:
                 yield text
-                rest = self._rest_in_parts(bucket, prefix, page_size, text) \
-                    if number == split_listing.SPLIT_AFTER else None
-                if rest is not None:
-                    pages.close()
-                    yield from rest
-                    return
+                if len(first) < split_listing.SPLIT_AFTER:
+                    first.append(text)
+                    rest = self._rest_in_parts(bucket, prefix, page_size, first) \
+                        if len(first) == split_listing.SPLIT_AFTER else None
+                    if rest is not None:
+                        pages.close()
+                        yield from rest
+                        return
         finally:
             pages.close()
             self.close()
 
-    def _rest_in_parts(self, bucket, prefix, page_size, text):
-        """What follows the page ``text``, read in parts at once (read_ahead.InOrder), or None when
-        the listing ends there or does not split."""
-        truncated, dummy = wire.listing_continuation(text)
-        items = wire.listing_items(text) if truncated else None
-        if not items:
+    def _rest_in_parts(self, bucket, prefix, page_size, first):
+        """What follows the pages ``first`` (their texts), read in parts at once (read_ahead.InOrder),
+        or None when the listing ends there or does not split. Only after pages in S3's order: the
+        parts skip what sorts before their last key as handed on already."""
+        truncated, dummy = wire.listing_continuation(first[-1])
+        keys = [item[0] for text in first for item in wire.listing_items(text)] if truncated else None
+        if not keys or not split_listing.in_order(keys):
             return None
-        found = split_listing.parts(lambda under: self._level(bucket, under), prefix, items[-1][0])
+        found = split_listing.parts(lambda under: self._level(bucket, under), prefix, keys[-1])
         if found is None:
             return None
         return read_ahead.InOrder(found, lambda part: self._part_items(bucket, part, page_size),

@@ -208,6 +208,53 @@ def test_list_objects_when_split_and_the_reader_stops_early_leaves_no_thread(buc
     assert not listing_threads()
 
 
+def unordered_server(keys, monkeypatch):
+    """Transport.request answering ListObjectsV2 over ``keys`` in the order given (a server that does
+    not sort by UTF-8 bytes), with max-keys, continuation-token, prefix, delimiter and start-after;
+    the queries it was asked, in order."""
+    asked = []
+
+    def answer(self, method, bucket_name, key=None, query=None, **kwargs):
+        asked.append(dict(query))
+        under, delimiter = query.get("prefix", ""), query.get("delimiter")
+        entries, seen = [], set()
+        for name in keys:
+            if not name.startswith(under) or ("start-after" in query and name <= query["start-after"]):
+                continue
+            cut = name.find(delimiter, len(under)) if delimiter else -1
+            entry = ("prefix", name[:cut + 1]) if cut >= 0 else ("key", name)
+            if entry not in seen:
+                seen.add(entry)
+                entries.append(entry)
+        start = int(query.get("continuation-token", "0"))
+        size = int(query.get("max-keys", "1000"))
+        page, more = entries[start:start + size], start + size < len(entries)
+        body = "".join("<Contents><Key>%s</Key><Size>1</Size><ETag>&quot;e&quot;</ETag></Contents>" % name
+                       for kind, name in page if kind == "key")
+        body += "".join("<CommonPrefixes><Prefix>%s</Prefix></CommonPrefixes>" % name
+                        for kind, name in page if kind == "prefix")
+        text = ('<ListBucketResult><IsTruncated>%s</IsTruncated>%s%s</ListBucketResult>'
+                % ("true" if more else "false", body,
+                   "<NextContinuationToken>%d</NextContinuationToken>" % (start + size) if more else ""))
+        return fast_transport.Response(200, {}, io.BytesIO(text.encode("utf-8")))
+
+    monkeypatch.setattr(fast_transport.Transport, "request", answer)
+    monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
+    return asked
+
+
+@pytest.mark.parametrize("keys", [
+    # The first pages themselves out of order: no split is tried.
+    ["b/1", "A/1", "a/2", "B/2", "c/1", "C/2", "d/1"],
+    # The first pages in order, the prefixes below them not ("a/" before "B/"): no split is made.
+    ["a/1", "a/2", "B/1", "b/2", "C/1", "c/2", "d/1"],
+])
+def test_list_objects_when_the_server_does_not_list_in_s3_order_reads_one_chain_and_drops_no_key(keys, monkeypatch):
+    asked = unordered_server(keys, monkeypatch)
+    assert [item[0] for item in transport().list_objects("b", page_size=1)] == keys
+    assert not any("start-after" in query for query in asked) and not listing_threads()
+
+
 def test_get_when_key_needs_quoting_returns_the_bytes_and_headers(bucket):
     client, name = bucket
     for key in KEYS:

@@ -136,3 +136,26 @@ def test_checked_when_a_server_ignores_start_after_drops_the_keys_handed_on_alre
 def test_checked_when_a_key_is_outside_its_prefix_fails_naming_it():
     with pytest.raises(RatBackupError, match=r"under the prefix 'a/' with the key 'b/1'"):
         split_listing.checked([("a/1", 1, None, None), ("b/1", 1, None, None)], split_listing.Part(prefix="a/"))
+
+
+def test_parts_when_a_level_comes_out_of_s3_order_is_none():
+    def level(under):
+        # A server sorting without regard to case: "a/" before "B/".
+        return [], ["a/", "B/", "c/"], False
+
+    assert split_listing.parts(level, "", "0") is None
+
+
+def test_checked_when_keys_come_out_of_s3_order_fails_naming_the_key():
+    part = split_listing.Part(prefix="p/")
+    assert split_listing.checked([("p/a", 1, None, None), ("p/c", 1, None, None)], part)
+    with pytest.raises(RatBackupError, match=r"listed the key 'p/B' after 'p/c', out of S3's order"):
+        split_listing.checked([("p/B", 1, None, None)], part)
+
+
+def test_checked_when_start_after_is_ignored_a_key_before_it_later_on_fails():
+    part = split_listing.Part(prefix="p/", after="p/2")
+    items = [("p/%d" % i, 1, None, None) for i in (1, 2, 3)]
+    assert [item[0] for item in split_listing.checked(items, part)] == ["p/3"]
+    with pytest.raises(RatBackupError, match="out of S3's order"):
+        split_listing.checked([("p/1", 1, None, None)], part)
