@@ -23,6 +23,8 @@ hand a key on twice.
 
 from __future__ import annotations
 
+import bisect
+
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SPLIT_AFTER = 2
@@ -50,7 +52,8 @@ class Part:
 
 
 class _NotInOrder(Exception):
-    """A delimiter page's keys or prefixes came out of S3's order."""
+    """The server's answers do not fit S3's order or its rolling up of prefixes: splitting could
+    drop keys or hand them on twice."""
 
 
 def in_order(keys):
@@ -58,20 +61,22 @@ def in_order(keys):
     return all(earlier < later for earlier, later in zip(keys, keys[1:]))
 
 
-def parts(list_level, prefix, after):
-    """The keys of the listing under ``prefix`` that come after key ``after``, as Parts in key
-    order, or None when splitting would not pay (one prefix left to list) or the server's answers
-    are not in S3's order (a part skipped as sorting before ``after`` could hold keys the pages
-    before did not). Keys a delimiter page gave are kept as they came: a rest that the levels gave
-    whole needs no further request.
+def parts(list_level, prefix, handed):
+    """The keys of the listing under ``prefix`` that come after the keys ``handed`` on already (in
+    S3's order, the listing's first pages), as Parts in key order, or None when splitting would not
+    pay (one prefix left to list) or the server's answers are not in S3's order (a part skipped as
+    sorting before the last key handed on could hold keys the pages before did not). Keys a
+    delimiter page gave are kept as they came: a rest that the levels gave whole needs no further
+    request.
 
     ``list_level(prefix)`` is one delimiter ("/") page under ``prefix``: (items, prefixes, truncated),
     items as wire.listing_items gives them."""
+    after = handed[-1]
     try:
         level = _levels(list_level, prefix, after)
+        return _kept_after(level, after, handed)
     except _NotInOrder:
         return None
-    return _kept_after(level, after)
 
 
 def _levels(list_level, prefix, after):
@@ -98,11 +103,17 @@ def _levels(list_level, prefix, after):
     return level
 
 
-def _kept_after(level, after):
-    """The Parts of ``level`` holding keys after ``after`` (None when only one listing is left)."""
+def _kept_after(level, after, handed):
+    """The Parts of ``level`` holding keys after ``after`` (None when only one listing is left).
+    What is skipped as handed on already must be in ``handed``: a server whose order differs from
+    S3's can list a prefix or key that sorts before ``after`` after it (one sorting "a" before
+    "B/" lists "B/1" after "a"), and the delimiter pages, which send keys and prefixes apart, do not
+    show it (_NotInOrder)."""
     kept = []
     for part in level:
         if part.prefix is None:
+            if not all(_handed_below(handed, item[0], whole=True) for item in part.items if item[0] <= after):
+                raise _NotInOrder()
             items = [item for item in part.items if item[0] > after]
             if not items:
                 continue
@@ -112,6 +123,8 @@ def _kept_after(level, after):
                 kept.append(Part(items=items))
         elif _may_hold_after(part.prefix, after):
             kept.append(Part(prefix=part.prefix, after=after if after.startswith(part.prefix) else None))
+        elif not _handed_below(handed, part.prefix, whole=False):
+            raise _NotInOrder()
     if sum(1 for part in kept if part.prefix is not None) == 1:
         # One listing left to ask for: as the chain of pages would, only later.
         return None
@@ -124,6 +137,13 @@ def _may_hold_after(prefix, after):
     return prefix > after or after.startswith(prefix)
 
 
+def _handed_below(handed, name, whole):
+    """True when ``handed`` (keys in S3's order) holds the key ``name`` (``whole``), or a key below
+    the prefix ``name``."""
+    index = bisect.bisect_left(handed, name)
+    return index < len(handed) and (handed[index] == name if whole else handed[index].startswith(name))
+
+
 def _level_parts(items, prefixes, under):
     """One delimiter page's keys and prefixes as Parts, merged in key order (S3 sends them apart)."""
     for prefix in prefixes:
@@ -133,9 +153,19 @@ def _level_parts(items, prefixes, under):
                                  prefix=under)
     if not in_order([item[0] for item in items]) or not in_order(prefixes):
         raise _NotInOrder()
-    merged = [(item[0], Part(items=[item])) for item in items]
-    merged.extend((prefix, Part(prefix=prefix)) for prefix in prefixes)
+    # A prefix before a key or prefix equal to it or below it (ties: the prefix first).
+    merged = [((item[0], 1), Part(items=[item])) for item in items]
+    merged.extend(((prefix, 0), Part(prefix=prefix)) for prefix in prefixes)
     merged.sort(key=lambda pair: pair[0])
+    last_prefix = None
+    for (name, dummy), part in merged:
+        if last_prefix is not None and name.startswith(last_prefix):
+            # A key or prefix below another of the same answer (a server rolling up otherwise than
+            # S3, e.g. a directory marker "a/" sent both as a key and as the prefix "a/"): its keys
+            # would be handed on twice. Sorted, a name below any prefix before it is below the last.
+            raise _NotInOrder()
+        if part.prefix is not None:
+            last_prefix = part.prefix
     return [part for dummy, part in merged]
 
 

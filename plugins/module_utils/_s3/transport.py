@@ -361,7 +361,7 @@ class Transport:
         keys = [item[0] for text in first for item in wire.listing_items(text)] if truncated else None
         if not keys or not split_listing.in_order(keys):
             return None
-        found = split_listing.parts(lambda under: self._level(bucket, under), prefix, keys[-1])
+        found = split_listing.parts(lambda under: self._level(bucket, under), prefix, keys)
         if found is None:
             return None
         return read_ahead.InOrder(found, lambda part: self._part_items(bucket, part, page_size),

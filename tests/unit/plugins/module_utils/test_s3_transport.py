@@ -248,6 +248,9 @@ def unordered_server(keys, monkeypatch):
     ["b/1", "A/1", "a/2", "B/2", "c/1", "C/2", "d/1"],
     # The first pages in order, the prefixes below them not ("a/" before "B/"): no split is made.
     ["a/1", "a/2", "B/1", "b/2", "C/1", "c/2", "d/1"],
+    # The first pages and each answer in order, but the key "a" before the prefix "B/", which S3 sorts
+    # before it: no split is made (skipped as handed on, "B/" would have its keys dropped).
+    ["0/1", "a", "B/1", "B/2", "c/1", "d/1"],
 ])
 def test_list_objects_when_the_server_does_not_list_in_s3_order_reads_one_chain_and_drops_no_key(keys, monkeypatch):
     asked = unordered_server(keys, monkeypatch)

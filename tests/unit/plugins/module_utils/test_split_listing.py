@@ -65,7 +65,7 @@ def test_parts_when_read_in_order_are_exactly_the_keys_after_the_last_one_handed
     prefix = rnd.choice(["", "", "a/", "sp ace/"])
     scoped = [key for key in keys if key.startswith(prefix)]
     after = rnd.choice(scoped[:len(scoped) // 2 + 1]) if scoped else prefix
-    parts = split_listing.parts(bucket.level, prefix, after)
+    parts = split_listing.parts(bucket.level, prefix, [key for key in scoped if key <= after] or [after])
     if parts is None:
         return
     assert read_back(bucket, parts) == [key for key in scoped if key > after]
@@ -75,7 +75,7 @@ def test_parts_when_read_in_order_are_exactly_the_keys_after_the_last_one_handed
 def test_parts_when_one_directory_on_top_descends_into_it_until_enough_prefixes():
     keys = ["warehouse/db_%d/t_%02d/k%d" % (db, table, i) for db in range(3) for table in range(8) for i in range(3)]
     bucket = Bucket(keys)
-    parts = split_listing.parts(bucket.level, "", keys[4])
+    parts = split_listing.parts(bucket.level, "", keys[:5])
     # "" then "warehouse/" (3 prefixes) then each db: 24 tables, of which the first holds keys[4].
     assert bucket.asked == ["", "warehouse/", "warehouse/db_0/", "warehouse/db_1/", "warehouse/db_2/"]
     assert [part.prefix for part in parts] == ["warehouse/db_0/t_%02d/" % t for t in range(1, 8)] + \
@@ -86,7 +86,7 @@ def test_parts_when_one_directory_on_top_descends_into_it_until_enough_prefixes(
 def test_parts_when_the_last_key_handed_on_is_inside_a_prefix_reads_that_prefix_on_from_it(monkeypatch):
     monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
     bucket = Bucket(["a/%02d" % i for i in range(10)] + ["b/1", "c/1", "d"])
-    parts = split_listing.parts(bucket.level, "", "a/03")
+    parts = split_listing.parts(bucket.level, "", ["a/%02d" % i for i in range(4)])
     assert [(part.prefix, part.after) for part in parts] == [("a/", "a/03"), ("b/", None), ("c/", None), (None, None)]
     assert read_back(bucket, parts) == ["a/%02d" % i for i in range(4, 10)] + ["b/1", "c/1", "d"]
 
@@ -94,13 +94,13 @@ def test_parts_when_the_last_key_handed_on_is_inside_a_prefix_reads_that_prefix_
 @pytest.mark.parametrize("keys, page", [(["k%03d" % i for i in range(50)], 10),  # no prefix, a long level
                                         (["a/%d" % i for i in range(9)] + ["b/1"], 1)])  # a long level
 def test_parts_when_one_listing_is_left_to_ask_for_is_none(keys, page):
-    assert split_listing.parts(Bucket(keys, page=page).level, "", keys[3]) is None
+    assert split_listing.parts(Bucket(keys, page=page).level, "", keys[:4]) is None
 
 
 def test_parts_when_the_levels_gave_the_whole_rest_hold_it_with_nothing_left_to_ask_for():
     keys = ["a/%d" % i for i in range(9)] + ["b/1", "b/2", "c"]
     bucket = Bucket(keys)
-    parts = split_listing.parts(bucket.level, "", "a/4")
+    parts = split_listing.parts(bucket.level, "", keys[:5])
     assert [part.prefix for part in parts] == [None] and read_back(bucket, parts) == keys[5:]
 
 
@@ -113,7 +113,7 @@ def test_parts_when_a_level_is_longer_than_a_page_keeps_that_prefix_whole(monkey
         items, prefixes, truncated = bucket.level(under)
         return items, prefixes, truncated and under == "a/"
 
-    parts = split_listing.parts(level, "", "a/02")
+    parts = split_listing.parts(level, "", keys[:3])
     assert [(part.prefix, part.after) for part in parts] == [
         ("a/", "a/02"), ("b/x/", None), ("b/y/", None), ("b/z/", None), (None, None)]
     assert read_back(bucket, parts) == keys[3:]
@@ -124,7 +124,7 @@ def test_parts_when_the_server_answers_a_prefix_outside_the_one_asked_fails_nami
         return [], ["a/", "elsewhere/"] if under == "" else [under], False
 
     with pytest.raises(RatBackupError, match=r"delimiter listing under 'a/' with the prefix 'a/'"):
-        split_listing.parts(level, "", "0")
+        split_listing.parts(level, "", ["0"])
 
 
 def test_checked_when_a_server_ignores_start_after_drops_the_keys_handed_on_already():
@@ -143,7 +143,7 @@ def test_parts_when_a_level_comes_out_of_s3_order_is_none():
         # A server sorting without regard to case: "a/" before "B/".
         return [], ["a/", "B/", "c/"], False
 
-    assert split_listing.parts(level, "", "0") is None
+    assert split_listing.parts(level, "", ["0"]) is None
 
 
 def test_checked_when_keys_come_out_of_s3_order_fails_naming_the_key():
@@ -159,3 +159,22 @@ def test_checked_when_start_after_is_ignored_a_key_before_it_later_on_fails():
     assert [item[0] for item in split_listing.checked(items, part)] == ["p/3"]
     with pytest.raises(RatBackupError, match="out of S3's order"):
         split_listing.checked([("p/1", 1, None, None)], part)
+
+
+def test_parts_when_a_key_before_a_prefix_sorting_ahead_of_it_is_none(monkeypatch):
+    # A server sorting without regard to case listed "0/1", "a" first; "B/1" comes after "a" there,
+    # though "B/" sorts before it: skipped as handed on, its keys would be dropped.
+    monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
+
+    def level(under):
+        return [("a", 1, None, None)], ["0/", "B/", "c/", "d/"], False
+
+    assert split_listing.parts(level, "", ["0/1", "a"]) is None
+
+
+@pytest.mark.parametrize("items, prefixes", [([("d/", 1, None, None)], ["d/", "e/"]),  # a marker as key and prefix
+                                             ([("d/x/1", 1, None, None)], ["d/", "e/"]),  # a key not rolled up
+                                             ([], ["d/", "d/x/", "e/"])])  # a prefix below another
+def test_parts_when_a_level_answers_a_name_below_a_prefix_of_it_is_none(items, prefixes, monkeypatch):
+    monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
+    assert split_listing.parts(lambda under: (items, prefixes, False), "", ["0"]) is None
