@@ -24,6 +24,7 @@ hand a key on twice.
 from __future__ import annotations
 
 import bisect
+import itertools
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
@@ -36,14 +37,16 @@ WINDOW = 16
 
 
 class Part:
-    """A run of keys already listed (``items``), or the keys below ``prefix`` after ``after``."""
+    """A run of keys already listed (``items``), or the keys below ``prefix`` after ``after``;
+    ``handed``, the keys below it handed on already (up to ``after``)."""
 
-    __slots__ = ("prefix", "items", "after", "last")
+    __slots__ = ("prefix", "items", "after", "handed", "last")
 
-    def __init__(self, prefix=None, items=None, after=None):
+    def __init__(self, prefix=None, items=None, after=None, handed=frozenset()):
         self.prefix = prefix
         self.items = items
         self.after = after
+        self.handed = handed
         # The last key of it handed on: each next one must sort after it.
         self.last = None
 
@@ -122,7 +125,9 @@ def _kept_after(level, after, handed):
             else:
                 kept.append(Part(items=items))
         elif _may_hold_after(part.prefix, after):
-            kept.append(Part(prefix=part.prefix, after=after if after.startswith(part.prefix) else None))
+            below = after.startswith(part.prefix)
+            kept.append(Part(prefix=part.prefix, after=after if below else None,
+                             handed=_handed_keys_below(handed, part.prefix) if below else frozenset()))
         elif not _handed_below(handed, part.prefix, whole=False):
             raise _NotInOrder()
     if sum(1 for part in kept if part.prefix is not None) == 1:
@@ -142,6 +147,12 @@ def _handed_below(handed, name, whole):
     the prefix ``name``."""
     index = bisect.bisect_left(handed, name)
     return index < len(handed) and (handed[index] == name if whole else handed[index].startswith(name))
+
+
+def _handed_keys_below(handed, prefix):
+    """The keys of ``handed`` (in S3's order) below ``prefix``."""
+    start = bisect.bisect_left(handed, prefix)
+    return frozenset(itertools.takewhile(lambda key: key.startswith(prefix), handed[start:]))
 
 
 def _level_parts(items, prefixes, under):
@@ -171,12 +182,19 @@ def _level_parts(items, prefixes, under):
 
 def checked(items, part):
     """``items`` of one page of ``part``, in order: those after its ``after`` (a server that ignores
-    start-after sends the part from its first key). A key outside its prefix, or out of S3's order,
-    fails: the parts are handed on one after the other on the strength of that order."""
+    start-after sends the part from its first key, the keys ``handed`` on already). A key outside
+    its prefix, or out of S3's order, fails: the parts are handed on one after the other on the
+    strength of that order."""
     kept = []
     for item in items:
         key = item[0]
         if part.last is None and part.after is not None and key <= part.after:
+            if key not in part.handed:
+                # A server whose start-after is not S3's order ("p/B" after "p/a" without regard to
+                # case): skipped as handed on, the key would be dropped.
+                raise RatBackupError(f"the server listed the key {key!r} after start-after {part.after!r}, which S3's "
+                                     f"order (UTF-8 bytes) puts it before, under the prefix {part.prefix!r}: a listing "
+                                     "read in parts relies on that order", prefix=part.prefix, key=key)
             continue
         if not key.startswith(part.prefix):
             raise RatBackupError(f"the server answered a listing under the prefix {part.prefix!r} with the key "

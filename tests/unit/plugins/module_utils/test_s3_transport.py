@@ -210,7 +210,8 @@ def test_list_objects_when_split_and_the_reader_stops_early_leaves_no_thread(buc
 
 def unordered_server(keys, monkeypatch):
     """Transport.request answering ListObjectsV2 over ``keys`` in the order given (a server that does
-    not sort by UTF-8 bytes), with max-keys, continuation-token, prefix, delimiter and start-after;
+    not sort by UTF-8 bytes), with max-keys, continuation-token, prefix, delimiter and start-after (one
+    of ``keys``, in their order);
     the queries it was asked, in order."""
     asked = []
 
@@ -219,7 +220,7 @@ def unordered_server(keys, monkeypatch):
         under, delimiter = query.get("prefix", ""), query.get("delimiter")
         entries, seen = [], set()
         for name in keys:
-            if not name.startswith(under) or ("start-after" in query and name <= query["start-after"]):
+            if not name.startswith(under) or ("start-after" in query and keys.index(name) <= keys.index(query["start-after"])):
                 continue
             cut = name.find(delimiter, len(under)) if delimiter else -1
             entry = ("prefix", name[:cut + 1]) if cut >= 0 else ("key", name)
@@ -256,6 +257,15 @@ def test_list_objects_when_the_server_does_not_list_in_s3_order_reads_one_chain_
     asked = unordered_server(keys, monkeypatch)
     assert [item[0] for item in transport().list_objects("b", page_size=1)] == keys
     assert not any("start-after" in query for query in asked) and not listing_threads()
+
+
+def test_list_objects_when_a_server_starts_after_in_its_own_order_fails_naming_the_key(monkeypatch):
+    # Without regard to case, "x/B" comes after "x/a", the last key of the first pages; S3's order
+    # puts it before, so the part "x/" from "x/a" on must not take it for one handed on already.
+    unordered_server(["0/1", "x/a", "x/B", "x/c", "y/1", "z/1"], monkeypatch)
+    with pytest.raises(RatBackupError, match=r"listed the key 'x/B' after start-after 'x/a'"):
+        list(transport().list_objects("b", page_size=1))
+    assert not listing_threads()
 
 
 def test_get_when_key_needs_quoting_returns_the_bytes_and_headers(bucket):

@@ -88,6 +88,7 @@ def test_parts_when_the_last_key_handed_on_is_inside_a_prefix_reads_that_prefix_
     bucket = Bucket(["a/%02d" % i for i in range(10)] + ["b/1", "c/1", "d"])
     parts = split_listing.parts(bucket.level, "", ["a/%02d" % i for i in range(4)])
     assert [(part.prefix, part.after) for part in parts] == [("a/", "a/03"), ("b/", None), ("c/", None), (None, None)]
+    assert parts[0].handed == {"a/%02d" % i for i in range(4)} and not parts[1].handed
     assert read_back(bucket, parts) == ["a/%02d" % i for i in range(4, 10)] + ["b/1", "c/1", "d"]
 
 
@@ -128,7 +129,7 @@ def test_parts_when_the_server_answers_a_prefix_outside_the_one_asked_fails_nami
 
 
 def test_checked_when_a_server_ignores_start_after_drops_the_keys_handed_on_already():
-    part = split_listing.Part(prefix="a/", after="a/2")
+    part = split_listing.Part(prefix="a/", after="a/2", handed={"a/0", "a/1", "a/2"})
     items = [("a/%d" % i, 1, '"e"', None) for i in range(5)]
     assert [item[0] for item in split_listing.checked(items, part)] == ["a/3", "a/4"]
 
@@ -154,7 +155,7 @@ def test_checked_when_keys_come_out_of_s3_order_fails_naming_the_key():
 
 
 def test_checked_when_start_after_is_ignored_a_key_before_it_later_on_fails():
-    part = split_listing.Part(prefix="p/", after="p/2")
+    part = split_listing.Part(prefix="p/", after="p/2", handed={"p/1", "p/2"})
     items = [("p/%d" % i, 1, None, None) for i in (1, 2, 3)]
     assert [item[0] for item in split_listing.checked(items, part)] == ["p/3"]
     with pytest.raises(RatBackupError, match="out of S3's order"):
@@ -178,3 +179,10 @@ def test_parts_when_a_key_before_a_prefix_sorting_ahead_of_it_is_none(monkeypatc
 def test_parts_when_a_level_answers_a_name_below_a_prefix_of_it_is_none(items, prefixes, monkeypatch):
     monkeypatch.setattr(split_listing, "MIN_PARTS", 2)
     assert split_listing.parts(lambda under: (items, prefixes, False), "", ["0"]) is None
+
+
+def test_checked_when_start_after_is_not_s3_order_a_key_before_it_not_handed_on_fails_naming_it():
+    # A server sorting without regard to case, asked for "p/" after "p/a", sends "p/B".
+    part = split_listing.Part(prefix="p/", after="p/a", handed={"p/0", "p/a"})
+    with pytest.raises(RatBackupError, match=r"listed the key 'p/B' after start-after 'p/a', which S3's order"):
+        split_listing.checked([("p/B", 1, None, None), ("p/c", 1, None, None)], part)
