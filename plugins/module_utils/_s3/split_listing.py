@@ -115,7 +115,7 @@ def _kept_after(level, after, handed):
     kept = []
     for part in level:
         if part.prefix is None:
-            if not all(_handed_below(handed, item[0], whole=True) for item in part.items if item[0] <= after):
+            if not all(item[0] in handed for item in part.items if item[0] <= after):
                 raise _NotInOrder()
             items = [item for item in part.items if item[0] > after]
             if not items:
@@ -128,7 +128,7 @@ def _kept_after(level, after, handed):
             below = after.startswith(part.prefix)
             kept.append(Part(prefix=part.prefix, after=after if below else None,
                              handed=_handed_keys_below(handed, part.prefix) if below else frozenset()))
-        elif not _handed_below(handed, part.prefix, whole=False):
+        elif not _handed_keys_below(handed, part.prefix):
             raise _NotInOrder()
     if sum(1 for part in kept if part.prefix is not None) == 1:
         # One listing left to ask for: as the chain of pages would, only later.
@@ -140,13 +140,6 @@ def _may_hold_after(prefix, after):
     """False when every key below ``prefix`` is at or before ``after``: the prefix sorts before it
     and ``after`` is not below it."""
     return prefix > after or after.startswith(prefix)
-
-
-def _handed_below(handed, name, whole):
-    """True when ``handed`` (keys in S3's order) holds the key ``name`` (``whole``), or a key below
-    the prefix ``name``."""
-    index = bisect.bisect_left(handed, name)
-    return index < len(handed) and (handed[index] == name if whole else handed[index].startswith(name))
 
 
 def _handed_keys_below(handed, prefix):

@@ -341,14 +341,15 @@ class Transport:
         try:
             for text in pages:
                 yield text
-                if len(first) < split_listing.SPLIT_AFTER:
-                    first.append(text)
-                    rest = self._rest_in_parts(bucket, prefix, page_size, first) \
-                        if len(first) == split_listing.SPLIT_AFTER else None
-                    if rest is not None:
-                        pages.close()
-                        yield from rest
-                        return
+                if len(first) == split_listing.SPLIT_AFTER:
+                    continue
+                first.append(text)
+                rest = self._rest_in_parts(bucket, prefix, page_size, first) \
+                    if len(first) == split_listing.SPLIT_AFTER else None
+                if rest is not None:
+                    pages.close()
+                    yield from rest
+                    return
         finally:
             pages.close()
             self.close()
