@@ -27,7 +27,6 @@ Markdown tables. Writes nothing outside a temporary directory and the bench buck
 from __future__ import annotations
 
 import datetime
-import gzip
 import json
 import math
 import os
@@ -41,6 +40,8 @@ import time
 import xml.etree.ElementTree as ET
 
 from cpu_meter import CpuMeter
+
+from ansible_collections.rat.backup.plugins.module_utils.backup_root import manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -211,11 +212,7 @@ def snapshot_second_rest(backup, whole_seconds):
     rest of the snapshot's second on S3's clock (the end of its window), before a listing may hold
     every version stamped in that second (module_utils/_mirror/listing.py, Lister); 0 where nothing
     was pinned (no versioned bucket) or the server stamps milliseconds."""
-    with open(os.path.join(backup, "manifest.json"), "rb") as handle:
-        text = handle.read()
-    if text[:2] == b"\x1f\x8b":
-        text = gzip.decompress(text)
-    window = (json.loads(text).get("consistency") or {}).get("window")
+    window = (manifest.read(backup, with_objects=False).get("consistency") or {}).get("window")
     if not window or not whole_seconds:
         return 0.0
     end = datetime.datetime.fromisoformat(window[1].replace("Z", "+00:00")).timestamp()
