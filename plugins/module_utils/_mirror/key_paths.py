@@ -41,10 +41,12 @@ def is_plain_relpath(relpath):
     segments = relpath.split("/")
     if "" in segments or "." in segments or ".." in segments:
         return False
-    for segment in segments:
-        # A character takes at most 4 bytes of UTF-8: only a longer segment is encoded to be measured.
-        if len(segment) * 4 > MAX_SEGMENT_BYTES and len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
-            return False
+    # A character takes at most 4 bytes of UTF-8: only a path with a longer segment has its segments
+    # encoded to be measured (the check runs for every key listed).
+    if max(map(len, segments)) * 4 > MAX_SEGMENT_BYTES:
+        for segment in segments:
+            if len(segment) * 4 > MAX_SEGMENT_BYTES and len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+                return False
     # The first segment shares the mirror root with our own bookkeeping directories.
     return not segments[0].startswith(RESERVED_PREFIX)
 
@@ -58,7 +60,7 @@ def relpath_of(bucket, base, prefix, key, is_directory):
     """The local path of ``key``: plain when it can be, else escaped (see KeyMapper)."""
     rel = key[len(prefix):] if prefix and key.startswith(prefix) else key
     if is_plain_relpath(rel) and not is_directory:
-        return posixpath.join(base, rel) if base else rel
+        return f"{base}/{rel}" if base else rel
     return escaped_relpath(bucket, key)
 
 
