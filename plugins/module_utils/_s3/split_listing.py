@@ -25,14 +25,29 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
 
 from ansible_collections.rat.backup.plugins.module_utils.errors import RatBackupError
 
 SPLIT_AFTER = 2
 MIN_PARTS = 16
 MAX_DEPTH = 4
-# Parts listed at once, and how far ahead of the reader (read_ahead.InOrder).
-THREADS = 4
+
+
+def listing_threads():
+    """Parts listed at once: one per core this process may use, from 2 to 4. On a RAT host the S3
+    server shares those cores; with 4 at once on 2 cores, bucket_mirror's part of an unchanged
+    100,000-object lake's backup took 7.9 s (median of 5) against 7.3 s with 2, and the listing
+    alone was no faster."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 2
+    return max(2, min(4, cores))
+
+
+THREADS = listing_threads()
+# How many parts ahead of the reader (read_ahead.InOrder).
 WINDOW = 16
 
 

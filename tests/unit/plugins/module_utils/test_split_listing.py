@@ -186,3 +186,9 @@ def test_checked_when_start_after_is_not_s3_order_a_key_before_it_not_handed_on_
     part = split_listing.Part(prefix="p/", after="p/a", handed={"p/0", "p/a"})
     with pytest.raises(RatBackupError, match=r"listed the key 'p/B' after start-after 'p/a', which S3's order"):
         split_listing.checked([("p/B", 1, None, None), ("p/c", 1, None, None)], part)
+
+
+@pytest.mark.parametrize("cores, threads", [(1, 2), (2, 2), (3, 3), (4, 4), (64, 4)])
+def test_parts_are_listed_by_a_thread_per_usable_core_from_2_to_4(cores, threads, monkeypatch):
+    monkeypatch.setattr(split_listing.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert split_listing.listing_threads() == threads
