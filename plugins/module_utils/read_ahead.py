@@ -100,11 +100,16 @@ class InOrder:
         self._reading = 0
         self._turn = threading.Condition()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._work, args=(on_exit,), name="%s-%d" % (name, number),
-                                          daemon=True)
-                         for number in range(min(threads, len(self._parts)))]
-        for thread in self._threads:
-            thread.start()
+        self._threads = []
+        try:
+            for number in range(min(threads, len(self._parts))):
+                thread = threading.Thread(target=self._work, args=(on_exit,), name="%s-%d" % (name, number), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        except BaseException:
+            # A thread that cannot start (the process's thread limit): those started are stopped first.
+            self.close()
+            raise
 
     def _take(self):
         """The index of the next part to read, or None when there is none left or the reader stopped."""

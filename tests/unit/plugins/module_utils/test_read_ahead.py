@@ -128,3 +128,23 @@ def test_in_order_when_the_reader_stops_early_stops_every_thread_and_runs_on_exi
     assert next(items) == 0
     items.close()
     assert not in_order_threads() and sorted(exits) == ["in-order-0", "in-order-1", "in-order-2"]
+
+
+def test_in_order_when_a_thread_cannot_start_stops_those_started_then_raises(monkeypatch):
+    real_start = threading.Thread.start
+    started = []
+
+    def start(thread):
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    def read(part):
+        while True:
+            yield part
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        InOrder(range(10), read, threads=3, window=5, depth=2)
+    assert len(started) == 1 and not started[0].is_alive() and not in_order_threads()
